@@ -1,0 +1,44 @@
+# The two commands that matter: `make demo` and `make test`. Each sets up what it needs (venv, pip
+# packages, Debian packages) on a fresh machine and does nothing twice.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+APT_PACKAGES := prometheus
+DEMO_ARGS ?= --duration 600
+
+.PHONY: demo test venv system-deps bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e '.[test]'
+	touch $(STAMP)
+
+# Debian packages the tests run for real (Prometheus scrapes our /metrics endpoint).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  echo "installing Debian packages:$$missing"; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# A simulated 2-host x 8-GPU H100 cluster with one injected fault (a cooling failure), printed live.
+# Ctrl-C to stop; `make demo DEMO_ARGS=` runs until interrupted.
+demo: $(STAMP)
+	$(VENV)/bin/factorylens gpu --backend sim --sim-hosts 2 --sim-gpus-per-host 8 --sim-model H100 \
+	  --scenario receivers/gpu/scenarios/demo.yaml --sim-speed 10 --collection-interval 2 \
+	  --prometheus-port 9400 --console $(DEMO_ARGS)
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) bench/receiver.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from factorylens.cli import main
+
+raise SystemExit(main())

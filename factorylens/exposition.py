@@ -1,0 +1,125 @@
+"""Prometheus ``/metrics`` for any factorylens component, named by the registry.
+
+Names follow the collector's OTel→Prometheus translation (``hw.gpu.utilization`` →
+``hw_gpu_utilization_ratio``), so dashboards work the same whether Prometheus scrapes us directly
+or receives our OTLP through a collector. Resource attributes go into ``target_info``.
+The server binds to localhost by default and can require a bearer token and TLS.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ssl
+import threading
+from socketserver import ThreadingMixIn
+from typing import Any, Callable, Iterable, Iterator, Mapping
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+
+from factorylens.registry import REGISTRY, Instrument, Registry, prometheus_label
+
+SeriesSource = Callable[[], Mapping[str, list[tuple[Mapping[str, Any], float]]]]
+
+
+class SnapshotCollector:
+    """A prometheus_client collector over a function returning ``{metric: [(attributes, value)]}``."""
+
+    def __init__(self, source: SeriesSource, resource: Mapping[str, Any], registry: Registry = REGISTRY) -> None:
+        self._source = source
+        self._resource = {prometheus_label(k): _label_value(v) for k, v in resource.items()}
+        self._registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        if self._resource:
+            info = InfoMetricFamily("target", "Target metadata (the OTel resource)")
+            info.add_metric(list(self._resource), self._resource)
+            yield info
+        series = self._source()
+        for spec in self._registry.metrics:
+            points = series.get(spec.name)
+            if not points:
+                continue
+            name = spec.prometheus_name
+            keys = sorted({k for attributes, _ in points for k in attributes})
+            labels = [prometheus_label(k) for k in keys]
+            if spec.instrument is Instrument.COUNTER:
+                family: Metric = CounterMetricFamily(name.removesuffix("_total"), spec.description, labels=labels,
+                                                     unit="")
+            else:
+                family = GaugeMetricFamily(name, spec.description, labels=labels)
+            for attributes, value in points:
+                family.add_metric([_label_value(attributes.get(k, "")) for k in keys], value)
+            yield family
+
+
+def _label_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+def _with_bearer_token(app: Callable, token: str) -> Callable:
+    expected = f"Bearer {token}".encode()
+
+    def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
+        given = environ.get("HTTP_AUTHORIZATION", "").encode()
+        if not hmac.compare_digest(given, expected):
+            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
+                                                ("WWW-Authenticate", 'Bearer realm="factorylens"')])
+            return [b"missing or wrong bearer token\n"]
+        return app(environ, start_response)
+
+    return guarded
+
+
+class MetricsServer:
+    """``/metrics`` over HTTP(S) on a background thread; ``shutdown()`` stops it."""
+
+    def __init__(
+        self,
+        collectors: Iterable[Any],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        bearer_token: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+    ) -> None:
+        registry = CollectorRegistry(auto_describe=False)
+        for collector in collectors:
+            registry.register(collector)
+        app = make_wsgi_app(registry)
+        if bearer_token:
+            app = _with_bearer_token(app, bearer_token)
+        self._server = make_server(host, port, app, _ThreadingWSGIServer, handler_class=_QuietHandler)
+        if tls_cert:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls_cert, tls_key)
+            # handshake lazily in the request thread, so a stalled client cannot block accept()
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
+        self.scheme = "https" if tls_cert else "http"
+        self.host, self.port = self._server.server_address[:2]
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"metrics:{self.port}",
+                                        daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}/metrics"
+
+    def shutdown(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

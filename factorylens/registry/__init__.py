@@ -1,0 +1,39 @@
+"""The factorylens signal registry: one source of truth for names, units and attributes.
+
+The receivers create their instruments from it, ``factorylens metrics`` prints it, the Prometheus
+endpoint takes its names from it, and tests fail when emitted data drifts from it.
+"""
+
+from factorylens.registry._catalog import (
+    CLOCK_EVENT_REASONS,
+    GPU_ERROR_TYPES,
+    HW_STATES,
+    REGISTRY,
+)
+from factorylens.registry._model import (
+    AttributeSpec,
+    Domain,
+    EventSpec,
+    Instrument,
+    MetricSpec,
+    Registry,
+    Source,
+    prometheus_label,
+    prometheus_name,
+)
+
+__all__ = [
+    "REGISTRY",
+    "CLOCK_EVENT_REASONS",
+    "GPU_ERROR_TYPES",
+    "HW_STATES",
+    "AttributeSpec",
+    "Domain",
+    "EventSpec",
+    "Instrument",
+    "MetricSpec",
+    "Registry",
+    "Source",
+    "prometheus_label",
+    "prometheus_name",
+]

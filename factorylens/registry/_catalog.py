@@ -1,0 +1,166 @@
+"""Every metric, attribute and event factorylens emits: the single source of truth.
+
+Names follow the OpenTelemetry hardware semantic conventions where they exist (``hw.gpu.*``,
+``hw.errors``, ``hw.status``, ``hw.power``, ``hw.energy``), OpenLIT's GPU-collector extension names
+where the spec is silent (so the two interoperate), and the ``factorylens.`` prefix or our own
+``hw.gpu.*`` proposals where nobody has a name (ARCHITECTURE.md section 3).
+"""
+
+from __future__ import annotations
+
+from factorylens.registry._model import (
+    AttributeSpec,
+    Domain,
+    EventSpec,
+    Instrument,
+    MetricSpec,
+    Registry,
+    Source,
+)
+
+S, O, F = Source.SEMCONV, Source.OPENLIT, Source.FACTORYLENS
+
+CLOCK_EVENT_REASONS = (
+    "gpu_idle", "clocks_setting", "power_cap", "hw_slowdown", "sync_boost",
+    "sw_thermal", "hw_thermal", "hw_power_brake", "display_clocks",
+)
+HW_STATES = ("ok", "degraded", "failed", "predicted_failure")
+GPU_ERROR_TYPES = (
+    "corrected", "uncorrected", "pcie_replay", "xid",
+    "nvlink_crc_data", "nvlink_crc_flit", "nvlink_replay", "nvlink_recovery",
+)
+
+ATTRIBUTES = (
+    # GPU identity (semconv hw.* group, OpenLIT gpu.* extensions)
+    AttributeSpec("hw.id", "string", "GPU UUID (MIG: the MIG device UUID).", S),
+    AttributeSpec("hw.type", "string", "Hardware component type.", S, ("gpu",)),
+    AttributeSpec("hw.name", "string", "Product name as the driver reports it.", S),
+    AttributeSpec("hw.vendor", "string", "Vendor.", S),
+    AttributeSpec("hw.model", "string", "Model preset or board name.", S),
+    AttributeSpec("hw.serial_number", "string", "Board serial number.", S),
+    AttributeSpec("hw.driver_version", "string", "Driver version.", S),
+    AttributeSpec("hw.firmware_version", "string", "VBIOS version.", S),
+    AttributeSpec("hw.parent", "string", "Parent GPU UUID of a MIG device.", S),
+    AttributeSpec("gpu.index", "int", "NVML device index on the host.", O),
+    AttributeSpec("gpu.pci_address", "string", "PCI bus id (domain:bus:device.function).", O),
+    AttributeSpec("gpu.mig.profile", "string", "MIG profile of the instance, e.g. 1g.10gb.", O),
+    AttributeSpec("gpu.mig.instance_id", "int", "MIG GPU instance id.", O),
+    AttributeSpec("gpu.measurement.source", "string", "Where the value was measured.", O, ("nvml", "nvml_gpm")),
+    # metric-specific
+    AttributeSpec("hw.gpu.task", "string", "Engine the utilization is for.", S, ("general", "encoder", "decoder")),
+    AttributeSpec("hw.sensor_location", "string", "Temperature sensor.", S, ("die", "memory")),
+    AttributeSpec("hw.gpu.clock_domain", "string", "Clock domain.", O, ("graphics", "sm", "memory")),
+    AttributeSpec("hw.gpu.clock_event.reason", "string", "Why clocks are held below their maximum.", F,
+                  CLOCK_EVENT_REASONS),
+    AttributeSpec("error.type", "string", "Error class.", S, GPU_ERROR_TYPES),
+    AttributeSpec("hw.gpu.xid.code", "int", "NVIDIA XID error code.", F),
+    AttributeSpec("network.io.direction", "string", "Direction of transfer.", S, ("receive", "transmit")),
+    AttributeSpec("hw.gpu.interconnect.type", "string", "GPU-to-GPU interconnect.", O, ("nvlink",)),
+    AttributeSpec("hw.state", "string", "Health state.", S, HW_STATES),
+    AttributeSpec("hw.gpu.pipe", "string", "SM pipe.", O, ("tensor", "fp16", "fp32", "fp64")),
+    # per process / workload (the cross-domain join keys)
+    AttributeSpec("process.pid", "int", "Host PID of a process using the GPU.", S),
+    AttributeSpec("process.executable.name", "string", "Process executable name.", S),
+    AttributeSpec("factorylens.job.id", "string", "Job id (FACTORYLENS_JOB_ID, else SLURM_JOB_ID, else pod UID).", F),
+    AttributeSpec("factorylens.team", "string", "Team or cost centre owning the job.", F),
+    AttributeSpec("slurm.job.id", "string", "Slurm job id.", F),
+    AttributeSpec("k8s.pod.uid", "string", "Kubernetes pod UID (from the process cgroup).", S),
+    # receiver self-telemetry
+    AttributeSpec("nvml.function", "string", "NVML function that failed.", F),
+    AttributeSpec("factorylens.receiver.error", "string", "NVML error class, e.g. NotSupported.", F),
+    # resource
+    AttributeSpec("service.name", "string", "Service name.", S),
+    AttributeSpec("service.version", "string", "Service version.", S),
+    AttributeSpec("host.name", "string", "Host name of the node.", S),
+    AttributeSpec("k8s.cluster.name", "string", "Kubernetes cluster.", S),
+    AttributeSpec("k8s.node.name", "string", "Kubernetes node.", S),
+    AttributeSpec("cloud.provider", "string", "Cloud provider.", S),
+    AttributeSpec("cloud.region", "string", "Cloud region.", S),
+    AttributeSpec("factorylens.cluster.name", "string", "Cluster (fleet) the node belongs to.", F),
+    AttributeSpec("factorylens.simulated", "bool", "True when the data comes from the simulator.", F),
+)
+
+ATTRIBUTE_GROUPS = {
+    "gpu": (
+        "hw.id", "hw.type", "hw.name", "hw.vendor", "hw.model", "hw.serial_number",
+        "hw.driver_version", "hw.firmware_version", "hw.parent", "gpu.index", "gpu.pci_address",
+        "gpu.mig.profile", "gpu.mig.instance_id",
+    ),
+}
+
+RESOURCE_ATTRIBUTES = (
+    "service.name", "service.version", "host.name", "k8s.cluster.name", "k8s.node.name",
+    "cloud.provider", "cloud.region", "factorylens.cluster.name", "factorylens.simulated",
+)
+
+G, C, U = Instrument.GAUGE, Instrument.COUNTER, Instrument.UPDOWNCOUNTER
+GPU = Domain.GPU
+PROCESS_ATTRIBUTES = (
+    "process.pid", "process.executable.name", "factorylens.job.id", "factorylens.team",
+    "slurm.job.id", "k8s.pod.uid",
+)
+
+METRICS = (
+    MetricSpec("hw.gpu.utilization", G, "1", "Fraction of time the GPU engine was busy (NVML utilization rates, "
+               "encoder and decoder utilization).", GPU, S, ("hw.gpu.task",), "gpu"),
+    MetricSpec("hw.gpu.memory.usage", U, "By", "GPU memory used.", GPU, S, (), "gpu", int),
+    MetricSpec("hw.gpu.memory.limit", U, "By", "Size of the GPU memory.", GPU, S, (), "gpu", int),
+    MetricSpec("hw.gpu.memory.free", U, "By", "GPU memory free.", GPU, O, (), "gpu", int),
+    MetricSpec("hw.gpu.memory.utilization", G, "1", "Fraction of GPU memory used (usage / limit).", GPU, S, (),
+               "gpu"),
+    MetricSpec("hw.gpu.memory.controller.utilization", G, "1", "Fraction of time device memory was being read "
+               "or written (NVML utilization.memory).", GPU, O, (), "gpu"),
+    MetricSpec("hw.temperature", G, "Cel", "GPU die or memory temperature.", GPU, O, ("hw.sensor_location",),
+               "gpu"),
+    MetricSpec("hw.power", G, "W", "Power drawn by the GPU board.", GPU, S, (), "gpu"),
+    MetricSpec("hw.power.limit", G, "W", "Enforced power limit.", GPU, O, (), "gpu"),
+    MetricSpec("hw.energy", C, "J", "Energy consumed by the GPU since the receiver first saw it (NVML counter "
+               "resets on driver reload are stitched).", GPU, S, (), "gpu"),
+    MetricSpec("hw.gpu.speed", G, "Hz", "Current clock frequency.", GPU, O, ("hw.gpu.clock_domain",), "gpu"),
+    MetricSpec("hw.gpu.clock_event.active", G, "1", "1 while the reason holds clocks below maximum "
+               "(throttling), else 0.", GPU, F, ("hw.gpu.clock_event.reason",), "gpu", int),
+    MetricSpec("hw.errors", C, "{error}", "GPU errors: ECC corrected/uncorrected (volatile), PCIe replays, "
+               "NVLink CRC/replay/recovery errors, XID events by code.", GPU, S,
+               ("error.type", "hw.gpu.xid.code"), "gpu", int),
+    MetricSpec("hw.gpu.io", C, "By", "PCIe bytes, integrated from NVML's 20 ms throughput samples.", GPU, S,
+               ("network.io.direction",), "gpu", int),
+    MetricSpec("hw.gpu.interconnect.io", C, "By", "NVLink data bytes over all links.", GPU, O,
+               ("hw.gpu.interconnect.type", "network.io.direction"), "gpu", int),
+    MetricSpec("hw.status", U, "1", "1 for the GPU's current health state, 0 for the others.", GPU, S,
+               ("hw.state",), "gpu", int),
+    MetricSpec("hw.fan.speed_ratio", G, "1", "Fan speed as a fraction of its maximum.", GPU, O, (), "gpu"),
+    MetricSpec("hw.gpu.sm.utilization", G, "1", "Fraction of SMs busy (NVML GPM, Hopper and newer).", GPU, O,
+               ("gpu.measurement.source",), "gpu"),
+    MetricSpec("hw.gpu.sm.occupancy", G, "1", "Active warps over the theoretical maximum (NVML GPM).", GPU, O,
+               ("gpu.measurement.source",), "gpu"),
+    MetricSpec("hw.gpu.pipe.utilization", G, "1", "Fraction of time SMs ran the pipe (NVML GPM).", GPU, O,
+               ("hw.gpu.pipe", "gpu.measurement.source"), "gpu"),
+    MetricSpec("hw.gpu.memory.bandwidth.utilization", G, "1", "DRAM bandwidth used over its maximum "
+               "(NVML GPM).", GPU, O, ("gpu.measurement.source",), "gpu"),
+    MetricSpec("hw.gpu.allocated", G, "1", "1 when a process holds the GPU (any compute process).", GPU, O, (),
+               "gpu", int),
+    MetricSpec("hw.gpu.idle", G, "1", "1 - general utilization.", GPU, O, (), "gpu"),
+    MetricSpec("process.gpu.memory.usage", U, "By", "GPU memory held by the process.", GPU, O,
+               PROCESS_ATTRIBUTES, "gpu", int),
+    MetricSpec("process.gpu.utilization", G, "1", "SM utilization attributed to the process.", GPU, O,
+               PROCESS_ATTRIBUTES, "gpu"),
+    MetricSpec("factorylens.receiver.scrape.errors", C, "{error}", "NVML calls that failed, by function and "
+               "error class (NotSupported is probed once and not counted again).", Domain.SELF, F,
+               ("nvml.function", "factorylens.receiver.error"), None, int),
+    MetricSpec("factorylens.receiver.devices", U, "{device}", "GPUs (and MIG devices) the receiver currently "
+               "sees.", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.receiver.scrape.duration", G, "s", "Wall time of the last scrape.", Domain.SELF, F),
+)
+
+EVENTS = (
+    EventSpec("hw.gpu.xid", "An XID error reported by the driver (one log record per event).", GPU,
+              ("error.type", "hw.gpu.xid.code"), "gpu"),
+)
+
+REGISTRY = Registry(
+    metrics=METRICS,
+    attributes=ATTRIBUTES,
+    attribute_groups=ATTRIBUTE_GROUPS,
+    resource_attributes=RESOURCE_ATTRIBUTES,
+    events=EVENTS,
+)

@@ -1,0 +1,74 @@
+"""OpenTelemetry SDK wiring shared by every factorylens component.
+
+Exporters are configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT``/``_HEADERS``/
+``_PROTOCOL`` (and the per-signal ``_METRICS_``/``_LOGS_`` variants), ``OTEL_RESOURCE_ATTRIBUTES``,
+``OTEL_SERVICE_NAME`` and ``OTEL_METRIC_EXPORT_INTERVAL`` (ms).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+
+from factorylens import __version__
+
+
+def otlp_endpoint_configured(signal: str = "metrics") -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+                or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"))
+
+
+def _protocol(signal: str) -> str:
+    protocol = (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
+    if protocol not in ("grpc", "http/protobuf"):
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported (use grpc or http/protobuf)")
+    return protocol
+
+
+def otlp_metric_exporter() -> MetricExporter:
+    if _protocol("metrics") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return OTLPMetricExporter()
+
+
+def otlp_log_exporter() -> LogRecordExporter:
+    if _protocol("logs") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+    return OTLPLogExporter()
+
+
+def periodic_reader(exporter: MetricExporter, default_interval_s: float) -> MetricReader:
+    """Export on ``OTEL_METRIC_EXPORT_INTERVAL`` when set, else on the component's own interval."""
+    interval_ms = None if os.environ.get("OTEL_METRIC_EXPORT_INTERVAL") else default_interval_s * 1000.0
+    return PeriodicExportingMetricReader(exporter, export_interval_millis=interval_ms)
+
+
+def make_resource(attributes: Mapping[str, Any], service_name: str) -> Resource:
+    """Our detected attributes, overridden by ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``."""
+    resource = Resource.create({"service.name": service_name, "service.version": __version__, **attributes})
+    resource = resource.merge(OTELResourceDetector().detect())
+    if os.environ.get("OTEL_SERVICE_NAME"):
+        resource = resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+    return resource
+
+
+def make_meter_provider(resource: Resource, readers: list[MetricReader]) -> MeterProvider:
+    return MeterProvider(resource=resource, metric_readers=readers)
+
+
+def make_logger_provider(resource: Resource, exporters: list[LogRecordExporter]) -> LoggerProvider:
+    provider = LoggerProvider(resource=resource)
+    for exporter in exporters:
+        provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    return provider

@@ -1,0 +1,1 @@
+"""Receivers: the node agent's sources of signals (GPU now; host, storage and fabric to come)."""

@@ -1,0 +1,97 @@
+"""Builds a :class:`GpuReceiver` from a validated :class:`GpuReceiverConfig`."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, Callable
+
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricReader
+
+from factorylens import telemetry
+from factorylens.receivers.gpu.backend import GpuBackend
+from factorylens.receivers.gpu.config import GpuReceiverConfig
+from factorylens.receivers.gpu.jobs import ProcJobResolver, StaticJobResolver
+from factorylens.receivers.gpu.nvml import NvmlBackend
+from factorylens.receivers.gpu.receiver import GpuReceiver, HostPipeline, metrics_server_for
+from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
+from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
+from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
+
+SERVICE_NAME = "factorylens-gpu-receiver"
+ReadersFactory = Callable[[str], list[MetricReader]]
+LogExportersFactory = Callable[[str], list[LogRecordExporter]]
+
+
+def create_default_config() -> GpuReceiverConfig:
+    return GpuReceiverConfig()
+
+
+def create_backends(config: GpuReceiverConfig, *, clock: Callable[[], float] | None = None
+                    ) -> tuple[list[tuple[str, dict[str, Any], GpuBackend]], SimulatedCluster | None]:
+    """``[(host name, resource attributes, backend)]`` and the simulated cluster, if any."""
+    kwargs: dict[str, Any] = {
+        "process_metrics": config.process_metrics,
+        "max_processes_per_gpu": config.max_processes_per_gpu,
+        "discovery_retry_interval_s": config.discovery_retry_interval_s,
+    }
+    if config.backend == "nvml":
+        host = socket.gethostname()
+        backend = NvmlBackend(None, ProcJobResolver(config.proc_root), **kwargs)
+        return [(host, {"host.name": host}, backend)], None
+    sim_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
+    cluster = SimulatedCluster(config.sim_hosts, config.sim_gpus_per_host, config.sim_model,
+                               config.fault_scenario, mig=config.sim_mig, seed=config.sim_seed,
+                               speed=config.sim_speed, **sim_kwargs)
+    if clock:
+        kwargs["clock"] = clock
+    backends = []
+    for host in cluster.hosts:
+        backend = NvmlBackend(SimulatedNvml(host), StaticJobResolver(cluster.jobs_by_pid(host)), **kwargs)
+        backends.append((host.name, {"host.name": host.name, "factorylens.simulated": True}, backend))
+    return backends, cluster
+
+
+def create_receiver(
+    config: GpuReceiverConfig,
+    *,
+    metric_readers: ReadersFactory | None = None,
+    log_exporters: LogExportersFactory | None = None,
+    on_scrape: Callable[[list[tuple[HostPipeline, Snapshot]]], None] | None = None,
+    clock: Callable[[], float] | None = None,
+    strict: bool = False,
+) -> tuple[GpuReceiver, SimulatedCluster | None]:
+    """Wire backends, scrapers, OTel providers and ``/metrics`` servers; nothing runs until ``start()``.
+
+    ``metric_readers`` / ``log_exporters`` add readers and exporters per host (tests pass in-memory
+    ones); OTLP ones are added when ``config.otlp`` says so.
+    """
+    config.validate()
+    backends, cluster = create_backends(config, clock=clock)
+    use_otlp = config.otlp == "on" or (config.otlp == "auto" and telemetry.otlp_endpoint_configured())
+    token = Path(config.prometheus_bearer_token_file).read_text().strip() if config.prometheus_bearer_token_file else None
+    pipelines = []
+    for i, (name, attributes, backend) in enumerate(backends):
+        resource = telemetry.make_resource(attributes, SERVICE_NAME)
+        readers = list(metric_readers(name)) if metric_readers else []
+        exporters = list(log_exporters(name)) if log_exporters else []
+        if use_otlp:
+            readers.append(telemetry.periodic_reader(telemetry.otlp_metric_exporter(), config.collection_interval_s))
+            exporters.append(telemetry.otlp_log_exporter())
+        pipeline = HostPipeline(
+            name=name,
+            resource_attributes=dict(resource.attributes),
+            scraper=GpuScraper(backend, strict=strict),
+            meter_provider=telemetry.make_meter_provider(resource, readers),
+            logger_provider=telemetry.make_logger_provider(resource, exporters) if exporters else None,
+        )
+        if config.prometheus_port is not None:
+            port = config.prometheus_port + i if config.prometheus_port else 0
+            pipeline.metrics_server = metrics_server_for(
+                pipeline, config.prometheus_host, port, bearer_token=token,
+                tls_cert=config.prometheus_tls_cert, tls_key=config.prometheus_tls_key)
+        pipelines.append(pipeline)
+    receiver = GpuReceiver(pipelines, config.collection_interval_s, event_wait_ms=config.event_wait_ms,
+                           on_scrape=on_scrape)
+    return receiver, cluster

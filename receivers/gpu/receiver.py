@@ -1,0 +1,173 @@
+"""The GPU receiver: scrapers on a schedule, exported through the OTel SDK and ``/metrics``.
+
+One pipeline per host: a real node has one; a simulated cluster has one per simulated host, each
+with its own OTel resource (``host.name``) and ``/metrics`` port, exactly as N node agents would.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.metrics import CallbackOptions, Observation
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.metrics import MeterProvider
+
+from factorylens import __version__
+from factorylens.exposition import MetricsServer, SnapshotCollector
+from factorylens.registry import REGISTRY, Domain, Instrument, MetricSpec, Registry
+from factorylens.receivers.gpu.backend import GpuEvent
+from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
+
+_log = logging.getLogger(__name__)
+INSTRUMENTATION_SCOPE = "factorylens.receivers.gpu"
+
+
+@dataclass
+class HostPipeline:
+    """Everything that serves one host: its scraper and its OTel providers."""
+
+    name: str
+    resource_attributes: Mapping[str, Any]
+    scraper: GpuScraper
+    meter_provider: MeterProvider
+    logger_provider: LoggerProvider | None = None
+    metrics_server: MetricsServer | None = None
+    events_seen: int = 0
+    _instruments: list[Any] = field(default_factory=list)
+
+    def register_instruments(self, registry: Registry) -> None:
+        """One observable instrument per registry metric, reading the latest snapshot."""
+        meter = self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, __version__)
+        for spec in registry.metrics:
+            if spec.domain not in (Domain.GPU, Domain.SELF):
+                continue
+            create = {
+                Instrument.GAUGE: meter.create_observable_gauge,
+                Instrument.COUNTER: meter.create_observable_counter,
+                Instrument.UPDOWNCOUNTER: meter.create_observable_up_down_counter,
+            }[spec.instrument]
+            self._instruments.append(create(spec.name, callbacks=[self._callback(spec)], unit=spec.unit,
+                                            description=spec.description))
+
+    def _callback(self, spec: MetricSpec) -> Callable[[CallbackOptions], list[Observation]]:
+        def observe(options: CallbackOptions) -> list[Observation]:
+            return [Observation(value, attributes) for attributes, value in self.scraper.snapshot.get(spec.name)]
+        return observe
+
+    def emit_event(self, event: GpuEvent) -> None:
+        self.events_seen += 1
+        _log.warning("%s: %s", self.name, event.message)
+        if self.logger_provider is None:
+            return
+        logger = self.logger_provider.get_logger(INSTRUMENTATION_SCOPE, __version__)
+        logger.emit(timestamp=event.timestamp_ns, observed_timestamp=time.time_ns(),
+                    severity_number=SeverityNumber.ERROR, severity_text="ERROR", body=event.message,
+                    attributes=dict(event.attributes), event_name=event.name)
+
+
+class GpuReceiver:
+    """Runs host pipelines: scrape every ``interval_s``, wait for XID events, serve ``/metrics``.
+
+    Args:
+        pipelines: one per host (see :mod:`factorylens.receivers.gpu.factory`).
+        interval_s: collection interval.
+        event_wait_ms: how long one event wait blocks (bounds shutdown latency).
+        on_scrape: called with ``[(pipeline, snapshot), ...]`` after each scrape round (console).
+    """
+
+    def __init__(
+        self,
+        pipelines: list[HostPipeline],
+        interval_s: float,
+        *,
+        event_wait_ms: int = 1000,
+        registry: Registry = REGISTRY,
+        on_scrape: Callable[[list[tuple[HostPipeline, Snapshot]]], None] | None = None,
+    ) -> None:
+        self.pipelines = pipelines
+        self._interval_s = interval_s
+        self._event_wait_ms = event_wait_ms
+        self.on_scrape = on_scrape
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.scrapes = 0
+        self.shutdown_timeout_ms = 5_000  # bounded: a dead collector must not hang a node agent's stop
+        for pipeline in pipelines:
+            pipeline.register_instruments(registry)
+
+    def start(self) -> None:
+        for pipeline in self.pipelines:
+            pipeline.scraper.start()
+        self.scrape_once()
+        self._spawn(self._scrape_loop, "gpu-scrape")
+        for pipeline in self.pipelines:
+            self._spawn(lambda p=pipeline: self._event_loop(p), f"gpu-events:{pipeline.name}")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def scrape_once(self) -> list[tuple[HostPipeline, Snapshot]]:
+        results = []
+        for pipeline in self.pipelines:
+            try:
+                results.append((pipeline, pipeline.scraper.scrape()))
+            except Exception:  # a bug in one host's scrape must not stop the agent
+                _log.exception("scrape of %s failed", pipeline.name)
+        self.scrapes += 1
+        if self.on_scrape is not None:
+            self.on_scrape(results)
+        return results
+
+    def _scrape_loop(self) -> None:
+        next_at = time.monotonic() + self._interval_s
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self.scrape_once()
+            next_at += self._interval_s
+            if next_at < time.monotonic():  # fell behind (slow NVML): skip, don't burst
+                next_at = time.monotonic() + self._interval_s
+
+    def _event_loop(self, pipeline: HostPipeline) -> None:
+        while not self._stop.is_set():
+            try:
+                events = pipeline.scraper.wait_events(self._event_wait_ms)
+            except Exception:
+                _log.exception("event wait on %s failed", pipeline.name)
+                self._stop.wait(self._event_wait_ms / 1000.0)
+                continue
+            for event in events:
+                pipeline.emit_event(event)
+
+    def run(self, duration_s: float | None = None) -> None:
+        """Block until ``stop()``, Ctrl-C or ``duration_s``."""
+        try:
+            self._stop.wait(duration_s)
+        except KeyboardInterrupt:
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def shutdown(self) -> None:
+        """Stop threads, flush exporters (the last values reach the collector), release NVML."""
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=self._event_wait_ms / 1000.0 + 5.0)
+        for pipeline in self.pipelines:
+            if pipeline.metrics_server is not None:
+                pipeline.metrics_server.shutdown()
+            pipeline.meter_provider.shutdown(timeout_millis=self.shutdown_timeout_ms)
+            if pipeline.logger_provider is not None:
+                pipeline.logger_provider.shutdown()
+            pipeline.scraper.shutdown()
+
+
+def metrics_server_for(pipeline: HostPipeline, host: str, port: int, **security: Any) -> MetricsServer:
+    collector = SnapshotCollector(lambda: pipeline.scraper.snapshot.series, pipeline.resource_attributes)
+    return MetricsServer([collector], host, port, **security)

@@ -1,0 +1,159 @@
+"""Fault scenarios for the simulated backend: what goes wrong, where, when and for how long.
+
+A scenario is a YAML or JSON file::
+
+    faults:
+      - kind: thermal_throttle        # one of FAULT_KINDS
+        target: {host: 0, gpu: 3}     # host index or name; gpu index, or "*" for every GPU
+        start: 2m                     # simulated time after the simulation starts (s, m, h)
+        duration: 5m                  # omit for "until the end"
+        params: {extra_celsius: 30}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from factorylens.receivers.gpu.nvml import NVML_ERROR_NAMES
+
+# kind -> (allowed params with defaults, what it does)
+FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
+    "xid": ({"code": 79, "count": 1, "interval": 0.0}, "raise XID event(s) through the NVML event API"),
+    "ecc_burst": ({"corrected_per_s": 50.0, "uncorrected": 1}, "volatile ECC errors at a rate, plus uncorrected ones"),
+    "thermal_throttle": ({"extra_celsius": 30.0}, "cooling failure: temperature rises into thermal slowdown"),
+    "power_cap": ({"limit_fraction": 0.5}, "power limit lowered to a fraction of TDP (power-cap throttling)"),
+    "nvlink_degradation": ({"throughput_fraction": 0.3, "crc_errors_per_s": 20.0},
+                           "NVLink throughput drops and CRC/replay errors climb"),
+    "pcie_degradation": ({"throughput_fraction": 0.25, "replays_per_s": 10.0},
+                         "PCIe link degrades: throughput drops and replays climb"),
+    "gpu_lost": ({}, "every NVML call on the GPU raises GpuIsLost (fallen off the bus)"),
+    "nvml_error": ({"function": "nvmlDeviceGetPowerUsage", "error": "NotSupported"},
+                   "one NVML function raises the given error (NotSupported, NoPermission, Unknown, ...)"),
+    "stuck_utilization": ({"value": 0.0}, "utilization reads a constant while the GPU keeps drawing power"),
+    "memory_leak": ({"bytes_per_s": 256 * 2**20}, "GPU memory used grows until the board is full"),
+    "driver_missing": ({"error": "DriverNotLoaded"}, "nvmlInit fails (no driver / library) on the host"),
+}
+_HOST_ONLY = {"driver_missing"}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be used; the message says which fault and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    host: int | str
+    gpu: int | None  # None: every GPU on the host
+    start_s: float
+    duration_s: float = math.inf
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def active(self, t_s: float) -> bool:
+        return self.start_s <= t_s < self.start_s + self.duration_s
+
+    def targets(self, host_index: int, host_name: str, gpu_index: int | None) -> bool:
+        if self.host not in (host_index, host_name):
+            return False
+        return self.gpu is None or gpu_index is None or self.gpu == gpu_index
+
+    def describe(self) -> str:
+        where = f"host {self.host}" + ("" if self.gpu is None else f" gpu {self.gpu}")
+        until = "" if math.isinf(self.duration_s) else f" for {self.duration_s:g}s"
+        return f"{self.kind} on {where} at +{self.start_s:g}s{until}"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    faults: tuple[Fault, ...] = ()
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Scenario":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ScenarioError(f"cannot read scenario {path}: {exc.strerror}") from None
+        try:
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            raise ScenarioError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {exc}") from None
+        try:
+            return cls.from_dict(data or {})
+        except ScenarioError as exc:
+            raise ScenarioError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Scenario":
+        if not isinstance(data, Mapping) or set(data) - {"faults"}:
+            raise ScenarioError("a scenario is a mapping with one key, 'faults' (a list)")
+        faults = data.get("faults") or []
+        if not isinstance(faults, list):
+            raise ScenarioError("'faults' must be a list")
+        return cls(tuple(_parse_fault(i, f) for i, f in enumerate(faults)))
+
+
+def parse_duration(value: Any, what: str) -> float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ScenarioError(f"{what} {value!r} is not a duration (use e.g. 30, 30s, 5m, 1h)")
+        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds < 0:
+        raise ScenarioError(f"{what} must not be negative")
+    return seconds
+
+
+def _parse_fault(index: int, raw: Any) -> Fault:
+    where = f"fault #{index + 1}"
+    if not isinstance(raw, Mapping):
+        raise ScenarioError(f"{where} must be a mapping")
+    unknown = set(raw) - {"kind", "target", "start", "duration", "params"}
+    if unknown:
+        raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}")
+    kind = raw.get("kind")
+    if kind not in FAULT_KINDS:
+        raise ScenarioError(f"{where}: kind {kind!r} is not one of {', '.join(FAULT_KINDS)}")
+    where = f"{where} ({kind})"
+    target = raw.get("target") or {}
+    if not isinstance(target, Mapping) or set(target) - {"host", "gpu"}:
+        raise ScenarioError(f"{where}: target must be a mapping with 'host' and optional 'gpu'")
+    host = target.get("host", 0)
+    gpu = target.get("gpu", "*" if kind in _HOST_ONLY else None)
+    if gpu is None:
+        raise ScenarioError(f"{where}: target.gpu is required (an index, or '*' for every GPU)")
+    if gpu != "*" and (not isinstance(gpu, int) or gpu < 0):
+        raise ScenarioError(f"{where}: target.gpu must be a GPU index or '*'")
+    if kind in _HOST_ONLY and gpu != "*":
+        raise ScenarioError(f"{where}: applies to a whole host; drop target.gpu")
+    if "start" not in raw:
+        raise ScenarioError(f"{where}: 'start' is required")
+    start = parse_duration(raw["start"], f"{where}: start")
+    duration = parse_duration(raw["duration"], f"{where}: duration") if "duration" in raw else math.inf
+    defaults, _ = FAULT_KINDS[kind]
+    params = dict(raw.get("params") or {})
+    extra = set(params) - set(defaults)
+    if extra:
+        raise ScenarioError(f"{where}: unknown params {sorted(extra)}; allowed: {sorted(defaults)}")
+    merged = {**defaults, **params}
+    if kind == "nvml_error":
+        if merged["error"] not in NVML_ERROR_NAMES.values():
+            raise ScenarioError(f"{where}: error {merged['error']!r} is not an NVML error name")
+        if not str(merged["function"]).startswith("nvml"):
+            raise ScenarioError(f"{where}: function must be an NVML function name")
+    if kind == "driver_missing" and merged["error"] not in ("DriverNotLoaded", "LibraryNotFound"):
+        raise ScenarioError(f"{where}: error must be DriverNotLoaded or LibraryNotFound")
+    if kind == "xid" and (not isinstance(merged["code"], int) or merged["code"] <= 0):
+        raise ScenarioError(f"{where}: code must be a positive XID number")
+    return Fault(kind, host, None if gpu == "*" else gpu, start, duration, merged)
