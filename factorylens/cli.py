@@ -91,6 +91,7 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
 def _run_gpu(args: argparse.Namespace) -> int:
     from factorylens.receivers.gpu import ConfigError, GpuReceiverConfig, create_receiver
     from factorylens.receivers.gpu.console import ConsoleTable
+    from factorylens.receivers.gpu.receiver import tune_gc_for_agent
 
     values = {k: v for k, v in vars(args).items() if k in GpuReceiverConfig.option_names()}
     config = GpuReceiverConfig(**values)
@@ -99,6 +100,7 @@ def _run_gpu(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"factorylens gpu: {exc}", file=sys.stderr)
         return 2
+    tune_gc_for_agent()
     receiver, cluster = create_receiver(config)
     if config.console:
         receiver.on_scrape = ConsoleTable(sys.stdout, cluster)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 
@@ -63,8 +64,18 @@ def make_resource(attributes: Mapping[str, Any], service_name: str) -> Resource:
     return resource
 
 
-def make_meter_provider(resource: Resource, readers: list[MetricReader]) -> MeterProvider:
-    return MeterProvider(resource=resource, metric_readers=readers)
+MAX_SERIES_PER_METRIC = 16_384
+
+
+def make_meter_provider(resource: Resource, readers: list[MetricReader],
+                        max_series_per_metric: int = MAX_SERIES_PER_METRIC) -> MeterProvider:
+    """A provider whose every metric keeps at most ``max_series_per_metric`` attribute sets.
+
+    The SDK's default (2,000) would fold a large node's per-GPU series into an overflow series;
+    ours is high enough for 64 devices × every label value, and still bounds memory.
+    """
+    view = View(instrument_name="*", aggregation_cardinality_limit=max_series_per_metric)
+    return MeterProvider(resource=resource, metric_readers=readers, views=[view])
 
 
 def make_logger_provider(resource: Resource, exporters: list[LogRecordExporter]) -> LoggerProvider:

@@ -81,12 +81,15 @@ ATTRIBUTES = (
 )
 
 ATTRIBUTE_GROUPS = {
+    # on every GPU point: enough to identify and join (hw.id is the join key)
     "gpu": (
-        "hw.id", "hw.type", "hw.name", "hw.vendor", "hw.model", "hw.serial_number",
-        "hw.driver_version", "hw.firmware_version", "hw.parent", "gpu.index", "gpu.pci_address",
+        "hw.id", "hw.type", "hw.name", "hw.vendor", "hw.parent", "gpu.index", "gpu.pci_address",
         "gpu.mig.profile", "gpu.mig.instance_id",
     ),
 }
+# static descriptive attributes ride on hw.status only (4 points per GPU), not on every point:
+# they would multiply label size and SDK cost per point for no extra cardinality (join on hw.id)
+GPU_DETAILS = ("hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware_version")
 
 RESOURCE_ATTRIBUTES = (
     "service.name", "service.version", "host.name", "k8s.cluster.name", "k8s.node.name",
@@ -126,8 +129,9 @@ METRICS = (
                ("network.io.direction",), "gpu", int),
     MetricSpec("hw.gpu.interconnect.io", C, "By", "NVLink data bytes over all links.", GPU, O,
                ("hw.gpu.interconnect.type", "network.io.direction"), "gpu", int),
-    MetricSpec("hw.status", U, "1", "1 for the GPU's current health state, 0 for the others.", GPU, S,
-               ("hw.state",), "gpu", int),
+    MetricSpec("hw.status", U, "1", "1 for the GPU's current health state, 0 for the others; also carries "
+               "the GPU's model, serial, driver and VBIOS versions.", GPU, S, ("hw.state", *GPU_DETAILS), "gpu",
+               int),
     MetricSpec("hw.fan.speed_ratio", G, "1", "Fan speed as a fraction of its maximum.", GPU, O, (), "gpu"),
     MetricSpec("hw.gpu.sm.utilization", G, "1", "Fraction of SMs busy (NVML GPM, Hopper and newer).", GPU, O,
                ("gpu.measurement.source",), "gpu"),

@@ -130,6 +130,7 @@ class _Device:
     index: int
     identity: dict[str, Any]
     key: Any
+    details: dict[str, Any] = field(default_factory=dict)
     unsupported: set[str] = field(default_factory=set)
     counters: dict[str, MonotonicCounter] = field(default_factory=dict)
     rates: dict[str, RateIntegrator] = field(default_factory=dict)
@@ -274,11 +275,11 @@ class NvmlBackend(GpuBackend):
             if "memory" not in mig.unsupported and not d.lost:
                 self._read_memory(mig, s, mig.identity, now, state, live_pids)
         if d.lost:
-            s.points.extend(_status_points(ident, "failed"))
+            s.points.extend(_status_points({**ident, **d.details}, "failed"))
             return
         health = "predicted_failure" if state["predicted_failure"] else (
             "degraded" if state["degraded"] else "ok")
-        s.points.extend(_status_points(ident, health))
+        s.points.extend(_status_points({**ident, **d.details}, health))
         for code, count in d.xid_counts.items():
             s.points.append(Point("hw.errors", count, {**ident, "error.type": "xid", "hw.gpu.xid.code": code}))
 
@@ -551,7 +552,7 @@ class NvmlBackend(GpuBackend):
                 self._pending_errors.append(ScrapeError("discovery", error))
                 previous = self._known.get(index)
                 if previous is not None:
-                    self._lost_status[previous.identity["hw.id"]] = previous.identity
+                    self._lost_status[previous.identity["hw.id"]] = {**previous.identity, **previous.details}
                 _log.warning("GPU %d could not be opened (%s); retrying every %.0f s", index, error,
                              self._retry_interval_s)
                 continue
@@ -566,15 +567,16 @@ class NvmlBackend(GpuBackend):
     def _discover_device(self, index: int, driver: str | None) -> _Device:
         nvml = self._nvml
         handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        ident = self._identity(handle, index, driver)
-        device = _Device(handle=handle, index=index, identity=ident, key=_handle_key(handle))
-        device.migs = self._discover_migs(handle, ident)
+        ident, details = self._identity(handle, index, driver)
+        device = _Device(handle=handle, index=index, identity=ident, key=_handle_key(handle), details=details)
+        device.migs = self._discover_migs(handle, ident, details)
         support = _optional(nvml.nvmlGpmQueryDeviceSupport, handle)
         if support is not None and getattr(support, "isSupportedDevice", 0):
             device.gpm_samples = [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()]
         return device
 
-    def _identity(self, handle: Any, index: int, driver: str | None) -> dict[str, Any]:
+    def _identity(self, handle: Any, index: int, driver: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Per-point identity, and the descriptive attributes that ride on ``hw.status`` only."""
         nvml = self._nvml
         ident: dict[str, Any] = {
             "hw.id": _text(nvml.nvmlDeviceGetUUID(handle)),
@@ -582,22 +584,23 @@ class NvmlBackend(GpuBackend):
             "hw.vendor": self._vendor,
             "gpu.index": index,
         }
+        details: dict[str, Any] = {}
         name = _text(_optional(nvml.nvmlDeviceGetName, handle))
         if name:
             ident["hw.name"] = name
-            ident["hw.model"] = name
+            details["hw.model"] = name
         for key, fn in (("hw.serial_number", "nvmlDeviceGetSerial"), ("hw.firmware_version", "nvmlDeviceGetVbiosVersion")):
             value = _text(_optional(getattr(nvml, fn), handle))
             if value:
-                ident[key] = value
+                details[key] = value
         if driver:
-            ident["hw.driver_version"] = driver
+            details["hw.driver_version"] = driver
         pci = _optional(nvml.nvmlDeviceGetPciInfo, handle)
         if pci is not None:
             ident["gpu.pci_address"] = _text(pci.busId)
-        return ident
+        return ident, details
 
-    def _discover_migs(self, handle: Any, parent: dict[str, Any]) -> list[_Device]:
+    def _discover_migs(self, handle: Any, parent: dict[str, Any], details: dict[str, Any]) -> list[_Device]:
         nvml = self._nvml
         mode = _optional(nvml.nvmlDeviceGetMigMode, handle)
         if not mode or not mode[0]:
@@ -608,14 +611,13 @@ class NvmlBackend(GpuBackend):
             if mig is None:
                 continue
             name = _text(_optional(nvml.nvmlDeviceGetName, mig)) or ""
-            ident = {k: v for k, v in parent.items() if k not in ("hw.serial_number",)}
-            ident.update({"hw.id": _text(nvml.nvmlDeviceGetUUID(mig)), "hw.parent": parent["hw.id"]})
+            ident = {**parent, "hw.id": _text(nvml.nvmlDeviceGetUUID(mig)), "hw.parent": parent["hw.id"]}
             if " MIG " in name:
                 ident["gpu.mig.profile"] = name.rsplit(" MIG ", 1)[1]
             gi = _optional(nvml.nvmlDeviceGetGpuInstanceId, mig)
             if gi is not None:
                 ident["gpu.mig.instance_id"] = int(gi)
-            migs.append(_Device(handle=mig, index=i, identity=ident, key=_handle_key(mig)))
+            migs.append(_Device(handle=mig, index=i, identity=ident, key=_handle_key(mig), details=details))
         return migs
 
     def _teardown(self) -> None:

@@ -24,8 +24,11 @@ def test_reads_every_field_with_identity_and_units(clock):
     gpu = cluster.hosts[0].gpus[0]
     ident = dict(values(r, "hw.power", **{"gpu.index": 0})[0][0])
     assert ident["hw.id"] == gpu.uuid and ident["hw.type"] == "gpu" and ident["hw.vendor"] == "nvidia"
-    assert ident["hw.name"] == "NVIDIA H100 80GB HBM3" and ident["hw.driver_version"]
-    assert ident["gpu.pci_address"] == gpu.pci_bus_id and ident["hw.serial_number"] == gpu.serial
+    assert ident["hw.name"] == "NVIDIA H100 80GB HBM3" and ident["gpu.pci_address"] == gpu.pci_bus_id
+    assert "hw.serial_number" not in ident  # descriptive attributes ride on hw.status only
+    (status, _), = values(r, "hw.status", **{"gpu.index": 0, "hw.state": "ok"})
+    assert status["hw.serial_number"] == gpu.serial and status["hw.driver_version"] == "570.133.20"
+    assert status["hw.firmware_version"] == gpu.model.vbios and status["hw.model"] == gpu.model.name
     assert value(r, "hw.power", **{"gpu.index": 0}) == int(gpu.power_w * 1000) / 1000.0
     assert value(r, "hw.power.limit", **{"gpu.index": 0}) == 700.0
     assert value(r, "hw.gpu.memory.limit", **{"gpu.index": 0}) == gpu.model.memory_bytes
