@@ -13,7 +13,7 @@ from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
 _THROTTLE_SHORT = {"power_cap": "PWR", "sw_thermal": "THERM", "hw_thermal": "HW-THERM", "hw_slowdown": "HW-SLOW",
                    "hw_power_brake": "BRAKE", "sync_boost": "SYNC", "clocks_setting": "APP", "display_clocks": "DISP"}
 _HEADER = (f"{'host':<12} {'gpu':>3} {'util':>5} {'mem GiB':>13} {'power W':>11} {'temp':>6} {'SM MHz':>6} "
-           f"{'throttle':<14} {'errors':<22} {'status':<9} job")
+           f"{'throttle':<22} {'errors':<22} {'status':<9} job")
 
 
 class ConsoleTable:
@@ -92,7 +92,7 @@ class ConsoleTable:
             errors = " ".join(f"{k}={v}" for k, v in r["errors"].items()) or "-"
             gpu = f"{r['index']}" if r["mig"] is None else f"{r['index']}m"
             lines.append(f"{host:<12} {gpu:>3} {util:>5} {mem:>13} {power:>11} {temp:>6} {sm:>6} "
-                         f"{','.join(r['throttle']) or '-':<14} {errors:<22} {r['status']:<9} {r['job'] or '-'}")
+                         f"{','.join(r['throttle']) or '-':<22} {errors:<22} {r['status']:<9} {r['job'] or '-'}")
         if not lines:
             lines.append(f"{host:<12} (no GPUs visible: see receiver errors)")
         return lines

@@ -303,6 +303,7 @@ class SimulatedCluster:
         target_c = AMBIENT_C + extra_c + 52.0 * power / m.tdp_w
         alpha = 1.0 - math.exp(-dt / THERMAL_TAU_S) if dt else 1.0
         g.temperature_c += (target_c - g.temperature_c) * alpha
+        g.temperature_c = min(g.temperature_c, m.hw_slowdown_c + 3.0)  # hardware slowdown holds it there
         thermal = 1.0
         if g.temperature_c >= m.slowdown_c:
             reasons |= SW_THERMAL
