@@ -264,13 +264,8 @@ class NvmlBackend(GpuBackend):
         ident = d.identity
         state = {"degraded": False, "predicted_failure": False}
         for name, reader in self._READERS:
-            if name in d.unsupported or d.lost:
-                continue
-            if name.startswith("gpm_") and not d.gpm_samples:
-                continue
-            if name.startswith("process") and not self._process_metrics:
-                continue
-            reader(self, d, s, ident, now, state, live_pids)
+            if self._wanted(d, name):  # checked per field: a lost GPU stops the rest of its scrape
+                reader(self, d, s, ident, now, state, live_pids)
         for mig in d.migs:
             if "memory" not in mig.unsupported and not d.lost:
                 self._read_memory(mig, s, mig.identity, now, state, live_pids)
@@ -486,8 +481,6 @@ class NvmlBackend(GpuBackend):
         d.gpm_taken = d.gpm_taken + 1 if taken else 0
 
     def _read_gpm_metrics(self, d, s, ident, now, state, live_pids):
-        if d.gpm_taken < 2:
-            return
         request = self._nvml.c_nvmlGpmMetricsGet_t()
         request.version = 1  # NVML_GPM_METRICS_GET_VERSION
         request.numMetrics = len(_GPM_METRICS)
@@ -510,19 +503,17 @@ class NvmlBackend(GpuBackend):
 
     # discovery -------------------------------------------------------------------------------
 
+    def _wanted(self, d: _Device, name: str) -> bool:
+        """Whether a scrape reads this field now (each wanted field is exactly one NVML call)."""
+        if d.lost or name in d.unsupported:
+            return False
+        if name.startswith("gpm_"):
+            return bool(d.gpm_samples) and (name == "gpm_sample" or d.gpm_taken >= 2)
+        return self._process_metrics or not name.startswith("process")
+
     def _field_count(self, d: _Device) -> int:
-        if d.lost:
-            return 0
-        n = 0
-        for name, _ in self._READERS:
-            if name in d.unsupported or (name.startswith("gpm_") and not d.gpm_samples):
-                continue
-            if name.startswith("process") and not self._process_metrics:
-                continue
-            if name == "gpm_metrics" and d.gpm_taken < 2:
-                continue
-            n += 1
-        return n + sum(1 for m in d.migs if "memory" not in m.unsupported)
+        fields = sum(1 for name, _ in self._READERS if self._wanted(d, name))
+        return fields + sum(1 for m in d.migs if "memory" not in m.unsupported and not d.lost)
 
     def _try_initialize(self) -> None:
         self._next_attempt = self._clock() + self._retry_interval_s
