@@ -39,6 +39,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(PY) bench/receiver.py
+	$(PY) bench/ingest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -7,6 +7,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 from typing import Sequence
 
 from factorylens import __version__
@@ -117,12 +118,190 @@ def _run_gpu(args: argparse.Namespace) -> int:
     return 0
 
 
+_RCA_EPILOG = """\
+durability:
+  Every accepted export is in the write-ahead log (DATA_DIR/wal) before it is acknowledged; on start
+  the newest snapshot (DATA_DIR/snapshots) is loaded and the WAL after it replayed. --fsync always
+  survives power loss; interval and never survive a killed process (the OS still has the bytes).
+
+backpressure:
+  Over --max-pending-requests / --max-pending-mb, or when the WAL cannot be written (disk full),
+  exports get UNAVAILABLE with RetryInfo (--retry-after), so collectors and SDKs retry instead of
+  dropping. Requests over --max-message-mb get RESOURCE_EXHAUSTED.
+
+environment:
+  FACTORYLENS_RCA_<OPTION>        default for any option, e.g. FACTORYLENS_RCA_LISTEN=0.0.0.0:4317
+  FACTORYLENS_RCA_BEARER_TOKEN    the bearer token, when --bearer-token-file is not given
+
+examples:
+  factorylens rca serve                                   # 127.0.0.1:4317, /metrics on 127.0.0.1:9464
+  factorylens rca serve --listen 0.0.0.0:4317 --tls-cert srv.pem --tls-key srv.key \\
+      --bearer-token-file /etc/factorylens/token          # exposed: TLS + token
+  factorylens rca incidents                               # ask a running service
+"""
+
+
+def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
+    from factorylens.rca_service.config import RcaServiceConfig
+
+    d = RcaServiceConfig()
+    rca = sub.add_parser("rca", help="run or query the RCA service",
+                         description="The RCA service: an OTLP gRPC endpoint with a durable store, anomaly "
+                                     "detection and ranked root causes, and the factorylens.rca.v1 API.")
+    rsub = rca.add_subparsers(dest="rca_command", metavar="COMMAND")
+    p = rsub.add_parser(
+        "serve", help="run the RCA service",
+        description="Serve OTLP MetricsService/TraceService/LogsService Export and the factorylens.rca.v1 API "
+                    "on one gRPC port, and Prometheus /metrics on another.",
+        epilog=_RCA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("endpoints")
+    g.add_argument("--listen", default=d.listen, metavar="HOST:PORT",
+                   help="gRPC address for OTLP and the API (default %(default)s; 0.0.0.0 to expose it)")
+    g.add_argument("--metrics-listen", default=d.metrics_listen, metavar="HOST:PORT",
+                   help="Prometheus /metrics address, or 'off' (default %(default)s)")
+    g.add_argument("--workers", type=int, default=d.workers, metavar="N",
+                   help="gRPC handler threads (default %(default)s)")
+    g = p.add_argument_group("durability")
+    g.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
+                   help="WAL, snapshots and incidents (default %(default)s)")
+    g.add_argument("--fsync", default=d.fsync, choices=("always", "interval", "never"),
+                   help="when the WAL is fsynced (default %(default)s)")
+    g.add_argument("--fsync-interval", type=float, default=d.fsync_interval_s, metavar="SECONDS",
+                   dest="fsync_interval_s", help="fsync period for --fsync interval (default %(default)s)")
+    g.add_argument("--wal-segment-mb", type=int, default=d.wal_segment_mb, metavar="MB",
+                   help="WAL segment size (default %(default)s)")
+    g.add_argument("--snapshot-interval", type=float, default=d.snapshot_interval_s, metavar="SECONDS",
+                   dest="snapshot_interval_s", help="snapshot (and WAL truncation) period (default %(default)s)")
+    g.add_argument("--snapshot-wal-mb", type=int, default=d.snapshot_wal_mb, metavar="MB",
+                   help="also snapshot when the WAL grows past this (default %(default)s)")
+    g = p.add_argument_group("limits")
+    g.add_argument("--max-message-mb", type=int, default=d.max_message_mb, metavar="MB",
+                   help="largest accepted request (default %(default)s)")
+    g.add_argument("--max-pending-requests", type=int, default=d.max_pending_requests, metavar="N",
+                   help="exports in flight before refusing with RetryInfo (default %(default)s)")
+    g.add_argument("--max-pending-mb", type=int, default=d.max_pending_mb, metavar="MB",
+                   help="request bytes in flight before refusing with RetryInfo (default %(default)s)")
+    g.add_argument("--retry-after", type=float, default=d.retry_after_s, metavar="SECONDS", dest="retry_after_s",
+                   help="RetryInfo delay sent when refusing (default %(default)s)")
+    g.add_argument("--retention", type=float, default=d.retention_s, metavar="SECONDS", dest="retention_s",
+                   help="how long points are kept (default %(default)s)")
+    g.add_argument("--max-series", type=int, default=d.max_series, metavar="N",
+                   help="cardinality limit; points of new series beyond it are rejected (default %(default)s)")
+    g.add_argument("--max-events", type=int, default=d.max_events, metavar="N",
+                   help="log records kept as events (default %(default)s)")
+    g.add_argument("--analysis-interval", type=float, default=d.analysis_interval_s, metavar="SECONDS",
+                   dest="analysis_interval_s", help="period of the anomaly/incident pass (default %(default)s)")
+    g = p.add_argument_group("security")
+    g.add_argument("--tls-cert", default=d.tls_cert, metavar="PEM", help="serve gRPC and /metrics over TLS")
+    g.add_argument("--tls-key", default=d.tls_key, metavar="PEM", help="private key of --tls-cert")
+    g.add_argument("--tls-client-ca", default=d.tls_client_ca, metavar="PEM",
+                   help="require client certificates signed by this CA (mTLS)")
+    g.add_argument("--bearer-token-file", default=d.bearer_token_file, metavar="FILE",
+                   help="require 'authorization: Bearer <token>' on every RPC and on /metrics")
+    g = p.add_argument_group("outputs")
+    g.add_argument("--incidents-otlp-endpoint", default=d.incidents_otlp_endpoint, metavar="URL",
+                   help="send incidents as OTLP log records here (gRPC, e.g. http://collector:4317)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
+    p.set_defaults(func=_run_rca_serve)
+
+    def client(name: str, help_: str) -> argparse.ArgumentParser:
+        c = rsub.add_parser(name, help=help_, description=help_)
+        c.add_argument("--target", default=d.listen, metavar="HOST:PORT",
+                       help="the RCA service (default %(default)s)")
+        c.add_argument("--bearer-token-file", metavar="FILE", help="bearer token (else FACTORYLENS_RCA_BEARER_TOKEN)")
+        c.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA")
+        c.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+        c.add_argument("--tls-key", metavar="PEM", help="client key (mTLS)")
+        c.add_argument("--json", action="store_true", help="print the API response as JSON")
+        c.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", dest="timeout_s")
+        return c
+
+    client("health", "print the service's health and counters").set_defaults(func=_run_rca_client)
+    c = client("series", "list stored series")
+    c.add_argument("--metric", default="*", help="glob over metric names (default all)")
+    c.add_argument("--domain", default="", help="only this domain")
+    c.add_argument("--entity", default="", help="glob over entities, e.g. 'gpu:*'")
+    c.add_argument("--limit", type=int, default=100)
+    c.set_defaults(func=_run_rca_client)
+    c = client("incidents", "list incidents (newest first) with ranked causes")
+    c.add_argument("--open", action="store_true", dest="open_only", help="only open incidents")
+    c.add_argument("--limit", type=int, default=20)
+    c.set_defaults(func=_run_rca_client)
+    c = client("incident", "show one incident with its ranked causes and evidence")
+    c.add_argument("id")
+    c.set_defaults(func=_run_rca_client)
+
+
+def _run_rca_serve(args: argparse.Namespace) -> int:
+    from factorylens.rca_service import ConfigError, RcaService, RcaServiceConfig, ServiceError
+
+    values = {k: v for k, v in vars(args).items() if k in RcaServiceConfig.option_names()}
+    try:
+        service = RcaService(RcaServiceConfig(**values))
+        service.start()
+    except (ConfigError, ServiceError) as exc:
+        print(f"factorylens rca serve: {exc}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=service.stop, daemon=True).start())
+    try:
+        while not service.wait(1.0):
+            pass
+    except KeyboardInterrupt:
+        service.stop()
+    return 0
+
+
+def _run_rca_client(args: argparse.Namespace) -> int:
+    import os
+
+    import grpc
+    from google.protobuf.json_format import MessageToJson
+
+    from factorylens.rca_service.api.v1 import rca_pb2
+    from factorylens.rca_service.client import connect, format_incident, when
+
+    token = (open(args.bearer_token_file).read().strip() if args.bearer_token_file
+             else os.environ.get("FACTORYLENS_RCA_BEARER_TOKEN"))
+    stub = connect(args.target, token=token, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    try:
+        if args.rca_command == "health":
+            response = stub.Health(rca_pb2.HealthRequest(), timeout=args.timeout_s)
+        elif args.rca_command == "series":
+            response = stub.ListSeries(rca_pb2.ListSeriesRequest(metric=args.metric, domain=args.domain,
+                                                                 entity=args.entity, limit=args.limit),
+                                       timeout=args.timeout_s)
+        elif args.rca_command == "incidents":
+            response = stub.ListIncidents(rca_pb2.ListIncidentsRequest(open_only=args.open_only, limit=args.limit),
+                                          timeout=args.timeout_s)
+        else:
+            response = stub.GetIncident(rca_pb2.GetIncidentRequest(id=args.id), timeout=args.timeout_s)
+    except grpc.RpcError as exc:
+        print(f"factorylens rca {args.rca_command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(MessageToJson(response, preserving_proto_field_name=True))
+    elif args.rca_command == "health":
+        print(str(response).strip())
+    elif args.rca_command == "series":
+        for s in response.series:
+            print(f"{s.id}  {s.metric:<40} {s.kind:<15} {s.domain:<8} {s.entity:<40} {s.points:>8} points  "
+                  f"last {when(s.last_time_unix_nano)}")
+        print(f"{len(response.series)} series" + (" (more matched; raise --limit)" if response.truncated else ""))
+    elif args.rca_command == "incidents":
+        for incident in response.incidents:
+            print(format_incident(incident) + "\n")
+        print(f"{len(response.incidents)} incident(s)")
+    else:
+        print(format_incident(response))
+    return 0
+
+
 def _run_metrics(args: argparse.Namespace) -> int:
     metrics = [m for m in REGISTRY.metrics if args.domain is None or m.domain.value == args.domain]
     if args.format == "json":
         print(json.dumps([{
             "name": m.name, "instrument": m.instrument.value, "unit": m.unit, "domain": m.domain.value,
-            "source": m.source.value, "prometheus": m.prometheus_name,
+            "source": m.source.value, "component": m.component, "prometheus": m.prometheus_name,
             "attributes": list(REGISTRY.allowed_attributes(m)), "description": m.description,
         } for m in metrics], indent=2))
         return 0
@@ -159,6 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--domain", choices=[d.value for d in Domain], help="only this domain")
     m.set_defaults(func=_run_metrics)
     _add_gpu_parser(sub)
+    _add_rca_parser(sub)
     return parser
 
 
@@ -166,6 +346,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
+        if args.command == "rca":
+            parser.parse_args(["rca", "--help"])
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,

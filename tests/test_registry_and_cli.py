@@ -121,3 +121,20 @@ def test_nvml_backend_without_a_gpu_stays_up_and_says_why(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "NVML is not available" in out.stderr
     assert "no GPUs visible" in out.stdout and "nvmlInit:" in out.stdout
+
+
+def test_every_metric_names_the_component_that_emits_it():
+    from factorylens.registry import COMPONENTS
+
+    assert {m.component for m in REGISTRY.metrics} == set(COMPONENTS)
+    assert {m.name for m in REGISTRY.emitted_by("rca-service")} >= {"factorylens.rca.ingest.accepted",
+                                                                     "factorylens.anomaly.score"}
+
+
+def test_readme_registry_table_is_the_generated_one(capsys):
+    from factorylens.cli import main
+
+    assert main(["metrics", "--format", "markdown"]) == 0
+    table = capsys.readouterr().out.strip()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert table in readme, "README's registry table is stale: paste `factorylens metrics --format markdown`"

@@ -6,8 +6,11 @@ endpoint takes its names from it, and tests fail when emitted data drifts from i
 
 from factorylens.registry._catalog import (
     CLOCK_EVENT_REASONS,
+    COMPONENTS,
     GPU_ERROR_TYPES,
+    GPU_RECEIVER,
     HW_STATES,
+    RCA_SERVICE,
     REGISTRY,
 )
 from factorylens.registry._model import (
@@ -25,6 +28,9 @@ from factorylens.registry._model import (
 __all__ = [
     "REGISTRY",
     "CLOCK_EVENT_REASONS",
+    "COMPONENTS",
+    "GPU_RECEIVER",
+    "RCA_SERVICE",
     "GPU_ERROR_TYPES",
     "HW_STATES",
     "AttributeSpec",

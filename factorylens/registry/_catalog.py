@@ -8,6 +8,8 @@ where the spec is silent (so the two interoperate), and the ``factorylens.`` pre
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from factorylens.registry._model import (
     AttributeSpec,
     Domain,
@@ -68,6 +70,24 @@ ATTRIBUTES = (
     # receiver self-telemetry
     AttributeSpec("nvml.function", "string", "NVML function that failed.", F),
     AttributeSpec("factorylens.receiver.error", "string", "NVML error class, e.g. NotSupported.", F),
+    # RCA service: ingest health and findings
+    AttributeSpec("otlp.signal", "string", "OTLP signal (api: the factorylens.rca.v1 API).", F,
+                  ("metrics", "traces", "logs", "api")),
+    AttributeSpec("factorylens.rca.reason", "string", "Why data or a request was refused.", F),
+    AttributeSpec("factorylens.series.id", "string", "Stable id of a stored series.", F),
+    AttributeSpec("factorylens.metric", "string", "Metric name of the series a finding is about.", F),
+    AttributeSpec("factorylens.entity", "string", "What a series or cause describes (kind:name, e.g. "
+                  "gpu:GPU-1f2e…, host:node-3).", F),
+    AttributeSpec("factorylens.domain", "string", "Domain of a series or cause.", F),
+    AttributeSpec("factorylens.incident.id", "string", "Incident id.", F),
+    AttributeSpec("factorylens.incident.state", "string", "Incident state.", F, ("open", "resolved")),
+    AttributeSpec("factorylens.incident.change", "string", "What happened to the incident.", F,
+                  ("opened", "updated", "resolved")),
+    AttributeSpec("factorylens.cause.rank", "int", "Rank of a cause within its incident (1 = most likely).", F),
+    AttributeSpec("span.name", "string", "Span (operation) name.", F),
+    AttributeSpec("span.kind", "string", "Span kind.", F,
+                  ("unspecified", "internal", "server", "client", "producer", "consumer")),
+    AttributeSpec("event.name", "string", "Event (log record) name.", S),
     # resource
     AttributeSpec("service.name", "string", "Service name.", S),
     AttributeSpec("service.version", "string", "Service version.", S),
@@ -103,7 +123,16 @@ PROCESS_ATTRIBUTES = (
     "slurm.job.id", "k8s.pod.uid",
 )
 
-METRICS = (
+GPU_RECEIVER = "gpu-receiver"
+RCA_SERVICE = "rca-service"
+COMPONENTS = (GPU_RECEIVER, RCA_SERVICE)
+
+
+def _emitted_by(component: str, metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    return tuple(replace(m, component=component) for m in metrics)
+
+
+METRICS = _emitted_by(GPU_RECEIVER, (
     MetricSpec("hw.gpu.utilization", G, "1", "Fraction of time the GPU engine was busy (NVML utilization rates, "
                "encoder and decoder utilization).", GPU, S, ("hw.gpu.task",), "gpu"),
     MetricSpec("hw.gpu.memory.usage", U, "By", "GPU memory used.", GPU, S, (), "gpu", int),
@@ -154,11 +183,56 @@ METRICS = (
     MetricSpec("factorylens.receiver.devices", U, "{device}", "GPUs (and MIG devices) the receiver currently "
                "sees.", Domain.SELF, F, (), None, int),
     MetricSpec("factorylens.receiver.scrape.duration", G, "s", "Wall time of the last scrape.", Domain.SELF, F),
-)
+)) + _emitted_by(RCA_SERVICE, (
+    # what the RCA service derives from spans and log records on ingest
+    MetricSpec("factorylens.span.calls", C, "{call}", "Spans ended, per operation (RED rate).", Domain.APP, F,
+               ("span.name", "span.kind")),
+    MetricSpec("factorylens.span.errors", C, "{call}", "Spans ended with status ERROR, per operation.",
+               Domain.APP, F, ("span.name", "span.kind")),
+    MetricSpec("factorylens.span.duration", Instrument.HISTOGRAM, "s", "Span durations, per operation.",
+               Domain.APP, F, ("span.name", "span.kind")),
+    MetricSpec("factorylens.events", C, "{event}", "Log records (events) received, per event name.", Domain.APP,
+               F, ("event.name",)),
+    # RCA service health
+    MetricSpec("factorylens.rca.ingest.accepted", C, "{item}", "Data points, spans and log records stored.",
+               Domain.SELF, F, ("otlp.signal",), None, int),
+    MetricSpec("factorylens.rca.ingest.rejected", C, "{item}", "Items refused in a partial success (malformed "
+               "points, series limit), by reason.", Domain.SELF, F, ("otlp.signal", "factorylens.rca.reason"),
+               None, int),
+    MetricSpec("factorylens.rca.requests.refused", C, "{request}", "Whole export requests refused: overload "
+               "and WAL errors (the client retries), malformed bytes, failed authentication.", Domain.SELF, F,
+               ("otlp.signal", "factorylens.rca.reason"), None, int),
+    MetricSpec("factorylens.rca.queue.depth", U, "{request}", "Export requests in flight (admission bound).",
+               Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.wal.size", U, "By", "Bytes in write-ahead log segments on disk.", Domain.SELF, F,
+               (), None, int),
+    MetricSpec("factorylens.rca.wal.lag", U, "By", "Acknowledged bytes not yet fsynced (0 with fsync=always).",
+               Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.snapshot.age", G, "s", "Seconds since the last snapshot (WAL truncation).",
+               Domain.SELF, F),
+    MetricSpec("factorylens.rca.store.series", U, "{series}", "Series in the store.", Domain.SELF, F, (), None,
+               int),
+    MetricSpec("factorylens.rca.store.points", U, "{point}", "Points in the store.", Domain.SELF, F, (), None,
+               int),
+    MetricSpec("factorylens.rca.store.memory", U, "By", "Bytes held by stored points.", Domain.SELF, F, (), None,
+               int),
+    # RCA findings
+    MetricSpec("factorylens.anomaly.score", G, "1", "Latest anomaly score in [0, 1] (0.5 = at the threshold) "
+               "of the most anomalous series.", Domain.RCA, F,
+               ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain")),
+    MetricSpec("factorylens.incidents.open", U, "{incident}", "Open incidents.", Domain.RCA, F, (), None, int),
+    MetricSpec("factorylens.incident.cause.score", G, "1", "Score of each ranked cause of each open incident.",
+               Domain.RCA, F, ("factorylens.incident.id", "factorylens.cause.rank", "factorylens.entity",
+                               "factorylens.domain", "factorylens.metric")),
+))
 
 EVENTS = (
     EventSpec("hw.gpu.xid", "An XID error reported by the driver (one log record per event).", GPU,
               ("error.type", "hw.gpu.xid.code"), "gpu"),
+    EventSpec("factorylens.incident", "An incident opened, changed its ranked causes, or resolved; the body is "
+              "the summary with the top cause's explanation.", Domain.RCA,
+              ("factorylens.incident.id", "factorylens.incident.state", "factorylens.incident.change",
+               "factorylens.entity", "factorylens.domain", "factorylens.metric", "factorylens.series.id")),
 )
 
 REGISTRY = Registry(

@@ -20,12 +20,14 @@ class Domain(str, enum.Enum):
     """Where a signal lives in the factory; the RCA service ranks causes across these."""
 
     GPU = "gpu"
+    HOST = "host"  # CPU, memory, paging of the node
     DATA = "data"
     STORAGE = "storage"
     NETWORK = "network"
     APP = "app"
     COST = "cost"
-    SELF = "self"  # the agent's own health
+    RCA = "rca"  # the RCA service's findings: anomaly scores, incidents, causes
+    SELF = "self"  # the agents' and services' own health
 
 
 class Source(str, enum.Enum):
@@ -56,6 +58,7 @@ class MetricSpec:
     attributes: tuple[str, ...] = ()
     identity: str | None = None  # an attribute group every point also carries ("gpu")
     value_type: type = float
+    component: str = ""  # which factorylens component emits it (see COMPONENTS in the catalog)
 
     @property
     def monotonic(self) -> bool:
@@ -115,6 +118,9 @@ class Registry:
 
     def in_domain(self, domain: Domain) -> tuple[MetricSpec, ...]:
         return tuple(m for m in self.metrics if m.domain is domain)
+
+    def emitted_by(self, component: str) -> tuple[MetricSpec, ...]:
+        return tuple(m for m in self.metrics if m.component == component)
 
 
 _PROMETHEUS_UNITS = {

@@ -20,7 +20,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from factorylens import __version__
 from factorylens.exposition import MetricsServer, SnapshotCollector
-from factorylens.registry import REGISTRY, Domain, Instrument, MetricSpec, Registry
+from factorylens.registry import GPU_RECEIVER, REGISTRY, Instrument, MetricSpec, Registry
 from factorylens.receivers.gpu.backend import GpuEvent
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
 
@@ -44,9 +44,7 @@ class HostPipeline:
     def register_instruments(self, registry: Registry) -> None:
         """One observable instrument per registry metric, reading the latest snapshot."""
         meter = self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, __version__)
-        for spec in registry.metrics:
-            if spec.domain not in (Domain.GPU, Domain.SELF):
-                continue
+        for spec in registry.emitted_by(GPU_RECEIVER):
             create = {
                 Instrument.GAUGE: meter.create_observable_gauge,
                 Instrument.COUNTER: meter.create_observable_counter,

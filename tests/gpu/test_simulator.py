@@ -9,7 +9,7 @@ import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from factorylens.registry import REGISTRY, Domain
+from factorylens.registry import GPU_RECEIVER, REGISTRY
 from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
 from factorylens.receivers.gpu.sim import Job, SimulatedCluster
 from tests.conftest import ManualClock
@@ -95,7 +95,7 @@ def test_everything_emitted_is_declared_in_the_registry(sim_factory):
             assert set(resource.attributes) - {"telemetry.sdk.language", "telemetry.sdk.name",
                                                "telemetry.sdk.version", "service.instance.id"} <= set(REGISTRY.resource_attributes)
     emitted = set(sim.collect("sim-node-0")) | set(sim.collect("sim-node-1"))
-    gpu_metrics = {m.name for m in REGISTRY.metrics if m.domain in (Domain.GPU, Domain.SELF)}
+    gpu_metrics = {m.name for m in REGISTRY.emitted_by(GPU_RECEIVER)}
     assert gpu_metrics - emitted == {"hw.fan.speed_ratio"}  # H100 boards have no fan of their own
 
 

@@ -1,0 +1,286 @@
+"""Robust z-score detection with onset-ordered causes: the service's first, simple analyzer.
+
+Each series' recent history gives a median and a robust scale (interquartile range / 1.349, the
+normal-consistent IQR estimator; Rousseeuw & Croux, JASA 1993, discuss it with the MAD). A point's
+score is its distance from the median in those units, mapped to [0, 1]. A series that stays beyond
+the threshold for ``consecutive`` points is an anomaly; anomalies whose onsets fall within
+``merge_window_s`` of an open incident join it. Causes are ranked by onset (earlier first: causes
+lead effects) weighted by strength. Seasonal baselines and topology-aware ranking replace this later
+behind the same :class:`Analyzer` interface.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import numpy as np
+import pandas as pd
+
+from factorylens.rca_service.analysis._base import (
+    Analyzer,
+    Baseline,
+    Cause,
+    Evidence,
+    Incident,
+    IncidentChange,
+    IncidentState,
+)
+from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
+
+NS = 1_000_000_000
+IQR_TO_SIGMA = 1.349
+
+
+@dataclass(frozen=True)
+class RobustZScoreConfig:
+    """
+    :param window_s: history used for the median and scale
+    :param min_points: history points needed before a series is scored
+    :param threshold: robust z beyond which a point is anomalous
+    :param consecutive: anomalous points in a row that make an anomaly
+    :param merge_window_s: anomalies starting this close to an open incident join it
+    :param resolve_after_s: an incident resolves when none of its causes was anomalous for this long
+    :param max_causes: causes kept per incident
+    :param relative_floor: the scale is at least this fraction of |median| (flat series)
+    :param ignore_domains: domains never scored (own health, and our own findings fed back)
+    """
+
+    window_s: float = 3600.0
+    min_points: int = 20
+    threshold: float = 4.0
+    consecutive: int = 2
+    merge_window_s: float = 300.0
+    resolve_after_s: float = 120.0
+    max_causes: int = 10
+    relative_floor: float = 0.01
+    ignore_domains: tuple[str, ...] = ("self", "rca")
+
+    def validate(self) -> None:
+        if self.window_s <= 0 or self.threshold <= 0 or self.min_points < 3 or self.consecutive < 1:
+            raise ValueError("window_s and threshold must be positive, min_points >= 3, consecutive >= 1")
+
+
+def score_of(z: np.ndarray | float, threshold: float) -> np.ndarray | float:
+    """|z| → [0, 1): 0.5 at the threshold, approaching 1 far beyond it."""
+    a = np.abs(z)
+    return a / (a + threshold)
+
+
+def _ordinal(n: int) -> str:
+    return {1: "first", 2: "second", 3: "third"}.get(n, f"{n}th")
+
+
+@dataclass
+class _Anomaly:
+    series_id: str
+    onset: int
+    last: int
+    z: float
+    observed: float
+    expected: float
+    scale: float
+
+
+class RobustZScoreAnalyzer(Analyzer):
+    name = "robust-zscore"
+
+    def __init__(self, config: RobustZScoreConfig | None = None) -> None:
+        self.config = config or RobustZScoreConfig()
+        self.config.validate()
+        self._lock = threading.Lock()
+        self._seen_until: dict[str, int] = {}
+        self._scores: dict[str, float] = {}
+        self._active: dict[str, _Anomaly] = {}
+        self._incidents: dict[str, Incident] = {}
+
+    # ---- detection -----------------------------------------------------------------------------
+    def _stats(self, history: np.ndarray) -> tuple[float, float]:
+        q1, median, q3 = np.percentile(history, [25, 50, 75])
+        scale = max((q3 - q1) / IQR_TO_SIGMA, abs(median) * self.config.relative_floor, 1e-9)
+        return float(median), float(scale)
+
+    def analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
+        cfg = self.config
+        window = int(cfg.window_s * NS)
+        found: list[_Anomaly] = []
+        with store.lock:
+            candidates = [s.info for s in store.series.values()
+                          if s.last_ts > self._seen_until.get(s.info.id, 0)
+                          and s.info.domain not in cfg.ignore_domains]
+        for info in candidates:
+            seen = self._seen_until.get(info.id, 0)
+            try:
+                # up to the newest point, even one a skewed clock put in the future
+                _, ts, values = store.query(info.id, None, min(now_unix_nano, seen or now_unix_nano) - 2 * window)
+            except KeyError:
+                continue
+            ok = np.isfinite(values)
+            ts, values = ts[ok], values[ok]
+            if not len(ts):
+                continue
+            self._seen_until[info.id] = int(ts[-1])
+            fresh = ts > seen if seen else ts > ts[-1] - window // 10
+            history = values[~fresh & (ts >= ts[-1] - window)]
+            if len(history) < cfg.min_points or not fresh.any():
+                continue
+            median, scale = self._stats(history)
+            z = (values[fresh] - median) / scale
+            self._scores[info.id] = float(score_of(z[-1], cfg.threshold))
+            beyond = np.abs(z) > cfg.threshold
+            run = _trailing_run(beyond)
+            if run >= cfg.consecutive:
+                fresh_ts = ts[fresh]
+                previous = self._active.get(info.id)
+                onset = previous.onset if previous else int(fresh_ts[-run])
+                peak = int(np.argmax(np.abs(z[-run:]))) - run
+                found.append(_Anomaly(info.id, onset, int(fresh_ts[-1]), float(z[peak]),
+                                      float(values[fresh][peak]), median, scale))
+        with self._lock:
+            for anomaly in found:
+                self._active[anomaly.series_id] = anomaly
+            return self._update_incidents(store, now_unix_nano)
+
+    def _update_incidents(self, store: SeriesStore, now: int) -> list[tuple[IncidentChange, Incident]]:
+        cfg = self.config
+        changes: list[tuple[IncidentChange, Incident]] = []
+        open_incidents = [i for i in self._incidents.values() if i.state is IncidentState.OPEN]
+        changed: dict[str, IncidentChange] = {}
+        for anomaly in sorted(self._active.values(), key=lambda a: a.onset):
+            home = next((i for i in open_incidents if any(c.series_id == anomaly.series_id for c in i.causes)),
+                        None)
+            if home is None:
+                home = next((i for i in open_incidents
+                             if abs(anomaly.onset - i.onset_unix_nano) <= cfg.merge_window_s * NS
+                             or i.onset_unix_nano <= anomaly.onset <= i.updated_unix_nano), None)
+            if home is None:
+                key = f"{anomaly.series_id}:{anomaly.onset}".encode()
+                home = Incident(id="inc-" + hashlib.blake2b(key, digest_size=6).hexdigest(),
+                                state=IncidentState.OPEN, title="", opened_unix_nano=now,
+                                onset_unix_nano=anomaly.onset, updated_unix_nano=anomaly.last)
+                self._incidents[home.id] = home
+                open_incidents.append(home)
+                changed[home.id] = IncidentChange.OPENED
+            before = [(c.series_id, c.rank) for c in home.causes]
+            self._add_cause(store, home, anomaly)
+            if [(c.series_id, c.rank) for c in home.causes] != before:
+                changed.setdefault(home.id, IncidentChange.UPDATED)
+        # forget anomalies that ended; resolve incidents whose causes all recovered
+        for sid, anomaly in list(self._active.items()):
+            if now - anomaly.last > cfg.resolve_after_s * NS and self._seen_until.get(sid, 0) > anomaly.last:
+                del self._active[sid]
+        for incident in open_incidents:
+            if not any(c.series_id in self._active for c in incident.causes):
+                incident.state = IncidentState.RESOLVED
+                incident.resolved_unix_nano = now
+                changed[incident.id] = IncidentChange.RESOLVED
+        for incident_id, change in changed.items():
+            changes.append((change, self._incidents[incident_id]))
+        return changes
+
+    def _add_cause(self, store: SeriesStore, incident: Incident, anomaly: _Anomaly) -> None:
+        cfg = self.config
+        try:
+            info = store.series[anomaly.series_id].info
+        except KeyError:
+            return
+        incident.onset_unix_nano = min(incident.onset_unix_nano, anomaly.onset)
+        incident.updated_unix_nano = max(incident.updated_unix_nano, anomaly.last)
+        band = cfg.threshold * anomaly.scale
+        evidence = Evidence(anomaly.series_id, f"{info.metric} on {info.entity}", anomaly.last, anomaly.observed,
+                            anomaly.expected, anomaly.expected - band, anomaly.expected + band,
+                            _example_traces(store, info))
+        cause = next((c for c in incident.causes if c.series_id == anomaly.series_id), None)
+        if cause is None:
+            cause = Cause(0, info.entity, info.domain, info.metric, info.id, anomaly.onset, 0.0, "", [evidence])
+            incident.causes.append(cause)
+        cause.evidence = [evidence]
+        cause.onset_unix_nano = anomaly.onset
+        # stronger and earlier is more likely the cause: strength decays with lateness after the first onset
+        first = min(c.onset_unix_nano for c in incident.causes)
+        for c in incident.causes:
+            e = c.evidence[0]
+            z = abs(e.observed - e.expected) / max((e.upper - e.expected) / cfg.threshold, 1e-12)
+            lateness = (c.onset_unix_nano - first) / (cfg.merge_window_s * NS)
+            c.score = float(score_of(z, cfg.threshold) * math.exp(-lateness))
+        incident.causes.sort(key=lambda c: (-c.score, c.onset_unix_nano))
+        del incident.causes[cfg.max_causes:]
+        by_onset = sorted(incident.causes, key=lambda c: c.onset_unix_nano)
+        for rank, c in enumerate(incident.causes, start=1):
+            c.rank = rank
+            c.explanation = self._explain(store, c, by_onset.index(c) + 1, len(incident.causes))
+        top = incident.causes[0]
+        incident.score = top.score
+        incident.kpi_series_id = incident.kpi_series_id or by_onset[-1].series_id
+        incident.title = f"{top.signal} anomaly on {top.entity}"
+        incident.summary = (f"{len(incident.causes)} signal(s) broke their baselines since "
+                            f"{_when(incident.onset_unix_nano)}; most likely cause: {top.explanation}")
+
+    def _explain(self, store: SeriesStore, cause: Cause, order: int, total: int) -> str:
+        e = cause.evidence[0]
+        series = store.series.get(cause.series_id)
+        unit = f" {series.info.unit}" if series is not None and series.info.unit not in ("", "1") else ""
+        direction = "rose" if e.observed > e.expected else "fell"
+        z = abs(e.observed - e.expected) / max((e.upper - e.expected) / self.config.threshold, 1e-12)
+        return (f"{cause.signal} on {cause.entity} ({cause.domain}) {direction} to {e.observed:.4g}{unit}, "
+                f"{z:.1f} robust standard deviations from its recent median of {e.expected:.4g}{unit} "
+                f"(normal band {e.lower:.4g} to {e.upper:.4g}); it was the {_ordinal(order)} of {total} "
+                f"signal(s) to break its baseline, at {_when(cause.onset_unix_nano)}.")
+
+    # ---- queries -------------------------------------------------------------------------------
+    def incidents(self) -> list[Incident]:
+        with self._lock:
+            return sorted(self._incidents.values(), key=lambda i: i.opened_unix_nano, reverse=True)
+
+    def load_incidents(self, incidents: list[Incident]) -> None:
+        with self._lock:
+            self._incidents = {i.id: i for i in incidents}
+
+    def anomaly_scores(self) -> dict[str, float]:
+        return dict(self._scores)
+
+    def baseline(self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int,
+                 view: View | None = None) -> Baseline:
+        cfg = self.config
+        info, ts, values = store.query(series_id, view, start_unix_nano - int(cfg.window_s * NS), end_unix_nano)
+        index = pd.to_datetime(ts, unit="ns")
+        s = pd.Series(values, index=index)
+        rolling = s.rolling(f"{int(cfg.window_s)}s", min_periods=cfg.min_points)
+        median = rolling.median().shift(1)
+        q1, q3 = rolling.quantile(0.25).shift(1), rolling.quantile(0.75).shift(1)
+        scale = np.maximum((q3 - q1) / IQR_TO_SIGMA, np.abs(median) * cfg.relative_floor).clip(lower=1e-9)
+        keep = ts >= start_unix_nano
+        expected = median.to_numpy()[keep]
+        band = cfg.threshold * scale.to_numpy()[keep]
+        observed = values[keep]
+        with np.errstate(invalid="ignore"):
+            score = score_of((observed - expected) / (band / cfg.threshold), cfg.threshold)
+        return Baseline(series_id, self.name, view or info.default_view, ts[keep], observed, expected,
+                        expected - band, expected + band, np.asarray(score, dtype=float))
+
+
+MAX_EXAMPLE_TRACES = 5
+
+
+def _example_traces(store: SeriesStore, info: SeriesInfo) -> list[str]:
+    """For a span-derived series: the sampled traces of that operation, slowest and failed first."""
+    if not info.metric.startswith("factorylens.span."):
+        return []
+    with store.lock:
+        spans = store.span_sample.spans(str(info.resource.get("service.name", "")),
+                                        str(info.attributes.get("span.name", "")))
+    return list(dict.fromkeys(s["trace_id"] for s in spans))[:MAX_EXAMPLE_TRACES]
+
+
+def _trailing_run(flags: np.ndarray) -> int:
+    if not len(flags) or not flags[-1]:
+        return 0
+    falses = np.flatnonzero(~flags)
+    return len(flags) - (int(falses[-1]) + 1 if len(falses) else 0)
+
+
+def _when(unix_nano: int) -> str:
+    return datetime.fromtimestamp(unix_nano / NS, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")

@@ -1,0 +1,1 @@
+"""Generated ``factorylens.rca.v1`` messages and gRPC stubs (see ``api/_generate.py``)."""

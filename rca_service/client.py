@@ -1,0 +1,65 @@
+"""A small client of the ``factorylens.rca.v1`` API, used by the ``factorylens rca`` commands."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+import grpc
+
+from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
+
+
+def connect(target: str, *, token: str | None = None, tls_ca: str | None = None,
+            tls_cert: str | None = None, tls_key: str | None = None) -> rca_pb2_grpc.RcaServiceStub:
+    """A stub for ``target`` (HOST:PORT); TLS when ``tls_ca`` is given, mTLS with a client cert/key."""
+    if tls_ca:
+        creds = grpc.ssl_channel_credentials(
+            Path(tls_ca).read_bytes(), Path(tls_key).read_bytes() if tls_key else None,
+            Path(tls_cert).read_bytes() if tls_cert else None)
+        if token:
+            creds = grpc.composite_channel_credentials(
+                creds, grpc.access_token_call_credentials(token))
+        channel = grpc.secure_channel(target, creds)
+    else:
+        channel = grpc.insecure_channel(target)
+        if token:
+            channel = grpc.intercept_channel(channel, _BearerToken(token))
+    return rca_pb2_grpc.RcaServiceStub(channel)
+
+
+class _BearerToken(grpc.UnaryUnaryClientInterceptor):
+    """Bearer token over plaintext (localhost or a trusted network); gRPC call credentials need TLS."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+        return continuation(_Details(client_call_details, self._metadata), request)
+
+
+class _Details(grpc.ClientCallDetails):
+    def __init__(self, base: grpc.ClientCallDetails, extra: tuple) -> None:
+        self.method = base.method
+        self.timeout = base.timeout
+        self.metadata = tuple(base.metadata or ()) + extra
+        self.credentials = base.credentials
+        self.wait_for_ready = getattr(base, "wait_for_ready", None)
+        self.compression = getattr(base, "compression", None)
+
+
+def when(unix_nano: int) -> str:
+    if not unix_nano:
+        return "-"
+    return datetime.fromtimestamp(unix_nano / 1e9, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def format_incident(incident: rca_pb2.Incident) -> str:
+    lines = [f"{incident.id}  [{incident.state}]  {incident.title}",
+             f"  onset {when(incident.onset_time_unix_nano)} UTC, opened {when(incident.opened_time_unix_nano)}"
+             + (f", resolved {when(incident.resolved_time_unix_nano)}" if incident.resolved_time_unix_nano else "")
+             + f", score {incident.score:.2f}"]
+    for cause in incident.causes:
+        lines.append(f"  #{cause.rank}  {cause.score:.2f}  {cause.domain:<8} {cause.entity}  {cause.signal}")
+        lines.append(f"       {cause.explanation}")
+    return "\n".join(lines)

@@ -1,0 +1,123 @@
+"""Configuration of ``factorylens rca serve``: a validated dataclass, defaults from the environment.
+
+Every field has a ``FACTORYLENS_RCA_<FIELD>`` environment variable (upper case), read when the field
+is not given; secrets (the bearer token) are read from a file or the environment, never the command
+line, and never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from factorylens.rca_service.wal import FsyncPolicy
+
+ENV_PREFIX = "FACTORYLENS_RCA_"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message says which and why."""
+
+
+def _env(name: str, default: object) -> object:
+    raw = os.environ.get(ENV_PREFIX + name.upper())
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def _default(name: str, value: object) -> object:
+    return field(default_factory=lambda: _env(name, value))
+
+
+@dataclass
+class RcaServiceConfig:
+    # listening
+    listen: str = _default("listen", "127.0.0.1:4317")  # type: ignore[assignment]
+    metrics_listen: str = _default("metrics_listen", "127.0.0.1:9464")  # type: ignore[assignment]
+    data_dir: str = _default("data_dir", "./factorylens-rca-data")  # type: ignore[assignment]
+    # durability
+    fsync: str = _default("fsync", FsyncPolicy.ALWAYS.value)  # type: ignore[assignment]
+    fsync_interval_s: float = _default("fsync_interval_s", 0.2)  # type: ignore[assignment]
+    wal_segment_mb: int = _default("wal_segment_mb", 64)  # type: ignore[assignment]
+    snapshot_interval_s: float = _default("snapshot_interval_s", 300.0)  # type: ignore[assignment]
+    snapshot_wal_mb: int = _default("snapshot_wal_mb", 256)  # type: ignore[assignment]
+    # limits and backpressure
+    max_message_mb: int = _default("max_message_mb", 64)  # type: ignore[assignment]
+    max_pending_requests: int = _default("max_pending_requests", 64)  # type: ignore[assignment]
+    max_pending_mb: int = _default("max_pending_mb", 256)  # type: ignore[assignment]
+    retry_after_s: float = _default("retry_after_s", 2.0)  # type: ignore[assignment]
+    workers: int = _default("workers", 8)  # type: ignore[assignment]
+    # store
+    retention_s: float = _default("retention_s", 24 * 3600.0)  # type: ignore[assignment]
+    max_series: int = _default("max_series", 200_000)  # type: ignore[assignment]
+    max_events: int = _default("max_events", 100_000)  # type: ignore[assignment]
+    # analysis
+    analysis_interval_s: float = _default("analysis_interval_s", 10.0)  # type: ignore[assignment]
+    # security
+    tls_cert: str = _default("tls_cert", "")  # type: ignore[assignment]
+    tls_key: str = _default("tls_key", "")  # type: ignore[assignment]
+    tls_client_ca: str = _default("tls_client_ca", "")  # type: ignore[assignment]
+    bearer_token_file: str = _default("bearer_token_file", "")  # type: ignore[assignment]
+    # outputs
+    incidents_otlp_endpoint: str = _default("incidents_otlp_endpoint", "")  # type: ignore[assignment]
+    incidents_otlp_insecure: bool = _default("incidents_otlp_insecure", True)  # type: ignore[assignment]
+
+    @classmethod
+    def option_names(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    def bearer_token(self) -> str | None:
+        """The token from ``bearer_token_file``, else ``FACTORYLENS_RCA_BEARER_TOKEN``, else None."""
+        if self.bearer_token_file:
+            token = Path(self.bearer_token_file).read_text().strip()
+            return token or None
+        return os.environ.get(ENV_PREFIX + "BEARER_TOKEN") or None
+
+    def validate(self) -> None:
+        for name in ("listen", "metrics_listen"):
+            value = getattr(self, name)
+            if name == "metrics_listen" and value in ("", "off", "none"):
+                continue
+            host, _, port = value.rpartition(":")
+            if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+                raise ConfigError(f"{name}={value!r}: expected HOST:PORT, e.g. 127.0.0.1:4317")
+        try:
+            FsyncPolicy(self.fsync)
+        except ValueError:
+            raise ConfigError(f"fsync={self.fsync!r}: expected one of "
+                              f"{[p.value for p in FsyncPolicy]}") from None
+        positive = ("fsync_interval_s", "wal_segment_mb", "snapshot_interval_s", "snapshot_wal_mb",
+                    "max_message_mb", "max_pending_requests", "max_pending_mb", "retry_after_s", "workers",
+                    "retention_s", "max_series", "max_events", "analysis_interval_s")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be positive")
+        if self.max_message_mb > 2047:
+            raise ConfigError("max_message_mb must be below 2048 (gRPC's limit)")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("tls_cert and tls_key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "bearer_token_file"):
+            path = getattr(self, name)
+            if path and not Path(path).is_file():
+                raise ConfigError(f"{name}={path!r}: no such file")
+        if self.bearer_token_file and not self.bearer_token():
+            raise ConfigError(f"bearer_token_file={self.bearer_token_file!r} is empty")
+        data_dir = Path(self.data_dir)
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(f"data_dir={self.data_dir!r} exists and is not a directory")
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)

@@ -1,0 +1,234 @@
+"""OTLP/gRPC ingest: MetricsService, TraceService and LogsService ``Export``.
+
+Request path: admission (bounded in-flight requests and bytes, else UNAVAILABLE + RetryInfo) →
+decode with the opentelemetry-proto messages (bad bytes → INVALID_ARGUMENT) → append the raw request
+to the write-ahead log (a failure → UNAVAILABLE + RetryInfo, nothing acknowledged) → store → reply,
+with a partial success counting the points the store refused. The handlers receive the request
+bytes undecoded, so the WAL stores exactly what the client sent without re-encoding.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+from factorylens.rca_service.store import IngestResult, SeriesStore
+from factorylens.rca_service.wal import RecordKind, WalError, WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"  # where the Python OTLP exporter looks for RetryInfo
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str                 # metrics | traces | logs
+    item: str                 # what rejected_* counts
+    kind: RecordKind
+    service: str              # fully qualified gRPC service name, from the generated descriptor
+    request: Any
+    response: Any
+    partial: Any
+    ingest: str               # SeriesStore method
+
+
+SIGNALS = (
+    Signal("metrics", "data_points", RecordKind.METRICS,
+           metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+           metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse,
+           metrics_service_pb2.ExportMetricsPartialSuccess, "ingest_metrics"),
+    Signal("traces", "spans", RecordKind.TRACES,
+           trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+           trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse,
+           trace_service_pb2.ExportTracePartialSuccess, "ingest_spans"),
+    Signal("logs", "log_records", RecordKind.LOGS,
+           logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
+           logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse,
+           logs_service_pb2.ExportLogsPartialSuccess, "ingest_logs"),
+)
+SIGNAL_BY_KIND = {s.kind: s for s in SIGNALS}
+
+
+class IngestGate:
+    """Many exports at once, or one snapshot alone (a writer-preferring read/write lock)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writer = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._writer or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            while self._writer or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writer = False
+                self._cond.notify_all()
+
+
+@dataclass
+class IngestStats:
+    """Counters for /metrics and Health (plain ints; the GIL makes ``+=`` on them safe enough)."""
+
+    accepted: dict[str, int] = field(default_factory=lambda: collections.defaultdict(int))
+    rejected: dict[tuple[str, str], int] = field(default_factory=lambda: collections.defaultdict(int))
+    refused: dict[tuple[str, str], int] = field(default_factory=lambda: collections.defaultdict(int))
+    pending_requests: int = 0
+    pending_bytes: int = 0
+
+    def record(self, signal: str, result: IngestResult) -> None:
+        self.accepted[signal] += result.accepted
+        for reason, n in result.reasons.items():
+            self.rejected[(signal, reason)] += n
+
+    def rejected_total(self, signal: str) -> int:
+        return sum(n for (s, _), n in self.rejected.items() if s == signal)
+
+    def refused_total(self) -> int:
+        return sum(self.refused.values())
+
+
+class _RichStatus(collections.namedtuple("_RichStatus", ("code", "details", "trailing_metadata")), grpc.Status):
+    pass
+
+
+def retry_later_status(message: str, delay_s: float) -> grpc.Status:
+    """UNAVAILABLE with RetryInfo, in ``grpc-status-details-bin`` (collectors) and in the
+    ``google.rpc.retryinfo-bin`` trailer (the Python OTLP exporter)."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.seconds = int(delay_s)
+    info.retry_delay.nanos = int(round((delay_s - int(delay_s)) * 1e9))
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = rpc_status.to_status(status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail]))
+    trailers = tuple(status.trailing_metadata) + ((RETRY_INFO_TRAILER, info.SerializeToString()),)
+    return _RichStatus(status.code, status.details, trailers)
+
+
+class OtlpIngest:
+    """The three OTLP Export handlers over one store and one write-ahead log."""
+
+    def __init__(self, store: SeriesStore, wal: WriteAheadLog, gate: IngestGate, stats: IngestStats, *,
+                 max_pending_requests: int, max_pending_bytes: int, retry_after_s: float) -> None:
+        self.store = store
+        self.wal = wal
+        self.gate = gate
+        self.stats = stats
+        self.max_pending_requests = max_pending_requests
+        self.max_pending_bytes = max_pending_bytes
+        self.retry_after_s = retry_after_s
+        self._admission = threading.Lock()
+
+    def handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [grpc.method_handlers_generic_handler(signal.service, {
+            "Export": grpc.unary_unary_rpc_method_handler(
+                self._handler(signal), request_deserializer=None,
+                response_serializer=signal.response.SerializeToString),
+        }) for signal in SIGNALS]
+
+    def _handler(self, signal: Signal) -> Callable[[bytes, grpc.ServicerContext], Any]:
+        def export(raw: bytes, context: grpc.ServicerContext) -> Any:
+            return self.export(signal, raw, context)
+        return export
+
+    def _admit(self, size: int) -> bool:
+        with self._admission:
+            stats = self.stats
+            if stats.pending_requests >= self.max_pending_requests or \
+                    (stats.pending_requests and stats.pending_bytes + size > self.max_pending_bytes):
+                return False
+            stats.pending_requests += 1
+            stats.pending_bytes += size
+            return True
+
+    def _leave(self, size: int) -> None:
+        with self._admission:
+            self.stats.pending_requests -= 1
+            self.stats.pending_bytes -= size
+
+    def export(self, signal: Signal, raw: bytes, context: grpc.ServicerContext) -> Any:
+        if not self._admit(len(raw)):
+            self.stats.refused[(signal.name, "overload")] += 1
+            context.abort_with_status(retry_later_status(
+                f"RCA service overloaded ({self.stats.pending_requests} requests in flight); retry later",
+                self.retry_after_s))
+        try:
+            try:
+                request = signal.request.FromString(raw)
+            except Exception as exc:  # noqa: BLE001 - any decoder failure is the client's bad bytes
+                self.stats.refused[(signal.name, "malformed")] += 1
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"malformed OTLP {signal.name} request ({type(exc).__name__}: {exc})")
+            if not request.ListFields():
+                return signal.response()
+            with self.gate.shared():
+                try:
+                    self.wal.append(signal.kind, raw)
+                except WalError as exc:
+                    self.stats.refused[(signal.name, "wal")] += 1
+                    context.abort_with_status(retry_later_status(f"cannot persist the request: {exc}",
+                                                                 self.retry_after_s))
+                result = self.apply(signal, request)
+            self.stats.record(signal.name, result)
+            if not result.rejected:
+                return signal.response()
+            return signal.response(partial_success=signal.partial(
+                error_message=result.message, **{f"rejected_{signal.item}": result.rejected}))
+        finally:
+            self._leave(len(raw))
+
+    def apply(self, signal: Signal, request: Any) -> IngestResult:
+        """Store a decoded request (also used by WAL replay); a store bug never takes the server down."""
+        try:
+            return getattr(self.store, signal.ingest)(request)
+        except Exception:  # noqa: BLE001 - logged with the stack; the data stays in the WAL
+            log.exception("storing an OTLP %s request failed; it stays in the WAL", signal.name)
+            result = IngestResult()
+            result.reject("internal error while storing (see the service log)")
+            return result
+
+    def replay(self, kind: int, payload: bytes) -> None:
+        signal = SIGNAL_BY_KIND.get(RecordKind(kind)) if kind in RecordKind._value2member_map_ else None
+        if signal is None:
+            log.error("WAL record of unknown kind %s skipped", kind)
+            return
+        try:
+            request = signal.request.FromString(payload)
+        except Exception as exc:  # noqa: BLE001
+            log.error("WAL record does not decode (%s); skipped", exc)
+            return
+        self.apply(signal, request)

@@ -1,0 +1,120 @@
+"""What leaves the RCA service: ``/metrics`` (its health and findings) and incidents as OTLP log
+records, plus the incidents file that keeps them across restarts."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from opentelemetry._logs import SeverityNumber
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExporter
+
+from factorylens.rca_service.analysis import Analyzer, Incident, IncidentChange, IncidentState
+from factorylens.rca_service.ingest import IngestStats
+from factorylens.rca_service.store import SeriesStore
+from factorylens.rca_service.wal import WriteAheadLog
+from factorylens.telemetry import make_logger_provider, make_resource
+
+log = logging.getLogger(__name__)
+
+Points = list[tuple[Mapping[str, Any], float]]
+MAX_SCORED_SERIES = 200
+MAX_CAUSES_EXPORTED = 5
+INCIDENT_EVENT = "factorylens.incident"
+
+
+def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, analyzer: Analyzer,
+                  snapshot_age_s: Callable[[], float]) -> dict[str, Points]:
+    """``{metric: [(attributes, value)]}`` for the Prometheus collector; names are in the registry."""
+    store_stats = store.stats()
+    incidents = analyzer.incidents()
+    open_incidents = [i for i in incidents if i.state is IncidentState.OPEN]
+    scores = sorted(analyzer.anomaly_scores().items(), key=lambda kv: kv[1], reverse=True)[:MAX_SCORED_SERIES]
+    scored: Points = []
+    for sid, score in scores:
+        series = store.series.get(sid)
+        if series is not None:
+            info = series.info
+            scored.append(({"factorylens.series.id": sid, "factorylens.metric": info.metric,
+                            "factorylens.entity": info.entity, "factorylens.domain": info.domain}, score))
+    causes: Points = [
+        ({"factorylens.incident.id": i.id, "factorylens.cause.rank": c.rank, "factorylens.entity": c.entity,
+          "factorylens.domain": c.domain, "factorylens.metric": c.signal}, c.score)
+        for i in open_incidents for c in i.causes[:MAX_CAUSES_EXPORTED]]
+    return {
+        "factorylens.rca.ingest.accepted": [({"otlp.signal": s}, n) for s, n in sorted(stats.accepted.items())],
+        "factorylens.rca.ingest.rejected": [({"otlp.signal": s, "factorylens.rca.reason": r}, n)
+                                            for (s, r), n in sorted(stats.rejected.items())],
+        "factorylens.rca.requests.refused": [({"otlp.signal": s, "factorylens.rca.reason": r}, n)
+                                             for (s, r), n in sorted(stats.refused.items())],
+        "factorylens.rca.queue.depth": [({}, stats.pending_requests)],
+        "factorylens.rca.wal.size": [({}, wal.size_bytes())],
+        "factorylens.rca.wal.lag": [({}, wal.unsynced_bytes)],
+        "factorylens.rca.snapshot.age": [({}, snapshot_age_s())],
+        "factorylens.rca.store.series": [({}, store_stats["series"])],
+        "factorylens.rca.store.points": [({}, store_stats["points"])],
+        "factorylens.rca.store.memory": [({}, store_stats["bytes"])],
+        "factorylens.anomaly.score": scored,
+        "factorylens.incidents.open": [({}, len(open_incidents))],
+        "factorylens.incident.cause.score": causes,
+    }
+
+
+class IncidentLog:
+    """Incidents on disk (one JSON file, replaced atomically), so they survive restarts."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def load(self) -> list[Incident]:
+        if not self.path.exists():
+            return []
+        try:
+            return [Incident.from_dict(d) for d in json.loads(self.path.read_text())]
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("incidents file %s is unreadable (%s); starting without past incidents", self.path, exc)
+            return []
+
+    def save(self, incidents: list[Incident]) -> None:
+        data = json.dumps([i.to_dict() for i in incidents], indent=1)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".incidents-")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.error("could not save incidents to %s: %s", self.path, exc)
+            Path(tmp).unlink(missing_ok=True)
+
+
+class IncidentPublisher:
+    """One OTLP log record per incident change (event ``factorylens.incident``)."""
+
+    def __init__(self, exporters: list[LogRecordExporter]) -> None:
+        self._provider: LoggerProvider = make_logger_provider(make_resource({}, "factorylens-rca"), exporters)
+        self._logger = self._provider.get_logger("factorylens.rca_service")
+
+    def publish(self, change: IncidentChange, incident: Incident) -> None:
+        top = incident.causes[0] if incident.causes else None
+        attributes: dict[str, Any] = {
+            "factorylens.incident.id": incident.id, "factorylens.incident.state": incident.state.value,
+            "factorylens.incident.change": change.value,
+        }
+        if top is not None:
+            attributes.update({"factorylens.entity": top.entity, "factorylens.domain": top.domain,
+                               "factorylens.metric": top.signal, "factorylens.series.id": top.series_id})
+        severity = SeverityNumber.INFO if change is IncidentChange.RESOLVED else SeverityNumber.WARN
+        self._logger.emit(timestamp=incident.updated_unix_nano, body=f"{incident.title}: {incident.summary}",
+                          severity_number=severity, severity_text=severity.name, attributes=attributes,
+                          event_name=INCIDENT_EVENT)
+
+    def shutdown(self) -> None:
+        self._provider.force_flush(5_000)
+        self._provider.shutdown()

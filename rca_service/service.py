@@ -1,0 +1,256 @@
+"""The RCA service: recovery, the gRPC server (OTLP + ``factorylens.rca.v1``), ``/metrics``, and the
+background work (analysis, snapshots, retention).
+
+Start-up order matters for durability: the newest snapshot is loaded, the WAL after it is replayed,
+and only then does the server accept data. A snapshot is cut with ingest paused for the moment it
+takes to rotate the WAL and reference the store's arrays; it is written to disk with ingest running,
+and the WAL segments it covers are deleted only after it is durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import grpc
+
+from factorylens import __version__
+from factorylens.exposition import MetricsServer, SnapshotCollector
+from factorylens.rca_service._security import BearerTokenInterceptor, server_credentials
+from factorylens.rca_service.analysis import Analyzer, RobustZScoreAnalyzer
+from factorylens.rca_service.api.servicer import RcaApiServicer
+from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
+from factorylens.rca_service.config import RcaServiceConfig, split_host_port
+from factorylens.rca_service.ingest import SIGNALS, IngestGate, IngestStats, OtlpIngest
+from factorylens.rca_service.outputs import IncidentLog, IncidentPublisher, health_series
+from factorylens.rca_service.snapshot import load_latest, write_snapshot
+from factorylens.rca_service.store import SeriesStore, StoreLimits
+from factorylens.rca_service.wal import FsyncPolicy, WriteAheadLog
+
+log = logging.getLogger(__name__)
+
+RETENTION_SWEEP_S = 60.0
+PROGRESS_EVERY_S = 5.0
+_SIGNAL_OF_SERVICE = {s.service: s.name for s in SIGNALS}
+
+
+class ServiceError(RuntimeError):
+    """The service cannot start (e.g. the port is taken or the data directory is not writable)."""
+
+
+class RcaService:
+    def __init__(self, config: RcaServiceConfig, *, analyzer: Analyzer | None = None,
+                 log_exporters: list | None = None) -> None:
+        config.validate()
+        self.config = config
+        self.data_dir = Path(config.data_dir)
+        self.store = SeriesStore(StoreLimits(max_series=config.max_series, retention_s=config.retention_s,
+                                             max_events=config.max_events))
+        self.analyzer = analyzer or RobustZScoreAnalyzer()
+        self.stats = IngestStats()
+        self.gate = IngestGate()
+        self.wal = WriteAheadLog(self.data_dir / "wal", FsyncPolicy(config.fsync), config.fsync_interval_s,
+                                 config.wal_segment_mb << 20)
+        self.ingest = OtlpIngest(self.store, self.wal, self.gate, self.stats,
+                                 max_pending_requests=config.max_pending_requests,
+                                 max_pending_bytes=config.max_pending_mb << 20, retry_after_s=config.retry_after_s)
+        self.incident_log = IncidentLog(self.data_dir / "incidents.json")
+        self._log_exporters = list(log_exporters or [])
+        self.publisher: IncidentPublisher | None = None
+        self.server: grpc.Server | None = None
+        self.metrics_server: MetricsServer | None = None
+        self.port = 0
+        self.snapshot_lsn = 0
+        self._last_snapshot = time.monotonic()
+        self._snapshot_lock = threading.Lock()
+        self._started = time.monotonic()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ServiceError(f"cannot create data directory {self.data_dir}: {exc}") from exc
+        self._recover()
+        token = self.config.bearer_token()
+        interceptors = [BearerTokenInterceptor(token, self._count_unauthenticated)] if token else []
+        max_message = self.config.max_message_mb << 20
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rca-grpc"),
+            handlers=self.ingest.handlers(), interceptors=interceptors,
+            options=[("grpc.max_receive_message_length", max_message),
+                     ("grpc.max_send_message_length", max_message),
+                     # gRPC shares ports by default; a second service on the same port must fail instead
+                     ("grpc.so_reuseport", 0)])
+        rca_pb2_grpc.add_RcaServiceServicer_to_server(RcaApiServicer(self.store, self.analyzer, self.health),
+                                                      self.server)
+        try:
+            if self.config.tls_cert:
+                creds = server_credentials(self.config.tls_cert, self.config.tls_key, self.config.tls_client_ca)
+                self.port = self.server.add_secure_port(self.config.listen, creds)
+            else:
+                self.port = self.server.add_insecure_port(self.config.listen)
+        except RuntimeError as exc:
+            self.port = 0
+            bind_error: Exception | None = exc
+        else:
+            bind_error = None
+        if not self.port:
+            self.wal.close()
+            raise ServiceError(f"cannot listen on {self.config.listen} (port in use or address not local?)"
+                               + (f": {bind_error}" if bind_error else ""))
+        self.server.start()
+        if self.config.metrics_listen not in ("", "off", "none"):
+            host, port = split_host_port(self.config.metrics_listen)
+            source = lambda: health_series(self.stats, self.store, self.wal, self.analyzer,  # noqa: E731
+                                           self.snapshot_age_s)
+            try:
+                self.metrics_server = MetricsServer([SnapshotCollector(source, {"service.name": "factorylens-rca"})],
+                                                    host, port, bearer_token=token, tls_cert=self.config.tls_cert
+                                                    or None, tls_key=self.config.tls_key or None)
+            except OSError as exc:
+                self.server.stop(0)
+                self.wal.close()
+                raise ServiceError(f"cannot serve /metrics on {self.config.metrics_listen}: {exc}") from exc
+        self.publisher = IncidentPublisher(self._incident_exporters()) if self._incident_exporters() else None
+        for target, name in ((self._housekeeping_loop, "rca-housekeeping"), (self._analysis_loop, "rca-analysis")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("RCA service listening on %s (OTLP gRPC + factorylens.rca.v1%s%s); data in %s", self.address,
+                 ", TLS" if self.config.tls_cert else "", ", bearer token" if token else "", self.data_dir)
+        if self.metrics_server:
+            log.info("RCA service metrics at %s", self.metrics_server.url)
+
+    def _incident_exporters(self) -> list:
+        if self.config.incidents_otlp_endpoint and not self._log_exporters:
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+            self._log_exporters = [OTLPLogExporter(endpoint=self.config.incidents_otlp_endpoint,
+                                                   insecure=self.config.incidents_otlp_insecure)]
+        return self._log_exporters
+
+    def _recover(self) -> None:
+        began = time.monotonic()
+        lsn, state = load_latest(self.data_dir / "snapshots")
+        if state is not None:
+            self.store.restore(state["store"])
+            log.info("loaded snapshot at WAL position %d (%d series)", lsn, len(self.store.series))
+        self.snapshot_lsn = lsn
+        replayed, replayed_bytes, last_report = 0, 0, time.monotonic()
+        for _, kind, payload in self.wal.replay(lsn):
+            self.ingest.replay(kind, payload)
+            replayed += 1
+            replayed_bytes += len(payload)
+            if time.monotonic() - last_report > PROGRESS_EVERY_S:
+                last_report = time.monotonic()
+                log.info("replaying the WAL: %d requests (%.1f MB) so far", replayed, replayed_bytes / 1e6)
+        if replayed:
+            log.info("replayed %d WAL requests (%.1f MB) in %.1fs", replayed, replayed_bytes / 1e6,
+                     time.monotonic() - began)
+        self.analyzer.load_incidents(self.incident_log.load())
+
+    @property
+    def address(self) -> str:
+        host, _ = split_host_port(self.config.listen)
+        return f"{host}:{self.port}"
+
+    def snapshot_age_s(self) -> float:
+        return time.monotonic() - self._last_snapshot
+
+    def snapshot(self) -> Path | None:
+        """Cut a snapshot now and drop the WAL segments it covers."""
+        with self._snapshot_lock:
+            with self.gate.exclusive():
+                lsn = self.wal.rotate()
+                state = {"store": self.store.state()}
+            if lsn == self.snapshot_lsn:
+                self._last_snapshot = time.monotonic()
+                return None
+            try:
+                path = write_snapshot(self.data_dir / "snapshots", lsn, state)
+            except OSError as exc:
+                log.error("snapshot failed (%s); the WAL is kept and the snapshot retried later", exc)
+                return None
+            self.snapshot_lsn = lsn
+            self._last_snapshot = time.monotonic()
+            freed = self.wal.truncate_through(lsn)
+            log.debug("snapshot at WAL position %d: %s; %d WAL bytes freed", lsn, path.name, freed)
+            return path
+
+    def _housekeeping_loop(self) -> None:
+        last_sweep = time.monotonic()
+        while not self._stop.wait(1.0):
+            try:
+                if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
+                    last_sweep = time.monotonic()
+                    self.store.enforce_retention()
+                if self.snapshot_age_s() > self.config.snapshot_interval_s or \
+                        self.wal.size_bytes() > self.config.snapshot_wal_mb << 20:
+                    self.snapshot()
+            except Exception:  # noqa: BLE001 - keep the service up; the next round retries
+                log.exception("housekeeping failed")
+
+    def _analysis_loop(self) -> None:
+        while not self._stop.wait(self.config.analysis_interval_s):
+            self.analyze_now()
+
+    def analyze_now(self) -> None:
+        try:
+            changes = self.analyzer.analyze(self.store, time.time_ns())
+        except Exception:  # noqa: BLE001
+            log.exception("analysis pass failed")
+            return
+        if not changes:
+            return
+        self.incident_log.save(self.analyzer.incidents())
+        for change, incident in changes:
+            log.info("incident %s %s: %s", incident.id, change.value, incident.title)
+            if self.publisher is not None:
+                self.publisher.publish(change, incident)
+
+    def _count_unauthenticated(self, method: str) -> None:
+        service = method.rsplit("/", 2)[-2] if method.count("/") >= 2 else ""
+        self.stats.refused[(_SIGNAL_OF_SERVICE.get(service, "api"), "unauthenticated")] += 1
+
+    def health(self) -> rca_pb2.HealthResponse:
+        store = self.store.stats()
+        stats = self.stats
+        degraded = stats.pending_requests >= self.config.max_pending_requests
+        return rca_pb2.HealthResponse(
+            status=rca_pb2.HealthResponse.DEGRADED if degraded else rca_pb2.HealthResponse.SERVING,
+            version=__version__, analyzer=self.analyzer.name, uptime_seconds=time.monotonic() - self._started,
+            series=store["series"], points=store["points"], store_bytes=store["bytes"], events=store["events"],
+            points_accepted=stats.accepted["metrics"], points_rejected=stats.rejected_total("metrics"),
+            spans_accepted=stats.accepted["traces"], spans_rejected=stats.rejected_total("traces"),
+            log_records_accepted=stats.accepted["logs"], log_records_rejected=stats.rejected_total("logs"),
+            requests_refused=stats.refused_total(), wal_bytes=self.wal.size_bytes(), wal_last_lsn=self.wal.last_lsn,
+            snapshot_lsn=self.snapshot_lsn, queue_depth=stats.pending_requests,
+            open_incidents=sum(1 for i in self.analyzer.incidents() if i.state.value == "open"))
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Finish in-flight requests, snapshot, close the WAL; safe to call twice."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        if self.server is not None:
+            self.server.stop(grace_s).wait(grace_s + 1)
+        for thread in self._threads:
+            thread.join(timeout=grace_s)
+        try:
+            if self.server is not None:
+                self.snapshot()
+        finally:
+            self.wal.close()
+            if self.metrics_server is not None:
+                self.metrics_server.shutdown()
+            if self.publisher is not None:
+                self.publisher.shutdown()
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until :meth:`stop` is called (or the timeout passes); True if stopped."""
+        return self._stop.wait(timeout_s)

@@ -1,0 +1,18 @@
+"""The in-memory columnar time-series store the analysis layer reads (see ``SeriesStore``)."""
+
+from factorylens.rca_service.store._entity import domain_of, entity_of
+from factorylens.rca_service.store._series import (
+    HistogramPoint,
+    HistogramSeries,
+    ScalarSeries,
+    SeriesInfo,
+    SeriesKind,
+    View,
+    ViewError,
+)
+from factorylens.rca_service.store._store import IngestResult, SeriesStore, StoreLimits
+
+__all__ = [
+    "HistogramPoint", "HistogramSeries", "IngestResult", "ScalarSeries", "SeriesInfo", "SeriesKind", "SeriesStore",
+    "StoreLimits", "View", "ViewError", "domain_of", "entity_of",
+]

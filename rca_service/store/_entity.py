@@ -1,0 +1,71 @@
+"""Where a series sits in the factory: its domain (gpu, host, data, storage, network, app, ...) and
+the entity it describes (a GPU, a NIC, a filesystem, a job rank, a service, a host).
+
+Metrics in the registry take their domain from it; other names (hostmetrics, dcgm-exporter after
+normalization, user metrics) are classified by well-known prefixes. The entity uses the join keys of
+ARCHITECTURE.md section 3, most specific first.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from factorylens.registry import REGISTRY, Domain, Registry
+
+_PREFIX_DOMAINS = (
+    ("hw.gpu.", Domain.GPU), ("process.gpu.", Domain.GPU), ("gpu.", Domain.GPU), ("dcgm_", Domain.GPU),
+    ("hw.network.", Domain.NETWORK), ("system.network.", Domain.NETWORK), ("network.", Domain.NETWORK),
+    ("rpc.", Domain.NETWORK), ("factorylens.collective.", Domain.NETWORK), ("nccl.", Domain.NETWORK),
+    ("system.disk.", Domain.STORAGE), ("system.filesystem.", Domain.STORAGE), ("storage.", Domain.STORAGE),
+    ("disk.", Domain.STORAGE), ("nfs.", Domain.STORAGE), ("lustre.", Domain.STORAGE),
+    ("factorylens.checkpoint.", Domain.STORAGE),
+    ("factorylens.data.", Domain.DATA), ("dataloader.", Domain.DATA),
+    ("system.cpu.", Domain.HOST), ("system.memory.", Domain.HOST), ("system.paging.", Domain.HOST),
+    ("system.", Domain.HOST), ("process.", Domain.HOST),
+    ("factorylens.cost.", Domain.COST),
+    ("factorylens.receiver.", Domain.SELF), ("factorylens.rca.", Domain.SELF), ("otelcol_", Domain.SELF),
+)
+
+# most specific first: (attribute, entity kind)
+_ENTITY_KEYS = (
+    ("hw.id", "gpu"),
+    ("network.interface.name", "nic"),
+    ("hw.network.port", "nic"),
+    ("system.filesystem.mountpoint", "fs"),
+    ("system.device", "disk"),
+    ("factorylens.rank", "rank"),
+    ("factorylens.job.id", "job"),
+    ("k8s.pod.name", "pod"),
+    ("service.name", "service"),
+    ("host.name", "host"),
+)
+_HOST_SCOPED = {"nic", "fs", "disk"}
+
+
+def domain_of(metric: str, registry: Registry = REGISTRY) -> Domain:
+    try:
+        return registry.metric(metric).domain
+    except KeyError:
+        pass
+    for prefix, domain in _PREFIX_DOMAINS:
+        if metric.startswith(prefix):
+            return domain
+    return Domain.APP
+
+
+def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
+    """``kind:name`` of the most specific thing the point is about, e.g. ``gpu:GPU-1f2e…``."""
+    merged = {**resource, **attributes}
+    host = merged.get("host.name") or merged.get("k8s.node.name")
+    for key, kind in _ENTITY_KEYS:
+        value = merged.get(key)
+        if value in (None, ""):
+            continue
+        if kind == "service" and str(value).startswith("unknown_service"):
+            continue
+        if kind in _HOST_SCOPED and host:
+            return f"{kind}:{host}/{value}"
+        if kind == "rank":
+            return f"rank:{merged.get('factorylens.job.id', '?')}/{value}"
+        return f"{kind}:{value}"
+    return "unknown"

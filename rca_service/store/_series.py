@@ -1,0 +1,396 @@
+"""One time series in columnar form: timestamps and values, appended as points arrive.
+
+Points are appended to compact ``array`` buffers (16 bytes a point) and sealed into immutable numpy
+chunks, so memory stays near 16 bytes a point and a snapshot can share sealed chunks without copying.
+Points may arrive out of order or twice: reads sort them and resolve duplicates (last write wins for
+gauges and cumulative sums; deltas at the same timestamp add up, because each is a separate increment).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SEAL_POINTS = 4096
+MAX_DENSE_BUCKETS = 4096  # exponential histograms are re-bucketed coarser beyond this
+NS = 1_000_000_000
+
+
+class SeriesKind(str, enum.Enum):
+    GAUGE = "gauge"
+    CUMULATIVE = "cumulative_sum"   # monotonic counter, cumulative temporality
+    DELTA = "delta_sum"             # monotonic counter, delta temporality
+    UPDOWN = "updown_sum"           # non-monotonic sum: a level, read like a gauge
+    HISTOGRAM = "histogram"         # explicit or exponential buckets (cumulative or delta)
+
+
+class View(str, enum.Enum):
+    """How a series is turned into numbers for analysis."""
+
+    RAW = "raw"            # stored values as reported
+    RATE = "rate"          # per-second increase (counters, reset-aware)
+    INCREASE = "increase"  # increase between consecutive points (counters, reset-aware)
+    COUNT = "count"        # histograms: observations per second
+    MEAN = "mean"          # histograms: mean observation in each interval
+    P50 = "p50"
+    P90 = "p90"
+    P99 = "p99"
+
+
+QUANTILE_VIEWS = {View.P50: 0.5, View.P90: 0.9, View.P99: 0.99}
+DEFAULT_VIEW = {
+    SeriesKind.GAUGE: View.RAW, SeriesKind.UPDOWN: View.RAW, SeriesKind.CUMULATIVE: View.RATE,
+    SeriesKind.DELTA: View.RATE, SeriesKind.HISTOGRAM: View.MEAN,
+}
+VIEWS_BY_KIND = {
+    SeriesKind.GAUGE: (View.RAW,), SeriesKind.UPDOWN: (View.RAW,),
+    SeriesKind.CUMULATIVE: (View.RATE, View.INCREASE, View.RAW),
+    SeriesKind.DELTA: (View.RATE, View.INCREASE, View.RAW),
+    SeriesKind.HISTOGRAM: (View.MEAN, View.COUNT, View.P50, View.P90, View.P99),
+}
+
+
+class ViewError(ValueError):
+    pass
+
+
+@dataclass
+class SeriesInfo:
+    """What a series is: its metric, kind, identity and where it sits in the factory."""
+
+    id: str
+    metric: str
+    kind: SeriesKind
+    unit: str
+    domain: str
+    entity: str
+    resource: dict[str, Any]
+    attributes: dict[str, Any]
+    description: str = ""
+
+    @property
+    def default_view(self) -> View:
+        return DEFAULT_VIEW[self.kind]
+
+
+class ScalarSeries:
+    """Gauges and sums: one float per point."""
+
+    __slots__ = ("info", "_ts", "_values", "_chunks", "_starts", "last_ts")
+
+    def __init__(self, info: SeriesInfo) -> None:
+        self.info = info
+        self._ts = array("q")
+        self._values = array("d")
+        self._chunks: list[tuple[np.ndarray, np.ndarray]] = []
+        # cumulative counters: every start time seen, so a reset is found even when the new count
+        # has already passed the old one
+        self._starts: list[int] = []
+        self.last_ts = 0
+
+    def append(self, ts: int, value: float) -> None:
+        self._ts.append(ts)
+        self._values.append(value)
+        if ts > self.last_ts:
+            self.last_ts = ts
+        if len(self._ts) >= SEAL_POINTS:
+            self.seal()
+
+    def note_start(self, start_ns: int) -> None:
+        starts = self._starts
+        if start_ns and (not starts or starts[-1] != start_ns) and start_ns not in starts:
+            starts.append(start_ns)
+            starts.sort()
+            if len(starts) > 1024:
+                del starts[0]
+
+    def seal(self) -> None:
+        if not self._ts:
+            return
+        ts = np.frombuffer(self._ts, dtype=np.int64).copy()
+        values = np.frombuffer(self._values, dtype=np.float64).copy()
+        order = np.argsort(ts, kind="stable")
+        self._chunks.append((ts[order], values[order]))
+        self._ts = array("q")
+        self._values = array("d")
+
+    @property
+    def point_count(self) -> int:
+        return len(self._ts) + sum(len(t) for t, _ in self._chunks)
+
+    @property
+    def nbytes(self) -> int:
+        buffered = self._ts.buffer_info()[1] * 8 + self._values.buffer_info()[1] * 8
+        return buffered + sum(t.nbytes + v.nbytes for t, v in self._chunks) + 8 * len(self._starts)
+
+    @property
+    def first_ts(self) -> int:
+        firsts = [int(t[0]) for t, _ in self._chunks if len(t)]
+        if self._ts:
+            firsts.append(min(self._ts))
+        return min(firsts) if firsts else 0
+
+    def drop_before(self, cutoff_ns: int) -> int:
+        """Forget sealed chunks that end before ``cutoff_ns``; returns points dropped."""
+        kept, dropped = [], 0
+        for ts, values in self._chunks:
+            if len(ts) and ts[-1] < cutoff_ns:
+                dropped += len(ts)
+            else:
+                kept.append((ts, values))
+        self._chunks = kept
+        if self._ts and self.last_ts < cutoff_ns:
+            dropped += len(self._ts)
+            self._ts, self._values = array("q"), array("d")
+        return dropped
+
+    def raw(self, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
+        """Sorted, de-duplicated points in [start_ns, end_ns]."""
+        parts = [(t, v) for t, v in self._chunks if len(t) and t[-1] >= start_ns and t[0] <= end_ns]
+        if self._ts:
+            parts.append((np.frombuffer(self._ts, dtype=np.int64), np.frombuffer(self._values, dtype=np.float64)))
+        if not parts:
+            return np.empty(0, np.int64), np.empty(0, np.float64)
+        ts = np.concatenate([t for t, _ in parts])
+        values = np.concatenate([v for _, v in parts])
+        mask = (ts >= start_ns) & (ts <= end_ns)
+        ts, values = ts[mask], values[mask]
+        order = np.argsort(ts, kind="stable")
+        ts, values = ts[order], values[order]
+        if len(ts) > 1 and np.any(ts[1:] == ts[:-1]):
+            ts, values = _resolve_duplicates(ts, values, add=self.info.kind is SeriesKind.DELTA)
+        return ts, values
+
+    def query(self, view: View, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
+        if view not in VIEWS_BY_KIND[self.info.kind]:
+            raise ViewError(f"view {view.value!r} does not apply to a {self.info.kind.value} series "
+                            f"(use one of {[v.value for v in VIEWS_BY_KIND[self.info.kind]]})")
+        # a rate needs the point before the window
+        lookback = 0 if view is View.RAW else NS * 3600
+        ts, values = self.raw(max(0, start_ns - lookback), end_ns)
+        if view is View.RAW:
+            return ts, values
+        if self.info.kind is SeriesKind.CUMULATIVE:
+            increase = _cumulative_increase(ts, values, self._starts)
+        else:
+            increase = values.copy()  # each delta point is already an increase
+        if view is View.RATE:
+            dt = np.diff(ts, prepend=ts[:1]) / NS if len(ts) else np.empty(0)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out = np.where(dt > 0, increase / dt, np.nan)
+        else:
+            out = increase
+        keep = ts >= start_ns
+        return ts[keep], out[keep]
+
+    def state(self) -> dict[str, Any]:
+        self.seal()
+        return {"chunks": list(self._chunks), "starts": list(self._starts), "last_ts": self.last_ts}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self._chunks = list(state["chunks"])
+        self._starts = list(state["starts"])
+        self.last_ts = state["last_ts"]
+
+
+def _resolve_duplicates(ts: np.ndarray, values: np.ndarray, *, add: bool) -> tuple[np.ndarray, np.ndarray]:
+    unique, first = np.unique(ts, return_index=True)
+    if add:
+        return unique, np.add.reduceat(values, first)
+    last = np.append(first[1:], len(ts)) - 1
+    return unique, values[last]
+
+
+def _cumulative_increase(ts: np.ndarray, values: np.ndarray, starts: list[int]) -> np.ndarray:
+    """Increase between consecutive cumulative points, with resets found by start time or by a drop.
+
+    A point that opens a new start-time epoch counts its whole value (it is the count since the
+    reset); the very first point has no predecessor and yields NaN, like Prometheus' ``increase``.
+    """
+    if not len(ts):
+        return np.empty(0)
+    increase = np.empty(len(ts))
+    increase[0] = np.nan
+    diff = np.diff(values)
+    if starts:
+        epoch = np.searchsorted(np.asarray(starts, dtype=np.int64), ts, side="right")
+        new_epoch = np.diff(epoch) != 0
+    else:
+        new_epoch = np.zeros(len(diff), dtype=bool)
+    reset = new_epoch | (diff < 0)
+    increase[1:] = np.where(reset, values[1:], diff)
+    return increase
+
+
+@dataclass
+class HistogramPoint:
+    ts: int
+    start: int
+    count: float
+    sum: float
+    bounds: tuple[float, ...]          # upper bounds of all but the last (+Inf) bucket
+    counts: np.ndarray                 # one more than len(bounds)
+    exp_scale: int | None = None       # exponential histograms: scale, and the index of counts[1]
+    exp_offset: int = 0
+
+
+@dataclass
+class HistogramSeries:
+    """Explicit and exponential histograms, reduced to rates, means and quantiles on read.
+
+    Exponential points keep their native buckets; a read re-buckets every point in range to the
+    coarsest scale among them (merging ``2**k`` neighbours), then treats them like explicit ones.
+    Negative buckets are folded into the zero bucket: the quantiles describe magnitudes
+    (durations, sizes), which is what they are used for here.
+    """
+
+    info: SeriesInfo
+    cumulative: bool
+    points: list[HistogramPoint] = field(default_factory=list)
+    last_ts: int = 0
+
+    def append(self, point: HistogramPoint) -> None:
+        self.points.append(point)
+        if point.ts > self.last_ts:
+            self.last_ts = point.ts
+
+    @property
+    def point_count(self) -> int:
+        return len(self.points)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(64 + p.counts.nbytes + 8 * len(p.bounds) for p in self.points)
+
+    @property
+    def first_ts(self) -> int:
+        return min((p.ts for p in self.points), default=0)
+
+    def drop_before(self, cutoff_ns: int) -> int:
+        before = len(self.points)
+        self.points = [p for p in self.points if p.ts >= cutoff_ns]
+        return before - len(self.points)
+
+    def seal(self) -> None:
+        """Histogram points are stored whole; nothing to compact."""
+
+    def _sorted(self, start_ns: int, end_ns: int) -> list[HistogramPoint]:
+        chosen: dict[int, HistogramPoint] = {}
+        for p in self.points:
+            if start_ns <= p.ts <= end_ns:
+                if not self.cumulative and p.ts in chosen:
+                    chosen[p.ts] = _add_histograms(chosen[p.ts], p)
+                else:
+                    chosen[p.ts] = p
+        return [chosen[t] for t in sorted(chosen)]
+
+    def raw(self, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
+        points = self._sorted(start_ns, end_ns)
+        return (np.array([p.ts for p in points], dtype=np.int64), np.array([p.count for p in points], dtype=float))
+
+    def query(self, view: View, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
+        if view not in VIEWS_BY_KIND[SeriesKind.HISTOGRAM]:
+            raise ViewError(f"view {view.value!r} does not apply to a histogram series (use one of "
+                            f"{[v.value for v in VIEWS_BY_KIND[SeriesKind.HISTOGRAM]]})")
+        lookback = NS * 3600 if self.cumulative else 0
+        points = self._sorted(max(0, start_ns - lookback), end_ns)
+        if not points:
+            return np.empty(0, np.int64), np.empty(0)
+        ts = np.array([p.ts for p in points], dtype=np.int64)
+        count = np.array([p.count for p in points], dtype=float)
+        total = np.array([p.sum for p in points], dtype=float)
+        bounds, matrix = _bucket_matrix(points)
+        if self.cumulative:
+            starts = np.array([p.start for p in points], dtype=np.int64)
+            reset = np.concatenate([[True], (starts[1:] != starts[:-1]) | (np.diff(count) < 0)])
+            first = np.zeros(len(ts), dtype=bool)
+            first[0] = True
+            prev_count, prev_total, prev_matrix = np.roll(count, 1), np.roll(total, 1), np.roll(matrix, 1, axis=0)
+            keep_whole = reset & ~first
+            count = np.where(keep_whole, count, count - prev_count)
+            total = np.where(keep_whole, total, total - prev_total)
+            matrix = np.where(keep_whole[:, None], matrix, matrix - prev_matrix)
+            count[0], total[0] = np.nan, np.nan
+            matrix[0] = np.nan
+        dt = np.diff(ts, prepend=ts[:1]) / NS
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if view is View.COUNT:
+                out = np.where(dt > 0, count / dt, np.nan)
+            elif view is View.MEAN:
+                out = np.where(count > 0, total / count, np.nan)
+            else:
+                out = np.array([_quantile(QUANTILE_VIEWS[view], bounds, row) for row in matrix])
+        keep = ts >= start_ns
+        return ts[keep], out[keep]
+
+    def state(self) -> dict[str, Any]:
+        return {"points": list(self.points), "last_ts": self.last_ts}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.points = list(state["points"])
+        self.last_ts = state["last_ts"]
+
+
+def _add_histograms(a: HistogramPoint, b: HistogramPoint) -> HistogramPoint:
+    if a.bounds != b.bounds or a.exp_scale != b.exp_scale or a.exp_offset != b.exp_offset \
+            or len(a.counts) != len(b.counts):
+        return b
+    return HistogramPoint(a.ts, min(a.start, b.start), a.count + b.count, a.sum + b.sum, a.bounds,
+                          a.counts + b.counts, a.exp_scale, a.exp_offset)
+
+
+def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray]:
+    """Upper bounds and one row of bucket counts per point, on a layout all rows share."""
+    if points[0].exp_scale is None:
+        bounds = points[-1].bounds
+        width = len(bounds) + 1
+        rows = [p.counts if p.bounds == bounds and len(p.counts) == width else np.full(width, np.nan)
+                for p in points]
+        return np.append(np.asarray(bounds, dtype=float), np.inf), np.vstack(rows).astype(float)
+    scale = min(p.exp_scale for p in points if p.exp_scale is not None)
+    while True:  # coarsen until the buckets in use fit a bounded dense row
+        rebucketed = []
+        for p in points:
+            shift = (p.exp_scale if p.exp_scale is not None else scale) - scale
+            indexes = (np.arange(len(p.counts) - 1, dtype=np.int64) + p.exp_offset) >> shift
+            rebucketed.append((p.counts[0], indexes, p.counts[1:]))
+        low = min((int(i.min()) for _, i, _ in rebucketed if len(i)), default=0)
+        high = max((int(i.max()) for _, i, _ in rebucketed if len(i)), default=0)
+        if high - low < MAX_DENSE_BUCKETS:
+            break
+        scale -= 1
+    matrix = np.zeros((len(points), high - low + 2))
+    for row, (zero, indexes, counts) in enumerate(rebucketed):
+        matrix[row, 0] = zero
+        np.add.at(matrix[row], indexes - low + 1, counts)
+    with np.errstate(over="ignore"):
+        base = np.float64(2.0) ** (np.float64(2.0) ** -scale)
+        upper = np.concatenate([[0.0], base ** (np.arange(low, high + 1) + 1.0)])
+    return upper, matrix
+
+
+def _quantile(q: float, upper_bounds: np.ndarray, counts: np.ndarray) -> float:
+    """Prometheus ``histogram_quantile``: linear interpolation inside the bucket holding rank q."""
+    if not np.all(np.isfinite(counts)):
+        return math.nan
+    total = counts.sum()
+    if total <= 0:
+        return math.nan
+    cumulative = np.cumsum(counts)
+    rank = q * total
+    bucket = int(np.searchsorted(cumulative, rank, side="left"))
+    bucket = min(bucket, len(counts) - 1)
+    upper = upper_bounds[bucket]
+    lower = upper_bounds[bucket - 1] if bucket > 0 else min(0.0, upper)
+    if math.isinf(upper):
+        return float(upper_bounds[bucket - 1]) if bucket > 0 else math.nan
+    below = cumulative[bucket - 1] if bucket > 0 else 0.0
+    in_bucket = counts[bucket]
+    if in_bucket <= 0:
+        return float(upper)
+    return float(lower + (upper - lower) * (rank - below) / in_bucket)

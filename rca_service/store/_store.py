@@ -1,0 +1,433 @@
+"""The series store: OTLP metrics, spans and logs in, columnar series and pandas frames out.
+
+Keyed by series = metric + resource + point attributes, with each series' domain and entity from the
+registry. Decoding is the hot path of ingest: attribute sets are looked up by their serialized bytes
+(one C call per attribute) and decoded to Python only the first time a series is seen.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+from factorylens.rca_service.store._entity import domain_of, entity_of
+from factorylens.rca_service.store._series import (
+    HistogramPoint,
+    HistogramSeries,
+    ScalarSeries,
+    SeriesInfo,
+    SeriesKind,
+    View,
+)
+from factorylens.rca_service.store._spans import SpanAggregator, SpanSample
+
+log = logging.getLogger(__name__)
+
+Series = ScalarSeries | HistogramSeries
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
+EVENT_COUNT_METRIC = "factorylens.events"
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    max_series: int = 200_000
+    retention_s: float = 24 * 3600.0
+    max_events: int = 100_000
+    span_bin_s: float = 10.0
+    span_sample_per_operation: int = 16
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def reject(self, reason: str, n: int = 1) -> None:
+        self.rejected += n
+        self.reasons[reason] = self.reasons.get(reason, 0) + n
+
+    @property
+    def message(self) -> str:
+        return "; ".join(f"{n} rejected: {reason}" for reason, n in sorted(self.reasons.items()))
+
+
+def any_value(value: AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return ""
+    if kind == "array_value":
+        return json.dumps([any_value(v) for v in value.array_value.values], default=str)
+    if kind == "kvlist_value":
+        return json.dumps({kv.key: any_value(kv.value) for kv in value.kvlist_value.values}, default=str)
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return getattr(value, kind)
+
+
+def decode_attributes(attributes: Iterable) -> dict[str, Any]:
+    return {kv.key: any_value(kv.value) for kv in attributes}
+
+
+def series_id(metric: str, kind: SeriesKind, resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
+    """A stable id (same input, same id across restarts and replicas)."""
+    canonical = json.dumps([metric, kind.value, sorted(resource.items()), sorted(attributes.items())],
+                           default=str, separators=(",", ":"))
+    return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
+
+
+class _Resource:
+    __slots__ = ("attributes", "caches")
+
+    def __init__(self, attributes: dict[str, Any]) -> None:
+        self.attributes = attributes
+        self.caches: dict[tuple[str, SeriesKind], dict[tuple[bytes, ...], Series]] = {}
+
+
+class SeriesStore:
+    """Thread-safe; every ingest and read takes the store lock (the GIL serializes them anyway)."""
+
+    def __init__(self, limits: StoreLimits | None = None, *, clock: Callable[[], float] = time.time,
+                 on_cardinality_limit: Callable[[int], None] | None = None) -> None:
+        self.limits = limits or StoreLimits()
+        self.lock = threading.RLock()
+        self.series: dict[str, Series] = {}
+        self._resources: dict[bytes, _Resource] = {}
+        self.events: deque[dict[str, Any]] = deque(maxlen=self.limits.max_events)
+        self.spans = SpanAggregator(self, self.limits.span_bin_s)
+        self.span_sample = SpanSample(self.limits.span_sample_per_operation)
+        self._clock = clock
+        self._on_cardinality_limit = on_cardinality_limit
+        self._last_limit_log = 0.0
+        self.points_dropped_by_retention = 0
+
+    # ---- series lookup -------------------------------------------------------------------------
+    def _resource(self, resource: Any) -> _Resource:
+        raw = resource.SerializeToString()
+        found = self._resources.get(raw)
+        if found is None:
+            if len(self._resources) > 4 * self.limits.max_series:
+                self._resources.clear()  # an alias cache; entries are rebuilt on demand
+            found = self._resources[raw] = _Resource(decode_attributes(resource.attributes))
+        return found
+
+    def get_or_create(self, metric: str, kind: SeriesKind, unit: str, resource: Mapping[str, Any],
+                      attributes: Mapping[str, Any], description: str = "", *, cumulative: bool = True,
+                      result: IngestResult | None = None) -> Series | None:
+        """The series for this identity, or None (counted) when the cardinality limit is reached."""
+        sid = series_id(metric, kind, resource, attributes)
+        found = self.series.get(sid)
+        if found is not None:
+            return found
+        if len(self.series) >= self.limits.max_series:
+            self._cardinality_limited(result)
+            return None
+        info = SeriesInfo(sid, metric, kind, unit, domain_of(metric).value, entity_of(resource, attributes),
+                          resource, dict(attributes), description)
+        created: Series = HistogramSeries(info, cumulative) if kind is SeriesKind.HISTOGRAM else ScalarSeries(info)
+        self.series[sid] = created
+        return created
+
+    def _cardinality_limited(self, result: IngestResult | None) -> None:
+        if result is not None:
+            result.reject("series limit reached")
+        now = self._clock()
+        if now - self._last_limit_log > 60:
+            self._last_limit_log = now
+            log.warning("series limit of %d reached: points of new series are rejected (raise "
+                        "--max-series, lower --retention, or drop high-cardinality attributes upstream)",
+                        self.limits.max_series)
+        if self._on_cardinality_limit:
+            self._on_cardinality_limit(1)
+
+    def _cache(self, res: _Resource, metric: str, kind: SeriesKind) -> dict[tuple[bytes, ...], Series]:
+        """Series of one metric under one resource, by their attributes' serialized bytes."""
+        cache = res.caches.get((metric, kind))
+        if cache is None:
+            cache = res.caches[(metric, kind)] = {}
+        return cache
+
+    def _cached(self, cache: dict, res: _Resource, metric: Any, kind: SeriesKind, point: Any,
+                result: IngestResult, *, cumulative: bool = True) -> Series | None:
+        key = tuple([kv.SerializeToString() for kv in point.attributes])
+        found = cache.get(key)
+        if found is None:
+            found = self.get_or_create(metric.name, kind, metric.unit, res.attributes,
+                                       decode_attributes(point.attributes), metric.description,
+                                       cumulative=cumulative, result=result)
+            if found is not None:
+                cache[key] = found
+        return found
+
+    # ---- OTLP ingest ---------------------------------------------------------------------------
+    def ingest_metrics(self, request: ExportMetricsServiceRequest) -> IngestResult:
+        result = IngestResult()
+        with self.lock:
+            for rm in request.resource_metrics:
+                res = self._resource(rm.resource)
+                for sm in rm.scope_metrics:
+                    for metric in sm.metrics:
+                        self._ingest_metric(res, metric, result)
+        return result
+
+    def _ingest_metric(self, res: _Resource, metric: Any, result: IngestResult) -> None:
+        data = metric.WhichOneof("data")
+        if not metric.name:
+            result.reject("metric without a name", _point_count(metric, data))
+            return
+        if data == "gauge" or data == "sum":
+            if data == "gauge":
+                kind, points = SeriesKind.GAUGE, metric.gauge.data_points
+            else:
+                s = metric.sum
+                points = s.data_points
+                if not s.is_monotonic:
+                    kind = SeriesKind.UPDOWN
+                elif s.aggregation_temporality == CUMULATIVE:
+                    kind = SeriesKind.CUMULATIVE
+                elif s.aggregation_temporality == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA:
+                    kind = SeriesKind.DELTA
+                else:
+                    result.reject("sum without aggregation temporality", len(points))
+                    return
+            self._ingest_scalars(res, metric, kind, points, result)
+        elif data == "histogram":
+            self._ingest_histograms(res, metric, metric.histogram, result, exponential=False)
+        elif data == "exponential_histogram":
+            self._ingest_histograms(res, metric, metric.exponential_histogram, result, exponential=True)
+        elif data == "summary":
+            self._ingest_summaries(res, metric, result)
+        else:
+            result.reject("metric without data")
+
+    def _ingest_scalars(self, res: _Resource, metric: Any, kind: SeriesKind, points: Any,
+                        result: IngestResult) -> None:
+        accepted = 0
+        cumulative = kind is SeriesKind.CUMULATIVE
+        cache = self._cache(res, metric.name, kind)
+        for point in points:
+            ts = point.time_unix_nano
+            if not ts:
+                result.reject("data point without time_unix_nano")
+                continue
+            if point.flags & NO_RECORDED_VALUE:
+                accepted += 1  # a staleness marker: valid, nothing to store
+                continue
+            key = tuple([kv.SerializeToString() for kv in point.attributes])
+            series = cache.get(key)
+            if series is None:
+                series = self._cached(cache, res, metric, kind, point, result)
+                if series is None:
+                    continue
+            # exactly one of as_double/as_int is set; the other reads as zero
+            series.append(ts, point.as_double or float(point.as_int))
+            if cumulative:
+                series.note_start(point.start_time_unix_nano)
+            accepted += 1
+        result.accepted += accepted
+
+    def _ingest_histograms(self, res: _Resource, metric: Any, histogram: Any, result: IngestResult, *,
+                           exponential: bool) -> None:
+        cumulative = histogram.aggregation_temporality == CUMULATIVE
+        cache = self._cache(res, metric.name, SeriesKind.HISTOGRAM)
+        for point in histogram.data_points:
+            if not point.time_unix_nano:
+                result.reject("data point without time_unix_nano")
+                continue
+            if point.flags & NO_RECORDED_VALUE:
+                result.accepted += 1
+                continue
+            if exponential:
+                positive = np.asarray(point.positive.bucket_counts, dtype=float)
+                zero = float(point.zero_count) + float(sum(point.negative.bucket_counts))
+                counts = np.concatenate([[zero], positive])
+                hp = HistogramPoint(point.time_unix_nano, point.start_time_unix_nano, float(point.count),
+                                    point.sum, (), counts, int(point.scale), int(point.positive.offset))
+                if not -10 <= point.scale <= 20:
+                    result.reject("exponential histogram scale outside [-10, 20]")
+                    continue
+            else:
+                bounds = tuple(point.explicit_bounds)
+                if len(point.bucket_counts) != len(bounds) + 1 and len(point.bucket_counts) != 0:
+                    result.reject("histogram bucket_counts length is not len(explicit_bounds) + 1")
+                    continue
+                if any(b >= a for b, a in zip(bounds, bounds[1:])):
+                    result.reject("histogram explicit_bounds not strictly increasing")
+                    continue
+                counts = (np.asarray(point.bucket_counts, dtype=float) if len(point.bucket_counts)
+                          else np.array([float(point.count)]))
+                hp = HistogramPoint(point.time_unix_nano, point.start_time_unix_nano, float(point.count),
+                                    point.sum, bounds if len(point.bucket_counts) else (), counts)
+            series = self._cached(cache, res, metric, SeriesKind.HISTOGRAM, point, result, cumulative=cumulative)
+            if series is None:
+                continue
+            series.append(hp)
+            result.accepted += 1
+
+    def _ingest_summaries(self, res: _Resource, metric: Any, result: IngestResult) -> None:
+        """Summaries become a gauge per quantile plus cumulative ``.count`` and ``.sum`` series."""
+        for point in metric.summary.data_points:
+            if not point.time_unix_nano:
+                result.reject("data point without time_unix_nano")
+                continue
+            attributes = decode_attributes(point.attributes)
+            ts = point.time_unix_nano
+            made = []
+            for q in point.quantile_values:
+                made.append((self.get_or_create(metric.name, SeriesKind.GAUGE, metric.unit, res.attributes,
+                                                {**attributes, "quantile": q.quantile}, metric.description,
+                                                result=result), q.value))
+            for suffix, value in ((".count", float(point.count)), (".sum", point.sum)):
+                made.append((self.get_or_create(metric.name + suffix, SeriesKind.CUMULATIVE, metric.unit,
+                                                res.attributes, attributes, metric.description, result=result),
+                             value))
+            if all(series is not None for series, _ in made):
+                for series, value in made:
+                    series.append(ts, value)
+                result.accepted += 1
+
+    def ingest_spans(self, request: ExportTraceServiceRequest) -> IngestResult:
+        with self.lock:
+            return self.spans.ingest(request)
+
+    def ingest_logs(self, request: ExportLogsServiceRequest) -> IngestResult:
+        """Log records are kept as events (bounded) and counted per event name as a delta series."""
+        result = IngestResult()
+        with self.lock:
+            counts: dict[tuple[int, str, int], int] = {}
+            resources: dict[int, dict[str, Any]] = {}
+            for index, rl in enumerate(request.resource_logs):
+                resource = self._resource(rl.resource).attributes
+                resources[index] = resource
+                for sl in rl.scope_logs:
+                    for record in sl.log_records:
+                        ts = record.time_unix_nano or record.observed_time_unix_nano
+                        if not ts:
+                            result.reject("log record without a timestamp")
+                            continue
+                        attributes = decode_attributes(record.attributes)
+                        name = record.event_name or attributes.get("event.name") or "log"
+                        self.events.append({
+                            "time_unix_nano": ts, "event_name": name, "severity": record.severity_text
+                            or str(record.severity_number), "body": any_value(record.body),
+                            "attributes": attributes, "resource": resource,
+                            "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
+                        })
+                        bin_ts = int(ts // 1_000_000_000 * 1_000_000_000)
+                        counts[(index, str(name), bin_ts)] = counts.get((index, str(name), bin_ts), 0) + 1
+                        result.accepted += 1
+            for (index, name, bin_ts), n in counts.items():
+                series = self.get_or_create(EVENT_COUNT_METRIC, SeriesKind.DELTA, "{event}", resources[index],
+                                            {"event.name": name}, "Log records (events) received.")
+                if series is not None:
+                    series.append(bin_ts, float(n))
+        return result
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def list_series(self, metric: str = "*", match: Mapping[str, str] | None = None, domain: str = "",
+                    entity: str = "", limit: int = 0) -> list[SeriesInfo]:
+        """Series whose metric matches the glob, attributes (point or resource) equal ``match``."""
+        found = []
+        with self.lock:
+            for series in self.series.values():
+                info = series.info
+                if not fnmatch.fnmatchcase(info.metric, metric or "*"):
+                    continue
+                if domain and info.domain != domain:
+                    continue
+                if entity and not fnmatch.fnmatchcase(info.entity, entity):
+                    continue
+                if match and any(str(info.attributes.get(k, info.resource.get(k))) != v for k, v in match.items()):
+                    continue
+                found.append(info)
+                if limit and len(found) >= limit:
+                    break
+        return found
+
+    def query(self, series_id_: str, view: View | None = None, start_ns: int = 0,
+              end_ns: int = 2**63 - 1) -> tuple[SeriesInfo, np.ndarray, np.ndarray]:
+        with self.lock, np.errstate(all="ignore"):  # inf/NaN from odd input propagate as values
+            series = self.series.get(series_id_)
+            if series is None:
+                raise KeyError(series_id_)
+            ts, values = series.query(view or series.info.default_view, start_ns, end_ns)
+            return series.info, ts, values
+
+    def frame(self, series_ids: Iterable[str], start_ns: int = 0, end_ns: int = 2**63 - 1,
+              view: View | None = None) -> pd.DataFrame:
+        """A wide frame, one column per series (its default view unless ``view``), indexed by time (UTC)."""
+        columns = {}
+        for sid in series_ids:
+            _, ts, values = self.query(sid, view, start_ns, end_ns)
+            columns[sid] = pd.Series(values, index=pd.to_datetime(ts, unit="ns", utc=True))
+        if not columns:
+            return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC"))
+        return pd.DataFrame(columns).sort_index()
+
+    def stats(self) -> dict[str, int]:
+        with self.lock:
+            points = sum(s.point_count for s in self.series.values())
+            nbytes = sum(s.nbytes for s in self.series.values())
+            return {"series": len(self.series), "points": points, "bytes": nbytes, "events": len(self.events)}
+
+    # ---- housekeeping --------------------------------------------------------------------------
+    def enforce_retention(self, now_s: float | None = None) -> int:
+        """Drop data older than the retention; series left empty are forgotten. Returns points dropped."""
+        cutoff = int(((now_s if now_s is not None else self._clock()) - self.limits.retention_s) * 1e9)
+        dropped = 0
+        with self.lock:
+            for sid in list(self.series):
+                series = self.series[sid]
+                dropped += series.drop_before(cutoff)
+                if series.last_ts < cutoff:
+                    del self.series[sid]
+                    self._resources.clear()  # the alias caches may point at forgotten series
+            while self.events and self.events[0]["time_unix_nano"] < cutoff:
+                self.events.popleft()
+            self.span_sample.drop_before(cutoff)
+        self.points_dropped_by_retention += dropped
+        return dropped
+
+    def state(self) -> dict[str, Any]:
+        """Everything needed to rebuild the store (sealed arrays are shared, not copied)."""
+        with self.lock:
+            return {
+                "series": [(s.info, getattr(s, "cumulative", None), s.state()) for s in self.series.values()],
+                "events": list(self.events),
+                "span_sample": self.span_sample.state(),
+            }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        with self.lock:
+            self.series.clear()
+            self._resources.clear()
+            for info, cumulative, series_state in state["series"]:
+                series: Series = (HistogramSeries(info, bool(cumulative)) if info.kind is SeriesKind.HISTOGRAM
+                                  else ScalarSeries(info))
+                series.restore(series_state)
+                self.series[info.id] = series
+            self.events.clear()
+            self.events.extend(state["events"])
+            self.span_sample.restore(state["span_sample"])
+
+
+def _point_count(metric: Any, data: str | None) -> int:
+    if data is None:
+        return 1
+    return max(1, len(getattr(metric, data).data_points))
