@@ -27,12 +27,13 @@ system-deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# A simulated 2-host x 8-GPU H100 cluster with one injected fault (a cooling failure), printed live.
-# Ctrl-C to stop; `make demo DEMO_ARGS=` runs until interrupted.
+# A simulated 2-host x 8-GPU H100 cluster with one injected fault (a cooling failure), exporting
+# OTLP to the RCA service; GPUs and incidents printed live. Ctrl-C stops; `make demo DEMO_ARGS=` runs
+# until interrupted.
 demo: $(STAMP)
-	$(VENV)/bin/factorylens gpu --backend sim --sim-hosts 2 --sim-gpus-per-host 8 --sim-model H100 \
-	  --scenario receivers/gpu/scenarios/demo.yaml --sim-speed 10 --collection-interval 2 \
-	  --prometheus-port 9400 --console $(DEMO_ARGS)
+	$(VENV)/bin/factorylens demo --hosts 2 --gpus-per-host 8 --model H100 \
+	  --scenario receivers/gpu/scenarios/demo.yaml --speed 10 --collection-interval 2 \
+	  --prometheus-port 9400 $(DEMO_ARGS)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q

@@ -296,6 +296,47 @@ def _run_rca_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
+    from factorylens.demo import DemoOptions
+
+    d = DemoOptions()
+    p = sub.add_parser(
+        "demo", help="the whole pipeline on one machine: simulated GPUs → RCA service → incidents",
+        description="Run a simulated GPU cluster with a fault scenario, export its telemetry over OTLP to an "
+                    "RCA service in the same process, print the GPUs live and every incident with its "
+                    "ranked, explained causes. No GPU needed.",
+        epilog="example: factorylens demo --scenario receivers/gpu/scenarios/demo.yaml --duration 300")
+    p.add_argument("--scenario", default=d.scenario, metavar="FILE", help="fault scenario (YAML/JSON)")
+    p.add_argument("--hosts", type=int, default=d.hosts, help="simulated hosts (default %(default)s)")
+    p.add_argument("--gpus-per-host", type=int, default=d.gpus_per_host, help="GPUs per host (default %(default)s)")
+    p.add_argument("--model", default=d.model, type=str.upper, help="GPU model preset (default %(default)s)")
+    p.add_argument("--speed", type=float, default=d.speed, help="simulated seconds per second (default %(default)s)")
+    p.add_argument("--collection-interval", type=float, default=d.collection_interval_s, metavar="SECONDS",
+                   dest="collection_interval_s", help="seconds between scrapes/exports (default %(default)s)")
+    p.add_argument("--duration", type=float, default=d.duration_s, metavar="SECONDS", dest="duration_s",
+                   help="stop after SECONDS; 0 runs until Ctrl-C (default %(default)s)")
+    p.add_argument("--prometheus-port", type=int, default=d.prometheus_port, metavar="PORT",
+                   help="GPU /metrics on PORT (+1 per host) (default %(default)s)")
+    p.add_argument("--rca-listen", default=d.rca_listen, metavar="HOST:PORT",
+                   help="RCA service gRPC address (default: a free port on 127.0.0.1)")
+    p.add_argument("--rca-metrics-listen", default=d.rca_metrics_listen, metavar="HOST:PORT",
+                   help="RCA service /metrics, or 'off' (default %(default)s)")
+    p.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
+                   help="keep the RCA service's WAL and incidents here (default: a temporary directory)")
+    p.add_argument("--no-console", action="store_false", dest="console", help="do not print the GPU table")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from factorylens.demo import DemoOptions, run_demo
+
+    values = {k: v for k, v in vars(args).items() if k in DemoOptions.__dataclass_fields__}
+    if not values.get("duration_s"):
+        values["duration_s"] = None
+    run_demo(DemoOptions(**values))
+    return 0
+
+
 def _run_metrics(args: argparse.Namespace) -> int:
     metrics = [m for m in REGISTRY.metrics if args.domain is None or m.domain.value == args.domain]
     if args.format == "json":
@@ -339,6 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_run_metrics)
     _add_gpu_parser(sub)
     _add_rca_parser(sub)
+    _add_demo_parser(sub)
     return parser
 
 

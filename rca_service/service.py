@@ -14,13 +14,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Callable
 
 import grpc
 
 from factorylens import __version__
 from factorylens.exposition import MetricsServer, SnapshotCollector
 from factorylens.rca_service._security import BearerTokenInterceptor, server_credentials
-from factorylens.rca_service.analysis import Analyzer, RobustZScoreAnalyzer
+from factorylens.rca_service.analysis import Analyzer, Incident, IncidentChange, RobustZScoreAnalyzer
 from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.config import RcaServiceConfig, split_host_port
@@ -43,7 +44,8 @@ class ServiceError(RuntimeError):
 
 class RcaService:
     def __init__(self, config: RcaServiceConfig, *, analyzer: Analyzer | None = None,
-                 log_exporters: list | None = None) -> None:
+                 log_exporters: list | None = None,
+                 incident_listeners: list[Callable[[IncidentChange, Incident], None]] | None = None) -> None:
         config.validate()
         self.config = config
         self.data_dir = Path(config.data_dir)
@@ -59,6 +61,7 @@ class RcaService:
                                  max_pending_bytes=config.max_pending_mb << 20, retry_after_s=config.retry_after_s)
         self.incident_log = IncidentLog(self.data_dir / "incidents.json")
         self._log_exporters = list(log_exporters or [])
+        self.incident_listeners = list(incident_listeners or [])
         self.publisher: IncidentPublisher | None = None
         self.server: grpc.Server | None = None
         self.metrics_server: MetricsServer | None = None
@@ -212,6 +215,8 @@ class RcaService:
             log.info("incident %s %s: %s", incident.id, change.value, incident.title)
             if self.publisher is not None:
                 self.publisher.publish(change, incident)
+            for listener in self.incident_listeners:
+                listener(change, incident)
 
     def _count_unauthenticated(self, method: str) -> None:
         service = method.rsplit("/", 2)[-2] if method.count("/") >= 2 else ""

@@ -12,7 +12,6 @@ behind the same :class:`Analyzer` interface.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -33,6 +32,8 @@ from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
 
 NS = 1_000_000_000
 IQR_TO_SIGMA = 1.349
+MAX_Z = 1000.0  # beyond this (a constant history that moved) strength no longer grows
+ONSET_DECAY = 0.7  # each distinct earlier onset in the incident scales a cause's score by this
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class RobustZScoreConfig:
     :param resolve_after_s: an incident resolves when none of its causes was anomalous for this long
     :param max_causes: causes kept per incident
     :param relative_floor: the scale is at least this fraction of |median| (flat series)
+    :param ratio_floor: and at least this for ratios (unit ``1``): an idle GPU going from 0 to 1% busy is
+        not an anomaly
     :param ignore_domains: domains never scored (own health, and our own findings fed back)
     """
 
@@ -57,6 +60,7 @@ class RobustZScoreConfig:
     resolve_after_s: float = 120.0
     max_causes: int = 10
     relative_floor: float = 0.01
+    ratio_floor: float = 0.01
     ignore_domains: tuple[str, ...] = ("self", "rca")
 
     def validate(self) -> None:
@@ -96,11 +100,17 @@ class RobustZScoreAnalyzer(Analyzer):
         self._scores: dict[str, float] = {}
         self._active: dict[str, _Anomaly] = {}
         self._incidents: dict[str, Incident] = {}
+        # every anomaly that joined an incident, also those ranked below max_causes
+        self._members: dict[str, set[str]] = {}
+        self._intervals: dict[str, int] = {}
 
     # ---- detection -----------------------------------------------------------------------------
-    def _stats(self, history: np.ndarray) -> tuple[float, float]:
+    def _floor(self, unit: str) -> float:
+        return self.config.ratio_floor if unit == "1" else 1e-9
+
+    def _stats(self, history: np.ndarray, unit: str) -> tuple[float, float]:
         q1, median, q3 = np.percentile(history, [25, 50, 75])
-        scale = max((q3 - q1) / IQR_TO_SIGMA, abs(median) * self.config.relative_floor, 1e-9)
+        scale = max((q3 - q1) / IQR_TO_SIGMA, abs(median) * self.config.relative_floor, self._floor(unit))
         return float(median), float(scale)
 
     def analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
@@ -123,22 +133,26 @@ class RobustZScoreAnalyzer(Analyzer):
             if not len(ts):
                 continue
             self._seen_until[info.id] = int(ts[-1])
-            fresh = ts > seen if seen else ts > ts[-1] - window // 10
-            history = values[~fresh & (ts >= ts[-1] - window)]
-            if len(history) < cfg.min_points or not fresh.any():
+            fresh = int(np.count_nonzero(ts > seen if seen else ts > ts[-1] - window // 10))
+            if not fresh:
                 continue
-            median, scale = self._stats(history)
-            z = (values[fresh] - median) / scale
+            # the new points plus enough before them to see a run of `consecutive`; history is older
+            split = max(0, len(ts) - fresh - cfg.consecutive + 1)
+            history = values[:split][ts[:split] >= ts[-1] - window]
+            if len(history) < cfg.min_points:
+                continue
+            median, scale = self._stats(history, info.unit)
+            recent_ts, recent = ts[split:], values[split:]
+            self._intervals[info.id] = int(np.median(np.diff(ts[-16:]))) if len(ts) > 1 else 0
+            z = np.clip((recent - median) / scale, -MAX_Z, MAX_Z)
             self._scores[info.id] = float(score_of(z[-1], cfg.threshold))
-            beyond = np.abs(z) > cfg.threshold
-            run = _trailing_run(beyond)
+            run = _trailing_run(np.abs(z) > cfg.threshold)
             if run >= cfg.consecutive:
-                fresh_ts = ts[fresh]
                 previous = self._active.get(info.id)
-                onset = previous.onset if previous else int(fresh_ts[-run])
+                onset = previous.onset if previous else int(recent_ts[-run])
                 peak = int(np.argmax(np.abs(z[-run:]))) - run
-                found.append(_Anomaly(info.id, onset, int(fresh_ts[-1]), float(z[peak]),
-                                      float(values[fresh][peak]), median, scale))
+                found.append(_Anomaly(info.id, onset, int(recent_ts[-1]), float(z[peak]), float(recent[peak]),
+                                      median, scale))
         with self._lock:
             for anomaly in found:
                 self._active[anomaly.series_id] = anomaly
@@ -150,8 +164,7 @@ class RobustZScoreAnalyzer(Analyzer):
         open_incidents = [i for i in self._incidents.values() if i.state is IncidentState.OPEN]
         changed: dict[str, IncidentChange] = {}
         for anomaly in sorted(self._active.values(), key=lambda a: a.onset):
-            home = next((i for i in open_incidents if any(c.series_id == anomaly.series_id for c in i.causes)),
-                        None)
+            home = next((i for i in open_incidents if anomaly.series_id in self._members.get(i.id, ())), None)
             if home is None:
                 home = next((i for i in open_incidents
                              if abs(anomaly.onset - i.onset_unix_nano) <= cfg.merge_window_s * NS
@@ -162,9 +175,11 @@ class RobustZScoreAnalyzer(Analyzer):
                                 state=IncidentState.OPEN, title="", opened_unix_nano=now,
                                 onset_unix_nano=anomaly.onset, updated_unix_nano=anomaly.last)
                 self._incidents[home.id] = home
+                self._members[home.id] = set()
                 open_incidents.append(home)
                 changed[home.id] = IncidentChange.OPENED
             before = [(c.series_id, c.rank) for c in home.causes]
+            self._members[home.id].add(anomaly.series_id)
             self._add_cause(store, home, anomaly)
             if [(c.series_id, c.rank) for c in home.causes] != before:
                 changed.setdefault(home.id, IncidentChange.UPDATED)
@@ -173,7 +188,7 @@ class RobustZScoreAnalyzer(Analyzer):
             if now - anomaly.last > cfg.resolve_after_s * NS and self._seen_until.get(sid, 0) > anomaly.last:
                 del self._active[sid]
         for incident in open_incidents:
-            if not any(c.series_id in self._active for c in incident.causes):
+            if not any(sid in self._active for sid in self._members.get(incident.id, ())):
                 incident.state = IncidentState.RESOLVED
                 incident.resolved_unix_nano = now
                 changed[incident.id] = IncidentChange.RESOLVED
@@ -190,7 +205,7 @@ class RobustZScoreAnalyzer(Analyzer):
         incident.onset_unix_nano = min(incident.onset_unix_nano, anomaly.onset)
         incident.updated_unix_nano = max(incident.updated_unix_nano, anomaly.last)
         band = cfg.threshold * anomaly.scale
-        evidence = Evidence(anomaly.series_id, f"{info.metric} on {info.entity}", anomaly.last, anomaly.observed,
+        evidence = Evidence(anomaly.series_id, f"{info.label} on {info.entity}", anomaly.last, anomaly.observed,
                             anomaly.expected, anomaly.expected - band, anomaly.expected + band,
                             _example_traces(store, info))
         cause = next((c for c in incident.causes if c.series_id == anomaly.series_id), None)
@@ -199,19 +214,20 @@ class RobustZScoreAnalyzer(Analyzer):
             incident.causes.append(cause)
         cause.evidence = [evidence]
         cause.onset_unix_nano = anomaly.onset
-        # stronger and earlier is more likely the cause: strength decays with lateness after the first onset
-        first = min(c.onset_unix_nano for c in incident.causes)
+        # stronger and earlier is more likely the cause: causes lead effects, so every earlier onset
+        # group in the incident scales the score down (onsets closer than the sampling interval tie:
+        # exporters on different hosts are not synchronized)
+        group = self._onset_groups(incident.causes)
         for c in incident.causes:
-            e = c.evidence[0]
-            z = abs(e.observed - e.expected) / max((e.upper - e.expected) / cfg.threshold, 1e-12)
-            lateness = (c.onset_unix_nano - first) / (cfg.merge_window_s * NS)
-            c.score = float(score_of(z, cfg.threshold) * math.exp(-lateness))
+            c.score = float(score_of(_z(c.evidence[0], cfg.threshold), cfg.threshold)
+                            * ONSET_DECAY ** group[c.onset_unix_nano])
         incident.causes.sort(key=lambda c: (-c.score, c.onset_unix_nano))
         del incident.causes[cfg.max_causes:]
         by_onset = sorted(incident.causes, key=lambda c: c.onset_unix_nano)
         for rank, c in enumerate(incident.causes, start=1):
             c.rank = rank
-            c.explanation = self._explain(store, c, by_onset.index(c) + 1, len(incident.causes))
+            earlier = sum(o.onset_unix_nano < c.onset_unix_nano for o in incident.causes)
+            c.explanation = self._explain(store, c, earlier + 1, len(incident.causes))
         top = incident.causes[0]
         incident.score = top.score
         incident.kpi_series_id = incident.kpi_series_id or by_onset[-1].series_id
@@ -219,16 +235,31 @@ class RobustZScoreAnalyzer(Analyzer):
         incident.summary = (f"{len(incident.causes)} signal(s) broke their baselines since "
                             f"{_when(incident.onset_unix_nano)}; most likely cause: {top.explanation}")
 
+    def _onset_groups(self, causes: list[Cause]) -> dict[int, int]:
+        tolerance = max((self._intervals.get(c.series_id, 0) for c in causes), default=0)
+        groups: dict[int, int] = {}
+        start, index = None, -1
+        for onset in sorted({c.onset_unix_nano for c in causes}):
+            if start is None or onset - start > tolerance:
+                start, index = onset, index + 1
+            groups[onset] = index
+        return groups
+
     def _explain(self, store: SeriesStore, cause: Cause, order: int, total: int) -> str:
         e = cause.evidence[0]
         series = store.series.get(cause.series_id)
-        unit = f" {series.info.unit}" if series is not None and series.info.unit not in ("", "1") else ""
+        label = series.info.label if series is not None else cause.signal
+        unit = f" {series.info.display_unit}" if series is not None and series.info.display_unit else ""
         direction = "rose" if e.observed > e.expected else "fell"
-        z = abs(e.observed - e.expected) / max((e.upper - e.expected) / self.config.threshold, 1e-12)
-        return (f"{cause.signal} on {cause.entity} ({cause.domain}) {direction} to {e.observed:.4g}{unit}, "
-                f"{z:.1f} robust standard deviations from its recent median of {e.expected:.4g}{unit} "
-                f"(normal band {e.lower:.4g} to {e.upper:.4g}); it was the {_ordinal(order)} of {total} "
-                f"signal(s) to break its baseline, at {_when(cause.onset_unix_nano)}.")
+        z = _z(e, self.config.threshold)
+        if z >= MAX_Z:
+            how = f"away from its recent, practically constant value of {e.expected:.4g}{unit}"
+        else:
+            how = (f"{z:.1f} robust standard deviations from its recent median of {e.expected:.4g}{unit} "
+                   f"(normal band {e.lower:.4g} to {e.upper:.4g})")
+        return (f"{label} on {cause.entity} ({cause.domain}) {direction} to {e.observed:.4g}{unit}, {how}; "
+                f"it was the {_ordinal(order)} of {total} signal(s) to break its baseline, at "
+                f"{_when(cause.onset_unix_nano)}.")
 
     # ---- queries -------------------------------------------------------------------------------
     def incidents(self) -> list[Incident]:
@@ -238,6 +269,7 @@ class RobustZScoreAnalyzer(Analyzer):
     def load_incidents(self, incidents: list[Incident]) -> None:
         with self._lock:
             self._incidents = {i.id: i for i in incidents}
+            self._members = {i.id: {c.series_id for c in i.causes} for i in incidents}
 
     def anomaly_scores(self) -> dict[str, float]:
         return dict(self._scores)
@@ -251,7 +283,8 @@ class RobustZScoreAnalyzer(Analyzer):
         rolling = s.rolling(f"{int(cfg.window_s)}s", min_periods=cfg.min_points)
         median = rolling.median().shift(1)
         q1, q3 = rolling.quantile(0.25).shift(1), rolling.quantile(0.75).shift(1)
-        scale = np.maximum((q3 - q1) / IQR_TO_SIGMA, np.abs(median) * cfg.relative_floor).clip(lower=1e-9)
+        scale = np.maximum((q3 - q1) / IQR_TO_SIGMA, np.abs(median) * cfg.relative_floor).clip(
+            lower=self._floor(info.unit))
         keep = ts >= start_unix_nano
         expected = median.to_numpy()[keep]
         band = cfg.threshold * scale.to_numpy()[keep]
@@ -273,6 +306,12 @@ def _example_traces(store: SeriesStore, info: SeriesInfo) -> list[str]:
         spans = store.span_sample.spans(str(info.resource.get("service.name", "")),
                                         str(info.attributes.get("span.name", "")))
     return list(dict.fromkeys(s["trace_id"] for s in spans))[:MAX_EXAMPLE_TRACES]
+
+
+def _z(evidence: Evidence, threshold: float) -> float:
+    """The robust z of the evidence's observation (the band is ``threshold`` scales wide)."""
+    scale = max((evidence.upper - evidence.expected) / threshold, 1e-300)
+    return min(abs(evidence.observed - evidence.expected) / scale, MAX_Z)
 
 
 def _trailing_run(flags: np.ndarray) -> int:

@@ -40,6 +40,9 @@ _ENTITY_KEYS = (
     ("host.name", "host"),
 )
 _HOST_SCOPED = {"nic", "fs", "disk"}
+# attributes that say *which* thing a series is about (shown as its entity), not *what* is measured
+IDENTITY_ATTRIBUTES = frozenset(REGISTRY.attribute_groups["gpu"]) | {
+    "hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware_version"} | {k for k, _ in _ENTITY_KEYS}
 
 
 def domain_of(metric: str, registry: Registry = REGISTRY) -> Domain:

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from factorylens.rca_service.store._entity import IDENTITY_ATTRIBUTES
 
 SEAL_POINTS = 4096
 MAX_DENSE_BUCKETS = 4096  # exponential histograms are re-bucketed coarser beyond this
@@ -76,6 +79,22 @@ class SeriesInfo:
     @property
     def default_view(self) -> View:
         return DEFAULT_VIEW[self.kind]
+
+    @property
+    def label(self) -> str:
+        """The metric plus the attributes that tell its series apart on one entity, e.g.
+        ``hw.gpu.io{network.io.direction=receive}``."""
+        shown = sorted((k, v) for k, v in self.attributes.items() if k not in IDENTITY_ATTRIBUTES)
+        return self.metric + ("{" + ",".join(f"{k}={v}" for k, v in shown) + "}" if shown else "")
+
+    @property
+    def display_unit(self) -> str:
+        """The unit of the default view's values, for people (``By/s`` for a byte counter's rate)."""
+        unit = re.sub(r"\{.*?\}", "", self.unit)
+        unit = "" if unit == "1" else unit
+        if self.default_view is View.RATE:
+            return f"{unit}/s" if unit else "per s"
+        return unit
 
 
 class ScalarSeries:

@@ -78,3 +78,20 @@ def test_baseline_bands_follow_the_history():
     assert len(baseline.time_unix_nano) == 100
     assert np.all(baseline.lower < baseline.observed) and np.all(baseline.observed < baseline.upper)
     assert np.allclose(baseline.expected, 0.52, atol=0.011)
+
+
+def test_an_incident_stays_open_while_any_member_is_anomalous_even_beyond_max_causes():
+    store = SeriesStore()
+    analyzer = RobustZScoreAnalyzer(RobustZScoreConfig(max_causes=1, resolve_after_s=5))
+    for name in ("a", "b"):
+        feed(store, name, [(T0 + i * S, 10.0 + i % 3) for i in range(100)])
+    analyzer.analyze(store, T0 + 100 * S)
+    feed(store, "a", [(T0 + (100 + i) * S, 90.0) for i in range(3)])   # strong, then recovers
+    feed(store, "b", [(T0 + (100 + i) * S, 30.0) for i in range(3)])   # weaker, stays
+    opened = analyzer.analyze(store, T0 + 103 * S)
+    assert [c for c, _ in opened] == [IncidentChange.OPENED] and len(opened[0][1].causes) == 1
+    feed(store, "a", [(T0 + (103 + i) * S, 11.0) for i in range(20)])
+    feed(store, "b", [(T0 + (103 + i) * S, 30.0) for i in range(20)])
+    changes = analyzer.analyze(store, T0 + 123 * S)
+    assert all(c is IncidentChange.UPDATED for c, _ in changes)  # never resolved, never a second incident
+    assert [i.state for i in analyzer.incidents()] == [IncidentState.OPEN]

@@ -1,0 +1,27 @@
+"""End to end: simulated GPUs → OTLP → RCA service → an incident naming the GPU with the injected fault."""
+
+from __future__ import annotations
+
+import io
+
+from factorylens.demo import DemoOptions, run_demo
+from factorylens.receivers.gpu.sim import SimulatedCluster
+
+
+def test_an_injected_thermal_fault_becomes_an_incident_on_that_gpu(tmp_path):
+    scenario = tmp_path / "fault.yaml"
+    # 5 simulated minutes (15 s at speed 20) of normal running first: the detector's history
+    scenario.write_text("faults:\n  - kind: thermal_throttle\n    target: {host: sim-node-0, gpu: 1}\n"
+                        "    start: 5m\n    duration: 20m\n    params: {extra_celsius: 32}\n")
+    out = io.StringIO()
+    incidents = run_demo(DemoOptions(hosts=1, gpus_per_host=4, scenario=str(scenario), speed=20.0,
+                                     collection_interval_s=0.5, duration_s=27.0, prometheus_port=None,
+                                     rca_metrics_listen="off", console=False, data_dir=str(tmp_path / "rca")),
+                         stream=out)
+    faulty = SimulatedCluster(1, 4, "H100", seed=0).hosts[0].gpus[1].uuid
+    assert incidents, out.getvalue()
+    on_faulty = [c for i in incidents for c in i.causes if c.entity == f"gpu:{faulty}"]
+    assert {c.signal for c in on_faulty} & {"hw.temperature", "hw.gpu.clock_event.active", "hw.gpu.speed"}, \
+        out.getvalue()
+    assert f"*** incident {incidents[-1].id} opened" in out.getvalue()
+    assert (tmp_path / "rca" / "incidents.json").exists()
