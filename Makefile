@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 APT_PACKAGES := prometheus
+# the CPU build; a bare `torch` from PyPI would pull a multi-GB CUDA build
+TORCH ?= torch==2.13.0
 DEMO_ARGS ?= --duration 600
 
 .PHONY: demo test venv system-deps bench clean
@@ -15,7 +17,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test]'
+	$(PIP) install --quiet -e '.[test,torch]' '$(TORCH)'
 	touch $(STAMP)
 
 # Debian packages the tests run for real (Prometheus scrapes our /metrics endpoint).
@@ -41,6 +43,7 @@ test: $(STAMP) system-deps
 bench: $(STAMP)
 	$(PY) bench/receiver.py
 	$(PY) bench/ingest.py
+	$(PY) bench/instrumentation.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -324,6 +324,8 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
                    help="keep the RCA service's WAL and incidents here (default: a temporary directory)")
     p.add_argument("--no-console", action="store_false", dest="console", help="do not print the GPU table")
+    p.add_argument("--no-training", action="store_false", dest="training",
+                   help="do not run the instrumented training loop as rank 0 of the simulated job")
     p.set_defaults(func=_run_demo)
 
 

@@ -34,8 +34,84 @@ class DemoOptions:
     rca_metrics_listen: str = "127.0.0.1:9464"
     data_dir: str = ""
     console: bool = True
+    training: bool = True
     seed: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+TRAINING_JOB = "llm-pretrain-7b"
+DEVICE_TIME_S = 0.05
+BATCH_SIZE = 64
+HEALTHY_MFU = 0.45
+
+
+class TrainingJob:
+    """Rank 0 of the simulated cluster's training job as a real, instrumented training loop.
+
+    The loop (``instrumentation/examples/train_numpy.py``) runs in a thread of this process and
+    exports its steps over OTLP to the RCA service, with the ``hw.id`` of its GPU on the resource.
+    Its device time per step is scaled by the simulated job's speed, so a throttled or lost GPU
+    anywhere in the job slows its steps, as a synchronous job does.
+    """
+
+    def __init__(self, cluster: Any, endpoint: str, options: DemoOptions) -> None:
+        self._cluster = cluster
+        self._endpoint = endpoint
+        self._options = options
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-training", daemon=True)
+        self.instrumentor: Any = None
+
+    def start(self) -> None:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from factorylens.gpus import peak_tflops
+        from factorylens.instrumentation import TrainingConfig, TrainingInstrumentor
+        from factorylens.telemetry import make_meter_provider, make_resource, periodic_reader
+
+        gpus = self._cluster.job_gpus(TRAINING_JOB)
+        if not gpus:
+            return
+        host, gpu = gpus[0]
+        ranks = len(gpus)
+        config = TrainingConfig(job_id=TRAINING_JOB, team="foundation-models", rank=0, world_size=ranks,
+                                host=host, gpu_ids=(gpu.uuid,), gpu_name=gpu.model.name,
+                                model_flops_per_sample=self._flops_per_sample(peak_tflops(gpu.model.name) or 0.0),
+                                export_interval_s=self._options.collection_interval_s)
+        instrumentor = TrainingInstrumentor(config)
+        resource = make_resource(instrumentor.identity(), "factorylens-demo-training")
+        meters = make_meter_provider(resource, [periodic_reader(
+            OTLPMetricExporter(endpoint=self._endpoint, insecure=True), self._options.collection_interval_s)])
+        tracers = TracerProvider(resource=resource)
+        tracers.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=self._endpoint, insecure=True)))
+        self._providers = (meters, tracers)
+        self.instrumentor = TrainingInstrumentor(config, meter_provider=meters, tracer_provider=tracers).instrument()
+        self._thread.start()
+
+    @staticmethod
+    def _flops_per_sample(peak_tflops: float) -> float:
+        """The loop stands in for the 7B job: its FLOPs per sample are what makes a healthy step run at
+        ``HEALTHY_MFU`` of the GPU's peak, so MFU falls when the job slows."""
+        return HEALTHY_MFU * peak_tflops * 1e12 * DEVICE_TIME_S / BATCH_SIZE
+
+    def _run(self) -> None:
+        from factorylens.instrumentation.examples.train_numpy import train
+
+        job_speed = self._cluster.job_speed
+        train(steps=10**9, batch_size=BATCH_SIZE, device_time_s=DEVICE_TIME_S, slowdown=lambda: 1.0 / max(job_speed(TRAINING_JOB), 0.05),
+              checkpoint_every=0, stop=self._stop)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self.instrumentor is not None:
+            self.instrumentor.uninstrument()
+            for provider in self._providers:
+                provider.shutdown()
 
 
 class IncidentPrinter:
@@ -75,6 +151,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     from factorylens.receivers.gpu.receiver import tune_gc_for_agent
     from factorylens.telemetry import periodic_reader
 
+    training = None
     data_dir = options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-")
     printer = IncidentPrinter(stream)
     # the simulated cluster lives `speed` times faster than the wall clock stamping its points, so the
@@ -110,11 +187,16 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
                      f"its /metrics at {service.metrics_server.url if service.metrics_server else 'off'}; "
                      f"data in {data_dir}\n\n")
         receiver.start()
+        if options.training and cluster is not None:
+            training = TrainingJob(cluster, endpoint, options)
+            training.start()
         try:
             receiver.run(options.duration_s)
         except KeyboardInterrupt:
             pass
     finally:
+        if training is not None:
+            training.stop()
         if receiver is not None:
             receiver.shutdown()
         service.analyze_now()

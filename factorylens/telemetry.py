@@ -16,11 +16,13 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from factorylens import __version__
 
 
 def otlp_endpoint_configured(signal: str = "metrics") -> bool:
+    """Whether the standard variables name an OTLP endpoint for ``signal`` (or for all signals)."""
     return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
                 or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"))
 
@@ -47,6 +49,14 @@ def otlp_log_exporter() -> LogRecordExporter:
     else:
         from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     return OTLPLogExporter()
+
+
+def otlp_span_exporter() -> SpanExporter:
+    if _protocol("traces") == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    else:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    return OTLPSpanExporter()
 
 
 def periodic_reader(exporter: MetricExporter, default_interval_s: float) -> MetricReader:

@@ -1,2 +1,138 @@
-"""Training-code instrumentation: step and phase spans and metrics joined to GPUs.
-See ARCHITECTURE.md section 4."""
+"""Training-code instrumentation: where each step's time goes, joined to the GPUs it ran on.
+
+Three lines in a training script::
+
+    import factorylens.instrumentation as fl
+    fl.init(job_id="llm-7b", team="foundation-models", model_flops_per_sample=6 * 7e9 * 2048)
+    for batch in fl.timed(loader):                 # the wait for each batch is the "data" phase
+        with fl.step(samples=len(batch)):
+            with fl.forward(): ...
+            with fl.backward(): ...
+            with fl.optimizer(): ...
+
+Phases: ``data``, ``h2d``, ``forward``, ``backward``, ``optimizer``, ``collective`` (bytes, world
+size), ``checkpoint_save`` / ``checkpoint_load`` (path → file system, bytes), ``evaluation``, or any
+name with ``phase(name)``. PyTorch users get all of it automatically from
+``factorylens.instrumentation.torch``. Exports over OTLP with the standard ``OTEL_*`` variables, or
+joins the application's SDK providers. Before ``init()`` every call is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Iterator, TypeVar
+
+from factorylens.instrumentation._config import ConfigError, TrainingConfig
+from factorylens.instrumentation._instrumentor import TrainingInstrumentor, active
+from factorylens.instrumentation._recorder import Phase, Step
+
+T = TypeVar("T")
+
+__all__ = [
+    "ConfigError", "TrainingConfig", "TrainingInstrumentor", "init", "shutdown", "step", "phase", "data", "h2d",
+    "forward", "backward", "optimizer", "collective", "checkpoint_save", "checkpoint_load", "evaluation", "timed",
+    "active",
+]
+
+
+class _Noop:
+    """What the API returns before ``init()``: a context manager and decorator that does nothing."""
+
+    def __enter__(self) -> _Noop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __call__(self, function: Any) -> Any:
+        return function
+
+
+_NOOP = _Noop()
+
+
+def init(job_id: str | None = None, team: str | None = None, *, meter_provider: Any = None,
+         tracer_provider: Any = None, otlp: str = "auto", console: bool = False,
+         **options: Any) -> TrainingInstrumentor:
+    """Instrument this process (once); ``options`` are :class:`TrainingConfig` fields."""
+    current = active()
+    if current is not None:
+        return current
+    given = {k: v for k, v in {"job_id": job_id, "team": team, **options}.items() if v is not None}
+    config = TrainingConfig(**given)
+    return TrainingInstrumentor(config, meter_provider=meter_provider, tracer_provider=tracer_provider,
+                                otlp=otlp, console=console).instrument()
+
+
+def shutdown() -> None:
+    """Flush everything and stop (also safe when ``init()`` was never called)."""
+    current = active()
+    if current is not None:
+        current.uninstrument()
+
+
+def step(samples: int = 0, tokens: int = 0) -> Step | _Noop:
+    current = active()
+    return current.step(samples, tokens) if current else _NOOP
+
+
+def phase(name: str, **attributes: Any) -> Phase | _Noop:
+    current = active()
+    return current.phase(name, **attributes) if current else _NOOP
+
+
+def data() -> Phase | _Noop:
+    current = active()
+    return current.data() if current else _NOOP
+
+
+def h2d(bytes: int | None = None) -> Phase | _Noop:  # noqa: A002
+    current = active()
+    return current.h2d(bytes) if current else _NOOP
+
+
+def forward() -> Phase | _Noop:
+    current = active()
+    return current.forward() if current else _NOOP
+
+
+def backward() -> Phase | _Noop:
+    current = active()
+    return current.backward() if current else _NOOP
+
+
+def optimizer() -> Phase | _Noop:
+    current = active()
+    return current.optimizer() if current else _NOOP
+
+
+def collective(bytes: int = 0, world_size: int | None = None, op: str = "all_reduce") -> Phase | _Noop:  # noqa: A002
+    current = active()
+    return current.collective(bytes, world_size, op) if current else _NOOP
+
+
+def checkpoint_save(path: str | os.PathLike, bytes: int | None = None) -> Phase | _Noop:  # noqa: A002
+    current = active()
+    return current.checkpoint_save(path, bytes) if current else _NOOP
+
+
+def checkpoint_load(path: str | os.PathLike, bytes: int | None = None) -> Phase | _Noop:  # noqa: A002
+    current = active()
+    return current.checkpoint_load(path, bytes) if current else _NOOP
+
+
+def evaluation() -> Phase | _Noop:
+    current = active()
+    return current.evaluation() if current else _NOOP
+
+
+def timed(batches: Iterable[T]) -> Iterator[T]:
+    """Iterate ``batches``, timing each fetch as the next step's ``data`` phase."""
+    iterator = iter(batches)
+    while True:
+        with data():
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+        yield batch

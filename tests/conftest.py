@@ -8,6 +8,7 @@ from typing import Callable
 
 import pytest
 
+from factorylens.rca_service import RcaService, RcaServiceConfig
 from factorylens.receivers.gpu.jobs import StaticJobResolver
 from factorylens.receivers.gpu.nvml import NvmlBackend
 from factorylens.receivers.gpu.sim import Scenario, SimulatedCluster, SimulatedNvml
@@ -68,3 +69,21 @@ def wait_until(predicate: Callable[[], object], timeout_s: float = 20.0, interva
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
         time.sleep(interval_s)
+
+
+@pytest.fixture
+def make_service(tmp_path):
+    """``make_service(**config)`` → a started RcaService; every one is stopped at teardown."""
+    started: list[RcaService] = []
+
+    def make(**overrides) -> RcaService:
+        values = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"),
+                  "analysis_interval_s": 3600.0, **overrides}
+        service = RcaService(RcaServiceConfig(**values))
+        service.start()
+        started.append(service)
+        return service
+
+    yield make
+    for service in started:
+        service.stop(grace_s=1)

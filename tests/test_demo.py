@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import io
 
-from factorylens.demo import DemoOptions, run_demo
+import numpy as np
+
+from factorylens.demo import TRAINING_JOB, DemoOptions, run_demo
+from factorylens.rca_service.snapshot import load_latest
+from factorylens.rca_service.store import SeriesStore, View
 from factorylens.receivers.gpu.sim import SimulatedCluster
 
 
@@ -18,10 +22,26 @@ def test_an_injected_thermal_fault_becomes_an_incident_on_that_gpu(tmp_path):
                                      collection_interval_s=0.5, duration_s=27.0, prometheus_port=None,
                                      rca_metrics_listen="off", console=False, data_dir=str(tmp_path / "rca")),
                          stream=out)
-    faulty = SimulatedCluster(1, 4, "H100", seed=0).hosts[0].gpus[1].uuid
+    cluster = SimulatedCluster(1, 4, "H100", seed=0)
+    faulty = cluster.hosts[0].gpus[1].uuid
     assert incidents, out.getvalue()
     on_faulty = [c for i in incidents for c in i.causes if c.entity == f"gpu:{faulty}"]
     assert {c.signal for c in on_faulty} & {"hw.temperature", "hw.gpu.clock_event.active", "hw.gpu.speed"}, \
         out.getvalue()
     assert f"*** incident {incidents[-1].id} opened" in out.getvalue()
     assert (tmp_path / "rca" / "incidents.json").exists()
+
+    # the instrumented training loop ran as rank 0 of the job, on the job's first GPU, and the
+    # overheating GPU (the job's second) slowed its steps
+    _, state = load_latest(tmp_path / "rca" / "snapshots")
+    store = SeriesStore()
+    store.restore(state["store"])
+    [step] = store.list_series("factorylens.train.step.duration")
+    assert step.entity == f"rank:{TRAINING_JOB}/0"
+    assert step.resource["hw.id"] == cluster.job_gpus(TRAINING_JOB)[0][1].uuid
+    _, ts, mean_step_s = store.query(step.id, View.MEAN)
+    ok = np.isfinite(mean_step_s)
+    ts, mean_step_s = ts[ok], mean_step_s[ok]
+    before = mean_step_s[ts < ts[0] + 10e9]
+    after = mean_step_s[ts > ts[-1] - 5e9]
+    assert np.median(after) > 1.5 * np.median(before)

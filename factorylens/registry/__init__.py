@@ -9,9 +9,11 @@ from factorylens.registry._catalog import (
     COMPONENTS,
     GPU_ERROR_TYPES,
     GPU_RECEIVER,
+    INSTRUMENTATION,
     HW_STATES,
     RCA_SERVICE,
     REGISTRY,
+    TRAIN_PHASES,
 )
 from factorylens.registry._model import (
     AttributeSpec,
@@ -30,6 +32,8 @@ __all__ = [
     "CLOCK_EVENT_REASONS",
     "COMPONENTS",
     "GPU_RECEIVER",
+    "INSTRUMENTATION",
+    "TRAIN_PHASES",
     "RCA_SERVICE",
     "GPU_ERROR_TYPES",
     "HW_STATES",

@@ -27,6 +27,9 @@ CLOCK_EVENT_REASONS = (
     "sw_thermal", "hw_thermal", "hw_power_brake", "display_clocks",
 )
 HW_STATES = ("ok", "degraded", "failed", "predicted_failure")
+# the parts of a training step, in the order they usually run; "other" is step time outside any phase
+TRAIN_PHASES = ("data", "h2d", "forward", "backward", "optimizer", "collective", "checkpoint.save",
+                "checkpoint.load", "eval", "other")
 GPU_ERROR_TYPES = (
     "corrected", "uncorrected", "pcie_replay", "xid",
     "nvlink_crc_data", "nvlink_crc_flit", "nvlink_replay", "nvlink_recovery",
@@ -66,6 +69,15 @@ ATTRIBUTES = (
     AttributeSpec("factorylens.job.id", "string", "Job id (FACTORYLENS_JOB_ID, else SLURM_JOB_ID, else pod UID).", F),
     AttributeSpec("factorylens.team", "string", "Team or cost centre owning the job.", F),
     AttributeSpec("slurm.job.id", "string", "Slurm job id.", F),
+    AttributeSpec("factorylens.rank", "int", "Global rank of the training process.", F),
+    AttributeSpec("factorylens.world_size", "int", "Number of ranks in the job.", F),
+    AttributeSpec("factorylens.gpu.ids", "string[]", "hw.id (UUID) of every GPU the rank uses.", F),
+    AttributeSpec("factorylens.train.phase", "string", "Part of a training step.", F, TRAIN_PHASES),
+    AttributeSpec("factorylens.train.step", "int", "Step number (on spans).", F),
+    AttributeSpec("factorylens.checkpoint.operation", "string", "Checkpoint direction.", F, ("save", "load")),
+    AttributeSpec("factorylens.checkpoint.path", "string", "Checkpoint file or directory (on spans).", F),
+    AttributeSpec("system.filesystem.mountpoint", "string", "Mount point of the file system.", S),
+    AttributeSpec("factorylens.collective.op", "string", "Collective operation, e.g. all_reduce.", F),
     AttributeSpec("k8s.pod.uid", "string", "Kubernetes pod UID (from the process cgroup).", S),
     # receiver self-telemetry
     AttributeSpec("nvml.function", "string", "NVML function that failed.", F),
@@ -114,9 +126,12 @@ GPU_DETAILS = ("hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware
 RESOURCE_ATTRIBUTES = (
     "service.name", "service.version", "host.name", "k8s.cluster.name", "k8s.node.name",
     "cloud.provider", "cloud.region", "factorylens.cluster.name", "factorylens.simulated",
+    # training processes (the instrumentation): the cross-domain join keys
+    "factorylens.job.id", "factorylens.team", "factorylens.rank", "factorylens.world_size", "hw.id",
+    "factorylens.gpu.ids", "slurm.job.id", "k8s.pod.uid",
 )
 
-G, C, U = Instrument.GAUGE, Instrument.COUNTER, Instrument.UPDOWNCOUNTER
+G, C, U, H = Instrument.GAUGE, Instrument.COUNTER, Instrument.UPDOWNCOUNTER, Instrument.HISTOGRAM
 GPU = Domain.GPU
 PROCESS_ATTRIBUTES = (
     "process.pid", "process.executable.name", "factorylens.job.id", "factorylens.team",
@@ -124,8 +139,9 @@ PROCESS_ATTRIBUTES = (
 )
 
 GPU_RECEIVER = "gpu-receiver"
+INSTRUMENTATION = "instrumentation"
 RCA_SERVICE = "rca-service"
-COMPONENTS = (GPU_RECEIVER, RCA_SERVICE)
+COMPONENTS = (GPU_RECEIVER, INSTRUMENTATION, RCA_SERVICE)
 
 
 def _emitted_by(component: str, metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
@@ -183,6 +199,38 @@ METRICS = _emitted_by(GPU_RECEIVER, (
     MetricSpec("factorylens.receiver.devices", U, "{device}", "GPUs (and MIG devices) the receiver currently "
                "sees.", Domain.SELF, F, (), None, int),
     MetricSpec("factorylens.receiver.scrape.duration", G, "s", "Wall time of the last scrape.", Domain.SELF, F),
+)) + _emitted_by(INSTRUMENTATION, (
+    # training steps (the job, rank, host and GPUs are on the resource)
+    MetricSpec("factorylens.train.step.duration", H, "s", "Wall time of each training step.", Domain.APP, F),
+    MetricSpec("factorylens.train.phase.duration", H, "s", "Time of each phase of a step (GPU time from CUDA "
+               "events when on a GPU).", Domain.APP, F, ("factorylens.train.phase",)),
+    MetricSpec("factorylens.train.steps", C, "{step}", "Training steps completed.", Domain.APP, F, (), None, int),
+    MetricSpec("factorylens.train.samples", C, "{sample}", "Samples trained on.", Domain.APP, F, (), None, int),
+    MetricSpec("factorylens.train.tokens", C, "{token}", "Tokens trained on.", Domain.APP, F, (), None, int),
+    MetricSpec("factorylens.train.samples.rate", G, "{sample}/s", "Samples per second over the last export "
+               "interval.", Domain.APP, F),
+    MetricSpec("factorylens.train.tokens.rate", G, "{token}/s", "Tokens per second over the last export "
+               "interval.", Domain.APP, F),
+    MetricSpec("factorylens.data.wait.ratio", G, "1", "Share of step time spent waiting for the input "
+               "pipeline (the data phase) over the last export interval.", Domain.DATA, F),
+    MetricSpec("factorylens.train.mfu", G, "1", "Model FLOPs utilization: model FLOPs per second over the "
+               "peak dense BF16 FLOPS of the rank's GPUs, over the last export interval.", Domain.APP, F),
+    MetricSpec("factorylens.train.goodput", G, "1", "Productive step time (compute, not data waits or "
+               "checkpoints) over wall time since the job first started, restarts and stalls included.",
+               Domain.APP, F),
+    MetricSpec("factorylens.checkpoint.io", C, "By", "Checkpoint bytes written or read.", Domain.STORAGE, F,
+               ("factorylens.checkpoint.operation", "system.filesystem.mountpoint"), None, int),
+    MetricSpec("factorylens.checkpoint.duration", H, "s", "Time of each checkpoint save or load.",
+               Domain.STORAGE, F, ("factorylens.checkpoint.operation", "system.filesystem.mountpoint")),
+    MetricSpec("factorylens.checkpoint.throughput", G, "By/s", "Bytes per second of the last checkpoint save "
+               "or load.", Domain.STORAGE, F, ("factorylens.checkpoint.operation", "system.filesystem.mountpoint")),
+    MetricSpec("factorylens.collective.io", C, "By", "Bytes each rank contributed to collectives.",
+               Domain.NETWORK, F, ("factorylens.collective.op",), None, int),
+    MetricSpec("factorylens.collective.duration", H, "s", "Time of each collective call.", Domain.NETWORK, F,
+               ("factorylens.collective.op",)),
+    MetricSpec("factorylens.train.telemetry.dropped", C, "{step}", "Steps whose telemetry was dropped because "
+               "the exporting thread fell behind (the training loop never waits).", Domain.SELF, F, (), None,
+               int),
 )) + _emitted_by(RCA_SERVICE, (
     # what the RCA service derives from spans and log records on ingest
     MetricSpec("factorylens.span.calls", C, "{call}", "Spans ended, per operation (RED rate).", Domain.APP, F,

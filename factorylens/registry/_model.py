@@ -41,7 +41,7 @@ class Source(str, enum.Enum):
 @dataclass(frozen=True)
 class AttributeSpec:
     name: str
-    type: str  # "string" | "int" | "bool"
+    type: str  # "string" | "int" | "bool" | "string[]"
     description: str
     source: Source
     values: tuple[str, ...] | None = None  # closed set of allowed values, when there is one
@@ -129,21 +129,26 @@ _PROMETHEUS_UNITS = {
     "J": "joules", "W": "watts", "V": "volts", "A": "amperes",
     "Cel": "celsius", "Hz": "hertz", "%": "percent",
 }
+_PROMETHEUS_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 _INVALID_PROMETHEUS_CHARS = re.compile(r"[^a-zA-Z0-9:]+")
 
 
 def prometheus_name(name: str, unit: str, instrument: Instrument) -> str:
     """OTel → Prometheus name, as the collector's translator builds it.
 
-    Dots become underscores, the unit becomes a suffix (``{…}`` annotations are dropped), gauges
+    Dots become underscores, the unit becomes a suffix (``{…}`` annotations are dropped, ``/s`` becomes
+    ``_per_second``), gauges
     with unit ``1`` get ``_ratio`` and monotonic counters get ``_total``:
     ``hw.gpu.utilization`` → ``hw_gpu_utilization_ratio``, ``hw.energy`` → ``hw_energy_joules_total``.
     """
     tokens = [t for t in _INVALID_PROMETHEUS_CHARS.split(name) if t]
     unit = re.sub(r"\{.*?\}", "", unit)
+    unit, _, per = unit.partition("/")
     suffix = _PROMETHEUS_UNITS.get(unit)
     if suffix and suffix not in tokens:
         tokens.append(suffix)
+    if per in _PROMETHEUS_PER_UNITS:
+        tokens += ["per", _PROMETHEUS_PER_UNITS[per]]
     if unit == "1" and instrument is Instrument.GAUGE and "ratio" not in tokens:
         tokens.append("ratio")
     if instrument is Instrument.COUNTER and tokens[-1] != "total":

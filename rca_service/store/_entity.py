@@ -28,12 +28,12 @@ _PREFIX_DOMAINS = (
 
 # most specific first: (attribute, entity kind)
 _ENTITY_KEYS = (
+    ("factorylens.rank", "rank"),  # a training process: its GPUs (hw.id on its resource) are related entities
     ("hw.id", "gpu"),
     ("network.interface.name", "nic"),
     ("hw.network.port", "nic"),
     ("system.filesystem.mountpoint", "fs"),
     ("system.device", "disk"),
-    ("factorylens.rank", "rank"),
     ("factorylens.job.id", "job"),
     ("k8s.pod.name", "pod"),
     ("service.name", "service"),

@@ -246,6 +246,15 @@ class SimulatedCluster:
                 self._step(host, gpu, t, elapsed, job_speed)
         self._last_t = elapsed
 
+    def job_speed(self, job_id: str) -> float:
+        """How fast a training job runs now, relative to healthy GPUs (0 when one is lost)."""
+        return self._job_speeds().get(job_id, 1.0)
+
+    def job_gpus(self, job_id: str) -> list[tuple[str, SimulatedGpu]]:
+        """``(host name, GPU)`` of every GPU the job's processes run on."""
+        return [(host.name, gpu) for host in self.hosts for gpu in host.gpus
+                if gpu.process is not None and gpu.process.job.job_id == job_id]
+
     def _job_speeds(self) -> dict[str, float]:
         """A synchronous training job runs at the pace of its slowest GPU; a lost GPU stalls it."""
         speeds: dict[str, float] = {}

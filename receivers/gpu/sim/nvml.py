@@ -111,6 +111,14 @@ class SimulatedNvml:
             raise nvml_error("GpuIsLost")
         return _Handle(index)
 
+    def nvmlDeviceGetHandleByUUID(self, uuid: str | bytes) -> _Handle:
+        self._check("nvmlDeviceGetHandleByUUID")
+        wanted = uuid.decode() if isinstance(uuid, bytes) else uuid
+        for index, gpu in enumerate(self._host.gpus):
+            if gpu.uuid == wanted:
+                return self.nvmlDeviceGetHandleByIndex(index)
+        raise nvml_error("NotFound")
+
     # identity --------------------------------------------------------------------------------
 
     def nvmlDeviceGetUUID(self, h: _Handle) -> str:

@@ -1,0 +1,327 @@
+"""Finished steps → OTel metrics and span trees, on a background thread.
+
+Histograms and counters are recorded here, off the training thread; rates and ratios (samples/s,
+tokens/s, data-wait ratio, MFU, goodput, checkpoint throughput) are observable gauges computed over
+the window between two collections. A step gets a span tree (the step, a child per phase, with the
+measured times) every ``span_every_steps`` steps, and whenever it is slow (beyond
+``slow_step_factor`` × the running median) or raised: the steps an explanation needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, Iterable
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
+
+from factorylens.instrumentation._config import TrainingConfig
+from factorylens.instrumentation._recorder import StepRecord, StepRecorder
+from factorylens.registry import REGISTRY
+
+log = logging.getLogger(__name__)
+
+UNPRODUCTIVE_PHASES = frozenset({"data", "checkpoint.save", "checkpoint.load", "eval"})
+MEDIAN_WINDOW = 101
+MIN_STEPS_FOR_SLOW = 10
+CHECKPOINT = ("checkpoint.save", "checkpoint.load")
+_SPAN_ATTRIBUTE_PREFIX = {"collective": "factorylens.collective", "checkpoint.save": "factorylens.checkpoint",
+                          "checkpoint.load": "factorylens.checkpoint"}
+
+
+def mountpoint(path: str) -> str:
+    """The mount point holding ``path`` (the file system a checkpoint went to)."""
+    current = Path(os.path.abspath(path))
+    while not os.path.ismount(current) and current != current.parent:
+        current = current.parent
+    return str(current)
+
+
+@functools.lru_cache(maxsize=256)
+def _phase_attributes(name: str) -> dict[str, str]:
+    """One attribute dict per phase name, reused (the SDK only reads it)."""
+    return {"factorylens.train.phase": name}
+
+
+def path_size(path: str) -> int:
+    """Bytes in a checkpoint file, or in every file under a checkpoint directory."""
+    try:
+        if os.path.isdir(path):
+            return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _interval_union_ns(phases: Iterable[tuple[int, int]]) -> int:
+    total, reach = 0, None
+    for start, end in sorted(phases):
+        if reach is None or start > reach:
+            total += end - start
+            reach = end
+        elif end > reach:
+            total += end - reach
+            reach = end
+    return total
+
+
+class GoodputLedger:
+    """Productive time and the job's first start, kept in ``state_dir`` across restarts.
+
+    The ledger is written when a checkpoint is saved: after a crash, the work since the last
+    checkpoint is redone, so it is not counted twice; the downtime counts against goodput because
+    the wall clock runs from the job's first start.
+    """
+
+    def __init__(self, config: TrainingConfig) -> None:
+        self.path = (Path(config.state_dir) / f"goodput-{config.job_id}-rank{config.rank}.json"
+                     if config.state_dir else None)
+        self.job_start_ns = time.time_ns()
+        self.productive_s = 0.0
+        if self.path is not None and self.path.exists():
+            try:
+                saved = json.loads(self.path.read_text())
+                self.job_start_ns = int(saved["job_start_ns"])
+                self.productive_s = float(saved["productive_s_at_checkpoint"])
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("goodput state %s is unreadable (%s); starting a new ledger", self.path, exc)
+
+    def goodput(self) -> float:
+        wall = (time.time_ns() - self.job_start_ns) / 1e9
+        return min(1.0, self.productive_s / wall) if wall > 0 else 0.0
+
+    def checkpointed(self) -> None:
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"job_start_ns": self.job_start_ns,
+                                       "productive_s_at_checkpoint": self.productive_s}))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            log.warning("could not save goodput state to %s: %s", self.path, exc)
+
+
+class TrainingTelemetry:
+    """Drains a :class:`StepRecorder` into OTel instruments and spans; owns the background thread."""
+
+    def __init__(self, config: TrainingConfig, recorder: StepRecorder, meter: Meter, tracer: Tracer,
+                 span_attributes: dict[str, Any]) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.tracer = tracer
+        self.span_attributes = span_attributes
+        self.ledger = GoodputLedger(config)
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        # (monotonic end, samples, tokens, step seconds, data seconds) of the steps in the rate window
+        self._window: deque[tuple[float, int, int, float, float]] = deque()
+        self._checkpoint_rate: dict[tuple[str, str], float] = {}
+        self._recent: deque[float] = deque(maxlen=MEDIAN_WINDOW)
+        self._waiting: list[StepRecord] = []  # steps whose device timings are not complete yet
+        self.steps_done = 0
+        self.spans_emitted = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._instruments(meter)
+
+    def _instruments(self, meter: Meter) -> None:
+        def spec(name: str) -> dict[str, str]:
+            m = REGISTRY.metric(name)
+            return {"name": m.name, "unit": m.unit, "description": m.description}
+
+        self.step_duration = meter.create_histogram(**spec("factorylens.train.step.duration"))
+        self.phase_duration = meter.create_histogram(**spec("factorylens.train.phase.duration"))
+        self.checkpoint_duration = meter.create_histogram(**spec("factorylens.checkpoint.duration"))
+        self.collective_duration = meter.create_histogram(**spec("factorylens.collective.duration"))
+        self.steps = meter.create_counter(**spec("factorylens.train.steps"))
+        self.samples = meter.create_counter(**spec("factorylens.train.samples"))
+        self.tokens = meter.create_counter(**spec("factorylens.train.tokens"))
+        self.checkpoint_io = meter.create_counter(**spec("factorylens.checkpoint.io"))
+        self.collective_io = meter.create_counter(**spec("factorylens.collective.io"))
+        meter.create_observable_gauge(callbacks=[self._rates], **spec("factorylens.train.samples.rate"))
+        meter.create_observable_gauge(callbacks=[self._token_rate], **spec("factorylens.train.tokens.rate"))
+        meter.create_observable_gauge(callbacks=[self._data_wait], **spec("factorylens.data.wait.ratio"))
+        meter.create_observable_gauge(callbacks=[self._goodput], **spec("factorylens.train.goodput"))
+        meter.create_observable_gauge(callbacks=[self._checkpoint_throughput],
+                                      **spec("factorylens.checkpoint.throughput"))
+        meter.create_observable_counter(callbacks=[self._dropped], **spec("factorylens.train.telemetry.dropped"))
+        if self.config.model_flops_per_sample and self.config.peak_flops:
+            meter.create_observable_gauge(callbacks=[self._mfu], **spec("factorylens.train.mfu"))
+
+    # ---- observable callbacks (the reader's thread) ---------------------------------------------
+    def _window_sums(self) -> tuple[float, int, int, float, float]:
+        """(seconds covered, samples, tokens, step seconds, data seconds) over the last export interval."""
+        now = time.monotonic()
+        span = min(self.config.export_interval_s, now - self._started)
+        with self._lock:
+            while self._window and self._window[0][0] < now - self.config.export_interval_s:
+                self._window.popleft()
+            rows = list(self._window)
+        return (max(span, 1e-9), sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows),
+                sum(r[4] for r in rows))
+
+    def _rates(self, options: CallbackOptions) -> Iterable[Observation]:
+        span, samples, _, _, _ = self._window_sums()
+        return [Observation(samples / span)]
+
+    def _token_rate(self, options: CallbackOptions) -> Iterable[Observation]:
+        span, _, tokens, _, _ = self._window_sums()
+        return [Observation(tokens / span)]
+
+    def _data_wait(self, options: CallbackOptions) -> Iterable[Observation]:
+        _, _, _, step_s, data_s = self._window_sums()
+        return [Observation(data_s / step_s if step_s else 0.0)]
+
+    def _mfu(self, options: CallbackOptions) -> Iterable[Observation]:
+        span, samples, _, _, _ = self._window_sums()
+        return [Observation(samples / span * self.config.model_flops_per_sample / self.config.peak_flops)]
+
+    def _goodput(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.ledger.goodput())]
+
+    def _checkpoint_throughput(self, options: CallbackOptions) -> Iterable[Observation]:
+        with self._lock:
+            rates = dict(self._checkpoint_rate)
+        return [Observation(rate, {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": mount})
+                for (op, mount), rate in rates.items()]
+
+    def _dropped(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(self.recorder.dropped)]
+
+    # ---- draining (the telemetry thread) ---------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="factorylens-train-telemetry", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.flush_interval_s):
+            self.drain()
+
+    def drain(self, *, final: bool = False) -> int:
+        """Turn every finished step into telemetry; returns how many were handled."""
+        handled = 0
+        pending = self.recorder.pending
+        while pending:
+            self._waiting.append(pending.popleft())
+        still_waiting = []
+        samples = tokens = 0
+        for record in self._waiting:
+            if not self._resolve_device_phases(record, force=final):
+                still_waiting.append(record)
+                continue
+            try:
+                self._emit(record)
+            except Exception:  # noqa: BLE001 - telemetry must never take the training job down
+                log.exception("could not record telemetry for step %d", record.number)
+            handled += 1
+            samples += record.samples
+            tokens += record.tokens
+        self._waiting = still_waiting
+        if handled:  # counters once per drain: the same sums for a fraction of the SDK calls
+            self.steps.add(handled)
+            if samples:
+                self.samples.add(samples)
+            if tokens:
+                self.tokens.add(tokens)
+        return handled
+
+    @staticmethod
+    def _resolve_device_phases(record: StepRecord, *, force: bool) -> bool:
+        """Move completed device-timed phases into ``phases``; False while some are still running."""
+        if not record.deferred:
+            return True
+        if not force and not all(end.query() for _, _, _, _, end, _ in record.deferred):
+            return False
+        for name, host_start, host_end, start_event, end_event, attributes in record.deferred:
+            end_event.synchronize()
+            duration_ns = int(start_event.elapsed_time(end_event) * 1e6)
+            record.phases.append((name, host_start, host_start + duration_ns, attributes))
+        record.deferred = []
+        return True
+
+    def _emit(self, record: StepRecord) -> None:
+        duration = record.duration_s
+        self.step_duration.record(duration)
+        unproductive_ns = 0
+        data_ns = 0
+        for name, start, end, attributes in record.phases:
+            seconds = (end - start) / 1e9
+            self.phase_duration.record(seconds, _phase_attributes(name))
+            if name == "data":
+                data_ns += end - start
+            if name in UNPRODUCTIVE_PHASES:
+                unproductive_ns += end - start
+            if name in CHECKPOINT:
+                self._checkpoint(name, seconds, attributes or {})
+            elif name == "collective":
+                op = {"factorylens.collective.op": (attributes or {}).get("op", "unknown")}
+                self.collective_duration.record(seconds, op)
+                if (attributes or {}).get("bytes"):
+                    self.collective_io.add(int(attributes["bytes"]), op)
+        other_ns = (record.end - record.start) - _interval_union_ns((s, e) for _, s, e, _ in record.phases)
+        if other_ns > 0:
+            self.phase_duration.record(other_ns / 1e9, _phase_attributes("other"))
+        with self._lock:
+            self._window.append((time.monotonic(), record.samples, record.tokens, duration, data_ns / 1e9))
+        if record.error is None:
+            self.ledger.productive_s += max(0.0, duration - unproductive_ns / 1e9)
+        if any(name == "checkpoint.save" for name, _, _, _ in record.phases):
+            self.ledger.checkpointed()
+        slow = (len(self._recent) >= MIN_STEPS_FOR_SLOW
+                and duration > self.config.slow_step_factor * statistics.median(self._recent))
+        self._recent.append(duration)
+        sampled = self.config.span_every_steps and record.number % self.config.span_every_steps == 0
+        if sampled or slow or record.error:
+            self._span_tree(record, slow)
+        self.steps_done += 1
+
+    def _checkpoint(self, name: str, seconds: float, attributes: dict[str, Any]) -> None:
+        op = name.split(".", 1)[1]
+        labels = {"factorylens.checkpoint.operation": op,
+                  "system.filesystem.mountpoint": mountpoint(str(attributes.get("path", ".")))}
+        self.checkpoint_duration.record(seconds, labels)
+        size = int(attributes.get("bytes") or 0) or path_size(str(attributes.get("path", "")))
+        attributes["bytes"] = size
+        if size:
+            self.checkpoint_io.add(size, labels)
+            if seconds > 0:
+                with self._lock:
+                    self._checkpoint_rate[(op, labels["system.filesystem.mountpoint"])] = size / seconds
+
+    def _span_tree(self, record: StepRecord, slow: bool) -> None:
+        def wall(ns: int) -> int:
+            return record.wall_start_ns + (ns - record.start)
+
+        attributes = {**self.span_attributes, "factorylens.train.step": record.number}
+        if record.samples:
+            attributes["factorylens.train.samples"] = record.samples
+        if slow:
+            attributes["factorylens.train.slow"] = True
+        root = self.tracer.start_span("train.step", start_time=record.wall_start_ns, attributes=attributes)
+        if record.error:
+            root.set_status(Status(StatusCode.ERROR, record.error))
+        context = set_span_in_context(root)
+        for name, start, end, phase_attributes in sorted(record.phases, key=lambda p: p[1]):
+            prefix = _SPAN_ATTRIBUTE_PREFIX.get(name, f"factorylens.train.{name}")
+            extra = {f"{prefix}.{k}": v for k, v in (phase_attributes or {}).items()}
+            child = self.tracer.start_span(f"train.{name}", context=context, start_time=wall(start),
+                                           attributes={"factorylens.train.phase": name, **extra})
+            child.end(end_time=wall(end))
+        root.end(end_time=wall(record.end))
+        self.spans_emitted += 1
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.drain(final=True)
