@@ -160,7 +160,8 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--metrics-listen", default=d.metrics_listen, metavar="HOST:PORT",
                    help="Prometheus /metrics address, or 'off' (default %(default)s)")
     g.add_argument("--workers", type=int, default=d.workers, metavar="N",
-                   help="gRPC handler threads (default %(default)s)")
+                   help="gRPC threads beyond one per admitted export (--max-pending-requests): they serve "
+                        "the API and refuse over-limit exports promptly (default %(default)s)")
     g = p.add_argument_group("durability")
     g.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
                    help="WAL, snapshots and incidents (default %(default)s)")
@@ -242,12 +243,14 @@ def _run_rca_serve(args: argparse.Namespace) -> int:
     except (ConfigError, ServiceError) as exc:
         print(f"factorylens rca serve: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=service.stop, daemon=True).start())
+    terminate = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: terminate.set())
     try:
-        while not service.wait(1.0):
+        while not terminate.wait(1.0):
             pass
     except KeyboardInterrupt:
-        service.stop()
+        pass
+    service.stop()  # on the main thread: in-flight requests finish, a snapshot is cut, the WAL closed
     return 0
 
 
@@ -262,7 +265,11 @@ def _run_rca_client(args: argparse.Namespace) -> int:
 
     token = (open(args.bearer_token_file).read().strip() if args.bearer_token_file
              else os.environ.get("FACTORYLENS_RCA_BEARER_TOKEN"))
-    stub = connect(args.target, token=token, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    try:
+        stub = connect(args.target, token=token, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
+    except (ValueError, OSError) as exc:
+        print(f"factorylens rca {args.rca_command}: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.rca_command == "health":
             response = stub.Health(rca_pb2.HealthRequest(), timeout=args.timeout_s)

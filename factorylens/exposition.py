@@ -95,6 +95,7 @@ class MetricsServer:
         bearer_token: str | None = None,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        tls_client_ca: str | None = None,
     ) -> None:
         registry = CollectorRegistry(auto_describe=False)
         for collector in collectors:
@@ -106,6 +107,9 @@ class MetricsServer:
         if tls_cert:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(tls_cert, tls_key)
+            if tls_client_ca:  # mTLS: only clients with a certificate this CA signed
+                context.verify_mode = ssl.CERT_REQUIRED
+                context.load_verify_locations(tls_client_ca)
             # handshake lazily in the request thread, so a stalled client cannot block accept()
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
                                                       do_handshake_on_connect=False)

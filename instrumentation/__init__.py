@@ -19,12 +19,14 @@ joins the application's SDK providers. Before ``init()`` every call is a no-op.
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from typing import Any, Iterable, Iterator, TypeVar
 
 from factorylens.instrumentation._config import ConfigError, TrainingConfig
 from factorylens.instrumentation._instrumentor import TrainingInstrumentor, active
-from factorylens.instrumentation._recorder import Phase, Step
+from factorylens.instrumentation._recorder import Phase
 
 T = TypeVar("T")
 
@@ -36,7 +38,7 @@ __all__ = [
 
 
 class _Noop:
-    """What the API returns before ``init()``: a context manager and decorator that does nothing."""
+    """What a phase is before ``init()``: a context manager (or begin/end pair) that does nothing."""
 
     def __enter__(self) -> _Noop:
         return self
@@ -44,11 +46,42 @@ class _Noop:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def __call__(self, function: Any) -> Any:
-        return function
+    start = __enter__
+
+    def stop(self) -> None:
+        return None
 
 
 _NOOP = _Noop()
+
+
+class _StepAtCallTime:
+    """``fl.step(...)``: a context manager, or a decorator that finds the active instrumentor on each
+    call (so a function decorated at import time, before ``init()``, is still measured)."""
+
+    __slots__ = ("samples", "tokens", "_entered")
+
+    def __init__(self, samples: int, tokens: int) -> None:
+        self.samples = samples
+        self.tokens = tokens
+        self._entered: Any = None
+
+    def __enter__(self) -> Any:
+        current = active()
+        self._entered = current.step(self.samples, self.tokens) if current else _NOOP
+        return self._entered.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._entered.__exit__(*exc)
+
+    def __call__(self, function: Any) -> Any:
+        samples, tokens = self.samples, self.tokens
+
+        @functools.wraps(function)
+        def stepped(*args: Any, **kwargs: Any) -> Any:
+            with _StepAtCallTime(samples, tokens):
+                return function(*args, **kwargs)
+        return stepped
 
 
 def init(job_id: str | None = None, team: str | None = None, *, meter_provider: Any = None,
@@ -71,9 +104,9 @@ def shutdown() -> None:
         current.uninstrument()
 
 
-def step(samples: int = 0, tokens: int = 0) -> Step | _Noop:
-    current = active()
-    return current.step(samples, tokens) if current else _NOOP
+def step(samples: int = 0, tokens: int = 0) -> _StepAtCallTime:
+    """A training step: ``with fl.step(samples=n):`` or ``@fl.step()`` on the step function."""
+    return _StepAtCallTime(samples, tokens)
 
 
 def phase(name: str, **attributes: Any) -> Phase | _Noop:
@@ -130,9 +163,12 @@ def timed(batches: Iterable[T]) -> Iterator[T]:
     """Iterate ``batches``, timing each fetch as the next step's ``data`` phase."""
     iterator = iter(batches)
     while True:
-        with data():
-            try:
-                batch = next(iterator)
-            except StopIteration:
-                return
+        start = time.perf_counter_ns()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return  # the fetch that found the end belongs to no step
+        current = active()
+        if current is not None:
+            current.recorder.add_phase("data", start, time.perf_counter_ns())
         yield batch

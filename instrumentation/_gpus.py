@@ -27,11 +27,16 @@ def discover_gpus(local_rank: int, nvml: Any = None) -> tuple[tuple[str, ...], s
         log.debug("no NVML (%s): no GPU ids on this rank's telemetry", exc)
         return (), ""
     try:
-        visible = [v.strip() for v in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+        setting = os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible = [v.strip() for v in (setting or "").split(",") if v.strip()]
+        if setting is not None and not visible:
+            return (), ""  # set but empty: no GPU for this process
         if visible:
-            if local_rank >= len(visible):
+            # one visible device (per-task binding by Slurm or Kubernetes) is this rank's, whatever its
+            # local rank; otherwise the local_rank-th
+            if len(visible) > 1 and local_rank >= len(visible):
                 return (), ""
-            entry = visible[local_rank]
+            entry = visible[0] if len(visible) == 1 else visible[local_rank]
             handle = (nvml.nvmlDeviceGetHandleByUUID(entry) if entry.startswith(("GPU-", "MIG-"))
                       else nvml.nvmlDeviceGetHandleByIndex(int(entry)))
         else:

@@ -52,6 +52,7 @@ class TrainingInstrumentor:
         self._own_providers: list[Any] = []
         self.recorder = StepRecorder(self.config.max_pending_steps)
         self.telemetry: TrainingTelemetry | None = None
+        self._on_uninstrument: list[Any] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -97,7 +98,8 @@ class TrainingInstrumentor:
             meter_provider = global_meters
         if tracer_provider is None and isinstance(global_tracers, TracerProvider):
             tracer_provider = global_tracers
-        use_otlp = self._otlp == "on" or (self._otlp == "auto" and telemetry.otlp_endpoint_configured())
+        use_otlp = self._otlp == "on" or (self._otlp == "auto" and (
+            telemetry.otlp_endpoint_configured("metrics") or telemetry.otlp_endpoint_configured("traces")))
         resource = telemetry.make_resource(identity, "factorylens-training")
         if meter_provider is None:
             readers = ([telemetry.periodic_reader(telemetry.otlp_metric_exporter(), self.config.export_interval_s)]
@@ -116,6 +118,7 @@ class TrainingInstrumentor:
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         """Turn every finished step into telemetry and push it out now."""
         if self.telemetry is not None:
+            self.recorder.deliver_loose()
             self.telemetry.drain(final=True)
         ok = True
         for provider in self._flushable():
@@ -129,17 +132,30 @@ class TrainingInstrumentor:
                 providers.append(provider)
         return providers
 
+    def on_uninstrument(self, callback: Any) -> None:
+        """Run ``callback`` when this instrumentor is uninstrumented (integrations remove their hooks)."""
+        self._on_uninstrument.append(callback)
+
     def uninstrument(self, timeout_millis: float = 10_000) -> None:
-        """Flush, stop the background thread and our own providers (never the application's)."""
+        """Remove integrations, flush, stop the background thread and our own providers (never the
+        application's)."""
         if self.telemetry is None:
             return
-        self.telemetry.shutdown(timeout_millis / 1000)
-        self.force_flush(timeout_millis)
-        for provider in self._own_providers:
-            provider.shutdown()
-        self._own_providers = []
-        self.telemetry = None
-        _set_active(None, only_if=self)
+        try:
+            for callback in reversed(self._on_uninstrument):
+                callback()
+            self.telemetry.shutdown(timeout_millis / 1000)
+            self.force_flush(timeout_millis)
+        finally:
+            for provider in self._own_providers:
+                try:
+                    provider.shutdown()
+                except Exception:  # noqa: BLE001 - a failing exporter must not keep us instrumented
+                    log.exception("shutting down an OTel provider failed")
+            self._own_providers = []
+            self._on_uninstrument = []
+            self.telemetry = None
+            _set_active(None, only_if=self)
 
     # ---- the step API ----------------------------------------------------------------------------
     def step(self, samples: int = 0, tokens: int = 0) -> Step:

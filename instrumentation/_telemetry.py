@@ -33,6 +33,7 @@ UNPRODUCTIVE_PHASES = frozenset({"data", "checkpoint.save", "checkpoint.load", "
 MEDIAN_WINDOW = 101
 MIN_STEPS_FOR_SLOW = 10
 CHECKPOINT = ("checkpoint.save", "checkpoint.load")
+FINAL_DEVICE_WAIT_S = 5.0
 _SPAN_ATTRIBUTE_PREFIX = {"collective": "factorylens.collective", "checkpoint.save": "factorylens.checkpoint",
                           "checkpoint.load": "factorylens.checkpoint"}
 
@@ -51,11 +52,18 @@ def _phase_attributes(name: str) -> dict[str, str]:
     return {"factorylens.train.phase": name}
 
 
-def path_size(path: str) -> int:
-    """Bytes in a checkpoint file, or in every file under a checkpoint directory."""
+def path_size(path: str, modified_since_ns: int = 0) -> int:
+    """Bytes in a checkpoint file, or in the files of a checkpoint directory written since the save
+    began (not older checkpoints, nor shards other ranks wrote before it)."""
     try:
         if os.path.isdir(path):
-            return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+            total = 0
+            for root, _, files in os.walk(path):
+                for name in files:
+                    info = os.stat(os.path.join(root, name))
+                    if info.st_mtime_ns >= modified_since_ns:
+                        total += info.st_size
+            return total
         return os.path.getsize(path)
     except OSError:
         return 0
@@ -93,6 +101,8 @@ class GoodputLedger:
                 self.productive_s = float(saved["productive_s_at_checkpoint"])
             except (OSError, ValueError, KeyError) as exc:
                 log.warning("goodput state %s is unreadable (%s); starting a new ledger", self.path, exc)
+        if self.path is not None and not self.path.exists():
+            self.checkpointed()  # the job's first start, even if it crashes before its first checkpoint
 
     def goodput(self) -> float:
         wall = (time.time_ns() - self.job_start_ns) / 1e9
@@ -128,6 +138,7 @@ class TrainingTelemetry:
         self._checkpoint_rate: dict[tuple[str, str], float] = {}
         self._recent: deque[float] = deque(maxlen=MEDIAN_WINDOW)
         self._waiting: list[StepRecord] = []  # steps whose device timings are not complete yet
+        self._drain_lock = threading.Lock()  # the thread, force_flush() and shutdown() all drain
         self.steps_done = 0
         self.spans_emitted = 0
         self._stop = threading.Event()
@@ -205,78 +216,95 @@ class TrainingTelemetry:
 
     def _loop(self) -> None:
         while not self._stop.wait(self.config.flush_interval_s):
-            self.drain()
+            try:
+                self.drain()
+            except Exception:  # noqa: BLE001 - keep draining; the training job must not notice
+                log.exception("training telemetry drain failed")
 
     def drain(self, *, final: bool = False) -> int:
-        """Turn every finished step into telemetry; returns how many were handled."""
-        handled = 0
-        pending = self.recorder.pending
-        while pending:
-            self._waiting.append(pending.popleft())
-        still_waiting = []
-        samples = tokens = 0
-        for record in self._waiting:
-            if not self._resolve_device_phases(record, force=final):
-                still_waiting.append(record)
-                continue
-            try:
-                self._emit(record)
-            except Exception:  # noqa: BLE001 - telemetry must never take the training job down
-                log.exception("could not record telemetry for step %d", record.number)
-            handled += 1
-            samples += record.samples
-            tokens += record.tokens
-        self._waiting = still_waiting
-        if handled:  # counters once per drain: the same sums for a fraction of the SDK calls
-            self.steps.add(handled)
-            if samples:
-                self.samples.add(samples)
-            if tokens:
-                self.tokens.add(tokens)
-        return handled
+        """Turn every finished step into telemetry; returns how many steps were handled."""
+        with self._drain_lock:
+            pending = self.recorder.pending
+            while pending:
+                self._waiting.append(pending.popleft())
+            waiting, self._waiting = self._waiting, []
+            handled = samples = tokens = 0
+            for record in waiting:
+                try:
+                    if not self._resolve_device_phases(record, final=final):
+                        self._waiting.append(record)
+                        continue
+                    self._emit(record)
+                except Exception:  # noqa: BLE001 - one bad step must not stop the others
+                    log.exception("could not record telemetry for step %d", record.number)
+                if not record.loose:
+                    handled += 1
+                    samples += record.samples
+                    tokens += record.tokens
+            if handled:  # counters once per drain: the same sums for a fraction of the SDK calls
+                self.steps.add(handled)
+                if samples:
+                    self.samples.add(samples)
+                if tokens:
+                    self.tokens.add(tokens)
+            return handled
 
     @staticmethod
-    def _resolve_device_phases(record: StepRecord, *, force: bool) -> bool:
-        """Move completed device-timed phases into ``phases``; False while some are still running."""
+    def _resolve_device_phases(record: StepRecord, *, final: bool) -> bool:
+        """Move completed device-timed phases into ``phases``; False while some are still running.
+
+        On the final drain, waits up to ``FINAL_DEVICE_WAIT_S`` (a hung GPU must not hang shutdown),
+        then keeps the host timings of what has not completed.
+        """
         if not record.deferred:
             return True
-        if not force and not all(end.query() for _, _, _, _, end, _ in record.deferred):
-            return False
+        deadline = time.monotonic() + FINAL_DEVICE_WAIT_S
+        while not all(end.query() for _, _, _, _, end, _ in record.deferred):
+            if not final:
+                return False
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)
         for name, host_start, host_end, start_event, end_event, attributes in record.deferred:
-            end_event.synchronize()
-            duration_ns = int(start_event.elapsed_time(end_event) * 1e6)
-            record.phases.append((name, host_start, host_start + duration_ns, attributes))
+            if end_event.query():
+                host_end = host_start + int(start_event.elapsed_time(end_event) * 1e6)
+            record.phases.append((name, host_start, host_end, attributes))
         record.deferred = []
         return True
 
     def _emit(self, record: StepRecord) -> None:
-        duration = record.duration_s
-        self.step_duration.record(duration)
-        unproductive_ns = 0
         data_ns = 0
+        saved = False
         for name, start, end, attributes in record.phases:
             seconds = (end - start) / 1e9
             self.phase_duration.record(seconds, _phase_attributes(name))
             if name == "data":
                 data_ns += end - start
-            if name in UNPRODUCTIVE_PHASES:
-                unproductive_ns += end - start
             if name in CHECKPOINT:
-                self._checkpoint(name, seconds, attributes or {})
+                since = record.wall_start_ns + (start - record.start)
+                saved |= self._checkpoint(name, seconds, attributes or {}, since) and name == "checkpoint.save"
             elif name == "collective":
                 op = {"factorylens.collective.op": (attributes or {}).get("op", "unknown")}
                 self.collective_duration.record(seconds, op)
                 if (attributes or {}).get("bytes"):
                     self.collective_io.add(int(attributes["bytes"]), op)
+        if record.loose:  # phases between steps: timings only
+            return
+        duration = record.duration_s
+        self.step_duration.record(duration)
         other_ns = (record.end - record.start) - _interval_union_ns((s, e) for _, s, e, _ in record.phases)
         if other_ns > 0:
             self.phase_duration.record(other_ns / 1e9, _phase_attributes("other"))
+        now = time.monotonic()
         with self._lock:
-            self._window.append((time.monotonic(), record.samples, record.tokens, duration, data_ns / 1e9))
+            self._window.append((now, record.samples, record.tokens, duration, data_ns / 1e9))
+            while self._window and self._window[0][0] < now - self.config.export_interval_s:
+                self._window.popleft()
         if record.error is None:
+            unproductive_ns = _interval_union_ns((s, e) for n, s, e, _ in record.phases if n in UNPRODUCTIVE_PHASES)
             self.ledger.productive_s += max(0.0, duration - unproductive_ns / 1e9)
-        if any(name == "checkpoint.save" for name, _, _, _ in record.phases):
-            self.ledger.checkpointed()
+            if saved:
+                self.ledger.checkpointed()
         slow = (len(self._recent) >= MIN_STEPS_FOR_SLOW
                 and duration > self.config.slow_step_factor * statistics.median(self._recent))
         self._recent.append(duration)
@@ -285,18 +313,22 @@ class TrainingTelemetry:
             self._span_tree(record, slow)
         self.steps_done += 1
 
-    def _checkpoint(self, name: str, seconds: float, attributes: dict[str, Any]) -> None:
+    def _checkpoint(self, name: str, seconds: float, attributes: dict[str, Any], since_wall_ns: int) -> bool:
+        """Record a checkpoint phase; True when it went to a file system path (a real checkpoint)."""
+        path = str(attributes.get("path") or "")
+        if not path:
+            return False  # e.g. torch.save into a buffer: not a checkpoint on storage
         op = name.split(".", 1)[1]
-        labels = {"factorylens.checkpoint.operation": op,
-                  "system.filesystem.mountpoint": mountpoint(str(attributes.get("path", ".")))}
+        labels = {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": mountpoint(path)}
         self.checkpoint_duration.record(seconds, labels)
-        size = int(attributes.get("bytes") or 0) or path_size(str(attributes.get("path", "")))
+        size = int(attributes.get("bytes") or 0) or path_size(path, since_wall_ns if op == "save" else 0)
         attributes["bytes"] = size
         if size:
             self.checkpoint_io.add(size, labels)
             if seconds > 0:
                 with self._lock:
                     self._checkpoint_rate[(op, labels["system.filesystem.mountpoint"])] = size / seconds
+        return True
 
     def _span_tree(self, record: StepRecord, slow: bool) -> None:
         def wall(ns: int) -> int:
@@ -324,4 +356,5 @@ class TrainingTelemetry:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+        self.recorder.deliver_loose()
         self.drain(final=True)

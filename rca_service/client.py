@@ -13,6 +13,8 @@ from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 def connect(target: str, *, token: str | None = None, tls_ca: str | None = None,
             tls_cert: str | None = None, tls_key: str | None = None) -> rca_pb2_grpc.RcaServiceStub:
     """A stub for ``target`` (HOST:PORT); TLS when ``tls_ca`` is given, mTLS with a client cert/key."""
+    if (tls_cert or tls_key) and not tls_ca:
+        raise ValueError("a client certificate needs --tls-ca (TLS); refusing to fall back to plaintext")
     if tls_ca:
         creds = grpc.ssl_channel_credentials(
             Path(tls_ca).read_bytes(), Path(tls_key).read_bytes() if tls_key else None,

@@ -102,24 +102,35 @@ class IngestGate:
 
 @dataclass
 class IngestStats:
-    """Counters for /metrics and Health (plain ints; the GIL makes ``+=`` on them safe enough)."""
+    """Counters for /metrics and Health, updated from every handler thread."""
 
     accepted: dict[str, int] = field(default_factory=lambda: collections.defaultdict(int))
     rejected: dict[tuple[str, str], int] = field(default_factory=lambda: collections.defaultdict(int))
     refused: dict[tuple[str, str], int] = field(default_factory=lambda: collections.defaultdict(int))
     pending_requests: int = 0
     pending_bytes: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def record(self, signal: str, result: IngestResult) -> None:
-        self.accepted[signal] += result.accepted
-        for reason, n in result.reasons.items():
-            self.rejected[(signal, reason)] += n
+        with self._lock:
+            self.accepted[signal] += result.accepted
+            for reason, n in result.reasons.items():
+                self.rejected[(signal, reason)] += n
+
+    def refuse(self, signal: str, reason: str) -> None:
+        with self._lock:
+            self.refused[(signal, reason)] += 1
+
+    def copy(self) -> tuple[dict[str, int], dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """(accepted, rejected, refused) as of now, safe to iterate while handlers count."""
+        with self._lock:
+            return dict(self.accepted), dict(self.rejected), dict(self.refused)
 
     def rejected_total(self, signal: str) -> int:
-        return sum(n for (s, _), n in self.rejected.items() if s == signal)
+        return sum(n for (s, _), n in self.copy()[1].items() if s == signal)
 
     def refused_total(self) -> int:
-        return sum(self.refused.values())
+        return sum(self.copy()[2].values())
 
 
 class _RichStatus(collections.namedtuple("_RichStatus", ("code", "details", "trailing_metadata")), grpc.Status):
@@ -182,7 +193,7 @@ class OtlpIngest:
 
     def export(self, signal: Signal, raw: bytes, context: grpc.ServicerContext) -> Any:
         if not self._admit(len(raw)):
-            self.stats.refused[(signal.name, "overload")] += 1
+            self.stats.refuse(signal.name, "overload")
             context.abort_with_status(retry_later_status(
                 f"RCA service overloaded ({self.stats.pending_requests} requests in flight); retry later",
                 self.retry_after_s))
@@ -190,16 +201,19 @@ class OtlpIngest:
             try:
                 request = signal.request.FromString(raw)
             except Exception as exc:  # noqa: BLE001 - any decoder failure is the client's bad bytes
-                self.stats.refused[(signal.name, "malformed")] += 1
+                self.stats.refuse(signal.name, "malformed")
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"malformed OTLP {signal.name} request ({type(exc).__name__}: {exc})")
             if not request.ListFields():
                 return signal.response()
+            if not context.is_active():  # the client gave up while we waited: it will retry, so don't store
+                self.stats.refuse(signal.name, "client gone")
+                context.abort(grpc.StatusCode.CANCELLED, "the client cancelled or its deadline passed")
             with self.gate.shared():
                 try:
                     self.wal.append(signal.kind, raw)
                 except WalError as exc:
-                    self.stats.refused[(signal.name, "wal")] += 1
+                    self.stats.refuse(signal.name, "wal")
                     context.abort_with_status(retry_later_status(f"cannot persist the request: {exc}",
                                                                  self.retry_after_s))
                 result = self.apply(signal, request)
@@ -216,9 +230,9 @@ class OtlpIngest:
         try:
             return getattr(self.store, signal.ingest)(request)
         except Exception:  # noqa: BLE001 - logged with the stack; the data stays in the WAL
-            log.exception("storing an OTLP %s request failed; it stays in the WAL", signal.name)
+            log.exception("storing an OTLP %s request failed part way; it stays in the WAL", signal.name)
             result = IngestResult()
-            result.reject("internal error while storing (see the service log)")
+            result.reject("internal error while storing; the request is kept in the WAL (see the service log)")
             return result
 
     def replay(self, kind: int, payload: bytes) -> None:

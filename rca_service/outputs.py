@@ -32,6 +32,7 @@ def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, an
                   snapshot_age_s: Callable[[], float]) -> dict[str, Points]:
     """``{metric: [(attributes, value)]}`` for the Prometheus collector; names are in the registry."""
     store_stats = store.stats()
+    accepted, rejected, refused = stats.copy()
     incidents = analyzer.incidents()
     open_incidents = [i for i in incidents if i.state is IncidentState.OPEN]
     scores = sorted(analyzer.anomaly_scores().items(), key=lambda kv: kv[1], reverse=True)[:MAX_SCORED_SERIES]
@@ -47,11 +48,11 @@ def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, an
           "factorylens.domain": c.domain, "factorylens.metric": c.signal}, c.score)
         for i in open_incidents for c in i.causes[:MAX_CAUSES_EXPORTED]]
     return {
-        "factorylens.rca.ingest.accepted": [({"otlp.signal": s}, n) for s, n in sorted(stats.accepted.items())],
+        "factorylens.rca.ingest.accepted": [({"otlp.signal": s}, n) for s, n in sorted(accepted.items())],
         "factorylens.rca.ingest.rejected": [({"otlp.signal": s, "factorylens.rca.reason": r}, n)
-                                            for (s, r), n in sorted(stats.rejected.items())],
+                                            for (s, r), n in sorted(rejected.items())],
         "factorylens.rca.requests.refused": [({"otlp.signal": s, "factorylens.rca.reason": r}, n)
-                                             for (s, r), n in sorted(stats.refused.items())],
+                                             for (s, r), n in sorted(refused.items())],
         "factorylens.rca.queue.depth": [({}, stats.pending_requests)],
         "factorylens.rca.wal.size": [({}, wal.size_bytes())],
         "factorylens.rca.wal.lag": [({}, wal.unsynced_bytes)],

@@ -83,8 +83,11 @@ class RcaService:
         token = self.config.bearer_token()
         interceptors = [BearerTokenInterceptor(token, self._count_unauthenticated)] if token else []
         max_message = self.config.max_message_mb << 20
+        # every admitted export holds a thread while it waits for the WAL; the extra workers keep the
+        # API answering and over-limit exports refused promptly (UNAVAILABLE + RetryInfo), not queued
         self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=self.config.workers, thread_name_prefix="rca-grpc"),
+            ThreadPoolExecutor(max_workers=self.config.max_pending_requests + self.config.workers,
+                               thread_name_prefix="rca-grpc"),
             handlers=self.ingest.handlers(), interceptors=interceptors,
             options=[("grpc.max_receive_message_length", max_message),
                      ("grpc.max_send_message_length", max_message),
@@ -115,7 +118,8 @@ class RcaService:
             try:
                 self.metrics_server = MetricsServer([SnapshotCollector(source, {"service.name": "factorylens-rca"})],
                                                     host, port, bearer_token=token, tls_cert=self.config.tls_cert
-                                                    or None, tls_key=self.config.tls_key or None)
+                                                    or None, tls_key=self.config.tls_key or None,
+                                                    tls_client_ca=self.config.tls_client_ca or None)
             except OSError as exc:
                 self.server.stop(0)
                 self.wal.close()
@@ -166,7 +170,11 @@ class RcaService:
         return time.monotonic() - self._last_snapshot
 
     def snapshot(self) -> Path | None:
-        """Cut a snapshot now and drop the WAL segments it covers."""
+        """Cut a snapshot now and drop the WAL segments that even the previous snapshot covers.
+
+        Two snapshots are kept; the WAL goes back to the older one, so if the newest is ever
+        unreadable, the older one plus the WAL still hold every acknowledged record.
+        """
         with self._snapshot_lock:
             with self.gate.exclusive():
                 lsn = self.wal.rotate()
@@ -179,9 +187,9 @@ class RcaService:
             except OSError as exc:
                 log.error("snapshot failed (%s); the WAL is kept and the snapshot retried later", exc)
                 return None
-            self.snapshot_lsn = lsn
+            previous, self.snapshot_lsn = self.snapshot_lsn, lsn
             self._last_snapshot = time.monotonic()
-            freed = self.wal.truncate_through(lsn)
+            freed = self.wal.truncate_through(previous)
             log.debug("snapshot at WAL position %d: %s; %d WAL bytes freed", lsn, path.name, freed)
             return path
 
@@ -220,19 +228,20 @@ class RcaService:
 
     def _count_unauthenticated(self, method: str) -> None:
         service = method.rsplit("/", 2)[-2] if method.count("/") >= 2 else ""
-        self.stats.refused[(_SIGNAL_OF_SERVICE.get(service, "api"), "unauthenticated")] += 1
+        self.stats.refuse(_SIGNAL_OF_SERVICE.get(service, "api"), "unauthenticated")
 
     def health(self) -> rca_pb2.HealthResponse:
         store = self.store.stats()
         stats = self.stats
+        accepted = stats.copy()[0]
         degraded = stats.pending_requests >= self.config.max_pending_requests
         return rca_pb2.HealthResponse(
             status=rca_pb2.HealthResponse.DEGRADED if degraded else rca_pb2.HealthResponse.SERVING,
             version=__version__, analyzer=self.analyzer.name, uptime_seconds=time.monotonic() - self._started,
             series=store["series"], points=store["points"], store_bytes=store["bytes"], events=store["events"],
-            points_accepted=stats.accepted["metrics"], points_rejected=stats.rejected_total("metrics"),
-            spans_accepted=stats.accepted["traces"], spans_rejected=stats.rejected_total("traces"),
-            log_records_accepted=stats.accepted["logs"], log_records_rejected=stats.rejected_total("logs"),
+            points_accepted=accepted.get("metrics", 0), points_rejected=stats.rejected_total("metrics"),
+            spans_accepted=accepted.get("traces", 0), spans_rejected=stats.rejected_total("traces"),
+            log_records_accepted=accepted.get("logs", 0), log_records_rejected=stats.rejected_total("logs"),
             requests_refused=stats.refused_total(), wal_bytes=self.wal.size_bytes(), wal_last_lsn=self.wal.last_lsn,
             snapshot_lsn=self.snapshot_lsn, queue_depth=stats.pending_requests,
             open_incidents=sum(1 for i in self.analyzer.incidents() if i.state.value == "open"))

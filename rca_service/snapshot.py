@@ -1,7 +1,8 @@
 """Store snapshots: the state up to a WAL LSN, so the log before it can be deleted.
 
 A snapshot is written to a temporary file, fsynced, checksummed and renamed into place, so a crash
-leaves either the old or the new one. The previous snapshot is kept as a fallback. Snapshots are
+leaves either the old or the new one. The previous snapshot is kept as a fallback, and the service
+keeps the WAL back to it. Snapshots are
 pickles of our own objects in the service's private data directory: never load one from elsewhere.
 """
 
@@ -60,5 +61,7 @@ def load_latest(directory: str | os.PathLike) -> tuple[int, Any]:
                 raise ValueError("checksum mismatch")
             return int(path.stem.split("-")[1]), pickle.loads(payload)
         except (OSError, ValueError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
-            log.error("snapshot %s is unreadable (%s); trying an older one", path.name, exc)
+            log.error("snapshot %s is unreadable (%s); set aside as .bad, trying the older one (the WAL "
+                      "reaches back to it)", path.name, exc)
+            path.rename(path.with_suffix(".bad"))
     return 0, None

@@ -19,7 +19,6 @@ import os
 import struct
 import threading
 import zlib
-from collections import deque
 from pathlib import Path
 from typing import Iterator
 
@@ -50,6 +49,28 @@ def _crc(lsn: int, kind: int, payload: bytes) -> int:
     return zlib.crc32(payload, zlib.crc32(struct.pack("<QB", lsn, kind)))
 
 
+def _record_at(data: bytes, offset: int) -> tuple[int, int, bytes, int] | None:
+    """``(lsn, kind, payload, end)`` of a complete, checksummed record at ``offset``, else None."""
+    if offset + HEADER.size > len(data):
+        return None
+    length, crc, lsn, kind = HEADER.unpack_from(data, offset)
+    end = offset + HEADER.size + length
+    if length > MAX_RECORD_BYTES or end > len(data):
+        return None
+    payload = data[offset + HEADER.size:end]
+    if _crc(lsn, kind, payload) != crc:
+        return None
+    return lsn, kind, payload, end
+
+
+def _next_record(data: bytes, start: int) -> int | None:
+    """The offset of the next valid record after corruption, or None when none follows."""
+    for offset in range(start, len(data) - HEADER.size + 1):
+        if _record_at(data, offset) is not None:
+            return offset
+    return None
+
+
 def encode_record(lsn: int, kind: int, payload: bytes) -> bytes:
     return HEADER.pack(len(payload), _crc(lsn, kind, payload), lsn, kind) + payload
 
@@ -68,7 +89,7 @@ class WriteAheadLog:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._writing = False
-        self._failures: deque[tuple[int, int, str]] = deque(maxlen=256)
+        self._failures: dict[int, str] = {}  # LSN → why its write failed, until its appender has read it
         self._next_lsn = 1
         self._written_lsn = 0
         self._fd: int | None = None
@@ -97,15 +118,17 @@ class WriteAheadLog:
                 data = f.read()
             offset = 0
             while offset < len(data):
-                if offset + HEADER.size > len(data):
-                    break
-                length, crc, lsn, kind = HEADER.unpack_from(data, offset)
-                end = offset + HEADER.size + length
-                if length > MAX_RECORD_BYTES or end > len(data):
-                    break
-                payload = data[offset + HEADER.size:end]
-                if _crc(lsn, kind, payload) != crc:
-                    break
+                record = _record_at(data, offset)
+                if record is None:
+                    resume = _next_record(data, offset + 1)
+                    if resume is None:
+                        break  # nothing valid follows: a torn tail
+                    log.error("WAL %s: %d corrupt bytes at offset %d skipped; the records after them are kept",
+                              path.name, resume - offset, offset)
+                    self.truncated_bytes += resume - offset
+                    offset = resume
+                    continue
+                lsn, kind, payload, end = record
                 offset = good_end = end
                 last_lsn = max(last_lsn, lsn)
                 if lsn > after_lsn:
@@ -119,8 +142,7 @@ class WriteAheadLog:
                         f.truncate(good_end)
                         os.fsync(f.fileno())
                 else:
-                    log.error("WAL %s: %d bytes after offset %d are corrupt and cannot be replayed", path.name,
-                              lost, good_end)
+                    log.error("WAL %s: %d bytes at its end are incomplete and cannot be replayed", path.name, lost)
                 self.truncated_bytes += lost
         self._next_lsn = last_lsn + 1
         self._written_lsn = last_lsn
@@ -132,6 +154,7 @@ class WriteAheadLog:
 
     # ---- writing -------------------------------------------------------------------------------
     def _open_segment(self) -> None:
+        self._needs_new_segment = True  # until the new one is open: a failure here is retried next write
         if self._fd is not None:
             if self.fsync is not FsyncPolicy.NEVER:
                 os.fsync(self._fd)
@@ -149,32 +172,34 @@ class WriteAheadLog:
         with self._cond:
             if self._closed or not self._replayed:
                 raise WalError("write-ahead log is not open")
+            if len(payload) > MAX_RECORD_BYTES:
+                raise WalError(f"a {len(payload)}-byte record is larger than the WAL's limit of {MAX_RECORD_BYTES}")
             lsn = self._next_lsn
             self._next_lsn += 1
             record = encode_record(lsn, kind, payload)
             self._pending.append(record)
             self._pending_bytes += len(record)
             while True:
-                if self._written_lsn >= lsn and not self._failed(lsn):
-                    return lsn
-                failure = self._failed(lsn)
+                failure = self._failures.pop(lsn, None)
                 if failure:
                     raise WalError(f"write-ahead log write failed: {failure}")
+                if self._written_lsn >= lsn:
+                    return lsn
                 if not self._writing:
                     self._commit_pending()
                 else:
                     self._cond.wait()
 
-    def _failed(self, lsn: int) -> str | None:
-        for first, last, reason in self._failures:
-            if first <= lsn <= last:
-                return reason
-        return None
-
     def _commit_pending(self) -> None:
-        """Write (and maybe fsync) every pending record; called with the condition held."""
+        """Write (and maybe fsync) every pending record; called with the condition held.
+
+        Every record of the batch ends either durable (``_written_lsn`` covers it) or failed (its
+        appender is told), whatever goes wrong, so nothing is acknowledged that was not written.
+        """
         batch, self._pending = self._pending, []
         batch_bytes, self._pending_bytes = self._pending_bytes, 0
+        if not batch:
+            return
         last = self._next_lsn - 1
         first = last - len(batch) + 1
         self._writing = True
@@ -182,13 +207,14 @@ class WriteAheadLog:
         error = None
         try:
             self._write(b"".join(batch))
-        except OSError as exc:
-            error = f"{exc.strerror or exc} ({type(exc).__name__})"
+        except BaseException as exc:  # noqa: BLE001 - recorded for every waiter, then handled by each
+            error = f"{getattr(exc, 'strerror', None) or exc} ({type(exc).__name__})"
         finally:
             self._cond.acquire()
             self._writing = False
         if error:
-            self._failures.append((first, last, error))
+            for lsn in range(first, last + 1):
+                self._failures[lsn] = error
             log.error("WAL append of %d records failed: %s; the requests are refused (clients retry)",
                       len(batch), error)
         else:
@@ -197,10 +223,11 @@ class WriteAheadLog:
         self._cond.notify_all()
 
     def _write(self, data: bytes) -> None:
-        if self._needs_new_segment or self._segment_size >= self.segment_bytes:
+        if self._needs_new_segment or self._fd is None or self._segment_size >= self.segment_bytes:
             self._open_segment()
         fd = self._fd
-        assert fd is not None
+        if fd is None:
+            raise OSError("no open WAL segment")
         before = self._segment_size
         try:
             view = memoryview(data)

@@ -8,10 +8,11 @@ is added to the training loop). CPU phases use ``perf_counter_ns``.
 - forward: hooks on the model (``eval`` when the model is not training)
 - backward: ``torch.Tensor.backward`` / ``torch.autograd.backward``
 - optimizer: the global optimizer step hooks (every optimizer)
-- collectives: ``torch.distributed`` all_reduce, all_gather(_into_tensor), reduce_scatter(_tensor),
-  broadcast, reduce, all_to_all_single, barrier — with bytes and world size. Collectives that DDP
-  issues from C++ for its gradient buckets are not Python calls and are not seen; they show as
-  backward time.
+- collectives: ``torch.distributed`` all_reduce, all_gather(_into_tensor/_single),
+  reduce_scatter(_tensor/_single), broadcast, reduce, all_to_all(_single), gather, scatter, barrier —
+  with the bytes this rank sends and the world size. Collectives that DDP issues from C++ for its
+  gradient buckets are not Python calls and are not seen (they show as backward time); an
+  ``async_op=True`` call is timed until it returns its handle, so its wait shows where ``wait()`` is.
 - checkpoints: ``torch.save`` / ``torch.load`` with the path (→ its file system) and bytes
 - data and h2d: :func:`instrument_dataloader` and :func:`to_device`
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -29,12 +31,16 @@ import torch.distributed as dist
 from factorylens.instrumentation._instrumentor import TrainingInstrumentor, active
 from factorylens.instrumentation._recorder import StepRecorder
 
-COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "reduce_scatter", "reduce_scatter_tensor",
-               "broadcast", "reduce", "all_to_all_single", "barrier")
+COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather_single", "reduce_scatter",
+               "reduce_scatter_tensor", "reduce_scatter_single", "broadcast", "reduce", "all_to_all",
+               "all_to_all_single", "gather", "scatter", "barrier")
 # which positional argument holds what this rank sends (the output buffer comes first in these)
-_INPUT_ARGUMENT = {"all_gather": 1, "all_gather_into_tensor": 1, "reduce_scatter": 1, "reduce_scatter_tensor": 1,
-                   "all_to_all_single": 1}
-_INPUT_KEYWORDS = ("tensor", "input_tensor", "input", "input_tensor_list")
+_INPUT_ARGUMENT = {"all_gather": 1, "all_gather_into_tensor": 1, "all_gather_single": 1, "reduce_scatter": 1,
+                   "reduce_scatter_tensor": 1, "reduce_scatter_single": 1, "all_to_all": 1, "all_to_all_single": 1}
+_INPUT_KEYWORDS = ("tensor", "input_tensor", "input", "input_tensor_list", "input_list")
+
+
+_instrumented: TorchInstrumentor | None = None  # torch's functions are patched once per process
 
 
 def _cuda_event() -> Any:
@@ -44,7 +50,7 @@ def _cuda_event() -> Any:
 def _tensors(value: Any) -> Iterator[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         yield value
-    elif isinstance(value, dict):
+    elif isinstance(value, Mapping):
         for item in value.values():
             yield from _tensors(item)
     elif isinstance(value, (list, tuple)):
@@ -114,11 +120,17 @@ class TorchInstrumentor:
 
     # ---- lifecycle -------------------------------------------------------------------------------
     def instrument(self) -> TorchInstrumentor:
+        global _instrumented
         if self._handles or self._patched:
             return self
+        if _instrumented is not None:
+            raise RuntimeError("torch is already instrumented by another TorchInstrumentor: one per process "
+                               "(uninstrument it first); time other models' passes with fl.forward()")
+        _instrumented = self
+        self.training.on_uninstrument(self.uninstrument)
         if self.model is not None:
-            self._handles.append(self.model.register_forward_pre_hook(self._forward_begin))
-            self._handles.append(self.model.register_forward_hook(self._forward_end))
+            self._handles.append(self.model.register_forward_pre_hook(self._forward_begin, with_kwargs=True))
+            self._handles.append(self.model.register_forward_hook(self._forward_end, always_call=True))
         if self.options["optimizer"]:
             from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
             self._optimizer_tokens: list[tuple] = []
@@ -137,28 +149,32 @@ class TorchInstrumentor:
         return self
 
     def uninstrument(self) -> None:
+        global _instrumented
         for handle in self._handles:
             handle.remove()
         for owner, name, original in reversed(self._patched):
             setattr(owner, name, original)
         self._handles, self._patched = [], []
+        if _instrumented is self:
+            _instrumented = None
 
     def _patch(self, owner: Any, name: str, replacement: Any) -> None:
         self._patched.append((owner, name, getattr(owner, name)))
         setattr(owner, name, replacement)
 
     # ---- hooks and wrappers ----------------------------------------------------------------------
-    def _forward_begin(self, module: torch.nn.Module, inputs: Any) -> None:
+    def _forward_begin(self, module: torch.nn.Module, args: Any, kwargs: Any) -> None:
         name = "forward" if module.training else "eval"
-        self._forward.append(self.timer.begin(name, _on_cuda(inputs)))
+        self._forward.append(self.timer.begin(name, _on_cuda(args) or _on_cuda(kwargs)))
 
     def _forward_end(self, module: torch.nn.Module, inputs: Any, output: Any) -> None:
         if self._forward:
             self.timer.end(self._forward.pop())
 
     def _optimizer_begin(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        self._optimizer_tokens.append(self.timer.begin("optimizer", bool(params) and params[0].is_cuda))
+        groups = optimizer.param_groups
+        on_cuda = bool(groups and groups[0]["params"]) and groups[0]["params"][0].is_cuda
+        self._optimizer_tokens.append(self.timer.begin("optimizer", on_cuda))
 
     def _optimizer_end(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         if self._optimizer_tokens:
@@ -206,8 +222,9 @@ class TorchInstrumentor:
         def checkpoint(*args: Any, **kwargs: Any) -> Any:
             target = args[1] if name == "checkpoint.save" and len(args) > 1 else (
                 args[0] if name == "checkpoint.load" and args else kwargs.get("f"))
-            path = os.fspath(target) if isinstance(target, (str, os.PathLike)) else ""
-            token = timer.begin(name, False, {"path": path, "bytes": None} if path else {"bytes": None})
+            if not isinstance(target, (str, os.PathLike)):
+                return original(*args, **kwargs)  # a buffer or file object: not a checkpoint on storage
+            token = timer.begin(name, False, {"path": os.fspath(target), "bytes": None})
             try:
                 return original(*args, **kwargs)
             finally:
@@ -248,10 +265,15 @@ def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True,
     def move(value: Any) -> Any:
         if isinstance(value, torch.Tensor):
             return value.to(device, non_blocking=non_blocking)
-        if isinstance(value, dict):
-            return {k: move(v) for k, v in value.items()}
+        if isinstance(value, Mapping):
+            return type(value)({k: move(v) for k, v in value.items()}) if isinstance(value, dict) else \
+                {k: move(v) for k, v in value.items()}
+        if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple batch
+            return type(value)(*(move(v) for v in value))
         if isinstance(value, (list, tuple)):
             return type(value)(move(v) for v in value)
+        if hasattr(value, "to") and callable(value.to):  # e.g. a tokenizer's BatchEncoding
+            return value.to(device)
         return value
 
     if training is None:

@@ -11,7 +11,9 @@ behind the same :class:`Analyzer` interface.
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -30,8 +32,12 @@ from factorylens.rca_service.analysis._base import (
 )
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
 
+log = logging.getLogger(__name__)
+
 NS = 1_000_000_000
 IQR_TO_SIGMA = 1.349
+MAX_SKEW_NS = 300 * NS  # a point further in the future than this does not move what counts as seen
+MAX_RESOLVED_INCIDENTS = 1000
 MAX_Z = 1000.0  # beyond this (a constant history that moved) strength no longer grows
 ONSET_DECAY = 0.7  # each distinct earlier onset in the incident scales a cause's score by this
 
@@ -96,6 +102,7 @@ class RobustZScoreAnalyzer(Analyzer):
         self.config = config or RobustZScoreConfig()
         self.config.validate()
         self._lock = threading.Lock()
+        self._pass_lock = threading.Lock()  # one analysis pass at a time (the loop, analyze_now())
         self._seen_until: dict[str, int] = {}
         self._scores: dict[str, float] = {}
         self._active: dict[str, _Anomaly] = {}
@@ -114,49 +121,74 @@ class RobustZScoreAnalyzer(Analyzer):
         return float(median), float(scale)
 
     def analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
+        with self._pass_lock:
+            return self._analyze(store, now_unix_nano)
+
+    def _analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
         cfg = self.config
-        window = int(cfg.window_s * NS)
         found: list[_Anomaly] = []
         with store.lock:
+            live = set(store.series)
             candidates = [s.info for s in store.series.values()
-                          if s.last_ts > self._seen_until.get(s.info.id, 0)
+                          if min(s.last_ts, now_unix_nano + MAX_SKEW_NS) > self._seen_until.get(s.info.id, 0)
                           and s.info.domain not in cfg.ignore_domains]
+        self._forget_missing(live)
         for info in candidates:
-            seen = self._seen_until.get(info.id, 0)
             try:
-                # up to the newest point, even one a skewed clock put in the future
-                _, ts, values = store.query(info.id, None, min(now_unix_nano, seen or now_unix_nano) - 2 * window)
-            except KeyError:
+                anomaly = self._score(store, info, now_unix_nano)
+            except Exception:  # noqa: BLE001 - one odd series must not stop detection for the others
+                log.exception("scoring series %s (%s) failed", info.id, info.metric)
                 continue
-            ok = np.isfinite(values)
-            ts, values = ts[ok], values[ok]
-            if not len(ts):
-                continue
-            self._seen_until[info.id] = int(ts[-1])
-            fresh = int(np.count_nonzero(ts > seen if seen else ts > ts[-1] - window // 10))
-            if not fresh:
-                continue
-            # the new points plus enough before them to see a run of `consecutive`; history is older
-            split = max(0, len(ts) - fresh - cfg.consecutive + 1)
-            history = values[:split][ts[:split] >= ts[-1] - window]
-            if len(history) < cfg.min_points:
-                continue
-            median, scale = self._stats(history, info.unit)
-            recent_ts, recent = ts[split:], values[split:]
-            self._intervals[info.id] = int(np.median(np.diff(ts[-16:]))) if len(ts) > 1 else 0
-            z = np.clip((recent - median) / scale, -MAX_Z, MAX_Z)
-            self._scores[info.id] = float(score_of(z[-1], cfg.threshold))
-            run = _trailing_run(np.abs(z) > cfg.threshold)
-            if run >= cfg.consecutive:
-                previous = self._active.get(info.id)
-                onset = previous.onset if previous else int(recent_ts[-run])
-                peak = int(np.argmax(np.abs(z[-run:]))) - run
-                found.append(_Anomaly(info.id, onset, int(recent_ts[-1]), float(z[peak]), float(recent[peak]),
-                                      median, scale))
+            if anomaly is not None:
+                found.append(anomaly)
         with self._lock:
             for anomaly in found:
                 self._active[anomaly.series_id] = anomaly
             return self._update_incidents(store, now_unix_nano)
+
+    def _forget_missing(self, live: set[str]) -> None:
+        """Drop the state of series the store no longer has (retention): their anomalies end."""
+        for table in (self._seen_until, self._scores, self._intervals):
+            for sid in [sid for sid in table if sid not in live]:
+                del table[sid]
+        with self._lock:
+            for sid in [sid for sid in self._active if sid not in live]:
+                del self._active[sid]
+
+    def _score(self, store: SeriesStore, info: SeriesInfo, now_unix_nano: int) -> _Anomaly | None:
+        cfg = self.config
+        window = int(cfg.window_s * NS)
+        seen = self._seen_until.get(info.id, 0)
+        try:
+            # up to the newest point, even one a skewed clock put in the future
+            _, ts, values = store.query(info.id, None, min(now_unix_nano, seen or now_unix_nano) - 2 * window)
+        except KeyError:
+            return None
+        ok = np.isfinite(values) & (ts <= now_unix_nano + MAX_SKEW_NS)  # a clock far ahead is not evidence
+        ts, values = ts[ok], values[ok]
+        if not len(ts):
+            return None
+        self._seen_until[info.id] = int(ts[-1])
+        fresh = int(np.count_nonzero(ts > seen if seen else ts > ts[-1] - window // 10))
+        if not fresh:
+            return None
+        # the new points plus enough before them to see a run of `consecutive`; history is older
+        split = max(0, len(ts) - fresh - cfg.consecutive + 1)
+        history = values[:split][ts[:split] >= ts[-1] - window]
+        if len(history) < cfg.min_points:
+            return None
+        median, scale = self._stats(history, info.unit)
+        recent_ts, recent = ts[split:], values[split:]
+        self._intervals[info.id] = int(np.median(np.diff(ts[-16:]))) if len(ts) > 1 else 0
+        z = np.clip((recent - median) / scale, -MAX_Z, MAX_Z)
+        self._scores[info.id] = float(score_of(z[-1], cfg.threshold))
+        run = _trailing_run(np.abs(z) > cfg.threshold)
+        if run < cfg.consecutive:
+            return None
+        previous = self._active.get(info.id)
+        onset = previous.onset if previous else int(recent_ts[-run])
+        peak = int(np.argmax(np.abs(z[-run:]))) - run
+        return _Anomaly(info.id, onset, int(recent_ts[-1]), float(z[peak]), float(recent[peak]), median, scale)
 
     def _update_incidents(self, store: SeriesStore, now: int) -> list[tuple[IncidentChange, Incident]]:
         cfg = self.config
@@ -193,8 +225,16 @@ class RobustZScoreAnalyzer(Analyzer):
                 incident.resolved_unix_nano = now
                 changed[incident.id] = IncidentChange.RESOLVED
         for incident_id, change in changed.items():
-            changes.append((change, self._incidents[incident_id]))
+            changes.append((change, copy.deepcopy(self._incidents[incident_id])))
+        self._expire_resolved()
         return changes
+
+    def _expire_resolved(self) -> None:
+        resolved = sorted((i for i in self._incidents.values() if i.state is IncidentState.RESOLVED),
+                          key=lambda i: i.resolved_unix_nano)
+        for incident in resolved[:max(0, len(resolved) - MAX_RESOLVED_INCIDENTS)]:
+            del self._incidents[incident.id]
+            self._members.pop(incident.id, None)
 
     def _add_cause(self, store: SeriesStore, incident: Incident, anomaly: _Anomaly) -> None:
         cfg = self.config
@@ -263,8 +303,9 @@ class RobustZScoreAnalyzer(Analyzer):
 
     # ---- queries -------------------------------------------------------------------------------
     def incidents(self) -> list[Incident]:
+        """Copies, newest first (the live ones change under the next pass)."""
         with self._lock:
-            return sorted(self._incidents.values(), key=lambda i: i.opened_unix_nano, reverse=True)
+            return copy.deepcopy(sorted(self._incidents.values(), key=lambda i: i.opened_unix_nano, reverse=True))
 
     def load_incidents(self, incidents: list[Incident]) -> None:
         with self._lock:

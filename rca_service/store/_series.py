@@ -208,11 +208,15 @@ class ScalarSeries:
         return ts[keep], out[keep]
 
     def state(self) -> dict[str, Any]:
-        self.seal()
-        return {"chunks": list(self._chunks), "starts": list(self._starts), "last_ts": self.last_ts}
+        """Sealed chunks are shared (immutable); the open buffers are copied, not sealed, so frequent
+        snapshots do not fragment a series into many small chunks."""
+        return {"chunks": list(self._chunks), "ts": array("q", self._ts), "values": array("d", self._values),
+                "starts": list(self._starts), "last_ts": self.last_ts}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._chunks = list(state["chunks"])
+        self._ts = array("q", state["ts"])
+        self._values = array("d", state["values"])
         self._starts = list(state["starts"])
         self.last_ts = state["last_ts"]
 
@@ -323,7 +327,7 @@ class HistogramSeries:
         ts = np.array([p.ts for p in points], dtype=np.int64)
         count = np.array([p.count for p in points], dtype=float)
         total = np.array([p.sum for p in points], dtype=float)
-        bounds, matrix = _bucket_matrix(points)
+        lower, upper, matrix = _bucket_matrix(points)
         if self.cumulative:
             starts = np.array([p.start for p in points], dtype=np.int64)
             reset = np.concatenate([[True], (starts[1:] != starts[:-1]) | (np.diff(count) < 0)])
@@ -343,7 +347,7 @@ class HistogramSeries:
             elif view is View.MEAN:
                 out = np.where(count > 0, total / count, np.nan)
             else:
-                out = np.array([_quantile(QUANTILE_VIEWS[view], bounds, row) for row in matrix])
+                out = np.array([_quantile(QUANTILE_VIEWS[view], lower, upper, row) for row in matrix])
         keep = ts >= start_ns
         return ts[keep], out[keep]
 
@@ -363,14 +367,16 @@ def _add_histograms(a: HistogramPoint, b: HistogramPoint) -> HistogramPoint:
                           a.counts + b.counts, a.exp_scale, a.exp_offset)
 
 
-def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray]:
-    """Upper bounds and one row of bucket counts per point, on a layout all rows share."""
+def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Lower and upper bucket edges, and one row of bucket counts per point, on a layout all rows share."""
     if points[0].exp_scale is None:
         bounds = points[-1].bounds
         width = len(bounds) + 1
         rows = [p.counts if p.bounds == bounds and len(p.counts) == width else np.full(width, np.nan)
                 for p in points]
-        return np.append(np.asarray(bounds, dtype=float), np.inf), np.vstack(rows).astype(float)
+        upper = np.append(np.asarray(bounds, dtype=float), np.inf)
+        lower = np.concatenate([[min(0.0, upper[0])], upper[:-1]])
+        return lower, upper, np.vstack(rows).astype(float)
     scale = min(p.exp_scale for p in points if p.exp_scale is not None)
     while True:  # coarsen until the buckets in use fit a bounded dense row
         rebucketed = []
@@ -389,11 +395,14 @@ def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray
         np.add.at(matrix[row], indexes - low + 1, counts)
     with np.errstate(over="ignore"):
         base = np.float64(2.0) ** (np.float64(2.0) ** -scale)
-        upper = np.concatenate([[0.0], base ** (np.arange(low, high + 1) + 1.0)])
-    return upper, matrix
+        edges = base ** np.arange(low, high + 2, dtype=float)
+    # column 0 is the zero bucket; column j ≥ 1 is (base**(low+j-1), base**(low+j)]
+    lower = np.concatenate([[0.0], edges[:-1]])
+    upper = np.concatenate([[0.0], edges[1:]])
+    return lower, upper, matrix
 
 
-def _quantile(q: float, upper_bounds: np.ndarray, counts: np.ndarray) -> float:
+def _quantile(q: float, lower_edges: np.ndarray, upper_edges: np.ndarray, counts: np.ndarray) -> float:
     """Prometheus ``histogram_quantile``: linear interpolation inside the bucket holding rank q."""
     if not np.all(np.isfinite(counts)):
         return math.nan
@@ -404,10 +413,9 @@ def _quantile(q: float, upper_bounds: np.ndarray, counts: np.ndarray) -> float:
     rank = q * total
     bucket = int(np.searchsorted(cumulative, rank, side="left"))
     bucket = min(bucket, len(counts) - 1)
-    upper = upper_bounds[bucket]
-    lower = upper_bounds[bucket - 1] if bucket > 0 else min(0.0, upper)
+    upper, lower = upper_edges[bucket], lower_edges[bucket]
     if math.isinf(upper):
-        return float(upper_bounds[bucket - 1]) if bucket > 0 else math.nan
+        return float(lower) if bucket > 0 else math.nan
     below = cumulative[bucket - 1] if bucket > 0 else 0.0
     in_bucket = counts[bucket]
     if in_bucket <= 0:

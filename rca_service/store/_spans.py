@@ -52,7 +52,7 @@ class SpanAggregator:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                    if not end or end < start or not span.name or len(span.trace_id) != 16 \
+                    if not 0 < end < 2**63 or end < start or not span.name or len(span.trace_id) != 16 \
                             or len(span.span_id) != 8:
                         result.reject("span without name, valid ids or end time")
                         continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import math
 import json
 import logging
 import threading
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 
 Series = ScalarSeries | HistogramSeries
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+MAX_TIME_NS = 2**63  # OTLP times are uint64; ours are int64 (until the year 2262)
+MAX_BUCKETS = 4096   # the SDK's exponential default is 160; more is hostile or broken
+MAX_EVENT_ATTRIBUTES = 64
+MAX_TEXT = 4096
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 EVENT_COUNT_METRIC = "factorylens.events"
 
@@ -83,6 +88,10 @@ def any_value(value: AnyValue) -> Any:
 
 def decode_attributes(attributes: Iterable) -> dict[str, Any]:
     return {kv.key: any_value(kv.value) for kv in attributes}
+
+
+def _bounded(attributes: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v[:MAX_TEXT] if isinstance(v, str) else v) for k, v in attributes.items()}
 
 
 def series_id(metric: str, kind: SeriesKind, resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
@@ -223,8 +232,8 @@ class SeriesStore:
         cache = self._cache(res, metric.name, kind)
         for point in points:
             ts = point.time_unix_nano
-            if not ts:
-                result.reject("data point without time_unix_nano")
+            if not 0 < ts < MAX_TIME_NS or point.start_time_unix_nano >= MAX_TIME_NS:
+                result.reject("data point without a valid time_unix_nano")
                 continue
             if point.flags & NO_RECORDED_VALUE:
                 accepted += 1  # a staleness marker: valid, nothing to store
@@ -247,8 +256,13 @@ class SeriesStore:
         cumulative = histogram.aggregation_temporality == CUMULATIVE
         cache = self._cache(res, metric.name, SeriesKind.HISTOGRAM)
         for point in histogram.data_points:
-            if not point.time_unix_nano:
-                result.reject("data point without time_unix_nano")
+            if not 0 < point.time_unix_nano < MAX_TIME_NS or point.start_time_unix_nano >= MAX_TIME_NS:
+                result.reject("data point without a valid time_unix_nano")
+                continue
+            buckets = (len(point.positive.bucket_counts) + len(point.negative.bucket_counts) if exponential
+                       else len(point.bucket_counts))
+            if buckets > MAX_BUCKETS:
+                result.reject(f"histogram with more than {MAX_BUCKETS} buckets")
                 continue
             if point.flags & NO_RECORDED_VALUE:
                 result.accepted += 1
@@ -258,7 +272,8 @@ class SeriesStore:
                 zero = float(point.zero_count) + float(sum(point.negative.bucket_counts))
                 counts = np.concatenate([[zero], positive])
                 hp = HistogramPoint(point.time_unix_nano, point.start_time_unix_nano, float(point.count),
-                                    point.sum, (), counts, int(point.scale), int(point.positive.offset))
+                                    point.sum if point.HasField("sum") else math.nan, (), counts, int(point.scale),
+                                    int(point.positive.offset))
                 if not -10 <= point.scale <= 20:
                     result.reject("exponential histogram scale outside [-10, 20]")
                     continue
@@ -273,7 +288,8 @@ class SeriesStore:
                 counts = (np.asarray(point.bucket_counts, dtype=float) if len(point.bucket_counts)
                           else np.array([float(point.count)]))
                 hp = HistogramPoint(point.time_unix_nano, point.start_time_unix_nano, float(point.count),
-                                    point.sum, bounds if len(point.bucket_counts) else (), counts)
+                                    point.sum if point.HasField("sum") else math.nan,
+                                    bounds if len(point.bucket_counts) else (), counts)
             series = self._cached(cache, res, metric, SeriesKind.HISTOGRAM, point, result, cumulative=cumulative)
             if series is None:
                 continue
@@ -283,8 +299,8 @@ class SeriesStore:
     def _ingest_summaries(self, res: _Resource, metric: Any, result: IngestResult) -> None:
         """Summaries become a gauge per quantile plus cumulative ``.count`` and ``.sum`` series."""
         for point in metric.summary.data_points:
-            if not point.time_unix_nano:
-                result.reject("data point without time_unix_nano")
+            if not 0 < point.time_unix_nano < MAX_TIME_NS:
+                result.reject("data point without a valid time_unix_nano")
                 continue
             attributes = decode_attributes(point.attributes)
             ts = point.time_unix_nano
@@ -318,14 +334,14 @@ class SeriesStore:
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
                         ts = record.time_unix_nano or record.observed_time_unix_nano
-                        if not ts:
-                            result.reject("log record without a timestamp")
+                        if not 0 < ts < MAX_TIME_NS:
+                            result.reject("log record without a valid timestamp")
                             continue
-                        attributes = decode_attributes(record.attributes)
+                        attributes = _bounded(decode_attributes(list(record.attributes)[:MAX_EVENT_ATTRIBUTES]))
                         name = record.event_name or attributes.get("event.name") or "log"
                         self.events.append({
-                            "time_unix_nano": ts, "event_name": name, "severity": record.severity_text
-                            or str(record.severity_number), "body": any_value(record.body),
+                            "time_unix_nano": ts, "event_name": str(name)[:MAX_TEXT], "severity": record.severity_text
+                            or str(record.severity_number), "body": str(any_value(record.body))[:MAX_TEXT],
                             "attributes": attributes, "resource": resource,
                             "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
                         })

@@ -14,6 +14,8 @@ from factorylens.instrumentation._gpus import discover_gpus
 from factorylens.receivers.gpu.sim import SimulatedCluster, SimulatedNvml
 from factorylens.registry import REGISTRY
 
+from ..conftest import wait_until
+
 
 def busy(seconds: float) -> None:
     time.sleep(seconds)
@@ -226,9 +228,12 @@ def test_gpu_discovery_through_nvml_honours_cuda_visible_devices(monkeypatch):
     assert discover_gpus(2, nvml) == ((gpus[2].uuid,), "NVIDIA H100 80GB HBM3")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,1")
     assert discover_gpus(1, nvml)[0] == (gpus[1].uuid,)
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus[0].uuid)
-    assert discover_gpus(0, nvml)[0] == (gpus[0].uuid,)
     assert discover_gpus(5, nvml) == ((), "")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", gpus[0].uuid)  # per-task binding: the one GPU is this rank's
+    assert discover_gpus(0, nvml)[0] == (gpus[0].uuid,)
+    assert discover_gpus(5, nvml)[0] == (gpus[0].uuid,)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # set but empty: no GPU at all
+    assert discover_gpus(0, nvml) == ((), "")
     import pynvml  # the real module on this machine: no driver, so no GPU and no error
     assert discover_gpus(0, pynvml) == ((), "")
 
@@ -252,3 +257,94 @@ def test_importing_the_core_does_not_import_torch():
     code = "import sys, factorylens.instrumentation as fl; fl.step(); print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_work_between_epochs_is_not_part_of_a_step(instrument):
+    """The fetch that ends an epoch and an evaluation between epochs belong to no step."""
+    run = instrument()
+    fl_inst = run.instrumentor
+    from factorylens.instrumentation._instrumentor import _set_active
+
+    _set_active(fl_inst)
+    try:
+        for epoch in range(2):
+            for _ in fl.timed(range(3)):
+                with fl.step(samples=1):
+                    busy(0.005)
+            with fl.evaluation():  # between epochs, outside any step
+                busy(0.3)
+    finally:
+        _set_active(None)
+    run.flush()
+    step = run.points("factorylens.train.step.duration")[0][1]
+    assert step.count == 6 and step.max < 0.1  # no step swallowed the 0.3 s evaluation
+    assert run.phase("eval").count == 2 and run.phase("eval").sum >= 0.6
+    assert run.phase("data").count == 6  # the fetches that found the end of an epoch are not counted
+    assert fl_inst.telemetry.ledger.productive_s < 0.2
+
+
+def test_a_function_decorated_before_init_is_measured_after_it():
+    @fl.step(samples=2)
+    def train_step() -> None:
+        pass
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    train_step()  # before init: nothing happens
+    reader = InMemoryMetricReader()
+    inst = fl.init(job_id="late", meter_provider=MeterProvider(metric_readers=[reader]),
+                   tracer_provider=TracerProvider(), flush_interval_s=3600)
+    try:
+        train_step()
+        train_step()
+        phase = fl.forward()
+        phase.start()
+        phase.stop()
+        inst.force_flush()
+        assert inst.telemetry.steps_done == 2
+    finally:
+        fl.shutdown()
+    begin_end = fl.forward()  # after shutdown: a no-op again, begin/end form included
+    begin_end.start()
+    begin_end.stop()
+
+
+def test_concurrent_drains_count_every_step_once(instrument):
+    import threading
+
+    run = instrument(flush_interval_s=0.0005)
+    inst = run.instrumentor
+    stop = threading.Event()
+
+    def flusher() -> None:
+        while not stop.is_set():
+            inst.telemetry.drain()
+
+    thread = threading.Thread(target=flusher)
+    thread.start()
+    for _ in range(3000):
+        with inst.step(samples=1):
+            pass
+    stop.set()
+    thread.join()
+    run.flush()
+    assert inst.telemetry.steps_done == 3000
+    assert run.points("factorylens.train.steps")[0][1].value == 3000
+
+
+def test_a_failing_device_query_does_not_stop_the_telemetry_thread(instrument):
+    class Broken:
+        def query(self) -> bool:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    run = instrument(flush_interval_s=0.01)
+    inst = run.instrumentor
+    with inst.step():
+        inst.recorder.device_phases.append(("forward", 0, 1, Broken(), Broken(), None))
+    for _ in range(3):
+        with inst.step():
+            pass
+    wait_until(lambda: inst.telemetry.steps_done >= 3, what="later steps drained")
+    assert inst.telemetry._thread.is_alive()

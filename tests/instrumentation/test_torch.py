@@ -134,3 +134,25 @@ def test_device_phases_use_events_and_wait_for_them_without_blocking_the_loop(in
     run.flush()
     assert run.phase("forward").sum == pytest.approx(0.007)  # device time, not the 10 ms host sleep
     assert run.phase("backward").sum == pytest.approx(0.007)
+
+
+def test_one_torch_instrumentor_per_process_removed_with_its_training_instrumentor(instrument):
+    import collections
+    import io
+
+    run = instrument()
+    original_save = torch.save
+    first = TorchInstrumentor(run.instrumentor, model=tiny_model()).instrument()
+    with pytest.raises(RuntimeError, match="already instrumented"):
+        TorchInstrumentor(run.instrumentor).instrument()
+    with run.instrumentor.step():
+        torch.save({"w": torch.ones(3)}, io.BytesIO())  # into a buffer: not a checkpoint on storage
+        batch = collections.namedtuple("Batch", "x y")(torch.ones(2), torch.zeros(2))
+        moved = to_device(batch, "cpu", training=run.instrumentor)
+    assert type(moved).__name__ == "Batch" and moved.y.sum() == 0
+    run.instrumentor.uninstrument()  # takes the torch integration with it
+    assert torch.save is original_save and first._patched == []
+    TorchInstrumentor(instrument().instrumentor).instrument()  # and a new one may now patch torch
+    run.reader.get_metrics_data()
+    names = [a["factorylens.train.phase"] for a, _ in run.points("factorylens.train.phase.duration")]
+    assert "checkpoint.save" not in names and "h2d" in names

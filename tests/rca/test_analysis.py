@@ -39,7 +39,9 @@ def test_incident_opens_on_a_sustained_break_and_resolves_on_recovery():
     feed(store, "hw.temperature", [(T0 + (105 + i) * S, 71.0) for i in range(10)], {"hw.id": "GPU-7"})
     changes = analyzer.analyze(store, T0 + 115 * S)
     assert [c for c, _ in changes] == [IncidentChange.RESOLVED]
-    assert incident.state is IncidentState.RESOLVED and incident.resolved_unix_nano == T0 + 115 * S
+    resolved = changes[0][1]
+    assert resolved.id == incident.id and incident.state is IncidentState.OPEN  # callers hold copies
+    assert resolved.state is IncidentState.RESOLVED and resolved.resolved_unix_nano == T0 + 115 * S
 
 
 def test_our_own_health_series_are_not_analyzed():
@@ -95,3 +97,17 @@ def test_an_incident_stays_open_while_any_member_is_anomalous_even_beyond_max_ca
     changes = analyzer.analyze(store, T0 + 123 * S)
     assert all(c is IncidentChange.UPDATED for c, _ in changes)  # never resolved, never a second incident
     assert [i.state for i in analyzer.incidents()] == [IncidentState.OPEN]
+
+
+def test_a_future_dated_point_does_not_blind_the_series_and_vanished_series_end_their_anomalies():
+    store = SeriesStore()
+    analyzer = RobustZScoreAnalyzer(RobustZScoreConfig(resolve_after_s=5))
+    feed(store, "temp", [(T0 + i * S, 70.0 + i % 2) for i in range(100)], {"hw.id": "GPU-1"})
+    feed(store, "temp", [(T0 + 86_400 * S, 70.0)], {"hw.id": "GPU-1"})  # a clock a day ahead
+    analyzer.analyze(store, T0 + 100 * S)
+    feed(store, "temp", [(T0 + (100 + i) * S, 95.0) for i in range(5)], {"hw.id": "GPU-1"})
+    opened = analyzer.analyze(store, T0 + 105 * S)
+    assert [c for c, _ in opened] == [IncidentChange.OPENED]
+    store.series.clear()  # retention forgot the series
+    resolved = analyzer.analyze(store, T0 + 200 * S)
+    assert [c for c, _ in resolved] == [IncidentChange.RESOLVED]

@@ -102,3 +102,33 @@ def test_every_metric_the_service_writes_is_in_the_registry(make_service):
         spec = REGISTRY.metric(name)
         for attributes, _ in points:
             assert set(attributes) <= set(REGISTRY.allowed_attributes(spec)), name
+
+
+def test_sigterm_stops_cleanly_with_a_final_snapshot(tmp_path):
+    import signal as signals
+
+    from ..conftest import free_port, wait_until
+    from .conftest import api
+    from factorylens.rca_service.api.v1 import rca_pb2
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "factorylens", "rca", "serve", "--listen", f"127.0.0.1:{port}",
+                               "--metrics-listen", "off", "--data-dir", str(tmp_path / "d")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        stub = api(grpc.insecure_channel(f"127.0.0.1:{port}"))
+
+        def up() -> bool:
+            try:
+                return bool(stub.Health(rca_pb2.HealthRequest(), timeout=1).version)
+            except grpc.RpcError:
+                return False
+
+        wait_until(up, timeout_s=60, what="service up")
+        raw_export(grpc.insecure_channel(f"127.0.0.1:{port}"), "metrics")(
+            metrics_request([gauge("g", [(time.time_ns(), 1.0)])]).SerializeToString())
+        server.send_signal(signals.SIGTERM)
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+    assert list((tmp_path / "d" / "snapshots").glob("snapshot-*.pkl"))

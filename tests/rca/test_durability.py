@@ -97,3 +97,24 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
         finally:
             server.terminate()
             server.wait(30)
+
+
+def test_a_damaged_newest_snapshot_falls_back_without_losing_acknowledged_points(make_service, tmp_path):
+    from factorylens.rca_service.store import View as StoreView
+
+    data_dir = str(tmp_path / "fallback")
+    service = make_service(data_dir=data_dir, metrics_listen="off")
+    send = raw_export(grpc.insecure_channel(service.address), "metrics")
+    for batch in range(3):
+        send(metrics_request([gauge("kept", [(T0 + (batch * 10 + i) * S, float(batch * 10 + i)) for i in range(10)])
+                              ]).SerializeToString())
+        service.snapshot()
+    service.stop()
+    newest = sorted((tmp_path / "fallback" / "snapshots").glob("snapshot-*.pkl"))[-1]
+    damaged = bytearray(newest.read_bytes())
+    damaged[-5] ^= 0xFF
+    newest.write_bytes(bytes(damaged))
+    restarted = make_service(data_dir=data_dir, metrics_listen="off")
+    sid = restarted.store.list_series("kept")[0].id
+    assert restarted.store.query(sid, StoreView.RAW)[2].tolist() == [float(v) for v in range(30)]
+    assert newest.with_suffix(".bad").exists()

@@ -170,3 +170,15 @@ def test_incident_is_detected_ranked_exported_and_survives_restart(make_service,
         assert again.causes[0].entity == "gpu:GPU-hot"
     finally:
         sink.stop()
+
+
+def test_mutual_tls_also_guards_the_metrics_endpoint(make_service, pki):
+    d, _ = pki
+    service = make_service(tls_cert=str(d / "server.pem"), tls_key=str(d / "server.key"),
+                           tls_client_ca=str(d / "ca.pem"))
+    context = ssl.create_default_context(cafile=str(d / "ca.pem"))
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(service.metrics_server.url, context=context, timeout=10).read()
+    context.load_cert_chain(str(d / "client.pem"), str(d / "client.key"))
+    assert b"factorylens_rca_store_series" in urllib.request.urlopen(service.metrics_server.url, context=context,
+                                                                     timeout=10).read()

@@ -234,3 +234,30 @@ def test_frame_and_state_round_trip():
     assert np.array_equal(clone.query(ids[0])[2], store.query(ids[0])[2])
     stats = store.stats()
     assert stats["bytes"] / stats["points"] <= 24
+
+
+def test_hostile_points_are_refused_one_by_one():
+    store = SeriesStore()
+    huge = metrics_pb2.Metric(name="big", unit="s")
+    huge.exponential_histogram.aggregation_temporality = DELTA
+    dp = huge.exponential_histogram.data_points.add(time_unix_nano=T0, count=1, scale=0)
+    dp.positive.bucket_counts.extend([0] * 10_000)
+    far = gauge("far", [(2**63 + 5, 1.0), (T0, 2.0)])  # uint64 times past int64
+    bad_start = counter("c", [(2**64 - 1, T0, 1.0)])
+    result = store.ingest_metrics(metrics_request([huge, far, bad_start]))
+    assert (result.accepted, result.rejected) == (1, 3)
+    assert store.query(only(store, "far").id)[2].tolist() == [2.0]
+
+
+def test_exponential_buckets_interpolate_within_their_own_edges_and_missing_sums_are_unknown():
+    store = SeriesStore()
+    metric = metrics_pb2.Metric(name="exp1", unit="s")
+    metric.exponential_histogram.aggregation_temporality = DELTA
+    dp = metric.exponential_histogram.data_points.add(time_unix_nano=T0, start_time_unix_nano=T0 - S, count=100,
+                                                       scale=0)  # no sum
+    dp.positive.offset = 10  # (1024, 2048]
+    dp.positive.bucket_counts.append(100)
+    store.ingest_metrics(metrics_request([metric]))
+    sid = only(store, "exp1").id
+    assert store.query(sid, View.P50)[2].tolist() == [1536.0]
+    assert math.isnan(store.query(sid, View.MEAN)[2][0])

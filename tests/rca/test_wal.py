@@ -114,3 +114,43 @@ def test_snapshot_falls_back_to_the_previous_one_when_damaged(tmp_path):
     write_snapshot(tmp_path, 30, {"n": 3})
     write_snapshot(tmp_path, 40, {"n": 4})
     assert len(list(tmp_path.glob("snapshot-*.pkl"))) == 2
+
+
+def test_any_write_failure_fails_exactly_its_batch(tmp_path, monkeypatch):
+    wal = opened(tmp_path)
+    original = wal._write
+    monkeypatch.setattr(wal, "_write", lambda data: (_ for _ in ()).throw(MemoryError()))
+    with pytest.raises(WalError, match="MemoryError"):
+        wal.append(RecordKind.METRICS, b"lost")
+    monkeypatch.setattr(wal, "_write", original)
+    assert wal.append(RecordKind.METRICS, b"kept") == 2
+    wal.close()
+    assert [(lsn, p) for lsn, _, p in WriteAheadLog(tmp_path).replay()] == [(2, b"kept")]
+
+
+def test_a_failed_rotation_is_retried_on_the_next_write(tmp_path, monkeypatch):
+    wal = opened(tmp_path)
+    real_open = os.open
+    monkeypatch.setattr(os, "open", lambda *a, **k: (_ for _ in ()).throw(OSError(24, "Too many open files")))
+    with pytest.raises(OSError):
+        wal.rotate()
+    with pytest.raises(WalError, match="Too many open files"):
+        wal.append(RecordKind.METRICS, b"refused")
+    monkeypatch.setattr(os, "open", real_open)
+    wal.append(RecordKind.METRICS, b"after")
+    wal.close()
+    assert [p for _, _, p in WriteAheadLog(tmp_path).replay()] == [b"after"]
+
+
+def test_corruption_in_the_middle_keeps_the_records_after_it(tmp_path):
+    wal = opened(tmp_path)
+    for payload in (b"first", b"second", b"third"):
+        wal.append(RecordKind.METRICS, payload)
+    wal.close()
+    segment = wal.segments()[-1]
+    data = bytearray(segment.read_bytes())
+    data[data.index(b"second")] ^= 0xFF  # bit rot inside the second record
+    segment.write_bytes(bytes(data))
+    again = WriteAheadLog(tmp_path)
+    assert [p for _, _, p in again.replay()] == [b"first", b"third"]
+    assert again.truncated_bytes > 0
