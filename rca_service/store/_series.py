@@ -20,6 +20,7 @@ import numpy as np
 from factorylens.rca_service.store._entity import IDENTITY_ATTRIBUTES
 
 SEAL_POINTS = 4096
+SNAPSHOT_SEAL_POINTS = 256  # chunks stay ≥ this long: their fixed overhead stays under 1 byte a point
 MAX_DENSE_BUCKETS = 4096  # exponential histograms are re-bucketed coarser beyond this
 NS = 1_000_000_000
 
@@ -208,8 +209,10 @@ class ScalarSeries:
         return ts[keep], out[keep]
 
     def state(self) -> dict[str, Any]:
-        """Sealed chunks are shared (immutable); the open buffers are copied, not sealed, so frequent
-        snapshots do not fragment a series into many small chunks."""
+        """Sealed chunks are shared (immutable). A long open buffer is sealed and shared too; a short
+        one is copied, so frequent snapshots neither copy much nor fragment a series into tiny chunks."""
+        if len(self._ts) >= SNAPSHOT_SEAL_POINTS:
+            self.seal()
         return {"chunks": list(self._chunks), "ts": array("q", self._ts), "values": array("d", self._values),
                 "starts": list(self._starts), "last_ts": self.last_ts}
 
