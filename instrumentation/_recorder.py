@@ -19,8 +19,10 @@ from collections import deque
 from typing import Any, Callable
 
 PhaseTiming = tuple[str, int, int, dict[str, Any] | None]  # name, start, end (perf_counter ns), attributes
-# name, host start, host end (perf_counter ns, where the work was queued), start event, end event, attributes
-DevicePhase = tuple[str, int, int, Any, Any, dict[str, Any] | None]
+# name, host start, host end (perf_counter ns, where the work was queued), start event, end event,
+# attributes, and the step's anchor: (an event recorded before the step's first device phase, the
+# host time it was recorded at), which places every device phase on one device timeline
+DevicePhase = tuple[str, int, int, Any, Any, dict[str, Any] | None, tuple[Any, int]]
 perf_counter_ns = time.perf_counter_ns
 # a data/h2d phase that ends at most this long before a step starts is part of it (the fetch of its
 # batch, glue code between); anything earlier ran between steps
@@ -113,6 +115,7 @@ class Step:
                             phases, f"{exc_type.__name__}: {exc}" if exc_type else None)
         if recorder.device_phases:
             record.deferred, recorder.device_phases = recorder.device_phases, []
+        recorder.device_anchor = None
         recorder.deliver(record)
 
     def __call__(self, function: Callable) -> Callable:
@@ -134,6 +137,7 @@ class StepRecorder:
     def __init__(self, max_pending_steps: int) -> None:
         self.phases: list[PhaseTiming] = []
         self.device_phases: list[DevicePhase] = []
+        self.device_anchor: tuple[Any, int] | None = None
         self.pending: deque[StepRecord] = deque()
         self.max_pending_steps = max_pending_steps
         self.number = 0

@@ -259,16 +259,19 @@ class TrainingTelemetry:
         if not record.deferred:
             return True
         deadline = time.monotonic() + FINAL_DEVICE_WAIT_S
-        while not all(end.query() for _, _, _, _, end, _ in record.deferred):
+        while not all(phase[4].query() for phase in record.deferred):
             if not final:
                 return False
             if time.monotonic() > deadline:
                 break
             time.sleep(0.01)
-        for name, host_start, host_end, start_event, end_event, attributes in record.deferred:
-            if end_event.query():
+        for name, host_start, host_end, start_event, end_event, attributes, anchor in record.deferred:
+            if end_event.query():  # device time, placed on the step's device timeline
+                anchor_event, anchor_host = anchor
+                host_start = anchor_host + int(anchor_event.elapsed_time(start_event) * 1e6)
                 host_end = host_start + int(start_event.elapsed_time(end_event) * 1e6)
             record.phases.append((name, host_start, host_end, attributes))
+            record.end = max(record.end, host_end)  # the step ends when its device work does
         record.deferred = []
         return True
 

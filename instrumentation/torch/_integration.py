@@ -74,6 +74,10 @@ class PhaseTimer:
     def begin(self, name: str, on_device: bool, attributes: dict[str, Any] | None = None) -> tuple:
         event = None
         if on_device or self.force_device:
+            if self.recorder.device_anchor is None:  # the step's first device phase: anchor its timeline
+                anchor = self.event_factory()
+                anchor.record()
+                self.recorder.device_anchor = (anchor, time.perf_counter_ns())
             event = self.event_factory()
             event.record()
         return name, time.perf_counter_ns(), event, attributes
@@ -85,8 +89,9 @@ class PhaseTimer:
             return
         end_event = self.event_factory()
         end_event.record()
+        anchor = self.recorder.device_anchor or (start_event, host_start)
         self.recorder.device_phases.append((name, host_start, time.perf_counter_ns(), start_event, end_event,
-                                            attributes))
+                                            attributes, anchor))
 
 
 def _on_cuda(value: Any) -> bool:

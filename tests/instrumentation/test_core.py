@@ -342,7 +342,7 @@ def test_a_failing_device_query_does_not_stop_the_telemetry_thread(instrument):
     run = instrument(flush_interval_s=0.01)
     inst = run.instrumentor
     with inst.step():
-        inst.recorder.device_phases.append(("forward", 0, 1, Broken(), Broken(), None))
+        inst.recorder.device_phases.append(("forward", 0, 1, Broken(), Broken(), None, (Broken(), 0)))
     for _ in range(3):
         with inst.step():
             pass

@@ -118,6 +118,7 @@ class FakeCudaEvent:
 
 
 def test_device_phases_use_events_and_wait_for_them_without_blocking_the_loop(instrument):
+    FakeCudaEvent.clock_ms, FakeCudaEvent.done = 0.0, False
     run = instrument()
     model = tiny_model()
     instrumentor = TorchInstrumentor(run.instrumentor, model=model, event_factory=FakeCudaEvent,
@@ -156,3 +157,23 @@ def test_one_torch_instrumentor_per_process_removed_with_its_training_instrument
     run.reader.get_metrics_data()
     names = [a["factorylens.train.phase"] for a, _ in run.points("factorylens.train.phase.duration")]
     assert "checkpoint.save" not in names and "h2d" in names
+
+
+def test_device_phases_are_placed_on_the_device_timeline(instrument):
+    """Kernels run one after another on the GPU even when they were queued at once."""
+    run = instrument(span_every_steps=1)
+    FakeCudaEvent.clock_ms, FakeCudaEvent.done = 0.0, True
+    model = tiny_model()
+    instrumentor = TorchInstrumentor(run.instrumentor, model=model, event_factory=FakeCudaEvent,
+                                     force_device_timing=True).instrument()
+    try:
+        with run.instrumentor.step():
+            model(torch.randn(2, 8)).sum().backward()
+    finally:
+        instrumentor.uninstrument()
+    run.flush()
+    spans = {s.name: s for s in run.spans.get_finished_spans()}
+    forward, backward, step = spans["train.forward"], spans["train.backward"], spans["train.step"]
+    assert forward.end_time <= backward.start_time  # sequential on the device, no overlap
+    assert backward.start_time - forward.start_time == 14_000_000  # 7 ms forward + 7 ms to the next start
+    assert step.start_time <= forward.start_time and backward.end_time <= step.end_time
