@@ -16,9 +16,10 @@ import os
 import statistics
 import threading
 import time
+import weakref
 from collections import deque
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
@@ -29,6 +30,7 @@ from factorylens.registry import REGISTRY
 
 log = logging.getLogger(__name__)
 
+_OBSERVED: weakref.WeakKeyDictionary[Meter, list[TrainingTelemetry]] = weakref.WeakKeyDictionary()
 UNPRODUCTIVE_PHASES = frozenset({"data", "checkpoint.save", "checkpoint.load", "eval"})
 MEDIAN_WINDOW = 101
 MIN_STEPS_FOR_SLOW = 10
@@ -159,15 +161,25 @@ class TrainingTelemetry:
         self.tokens = meter.create_counter(**spec("factorylens.train.tokens"))
         self.checkpoint_io = meter.create_counter(**spec("factorylens.checkpoint.io"))
         self.collective_io = meter.create_counter(**spec("factorylens.collective.io"))
-        meter.create_observable_gauge(callbacks=[self._rates], **spec("factorylens.train.samples.rate"))
-        meter.create_observable_gauge(callbacks=[self._token_rate], **spec("factorylens.train.tokens.rate"))
-        meter.create_observable_gauge(callbacks=[self._data_wait], **spec("factorylens.data.wait.ratio"))
-        meter.create_observable_gauge(callbacks=[self._goodput], **spec("factorylens.train.goodput"))
-        meter.create_observable_gauge(callbacks=[self._checkpoint_throughput],
-                                      **spec("factorylens.checkpoint.throughput"))
-        meter.create_observable_counter(callbacks=[self._dropped], **spec("factorylens.train.telemetry.dropped"))
-        if self.config.model_flops_per_sample and self.config.peak_flops:
-            meter.create_observable_gauge(callbacks=[self._mfu], **spec("factorylens.train.mfu"))
+        # observable instruments live as long as the meter and cannot be unregistered: they are created
+        # once per meter and read whichever telemetry is current (an in-process re-init joins them)
+        current = _OBSERVED.get(meter)
+        if current is not None:
+            current[0] = self
+            return
+        current = _OBSERVED[meter] = [self]
+
+        def observe(method: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            return lambda options: getattr(current[0], method)(options)
+
+        for name, method in (("factorylens.train.samples.rate", "_rates"),
+                             ("factorylens.train.tokens.rate", "_token_rate"),
+                             ("factorylens.data.wait.ratio", "_data_wait"),
+                             ("factorylens.train.goodput", "_goodput"),
+                             ("factorylens.checkpoint.throughput", "_checkpoint_throughput"),
+                             ("factorylens.train.mfu", "_mfu")):
+            meter.create_observable_gauge(callbacks=[observe(method)], **spec(name))
+        meter.create_observable_counter(callbacks=[observe("_dropped")], **spec("factorylens.train.telemetry.dropped"))
 
     # ---- observable callbacks (the reader's thread) ---------------------------------------------
     def _window_sums(self) -> tuple[float, int, int, float, float]:
@@ -194,6 +206,8 @@ class TrainingTelemetry:
         return [Observation(data_s / step_s if step_s else 0.0)]
 
     def _mfu(self, options: CallbackOptions) -> Iterable[Observation]:
+        if not (self.config.model_flops_per_sample and self.config.peak_flops):
+            return []
         span, samples, _, _, _ = self._window_sums()
         return [Observation(samples / span * self.config.model_flops_per_sample / self.config.peak_flops)]
 

@@ -348,3 +348,27 @@ def test_a_failing_device_query_does_not_stop_the_telemetry_thread(instrument):
             pass
     wait_until(lambda: inst.telemetry.steps_done >= 3, what="later steps drained")
     assert inst.telemetry._thread.is_alive()
+
+
+def test_a_second_init_on_the_same_providers_reports_its_own_numbers():
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+
+    reader = InMemoryMetricReader()
+    meters, tracers = MeterProvider(metric_readers=[reader]), TracerProvider()
+
+    def rate() -> float:
+        return [p.value for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+                if m.name == "factorylens.train.samples.rate" for p in m.data.data_points][0]
+
+    for samples in (1000, 1):  # a notebook re-running its cell
+        inst = fl.init(job_id="nb", meter_provider=meters, tracer_provider=tracers, flush_interval_s=3600,
+                       export_interval_s=60)
+        for _ in range(5):
+            with fl.step(samples=samples):
+                busy(0.002)
+        inst.force_flush()
+        observed = rate()
+        fl.shutdown()
+    assert observed < 1000  # the second run's own rate, not the first's
