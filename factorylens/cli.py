@@ -36,9 +36,10 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     d = GpuReceiverConfig()
     p = sub.add_parser(
         "gpu", help="run the GPU receiver (NVML or simulated)",
-        description="Scrape NVIDIA GPUs through NVML (or a simulated cluster) and export OpenTelemetry "
-                    "hw.gpu.* metrics over OTLP, XID events as log records, and optionally a Prometheus "
-                    "/metrics endpoint. Keeps running without a driver or GPU and retries.",
+        description="The node agent: scrape NVIDIA GPUs through NVML (or a simulated cluster), plus the "
+                    "node's host (system.*), storage (per mount) and InfiniBand/RoCE fabric layers, and "
+                    "export OpenTelemetry metrics over OTLP, XID events as log records, and optionally a "
+                    "Prometheus /metrics endpoint. Keeps running without a driver, GPU or fabric, and retries.",
         epilog=_GPU_EPILOG + "\nfault kinds for --scenario: " + ", ".join(FAULT_KINDS),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("source")
@@ -53,6 +54,15 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--proc-root", default=d.proc_root, metavar="DIR",
                    help="procfs to read process environments/cgroups from for pid→job mapping "
                         "(/host/proc in a container; default %(default)s)")
+    g.add_argument("--sys-root", default=d.sys_root, metavar="DIR",
+                   help="sysfs to read InfiniBand/RoCE port counters from (/host/sys in a container; "
+                        "default %(default)s)")
+    g.add_argument("--no-host-metrics", action="store_false", dest="host_metrics",
+                   help="skip the host layer (CPU, memory, swap, disks, interfaces)")
+    g.add_argument("--no-storage-metrics", action="store_false", dest="storage_metrics",
+                   help="skip per-mount storage I/O, latency and space (NVMe, NFS, Lustre)")
+    g.add_argument("--no-fabric-metrics", action="store_false", dest="fabric_metrics",
+                   help="skip InfiniBand/RoCE port counters")
     g.add_argument("--discovery-retry-interval", type=float, default=d.discovery_retry_interval_s,
                    metavar="SECONDS", dest="discovery_retry_interval_s",
                    help="retry period while the driver or a GPU is missing (default %(default)s)")

@@ -41,6 +41,10 @@ class DemoOptions:
 
 TRAINING_JOB = "llm-pretrain-7b"
 DEVICE_TIME_S = 0.05
+COLLECTIVE_TIME_S = 0.01
+LOADER_DELAY_S = 0.002
+CHECKPOINT_EVERY_STEPS = 200
+CHECKPOINT_TIME_S = 0.5
 BATCH_SIZE = 64
 HEALTHY_MFU = 0.45
 
@@ -50,8 +54,9 @@ class TrainingJob:
 
     The loop (``instrumentation/examples/train_numpy.py``) runs in a thread of this process and
     exports its steps over OTLP to the RCA service, with the ``hw.id`` of its GPU on the resource.
-    Its device time per step is scaled by the simulated job's speed, so a throttled or lost GPU
-    anywhere in the job slows its steps, as a synchronous job does.
+    Its phases follow the simulated cluster, as a synchronous job's would: compute follows the
+    slowest GPU's clocks (a throttled or lost GPU anywhere), the all-reduce the slowest node's fabric,
+    checkpoints the checkpoint mount, and the input pipeline the host's CPU and memory.
     """
 
     def __init__(self, cluster: Any, endpoint: str, options: DemoOptions) -> None:
@@ -95,14 +100,20 @@ class TrainingJob:
     def _flops_per_sample(peak_tflops: float) -> float:
         """The loop stands in for the 7B job: its FLOPs per sample are what makes a healthy step run at
         ``HEALTHY_MFU`` of the GPU's peak, so MFU falls when the job slows."""
-        return HEALTHY_MFU * peak_tflops * 1e12 * DEVICE_TIME_S / BATCH_SIZE
+        return HEALTHY_MFU * peak_tflops * 1e12 * (DEVICE_TIME_S + COLLECTIVE_TIME_S + LOADER_DELAY_S) / BATCH_SIZE
 
     def _run(self) -> None:
         from factorylens.instrumentation.examples.train_numpy import train
 
-        job_speed = self._cluster.job_speed
-        train(steps=10**9, batch_size=BATCH_SIZE, device_time_s=DEVICE_TIME_S, slowdown=lambda: 1.0 / max(job_speed(TRAINING_JOB), 0.05),
-              checkpoint_every=0, stop=self._stop)
+        cluster = self._cluster
+        train(steps=10**9, batch_size=BATCH_SIZE, device_time_s=DEVICE_TIME_S,
+              slowdown=lambda: 1.0 / max(cluster.job_compute_speed(TRAINING_JOB), 0.05),
+              collective_time_s=COLLECTIVE_TIME_S,
+              collective_slowdown=lambda: cluster.job_collective_slowdown(TRAINING_JOB),
+              checkpoint_every=CHECKPOINT_EVERY_STEPS, checkpoint_time_s=CHECKPOINT_TIME_S,
+              checkpoint_slowdown=lambda: cluster.job_checkpoint_slowdown(TRAINING_JOB),
+              loader_delay_s=LOADER_DELAY_S, data_slowdown=lambda: cluster.job_data_slowdown(TRAINING_JOB),
+              stop=self._stop)
 
     def stop(self) -> None:
         self._stop.set()

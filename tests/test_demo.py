@@ -45,3 +45,25 @@ def test_an_injected_thermal_fault_becomes_an_incident_on_that_gpu(tmp_path):
     before = mean_step_s[ts < ts[0] + 10e9]
     after = mean_step_s[ts > ts[-1] - 5e9]
     assert np.median(after) > 1.5 * np.median(before)
+
+
+def test_fabric_congestion_shows_in_the_fabric_and_in_the_jobs_collectives(tmp_path):
+    scenario = tmp_path / "congestion.yaml"
+    scenario.write_text("faults:\n  - kind: ib_congestion\n    target: {host: sim-node-0}\n    start: 5m\n"
+                        "    params: {throughput_fraction: 0.2}\n")
+    incidents = run_demo(DemoOptions(hosts=1, gpus_per_host=4, scenario=str(scenario), speed=20.0,
+                                     collection_interval_s=0.5, duration_s=27.0, prometheus_port=None,
+                                     rca_metrics_listen="off", console=False, data_dir=str(tmp_path / "rca")),
+                         stream=io.StringIO())
+    _, state = load_latest(tmp_path / "rca" / "snapshots")
+    store = SeriesStore()
+    store.restore(state["store"])
+    [collective] = [i for i in store.list_series("factorylens.train.phase.duration")
+                    if i.attributes["factorylens.train.phase"] == "collective"]
+    _, ts, mean_s = store.query(collective.id, View.MEAN)
+    ok = np.isfinite(mean_s)
+    ts, mean_s = ts[ok], mean_s[ok]
+    assert np.median(mean_s[ts > ts[-1] - 5e9]) > 3 * np.median(mean_s[ts < ts[0] + 10e9])
+    assert store.list_series("factorylens.network.xmit_wait")
+    causes = [c for i in incidents for c in i.causes]
+    assert any(c.domain == "network" for c in causes), [(c.domain, c.signal) for c in causes]

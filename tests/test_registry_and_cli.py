@@ -77,6 +77,8 @@ def test_gpu_help_explains_every_option(capsys):
              "prometheus_tls_cert": "--prometheus-tls-cert", "prometheus_tls_key": "--prometheus-tls-key",
              "console": "--console", "duration_s": "--duration", "process_metrics": "--no-process-metrics",
              "max_processes_per_gpu": "--max-processes-per-gpu", "proc_root": "--proc-root",
+             "sys_root": "--sys-root", "host_metrics": "--no-host-metrics",
+             "storage_metrics": "--no-storage-metrics", "fabric_metrics": "--no-fabric-metrics",
              "discovery_retry_interval_s": "--discovery-retry-interval", "event_wait_ms": "--event-wait",
              "sim_hosts": "--sim-hosts", "sim_gpus_per_host": "--sim-gpus-per-host", "sim_model": "--sim-model",
              "sim_mig": "--sim-mig", "sim_seed": "--sim-seed", "sim_speed": "--sim-speed", "scenario": "--scenario"}

@@ -34,11 +34,13 @@ GPU_ERROR_TYPES = (
     "corrected", "uncorrected", "pcie_replay", "xid",
     "nvlink_crc_data", "nvlink_crc_flit", "nvlink_replay", "nvlink_recovery",
 )
+# InfiniBand / RoCE port errors (sysfs counters), on hw.errors{hw.type=network}
+NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
 ATTRIBUTES = (
     # GPU identity (semconv hw.* group, OpenLIT gpu.* extensions)
     AttributeSpec("hw.id", "string", "GPU UUID (MIG: the MIG device UUID).", S),
-    AttributeSpec("hw.type", "string", "Hardware component type.", S, ("gpu",)),
+    AttributeSpec("hw.type", "string", "Hardware component type.", S, ("gpu", "network")),
     AttributeSpec("hw.name", "string", "Product name as the driver reports it.", S),
     AttributeSpec("hw.vendor", "string", "Vendor.", S),
     AttributeSpec("hw.model", "string", "Model preset or board name.", S),
@@ -57,7 +59,7 @@ ATTRIBUTES = (
     AttributeSpec("hw.gpu.clock_domain", "string", "Clock domain.", O, ("graphics", "sm", "memory")),
     AttributeSpec("hw.gpu.clock_event.reason", "string", "Why clocks are held below their maximum.", F,
                   CLOCK_EVENT_REASONS),
-    AttributeSpec("error.type", "string", "Error class.", S, GPU_ERROR_TYPES),
+    AttributeSpec("error.type", "string", "Error class.", S, GPU_ERROR_TYPES + NETWORK_ERROR_TYPES),
     AttributeSpec("hw.gpu.xid.code", "int", "NVIDIA XID error code.", F),
     AttributeSpec("network.io.direction", "string", "Direction of transfer.", S, ("receive", "transmit")),
     AttributeSpec("hw.gpu.interconnect.type", "string", "GPU-to-GPU interconnect.", O, ("nvlink",)),
@@ -77,10 +79,20 @@ ATTRIBUTES = (
     AttributeSpec("factorylens.checkpoint.operation", "string", "Checkpoint direction.", F, ("save", "load")),
     AttributeSpec("factorylens.checkpoint.path", "string", "Checkpoint file or directory (on spans).", F),
     AttributeSpec("system.filesystem.mountpoint", "string", "Mount point of the file system.", S),
+    AttributeSpec("system.filesystem.type", "string", "File system type, e.g. ext4, nfs4, lustre.", S),
+    AttributeSpec("system.filesystem.state", "string", "Used or free space.", S, ("used", "free")),
+    AttributeSpec("disk.io.direction", "string", "Direction of storage I/O.", S, ("read", "write")),
+    AttributeSpec("network.interface.name", "string", "Network port, e.g. mlx5_0/1 (device/port).", S),
+    # the host layer, as opentelemetry-instrumentation-system-metrics names its attributes
+    AttributeSpec("cpu", "int", "Logical CPU number.", S),
+    AttributeSpec("state", "string", "CPU, memory or swap state (user, system, idle, used, free, ...).", S),
+    AttributeSpec("device", "string", "Disk or network device.", S),
+    AttributeSpec("direction", "string", "I/O direction (read/write, receive/transmit).", S),
     AttributeSpec("factorylens.collective.op", "string", "Collective operation, e.g. all_reduce.", F),
     AttributeSpec("k8s.pod.uid", "string", "Kubernetes pod UID (from the process cgroup).", S),
     # receiver self-telemetry
     AttributeSpec("nvml.function", "string", "NVML function that failed.", F),
+    AttributeSpec("factorylens.receiver.source", "string", "Node source.", F, ("host", "storage", "fabric")),
     AttributeSpec("factorylens.receiver.error", "string", "NVML error class, e.g. NotSupported.", F),
     # RCA service: ingest health and findings
     AttributeSpec("otlp.signal", "string", "OTLP signal (api: the factorylens.rca.v1 API).", F,
@@ -113,6 +125,8 @@ ATTRIBUTES = (
 )
 
 ATTRIBUTE_GROUPS = {
+    # on every network-port point (InfiniBand / RoCE): hw.id is the port's GUID/port
+    "nic": ("hw.id", "hw.type", "hw.name", "network.interface.name"),
     # on every GPU point: enough to identify and join (hw.id is the join key)
     "gpu": (
         "hw.id", "hw.type", "hw.name", "hw.vendor", "hw.parent", "gpu.index", "gpu.pci_address",
@@ -167,9 +181,11 @@ METRICS = _emitted_by(GPU_RECEIVER, (
     MetricSpec("hw.gpu.speed", G, "Hz", "Current clock frequency.", GPU, O, ("hw.gpu.clock_domain",), "gpu"),
     MetricSpec("hw.gpu.clock_event.active", G, "1", "1 while the reason holds clocks below maximum "
                "(throttling), else 0.", GPU, F, ("hw.gpu.clock_event.reason",), "gpu", int),
-    MetricSpec("hw.errors", C, "{error}", "GPU errors: ECC corrected/uncorrected (volatile), PCIe replays, "
-               "NVLink CRC/replay/recovery errors, XID events by code.", GPU, S,
-               ("error.type", "hw.gpu.xid.code"), "gpu", int),
+    MetricSpec("hw.errors", C, "{error}", "Hardware errors. GPUs: ECC corrected/uncorrected (volatile), PCIe "
+               "replays, NVLink CRC/replay/recovery errors, XID events by code. Network ports (hw.type=network, "
+               "with network.interface.name): symbol errors, link downed, link error recovery, receive errors, "
+               "transmit discards.", GPU, S, ("error.type", "hw.gpu.xid.code", "network.interface.name"), "gpu",
+               int),
     MetricSpec("hw.gpu.io", C, "By", "PCIe bytes, integrated from NVML's 20 ms throughput samples.", GPU, S,
                ("network.io.direction",), "gpu", int),
     MetricSpec("hw.gpu.interconnect.io", C, "By", "NVLink data bytes over all links.", GPU, O,
@@ -199,6 +215,51 @@ METRICS = _emitted_by(GPU_RECEIVER, (
     MetricSpec("factorylens.receiver.devices", U, "{device}", "GPUs (and MIG devices) the receiver currently "
                "sees.", Domain.SELF, F, (), None, int),
     MetricSpec("factorylens.receiver.scrape.duration", G, "s", "Wall time of the last scrape.", Domain.SELF, F),
+    MetricSpec("factorylens.receiver.source.up", G, "1", "1 while a node source (host, storage, fabric) reads, "
+               "0 while its data is missing.", Domain.SELF, F, ("factorylens.receiver.source",), None, int),
+    # host layer (names and attributes as opentelemetry-instrumentation-system-metrics emits them)
+    MetricSpec("system.cpu.time", C, "s", "CPU time by logical CPU and state.", Domain.HOST, S, ("cpu", "state")),
+    MetricSpec("system.cpu.utilization", G, "1", "CPU utilization by logical CPU and state.", Domain.HOST, S,
+               ("cpu", "state")),
+    MetricSpec("system.memory.usage", G, "By", "Memory in use, by state.", Domain.HOST, S, ("state",)),
+    MetricSpec("system.memory.utilization", G, "1", "Memory utilization, by state.", Domain.HOST, S, ("state",)),
+    MetricSpec("system.swap.usage", G, "pages", "Swap in use, by state.", Domain.HOST, S, ("state",)),
+    MetricSpec("system.swap.utilization", G, "1", "Swap utilization, by state.", Domain.HOST, S, ("state",)),
+    MetricSpec("system.disk.io", C, "By", "Disk bytes read and written.", Domain.STORAGE, S, ("device", "direction")),
+    MetricSpec("system.disk.operations", C, "operations", "Disk operations.", Domain.STORAGE, S,
+               ("device", "direction")),
+    MetricSpec("system.disk.time", C, "s", "Time disk operations took.", Domain.STORAGE, S, ("device", "direction")),
+    MetricSpec("system.network.dropped_packets", C, "packets", "Dropped packets by interface.", Domain.NETWORK, S,
+               ("device", "direction")),
+    MetricSpec("system.network.packets", C, "packets", "Packets by interface.", Domain.NETWORK, S,
+               ("device", "direction")),
+    MetricSpec("system.network.errors", C, "errors", "Errors by interface.", Domain.NETWORK, S,
+               ("device", "direction")),
+    MetricSpec("system.network.io", C, "By", "Bytes by interface.", Domain.NETWORK, S, ("device", "direction")),
+    # storage layer: per mount point, local NVMe and network/parallel file systems
+    MetricSpec("factorylens.storage.io", C, "By", "Bytes read and written on the file system (NVMe: "
+               "/proc/diskstats; NFS: /proc/self/mountstats; Lustre: llite stats).", Domain.STORAGE, F,
+               ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"), None, int),
+    MetricSpec("factorylens.storage.operations", C, "{operation}", "Read and write operations on the file "
+               "system.", Domain.STORAGE, F,
+               ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"), None, int),
+    MetricSpec("factorylens.storage.operation.time", C, "s", "Total time the operations took (latency = its "
+               "rate over the operations' rate); not reported by Lustre's client stats.", Domain.STORAGE, F,
+               ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction")),
+    MetricSpec("system.filesystem.usage", U, "By", "File system space used and free.", Domain.STORAGE, S,
+               ("system.filesystem.mountpoint", "system.filesystem.type", "system.filesystem.state"), None, int),
+    MetricSpec("system.filesystem.utilization", G, "1", "Fraction of the file system used.", Domain.STORAGE, S,
+               ("system.filesystem.mountpoint", "system.filesystem.type")),
+    # fabric layer: InfiniBand / RoCE ports from sysfs
+    MetricSpec("hw.network.io", C, "By", "Bytes through the port (port_xmit_data / port_rcv_data × 4).",
+               Domain.NETWORK, S, ("network.io.direction",), "nic", int),
+    MetricSpec("hw.network.packets", C, "{packet}", "Packets through the port.", Domain.NETWORK, S,
+               ("network.io.direction",), "nic", int),
+    MetricSpec("hw.network.up", U, "1", "1 while the port is ACTIVE, else 0.", Domain.NETWORK, S, (), "nic", int),
+    MetricSpec("hw.network.bandwidth.limit", U, "By/s", "The port's link rate.", Domain.NETWORK, S, (), "nic",
+               int),
+    MetricSpec("factorylens.network.xmit_wait", C, "{tick}", "Ticks the port had data to send but no credits "
+               "(port_xmit_wait): congestion.", Domain.NETWORK, F, (), "nic", int),
 )) + _emitted_by(INSTRUMENTATION, (
     # training steps (the job, rank, host and GPUs are on the resource)
     MetricSpec("factorylens.train.step.duration", H, "s", "Wall time of each training step.", Domain.APP, F),

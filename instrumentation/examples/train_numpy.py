@@ -2,8 +2,11 @@
 noisy non-linear regression with mini-batch SGD, hand-written backprop, and periodic checkpoints.
 
 ``device_time_s`` stands in for the GPU work of a big model (slept inside forward and backward,
-scaled by ``slowdown()``), which is how ``factorylens demo`` couples this loop to the simulated
-cluster: a throttled GPU slows the job's steps.
+scaled by ``slowdown()``), ``collective_time_s`` for the gradient all-reduce, ``checkpoint_time_s``
+for writing a big checkpoint and ``loader_delay_s`` for a slow input pipeline, each scaled by its own
+slowdown. That is how ``factorylens demo`` couples this loop to the simulated cluster: a throttled
+GPU slows compute, fabric congestion the all-reduce, a slow mount the checkpoints, a starved host
+the input pipeline.
 
     python -m factorylens.instrumentation.examples.train_numpy --steps 300 --job-id demo
 """
@@ -26,19 +29,24 @@ import factorylens.instrumentation as fl
 FLOPS_PER_SAMPLE_PER_WEIGHT = 6  # forward 2 + backward 4 multiply-adds per weight
 
 
-def batches(rng: np.random.Generator, batch_size: int, features: int, delay_s: float) -> Iterator[tuple]:
+def batches(rng: np.random.Generator, batch_size: int, features: int, delay_s: Callable[[], float]
+            ) -> Iterator[tuple]:
     """An endless input pipeline: synthetic samples of y = sin(x·w) + noise."""
     w = np.linspace(-1.0, 1.0, features)
     while True:
-        if delay_s:
-            time.sleep(delay_s)  # a slow reader (decode, augmentation, network storage)
+        delay = delay_s()
+        if delay:
+            time.sleep(delay)  # a slow reader (decode, augmentation, network storage)
         x = rng.normal(size=(batch_size, features))
         yield x, np.sin(x @ w)[:, None] + 0.05 * rng.normal(size=(batch_size, 1))
 
 
 def train(steps: int = 200, batch_size: int = 64, features: int = 16, hidden: int = 64, lr: float = 0.05,
           checkpoint_every: int = 100, checkpoint_dir: str | None = None, device_time_s: float = 0.0,
-          slowdown: Callable[[], float] = lambda: 1.0, loader_delay_s: float = 0.0, seed: int = 0,
+          slowdown: Callable[[], float] = lambda: 1.0, loader_delay_s: float = 0.0,
+          data_slowdown: Callable[[], float] = lambda: 1.0, collective_time_s: float = 0.0,
+          collective_slowdown: Callable[[], float] = lambda: 1.0, checkpoint_time_s: float = 0.0,
+          checkpoint_slowdown: Callable[[], float] = lambda: 1.0, seed: int = 0,
           stop: threading.Event | None = None) -> dict[str, float]:
     """Train and return the first and last loss; instrumented when ``fl.init()`` was called."""
     rng = np.random.default_rng(seed)
@@ -46,7 +54,8 @@ def train(steps: int = 200, batch_size: int = 64, features: int = 16, hidden: in
     w2 = rng.normal(scale=1 / np.sqrt(hidden), size=(hidden, 1))
     directory = Path(checkpoint_dir or tempfile.mkdtemp(prefix="factorylens-ckpt-"))
     first_loss = last_loss = float("nan")
-    for number, (x, y) in enumerate(fl.timed(batches(rng, batch_size, features, loader_delay_s)), start=1):
+    pipeline = batches(rng, batch_size, features, lambda: loader_delay_s * data_slowdown())
+    for number, (x, y) in enumerate(fl.timed(pipeline), start=1):
         if number > steps or (stop is not None and stop.is_set()):
             break
         with fl.step(samples=batch_size):
@@ -62,6 +71,9 @@ def train(steps: int = 200, batch_size: int = 64, features: int = 16, hidden: in
                 grad_w1 = x.T @ ((grad_out @ w2.T) * (1 - h ** 2))
                 if device_time_s:
                     time.sleep(device_time_s * 2 / 3 * slowdown())
+            if collective_time_s:  # data-parallel ranks average their gradients
+                with fl.collective(bytes=grad_w1.nbytes + grad_w2.nbytes, op="all_reduce"):
+                    time.sleep(collective_time_s * collective_slowdown())
             with fl.optimizer():
                 w1 -= lr * grad_w1
                 w2 -= lr * grad_w2
@@ -69,6 +81,8 @@ def train(steps: int = 200, batch_size: int = 64, features: int = 16, hidden: in
                 path = directory / f"step-{number:07d}.npz"
                 with fl.checkpoint_save(path):
                     np.savez(path, w1=w1, w2=w2)
+                    if checkpoint_time_s:
+                        time.sleep(checkpoint_time_s * checkpoint_slowdown())
         first_loss = loss if number == 1 else first_loss
         last_loss = loss
     return {"first_loss": first_loss, "last_loss": last_loss}

@@ -35,7 +35,10 @@ class GpuReceiverConfig:
         duration_s: stop after this long (None: until interrupted).
         process_metrics: per-process GPU memory and utilization with job attribution.
         max_processes_per_gpu: cardinality bound on per-process series.
-        proc_root: where to read process environments and cgroups (``/host/proc`` in a container).
+        proc_root: where to read process environments and cgroups, mounts, diskstats and NFS/Lustre
+            client statistics (``/host/proc`` in a container).
+        sys_root: where to read InfiniBand/RoCE port counters (``/host/sys`` in a container).
+        host_metrics / storage_metrics / fabric_metrics: the node's other layers, each on or off.
         discovery_retry_interval_s: retry period when the driver or a GPU is missing.
         event_wait_ms: how long one XID event wait blocks.
         sim_hosts / sim_gpus_per_host / sim_model / sim_mig / sim_seed / sim_speed: the simulated
@@ -56,6 +59,10 @@ class GpuReceiverConfig:
     process_metrics: bool = True
     max_processes_per_gpu: int = 32
     proc_root: str = "/proc"
+    sys_root: str = "/sys"
+    host_metrics: bool = True
+    storage_metrics: bool = True
+    fabric_metrics: bool = True
     discovery_retry_interval_s: float = 30.0
     event_wait_ms: int = 1000
     sim_hosts: int = 1

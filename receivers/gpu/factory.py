@@ -17,7 +17,17 @@ from factorylens.receivers.gpu.nvml import NvmlBackend
 from factorylens.receivers.gpu.receiver import GpuReceiver, HostPipeline, metrics_server_for
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
 from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
+from factorylens.receivers.gpu.sim.node import SimulatedNode
 from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
+from factorylens.receivers.node import (
+    FabricSource,
+    NodeSource,
+    SimFabricSource,
+    SimHostSource,
+    SimStorageSource,
+    StorageSource,
+    attach_system_metrics,
+)
 
 SERVICE_NAME = "factorylens-gpu-receiver"
 ReadersFactory = Callable[[str], list[MetricReader]]
@@ -53,6 +63,26 @@ def create_backends(config: GpuReceiverConfig, *, clock: Callable[[], float] | N
     return backends, cluster
 
 
+def node_sources(config: GpuReceiverConfig, node: SimulatedNode | None, advance: Callable[[], None] | None
+                 ) -> list[NodeSource]:
+    """The node's other layers as configured: simulated for a simulated host, else from /proc and /sys
+    (the real host layer is the system-metrics instrumentation, registered on the meter provider)."""
+    sources: list[NodeSource] = []
+    if node is not None and advance is not None:
+        if config.host_metrics:
+            sources.append(SimHostSource(node, advance))
+        if config.storage_metrics:
+            sources.append(SimStorageSource(node, advance))
+        if config.fabric_metrics:
+            sources.append(SimFabricSource(node, advance))
+        return sources
+    if config.storage_metrics:
+        sources.append(StorageSource(config.proc_root))
+    if config.fabric_metrics:
+        sources.append(FabricSource(config.sys_root))
+    return sources
+
+
 def create_receiver(
     config: GpuReceiverConfig,
     *,
@@ -86,6 +116,10 @@ def create_receiver(
             meter_provider=telemetry.make_meter_provider(resource, readers),
             logger_provider=telemetry.make_logger_provider(resource, exporters) if exporters else None,
         )
+        pipeline.sources = node_sources(config, cluster.hosts[i].node if cluster else None,
+                                        cluster.advance if cluster else None)
+        if config.host_metrics and cluster is None:
+            pipeline.host_instrumentor = attach_system_metrics(pipeline.meter_provider, config.proc_root)
         if config.prometheus_port is not None:
             port = config.prometheus_port + i if config.prometheus_port else 0
             pipeline.metrics_server = metrics_server_for(

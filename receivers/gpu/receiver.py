@@ -23,6 +23,7 @@ from factorylens.exposition import MetricsServer, SnapshotCollector
 from factorylens.registry import GPU_RECEIVER, REGISTRY, Instrument, MetricSpec, Registry
 from factorylens.receivers.gpu.backend import GpuEvent
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
+from factorylens.receivers.node import NodeSource, Points, SourceUnavailable, host_metric_names
 
 _log = logging.getLogger(__name__)
 INSTRUMENTATION_SCOPE = "factorylens.receivers.gpu"
@@ -39,12 +40,19 @@ class HostPipeline:
     logger_provider: LoggerProvider | None = None
     metrics_server: MetricsServer | None = None
     events_seen: int = 0
+    sources: list[NodeSource] = field(default_factory=list)  # host, storage, fabric
+    host_instrumentor: Any = None  # the real host layer (system metrics) registered on meter_provider
+    source_points: dict[str, Points] = field(default_factory=dict)
+    source_up: dict[str, int] = field(default_factory=dict)
     _instruments: list[Any] = field(default_factory=list)
 
     def register_instruments(self, registry: Registry) -> None:
         """One observable instrument per registry metric, reading the latest snapshot."""
         meter = self.meter_provider.get_meter(INSTRUMENTATION_SCOPE, __version__)
+        host_layer = set(host_metric_names()) if self.host_instrumentor is not None else set()
         for spec in registry.emitted_by(GPU_RECEIVER):
+            if spec.name in host_layer:
+                continue  # the system-metrics instrumentor registered these itself
             create = {
                 Instrument.GAUGE: meter.create_observable_gauge,
                 Instrument.COUNTER: meter.create_observable_counter,
@@ -55,8 +63,44 @@ class HostPipeline:
 
     def _callback(self, spec: MetricSpec) -> Callable[[CallbackOptions], list[Observation]]:
         def observe(options: CallbackOptions) -> list[Observation]:
-            return [Observation(value, attributes) for attributes, value in self.scraper.snapshot.get(spec.name)]
+            return [Observation(value, attributes) for attributes, value in self.points(spec.name)]
         return observe
+
+    def points(self, metric: str) -> list[tuple[Mapping[str, Any], float]]:
+        """The latest values of ``metric`` from the GPUs and every node source."""
+        if metric == "factorylens.receiver.source.up":
+            return [({"factorylens.receiver.source": name}, up) for name, up in self.source_up.items()]
+        found = list(self.scraper.snapshot.get(metric))
+        for points in self.source_points.values():
+            found.extend(points.get(metric, ()))
+        return found
+
+    def read_sources(self) -> None:
+        """Read every node source; a missing one is reported (source.up = 0), never fatal."""
+        for source in self.sources:
+            try:
+                self.source_points[source.name] = source.read()
+                up = 1
+            except SourceUnavailable as exc:
+                self.source_points[source.name] = {}
+                up = 0
+                if self.source_up.get(source.name) != 0:
+                    _log.warning("%s: %s source unavailable: %s", self.name, source.name, exc)
+            except Exception:  # a bug in one source must not stop the others or the GPUs
+                self.source_points[source.name] = {}
+                up = 0
+                _log.exception("%s: reading the %s source failed", self.name, source.name)
+            self.source_up[source.name] = up
+
+    def series(self) -> dict[str, list[tuple[Mapping[str, Any], float]]]:
+        """Everything the node reports, by metric (for ``/metrics``)."""
+        merged = {name: list(points) for name, points in self.scraper.snapshot.series.items()}
+        for points in self.source_points.values():
+            for name, values in points.items():
+                merged.setdefault(name, []).extend(values)
+        if self.source_up:
+            merged["factorylens.receiver.source.up"] = self.points("factorylens.receiver.source.up")
+        return merged
 
     def emit_event(self, event: GpuEvent) -> None:
         self.events_seen += 1
@@ -102,6 +146,8 @@ class GpuReceiver:
     def start(self) -> None:
         for pipeline in self.pipelines:
             pipeline.scraper.start()
+            for source in pipeline.sources:
+                source.start()
         self.scrape_once()
         self._spawn(self._scrape_loop, "gpu-scrape")
         for pipeline in self.pipelines:
@@ -119,6 +165,7 @@ class GpuReceiver:
                 results.append((pipeline, pipeline.scraper.scrape()))
             except Exception:  # a bug in one host's scrape must not stop the agent
                 _log.exception("scrape of %s failed", pipeline.name)
+            pipeline.read_sources()
         self.scrapes += 1
         if self.on_scrape is not None:
             self.on_scrape(results)
@@ -165,6 +212,10 @@ class GpuReceiver:
             if pipeline.logger_provider is not None:
                 pipeline.logger_provider.shutdown()
             pipeline.scraper.shutdown()
+            for source in pipeline.sources:
+                source.shutdown()
+            if pipeline.host_instrumentor is not None:
+                pipeline.host_instrumentor.uninstrument()
 
 
 def tune_gc_for_agent() -> None:
@@ -179,5 +230,5 @@ def tune_gc_for_agent() -> None:
 
 
 def metrics_server_for(pipeline: HostPipeline, host: str, port: int, **security: Any) -> MetricsServer:
-    collector = SnapshotCollector(lambda: pipeline.scraper.snapshot.series, pipeline.resource_attributes)
+    collector = SnapshotCollector(pipeline.series, pipeline.resource_attributes)
     return MetricsServer([collector], host, port, **security)

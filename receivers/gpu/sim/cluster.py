@@ -17,8 +17,9 @@ from typing import Callable
 
 import numpy as np
 
-from factorylens.receivers.gpu.sim.faults import Fault, Scenario
+from factorylens.receivers.gpu.sim.faults import NODE_FAULTS, Fault, Scenario
 from factorylens.receivers.gpu.sim.models import GpuModel, model as lookup_model
+from factorylens.receivers.gpu.sim.node import SimulatedNode, fabric_speed
 
 AMBIENT_C = 28.0
 THERMAL_TAU_S = 45.0
@@ -122,6 +123,7 @@ class SimulatedHost:
     events: deque = field(default_factory=lambda: deque(maxlen=10_000))
     fired: set = field(default_factory=set)
     driver_error: str | None = None
+    node: SimulatedNode | None = None  # CPUs, memory, storage and fabric of the host
 
     def faults_for(self, gpu_index: int | None, kind: str) -> list[Fault]:
         t = self.cluster.sim_elapsed()
@@ -199,7 +201,7 @@ class SimulatedCluster:
                 pci_bus_id=f"00000000:{0x18 + 0x10 * i:02X}:00.0", rng=np.random.default_rng(self._rng.integers(2**32)),
                 mig_enabled=mig, phase_s=float(self._rng.uniform(0, 3)),
             ))
-        return SimulatedHost(h, name, gpus, self)
+        return SimulatedHost(h, name, gpus, self, node=SimulatedNode(h, name))
 
     def _place_jobs(self, m: int) -> None:
         """Deterministic placement: most GPUs train one multi-node job, some serve, one notebook idles."""
@@ -239,12 +241,38 @@ class SimulatedCluster:
             return
         t = self.start_time + elapsed
         job_speed = self._job_speeds()
+        dt = 0.0 if self._last_t is None else elapsed - self._last_t
         for host in self.hosts:
             self._fire_events(host, elapsed)
             host.driver_error = next((f.params["error"] for f in host.faults_for(None, "driver_missing")), None)
             for gpu in host.gpus:
                 self._step(host, gpu, t, elapsed, job_speed)
+            self._step_node(host, dt, elapsed)
         self._last_t = elapsed
+
+    def _step_node(self, host: SimulatedHost, dt: float, elapsed: float) -> None:
+        training = [g for g in host.gpus if g.process is not None and g.process.job.kind == "training"]
+        util = sum(g.utilization for g in training) / len(training) if training else 0.0
+        checkpointing = any(g.process.job.load(0.0, elapsed) < 0.1 for g in training)
+        faults = {kind: host.faults_for(None, kind) for kind in NODE_FAULTS}
+        assert host.node is not None
+        host.node.step(dt, elapsed, util, checkpointing, faults)
+
+    def _job_nodes(self, job_id: str) -> list[SimulatedNode]:
+        return [h.node for h in self.hosts if h.node is not None and any(
+            g.process is not None and g.process.job.job_id == job_id for g in h.gpus)]
+
+    def job_collective_slowdown(self, job_id: str) -> float:
+        """How many times longer the job's collectives take now (fabric congestion, a down port)."""
+        return 1.0 / fabric_speed(self._job_nodes(job_id))
+
+    def job_checkpoint_slowdown(self, job_id: str) -> float:
+        """How many times longer the job's checkpoint writes take now (a slow checkpoint mount)."""
+        return max((n.checkpoint_factor() for n in self._job_nodes(job_id)), default=1.0)
+
+    def job_data_slowdown(self, job_id: str) -> float:
+        """How many times longer the job waits for its input pipeline (starved host CPU or memory)."""
+        return max((n.data_factor for n in self._job_nodes(job_id)), default=1.0)
 
     def job_speed(self, job_id: str) -> float:
         """How fast a training job runs now, relative to healthy GPUs (0 when one is lost)."""
@@ -255,8 +283,16 @@ class SimulatedCluster:
         return [(host.name, gpu) for host in self.hosts for gpu in host.gpus
                 if gpu.process is not None and gpu.process.job.job_id == job_id]
 
+    def job_compute_speed(self, job_id: str) -> float:
+        """How fast the job's GPUs compute now (its slowest GPU's clocks; 0 when one is lost)."""
+        return self._compute_speeds().get(job_id, 1.0)
+
     def _job_speeds(self) -> dict[str, float]:
-        """A synchronous training job runs at the pace of its slowest GPU; a lost GPU stalls it."""
+        """A synchronous job runs at the pace of its slowest GPU and waits on its slowest fabric."""
+        return {jid: speed * fabric_speed(self._job_nodes(jid)) for jid, speed in self._compute_speeds().items()}
+
+    def _compute_speeds(self) -> dict[str, float]:
+        """A synchronous training job computes at the pace of its slowest GPU; a lost GPU stalls it."""
         speeds: dict[str, float] = {}
         for host in self.hosts:
             for gpu in host.gpus:

@@ -39,8 +39,22 @@ FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "stuck_utilization": ({"value": 0.0}, "utilization reads a constant while the GPU keeps drawing power"),
     "memory_leak": ({"bytes_per_s": 256 * 2**20}, "GPU memory used grows until the board is full"),
     "driver_missing": ({"error": "DriverNotLoaded"}, "nvmlInit fails (no driver / library) on the host"),
+    # the node's other layers (target: a host; no gpu)
+    "slow_storage": ({"mount": "/mnt/ckpt", "latency_factor": 10.0, "throughput_fraction": 0.1},
+                     "a mount's operations get slower and its throughput is capped (e.g. a struggling NFS server)"),
+    "filesystem_full": ({"mount": "/mnt/ckpt", "used_fraction": 0.98}, "a file system fills up"),
+    "ib_link_flap": ({"port": "mlx5_0/1", "period": 60.0}, "an InfiniBand port goes down and up, half of each period"),
+    "ib_symbol_errors": ({"port": "*", "per_s": 50.0}, "symbol errors on InfiniBand ports (a bad cable or optic)"),
+    "ib_congestion": ({"port": "*", "throughput_fraction": 0.3, "xmit_wait_per_s": 5.0e6},
+                      "fabric congestion: port throughput capped, xmit_wait climbing; collectives slow down"),
+    "nic_down": ({"port": "mlx5_0/1"}, "an InfiniBand port is down"),
+    "cpu_saturation": ({"utilization": 0.98}, "the host's CPUs are saturated (a noisy neighbour, runaway process)"),
+    "memory_pressure": ({"used_fraction": 0.97, "swap_pages_per_s": 20000.0},
+                        "the host runs out of memory and swaps; the input pipeline starves"),
 }
-_HOST_ONLY = {"driver_missing"}
+NODE_FAULTS = frozenset({"slow_storage", "filesystem_full", "ib_link_flap", "ib_symbol_errors", "ib_congestion",
+                         "nic_down", "cpu_saturation", "memory_pressure"})
+_HOST_ONLY = {"driver_missing"} | NODE_FAULTS
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 

@@ -1,0 +1,194 @@
+"""The non-GPU layers of a simulated node: CPUs and memory, local NVMe and a shared checkpoint file
+system, and InfiniBand ports, driven by the jobs on the node and by node faults.
+
+Coupling (what makes cross-domain root cause testable): a training job checkpoints to
+``/mnt/ckpt`` and exchanges gradients over the InfiniBand ports; a slow mount stretches its
+checkpoints, fabric congestion or a down port slows its collectives (and so the whole synchronous
+job), and a saturated CPU or memory pressure starves its input pipeline. ``SimulatedCluster`` reads
+these effects back through :meth:`SimulatedNode.collective_factor` and friends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CPUS = 16
+MEMORY_BYTES = 2 * 2**40
+SWAP_PAGES = 8 * 2**30 // 4096
+PORTS = ("mlx5_0/1", "mlx5_1/1", "mlx5_2/1", "mlx5_3/1")
+PORT_GBPS = 400.0
+CHECKPOINT_MOUNT = "/mnt/ckpt"
+ROOT_MOUNT = "/"
+
+
+@dataclass
+class MountState:
+    mountpoint: str
+    fstype: str
+    size_bytes: float
+    used_bytes: float
+    base_latency_s: float
+    max_bytes_per_s: float
+    read_bytes: float = 0.0
+    write_bytes: float = 0.0
+    read_ops: float = 0.0
+    write_ops: float = 0.0
+    read_time_s: float = 0.0
+    write_time_s: float = 0.0
+    latency_factor: float = 1.0  # what faults do to it now
+
+
+@dataclass
+class PortState:
+    name: str
+    guid: str
+    up: bool = True
+    tx_bytes: float = 0.0
+    rx_bytes: float = 0.0
+    tx_packets: float = 0.0
+    rx_packets: float = 0.0
+    xmit_wait: float = 0.0
+    symbol_errors: float = 0.0
+    link_downed: float = 0.0
+    link_recovery: float = 0.0
+    throughput_fraction: float = 1.0
+
+
+@dataclass
+class SimulatedNode:
+    host_index: int
+    name: str
+    cpu_utilization: float = 0.2
+    cpu_time_s: list = field(default_factory=lambda: [[0.0, 0.0, 0.0, 0.0] for _ in range(CPUS)])  # user sys idle iowait
+    memory_used_fraction: float = 0.35
+    swap_used_pages: float = 0.0
+    disk_read_bytes: float = 0.0
+    disk_write_bytes: float = 0.0
+    eth_tx_bytes: float = 0.0
+    eth_rx_bytes: float = 0.0
+    mounts: dict[str, MountState] = field(default_factory=dict)
+    ports: dict[str, PortState] = field(default_factory=dict)
+    data_factor: float = 1.0  # > 1 when the host starves the input pipeline
+
+    def __post_init__(self) -> None:
+        self.mounts = {
+            ROOT_MOUNT: MountState(ROOT_MOUNT, "ext4", 7.68e12, 1.9e12, 0.0002, 6e9),
+            CHECKPOINT_MOUNT: MountState(CHECKPOINT_MOUNT, "nfs4", 500e12, 210e12, 0.002, 2.5e9),
+        }
+        self.ports = {p: PortState(p, f"0x{0xb8cef60300000000 + self.host_index * 16 + i:016x}")
+                      for i, p in enumerate(PORTS)}
+
+    def step(self, dt: float, elapsed: float, training_util: float, checkpointing: bool, faults: dict) -> None:
+        """Advance by ``dt`` simulated seconds; ``faults`` maps kind → active faults on this host."""
+        # host: CPU feeds the input pipeline of training; faults saturate it or exhaust memory
+        cpu = 0.12 + 0.35 * training_util
+        for f in faults.get("cpu_saturation", ()):
+            cpu = max(cpu, float(f.params["utilization"]))
+        self.cpu_utilization = min(1.0, cpu)
+        memory = 0.35 + 0.1 * training_util
+        swapping = 0.0
+        for f in faults.get("memory_pressure", ()):
+            memory = max(memory, float(f.params["used_fraction"]))
+            swapping = float(f.params["swap_pages_per_s"])
+        self.memory_used_fraction = min(0.999, memory)
+        self.swap_used_pages = min(SWAP_PAGES, self.swap_used_pages + swapping * dt)
+        self.data_factor = 1.0 + 4.0 * max(0.0, self.cpu_utilization - 0.9) / 0.1 + (2.0 if swapping else 0.0)
+        for times in self.cpu_time_s:
+            busy = self.cpu_utilization * dt
+            times[0] += busy * 0.8
+            times[1] += busy * 0.2
+            times[2] += dt - busy
+        self.eth_tx_bytes += 2e6 * dt
+        self.eth_rx_bytes += 5e6 * dt
+        self.disk_read_bytes += 50e6 * training_util * dt
+
+        # storage: the dataset streams from local NVMe; checkpoints go to the shared file system
+        for mount in self.mounts.values():
+            mount.latency_factor = 1.0
+        throughput_cap = {m: 1.0 for m in self.mounts}
+        for f in faults.get("slow_storage", ()):
+            mount = str(f.params["mount"])
+            if mount in self.mounts:
+                self.mounts[mount].latency_factor = float(f.params["latency_factor"])
+                throughput_cap[mount] = float(f.params["throughput_fraction"])
+        for f in faults.get("filesystem_full", ()):
+            mount = self.mounts.get(str(f.params["mount"]))
+            if mount is not None:
+                mount.used_bytes = max(mount.used_bytes, mount.size_bytes * float(f.params["used_fraction"]))
+        local = self.mounts[ROOT_MOUNT]
+        self._io(local, "read", 200e6 * training_util * throughput_cap[ROOT_MOUNT] * dt, 128 * 1024)
+        ckpt = self.mounts[CHECKPOINT_MOUNT]
+        if checkpointing:
+            written = ckpt.max_bytes_per_s * 0.8 * throughput_cap[CHECKPOINT_MOUNT] * dt
+            self._io(ckpt, "write", written, 1 << 20)
+            ckpt.used_bytes = min(ckpt.size_bytes, ckpt.used_bytes + written * 0.01)
+        self._io(ckpt, "read", 1e6 * dt, 64 * 1024)
+
+        # fabric: gradients flow while the job computes, not while it checkpoints
+        was_up = {name: port.up for name, port in self.ports.items()}
+        for port in self.ports.values():
+            port.up, port.throughput_fraction = True, 1.0
+        for f in faults.get("nic_down", ()):
+            for port in self._ports(f.params["port"]):
+                port.up = False
+        for f in faults.get("ib_link_flap", ()):
+            period = max(float(f.params["period"]), 1e-3)
+            for port in self._ports(f.params["port"]):
+                if ((elapsed - f.start_s) % period) < period / 2:  # down for the first half of each period
+                    port.up = False
+        for name, port in self.ports.items():
+            if was_up[name] and not port.up:
+                port.link_downed += 1
+            elif port.up and not was_up[name]:
+                port.link_recovery += 1
+        for f in faults.get("ib_congestion", ()):
+            for port in self._ports(f.params["port"]):
+                port.throughput_fraction = min(port.throughput_fraction, float(f.params["throughput_fraction"]))
+                port.xmit_wait += float(f.params["xmit_wait_per_s"]) * dt
+        for f in faults.get("ib_symbol_errors", ()):
+            for port in self._ports(f.params["port"]):
+                port.symbol_errors += float(f.params["per_s"]) * dt
+        demand = 0.0 if checkpointing else 0.45 * training_util
+        for port in self.ports.values():
+            if not port.up:
+                continue
+            rate = PORT_GBPS * 1e9 / 8 * demand * port.throughput_fraction
+            port.tx_bytes += rate * dt
+            port.rx_bytes += rate * dt
+            port.tx_packets += rate * dt / 4096
+            port.rx_packets += rate * dt / 4096
+
+    def _ports(self, selector: object) -> list[PortState]:
+        return list(self.ports.values()) if selector in ("*", None) else [
+            p for name, p in self.ports.items() if name == selector]
+
+    @staticmethod
+    def _io(mount: MountState, direction: str, size: float, op_bytes: float) -> None:
+        ops = size / op_bytes
+        seconds = ops * mount.base_latency_s * mount.latency_factor
+        if direction == "read":
+            mount.read_bytes += size
+            mount.read_ops += ops
+            mount.read_time_s += seconds
+        else:
+            mount.write_bytes += size
+            mount.write_ops += ops
+            mount.write_time_s += seconds
+
+    # effects on the jobs ---------------------------------------------------------------------
+    def collective_factor(self) -> float:
+        """How fast collectives run through this node's ports (1 = healthy; a down port stalls)."""
+        if not any(p.up for p in self.ports.values()):
+            return 0.05
+        worst = min((p.throughput_fraction if p.up else 0.25) for p in self.ports.values())
+        return max(0.05, worst)
+
+    def checkpoint_factor(self) -> float:
+        """How much longer a checkpoint write takes here (1 = healthy)."""
+        mount = self.mounts[CHECKPOINT_MOUNT]
+        return max(1.0, mount.latency_factor)
+
+
+def fabric_speed(nodes: list[SimulatedNode]) -> float:
+    """A synchronous job's collectives run at the pace of its slowest node's fabric."""
+    return min((n.collective_factor() for n in nodes), default=1.0)

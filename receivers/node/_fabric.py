@@ -1,0 +1,89 @@
+"""InfiniBand / RoCE ports from sysfs: ``<sys>/class/infiniband/<device>/ports/<n>/``.
+
+Reads ``counters/`` (port_xmit_data and port_rcv_data count 4-byte words; packets; port_xmit_wait;
+symbol_error; link_downed; link_error_recovery; port_rcv_errors; port_xmit_discards), ``state``
+("4: ACTIVE") and ``rate`` ("400 Gb/sec (4X NDR)"), per the kernel's sysfs ABI
+(Documentation/ABI/stable/sysfs-class-infiniband). The sysfs root is injectable (tests use a fixture
+tree). A missing or unreadable counter is skipped (logged once); resets are stitched.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from factorylens.receivers.node._source import Counters, NodeSource, Points, SourceUnavailable, add
+
+log = logging.getLogger(__name__)
+
+WORD_BYTES = 4
+ERROR_COUNTERS = {"symbol_error": "symbol", "link_downed": "link_downed", "link_error_recovery": "link_recovery",
+                  "port_rcv_errors": "receive", "port_xmit_discards": "transmit_discard"}
+_RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
+
+
+class FabricSource(NodeSource):
+    name = "fabric"
+
+    def __init__(self, sys_root: str = "/sys") -> None:
+        self.root = Path(sys_root) / "class" / "infiniband"
+        self._counters = Counters()
+        self._warned: set[str] = set()
+
+    def _read(self, path: Path) -> str | None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            if str(path) not in self._warned:
+                self._warned.add(str(path))
+                log.warning("fabric: cannot read %s (%s); skipping it", path, exc.strerror or exc)
+            return None
+
+    def read(self) -> Points:
+        if not self.root.is_dir():
+            raise SourceUnavailable(f"no InfiniBand/RoCE devices ({self.root} is missing)")
+        points: Points = {}
+        for device in sorted(self.root.iterdir()):
+            guid = self._read(device / "node_guid") or device.name
+            for port in sorted((device / "ports").glob("*")) if (device / "ports").is_dir() else []:
+                self._port(points, device.name, guid, port)
+        return points
+
+    def _port(self, points: Points, device: str, guid: str, port: Path) -> None:
+        ident = {"hw.id": f"{guid}/{port.name}", "hw.type": "network", "hw.name": device,
+                 "network.interface.name": f"{device}/{port.name}"}
+        state = self._read(port / "state")
+        if state is not None:
+            add(points, "hw.network.up", ident, 1 if "ACTIVE" in state.upper() else 0)
+        rate = self._read(port / "rate")
+        match = _RATE.match(rate or "")
+        if match:
+            add(points, "hw.network.bandwidth.limit", ident, int(float(match.group(1)) * 1e9 / 8))
+        counters = port / "counters"
+        if not counters.is_dir():
+            return
+        key = ident["hw.id"]
+
+        def counter(name: str) -> float | None:
+            raw = self._read(counters / name)
+            try:
+                return self._counters.total((key, name), float(raw)) if raw is not None else None
+            except ValueError:
+                return None
+
+        for name, direction in (("port_xmit_data", "transmit"), ("port_rcv_data", "receive")):
+            value = counter(name)
+            if value is not None:
+                add(points, "hw.network.io", {**ident, "network.io.direction": direction}, int(value) * WORD_BYTES)
+        for name, direction in (("port_xmit_packets", "transmit"), ("port_rcv_packets", "receive")):
+            value = counter(name)
+            if value is not None:
+                add(points, "hw.network.packets", {**ident, "network.io.direction": direction}, int(value))
+        wait = counter("port_xmit_wait")
+        if wait is not None:
+            add(points, "factorylens.network.xmit_wait", ident, int(wait))
+        for name, error_type in ERROR_COUNTERS.items():
+            value = counter(name)
+            if value is not None:
+                add(points, "hw.errors", {**ident, "error.type": error_type}, int(value))

@@ -1,0 +1,85 @@
+"""The host layer: CPU, memory, swap, disks and network interfaces.
+
+On a real node it is opentelemetry-instrumentation-system-metrics (psutil), registered on the node
+agent's meter provider, with the ``system.*`` names it emits (declared in the registry). The
+simulated one emits the same names and attributes from the simulated node.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from factorylens.receivers.gpu.sim.node import MEMORY_BYTES, SWAP_PAGES, SimulatedNode
+from factorylens.receivers.node._source import NodeSource, Points, add
+from factorylens.registry import GPU_RECEIVER, REGISTRY
+
+CPU_STATES = ("user", "system", "idle", "iowait")
+
+
+def host_metric_names() -> list[str]:
+    """The host-layer metrics the registry declares (what the system-metrics instrumentor is asked for)."""
+    return [m.name for m in REGISTRY.emitted_by(GPU_RECEIVER)
+            if m.name.startswith("system.") and not m.name.startswith("system.filesystem.")]
+
+
+class HostLayer:
+    """The real host layer on one meter provider; ``uninstrument()`` takes it off again."""
+
+    def __init__(self, meter_provider: Any, proc_root: str = "/proc") -> None:
+        import psutil
+        from opentelemetry.instrumentation.system_metrics import _DEFAULT_CONFIG, SystemMetricsInstrumentor
+
+        # in a container, proc_root is the host's /proc (mounted at /host/proc): psutil reads the node there
+        self._psutil = psutil
+        self._previous_procfs = psutil.PROCFS_PATH
+        psutil.PROCFS_PATH = proc_root
+        config = {name: _DEFAULT_CONFIG[name] for name in host_metric_names() if name in _DEFAULT_CONFIG}
+        self._instrumentor = SystemMetricsInstrumentor(config=config)
+        self._instrumentor.instrument(meter_provider=meter_provider)
+
+    def uninstrument(self) -> None:
+        self._instrumentor.uninstrument()
+        self._psutil.PROCFS_PATH = self._previous_procfs
+
+
+def attach_system_metrics(meter_provider: Any, proc_root: str = "/proc") -> HostLayer:
+    """Register the host layer (opentelemetry-instrumentation-system-metrics) on ``meter_provider``."""
+    return HostLayer(meter_provider, proc_root)
+
+
+class SimHostSource(NodeSource):
+    name = "host"
+
+    def __init__(self, node: SimulatedNode, advance: Any) -> None:
+        self._node = node
+        self._advance = advance
+
+    def read(self) -> Points:
+        self._advance()
+        n = self._node
+        points: Points = {}
+        for cpu, times in enumerate(n.cpu_time_s):
+            user, system, idle, iowait = times
+            busy = n.cpu_utilization
+            for state, seconds, share in (("user", user, busy * 0.8), ("system", system, busy * 0.2),
+                                          ("idle", idle, 1 - busy), ("iowait", iowait, 0.0)):
+                add(points, "system.cpu.time", {"cpu": cpu, "state": state}, seconds)
+                add(points, "system.cpu.utilization", {"cpu": cpu, "state": state}, share)
+        used = n.memory_used_fraction * MEMORY_BYTES
+        for state, value in (("used", used), ("free", MEMORY_BYTES - used)):
+            add(points, "system.memory.usage", {"state": state}, value)
+            add(points, "system.memory.utilization", {"state": state}, value / MEMORY_BYTES)
+        for state, value in (("used", n.swap_used_pages), ("free", SWAP_PAGES - n.swap_used_pages)):
+            add(points, "system.swap.usage", {"state": state}, value)
+            add(points, "system.swap.utilization", {"state": state}, value / SWAP_PAGES)
+        for direction, value in (("read", n.disk_read_bytes), ("write", n.mounts["/"].write_bytes)):
+            add(points, "system.disk.io", {"device": "nvme0n1", "direction": direction}, value)
+            add(points, "system.disk.operations", {"device": "nvme0n1", "direction": direction}, value / 131072)
+            add(points, "system.disk.time", {"device": "nvme0n1", "direction": direction}, value / 131072 * 0.0002)
+        for direction, value in (("transmit", n.eth_tx_bytes), ("receive", n.eth_rx_bytes)):
+            labels = {"device": "eth0", "direction": direction}
+            add(points, "system.network.io", labels, value)
+            add(points, "system.network.packets", labels, value / 1500)
+            add(points, "system.network.errors", labels, 0)
+            add(points, "system.network.dropped_packets", labels, 0)
+        return points

@@ -1,0 +1,151 @@
+"""Per-mount storage throughput, operations and latency, and space used.
+
+- local block devices (NVMe, SATA): ``<proc>/diskstats`` (sectors of 512 bytes, completed ops, ms
+  spent), matched to mounts through ``<proc>/self/mounts``;
+- NFS clients: ``<proc>/self/mountstats`` per-op statistics (READ/WRITE: ops, bytes, execute ms);
+- Lustre clients: ``<proc>/fs/lustre/llite/<fsname>-<id>/stats`` (read_bytes / write_bytes: samples
+  and sum of bytes; Lustre's client stats carry no latency);
+- space: ``statvfs`` of each mount point (injectable).
+
+Only file systems that hold data are watched (``WATCHED_TYPES``); the proc root is injectable so tests
+read fixture trees. Counter resets (remounts) are stitched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from factorylens.receivers.node._source import Counters, NodeSource, Points, SourceUnavailable, add
+
+log = logging.getLogger(__name__)
+
+SECTOR_BYTES = 512
+WATCHED_TYPES = frozenset({"ext4", "xfs", "btrfs", "zfs", "nfs", "nfs4", "lustre", "beegfs", "gpfs", "wekafs",
+                           "cephfs", "fuse.juicefs"})
+NFS_TYPES = frozenset({"nfs", "nfs4"})
+
+
+def parse_mounts(text: str) -> list[tuple[str, str, str]]:
+    """``[(device, mount point, type)]`` from a mounts file (octal escapes in paths decoded)."""
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            decode = lambda s: s.encode().decode("unicode_escape")  # noqa: E731 - \\040 is a space
+            mounts.append((decode(fields[0]), decode(fields[1]), fields[2]))
+    return mounts
+
+
+def parse_diskstats(text: str) -> dict[str, tuple[int, int, int, int, int, int]]:
+    """device → (read ops, read sectors, read ms, write ops, write sectors, write ms)."""
+    stats = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 11:
+            stats[f[2]] = (int(f[3]), int(f[5]), int(f[6]), int(f[7]), int(f[9]), int(f[10]))
+    return stats
+
+
+def parse_nfs_mountstats(text: str) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """mount point → {"READ"/"WRITE": (ops, payload bytes, execute ms)}."""
+    result: dict[str, dict[str, tuple[int, int, int]]] = {}
+    current: str | None = None
+    in_ops = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if line.startswith("device "):
+            fields = line.split()
+            current = fields[4] if len(fields) > 7 and fields[3] == "on" and fields[7] in NFS_TYPES else None
+            in_ops = False
+        elif current and stripped == "per-op statistics":
+            in_ops = True
+        elif current and in_ops and stripped.startswith(("READ:", "WRITE:")):
+            op, values = stripped.split(":", 1)
+            v = [int(x) for x in values.split()]
+            if len(v) >= 8:  # ops trans timeouts bytes_sent bytes_recv queue rtt execute
+                payload = v[4] if op == "READ" else v[3]
+                result.setdefault(current, {})[op] = (v[0], payload, v[7])
+    return result
+
+
+def parse_lustre_stats(text: str) -> dict[str, tuple[int, int]]:
+    """{"read"/"write": (ops, bytes)} from an llite ``stats`` file."""
+    result = {}
+    for line in text.splitlines():
+        f = line.split()
+        if len(f) >= 7 and f[0] in ("read_bytes", "write_bytes"):
+            result[f[0].split("_")[0]] = (int(f[1]), int(f[6]))
+    return result
+
+
+class StorageSource(NodeSource):
+    name = "storage"
+
+    def __init__(self, proc_root: str = "/proc", statvfs: Callable[[str], Any] = os.statvfs) -> None:
+        self.proc = Path(proc_root)
+        self._statvfs = statvfs
+        self._counters = Counters()
+
+    def _text(self, *parts: str) -> str | None:
+        try:
+            return self.proc.joinpath(*parts).read_text()
+        except OSError:
+            return None
+
+    def read(self) -> Points:
+        mounts_text = self._text("self", "mounts") or self._text("mounts")
+        if mounts_text is None:
+            raise SourceUnavailable(f"cannot read {self.proc}/self/mounts")
+        mounts = [(d, m, t) for d, m, t in parse_mounts(mounts_text) if t in WATCHED_TYPES]
+        diskstats = parse_diskstats(self._text("diskstats") or "")
+        nfs = parse_nfs_mountstats(self._text("self", "mountstats") or "")
+        points: Points = {}
+        for device, mountpoint, fstype in mounts:
+            base = {"system.filesystem.mountpoint": mountpoint, "system.filesystem.type": fstype}
+            if fstype in NFS_TYPES and mountpoint in nfs:
+                for op, direction in (("READ", "read"), ("WRITE", "write")):
+                    ops, size, ms = nfs[mountpoint].get(op, (0, 0, 0))
+                    self._io(points, base, direction, ops, size, ms / 1000.0)
+            elif fstype == "lustre":
+                self._lustre(points, base, device)
+            elif device.startswith("/dev/") and Path(device).name in diskstats:
+                r_ops, r_sectors, r_ms, w_ops, w_sectors, w_ms = diskstats[Path(device).name]
+                self._io(points, base, "read", r_ops, r_sectors * SECTOR_BYTES, r_ms / 1000.0)
+                self._io(points, base, "write", w_ops, w_sectors * SECTOR_BYTES, w_ms / 1000.0)
+            self._space(points, base, mountpoint)
+        return points
+
+    def _io(self, points: Points, base: dict[str, Any], direction: str, ops: int, size: int,
+            seconds: float | None) -> None:
+        labels = {**base, "disk.io.direction": direction}
+        key = (base["system.filesystem.mountpoint"], direction)
+        add(points, "factorylens.storage.operations", labels, int(self._counters.total(key + ("ops",), ops)))
+        add(points, "factorylens.storage.io", labels, int(self._counters.total(key + ("bytes",), size)))
+        if seconds is not None:
+            add(points, "factorylens.storage.operation.time", labels, self._counters.total(key + ("s",), seconds))
+
+    def _lustre(self, points: Points, base: dict[str, Any], device: str) -> None:
+        fsname = device.rsplit(":/", 1)[-1].strip("/")
+        llite = self.proc / "fs" / "lustre" / "llite"
+        for instance in sorted(llite.glob(f"{fsname}-*")) if llite.is_dir() else []:
+            stats = parse_lustre_stats(self._text("fs", "lustre", "llite", instance.name, "stats") or "")
+            for direction in ("read", "write"):
+                ops, size = stats.get(direction, (0, 0))
+                self._io(points, base, direction, ops, size, None)
+            return
+
+    def _space(self, points: Points, base: dict[str, Any], mountpoint: str) -> None:
+        try:
+            st = self._statvfs(mountpoint)
+        except OSError:
+            return  # e.g. a hung NFS server: the I/O counters above still tell
+        total = st.f_blocks * st.f_frsize
+        free = st.f_bavail * st.f_frsize
+        used = total - st.f_bfree * st.f_frsize
+        add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "used"}, used)
+        add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "free"}, free)
+        if used + free:
+            add(points, "system.filesystem.utilization", base, used / (used + free))
