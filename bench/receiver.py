@@ -179,8 +179,8 @@ def main() -> int:
     out = subprocess.run([sys.executable, __file__, "--node-worker", "--scrapes", str(args.scrapes)],
                          capture_output=True, text=True, check=True)
     node = json.loads(out.stdout.strip().splitlines()[-1])
-    print(f"\nnode layers (storage and fabric read from tests/fixtures/node: 4 mounts, 2 IB ports; host "
-          f"layer: psutil on this machine)")
+    print("\nnode layers (storage and fabric read from tests/fixtures/node: 4 mounts, 2 IB ports; host "
+          "layer: psutil on this machine)")
     print(f"{'layer':<10} {'read CPU ms/scrape':>19} {'points':>7}")
     for name, row in node["sources"].items():
         print(f"{name:<10} {row['read_ms']:>19.3f} {row['points']:>7}")

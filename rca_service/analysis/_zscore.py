@@ -248,12 +248,19 @@ class RobustZScoreAnalyzer(Analyzer):
         evidence = Evidence(anomaly.series_id, f"{info.label} on {info.entity}", anomaly.last, anomaly.observed,
                             anomaly.expected, anomaly.expected - band, anomaly.expected + band,
                             _example_traces(store, info))
-        cause = next((c for c in incident.causes if c.series_id == anomaly.series_id), None)
+        # one cause per signal of an entity (all 64 CPUs' time of a host, both directions of a port):
+        # its strongest series is the evidence, its earliest onset the onset
+        cause = next((c for c in incident.causes if c.entity == info.entity and c.signal == info.metric), None)
         if cause is None:
             cause = Cause(0, info.entity, info.domain, info.metric, info.id, anomaly.onset, 0.0, "", [evidence])
             incident.causes.append(cause)
-        cause.evidence = [evidence]
-        cause.onset_unix_nano = anomaly.onset
+        elif cause.series_id == info.id or _z(evidence, cfg.threshold) >= _z(cause.evidence[0], cfg.threshold):
+            cause.series_id, cause.evidence = info.id, [evidence]
+        cause.onset_unix_nano = min(cause.onset_unix_nano, anomaly.onset)
+        self._rank(store, incident)
+
+    def _rank(self, store: SeriesStore, incident: Incident) -> None:
+        cfg = self.config
         # stronger and earlier is more likely the cause: causes lead effects, so every earlier onset
         # group in the incident scales the score down (onsets closer than the sampling interval tie:
         # exporters on different hosts are not synchronized)

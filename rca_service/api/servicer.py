@@ -7,7 +7,6 @@ from typing import Any, Callable, Mapping
 import grpc
 import numpy as np
 
-from factorylens import __version__
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentState
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View, ViewError

@@ -29,8 +29,8 @@ _PREFIX_DOMAINS = (
 # most specific first: (attribute, entity kind)
 _ENTITY_KEYS = (
     ("factorylens.rank", "rank"),  # a training process: its GPUs (hw.id on its resource) are related entities
+    ("network.interface.name", "nic"),  # a fabric port (its hw.id is the port's GUID)
     ("hw.id", "gpu"),
-    ("network.interface.name", "nic"),
     ("hw.network.port", "nic"),
     ("system.filesystem.mountpoint", "fs"),
     ("system.device", "disk"),
@@ -64,8 +64,8 @@ def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str
         value = merged.get(key)
         if value in (None, ""):
             continue
-        if kind == "service" and str(value).startswith("unknown_service"):
-            continue
+        if kind == "service" and str(value).startswith(("unknown_service", "factorylens-")):
+            continue  # no real service: the SDK's default, or one of our agents reporting its node
         if kind in _HOST_SCOPED and host:
             return f"{kind}:{host}/{value}"
         if kind == "rank":

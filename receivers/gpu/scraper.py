@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from factorylens.registry import REGISTRY, Registry
-from factorylens.receivers.gpu.backend import Attributes, GpuBackend, GpuEvent, Point
+from factorylens.receivers.gpu.backend import Attributes, GpuBackend, GpuEvent
 
 _log = logging.getLogger(__name__)
 

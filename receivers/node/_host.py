@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from factorylens.receivers.gpu.sim.node import MEMORY_BYTES, SWAP_PAGES, SimulatedNode
-from factorylens.receivers.node._source import NodeSource, Points, add
+from factorylens.receivers.gpu.sim.node import MEMORY_BYTES, SWAP_PAGES
+from factorylens.receivers.node._source import Points, SimulatedSource, add
 from factorylens.registry import GPU_RECEIVER, REGISTRY
 
 CPU_STATES = ("user", "system", "idle", "iowait")
@@ -47,15 +47,10 @@ def attach_system_metrics(meter_provider: Any, proc_root: str = "/proc") -> Host
     return HostLayer(meter_provider, proc_root)
 
 
-class SimHostSource(NodeSource):
+class SimHostSource(SimulatedSource):
     name = "host"
 
-    def __init__(self, node: SimulatedNode, advance: Any) -> None:
-        self._node = node
-        self._advance = advance
-
-    def read(self) -> Points:
-        self._advance()
+    def points(self) -> Points:
         n = self._node
         points: Points = {}
         for cpu, times in enumerate(n.cpu_time_s):

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from factorylens.receivers.gpu.sim.node import PORT_GBPS, SimulatedNode
+from factorylens.receivers.gpu.sim.node import PORT_GBPS
 from factorylens.receivers.node._fabric import ERROR_COUNTERS
-from factorylens.receivers.node._source import NodeSource, Points, add
+from factorylens.receivers.node._source import Points, SimulatedSource, add
 
 _ERRORS = {"symbol_error": "symbol_errors", "link_downed": "link_downed", "link_error_recovery": "link_recovery"}
 
 
-class SimStorageSource(NodeSource):
+class SimStorageSource(SimulatedSource):
     name = "storage"
 
-    def __init__(self, node: SimulatedNode, advance: Any) -> None:
-        self._node = node
-        self._advance = advance
-
-    def read(self) -> Points:
-        self._advance()
+    def points(self) -> Points:
         points: Points = {}
         for mount in self._node.mounts.values():
             base = {"system.filesystem.mountpoint": mount.mountpoint, "system.filesystem.type": mount.fstype}
@@ -36,15 +29,10 @@ class SimStorageSource(NodeSource):
         return points
 
 
-class SimFabricSource(NodeSource):
+class SimFabricSource(SimulatedSource):
     name = "fabric"
 
-    def __init__(self, node: SimulatedNode, advance: Any) -> None:
-        self._node = node
-        self._advance = advance
-
-    def read(self) -> Points:
-        self._advance()
+    def points(self) -> Points:
         points: Points = {}
         for port in self._node.ports.values():
             device, number = port.name.split("/")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from factorylens.receivers.gpu.nvml import MonotonicCounter
 
@@ -35,6 +35,22 @@ class NodeSource(abc.ABC):
 
     def shutdown(self) -> None:
         """Release what ``start`` opened (nothing by default)."""
+
+
+class SimulatedSource(NodeSource):
+    """A layer of a simulated node: brings the simulation to now, then reads its state."""
+
+    def __init__(self, node: Any, advance: Callable[[], None]) -> None:
+        self._node = node
+        self._advance = advance
+
+    def read(self) -> Points:
+        self._advance()
+        return self.points()
+
+    @abc.abstractmethod
+    def points(self) -> Points:
+        """The node's current values."""
 
 
 class Counters:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from factorylens.rca_service.analysis import IncidentChange, IncidentState, RobustZScoreAnalyzer, RobustZScoreConfig
 from factorylens.rca_service.store import SeriesStore
@@ -111,3 +112,19 @@ def test_a_future_dated_point_does_not_blind_the_series_and_vanished_series_end_
     store.series.clear()  # retention forgot the series
     resolved = analyzer.analyze(store, T0 + 200 * S)
     assert [c for c, _ in resolved] == [IncidentChange.RESOLVED]
+
+
+def test_series_of_one_signal_on_one_entity_are_one_cause():
+    store, analyzer = SeriesStore(), RobustZScoreAnalyzer()
+    for cpu in range(8):
+        feed(store, "system.cpu.utilization", [(T0 + i * S, 0.5 + 0.01 * (i % 3)) for i in range(100)],
+             {"cpu": cpu, "state": "user"})
+    analyzer.analyze(store, T0 + 100 * S)
+    for cpu in range(8):
+        feed(store, "system.cpu.utilization", [(T0 + (100 + i) * S, 0.9 + cpu * 0.01) for i in range(3)],
+             {"cpu": cpu, "state": "user"})
+    [(_, incident)] = analyzer.analyze(store, T0 + 103 * S)
+    [cause] = incident.causes
+    assert cause.entity == "service:test" and cause.signal == "system.cpu.utilization"
+    assert cause.evidence[0].observed == pytest.approx(0.97)  # the strongest of the eight
+    assert "cpu=7" in cause.explanation

@@ -157,7 +157,7 @@ def test_incident_is_detected_ranked_exported_and_survives_restart(make_service,
         assert "first of 2 signal(s)" in top.explanation and "rose to 95" in top.explanation
         assert top.onset_time_unix_nano < incident.causes[1].onset_time_unix_nano <= later
         metrics_text = urllib.request.urlopen(service.metrics_server.url, timeout=10).read().decode()
-        assert f'factorylens_incident_cause_score_ratio{{factorylens_cause_rank="1",' in metrics_text
+        assert 'factorylens_incident_cause_score_ratio{factorylens_cause_rank="1",' in metrics_text
         assert "factorylens_incidents_open 1.0" in metrics_text
         service.stop()
         records = sink.log_records()

@@ -261,3 +261,18 @@ def test_exponential_buckets_interpolate_within_their_own_edges_and_missing_sums
     sid = only(store, "exp1").id
     assert store.query(sid, View.P50)[2].tolist() == [1536.0]
     assert math.isnan(store.query(sid, View.MEAN)[2][0])
+
+
+def test_entities_name_what_a_series_is_about():
+    from factorylens.rca_service.store import entity_of
+
+    agent = {"service.name": "factorylens-gpu-receiver", "host.name": "n1"}
+    assert entity_of(agent, {"cpu": 3, "state": "user"}) == "host:n1"
+    assert entity_of(agent, {"hw.id": "GPU-1"}) == "gpu:GPU-1"
+    assert entity_of(agent, {"system.filesystem.mountpoint": "/mnt/ckpt"}) == "fs:n1//mnt/ckpt"
+    assert entity_of({"service.name": "checkout"}, {}) == "service:checkout"
+    port = {"hw.id": "0xb8ce/1", "hw.type": "network", "network.interface.name": "mlx5_0/1"}
+    assert entity_of(agent, port) == "nic:n1/mlx5_0/1"
+    training = {"service.name": "factorylens-training", "factorylens.job.id": "j", "factorylens.rank": 3,
+                "hw.id": "GPU-9"}
+    assert entity_of(training, {}) == "rank:j/3"
