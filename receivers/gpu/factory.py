@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from pathlib import Path
 from typing import Any, Callable
@@ -32,6 +33,9 @@ from factorylens.receivers.node import (
 SERVICE_NAME = "factorylens-gpu-receiver"
 ReadersFactory = Callable[[str], list[MetricReader]]
 LogExportersFactory = Callable[[str], list[LogRecordExporter]]
+
+
+_log = logging.getLogger(__name__)
 
 
 def create_default_config() -> GpuReceiverConfig:
@@ -119,7 +123,12 @@ def create_receiver(
         pipeline.sources = node_sources(config, cluster.hosts[i].node if cluster else None,
                                         cluster.advance if cluster else None)
         if config.host_metrics and cluster is None:
-            pipeline.host_instrumentor = attach_system_metrics(pipeline.meter_provider, config.proc_root)
+            try:
+                pipeline.host_instrumentor = attach_system_metrics(pipeline.meter_provider, config.proc_root)
+                pipeline.source_up["host"] = 1
+            except Exception as exc:  # noqa: BLE001 - e.g. a proc root psutil cannot read: no host layer
+                _log.warning("%s: host layer unavailable (%s); the other layers carry on", name, exc)
+                pipeline.source_up["host"] = 0
         if config.prometheus_port is not None:
             port = config.prometheus_port + i if config.prometheus_port else 0
             pipeline.metrics_server = metrics_server_for(

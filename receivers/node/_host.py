@@ -34,8 +34,12 @@ class HostLayer:
         self._previous_procfs = psutil.PROCFS_PATH
         psutil.PROCFS_PATH = proc_root
         config = {name: _DEFAULT_CONFIG[name] for name in host_metric_names() if name in _DEFAULT_CONFIG}
-        self._instrumentor = SystemMetricsInstrumentor(config=config)
-        self._instrumentor.instrument(meter_provider=meter_provider)
+        try:
+            self._instrumentor = SystemMetricsInstrumentor(config=config)
+            self._instrumentor.instrument(meter_provider=meter_provider)
+        except Exception:
+            psutil.PROCFS_PATH = self._previous_procfs
+            raise
 
     def uninstrument(self) -> None:
         self._instrumentor.uninstrument()

@@ -128,7 +128,7 @@ def test_the_agent_keeps_going_without_gpus_or_fabric_and_reads_the_real_host(tm
                 for m in sm.metrics:
                     names[m.name] = [(dict(p.attributes), p.value) for p in m.data.data_points]
         up = {a["factorylens.receiver.source"]: v for a, v in names["factorylens.receiver.source.up"]}
-        assert up == {"storage": 1, "fabric": 0}
+        assert up == {"host": 1, "storage": 1, "fabric": 0}
         assert "system.cpu.utilization" in names and "system.memory.usage" in names  # psutil, this machine
         assert "factorylens.storage.io" in names and "hw.network.io" not in names
         assert psutil.PROCFS_PATH == config.proc_root
@@ -212,3 +212,21 @@ def test_node_faults_change_nothing_before_they_start(node_sim):
     assert set(sim.get("hw.network.up")) == {1}
     assert sim.cluster.job_collective_slowdown("llm-pretrain-7b") == 1.0
     assert os.environ.get("FACTORYLENS_SIM_NODE_FAULTS") is None
+
+
+def test_the_agent_survives_every_node_source_missing(tmp_path):
+    empty = tmp_path / "proc"
+    empty.mkdir()
+    reader = InMemoryMetricReader()
+    config = GpuReceiverConfig(backend="nvml", otlp="off", proc_root=str(empty), sys_root=str(tmp_path / "sys"))
+    receiver, _ = create_receiver(config, metric_readers=lambda host: [reader])
+    try:
+        receiver.start()
+        receiver.scrape_once()
+        points = receiver.pipelines[0].points("factorylens.receiver.source.up")
+        assert {a["factorylens.receiver.source"]: v for a, v in points} == {"host": 0, "storage": 0, "fabric": 0}
+        assert reader.get_metrics_data() is not None  # the agent still collects and exports
+    finally:
+        receiver.shutdown()
+    import psutil
+    assert psutil.PROCFS_PATH == "/proc"
