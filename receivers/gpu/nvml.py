@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from factorylens.registry import CLOCK_EVENT_REASONS
+from factorylens.receivers._counters import MonotonicCounter
 from factorylens.receivers.gpu.backend import (
     Attributes,
     GpuBackend,
@@ -89,22 +90,6 @@ def nvml_error_name(exc: BaseException) -> str:
     if isinstance(value, int):
         return NVML_ERROR_NAMES.get(value, f"Error{value}")
     return type(exc).__name__
-
-
-class MonotonicCounter:
-    """A cumulative counter fed raw readings of a counter that may reset (driver reload)."""
-
-    __slots__ = ("_offset", "_last")
-
-    def __init__(self) -> None:
-        self._offset = 0.0
-        self._last: float | None = None
-
-    def update(self, raw: float) -> float:
-        if self._last is not None and raw < self._last:
-            self._offset += self._last
-        self._last = raw
-        return self._offset + raw
 
 
 class RateIntegrator:

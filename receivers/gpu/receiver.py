@@ -69,9 +69,9 @@ class HostPipeline:
     def points(self, metric: str) -> list[tuple[Mapping[str, Any], float]]:
         """The latest values of ``metric`` from the GPUs and every node source."""
         if metric == "factorylens.receiver.source.up":
-            return [({"factorylens.receiver.source": name}, up) for name, up in self.source_up.items()]
+            return [({"factorylens.receiver.source": name}, up) for name, up in list(self.source_up.items())]
         found = list(self.scraper.snapshot.get(metric))
-        for points in self.source_points.values():
+        for points in list(self.source_points.values()):  # a copy: the scrape thread may add a source
             found.extend(points.get(metric, ()))
         return found
 

@@ -44,10 +44,16 @@ class FabricSource(NodeSource):
         if not self.root.is_dir():
             raise SourceUnavailable(f"no InfiniBand/RoCE devices ({self.root} is missing)")
         points: Points = {}
-        for device in sorted(self.root.iterdir()):
-            guid = self._read(device / "node_guid") or device.name
+        devices = sorted(self.root.iterdir())
+        guids = {device.name: self._read(device / "node_guid") or "" for device in devices}
+        seen = [g for g in guids.values() if g.strip("0:")]
+        for device in devices:
+            guid = guids[device.name]
+            # hw.id is the port's GUID when the device has a real, unique one (SR-IOV functions may all
+            # read zero), else device/port
+            unique = guid.strip("0:") and seen.count(guid) == 1
             for port in sorted((device / "ports").glob("*")) if (device / "ports").is_dir() else []:
-                self._port(points, device.name, guid, port)
+                self._port(points, device.name, guid if unique else device.name, port)
         return points
 
     def _port(self, points: Points, device: str, guid: str, port: Path) -> None:
@@ -63,12 +69,12 @@ class FabricSource(NodeSource):
         counters = port / "counters"
         if not counters.is_dir():
             return
-        key = ident["hw.id"]
+        key = (device, port.name)
 
         def counter(name: str) -> float | None:
             raw = self._read(counters / name)
             try:
-                return self._counters.total((key, name), float(raw)) if raw is not None else None
+                return self._counters.total(key + (name,), float(raw)) if raw is not None else None
             except ValueError:
                 return None
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from factorylens.receivers.gpu.sim.node import MEMORY_BYTES, SWAP_PAGES
 from factorylens.receivers.node._source import Points, SimulatedSource, add
 from factorylens.registry import GPU_RECEIVER, REGISTRY
 
 CPU_STATES = ("user", "system", "idle", "iowait")
+
+
+# registry name → the instrumentor's configuration key, where they differ
+_INSTRUMENTOR_KEYS = {"system.network.dropped_packets": "system.network.dropped.packets"}
 
 
 def host_metric_names() -> list[str]:
@@ -33,7 +36,12 @@ class HostLayer:
         self._psutil = psutil
         self._previous_procfs = psutil.PROCFS_PATH
         psutil.PROCFS_PATH = proc_root
-        config = {name: _DEFAULT_CONFIG[name] for name in host_metric_names() if name in _DEFAULT_CONFIG}
+        keys = [_INSTRUMENTOR_KEYS.get(name, name) for name in host_metric_names()]
+        config = {key: _DEFAULT_CONFIG[key] for key in keys if key in _DEFAULT_CONFIG}
+        existing = getattr(SystemMetricsInstrumentor, "_instance", None)
+        if existing is not None and existing.is_instrumented_by_opentelemetry:  # a process-wide singleton
+            psutil.PROCFS_PATH = self._previous_procfs
+            raise RuntimeError("the host layer is already registered in this process (one per process)")
         try:
             self._instrumentor = SystemMetricsInstrumentor(config=config)
             self._instrumentor.instrument(meter_provider=meter_provider)
@@ -57,20 +65,21 @@ class SimHostSource(SimulatedSource):
     def points(self) -> Points:
         n = self._node
         points: Points = {}
-        for cpu, times in enumerate(n.cpu_time_s):
+        for cpu, times in enumerate(n.cpu_time_s, start=1):  # numbered from 1, as the real host layer does
             user, system, idle, iowait = times
             busy = n.cpu_utilization
             for state, seconds, share in (("user", user, busy * 0.8), ("system", system, busy * 0.2),
                                           ("idle", idle, 1 - busy), ("iowait", iowait, 0.0)):
                 add(points, "system.cpu.time", {"cpu": cpu, "state": state}, seconds)
                 add(points, "system.cpu.utilization", {"cpu": cpu, "state": state}, share)
-        used = n.memory_used_fraction * MEMORY_BYTES
-        for state, value in (("used", used), ("free", MEMORY_BYTES - used)):
+        used = n.memory_used_fraction * n.memory_bytes
+        for state, value in (("used", used), ("free", n.memory_bytes - used)):
             add(points, "system.memory.usage", {"state": state}, value)
-            add(points, "system.memory.utilization", {"state": state}, value / MEMORY_BYTES)
-        for state, value in (("used", n.swap_used_pages), ("free", SWAP_PAGES - n.swap_used_pages)):
-            add(points, "system.swap.usage", {"state": state}, value)
-            add(points, "system.swap.utilization", {"state": state}, value / SWAP_PAGES)
+            add(points, "system.memory.utilization", {"state": state}, value / n.memory_bytes)
+        # in bytes, as psutil (and so the real host layer) reports swap, whatever its declared unit says
+        for state, pages in (("used", n.swap_used_pages), ("free", n.swap_pages - n.swap_used_pages)):
+            add(points, "system.swap.usage", {"state": state}, pages * 4096)
+            add(points, "system.swap.utilization", {"state": state}, pages / n.swap_pages)
         for direction, value in (("read", n.disk_read_bytes), ("write", n.mounts["/"].write_bytes)):
             add(points, "system.disk.io", {"device": "nvme0n1", "direction": direction}, value)
             add(points, "system.disk.operations", {"device": "nvme0n1", "direction": direction}, value / 131072)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from factorylens.receivers.gpu.sim.node import PORT_GBPS
 from factorylens.receivers.node._fabric import ERROR_COUNTERS
 from factorylens.receivers.node._source import Points, SimulatedSource, add
 
@@ -22,10 +21,11 @@ class SimStorageSource(SimulatedSource):
                 add(points, "factorylens.storage.io", labels, int(size))
                 add(points, "factorylens.storage.operations", labels, int(ops))
                 add(points, "factorylens.storage.operation.time", labels, seconds)
-            add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "used"}, int(mount.used_bytes))
+            used = mount.reported_used_bytes
+            add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "used"}, int(used))
             add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "free"},
-                int(mount.size_bytes - mount.used_bytes))
-            add(points, "system.filesystem.utilization", base, mount.used_bytes / mount.size_bytes)
+                int(mount.size_bytes - used))
+            add(points, "system.filesystem.utilization", base, used / mount.size_bytes)
         return points
 
 
@@ -39,7 +39,7 @@ class SimFabricSource(SimulatedSource):
             ident = {"hw.id": f"{port.guid}/{number}", "hw.type": "network", "hw.name": device,
                      "network.interface.name": port.name}
             add(points, "hw.network.up", ident, 1 if port.up else 0)
-            add(points, "hw.network.bandwidth.limit", ident, int(PORT_GBPS * 1e9 / 8))
+            add(points, "hw.network.bandwidth.limit", ident, int(self._node.port_gbps * 1e9 / 8))
             for direction, size, packets in (("transmit", port.tx_bytes, port.tx_packets),
                                              ("receive", port.rx_bytes, port.rx_packets)):
                 add(points, "hw.network.io", {**ident, "network.io.direction": direction}, int(size))

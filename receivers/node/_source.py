@@ -12,7 +12,7 @@ import abc
 import logging
 from typing import Any, Callable, Mapping
 
-from factorylens.receivers.gpu.nvml import MonotonicCounter
+from factorylens.receivers._counters import MonotonicCounter
 
 log = logging.getLogger(__name__)
 

@@ -230,3 +230,85 @@ def test_the_agent_survives_every_node_source_missing(tmp_path):
         receiver.shutdown()
     import psutil
     assert psutil.PROCFS_PATH == "/proc"
+
+
+def test_ports_without_a_unique_guid_are_told_apart_by_device(tmp_path):
+    root = tmp_path / "sys"
+    shutil.copytree(FIXTURES / "sys", root)
+    base = root / "class" / "infiniband"
+    for vf in ("mlx5_2", "mlx5_3"):  # SR-IOV functions that both read a zero GUID
+        shutil.copytree(base / "mlx5_0", base / vf)
+        (base / vf / "node_guid").write_text("0000:0000:0000:0000\n")
+    (base / "mlx5_3" / "ports" / "1" / "counters" / "port_xmit_data").write_text("10\n")
+    source = FabricSource(str(root))
+    for _ in range(3):
+        points = source.read()
+    io = {a["hw.id"]: v for a, v in points["hw.network.io"] if a["network.io.direction"] == "transmit"}
+    assert io["mlx5_3/1"] == 40 and io["mlx5_2/1"] == 81234567890 * 4  # steady: no phantom resets
+    assert len(io) == len(set(io)) == 3
+
+
+def test_in_a_container_the_nodes_mounts_are_read_through_pid_1(tmp_path):
+    proc = tmp_path / "proc"
+    shutil.copytree(FIXTURES / "proc", proc)
+    (proc / "1").mkdir()
+    (proc / "1" / "mounts").write_text("10.0.0.5:/export/ckpt /mnt/my\\040ckpt nfs4 rw 0 0\n")
+    (proc / "1" / "mountstats").write_text(
+        (FIXTURES / "proc" / "self" / "mountstats").read_text().replace("on /mnt/ckpt", "on /mnt/my\\040ckpt"))
+    seen = []
+    source = StorageSource(str(proc), statvfs=lambda path: seen.append(path) or fake_statvfs("/"))
+    points = source.read()
+    assert {a["system.filesystem.mountpoint"] for a, _ in points["factorylens.storage.io"]} == {"/mnt/my ckpt"}
+    assert one(points, "factorylens.storage.operations", **{"disk.io.direction": "write"}) == 2048
+    assert seen == [str(proc / "1" / "root" / "mnt/my ckpt")]  # statvfs through the node's root
+    source.shutdown()
+
+
+def test_a_hung_statvfs_does_not_hold_the_scrape(tmp_path):
+    import threading
+
+    release = threading.Event()
+
+    def hung(path: str):
+        release.wait(30)
+        return fake_statvfs("/")
+
+    source = StorageSource(str(FIXTURES / "proc"), statvfs=hung, statvfs_timeout_s=0.05)
+    try:
+        points = source.read()  # returns although every statvfs hangs
+        assert "factorylens.storage.io" in points and "system.filesystem.usage" not in points
+        points = source.read()  # the hung calls are not started again
+    finally:
+        release.set()
+        source.shutdown()
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"throughput_fraction": "low"}, "must be a number"),
+    ({"throughput_fraction": 1.5}, "in \\[0, 1\\]"),
+    ({"xmit_wait_per_s": -5}, "≥ 0"),
+    ({"port": "mlx5_9/1"}, "is not one of"),
+])
+def test_node_fault_parameters_are_checked_when_the_scenario_loads(params, message):
+    from factorylens.receivers.gpu.sim import Scenario, ScenarioError
+
+    with pytest.raises(ScenarioError, match=message):
+        Scenario.from_dict({"faults": [{"kind": "ib_congestion", "target": {"host": 0}, "start": 0,
+                                        "params": params}]})
+
+
+def test_one_real_host_layer_per_process(tmp_path):
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    from factorylens.receivers.node import attach_system_metrics
+
+    first_reader = InMemoryMetricReader()
+    layer = attach_system_metrics(MeterProvider(metric_readers=[first_reader]))
+    try:
+        with pytest.raises(RuntimeError, match="already registered"):
+            attach_system_metrics(MeterProvider(metric_readers=[InMemoryMetricReader()]))
+        names = {m.name for rm in first_reader.get_metrics_data().resource_metrics
+                 for sm in rm.scope_metrics for m in sm.metrics}
+        assert "system.network.dropped_packets" in names
+    finally:
+        layer.uninstrument()

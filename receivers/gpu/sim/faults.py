@@ -129,6 +129,33 @@ def parse_duration(value: Any, what: str) -> float:
     return seconds
 
 
+_FRACTIONS = {"throughput_fraction", "used_fraction", "utilization"}
+_SIMULATED_PORTS = ("mlx5_0/1", "mlx5_1/1", "mlx5_2/1", "mlx5_3/1")
+_SIMULATED_MOUNTS = ("/", "/mnt/ckpt")
+
+
+def _check_node_params(where: str, params: dict[str, Any]) -> None:
+    """Numbers are numbers in range, ports and mounts exist on a simulated node; fixed in place."""
+    for name, value in params.items():
+        if name == "port":
+            if value != "*" and value not in _SIMULATED_PORTS:
+                raise ScenarioError(f"{where}: port {value!r} is not one of {list(_SIMULATED_PORTS)} or '*'")
+            continue
+        if name == "mount":
+            if value not in _SIMULATED_MOUNTS:
+                raise ScenarioError(f"{where}: mount {value!r} is not one of {list(_SIMULATED_MOUNTS)}")
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ScenarioError(f"{where}: {name} must be a number (got {value!r})") from None
+        if not math.isfinite(number) or number < 0 or (name in _FRACTIONS and number > 1):
+            raise ScenarioError(f"{where}: {name} must be {'in [0, 1]' if name in _FRACTIONS else '≥ 0'}")
+        if name in ("period", "latency_factor") and number <= 0:
+            raise ScenarioError(f"{where}: {name} must be positive")
+        params[name] = number
+
+
 def _parse_fault(index: int, raw: Any) -> Fault:
     where = f"fault #{index + 1}"
     if not isinstance(raw, Mapping):
@@ -170,4 +197,6 @@ def _parse_fault(index: int, raw: Any) -> Fault:
         raise ScenarioError(f"{where}: error must be DriverNotLoaded or LibraryNotFound")
     if kind == "xid" and (not isinstance(merged["code"], int) or merged["code"] <= 0):
         raise ScenarioError(f"{where}: code must be a positive XID number")
+    if kind in NODE_FAULTS:
+        _check_node_params(where, merged)
     return Fault(kind, host, None if gpu == "*" else gpu, start, duration, merged)

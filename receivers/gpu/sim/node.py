@@ -36,6 +36,11 @@ class MountState:
     read_time_s: float = 0.0
     write_time_s: float = 0.0
     latency_factor: float = 1.0  # what faults do to it now
+    fault_used_bytes: float = 0.0  # a filesystem_full fault's floor, while it lasts
+
+    @property
+    def reported_used_bytes(self) -> float:
+        return max(self.used_bytes, self.fault_used_bytes)
 
 
 @dataclass
@@ -69,6 +74,9 @@ class SimulatedNode:
     mounts: dict[str, MountState] = field(default_factory=dict)
     ports: dict[str, PortState] = field(default_factory=dict)
     data_factor: float = 1.0  # > 1 when the host starves the input pipeline
+    memory_bytes: int = MEMORY_BYTES
+    swap_pages: int = SWAP_PAGES
+    port_gbps: float = PORT_GBPS
 
     def __post_init__(self) -> None:
         self.mounts = {
@@ -104,7 +112,7 @@ class SimulatedNode:
 
         # storage: the dataset streams from local NVMe; checkpoints go to the shared file system
         for mount in self.mounts.values():
-            mount.latency_factor = 1.0
+            mount.latency_factor, mount.fault_used_bytes = 1.0, 0.0
         throughput_cap = {m: 1.0 for m in self.mounts}
         for f in faults.get("slow_storage", ()):
             mount = str(f.params["mount"])
@@ -114,7 +122,7 @@ class SimulatedNode:
         for f in faults.get("filesystem_full", ()):
             mount = self.mounts.get(str(f.params["mount"]))
             if mount is not None:
-                mount.used_bytes = max(mount.used_bytes, mount.size_bytes * float(f.params["used_fraction"]))
+                mount.fault_used_bytes = mount.size_bytes * float(f.params["used_fraction"])
         local = self.mounts[ROOT_MOUNT]
         self._io(local, "read", 200e6 * training_util * throughput_cap[ROOT_MOUNT] * dt, 128 * 1024)
         ckpt = self.mounts[CHECKPOINT_MOUNT]
