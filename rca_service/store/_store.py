@@ -173,8 +173,11 @@ class SeriesStore:
         return cache
 
     def _cached(self, cache: dict, res: _Resource, metric: Any, kind: SeriesKind, point: Any,
-                result: IngestResult, *, cumulative: bool = True) -> Series | None:
-        key = tuple([kv.SerializeToString() for kv in point.attributes])
+                result: IngestResult, *, cumulative: bool = True, key: tuple[bytes, ...] | None = None
+                ) -> Series | None:
+        """The point's series, by its attributes' serialized bytes (``key``, when the caller has them)."""
+        if key is None:
+            key = tuple([kv.SerializeToString() for kv in point.attributes])
         found = cache.get(key)
         if found is None:
             found = self.get_or_create(metric.name, kind, metric.unit, res.attributes,
@@ -241,7 +244,7 @@ class SeriesStore:
             key = tuple([kv.SerializeToString() for kv in point.attributes])
             series = cache.get(key)
             if series is None:
-                series = self._cached(cache, res, metric, kind, point, result)
+                series = self._cached(cache, res, metric, kind, point, result, key=key)
                 if series is None:
                     continue
             # exactly one of as_double/as_int is set; the other reads as zero

@@ -117,9 +117,8 @@ class FakeCudaEvent:
         return end.at - self.at
 
 
-def test_device_phases_use_events_and_wait_for_them_without_blocking_the_loop(instrument):
-    FakeCudaEvent.clock_ms, FakeCudaEvent.done = 0.0, False
-    run = instrument()
+def one_device_step(run) -> None:
+    """A forward and backward pass timed as if on a GPU (FakeCudaEvent stands in for CUDA events)."""
     model = tiny_model()
     instrumentor = TorchInstrumentor(run.instrumentor, model=model, event_factory=FakeCudaEvent,
                                      force_device_timing=True).instrument()
@@ -128,6 +127,12 @@ def test_device_phases_use_events_and_wait_for_them_without_blocking_the_loop(in
             model(torch.randn(2, 8)).sum().backward()
     finally:
         instrumentor.uninstrument()
+
+
+def test_device_phases_use_events_and_wait_for_them_without_blocking_the_loop(instrument):
+    FakeCudaEvent.clock_ms, FakeCudaEvent.done = 0.0, False
+    run = instrument()
+    one_device_step(run)
     telemetry = run.instrumentor.telemetry
     assert telemetry.drain() == 0  # the device work has not finished: the step waits, the loop did not
     FakeCudaEvent.done = True
@@ -163,14 +168,7 @@ def test_device_phases_are_placed_on_the_device_timeline(instrument):
     """Kernels run one after another on the GPU even when they were queued at once."""
     run = instrument(span_every_steps=1)
     FakeCudaEvent.clock_ms, FakeCudaEvent.done = 0.0, True
-    model = tiny_model()
-    instrumentor = TorchInstrumentor(run.instrumentor, model=model, event_factory=FakeCudaEvent,
-                                     force_device_timing=True).instrument()
-    try:
-        with run.instrumentor.step():
-            model(torch.randn(2, 8)).sum().backward()
-    finally:
-        instrumentor.uninstrument()
+    one_device_step(run)
     run.flush()
     spans = {s.name: s for s in run.spans.get_finished_spans()}
     forward, backward, step = spans["train.forward"], spans["train.backward"], spans["train.step"]
