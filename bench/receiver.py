@@ -102,6 +102,9 @@ def measure(gpus: int, scrapes: int) -> dict:
 def measure_node(scrapes: int) -> dict:
     """The node's other layers on one node: each source's read, and the whole agent round (GPU layer
     empty: no driver here) with the OTel collection of everything, host layer (psutil) included."""
+    import os
+    import shutil
+    import tempfile
     from pathlib import Path
 
     from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -109,8 +112,14 @@ def measure_node(scrapes: int) -> dict:
     from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
 
     fixtures = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "node"
+    # this machine's /proc for the host layer, with the fixture's mounts and storage statistics
+    proc = Path(tempfile.mkdtemp(prefix="factorylens-bench-proc-")) / "proc"
+    shutil.copytree(fixtures / "proc", proc)
+    for name in os.listdir("/proc"):
+        if (not name.isdigit() or name == str(os.getpid())) and not (proc / name).exists():
+            (proc / name).symlink_to(Path("/proc") / name)
     reader = InMemoryMetricReader()
-    config = GpuReceiverConfig(backend="nvml", otlp="off", proc_root=str(fixtures / "proc"),
+    config = GpuReceiverConfig(backend="nvml", otlp="off", proc_root=str(proc),
                                sys_root=str(fixtures / "sys"), discovery_retry_interval_s=3600)
     receiver, _ = create_receiver(config, metric_readers=lambda host: [reader])
     pipeline = receiver.pipelines[0]
@@ -132,6 +141,9 @@ def measure_node(scrapes: int) -> dict:
         collected = sum(len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
                         for m in sm.metrics)
     receiver.shutdown()
+    shutil.rmtree(proc.parent, ignore_errors=True)
+    if pipeline.source_up.get("host") != 1:
+        raise RuntimeError("the host layer did not start: the measurement would leave it out")
     return {"node_cpu_ms_per_scrape": total_ns / scrapes / 1e6, "points_per_scrape": collected,
             "sources": {name: {"read_ms": ns / scrapes / 1e6, "points": points[name]}
                         for name, ns in per_source.items()}}

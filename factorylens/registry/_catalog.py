@@ -35,6 +35,8 @@ GPU_ERROR_TYPES = (
     "nvlink_crc_data", "nvlink_crc_flit", "nvlink_replay", "nvlink_recovery",
 )
 # InfiniBand / RoCE port errors (sysfs counters), on hw.errors{hw.type=network}
+# RoCE port hw_counters we export, by their sysfs file names' meaning
+ROCE_EVENTS = ("ecn_marked", "cnp_sent", "cnp_handled", "out_of_sequence", "packet_sequence_error")
 NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
 ATTRIBUTES = (
@@ -83,6 +85,8 @@ ATTRIBUTES = (
     AttributeSpec("system.filesystem.state", "string", "Used or free space.", S, ("used", "free")),
     AttributeSpec("disk.io.direction", "string", "Direction of storage I/O.", S, ("read", "write")),
     AttributeSpec("network.interface.name", "string", "Network port, e.g. mlx5_0/1 (device/port).", S),
+    AttributeSpec("factorylens.network.roce.event", "string", "RoCE congestion and ordering event (hw_counters).",
+                  F, ROCE_EVENTS),
     # the host layer, as opentelemetry-instrumentation-system-metrics names its attributes
     AttributeSpec("cpu", "int", "Logical CPU number.", S),
     AttributeSpec("state", "string", "CPU, memory or swap state (user, system, idle, used, free, ...).", S),
@@ -257,6 +261,10 @@ METRICS = _emitted_by(GPU_RECEIVER, (
                ("network.io.direction",), "nic", int),
     MetricSpec("hw.network.up", U, "1", "1 while the port is ACTIVE, else 0.", Domain.NETWORK, S, (), "nic", int),
     MetricSpec("hw.network.bandwidth.limit", U, "By/s", "The port's link rate.", Domain.NETWORK, S, (), "nic",
+               int),
+    MetricSpec("factorylens.network.roce.events", C, "{packet}", "RoCE congestion and ordering events from the "
+               "port's hw_counters: ECN-marked packets received, CNPs sent and handled, out-of-sequence "
+               "packets, packet sequence errors.", Domain.NETWORK, F, ("factorylens.network.roce.event",), "nic",
                int),
     MetricSpec("factorylens.network.xmit_wait", C, "{tick}", "Ticks the port had data to send but no credits "
                "(port_xmit_wait): congestion.", Domain.NETWORK, F, (), "nic", int),

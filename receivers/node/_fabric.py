@@ -1,6 +1,7 @@
 """InfiniBand / RoCE ports from sysfs: ``<sys>/class/infiniband/<device>/ports/<n>/``.
 
-Reads ``counters/`` (port_xmit_data and port_rcv_data count 4-byte words; packets; port_xmit_wait;
+Reads ``hw_counters/`` where present (RoCE: ECN-marked packets, CNPs, out-of-sequence packets) and
+``counters/`` (port_xmit_data and port_rcv_data count 4-byte words; packets; port_xmit_wait;
 symbol_error; link_downed; link_error_recovery; port_rcv_errors; port_xmit_discards), ``state``
 ("4: ACTIVE") and ``rate`` ("400 Gb/sec (4X NDR)"), per the kernel's sysfs ABI
 (Documentation/ABI/stable/sysfs-class-infiniband). The sysfs root is injectable (tests use a fixture
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 WORD_BYTES = 4
 ERROR_COUNTERS = {"symbol_error": "symbol", "link_downed": "link_downed", "link_error_recovery": "link_recovery",
                   "port_rcv_errors": "receive", "port_xmit_discards": "transmit_discard"}
+# hw_counters (RoCE, mlx5) → factorylens.network.roce.event
+ROCE_COUNTERS = {"np_ecn_marked_roce_packets": "ecn_marked", "np_cnp_sent": "cnp_sent", "rp_cnp_handled": "cnp_handled",
+                 "out_of_sequence": "out_of_sequence", "packet_seq_err": "packet_sequence_error"}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
 
 
@@ -66,18 +70,24 @@ class FabricSource(NodeSource):
         match = _RATE.match(rate or "")
         if match:
             add(points, "hw.network.bandwidth.limit", ident, int(float(match.group(1)) * 1e9 / 8))
-        counters = port / "counters"
-        if not counters.is_dir():
-            return
         key = (device, port.name)
 
-        def counter(name: str) -> float | None:
-            raw = self._read(counters / name)
+        def counter(name: str, folder: str = "counters") -> float | None:
+            raw = self._read(port / folder / name)
             try:
                 return self._counters.total(key + (name,), float(raw)) if raw is not None else None
             except ValueError:
                 return None
 
+        if (port / "hw_counters").is_dir():
+            for name, event in ROCE_COUNTERS.items():
+                if (port / "hw_counters" / name).exists():
+                    value = counter(name, "hw_counters")
+                    if value is not None:
+                        add(points, "factorylens.network.roce.events",
+                            {**ident, "factorylens.network.roce.event": event}, int(value))
+        if not (port / "counters").is_dir():
+            return
         for name, direction in (("port_xmit_data", "transmit"), ("port_rcv_data", "receive")):
             value = counter(name)
             if value is not None:

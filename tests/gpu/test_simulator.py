@@ -95,7 +95,8 @@ def test_everything_emitted_is_declared_in_the_registry(sim_factory):
                                                "telemetry.sdk.version", "service.instance.id"} <= set(REGISTRY.resource_attributes)
     emitted = set(sim.collect("sim-node-0")) | set(sim.collect("sim-node-1"))
     gpu_metrics = {m.name for m in REGISTRY.emitted_by(GPU_RECEIVER)}
-    assert gpu_metrics - emitted == {"hw.fan.speed_ratio"}  # H100 boards have no fan of their own
+    # H100 boards have no fan of their own; the simulated fabric is InfiniBand, not RoCE
+    assert gpu_metrics - emitted == {"hw.fan.speed_ratio", "factorylens.network.roce.events"}
 
 
 def test_resource_identifies_the_host_and_marks_simulation(sim_factory):

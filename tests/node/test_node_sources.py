@@ -48,6 +48,9 @@ def test_fabric_counters_from_sysfs():
     assert one(points, "hw.errors", **port, **{"error.type": "link_downed"}) == 1
     assert one(points, "hw.network.up", **port) == 1
     assert one(points, "hw.network.bandwidth.limit", **port) == 50_000_000_000
+    assert one(points, "factorylens.network.roce.events", **port, **{"factorylens.network.roce.event": "out_of_sequence"}) == 0
+    assert one(points, "factorylens.network.roce.events", **port, **{"factorylens.network.roce.event": "ecn_marked"}) == 2
+    assert len(by(points, "factorylens.network.roce.events", **port)) == 2  # the two hw_counters present
     attributes = points["hw.network.up"][0][0]
     assert attributes["hw.id"] == "b8ce:f603:00a1:2c3e/1" and attributes["hw.type"] == "network"
     # a port without a counters folder still reports its state and rate
