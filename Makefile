@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(PY) bench/receiver.py
 	$(PY) bench/ingest.py
 	$(PY) bench/instrumentation.py
+	$(PY) bench/baselines.py
+	$(PY) bench/nab.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

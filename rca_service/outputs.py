@@ -16,7 +16,8 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentChange, IncidentState
 from factorylens.rca_service.ingest import IngestStats
-from factorylens.rca_service.store import SeriesStore
+from factorylens.rca_service.baselines import workload_predictability
+from factorylens.rca_service.store import SeriesInfo, SeriesStore
 from factorylens.rca_service.wal import WriteAheadLog
 from factorylens.telemetry import make_logger_provider, make_resource
 
@@ -43,6 +44,7 @@ def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, an
             info = series.info
             scored.append(({"factorylens.series.id": sid, "factorylens.metric": info.metric,
                             "factorylens.entity": info.entity, "factorylens.domain": info.domain}, score))
+    predictable = _workload_predictability(store, analyzer.predictability())
     causes: Points = [
         ({"factorylens.incident.id": i.id, "factorylens.cause.rank": c.rank, "factorylens.entity": c.entity,
           "factorylens.domain": c.domain, "factorylens.metric": c.signal}, c.score)
@@ -61,9 +63,27 @@ def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, an
         "factorylens.rca.store.points": [({}, store_stats["points"])],
         "factorylens.rca.store.memory": [({}, store_stats["bytes"])],
         "factorylens.anomaly.score": scored,
+        "factorylens.baseline.predictability": predictable,
         "factorylens.incidents.open": [({}, len(open_incidents))],
         "factorylens.incident.cause.score": causes,
     }
+
+
+def workload_of(info: SeriesInfo) -> str:
+    """The job a series belongs to where it has one, else its service, else its entity."""
+    for key in ("factorylens.job.id", "service.name"):
+        value = info.resource.get(key) or info.attributes.get(key)
+        if value and not str(value).startswith("unknown_service"):
+            return str(value)
+    return info.entity
+
+
+def _workload_predictability(store: SeriesStore, per_series: dict[str, float]) -> Points:
+    with store.lock:
+        workloads = {sid: workload_of(store.series[sid].info) for sid in per_series if sid in store.series}
+    table = workload_predictability(per_series, workloads)
+    ranked = sorted(table.items())[:MAX_SCORED_SERIES]
+    return [({"factorylens.workload": w}, value) for w, value in ranked]
 
 
 class IncidentLog:

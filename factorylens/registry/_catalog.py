@@ -103,6 +103,8 @@ ATTRIBUTES = (
                   ("metrics", "traces", "logs", "api")),
     AttributeSpec("factorylens.rca.reason", "string", "Why data or a request was refused.", F),
     AttributeSpec("factorylens.series.id", "string", "Stable id of a stored series.", F),
+    AttributeSpec("factorylens.workload", "string", "The workload a finding is about: the job id where the "
+                  "series has one, else its service or entity.", F),
     AttributeSpec("factorylens.metric", "string", "Metric name of the series a finding is about.", F),
     AttributeSpec("factorylens.entity", "string", "What a series or cause describes (kind:name, e.g. "
                   "gpu:GPU-1f2e…, host:node-3).", F),
@@ -337,6 +339,9 @@ METRICS = _emitted_by(GPU_RECEIVER, (
     MetricSpec("factorylens.anomaly.score", G, "1", "Latest anomaly score in [0, 1] (0.5 = at the threshold) "
                "of the most anomalous series.", Domain.RCA, F,
                ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain")),
+    MetricSpec("factorylens.baseline.predictability", G, "1", "How well seasonal baselines explain a "
+               "workload's series, in [0, 1] (median over its series; lowered when points leave the 95% band "
+               "more often than 5% of the time).", Domain.RCA, F, ("factorylens.workload",)),
     MetricSpec("factorylens.incidents.open", U, "{incident}", "Open incidents.", Domain.RCA, F, (), None, int),
     MetricSpec("factorylens.incident.cause.score", G, "1", "Score of each ranked cause of each open incident.",
                Domain.RCA, F, ("factorylens.incident.id", "factorylens.cause.rank", "factorylens.entity",

@@ -89,6 +89,8 @@ class Baseline:
     lower: np.ndarray
     upper: np.ndarray
     score: np.ndarray
+    predictability: float = float("nan")
+    periods_s: list[float] = field(default_factory=list)
 
 
 class Analyzer(abc.ABC):
@@ -112,6 +114,10 @@ class Analyzer(abc.ABC):
     @abc.abstractmethod
     def anomaly_scores(self) -> dict[str, float]:
         """The latest anomaly score in [0, 1] of every series analyzed."""
+
+    def predictability(self) -> dict[str, float]:
+        """How well each series' baseline explains it, in [0, 1] (series with a fitted baseline)."""
+        return {}
 
     def incident(self, incident_id: str) -> Incident | None:
         return next((i for i in self.incidents() if i.id == incident_id), None)

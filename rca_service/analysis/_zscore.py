@@ -30,6 +30,7 @@ from factorylens.rca_service.analysis._base import (
     IncidentChange,
     IncidentState,
 )
+from factorylens.rca_service.baselines import BaselineBank
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
 
 log = logging.getLogger(__name__)
@@ -98,9 +99,10 @@ class _Anomaly:
 class RobustZScoreAnalyzer(Analyzer):
     name = "robust-zscore"
 
-    def __init__(self, config: RobustZScoreConfig | None = None) -> None:
+    def __init__(self, config: RobustZScoreConfig | None = None, baselines: BaselineBank | None = None) -> None:
         self.config = config or RobustZScoreConfig()
         self.config.validate()
+        self.baselines = baselines or BaselineBank()
         self._lock = threading.Lock()
         self._pass_lock = threading.Lock()  # one analysis pass at a time (the loop, analyze_now())
         self._seen_until: dict[str, int] = {}
@@ -148,6 +150,7 @@ class RobustZScoreAnalyzer(Analyzer):
 
     def _forget_missing(self, live: set[str]) -> None:
         """Drop the state of series the store no longer has (retention): their anomalies end."""
+        self.baselines.forget(live)
         for table in (self._seen_until, self._scores, self._intervals):
             for sid in [sid for sid in table if sid not in live]:
                 del table[sid]
@@ -169,6 +172,7 @@ class RobustZScoreAnalyzer(Analyzer):
         if not len(ts):
             return None
         self._seen_until[info.id] = int(ts[-1])
+        self._feed_baseline(store, info, seen, ts, values, now_unix_nano)
         fresh = int(np.count_nonzero(ts > seen if seen else ts > ts[-1] - window // 10))
         if not fresh:
             return None
@@ -189,6 +193,20 @@ class RobustZScoreAnalyzer(Analyzer):
         onset = previous.onset if previous else int(recent_ts[-run])
         peak = int(np.argmax(np.abs(z[-run:]))) - run
         return _Anomaly(info.id, onset, int(recent_ts[-1]), float(z[peak]), float(recent[peak]), median, scale)
+
+    def _feed_baseline(self, store: SeriesStore, info: SeriesInfo, seen: int, ts: np.ndarray, values: np.ndarray,
+                       now_unix_nano: int) -> None:
+        """New points to the series' seasonal baseline; its first call brings all stored history (the
+        warm start after a restart: the store was rebuilt from snapshot and WAL)."""
+        if not seen:
+            _, ts, values = store.query(info.id, None, 0)
+            ok = np.isfinite(values) & (ts <= now_unix_nano + MAX_SKEW_NS)
+            if ok.any():
+                self.baselines.warm_start(info.id, ts[ok] / NS, values[ok])
+            return
+        new = ts > seen
+        if new.any():
+            self.baselines.observe(info.id, ts[new] / NS, values[new])
 
     def _update_incidents(self, store: SeriesStore, now: int) -> list[tuple[IncidentChange, Incident]]:
         cfg = self.config
@@ -322,9 +340,22 @@ class RobustZScoreAnalyzer(Analyzer):
     def anomaly_scores(self) -> dict[str, float]:
         return dict(self._scores)
 
+    def predictability(self) -> dict[str, float]:
+        return self.baselines.predictability()
+
     def baseline(self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int,
                  view: View | None = None) -> Baseline:
         cfg = self.config
+        seasonal = self.baselines.baseline(series_id)
+        if seasonal is not None and (view is None or view is store.series[series_id].info.default_view):
+            info, ts, observed = store.query(series_id, view, start_unix_nano, end_unix_nano)
+            expected = seasonal.expected(ts / NS)
+            lower, upper = seasonal.band(ts / NS)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                score = score_of((observed - expected) / max(seasonal.scale, self._floor(info.unit)), cfg.threshold)
+            return Baseline(series_id, f"seasonal-{seasonal.method}", info.default_view, ts, observed, expected,
+                            lower, upper, np.asarray(score, dtype=float),
+                            self.baselines.predictability().get(series_id, float("nan")), seasonal.periods_s)
         info, ts, values = store.query(series_id, view, start_unix_nano - int(cfg.window_s * NS), end_unix_nano)
         index = pd.to_datetime(ts, unit="ns")
         s = pd.Series(values, index=index)

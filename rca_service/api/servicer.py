@@ -127,4 +127,5 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
             info=series_info_message(info, self._store), method=baseline.method, view=baseline.view.value,
             time_unix_nano=baseline.time_unix_nano.tolist(), observed=clean(baseline.observed),
             expected=clean(baseline.expected), lower=clean(baseline.lower), upper=clean(baseline.upper),
-            score=clean(baseline.score))
+            score=clean(baseline.score), predictability=baseline.predictability,
+            season_periods_s=baseline.periods_s)

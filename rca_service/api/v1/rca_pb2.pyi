@@ -254,7 +254,7 @@ class GetBaselineRequest(_message.Message):
     def __init__(self, series_id: _Optional[str] = ..., start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., view: _Optional[str] = ...) -> None: ...
 
 class Baseline(_message.Message):
-    __slots__ = ("info", "method", "view", "time_unix_nano", "observed", "expected", "lower", "upper", "score")
+    __slots__ = ("info", "method", "view", "time_unix_nano", "observed", "expected", "lower", "upper", "score", "predictability", "season_periods_s")
     INFO_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     VIEW_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +264,8 @@ class Baseline(_message.Message):
     LOWER_FIELD_NUMBER: _ClassVar[int]
     UPPER_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
+    PREDICTABILITY_FIELD_NUMBER: _ClassVar[int]
+    SEASON_PERIODS_S_FIELD_NUMBER: _ClassVar[int]
     info: SeriesInfo
     method: str
     view: str
@@ -273,4 +275,6 @@ class Baseline(_message.Message):
     lower: _containers.RepeatedScalarFieldContainer[float]
     upper: _containers.RepeatedScalarFieldContainer[float]
     score: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, info: _Optional[_Union[SeriesInfo, _Mapping]] = ..., method: _Optional[str] = ..., view: _Optional[str] = ..., time_unix_nano: _Optional[_Iterable[int]] = ..., observed: _Optional[_Iterable[float]] = ..., expected: _Optional[_Iterable[float]] = ..., lower: _Optional[_Iterable[float]] = ..., upper: _Optional[_Iterable[float]] = ..., score: _Optional[_Iterable[float]] = ...) -> None: ...
+    predictability: float
+    season_periods_s: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, info: _Optional[_Union[SeriesInfo, _Mapping]] = ..., method: _Optional[str] = ..., view: _Optional[str] = ..., time_unix_nano: _Optional[_Iterable[int]] = ..., observed: _Optional[_Iterable[float]] = ..., expected: _Optional[_Iterable[float]] = ..., lower: _Optional[_Iterable[float]] = ..., upper: _Optional[_Iterable[float]] = ..., score: _Optional[_Iterable[float]] = ..., predictability: _Optional[float] = ..., season_periods_s: _Optional[_Iterable[float]] = ...) -> None: ...

@@ -1,0 +1,114 @@
+"""Baselines for every series the service stores: one streaming detector per series, bounded."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from factorylens.rca_service.baselines._baseline import SeasonalBaseline
+from factorylens.rca_service.baselines._detector import StreamingDetector, StreamingDetectorConfig
+
+
+@dataclass(frozen=True)
+class BaselineBankConfig:
+    """
+    :param detector: how each series is scored (probation, refits, history kept)
+    :param max_series: detectors kept at most; the least recently fed is dropped first
+    """
+
+    detector: StreamingDetectorConfig = field(default_factory=lambda: StreamingDetectorConfig(
+        probation_points=360, refit_every_points=1440, fit_history_points=2880))
+    max_series: int = 5000
+
+    def validate(self) -> None:
+        if self.max_series < 1:
+            raise ValueError("max_series must be at least 1")
+        self.detector.validate()
+
+
+class BaselineBank:
+    """Feeds each series' new points to its detector (the first call with a series' stored history
+    is its warm start) and answers what its baseline, latest score and predictability are."""
+
+    def __init__(self, config: BaselineBankConfig | None = None) -> None:
+        self.config = config or BaselineBankConfig()
+        self.config.validate()
+        self._lock = threading.Lock()
+        self._detectors: OrderedDict[str, StreamingDetector] = OrderedDict()
+        self._scores: dict[str, float] = {}
+
+    def observe(self, series_id: str, times_s: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Score new points of one series (ascending times, seconds)."""
+        detector = self._detector_for(series_id)
+        scores = detector.score(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
+        if detector.baseline is not None:
+            detector.baseline.update(times_s, values)
+        if scores.size:
+            with self._lock:
+                self._scores[series_id] = float(scores[-1])
+        return scores
+
+    def warm_start(self, series_id: str, times_s: np.ndarray, values: np.ndarray) -> None:
+        """Learn a series' history (a file, a Prometheus range) before its live points arrive."""
+        self._detector_for(series_id).warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
+
+    def _detector_for(self, series_id: str) -> StreamingDetector:
+        """The series' detector (created on first use), marked most recently used; beyond
+        ``max_series`` the least recently used one is dropped."""
+        with self._lock:
+            detector = self._detectors.pop(series_id, None) or StreamingDetector(self.config.detector)
+            self._detectors[series_id] = detector
+            while len(self._detectors) > self.config.max_series:
+                dropped, _ = self._detectors.popitem(last=False)
+                self._scores.pop(dropped, None)
+            return detector
+
+    def forget(self, live: set[str]) -> None:
+        with self._lock:
+            for series_id in [s for s in self._detectors if s not in live]:
+                del self._detectors[series_id]
+                self._scores.pop(series_id, None)
+
+    def baseline(self, series_id: str) -> SeasonalBaseline | None:
+        with self._lock:
+            detector = self._detectors.get(series_id)
+        return detector.baseline if detector else None
+
+    def scores(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._scores)
+
+    def predictability(self) -> dict[str, float]:
+        """Per series with a fitted baseline: how well it explains the series, in [0, 1], lowered
+        when recent points fell inside its 95% band less often than they should."""
+        with self._lock:
+            baselines = {s: d.baseline for s, d in self._detectors.items() if d.baseline is not None}
+        out = {}
+        for series_id, baseline in baselines.items():
+            value = baseline.predictability
+            if math.isnan(value):
+                continue
+            if baseline.coverage_total >= 20:
+                value *= min(1.0, baseline.coverage / NOMINAL_COVERAGE)
+            out[series_id] = float(value)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._detectors)
+
+
+NOMINAL_COVERAGE = 0.95
+
+
+def workload_predictability(per_series: dict[str, float], workload_of: dict[str, str]) -> dict[str, float]:
+    """The median predictability of each workload's series (series without a workload are left out)."""
+    groups: dict[str, list[float]] = {}
+    for series_id, value in per_series.items():
+        workload = workload_of.get(series_id)
+        if workload:
+            groups.setdefault(workload, []).append(value)
+    return {w: float(np.median(v)) for w, v in groups.items()}
