@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -42,7 +43,8 @@ from factorylens.rca_service.evaluation import (
     score_corpus,
 )
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+DEFAULT_DATA = Path(os.environ.get("FACTORYLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) \
+    / "data" / "nab"
 PUBLISHED = ("null", "random", "windowedGaussian", "twitterADVec", "numenta", "ARTime")
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -12,6 +14,9 @@ from factorylens.rca_service import RcaService, RcaServiceConfig
 from factorylens.receivers.gpu.jobs import StaticJobResolver
 from factorylens.receivers.gpu.nvml import NvmlBackend
 from factorylens.receivers.gpu.sim import Scenario, SimulatedCluster, SimulatedNvml
+
+# the project's shared data (NAB, RCA datasets), next to the checkout unless FACTORYLENS_SHARED says where
+SHARED = Path(os.environ.get("FACTORYLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
 
 
 class ManualClock:

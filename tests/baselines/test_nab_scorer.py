@@ -3,8 +3,6 @@ folder gives the normalised scores a correct scorer must reproduce within 0.1 po
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,7 +18,9 @@ from factorylens.rca_service.evaluation import (
     score_file,
 )
 
-NAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nab"
+from tests.conftest import SHARED
+
+NAB = SHARED / "data" / "nab"
 
 # ../shared/data/nab/README.md, "Expected scores on these 41 files"
 EXPECTED = {
@@ -35,6 +35,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def corpus() -> tuple[NabCorpus, dict]:
+    assert NAB.is_dir(), f"{NAB} missing: the shared data sits next to the checkout (or set FACTORYLENS_SHARED)"
     nab = NabCorpus(NAB)
     return nab, {f.name: (f, file_weights(f.data.timestamp, f.windows)) for f in nab}
 
