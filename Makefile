@@ -46,6 +46,10 @@ bench: $(STAMP)
 	$(PY) bench/instrumentation.py
 	$(PY) bench/baselines.py
 	$(PY) bench/nab.py
+	$(PY) bench/rca.py
+	$(PY) bench/ranking.py
+	$(PY) bench/scenarios.py
+	$(PY) bench/specificity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -202,6 +202,13 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
                    help="log records kept as events (default %(default)s)")
     g.add_argument("--analysis-interval", type=float, default=d.analysis_interval_s, metavar="SECONDS",
                    dest="analysis_interval_s", help="period of the anomaly/incident pass (default %(default)s)")
+    g.add_argument("--analyzer", default=d.analyzer, choices=("kpi-ranking", "zscore"),
+                   help="kpi-ranking: an incident opens when a KPI (step time, throughput, goodput, server "
+                        "latency or errors, an alert) breaks, with causes ranked over the topology; zscore: "
+                        "any anomalous series opens one (default %(default)s)")
+    g.add_argument("--kpi-metrics", default=d.kpi_metrics, metavar="NAMES",
+                   help="comma-separated metric names or globs that are KPIs (default: the training KPIs "
+                        "factorylens.train.step.duration, samples/tokens rate and goodput)")
     g = p.add_argument_group("security")
     g.add_argument("--tls-cert", default=d.tls_cert, metavar="PEM", help="serve gRPC and /metrics over TLS")
     g.add_argument("--tls-key", default=d.tls_key, metavar="PEM", help="private key of --tls-cert")
@@ -242,6 +249,24 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("id")
     c.set_defaults(func=_run_rca_client)
 
+    r = rsub.add_parser(
+        "replay", help="find the incidents and ranked causes in historical telemetry (post-mortems)",
+        description="Feed historical telemetry to the same analyzer the service runs, one interval at a time, "
+                    "and print the incidents it opens with their ranked, explained causes.",
+        epilog=_REPLAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("telemetry", help="a long-format CSV/Parquet table (time, entity, signal or metric, value) or "
+                                     "OTLP JSON lines (.json/.jsonl, as the collector's file exporter writes)")
+    r.add_argument("--topology", metavar="FILE",
+                   help="extra dependency edges: JSON {\"edges\": [{\"src\", \"dst\", \"relation\"}]} or CSV "
+                        "src,dst[,relation]; src depends on dst; relations: contains, uses, runs_on, calls")
+    r.add_argument("--kpi", action="append", default=[], metavar="METRIC",
+                   help="a KPI metric (or signal) name or glob; repeat for several (default: the training KPIs)")
+    r.add_argument("--interval", type=float, default=10.0, metavar="SECONDS", dest="interval_s",
+                   help="analysis period, normally the scrape interval (default %(default)s)")
+    r.add_argument("--json", action="store_true", help="print the incidents as JSON")
+    r.add_argument("--causes", type=int, default=5, metavar="N", help="causes shown per incident (default 5)")
+    r.set_defaults(func=_run_rca_replay)
+
 
 def _run_rca_serve(args: argparse.Namespace) -> int:
     from factorylens.rca_service import ConfigError, RcaService, RcaServiceConfig, ServiceError
@@ -261,6 +286,47 @@ def _run_rca_serve(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     service.stop()  # on the main thread: in-flight requests finish, a snapshot is cut, the WAL closed
+    return 0
+
+
+_REPLAY_EPILOG = """\
+examples:
+  factorylens rca replay metrics.csv --kpi factorylens.train.step.duration
+  factorylens rca replay otlp-export.jsonl --topology edges.csv --json > incidents.json
+
+A long table's entity is used as given (e.g. gpu:GPU-1f2e..., host:node-3, service:checkout); OTLP
+data get theirs from resource attributes (hw.id, host.name, factorylens.job.id, ...).
+"""
+
+
+def _run_rca_replay(args: argparse.Namespace) -> int:
+    from factorylens.rca_service.ranking import Topology
+    from factorylens.rca_service.replay import incidents_as_json, replay
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            print(f"\rreplayed {done}/{total} batches", end="\n" if done == total else "", file=sys.stderr)
+
+    try:
+        topology = Topology.load(args.topology) if args.topology else None
+        incidents = replay(args.telemetry, topology=topology, kpi_metrics=tuple(args.kpi), interval_s=args.interval_s,
+                           progress=progress)
+    except (OSError, ValueError) as exc:
+        print(f"factorylens rca replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(incidents_as_json(incidents))
+        return 0
+    from factorylens.rca_service.client import when
+
+    for incident in incidents:
+        resolved = f", resolved {when(incident.resolved_unix_nano)}" if incident.resolved_unix_nano else ""
+        print(f"{incident.id} [{incident.state.value}] {incident.title}")
+        print(f"  onset {when(incident.onset_unix_nano)}, opened {when(incident.opened_unix_nano)}{resolved}")
+        for cause in incident.causes[:args.causes]:
+            print(f"  #{cause.rank} {cause.entity} ({cause.domain}) {cause.signal}  score {cause.score:.2f}")
+            print(f"      {cause.explanation}")
+    print(f"{len(incidents)} incident(s)")
     return 0
 
 

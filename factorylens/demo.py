@@ -156,7 +156,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
     from factorylens.rca_service import RcaService, RcaServiceConfig
-    from factorylens.rca_service.analysis import RobustZScoreAnalyzer, RobustZScoreConfig
+    from factorylens.rca_service.analysis import KpiRankingAnalyzer, KpiRankingConfig, RobustZScoreConfig
     from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
     from factorylens.receivers.gpu.console import ConsoleTable
     from factorylens.receivers.gpu.receiver import tune_gc_for_agent
@@ -167,10 +167,14 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     printer = IncidentPrinter(stream)
     # the simulated cluster lives `speed` times faster than the wall clock stamping its points, so the
     # analysis windows shrink by the same factor (an hour of history is 6 minutes at speed 10)
-    defaults = RobustZScoreConfig()
-    analyzer = RobustZScoreAnalyzer(RobustZScoreConfig(
-        window_s=defaults.window_s / options.speed, merge_window_s=defaults.merge_window_s / options.speed,
-        resolve_after_s=max(defaults.resolve_after_s / options.speed, 3 * options.collection_interval_s)))
+    defaults, settings = RobustZScoreConfig(), KpiRankingConfig()
+    analyzer = KpiRankingAnalyzer(KpiRankingConfig(
+        detection=RobustZScoreConfig(
+            window_s=defaults.window_s / options.speed, merge_window_s=defaults.merge_window_s / options.speed,
+            resolve_after_s=max(defaults.resolve_after_s / options.speed, 3 * options.collection_interval_s)),
+        lookback_s=settings.lookback_s / options.speed, rerank_for_s=settings.rerank_for_s / options.speed,
+        rerank_interval_s=settings.rerank_interval_s / options.speed,
+        lead_s=settings.lead_s / options.speed))
     service = RcaService(RcaServiceConfig(listen=options.rca_listen, metrics_listen=options.rca_metrics_listen,
                                           data_dir=data_dir, analysis_interval_s=options.collection_interval_s,
                                           fsync="interval"),

@@ -91,10 +91,11 @@ class GoodputLedger:
     the wall clock runs from the job's first start.
     """
 
-    def __init__(self, config: TrainingConfig) -> None:
+    def __init__(self, config: TrainingConfig, wall_clock_ns: Callable[[], int] | None = None) -> None:
         self.path = (Path(config.state_dir) / f"goodput-{config.job_id}-rank{config.rank}.json"
                      if config.state_dir else None)
-        self.job_start_ns = time.time_ns()
+        self._wall_clock_ns = wall_clock_ns or time.time_ns
+        self.job_start_ns = self._wall_clock_ns()
         self.productive_s = 0.0
         if self.path is not None and self.path.exists():
             try:
@@ -107,7 +108,7 @@ class GoodputLedger:
             self.checkpointed()  # the job's first start, even if it crashes before its first checkpoint
 
     def goodput(self) -> float:
-        wall = (time.time_ns() - self.job_start_ns) / 1e9
+        wall = (self._wall_clock_ns() - self.job_start_ns) / 1e9
         return min(1.0, self.productive_s / wall) if wall > 0 else 0.0
 
     def checkpointed(self) -> None:
@@ -124,17 +125,26 @@ class GoodputLedger:
 
 
 class TrainingTelemetry:
-    """Drains a :class:`StepRecorder` into OTel instruments and spans; owns the background thread."""
+    """Drains a :class:`StepRecorder` into OTel instruments and spans; owns the background thread.
+
+    ``clock`` (monotonic seconds: the rate window), ``wall_clock_ns`` (goodput's wall clock) and
+    ``mountpoint_of`` (a checkpoint path's file system) are injectable, so a simulation can run the
+    real telemetry in simulated time with simulated mounts (``factorylens.scenarios``).
+    """
 
     def __init__(self, config: TrainingConfig, recorder: StepRecorder, meter: Meter, tracer: Tracer,
-                 span_attributes: dict[str, Any]) -> None:
+                 span_attributes: dict[str, Any], *, clock: Callable[[], float] | None = None,
+                 wall_clock_ns: Callable[[], int] | None = None,
+                 mountpoint_of: Callable[[str], str] | None = None) -> None:
         self.config = config
         self.recorder = recorder
         self.tracer = tracer
         self.span_attributes = span_attributes
-        self.ledger = GoodputLedger(config)
+        self._clock = clock or time.monotonic
+        self._mountpoint_of = mountpoint_of or mountpoint
+        self.ledger = GoodputLedger(config, wall_clock_ns)
         self._lock = threading.Lock()
-        self._started = time.monotonic()
+        self._started = self._clock()
         # (monotonic end, samples, tokens, step seconds, data seconds) of the steps in the rate window
         self._window: deque[tuple[float, int, int, float, float]] = deque()
         self._checkpoint_rate: dict[tuple[str, str], float] = {}
@@ -184,7 +194,7 @@ class TrainingTelemetry:
     # ---- observable callbacks (the reader's thread) ---------------------------------------------
     def _window_sums(self) -> tuple[float, int, int, float, float]:
         """(seconds covered, samples, tokens, step seconds, data seconds) over the last export interval."""
-        now = time.monotonic()
+        now = self._clock()
         span = min(self.config.export_interval_s, now - self._started)
         with self._lock:
             while self._window and self._window[0][0] < now - self.config.export_interval_s:
@@ -312,7 +322,7 @@ class TrainingTelemetry:
         other_ns = (record.end - record.start) - _interval_union_ns((s, e) for _, s, e, _ in record.phases)
         if other_ns > 0:
             self.phase_duration.record(other_ns / 1e9, _phase_attributes("other"))
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
             self._window.append((now, record.samples, record.tokens, duration, data_ns / 1e9))
             while self._window and self._window[0][0] < now - self.config.export_interval_s:
@@ -336,7 +346,7 @@ class TrainingTelemetry:
         if not path:
             return False  # e.g. torch.save into a buffer: not a checkpoint on storage
         op = name.split(".", 1)[1]
-        labels = {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": mountpoint(path)}
+        labels = {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": self._mountpoint_of(path)}
         self.checkpoint_duration.record(seconds, labels)
         size = int(attributes.get("bytes") or 0) or path_size(path, since_wall_ns if op == "save" else 0)
         attributes["bytes"] = size

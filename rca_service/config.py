@@ -17,6 +17,9 @@ from factorylens.rca_service.wal import FsyncPolicy
 ENV_PREFIX = "FACTORYLENS_RCA_"
 
 
+ANALYZERS = ("kpi-ranking", "zscore")
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message says which and why."""
 
@@ -62,6 +65,11 @@ class RcaServiceConfig:
     max_events: int = _default("max_events", 100_000)  # type: ignore[assignment]
     # analysis
     analysis_interval_s: float = _default("analysis_interval_s", 10.0)  # type: ignore[assignment]
+    # "kpi-ranking": incidents open when a KPI breaks, causes ranked over the topology (the default);
+    # "zscore": every anomalous series opens or joins an incident, causes ordered by onset
+    analyzer: str = _default("analyzer", "kpi-ranking")  # type: ignore[assignment]
+    # comma-separated metric names or globs whose series are KPIs (empty: the training KPIs)
+    kpi_metrics: str = _default("kpi_metrics", "")  # type: ignore[assignment]
     # security
     tls_cert: str = _default("tls_cert", "")  # type: ignore[assignment]
     tls_key: str = _default("tls_key", "")  # type: ignore[assignment]
@@ -101,6 +109,8 @@ class RcaServiceConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be positive")
+        if self.analyzer not in ANALYZERS:
+            raise ConfigError(f"analyzer={self.analyzer!r}: expected one of {', '.join(ANALYZERS)}")
         if self.max_message_mb > 2047:
             raise ConfigError("max_message_mb must be below 2048 (gRPC's limit)")
         if bool(self.tls_cert) != bool(self.tls_key):

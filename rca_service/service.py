@@ -21,7 +21,14 @@ import grpc
 from factorylens import __version__
 from factorylens.exposition import MetricsServer, SnapshotCollector
 from factorylens.rca_service._security import BearerTokenInterceptor, server_credentials
-from factorylens.rca_service.analysis import Analyzer, Incident, IncidentChange, RobustZScoreAnalyzer
+from factorylens.rca_service.analysis import (
+    Analyzer,
+    Incident,
+    IncidentChange,
+    KpiRankingAnalyzer,
+    KpiRankingConfig,
+    RobustZScoreAnalyzer,
+)
 from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.config import RcaServiceConfig, split_host_port
@@ -38,6 +45,13 @@ PROGRESS_EVERY_S = 5.0
 _SIGNAL_OF_SERVICE = {s.service: s.name for s in SIGNALS}
 
 
+def make_analyzer(config: RcaServiceConfig) -> Analyzer:
+    if config.analyzer == "zscore":
+        return RobustZScoreAnalyzer()
+    kpis = tuple(k.strip() for k in config.kpi_metrics.split(",") if k.strip())
+    return KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=kpis) if kpis else None)
+
+
 class ServiceError(RuntimeError):
     """The service cannot start (e.g. the port is taken or the data directory is not writable)."""
 
@@ -51,7 +65,7 @@ class RcaService:
         self.data_dir = Path(config.data_dir)
         self.store = SeriesStore(StoreLimits(max_series=config.max_series, retention_s=config.retention_s,
                                              max_events=config.max_events))
-        self.analyzer = analyzer or RobustZScoreAnalyzer()
+        self.analyzer = analyzer or make_analyzer(config)
         self.stats = IngestStats()
         self.gate = IngestGate()
         self.wal = WriteAheadLog(self.data_dir / "wal", FsyncPolicy(config.fsync), config.fsync_interval_s,

@@ -9,9 +9,16 @@ from factorylens.rca_service.analysis._base import (
     IncidentChange,
     IncidentState,
 )
+from factorylens.rca_service.analysis._ranked import (
+    KpiRankingAnalyzer,
+    KpiRankingConfig,
+    change_point,
+    config_for_interval,
+)
 from factorylens.rca_service.analysis._zscore import RobustZScoreAnalyzer, RobustZScoreConfig
 
 __all__ = [
     "Analyzer", "Baseline", "Cause", "Evidence", "Incident", "IncidentChange", "IncidentState",
-    "RobustZScoreAnalyzer", "RobustZScoreConfig",
+    "KpiRankingAnalyzer", "KpiRankingConfig", "RobustZScoreAnalyzer", "RobustZScoreConfig", "change_point",
+    "config_for_interval",
 ]

@@ -370,7 +370,7 @@ class RobustZScoreAnalyzer(Analyzer):
         observed = values[keep]
         with np.errstate(invalid="ignore"):
             score = score_of((observed - expected) / (band / cfg.threshold), cfg.threshold)
-        return Baseline(series_id, self.name, view or info.default_view, ts[keep], observed, expected,
+        return Baseline(series_id, "robust-zscore", view or info.default_view, ts[keep], observed, expected,
                         expected - band, expected + band, np.asarray(score, dtype=float))
 
 

@@ -1,5 +1,7 @@
-"""Accuracy scoring against public labelled data: the NAB scorer for detection."""
+"""Accuracy scoring against public labelled data: the NAB scorer for detection; AC@k and Avg@k for
+root-cause ranking, with adapters from the PetShop and Nezha datasets."""
 
+from factorylens.rca_service.evaluation._datasets import RcaCase, load_nezha, load_petshop, pod_to_service
 from factorylens.rca_service.evaluation._nab import (
     PROFILE_BY_NAME,
     PROFILES,
@@ -17,9 +19,28 @@ from factorylens.rca_service.evaluation._nab import (
     score_corpus,
     score_file,
 )
+from factorylens.rca_service.evaluation._ranking import (
+    OVERALL,
+    CaseResult,
+    accuracy_at,
+    average_accuracy,
+    rank_of,
+    summarize,
+)
+from factorylens.rca_service.evaluation._specificity import (
+    Specificity,
+    nezha_day_specificity,
+    nezha_specificity,
+    petshop_scenario_specificity,
+    petshop_specificity,
+)
 
 __all__ = [
     "PROFILES", "PROFILE_BY_NAME", "CorpusScore", "CostProfile", "FileScore", "FileWeights",
     "NabCorpus", "NabFile", "file_weights", "load_thresholds", "probation_rows",
     "read_result_scores", "scaled_sigmoid", "score_corpus", "score_file",
+    "OVERALL", "CaseResult", "RcaCase", "accuracy_at", "average_accuracy", "load_nezha", "load_petshop",
+    "pod_to_service", "rank_of", "summarize",
+    "Specificity", "nezha_day_specificity", "nezha_specificity", "petshop_scenario_specificity",
+    "petshop_specificity",
 ]

@@ -18,7 +18,8 @@ _PREFIX_DOMAINS = (
     ("rpc.", Domain.NETWORK), ("factorylens.collective.", Domain.NETWORK), ("nccl.", Domain.NETWORK),
     ("system.disk.", Domain.STORAGE), ("system.filesystem.", Domain.STORAGE), ("storage.", Domain.STORAGE),
     ("disk.", Domain.STORAGE), ("nfs.", Domain.STORAGE), ("lustre.", Domain.STORAGE),
-    ("factorylens.checkpoint.", Domain.STORAGE),
+    ("factorylens.checkpoint.", Domain.STORAGE), ("factorylens.storage.", Domain.STORAGE),
+    ("factorylens.network.", Domain.NETWORK),
     ("factorylens.data.", Domain.DATA), ("dataloader.", Domain.DATA),
     ("system.cpu.", Domain.HOST), ("system.memory.", Domain.HOST), ("system.paging.", Domain.HOST),
     ("system.", Domain.HOST), ("process.", Domain.HOST),
@@ -28,6 +29,7 @@ _PREFIX_DOMAINS = (
 
 # most specific first: (attribute, entity kind)
 _ENTITY_KEYS = (
+    ("factorylens.entity", ""),  # given verbatim (a replayed table's entity column)
     ("factorylens.rank", "rank"),  # a training process: its GPUs (hw.id on its resource) are related entities
     ("network.interface.name", "nic"),  # a fabric port (its hw.id is the port's GUID)
     ("hw.id", "gpu"),
@@ -66,6 +68,8 @@ def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str
             continue
         if kind == "service" and str(value).startswith(("unknown_service", "factorylens-")):
             continue  # no real service: the SDK's default, or one of our agents reporting its node
+        if not kind:
+            return str(value)
         if kind in _HOST_SCOPED and host:
             return f"{kind}:{host}/{value}"
         if kind == "rank":

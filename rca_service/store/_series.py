@@ -253,6 +253,9 @@ def _cumulative_increase(ts: np.ndarray, values: np.ndarray, starts: list[int]) 
     return increase
 
 
+FIRST_POINT_MAX_SPAN_NS = 600 * NS
+
+
 @dataclass
 class HistogramPoint:
     ts: int
@@ -334,15 +337,17 @@ class HistogramSeries:
         if self.cumulative:
             starts = np.array([p.start for p in points], dtype=np.int64)
             reset = np.concatenate([[True], (starts[1:] != starts[:-1]) | (np.diff(count) < 0)])
-            first = np.zeros(len(ts), dtype=bool)
-            first[0] = True
             prev_count, prev_total, prev_matrix = np.roll(count, 1), np.roll(total, 1), np.roll(matrix, 1, axis=0)
-            keep_whole = reset & ~first
+            keep_whole = reset  # the first point, and every point after a reset, count whole
             count = np.where(keep_whole, count, count - prev_count)
             total = np.where(keep_whole, total, total - prev_total)
             matrix = np.where(keep_whole[:, None], matrix, matrix - prev_matrix)
-            count[0], total[0] = np.nan, np.nan
-            matrix[0] = np.nan
+            # the first point counts from its start time; when the series was born shortly before it
+            # (a histogram created by its first observation: a job's first checkpoint) that is its
+            # increase, otherwise it is unknown
+            if not 0 < starts[0] < ts[0] or ts[0] - starts[0] > FIRST_POINT_MAX_SPAN_NS:
+                count[0], total[0] = np.nan, np.nan
+                matrix[0] = np.nan
         dt = np.diff(ts, prepend=ts[:1]) / NS
         with np.errstate(divide="ignore", invalid="ignore"):
             if view is View.COUNT:

@@ -35,7 +35,7 @@ from factorylens.rca_service.store._series import (
     SeriesKind,
     View,
 )
-from factorylens.rca_service.store._spans import SpanAggregator, SpanSample
+from factorylens.rca_service.store._spans import CallGraph, SpanAggregator, SpanSample
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,7 @@ class SeriesStore:
         self.events: deque[dict[str, Any]] = deque(maxlen=self.limits.max_events)
         self.spans = SpanAggregator(self, self.limits.span_bin_s)
         self.span_sample = SpanSample(self.limits.span_sample_per_operation)
+        self.call_graph = CallGraph()
         self._clock = clock
         self._on_cardinality_limit = on_cardinality_limit
         self._last_limit_log = 0.0
@@ -420,6 +421,7 @@ class SeriesStore:
             while self.events and self.events[0]["time_unix_nano"] < cutoff:
                 self.events.popleft()
             self.span_sample.drop_before(cutoff)
+            self.call_graph.drop_before(cutoff)
         self.points_dropped_by_retention += dropped
         return dropped
 
@@ -430,6 +432,7 @@ class SeriesStore:
                 "series": [(s.info, getattr(s, "cumulative", None), s.state()) for s in self.series.values()],
                 "events": list(self.events),
                 "span_sample": self.span_sample.state(),
+                "call_edges": self.call_graph.state(),
             }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -444,6 +447,7 @@ class SeriesStore:
             self.events.clear()
             self.events.extend(state["events"])
             self.span_sample.restore(state["span_sample"])
+            self.call_graph.restore(state.get("call_edges", []))
 
 
 def _point_count(metric: Any, data: str | None) -> int:

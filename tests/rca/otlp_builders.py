@@ -77,7 +77,8 @@ def histogram(name: str, points: Iterable[tuple[int, int, list[float], list[int]
 
 
 def trace_request(spans: Iterable[Mapping[str, Any]], service: str = "checkout") -> ExportTraceServiceRequest:
-    """spans: dicts with name, start, end, and optional error, attributes, trace_id, span_id."""
+    """spans: dicts with name, start, end, and optional error, attributes, trace_id, span_id, parent_span_id,
+    kind (default 2, server)."""
     request = ExportTraceServiceRequest()
     rs = request.resource_spans.add()
     rs.resource.attributes.extend(key_values({"service.name": service}))
@@ -85,7 +86,7 @@ def trace_request(spans: Iterable[Mapping[str, Any]], service: str = "checkout")
     for s in spans:
         span = ss.spans.add(name=s["name"], start_time_unix_nano=s["start"], end_time_unix_nano=s["end"],
                             trace_id=s.get("trace_id", os.urandom(16)), span_id=s.get("span_id", os.urandom(8)),
-                            kind=2)
+                            parent_span_id=s.get("parent_span_id", b""), kind=s.get("kind", 2))
         span.attributes.extend(key_values(s.get("attributes", {})))
         if s.get("error"):
             span.status.code = 2

@@ -3,6 +3,8 @@ incidents end to end: detected, ranked, exported as OTLP log records, kept acros
 
 from __future__ import annotations
 
+import re
+
 import shutil
 import ssl
 import subprocess
@@ -128,7 +130,7 @@ def test_incident_is_detected_ranked_exported_and_survives_restart(make_service,
     sink = OtlpSink()
     try:
         data_dir = str(tmp_path / "incidents")
-        service = make_service(data_dir=data_dir, incidents_otlp_endpoint=sink.endpoint)
+        service = make_service(data_dir=data_dir, incidents_otlp_endpoint=sink.endpoint, kpi_metrics="step.time")
         now = time.time_ns()
         send = raw_export(grpc.insecure_channel(service.address), "metrics")
         # history first: the baseline is what came before the analyzed points
@@ -150,12 +152,15 @@ def test_incident_is_detected_ranked_exported_and_survives_restart(make_service,
         incidents = stub.ListIncidents(rca_pb2.ListIncidentsRequest(open_only=True)).incidents
         assert len(incidents) == 1
         incident = stub.GetIncident(rca_pb2.GetIncidentRequest(id=incidents[0].id))
-        assert [c.signal for c in incident.causes] == ["hw.temperature", "step.time"]
         top = incident.causes[0]
-        assert (top.rank, top.entity, top.domain) == (1, "gpu:GPU-hot", "gpu")
+        assert (top.rank, top.entity, top.domain, top.signal) == (1, "gpu:GPU-hot", "gpu", "hw.temperature")
+        assert [c.entity for c in incident.causes[1:]] == ["gpu:GPU-ok"]  # the KPI itself is not a cause
+        assert incident.causes[1].score < top.score / 2
         assert top.evidence[0].observed == 95.0 and top.evidence[0].upper < 95.0
-        assert "first of 2 signal(s)" in top.explanation and "rose to 95" in top.explanation
-        assert top.onset_time_unix_nano < incident.causes[1].onset_time_unix_nano <= later
+        assert "hw.temperature on gpu:GPU-hot (gpu) rose from 51 to 95" in top.explanation
+        assert re.search(r"step\.time on job:llm went from 5[01] to 80", top.explanation)
+        assert "10 s before the KPI broke" in top.explanation
+        assert top.onset_time_unix_nano < incident.onset_time_unix_nano <= later
         metrics_text = urllib.request.urlopen(service.metrics_server.url, timeout=10).read().decode()
         assert 'factorylens_incident_cause_score_ratio{factorylens_cause_rank="1",' in metrics_text
         assert "factorylens_incidents_open 1.0" in metrics_text

@@ -113,6 +113,25 @@ def test_explicit_histogram_gives_interval_mean_count_and_quantiles():
     assert 0.39 < p99[2] <= 0.4
 
 
+def test_a_histogram_born_with_its_first_observation_keeps_it_and_an_old_one_does_not():
+    store = SeriesStore()
+    bounds = [10.0, 30.0]
+    # a job's first checkpoint (20 s) creates the series 120 s after the job started
+    store.ingest_metrics(metrics_request([histogram("checkpoint", [
+        (T0, T0 + 120 * S, bounds, [0, 1, 0], 20.0),
+        (T0, T0 + 130 * S, bounds, [0, 1, 0], 20.0),
+        (T0, T0 + 480 * S, bounds, [0, 2, 0], 41.0),
+    ])]))
+    _, _, mean = store.query(only(store, "checkpoint").id, View.MEAN)
+    assert mean[0] == pytest.approx(20.0) and math.isnan(mean[1]) and mean[2] == pytest.approx(21.0)
+    # a series running for a day before this store saw it: its first point's average is stale
+    store.ingest_metrics(metrics_request([histogram("old", [
+        (T0 - 86_400 * S, T0, bounds, [5, 5, 0], 80.0), (T0 - 86_400 * S, T0 + 10 * S, bounds, [5, 6, 0], 100.0),
+    ])]))
+    _, _, mean = store.query(only(store, "old").id, View.MEAN)
+    assert math.isnan(mean[0]) and mean[1] == pytest.approx(20.0)
+
+
 def test_histogram_reset_uses_the_new_counts_whole():
     store = SeriesStore()
     bounds = [1.0]

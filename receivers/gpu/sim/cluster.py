@@ -179,6 +179,10 @@ class SimulatedCluster:
         self.hosts = [self._make_host(h, f"{host_prefix}-{h}", gpus_per_host, mig) for h in range(hosts)]
         self._place_jobs(gpus_per_host)
         self._last_t: float | None = None
+        # a training job's pace measured by a workload model of its steps (healthy step time / current
+        # step time); when set it replaces the compute × fabric estimate below (e.g. the scenario suite's
+        # instrumented ranks, whose input pipeline, stragglers and restarts the GPUs cannot know about)
+        self.job_pace: dict[str, float] = {}
 
     # time ------------------------------------------------------------------------------------
 
@@ -288,8 +292,10 @@ class SimulatedCluster:
         return self._compute_speeds().get(job_id, 1.0)
 
     def _job_speeds(self) -> dict[str, float]:
-        """A synchronous job runs at the pace of its slowest GPU and waits on its slowest fabric."""
-        return {jid: speed * fabric_speed(self._job_nodes(jid)) for jid, speed in self._compute_speeds().items()}
+        """A synchronous job runs at the pace of its slowest GPU and waits on its slowest fabric (unless
+        its workload's measured pace is given in ``job_pace``)."""
+        return {jid: self.job_pace.get(jid, speed * fabric_speed(self._job_nodes(jid)))
+                for jid, speed in self._compute_speeds().items()}
 
     def _compute_speeds(self) -> dict[str, float]:
         """A synchronous training job computes at the pace of its slowest GPU; a lost GPU stalls it."""
@@ -327,7 +333,7 @@ class SimulatedCluster:
 
         job = g.process.job if g.process else None
         phase = g.phase_s if job and job.kind == "inference" else 0.0  # a synchronous job checkpoints as one
-        demand = job.load(t, elapsed, phase) if job else 0.0
+        asked = demand = job.load(t, elapsed, phase) if job else 0.0
         if job and job.kind == "training":
             demand *= min(1.0, job_speed.get(job.job_id, 1.0) / max(g.clock_factor, 1e-3))
         noise = float(g.rng.normal(0.0, 0.02)) if demand > 0.05 else abs(float(g.rng.normal(0.0, 0.004)))
@@ -386,7 +392,7 @@ class SimulatedCluster:
         for f in active["pcie_degradation"]:
             pcie_frac *= float(f.params["throughput_fraction"])
             g.pcie_replays += float(f.params["replays_per_s"]) * dt
-        checkpointing = kind == "training" and demand < 0.1
+        checkpointing = kind == "training" and asked < 0.1  # what the job does, not a stalled job's idle GPUs
         rx_share = 0.05 * util if kind == "training" else 0.02 * util
         tx_share = 0.35 if checkpointing else 0.01 * util
         g.pcie_rx_kbps = m.pcie_gbps_per_direction * 1e6 * rx_share * pcie_frac

@@ -11,6 +11,7 @@ these effects back through :meth:`SimulatedNode.collective_factor` and friends.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 CPUS = 16
 MEMORY_BYTES = 2 * 2**40
@@ -77,6 +78,9 @@ class SimulatedNode:
     memory_bytes: int = MEMORY_BYTES
     swap_pages: int = SWAP_PAGES
     port_gbps: float = PORT_GBPS
+    # background noise (a numpy Generator): CPU and memory jitter, storage latency and throughput
+    # wobble, fabric throughput jitter and a trickle of congestion ticks; None keeps the node noiseless
+    noise: Any = None
 
     def __post_init__(self) -> None:
         self.mounts = {
@@ -92,8 +96,11 @@ class SimulatedNode:
         cpu = 0.12 + 0.35 * training_util
         for f in faults.get("cpu_saturation", ()):
             cpu = max(cpu, float(f.params["utilization"]))
-        self.cpu_utilization = min(1.0, cpu)
-        memory = 0.35 + 0.1 * training_util
+        rng = self.noise
+        if rng is not None:
+            cpu += float(rng.normal(0.0, 0.015))
+        self.cpu_utilization = min(1.0, max(0.0, cpu))
+        memory = 0.35 + 0.1 * training_util + (float(rng.normal(0.0, 0.002)) if rng is not None else 0.0)
         swapping = 0.0
         for f in faults.get("memory_pressure", ()):
             memory = max(memory, float(f.params["used_fraction"]))
@@ -106,8 +113,9 @@ class SimulatedNode:
             times[0] += busy * 0.8
             times[1] += busy * 0.2
             times[2] += dt - busy
-        self.eth_tx_bytes += 2e6 * dt
-        self.eth_rx_bytes += 5e6 * dt
+        wobble = (lambda sigma: float(rng.lognormal(0.0, sigma))) if rng is not None else (lambda sigma: 1.0)
+        self.eth_tx_bytes += 2e6 * dt * wobble(0.1)
+        self.eth_rx_bytes += 5e6 * dt * wobble(0.1)
         self.disk_read_bytes += 50e6 * training_util * dt
 
         # storage: the dataset streams from local NVMe; checkpoints go to the shared file system
@@ -124,13 +132,14 @@ class SimulatedNode:
             if mount is not None:
                 mount.fault_used_bytes = mount.size_bytes * float(f.params["used_fraction"])
         local = self.mounts[ROOT_MOUNT]
-        self._io(local, "read", 200e6 * training_util * throughput_cap[ROOT_MOUNT] * dt, 128 * 1024)
+        self._io(local, "read", 200e6 * training_util * throughput_cap[ROOT_MOUNT] * dt * wobble(0.05), 128 * 1024,
+                 wobble(0.1))
         ckpt = self.mounts[CHECKPOINT_MOUNT]
         if checkpointing:
-            written = ckpt.max_bytes_per_s * 0.8 * throughput_cap[CHECKPOINT_MOUNT] * dt
-            self._io(ckpt, "write", written, 1 << 20)
+            written = ckpt.max_bytes_per_s * 0.8 * throughput_cap[CHECKPOINT_MOUNT] * dt * wobble(0.05)
+            self._io(ckpt, "write", written, 1 << 20, wobble(0.1))
             ckpt.used_bytes = min(ckpt.size_bytes, ckpt.used_bytes + written * 0.01)
-        self._io(ckpt, "read", 1e6 * dt, 64 * 1024)
+        self._io(ckpt, "read", 1e6 * dt * wobble(0.2), 64 * 1024, wobble(0.15))
 
         # fabric: gradients flow while the job computes, not while it checkpoints
         was_up = {name: port.up for name, port in self.ports.items()}
@@ -160,7 +169,9 @@ class SimulatedNode:
         for port in self.ports.values():
             if not port.up:
                 continue
-            rate = PORT_GBPS * 1e9 / 8 * demand * port.throughput_fraction
+            if rng is not None and demand:  # a busy healthy fabric still waits a little now and then
+                port.xmit_wait += 2e4 * demand * dt * wobble(0.5)
+            rate = PORT_GBPS * 1e9 / 8 * demand * port.throughput_fraction * wobble(0.03)
             port.tx_bytes += rate * dt
             port.rx_bytes += rate * dt
             port.tx_packets += rate * dt / 4096
@@ -171,9 +182,9 @@ class SimulatedNode:
             p for name, p in self.ports.items() if name == selector]
 
     @staticmethod
-    def _io(mount: MountState, direction: str, size: float, op_bytes: float) -> None:
+    def _io(mount: MountState, direction: str, size: float, op_bytes: float, latency_noise: float = 1.0) -> None:
         ops = size / op_bytes
-        seconds = ops * mount.base_latency_s * mount.latency_factor
+        seconds = ops * mount.base_latency_s * mount.latency_factor * latency_noise
         if direction == "read":
             mount.read_bytes += size
             mount.read_ops += ops

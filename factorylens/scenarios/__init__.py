@@ -1,0 +1,21 @@
+"""The GPU-cluster scenario suite: a deterministic, simulated-time generator of what a real cluster's
+node agents and instrumented training ranks export, with one injected fault (of a catalog of
+thirteen covering eleven fault types) and its true root cause, background noise and a benign
+anomaly. ``bench/scenarios.py`` scores the RCA service's analyzer on it.
+
+    from factorylens.scenarios import CATALOG, ScenarioRun, ingest
+    run = ScenarioRun("gpu_power_cap", seed=1, hosts=2, gpus_per_host=8)
+    for time_unix_nano, requests in run:
+        ingest(store, requests)          # OTLP requests, stamped with simulated time
+    run.truth.entity                     # e.g. "gpu:GPU-…", the answer
+"""
+
+from factorylens.scenarios._catalog import CATALOG, FAULT_TYPES, FaultSpec, Targets, Truth, fault_spec
+from factorylens.scenarios._otlp import LogExport, MetricExport
+from factorylens.scenarios._run import START_TIME, TRAINING_JOB, BenignAnomaly, ScenarioRun, ingest
+from factorylens.scenarios._workload import HEALTHY_STEP_S, RankInfo, WorkloadFault
+
+__all__ = [
+    "BenignAnomaly", "CATALOG", "FAULT_TYPES", "FaultSpec", "HEALTHY_STEP_S", "LogExport", "MetricExport", "RankInfo",
+    "START_TIME", "ScenarioRun", "TRAINING_JOB", "Targets", "Truth", "WorkloadFault", "fault_spec", "ingest",
+]

@@ -1,0 +1,21 @@
+"""Cross-domain root-cause ranking: a library over a pandas frame and a topology.
+
+The same engine serves the live service, ``factorylens rca replay`` and the benchmarks.
+"""
+
+from factorylens.rca_service.ranking._baro import BaroConfig, BaroRanker
+from factorylens.rca_service.ranking._engine import (
+    EvidenceSeries,
+    RankedCause,
+    RankingConfig,
+    RankingEngine,
+    RankingResult,
+)
+from factorylens.rca_service.ranking._signals import SignalInfo, SignalKind, SignalSide, describe_signal
+from factorylens.rca_service.ranking._topology import RELATIONS, Topology, kind_of, topology_from_series
+
+__all__ = [
+    "RELATIONS", "BaroConfig", "BaroRanker", "EvidenceSeries", "RankedCause", "RankingConfig", "RankingEngine",
+    "RankingResult",
+    "SignalInfo", "SignalKind", "SignalSide", "Topology", "describe_signal", "kind_of", "topology_from_series",
+]

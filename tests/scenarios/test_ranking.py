@@ -1,0 +1,50 @@
+"""The RCA service on the simulated cluster: each fault type opens one incident within a minute, its
+top cause is the injected one, and the explanation names that entity and its signal; a fault-free
+run opens nothing. (bench/scenarios.py measures the same over more seeds and sizes.)"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from factorylens.rca_service.analysis import KpiRankingAnalyzer
+from factorylens.rca_service.store import SeriesStore
+from factorylens.scenarios import CATALOG, ScenarioRun, ingest
+
+NS = 1_000_000_000
+SEED = 0
+
+
+def analyze(fault: str | None, seed: int = SEED) -> tuple[ScenarioRun, list]:
+    logging.getLogger("factorylens.receivers").setLevel(logging.ERROR)  # the XIDs and lost GPUs are the point
+    run = ScenarioRun(fault, seed=seed, hosts=2, gpus_per_host=4, logs=True)
+    now = [run.epoch_ns / NS]
+    store = SeriesStore(clock=lambda: now[0])
+    analyzer = KpiRankingAnalyzer()
+    for ts, requests in run:
+        now[0] = ts / NS
+        ingest(store, requests)
+        analyzer.analyze(store, ts)
+    return run, analyzer.incidents()
+
+
+@pytest.mark.parametrize("fault", sorted(CATALOG))
+def test_each_fault_is_found_named_and_explained(fault):
+    run, incidents = analyze(fault)
+    assert not [i for i in incidents if i.opened_unix_nano < run.onset_unix_nano], "an incident before the fault"
+    after = sorted((i for i in incidents if i.causes), key=lambda i: i.opened_unix_nano)
+    assert after, f"no incident for {fault}"
+    incident = after[0]
+    assert (incident.opened_unix_nano - run.onset_unix_nano) / NS <= 60
+    top = incident.causes[0]
+    assert run.truth.matches(top.entity), [(c.entity, c.signal) for c in incident.causes[:3]]
+    signal = top.signal.split("{")[0]
+    assert top.entity in top.explanation and signal in top.explanation
+    if run.benign is not None:
+        assert incident.causes[0].entity != run.benign.entity
+
+
+def test_a_fault_free_run_opens_no_incident():
+    _, incidents = analyze(None)
+    assert incidents == []
