@@ -192,7 +192,7 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
                 self._t0[home.id] = t0
                 open_incidents.append(home)
                 changed[home.id] = IncidentChange.OPENED
-            if info.id not in self._kpis[home.id]:
+            if info.id not in self._kpis.setdefault(home.id, set()):
                 self._kpis[home.id].add(info.id)
                 grown.add(home.id)
                 home.onset_unix_nano = min(home.onset_unix_nano, onset)

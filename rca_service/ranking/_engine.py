@@ -242,9 +242,10 @@ class RankingEngine:
         })
         per_entity = table.groupby("entity").agg({
             "evidence": "max", "channel": "max", "clearing": "max", "saturation": "max", "load": "max",
-            "load_onset": "min",
-            "change0": "max",
-            "change1": "max", "clear0": "max", "clear1": "max", "onset": "min"})
+            "load_onset": "min", "change0": "max", "change1": "max", "clear0": "max", "clear1": "max"})
+        # an entity's trouble began when its strongest anomaly did (not with a side series' blip)
+        strongest = table[np.isfinite(table["onset"])].sort_values("evidence", ascending=False, kind="mergesort")
+        per_entity["onset"] = strongest.groupby("entity")["onset"].first()
         all_entities = sorted(set(entities) | topology.entities | silent)
         per_entity = per_entity.reindex(all_entities)
         amounts = ["evidence", "channel", "clearing", "saturation", "load", "change0", "change1", "clear0", "clear1"]
