@@ -41,6 +41,7 @@ from factorylens.rca_service.ranking import (
     SignalInfo,
     Topology,
     describe_signal,
+    harmful,
     topology_from_series,
 )
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
@@ -345,9 +346,7 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             if len(reference) < 3 or len(recent) < detection.consecutive:
                 return False
             median, scale = self._stats(reference, info.unit)
-            direction = describe_signal(info.label).kind.bad_direction
-            z = (recent - median) / scale
-            harm = np.abs(z) if direction == 0 else np.clip(direction * z, 0, None)
+            harm = harmful((recent - median) / scale, describe_signal(info.label).kind.bad_direction)
             if (harm > detection.threshold).any():
                 return False
         return True
