@@ -18,8 +18,10 @@ def test_an_injected_thermal_fault_becomes_an_incident_on_that_gpu(tmp_path):
     scenario.write_text("faults:\n  - kind: thermal_throttle\n    target: {host: sim-node-0, gpu: 1}\n"
                         "    start: 8m\n    duration: 20m\n    params: {extra_celsius: 32}\n")
     out = io.StringIO()
+    # 24 real seconds after the fault: the loop runs in real time next to the service, and a loaded
+    # CI machine slows its steps
     incidents = run_demo(DemoOptions(hosts=1, gpus_per_host=4, scenario=str(scenario), speed=20.0,
-                                     collection_interval_s=0.5, duration_s=36.0, prometheus_port=None,
+                                     collection_interval_s=0.5, duration_s=48.0, prometheus_port=None,
                                      rca_metrics_listen="off", console=False, data_dir=str(tmp_path / "rca")),
                          stream=out)
     cluster = SimulatedCluster(1, 4, "H100", seed=0)

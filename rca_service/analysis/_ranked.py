@@ -41,7 +41,6 @@ from factorylens.rca_service.ranking import (
     SignalInfo,
     Topology,
     describe_signal,
-    harmful,
     topology_from_series,
 )
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
@@ -346,7 +345,9 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             if len(reference) < 3 or len(recent) < detection.consecutive:
                 return False
             median, scale = self._stats(reference, info.unit)
-            harm = harmful((recent - median) / scale, describe_signal(info.label).kind.bad_direction)
+            direction = describe_signal(info.label).kind.bad_direction
+            z = (recent - median) / scale
+            harm = np.abs(z) if direction == 0 else np.clip(direction * z, 0, None)
             if (harm > detection.threshold).any():
                 return False
         return True

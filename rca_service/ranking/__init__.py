@@ -11,12 +11,11 @@ from factorylens.rca_service.ranking._engine import (
     RankingEngine,
     RankingResult,
 )
-from factorylens.rca_service.ranking._scoring import harmful
 from factorylens.rca_service.ranking._signals import SignalInfo, SignalKind, SignalSide, describe_signal
 from factorylens.rca_service.ranking._topology import RELATIONS, Topology, kind_of, topology_from_series
 
 __all__ = [
     "RELATIONS", "BaroConfig", "BaroRanker", "EvidenceSeries", "RankedCause", "RankingConfig", "RankingEngine",
     "RankingResult",
-    "SignalInfo", "SignalKind", "SignalSide", "Topology", "describe_signal", "harmful", "kind_of", "topology_from_series",
+    "SignalInfo", "SignalKind", "SignalSide", "Topology", "describe_signal", "kind_of", "topology_from_series",
 ]
