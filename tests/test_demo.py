@@ -14,14 +14,15 @@ from factorylens.receivers.gpu.sim import SimulatedCluster
 
 def test_an_injected_thermal_fault_becomes_an_incident_on_that_gpu(tmp_path):
     scenario = tmp_path / "fault.yaml"
-    # 8 simulated minutes (24 s at speed 20) of normal running first: the detector's history
+    # 12 simulated minutes (36 s at speed 20) of normal running first: the detector's history (the
+    # training loop starts a few seconds late on a loaded machine)
     scenario.write_text("faults:\n  - kind: thermal_throttle\n    target: {host: sim-node-0, gpu: 1}\n"
-                        "    start: 8m\n    duration: 20m\n    params: {extra_celsius: 32}\n")
+                        "    start: 12m\n    duration: 20m\n    params: {extra_celsius: 32}\n")
     out = io.StringIO()
     # 24 real seconds after the fault: the loop runs in real time next to the service, and a loaded
     # CI machine slows its steps
     incidents = run_demo(DemoOptions(hosts=1, gpus_per_host=4, scenario=str(scenario), speed=20.0,
-                                     collection_interval_s=0.5, duration_s=48.0, prometheus_port=None,
+                                     collection_interval_s=0.5, duration_s=60.0, prometheus_port=None,
                                      rca_metrics_listen="off", console=False, data_dir=str(tmp_path / "rca")),
                          stream=out)
     cluster = SimulatedCluster(1, 4, "H100", seed=0)
