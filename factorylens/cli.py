@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -151,7 +152,27 @@ examples:
 """
 
 
+_PAGE_SIZE_HELP = ("fetch {what} from the service N per request, page after page until --limit; 0 = the "
+                   "service's default ({default}, at most {maximum}; a page also stops at about 2 MiB)")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
+    from factorylens.rca_service.api.servicer import (
+        DEFAULT_INCIDENTS_PAGE,
+        DEFAULT_SERIES_PAGE,
+        MAX_INCIDENTS_PAGE,
+        MAX_SERIES_PAGE,
+    )
     from factorylens.rca_service.config import RcaServiceConfig
 
     d = RcaServiceConfig()
@@ -194,6 +215,12 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
                    help="request bytes in flight before refusing with RetryInfo (default %(default)s)")
     g.add_argument("--retry-after", type=float, default=d.retry_after_s, metavar="SECONDS", dest="retry_after_s",
                    help="RetryInfo delay sent when refusing (default %(default)s)")
+    g.add_argument("--max-memory", type=int, default=d.max_memory_mb, metavar="MB", dest="max_memory_mb",
+                   help="resident memory above which exports are refused with RESOURCE_EXHAUSTED + RetryInfo "
+                        "(0: 80%% of the machine's or cgroup's memory, -1: no bound; default %(default)s)")
+    g.add_argument("--max-future", type=float, default=d.max_future_s, metavar="SECONDS", dest="max_future_s",
+                   help="points, spans and log records further ahead of this clock are refused, as are those "
+                        "older than --retention (default %(default)s)")
     g.add_argument("--retention", type=float, default=d.retention_s, metavar="SECONDS", dest="retention_s",
                    help="how long points are kept (default %(default)s)")
     g.add_argument("--max-series", type=int, default=d.max_series, metavar="N",
@@ -202,6 +229,9 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
                    help="log records kept as events (default %(default)s)")
     g.add_argument("--analysis-interval", type=float, default=d.analysis_interval_s, metavar="SECONDS",
                    dest="analysis_interval_s", help="period of the anomaly/incident pass (default %(default)s)")
+    g.add_argument("--analysis-budget", type=float, default=d.analysis_budget_s, metavar="SECONDS",
+                   dest="analysis_budget_s", help="time one analysis pass may take; series it does not reach are "
+                   "analysed first in the next pass (default %(default)s)")
     g.add_argument("--analyzer", default=d.analyzer, choices=("kpi-ranking", "zscore"),
                    help="kpi-ranking: an incident opens when a KPI (step time, throughput, goodput, server "
                         "latency or errors, an alert) breaks, with causes ranked over the topology; zscore: "
@@ -231,7 +261,8 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         c.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
         c.add_argument("--tls-key", metavar="PEM", help="client key (mTLS)")
         c.add_argument("--json", action="store_true", help="print the API response as JSON")
-        c.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", dest="timeout_s")
+        c.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", dest="timeout_s",
+                       help="deadline of each request (of each page, when listing) (default %(default)s)")
         return c
 
     client("health", "print the service's health and counters").set_defaults(func=_run_rca_client)
@@ -239,11 +270,17 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--metric", default="*", help="glob over metric names (default all)")
     c.add_argument("--domain", default="", help="only this domain")
     c.add_argument("--entity", default="", help="glob over entities, e.g. 'gpu:*'")
-    c.add_argument("--limit", type=int, default=100)
+    c.add_argument("--limit", type=_count, default=100, metavar="N",
+                   help="print at most N series, sorted by id; 0 = all (default %(default)s)")
+    c.add_argument("--page-size", type=_count, default=0, metavar="N", help=_PAGE_SIZE_HELP.format(
+        what="series", default=DEFAULT_SERIES_PAGE, maximum=MAX_SERIES_PAGE))
     c.set_defaults(func=_run_rca_client)
     c = client("incidents", "list incidents (newest first) with ranked causes")
     c.add_argument("--open", action="store_true", dest="open_only", help="only open incidents")
-    c.add_argument("--limit", type=int, default=20)
+    c.add_argument("--limit", type=_count, default=20, metavar="N",
+                   help="print at most N incidents; 0 = all (default %(default)s)")
+    c.add_argument("--page-size", type=_count, default=0, metavar="N", help=_PAGE_SIZE_HELP.format(
+        what="incidents", default=DEFAULT_INCIDENTS_PAGE, maximum=MAX_INCIDENTS_PAGE))
     c.set_defaults(func=_run_rca_client)
     c = client("incident", "show one incident with its ranked causes and evidence")
     c.add_argument("id")
@@ -268,6 +305,9 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run_rca_replay)
 
 
+SHUTDOWN_BOUND_S = 30.0
+
+
 def _run_rca_serve(args: argparse.Namespace) -> int:
     from factorylens.rca_service import ConfigError, RcaService, RcaServiceConfig, ServiceError
 
@@ -285,7 +325,16 @@ def _run_rca_serve(args: argparse.Namespace) -> int:
             pass
     except KeyboardInterrupt:
         pass
-    service.stop()  # on the main thread: in-flight requests finish, a snapshot is cut, the WAL closed
+    # in-flight requests finish, a snapshot is cut, the WAL closed; past the bound the process exits
+    # anyway: everything acknowledged is already in the WAL
+    stopper = threading.Thread(target=service.stop, name="rca-stop", daemon=True)
+    stopper.start()
+    stopper.join(SHUTDOWN_BOUND_S)
+    if stopper.is_alive():
+        print(f"factorylens rca serve: shutdown took longer than {SHUTDOWN_BOUND_S:g} s; exiting without a final "
+              "snapshot (the WAL holds every acknowledged request)", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(3)
     return 0
 
 
@@ -337,7 +386,7 @@ def _run_rca_client(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToJson
 
     from factorylens.rca_service.api.v1 import rca_pb2
-    from factorylens.rca_service.client import connect, format_incident, when
+    from factorylens.rca_service.client import connect, format_incident
 
     token = (open(args.bearer_token_file).read().strip() if args.bearer_token_file
              else os.environ.get("FACTORYLENS_RCA_BEARER_TOKEN"))
@@ -346,16 +395,11 @@ def _run_rca_client(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"factorylens rca {args.rca_command}: {exc}", file=sys.stderr)
         return 2
+    if args.rca_command in ("series", "incidents"):
+        return _print_rca_list(args, stub)
     try:
         if args.rca_command == "health":
             response = stub.Health(rca_pb2.HealthRequest(), timeout=args.timeout_s)
-        elif args.rca_command == "series":
-            response = stub.ListSeries(rca_pb2.ListSeriesRequest(metric=args.metric, domain=args.domain,
-                                                                 entity=args.entity, limit=args.limit),
-                                       timeout=args.timeout_s)
-        elif args.rca_command == "incidents":
-            response = stub.ListIncidents(rca_pb2.ListIncidentsRequest(open_only=args.open_only, limit=args.limit),
-                                          timeout=args.timeout_s)
         else:
             response = stub.GetIncident(rca_pb2.GetIncidentRequest(id=args.id), timeout=args.timeout_s)
     except grpc.RpcError as exc:
@@ -365,17 +409,55 @@ def _run_rca_client(args: argparse.Namespace) -> int:
         print(MessageToJson(response, preserving_proto_field_name=True))
     elif args.rca_command == "health":
         print(str(response).strip())
-    elif args.rca_command == "series":
-        for s in response.series:
-            print(f"{s.id}  {s.metric:<40} {s.kind:<15} {s.domain:<8} {s.entity:<40} {s.points:>8} points  "
-                  f"last {when(s.last_time_unix_nano)}")
-        print(f"{len(response.series)} series" + (" (more matched; raise --limit)" if response.truncated else ""))
-    elif args.rca_command == "incidents":
-        for incident in response.incidents:
-            print(format_incident(incident) + "\n")
-        print(f"{len(response.incidents)} incident(s)")
     else:
         print(format_incident(response))
+    return 0
+
+
+def _print_rca_list(args: argparse.Namespace, stub) -> int:  # type: ignore[no-untyped-def]
+    """``rca series`` / ``rca incidents``: page through the listing, printing as pages arrive; one item
+    past --limit tells whether more matched."""
+    import grpc
+    from google.protobuf.json_format import MessageToJson
+
+    from factorylens.rca_service.api.v1 import rca_pb2
+    from factorylens.rca_service.client import format_incident, list_incidents, list_series, when
+
+    fetch = args.limit + 1 if args.limit else 0
+    if args.rca_command == "series":
+        items = list_series(stub, rca_pb2.ListSeriesRequest(metric=args.metric, domain=args.domain,
+                                                            entity=args.entity),
+                            limit=fetch, page_size=args.page_size, timeout=args.timeout_s)
+    else:
+        items = list_incidents(stub, rca_pb2.ListIncidentsRequest(open_only=args.open_only),
+                               limit=fetch, page_size=args.page_size, timeout=args.timeout_s)
+    shown: list = []
+    more = False
+    try:
+        for item in items:
+            if args.limit and len(shown) >= args.limit:
+                more = True
+                break
+            shown.append(item)
+            if args.json:
+                continue
+            if args.rca_command == "series":
+                print(f"{item.id}  {item.metric:<40} {item.kind:<15} {item.domain:<8} {item.entity:<40} "
+                      f"{item.points:>8} points  last {when(item.last_time_unix_nano)}")
+            else:
+                print(format_incident(item) + "\n")
+    except grpc.RpcError as exc:
+        sys.stdout.flush()
+        print(f"factorylens rca {args.rca_command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 1
+    if args.json:
+        response = (rca_pb2.ListSeriesResponse(series=shown, truncated=more) if args.rca_command == "series"
+                    else rca_pb2.ListIncidentsResponse(incidents=shown))
+        print(MessageToJson(response, preserving_proto_field_name=True))
+    elif args.rca_command == "series":
+        print(f"{len(shown)} series" + (" (more matched; raise --limit)" if more else ""))
+    else:
+        print(f"{len(shown)} incident(s)" + (" (more matched; raise --limit)" if more else ""))
     return 0
 
 

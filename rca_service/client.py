@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterator
 
 import grpc
+from google.protobuf.message import Message
 
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 
@@ -48,6 +50,54 @@ class _Details(grpc.ClientCallDetails):
         self.credentials = base.credentials
         self.wait_for_ready = getattr(base, "wait_for_ready", None)
         self.compression = getattr(base, "compression", None)
+
+
+def paged(call: Callable[..., Message], request: Message, field: str, *, limit: int = 0, page_size: int = 0,
+          timeout: float | None = None) -> Iterator[Message]:
+    """The items of a paged list call (``stub.ListSeries`` with ``field="series"``, ...), fetched one
+    page at a time as the caller iterates, following ``next_page_token`` until the last page or until
+    ``limit`` items (0 = all). ``page_size`` 0 leaves the page size to the server; ``timeout`` is per
+    page. Paging starts at the request's own ``page_token`` (normally empty: the first page)."""
+    if limit < 0 or page_size < 0:
+        raise ValueError("limit and page_size must not be negative")
+    page_request = type(request)()
+    page_request.CopyFrom(request)
+    seen_tokens: set[str] = set()
+    returned = 0
+    while True:
+        size = min(page_size or limit, limit or page_size)  # the rest of limit on the last page
+        if limit:
+            size = min(size, limit - returned)
+        page_request.page_size = size = min(size, 2**32 - 1)
+        page_request.limit = size  # what a server from before paging reads instead
+        response = call(page_request, timeout=timeout)
+        for item in getattr(response, field):
+            yield item
+            returned += 1
+            if limit and returned >= limit:
+                return
+        token = response.next_page_token
+        if not token:
+            return
+        if token in seen_tokens:
+            raise RuntimeError(f"the server repeated page token {token!r}; stopping instead of looping")
+        seen_tokens.add(token)
+        page_request.page_token = token
+
+
+def list_series(stub: rca_pb2_grpc.RcaServiceStub, request: rca_pb2.ListSeriesRequest | None = None, *,
+                limit: int = 0, page_size: int = 0, timeout: float | None = None) -> Iterator[rca_pb2.SeriesInfo]:
+    """Every series matching ``request``'s filters (sorted by id), up to ``limit`` (0 = all), page by page."""
+    return paged(stub.ListSeries, request or rca_pb2.ListSeriesRequest(), "series", limit=limit,
+                 page_size=page_size, timeout=timeout)
+
+
+def list_incidents(stub: rca_pb2_grpc.RcaServiceStub, request: rca_pb2.ListIncidentsRequest | None = None, *,
+                   limit: int = 0, page_size: int = 0,
+                   timeout: float | None = None) -> Iterator[rca_pb2.Incident]:
+    """Incidents newest first, up to ``limit`` (0 = all), page by page."""
+    return paged(stub.ListIncidents, request or rca_pb2.ListIncidentsRequest(), "incidents", limit=limit,
+                 page_size=page_size, timeout=timeout)
 
 
 def when(unix_nano: int) -> str:

@@ -59,12 +59,19 @@ class RcaServiceConfig:
     max_pending_mb: int = _default("max_pending_mb", 256)  # type: ignore[assignment]
     retry_after_s: float = _default("retry_after_s", 2.0)  # type: ignore[assignment]
     workers: int = _default("workers", 8)  # type: ignore[assignment]
+    # resident memory (MB) above which exports are refused with RESOURCE_EXHAUSTED + RetryInfo;
+    # 0: 80% of the machine's or the cgroup's memory, whichever is smaller; -1: no bound
+    max_memory_mb: int = _default("max_memory_mb", 0)  # type: ignore[assignment]
     # store
     retention_s: float = _default("retention_s", 24 * 3600.0)  # type: ignore[assignment]
     max_series: int = _default("max_series", 200_000)  # type: ignore[assignment]
     max_events: int = _default("max_events", 100_000)  # type: ignore[assignment]
+    # live points further ahead of this machine's clock are refused (older than the retention too)
+    max_future_s: float = _default("max_future_s", 3600.0)  # type: ignore[assignment]
     # analysis
     analysis_interval_s: float = _default("analysis_interval_s", 10.0)  # type: ignore[assignment]
+    # wall-clock budget of one analysis pass; series not reached are analysed in the next pass
+    analysis_budget_s: float = _default("analysis_budget_s", 5.0)  # type: ignore[assignment]
     # "kpi-ranking": incidents open when a KPI breaks, causes ranked over the topology (the default);
     # "zscore": every anomalous series opens or joins an incident, causes ordered by onset
     analyzer: str = _default("analyzer", "kpi-ranking")  # type: ignore[assignment]
@@ -105,10 +112,14 @@ class RcaServiceConfig:
                               f"{[p.value for p in FsyncPolicy]}") from None
         positive = ("fsync_interval_s", "wal_segment_mb", "snapshot_interval_s", "snapshot_wal_mb",
                     "max_message_mb", "max_pending_requests", "max_pending_mb", "retry_after_s", "workers",
-                    "retention_s", "max_series", "max_events", "analysis_interval_s")
+                    "retention_s", "max_series", "max_events", "analysis_interval_s", "analysis_budget_s")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be positive")
+        if self.max_memory_mb < -1:
+            raise ConfigError(f"max_memory_mb={self.max_memory_mb!r}: expected MB, 0 (automatic) or -1 (no bound)")
+        if self.max_future_s < 0:
+            raise ConfigError(f"max_future_s={self.max_future_s!r} must be >= 0")
         if self.analyzer not in ANALYZERS:
             raise ConfigError(f"analyzer={self.analyzer!r}: expected one of {', '.join(ANALYZERS)}")
         if self.max_message_mb > 2047:
@@ -126,6 +137,15 @@ class RcaServiceConfig:
         data_dir = Path(self.data_dir)
         if data_dir.exists() and not data_dir.is_dir():
             raise ConfigError(f"data_dir={self.data_dir!r} exists and is not a directory")
+
+
+def memory_limit_bytes(max_memory_mb: int) -> int:
+    """The memory bound in bytes (0: none) for a ``max_memory_mb`` setting."""
+    from factorylens.rca_service._memory import default_memory_limit_bytes
+
+    if max_memory_mb < 0:
+        return 0
+    return max_memory_mb << 20 if max_memory_mb else default_memory_limit_bytes()
 
 
 def split_host_port(address: str) -> tuple[str, int]:

@@ -1,10 +1,12 @@
 """OTLP/gRPC ingest: MetricsService, TraceService and LogsService ``Export``.
 
-Request path: admission (bounded in-flight requests and bytes, else UNAVAILABLE + RetryInfo) →
-decode with the opentelemetry-proto messages (bad bytes → INVALID_ARGUMENT) → append the raw request
-to the write-ahead log (a failure → UNAVAILABLE + RetryInfo, nothing acknowledged) → store → reply,
-with a partial success counting the points the store refused. The handlers receive the request
-bytes undecoded, so the WAL stores exactly what the client sent without re-encoding.
+Request path: admission (bounded in-flight requests and bytes, else UNAVAILABLE + RetryInfo; over
+the memory bound, RESOURCE_EXHAUSTED + RetryInfo) → decode with the opentelemetry-proto messages
+(items that do not decode are rejected one by one; bytes that are no request at all →
+INVALID_ARGUMENT) → append the raw request to the write-ahead log (a failure → UNAVAILABLE +
+RetryInfo, nothing acknowledged) → store → reply, with a partial success counting the items the
+store refused. The handlers receive the request bytes undecoded, so the WAL stores exactly what the
+client sent without re-encoding; replay decodes it the same way.
 """
 
 from __future__ import annotations
@@ -24,10 +26,14 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from factorylens.rca_service._decode import salvage
+from factorylens.rca_service._memory import MemoryGuard
+from factorylens.rca_service._ratelimit import RateLimitedLog
 from factorylens.rca_service.store import IngestResult, SeriesStore
 from factorylens.rca_service.wal import RecordKind, WalError, WriteAheadLog
 
 log = logging.getLogger(__name__)
+limited_log = RateLimitedLog(log)
 
 RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"  # where the Python OTLP exporter looks for RetryInfo
 
@@ -137,24 +143,42 @@ class _RichStatus(collections.namedtuple("_RichStatus", ("code", "details", "tra
     pass
 
 
-def retry_later_status(message: str, delay_s: float) -> grpc.Status:
-    """UNAVAILABLE with RetryInfo, in ``grpc-status-details-bin`` (collectors) and in the
-    ``google.rpc.retryinfo-bin`` trailer (the Python OTLP exporter)."""
+def retry_later_status(message: str, delay_s: float, code: int = code_pb2.UNAVAILABLE) -> grpc.Status:
+    """UNAVAILABLE (or RESOURCE_EXHAUSTED, which OTLP clients retry only with it) with RetryInfo, in
+    ``grpc-status-details-bin`` (collectors) and in the ``google.rpc.retryinfo-bin`` trailer (the
+    Python OTLP exporter)."""
     info = error_details_pb2.RetryInfo()
     info.retry_delay.seconds = int(delay_s)
     info.retry_delay.nanos = int(round((delay_s - int(delay_s)) * 1e9))
     detail = any_pb2.Any()
     detail.Pack(info)
-    status = rpc_status.to_status(status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message, details=[detail]))
+    status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail]))
     trailers = tuple(status.trailing_metadata) + ((RETRY_INFO_TRAILER, info.SerializeToString()),)
     return _RichStatus(status.code, status.details, trailers)
+
+
+def decode(signal: Signal, raw: bytes) -> tuple[Any, IngestResult]:
+    """The request, with the items that did not decode already counted as rejected; raises
+    ``ValueError`` when the bytes are no request at all."""
+    result = IngestResult()
+    try:
+        return signal.request.FromString(raw), result
+    except Exception as whole:  # noqa: BLE001 - any decoder failure: try item by item
+        try:
+            salvaged = salvage(signal.request, raw)
+        except Exception:  # noqa: BLE001
+            raise ValueError(f"{type(whole).__name__}: {whole}") from None
+    if salvaged.rejected_items:
+        result.reject(f"{signal.item} that do not decode ({salvaged.first_error[:200]})", salvaged.rejected_items)
+    return salvaged.request, result
 
 
 class OtlpIngest:
     """The three OTLP Export handlers over one store and one write-ahead log."""
 
     def __init__(self, store: SeriesStore, wal: WriteAheadLog, gate: IngestGate, stats: IngestStats, *,
-                 max_pending_requests: int, max_pending_bytes: int, retry_after_s: float) -> None:
+                 max_pending_requests: int, max_pending_bytes: int, retry_after_s: float,
+                 memory: MemoryGuard | None = None) -> None:
         self.store = store
         self.wal = wal
         self.gate = gate
@@ -162,6 +186,8 @@ class OtlpIngest:
         self.max_pending_requests = max_pending_requests
         self.max_pending_bytes = max_pending_bytes
         self.retry_after_s = retry_after_s
+        self.memory = memory or MemoryGuard(0)
+        self.writes_failing = False  # the last WAL append failed: Health says DEGRADED
         self._admission = threading.Lock()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
@@ -198,13 +224,21 @@ class OtlpIngest:
                 f"RCA service overloaded ({self.stats.pending_requests} requests in flight); retry later",
                 self.retry_after_s))
         try:
+            if not self.memory.admits(len(raw)):
+                self.stats.refuse(signal.name, "memory")
+                limited_log.log(logging.WARNING, "memory", "memory bound reached (%.0f of %.0f MB resident): "
+                                "exports refused with RESOURCE_EXHAUSTED until memory is freed (lower --retention "
+                                "or --max-series, or raise --max-memory)", self.memory.rss_bytes() / 1e6,
+                                self.memory.limit_bytes / 1e6)
+                context.abort_with_status(retry_later_status(
+                    "RCA service memory bound reached; retry later", self.retry_after_s,
+                    code_pb2.RESOURCE_EXHAUSTED))
             try:
-                request = signal.request.FromString(raw)
-            except Exception as exc:  # noqa: BLE001 - any decoder failure is the client's bad bytes
+                request, undecodable = decode(signal, raw)
+            except ValueError as exc:
                 self.stats.refuse(signal.name, "malformed")
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"malformed OTLP {signal.name} request ({type(exc).__name__}: {exc})")
-            if not request.ListFields():
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP {signal.name} request ({exc})")
+            if not request.ListFields() and not undecodable.rejected:
                 return signal.response()
             if not context.is_active():  # the client gave up while we waited: it will retry, so don't store
                 self.stats.refuse(signal.name, "client gone")
@@ -213,36 +247,43 @@ class OtlpIngest:
                 try:
                     self.wal.append(signal.kind, raw)
                 except WalError as exc:
+                    self.writes_failing = True
                     self.stats.refuse(signal.name, "wal")
                     context.abort_with_status(retry_later_status(f"cannot persist the request: {exc}",
                                                                  self.retry_after_s))
+                self.writes_failing = False
                 result = self.apply(signal, request)
+            result.merge(undecodable)
             self.stats.record(signal.name, result)
-            if not result.rejected:
+            if not result.rejected and not result.warnings:
                 return signal.response()
             return signal.response(partial_success=signal.partial(
-                error_message=result.message, **{f"rejected_{signal.item}": result.rejected}))
+                error_message=result.message[:4096], **{f"rejected_{signal.item}": result.rejected}))
         finally:
             self._leave(len(raw))
 
     def apply(self, signal: Signal, request: Any) -> IngestResult:
-        """Store a decoded request (also used by WAL replay); a store bug never takes the server down."""
+        """Store a decoded request; a store bug never takes the server down."""
+        if not request.ListFields():
+            return IngestResult()
         try:
             return getattr(self.store, signal.ingest)(request)
         except Exception:  # noqa: BLE001 - logged with the stack; the data stays in the WAL
-            log.exception("storing an OTLP %s request failed part way; it stays in the WAL", signal.name)
+            limited_log.log(logging.ERROR, "store", "storing an OTLP %s request failed part way; it stays in "
+                            "the WAL", signal.name, exc_info=True)
             result = IngestResult()
             result.reject("internal error while storing; the request is kept in the WAL (see the service log)")
             return result
 
     def replay(self, kind: int, payload: bytes) -> None:
+        """Store one WAL record as live ingest would; raises ``ValueError`` for a record that cannot be
+        stored (unknown kind, bytes that are no request, a store failure), which the caller
+        quarantines."""
         signal = SIGNAL_BY_KIND.get(RecordKind(kind)) if kind in RecordKind._value2member_map_ else None
         if signal is None:
-            log.error("WAL record of unknown kind %s skipped", kind)
-            return
+            raise ValueError(f"unknown record kind {kind}")
+        request, _ = decode(signal, payload)
         try:
-            request = signal.request.FromString(payload)
+            getattr(self.store, signal.ingest)(request)
         except Exception as exc:  # noqa: BLE001
-            log.error("WAL record does not decode (%s); skipped", exc)
-            return
-        self.apply(signal, request)
+            raise ValueError(f"storing it failed: {type(exc).__name__}: {exc}") from exc

@@ -9,17 +9,20 @@ and the WAL segments it covers are deleted only after it is durable.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import grpc
 
 from factorylens import __version__
 from factorylens.exposition import MetricsServer, SnapshotCollector
+from factorylens.rca_service._memory import MemoryGuard
 from factorylens.rca_service._security import BearerTokenInterceptor, server_credentials
 from factorylens.rca_service.analysis import (
     Analyzer,
@@ -31,7 +34,7 @@ from factorylens.rca_service.analysis import (
 )
 from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
-from factorylens.rca_service.config import RcaServiceConfig, split_host_port
+from factorylens.rca_service.config import RcaServiceConfig, memory_limit_bytes, split_host_port
 from factorylens.rca_service.ingest import SIGNALS, IngestGate, IngestStats, OtlpIngest
 from factorylens.rca_service.outputs import IncidentLog, IncidentPublisher, health_series
 from factorylens.rca_service.snapshot import load_latest, write_snapshot
@@ -42,6 +45,8 @@ log = logging.getLogger(__name__)
 
 RETENTION_SWEEP_S = 60.0
 PROGRESS_EVERY_S = 5.0
+SNAPSHOT_BACKOFF_MAX_S = 600.0
+REPLAY_MARKER = "replay.inprogress"  # the WAL position being replayed: a crash there quarantines it
 _SIGNAL_OF_SERVICE = {s.service: s.name for s in SIGNALS}
 
 
@@ -64,7 +69,8 @@ class RcaService:
         self.config = config
         self.data_dir = Path(config.data_dir)
         self.store = SeriesStore(StoreLimits(max_series=config.max_series, retention_s=config.retention_s,
-                                             max_events=config.max_events))
+                                             max_events=config.max_events, max_future_s=config.max_future_s))
+        self.memory = MemoryGuard(memory_limit_bytes(config.max_memory_mb))
         self.analyzer = analyzer or make_analyzer(config)
         self.stats = IngestStats()
         self.gate = IngestGate()
@@ -72,7 +78,8 @@ class RcaService:
                                  config.wal_segment_mb << 20)
         self.ingest = OtlpIngest(self.store, self.wal, self.gate, self.stats,
                                  max_pending_requests=config.max_pending_requests,
-                                 max_pending_bytes=config.max_pending_mb << 20, retry_after_s=config.retry_after_s)
+                                 max_pending_bytes=config.max_pending_mb << 20, retry_after_s=config.retry_after_s,
+                                 memory=self.memory)
         self.incident_log = IncidentLog(self.data_dir / "incidents.json")
         self._log_exporters = list(log_exporters or [])
         self.incident_listeners = list(incident_listeners or [])
@@ -84,6 +91,11 @@ class RcaService:
         self._last_snapshot = time.monotonic()
         self._snapshot_lock = threading.Lock()
         self._started = time.monotonic()
+        self._snapshot_failures = 0
+        self._next_snapshot_try = 0.0
+        # recovery findings, exported on /metrics
+        self.records_quarantined = 0
+        self.recovery_data_loss = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -95,6 +107,7 @@ class RcaService:
             raise ServiceError(f"cannot create data directory {self.data_dir}: {exc}") from exc
         self._recover()
         token = self.config.bearer_token()
+        self._warn_if_exposed(token)
         interceptors = [BearerTokenInterceptor(token, self._count_unauthenticated)] if token else []
         max_message = self.config.max_message_mb << 20
         # every admitted export holds a thread while it waits for the WAL; the extra workers keep the
@@ -127,8 +140,8 @@ class RcaService:
         self.server.start()
         if self.config.metrics_listen not in ("", "off", "none"):
             host, port = split_host_port(self.config.metrics_listen)
-            source = lambda: health_series(self.stats, self.store, self.wal, self.analyzer,  # noqa: E731
-                                           self.snapshot_age_s)
+            source = lambda: {**health_series(self.stats, self.store, self.wal,  # noqa: E731
+                                              self.analyzer, self.snapshot_age_s), **self._robustness_series()}
             try:
                 self.metrics_server = MetricsServer([SnapshotCollector(source, {"service.name": "factorylens-rca"})],
                                                     host, port, bearer_token=token, tls_cert=self.config.tls_cert
@@ -155,6 +168,17 @@ class RcaService:
                                                    insecure=self.config.incidents_otlp_insecure)]
         return self._log_exporters
 
+    def _warn_if_exposed(self, token: str | None) -> None:
+        host, _ = split_host_port(self.config.listen)
+        tls = bool(self.config.tls_cert)
+        if token and not tls:
+            log.warning("a bearer token is required but TLS is off: the token crosses the network in clear text "
+                        "(set --tls-cert/--tls-key)")
+        if not _is_loopback(host) and not tls and not token:
+            log.warning("listening on %s with neither TLS nor a bearer token: anyone who reaches this address can "
+                        "write data and read incidents (set --tls-cert/--tls-key and --bearer-token-file)",
+                        self.config.listen)
+
     def _recover(self) -> None:
         began = time.monotonic()
         lsn, state = load_latest(self.data_dir / "snapshots")
@@ -162,18 +186,63 @@ class RcaService:
             self.store.restore(state["store"])
             log.info("loaded snapshot at WAL position %d (%d series)", lsn, len(self.store.series))
         self.snapshot_lsn = lsn
+        segments = self.wal.segments()
+        first_wal_lsn = int(segments[0].stem) if segments else lsn + 1
+        if first_wal_lsn > lsn + 1:
+            self.recovery_data_loss += first_wal_lsn - lsn - 1
+            log.error("DATA LOSS: no usable snapshot covers WAL records %d to %d (their segments were deleted "
+                      "after a snapshot that is now unreadable); the store starts from record %d",
+                      lsn + 1, first_wal_lsn - 1, first_wal_lsn)
+        marker = self.data_dir / REPLAY_MARKER
+        suspect = _read_marker(marker)
         replayed, replayed_bytes, last_report = 0, 0, time.monotonic()
-        for _, kind, payload in self.wal.replay(lsn):
-            self.ingest.replay(kind, payload)
-            replayed += 1
-            replayed_bytes += len(payload)
-            if time.monotonic() - last_report > PROGRESS_EVERY_S:
-                last_report = time.monotonic()
-                log.info("replaying the WAL: %d requests (%.1f MB) so far", replayed, replayed_bytes / 1e6)
+        with open(marker, "wb") as progress:
+            for record_lsn, kind, payload in self.wal.replay(lsn):
+                if record_lsn == suspect:
+                    self._quarantine(record_lsn, kind, payload, "the service died while replaying it last time")
+                    continue
+                _note_progress(progress, record_lsn)
+                try:
+                    self.ingest.replay(kind, payload)
+                except ValueError as exc:
+                    self._quarantine(record_lsn, kind, payload, str(exc))
+                    continue
+                replayed += 1
+                replayed_bytes += len(payload)
+                if time.monotonic() - last_report > PROGRESS_EVERY_S:
+                    last_report = time.monotonic()
+                    log.info("replaying the WAL: %d requests (%.1f MB) so far", replayed, replayed_bytes / 1e6)
+        marker.unlink()
         if replayed:
             log.info("replayed %d WAL requests (%.1f MB) in %.1fs", replayed, replayed_bytes / 1e6,
                      time.monotonic() - began)
         self.analyzer.load_incidents(self.incident_log.load())
+
+    def _quarantine(self, lsn: int, kind: int, payload: bytes, why: str) -> None:
+        """Set a WAL record that cannot be replayed aside (it stays inspectable) and carry on."""
+        self.records_quarantined += 1
+        directory = self.data_dir / "quarantine"
+        path = directory / f"wal-{lsn:020d}-kind{kind}.bin"
+        try:
+            directory.mkdir(exist_ok=True)
+            path.write_bytes(payload)
+        except OSError as exc:
+            log.error("WAL record %d cannot be replayed (%s) and could not be set aside (%s); skipped", lsn, why, exc)
+            return
+        log.error("WAL record %d (%d bytes) cannot be replayed (%s); set aside as %s and skipped", lsn,
+                  len(payload), why, path)
+
+    def _robustness_series(self) -> dict[str, list]:
+        return {
+            "factorylens.rca.wal.quarantined": [({}, self.records_quarantined)],
+            "factorylens.rca.recovery.lost_records": [({}, self.recovery_data_loss)],
+            "factorylens.rca.snapshot.failures": [({}, self._snapshot_failures)],
+            "factorylens.rca.attributes.truncated": [({}, self.store.decoder.truncated)],
+            "factorylens.rca.analysis.skipped": [({"factorylens.rca.reason": reason}, n)
+                                                 for reason, n in sorted(self.analyzer.skipped().items())],
+            "factorylens.rca.memory.resident": [({}, self.memory.rss_bytes())],
+            "factorylens.rca.memory.limit": [({}, self.memory.limit_bytes)],
+        }
 
     @property
     def address(self) -> str:
@@ -199,8 +268,12 @@ class RcaService:
             try:
                 path = write_snapshot(self.data_dir / "snapshots", lsn, state)
             except OSError as exc:
-                log.error("snapshot failed (%s); the WAL is kept and the snapshot retried later", exc)
+                self._snapshot_failures += 1
+                delay = min(SNAPSHOT_BACKOFF_MAX_S, self.config.snapshot_interval_s / 10 * 2 ** self._snapshot_failures)
+                self._next_snapshot_try = time.monotonic() + delay
+                log.error("snapshot failed (%s); the WAL is kept and the snapshot retried in %.0f s", exc, delay)
                 return None
+            self._next_snapshot_try = 0.0
             previous, self.snapshot_lsn = self.snapshot_lsn, lsn
             self._last_snapshot = time.monotonic()
             freed = self.wal.truncate_through(previous)
@@ -214,19 +287,24 @@ class RcaService:
                 if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
                     last_sweep = time.monotonic()
                     self.store.enforce_retention()
-                if self.snapshot_age_s() > self.config.snapshot_interval_s or \
-                        self.wal.size_bytes() > self.config.snapshot_wal_mb << 20:
+                due = self.snapshot_age_s() > self.config.snapshot_interval_s or \
+                    self.wal.size_bytes() > self.config.snapshot_wal_mb << 20
+                if due and time.monotonic() >= self._next_snapshot_try:
                     self.snapshot()
             except Exception:  # noqa: BLE001 - keep the service up; the next round retries
                 log.exception("housekeeping failed")
 
     def _analysis_loop(self) -> None:
         while not self._stop.wait(self.config.analysis_interval_s):
-            self.analyze_now()
+            self.analyze_now(self.config.analysis_budget_s)
 
-    def analyze_now(self) -> None:
+    def analyze_now(self, budget_s: float | None = None) -> None:
+        """One analysis pass; with a budget it stops early (and when the service stops), and the series
+        it did not reach go first next time."""
+        deadline = time.monotonic() + budget_s if budget_s else None
         try:
-            changes = self.analyzer.analyze(self.store, time.time_ns())
+            changes = self.analyzer.analyze(self.store, time.time_ns(), deadline=deadline,
+                                            should_stop=self._stop.is_set)
         except Exception:  # noqa: BLE001
             log.exception("analysis pass failed")
             return
@@ -248,7 +326,8 @@ class RcaService:
         store = self.store.stats()
         stats = self.stats
         accepted = stats.copy()[0]
-        degraded = stats.pending_requests >= self.config.max_pending_requests
+        degraded = stats.pending_requests >= self.config.max_pending_requests or self.ingest.writes_failing \
+            or self.memory.over
         return rca_pb2.HealthResponse(
             status=rca_pb2.HealthResponse.DEGRADED if degraded else rca_pb2.HealthResponse.SERVING,
             version=__version__, analyzer=self.analyzer.name, uptime_seconds=time.monotonic() - self._started,
@@ -282,3 +361,29 @@ class RcaService:
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until :meth:`stop` is called (or the timeout passes); True if stopped."""
         return self._stop.wait(timeout_s)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _read_marker(path: Path) -> int:
+    """The WAL position a previous replay was at when it died (0: it finished or never ran)."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return 0
+    return int.from_bytes(data[:8], "little") if len(data) >= 8 else 0
+
+
+def _note_progress(progress: Any, lsn: int) -> None:
+    """Remember which record is being replayed (no fsync: only a crash of this process must see it)."""
+    try:
+        os.pwrite(progress.fileno(), lsn.to_bytes(8, "little"), 0)
+    except OSError:
+        pass  # a full disk: replay goes on without crash-loop protection for this record

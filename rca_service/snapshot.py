@@ -31,13 +31,17 @@ def write_snapshot(directory: str | os.PathLike, lsn: int, state: Any) -> Path:
     payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
     final = _path(directory, lsn)
     tmp = final.with_suffix(".tmp")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC)
-        f.write(hashlib.sha256(payload).digest())
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC)
+            f.write(hashlib.sha256(payload).digest())
+            f.write(payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # a full disk must not be filled further by half-written snapshots
+        raise
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -22,7 +22,10 @@ import zlib
 from pathlib import Path
 from typing import Iterator
 
+from factorylens.rca_service._ratelimit import RateLimitedLog
+
 log = logging.getLogger(__name__)
+limited_log = RateLimitedLog(log)
 
 HEADER = struct.Struct("<IIQB")  # payload length, crc32(lsn|kind|payload), lsn, kind
 SEGMENT_SUFFIX = ".wal"
@@ -215,8 +218,8 @@ class WriteAheadLog:
         if error:
             for lsn in range(first, last + 1):
                 self._failures[lsn] = error
-            log.error("WAL append of %d records failed: %s; the requests are refused (clients retry)",
-                      len(batch), error)
+            limited_log.log(logging.ERROR, "append", "WAL append of %d records failed: %s; the requests are "
+                            "refused (clients retry)", len(batch), error)
         else:
             self._written_lsn = last
             self._unsynced_bytes += batch_bytes if self.fsync is not FsyncPolicy.ALWAYS else 0
@@ -257,7 +260,7 @@ class WriteAheadLog:
         try:
             os.fsync(fd)
         except OSError as exc:
-            log.error("WAL fsync failed: %s", exc)
+            limited_log.log(logging.ERROR, "fsync", "WAL fsync failed: %s", exc)
 
     def rotate(self) -> int:
         """Start a new segment; returns the last LSN in the closed ones (call with appends paused)."""

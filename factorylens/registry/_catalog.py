@@ -333,8 +333,23 @@ METRICS = _emitted_by(GPU_RECEIVER, (
                int),
     MetricSpec("factorylens.rca.store.points", U, "{point}", "Points in the store.", Domain.SELF, F, (), None,
                int),
-    MetricSpec("factorylens.rca.store.memory", U, "By", "Bytes held by stored points.", Domain.SELF, F, (), None,
-               int),
+    MetricSpec("factorylens.rca.store.memory", U, "By", "Bytes held by stored points and series (their attributes "
+               "included).", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.memory.resident", U, "By", "Resident memory of the RCA service process.",
+               Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.memory.limit", U, "By", "Resident memory above which exports are refused with "
+               "RESOURCE_EXHAUSTED (0: no bound).", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.attributes.truncated", C, "{attribute}", "Attribute values or lists cut to the "
+               "service's limits (length, count, nesting depth).", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.wal.quarantined", C, "{record}", "WAL records that could not be replayed, set aside "
+               "in the data directory's quarantine/ folder.", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.recovery.lost_records", C, "{record}", "WAL records that no usable snapshot "
+               "covered at start-up (data lost).", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.snapshot.failures", C, "{snapshot}", "Snapshots that failed (retried with "
+               "back-off; the WAL is kept meanwhile).", Domain.SELF, F, (), None, int),
+    MetricSpec("factorylens.rca.analysis.skipped", C, "{series}", "Series left out of an analysis pass, by "
+               "reason: the pass's budget was spent (analysed next pass) or the series is too costly to model.",
+               Domain.SELF, F, ("factorylens.rca.reason",), None, int),
     # RCA findings
     MetricSpec("factorylens.anomaly.score", G, "1", "Latest anomaly score in [0, 1] (0.5 = at the threshold) "
                "of the most anomalous series.", Domain.RCA, F,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import enum
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -99,8 +99,15 @@ class Analyzer(abc.ABC):
     name: str = "analyzer"
 
     @abc.abstractmethod
-    def analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
-        """Look at what arrived since the last call; return the incidents that changed."""
+    def analyze(self, store: SeriesStore, now_unix_nano: int, *, deadline: float | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[tuple[IncidentChange, Incident]]:
+        """Look at what arrived since the last call; return the incidents that changed. With a
+        ``deadline`` (``time.monotonic()``) or ``should_stop``, stop early and leave the series not
+        reached for the next call."""
+
+    def skipped(self) -> dict[str, int]:
+        """Series left out of analysis so far, by reason (budget spent, too costly to model)."""
+        return {}
 
     @abc.abstractmethod
     def incidents(self) -> list[Incident]:

@@ -11,12 +11,15 @@ behind the same :class:`Analyzer` interface.
 
 from __future__ import annotations
 
+import collections
 import copy
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -112,6 +115,7 @@ class RobustZScoreAnalyzer(Analyzer):
         # every anomaly that joined an incident, also those ranked below max_causes
         self._members: dict[str, set[str]] = {}
         self._intervals: dict[str, int] = {}
+        self._skipped: collections.Counter[str] = collections.Counter()
 
     # ---- detection -----------------------------------------------------------------------------
     def _floor(self, unit: str) -> float:
@@ -122,11 +126,16 @@ class RobustZScoreAnalyzer(Analyzer):
         scale = max((q3 - q1) / IQR_TO_SIGMA, abs(median) * self.config.relative_floor, self._floor(unit))
         return float(median), float(scale)
 
-    def analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
+    def analyze(self, store: SeriesStore, now_unix_nano: int, *, deadline: float | None = None,
+                should_stop: Callable[[], bool] | None = None) -> list[tuple[IncidentChange, Incident]]:
         with self._pass_lock:
-            return self._analyze(store, now_unix_nano)
+            return self._analyze(store, now_unix_nano, deadline, should_stop)
 
-    def _analyze(self, store: SeriesStore, now_unix_nano: int) -> list[tuple[IncidentChange, Incident]]:
+    def skipped(self) -> dict[str, int]:
+        return {**self._skipped, "baseline too costly": self.baselines.unmodelled_count}
+
+    def _analyze(self, store: SeriesStore, now_unix_nano: int, deadline: float | None = None,
+                 should_stop: Callable[[], bool] | None = None) -> list[tuple[IncidentChange, Incident]]:
         cfg = self.config
         found: list[_Anomaly] = []
         with store.lock:
@@ -135,7 +144,14 @@ class RobustZScoreAnalyzer(Analyzer):
                           if min(s.last_ts, now_unix_nano + MAX_SKEW_NS) > self._seen_until.get(s.info.id, 0)
                           and s.info.domain not in cfg.ignore_domains]
         self._forget_missing(live)
-        for info in candidates:
+        # the longest-waiting first, so a pass cut short by its budget starves no series
+        candidates.sort(key=lambda info: self._seen_until.get(info.id, 0))
+        for n, info in enumerate(candidates):
+            if (deadline is not None and time.monotonic() > deadline) or (should_stop and should_stop()):
+                self._skipped["budget spent"] += len(candidates) - n
+                log.debug("analysis pass out of time: %d of %d series wait for the next pass",
+                          len(candidates) - n, len(candidates))
+                break
             try:
                 anomaly = self._score(store, info, now_unix_nano)
             except Exception:  # noqa: BLE001 - one odd series must not stop detection for the others

@@ -2,17 +2,93 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+import base64
+import binascii
+import hashlib
+import heapq
+import json
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentState
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View, ViewError
 
-DEFAULT_LIST_LIMIT = 1000
+# List pages (AIP-158): page_size 0 means the default, larger ones are capped; a page also stops
+# before PAGE_BYTES of items (at least one item), far below gRPC's default 4 MiB receive limit.
+DEFAULT_SERIES_PAGE = 1000
+MAX_SERIES_PAGE = 10_000
+DEFAULT_INCIDENTS_PAGE = 100
+MAX_INCIDENTS_PAGE = 1000
+PAGE_BYTES = 2 << 20
 MAX_QUERY_SERIES = 1000
+_TOKEN_VERSION = 1
+
+
+class PageTokenError(ValueError):
+    """A page_token that this server did not hand out for this query."""
+
+
+def _query_digest(*parts: Any) -> str:
+    """Ties a page token to the filters it was made for."""
+    return hashlib.blake2b(json.dumps(parts, separators=(",", ":")).encode(), digest_size=6).hexdigest()
+
+
+def encode_page_token(kind: str, digest: str, position: Sequence[Any]) -> str:
+    """An opaque token: the list it pages, its filters' digest and the sort key of the last item sent."""
+    raw = json.dumps([_TOKEN_VERSION, kind, digest, list(position)], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_page_token(token: str, kind: str, digest: str) -> list[Any]:
+    """The position a token continues after; PageTokenError when it is not ours, or for other filters."""
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        version, token_kind, token_digest, position = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError) as exc:
+        raise PageTokenError("page_token is malformed; pass next_page_token of the previous response as is") from exc
+    if version != _TOKEN_VERSION or token_kind != kind or not isinstance(position, list):
+        raise PageTokenError(f"page_token is not a {kind} page token of this server")
+    if token_digest != digest:
+        raise PageTokenError(f"page_token belongs to a {kind} listing with other filters; "
+                             "keep the filters the same while paging, or start again without a token")
+    return position
+
+
+def _page_size(page_size: int, limit: int, default: int, maximum: int) -> int:
+    size = page_size or limit or default
+    if limit:
+        size = min(size, limit)
+    return min(size, maximum)
+
+
+def _varint_size(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
+def _fill_page(items: Iterable[Any], to_message: Callable[[Any], Message], size: int,
+               budget: int | None = None) -> tuple[list[Message], Any, bool]:
+    """Messages of up to ``size`` items and ``budget`` (PAGE_BYTES) serialized bytes, at least one
+    item; also the last item taken and whether any item was left over."""
+    budget = PAGE_BYTES if budget is None else budget
+    page: list[Message] = []
+    used = 0
+    last = None
+    for item in items:
+        if len(page) >= size:
+            return page, last, True
+        message = to_message(item)
+        n = message.ByteSize()
+        n += 1 + _varint_size(n)  # the repeated field's tag and length
+        if page and used + n > budget:
+            return page, last, True
+        page.append(message)
+        used += n
+        last = item
+    return page, last, False
 
 
 def _attributes(values: Mapping[str, Any]) -> list[rca_pb2.Attribute]:
@@ -72,11 +148,26 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
         return self._health()
 
     def ListSeries(self, request: rca_pb2.ListSeriesRequest, context: grpc.ServicerContext) -> rca_pb2.ListSeriesResponse:
-        limit = request.limit or DEFAULT_LIST_LIMIT
-        found = self._store.list_series(request.metric or "*", {a.key: a.value for a in request.match},
-                                        request.domain, request.entity, limit + 1)
-        return rca_pb2.ListSeriesResponse(series=[series_info_message(i, self._store) for i in found[:limit]],
-                                          truncated=len(found) > limit)
+        match = {a.key: a.value for a in request.match}
+        digest = _query_digest(request.metric or "*", sorted(match.items()), request.domain, request.entity)
+        after = ""
+        if request.page_token:
+            try:
+                position = decode_page_token(request.page_token, "series", digest)
+                if len(position) != 1 or not isinstance(position[0], str) or not position[0]:
+                    raise PageTokenError("page_token is not a series page token of this server")
+            except PageTokenError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            after = position[0]
+        size = _page_size(request.page_size, request.limit, DEFAULT_SERIES_PAGE, MAX_SERIES_PAGE)
+        found = self._store.list_series(request.metric or "*", match, request.domain, request.entity)
+        # by id: a stable order, so series that arrive while a client pages land on either side of
+        # its position and existing ones are neither repeated nor skipped
+        candidates = heapq.nsmallest(size + 1, (i for i in found if i.id > after), key=lambda i: i.id)
+        page, last, more = _fill_page(candidates, lambda i: series_info_message(i, self._store), size)
+        return rca_pb2.ListSeriesResponse(
+            series=page, truncated=more,
+            next_page_token=encode_page_token("series", digest, [last.id]) if more else "")
 
     def QuerySeries(self, request: rca_pb2.QuerySeriesRequest,
                     context: grpc.ServicerContext) -> rca_pb2.QuerySeriesResponse:
@@ -100,11 +191,29 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
 
     def ListIncidents(self, request: rca_pb2.ListIncidentsRequest,
                       context: grpc.ServicerContext) -> rca_pb2.ListIncidentsResponse:
-        incidents = [i for i in self._analyzer.incidents()
-                     if not request.open_only or i.state is IncidentState.OPEN]
-        if request.limit:
-            incidents = incidents[:request.limit]
-        return rca_pb2.ListIncidentsResponse(incidents=[incident_message(i) for i in incidents])
+        digest = _query_digest(bool(request.open_only))
+        after: tuple[int, str] | None = None
+        if request.page_token:
+            try:
+                position = decode_page_token(request.page_token, "incidents", digest)
+                if (len(position) != 2 or not isinstance(position[0], int) or isinstance(position[0], bool)
+                        or not isinstance(position[1], str)):
+                    raise PageTokenError("page_token is not an incidents page token of this server")
+            except PageTokenError as exc:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            after = (-position[0], position[1])
+        size = _page_size(request.page_size, request.limit, DEFAULT_INCIDENTS_PAGE, MAX_INCIDENTS_PAGE)
+
+        def key(incident: Incident) -> tuple[int, str]:  # newest first, then by id
+            return -incident.opened_unix_nano, incident.id
+
+        candidates = heapq.nsmallest(size + 1, (i for i in self._analyzer.incidents()
+                                                if (not request.open_only or i.state is IncidentState.OPEN)
+                                                and (after is None or key(i) > after)), key=key)
+        page, last, more = _fill_page(candidates, incident_message, size)
+        return rca_pb2.ListIncidentsResponse(
+            incidents=page,
+            next_page_token=encode_page_token("incidents", digest, [last.opened_unix_nano, last.id]) if more else "")
 
     def GetIncident(self, request: rca_pb2.GetIncidentRequest, context: grpc.ServicerContext) -> rca_pb2.Incident:
         incident = self._analyzer.incident(request.id)

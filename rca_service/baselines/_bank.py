@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -12,21 +14,26 @@ import numpy as np
 from factorylens.rca_service.baselines._baseline import SeasonalBaseline
 from factorylens.rca_service.baselines._detector import StreamingDetector, StreamingDetectorConfig
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True)
 class BaselineBankConfig:
     """
     :param detector: how each series is scored (probation, refits, history kept)
     :param max_series: detectors kept at most; the least recently fed is dropped first
+    :param max_series_cost_s: a series whose detector takes longer than this for one call (a fit
+        and its scoring) is not modelled any more: it is dropped, counted, and skipped from then on
     """
 
     detector: StreamingDetectorConfig = field(default_factory=lambda: StreamingDetectorConfig(
         probation_points=360, refit_every_points=1440, fit_history_points=2880))
     max_series: int = 5000
+    max_series_cost_s: float = 2.0
 
     def validate(self) -> None:
-        if self.max_series < 1:
-            raise ValueError("max_series must be at least 1")
+        if self.max_series < 1 or self.max_series_cost_s <= 0:
+            raise ValueError("max_series must be at least 1 and max_series_cost_s positive")
         self.detector.validate()
 
 
@@ -40,13 +47,27 @@ class BaselineBank:
         self._lock = threading.Lock()
         self._detectors: OrderedDict[str, StreamingDetector] = OrderedDict()
         self._scores: dict[str, float] = {}
+        self._unmodelled: set[str] = set()  # series too costly to model (bounded by the store's series)
+
+    @property
+    def unmodelled_count(self) -> int:
+        return len(self._unmodelled)
 
     def observe(self, series_id: str, times_s: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Score new points of one series (ascending times, seconds)."""
+        """Score new points of one series (ascending times, seconds); a series too costly to model
+        scores nothing."""
+        if series_id in self._unmodelled:
+            return np.zeros(0)
+        began = time.monotonic()
         detector = self._detector_for(series_id)
-        scores = detector.score(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
-        if detector.baseline is not None:
-            detector.baseline.update(times_s, values)
+        try:
+            scores = detector.score(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
+            if detector.baseline is not None:
+                detector.baseline.update(times_s, values)
+        except MemoryError:
+            self._give_up(series_id, "its model does not fit in memory")
+            return np.zeros(0)
+        self._check_cost(series_id, began)
         if scores.size:
             with self._lock:
                 self._scores[series_id] = float(scores[-1])
@@ -54,7 +75,28 @@ class BaselineBank:
 
     def warm_start(self, series_id: str, times_s: np.ndarray, values: np.ndarray) -> None:
         """Learn a series' history (a file, a Prometheus range) before its live points arrive."""
-        self._detector_for(series_id).warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
+        if series_id in self._unmodelled:
+            return
+        began = time.monotonic()
+        try:
+            self._detector_for(series_id).warm_start(np.asarray(times_s, dtype=float),
+                                                     np.asarray(values, dtype=float))
+        except MemoryError:
+            self._give_up(series_id, "its model does not fit in memory")
+            return
+        self._check_cost(series_id, began)
+
+    def _check_cost(self, series_id: str, began: float) -> None:
+        took = time.monotonic() - began
+        if took > self.config.max_series_cost_s:
+            self._give_up(series_id, f"one update took {took:.1f} s (limit {self.config.max_series_cost_s:g} s)")
+
+    def _give_up(self, series_id: str, why: str) -> None:
+        with self._lock:
+            self._detectors.pop(series_id, None)
+            self._scores.pop(series_id, None)
+            self._unmodelled.add(series_id)
+        log.warning("series %s is no longer modelled with a seasonal baseline: %s", series_id, why)
 
     def _detector_for(self, series_id: str) -> StreamingDetector:
         """The series' detector (created on first use), marked most recently used; beyond
@@ -69,6 +111,7 @@ class BaselineBank:
 
     def forget(self, live: set[str]) -> None:
         with self._lock:
+            self._unmodelled &= live
             for series_id in [s for s in self._detectors if s not in live]:
                 del self._detectors[series_id]
                 self._scores.pop(series_id, None)

@@ -24,6 +24,7 @@ from factorylens.rca_service.baselines._season import DAY_S, WEEK_S, Season, fin
 log = logging.getLogger(__name__)
 
 MAD_TO_SIGMA = 1.4826
+STL_MAX_GRID_POINTS = 16_384  # STL/MSTL cost grows with the grid: two weeks of 15-minute bins is 1,344
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,11 @@ def _stl_profiles(times_s: np.ndarray, values: np.ndarray, seasons: list[Season]
 
     seasons = sorted(seasons, key=lambda s: s.period_s)  # MSTL returns components by period
     shortest = seasons[0].period_s
-    step = max(modal_step_s(times_s), shortest / config.stl_max_slots)
+    span = float(times_s[-1] - times_s[0])
+    # the grid's size is bounded by the span, never by the data's spacing
+    step = max(modal_step_s(times_s), shortest / config.stl_max_slots, span / STL_MAX_GRID_POINTS)
+    if step > shortest / 4:
+        return None  # too many cycles for a bounded grid: the per-slot profile serves
     grid = to_grid(times_s, values, step, origin_s)
     series = _winsorise(grid.filled)
     lags = [max(int(round(s.period_s / step)), 2) for s in seasons]
@@ -222,7 +227,7 @@ def _stl_profiles(times_s: np.ndarray, values: np.ndarray, seasons: list[Season]
         else:
             fitted = MSTL(series, periods=lags, stl_kwargs=jumps).fit().seasonal
             components = [fitted[:, i] for i in range(fitted.shape[1])]
-    grid_times = origin_s + (np.arange(series.size) + 0.5) * step
+    grid_times = grid.origin_s + (np.arange(series.size) + 0.5) * step
     profiles = []
     for season, lag, component in zip(seasons, lags, components):
         last = component[-min(component.size, 4 * lag):]

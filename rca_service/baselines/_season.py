@@ -17,6 +17,7 @@ import numpy as np
 DAY_S = 86_400.0
 WEEK_S = 7 * DAY_S
 HARMONIC_GAIN = 0.05  # extra correlation a multiple of a found period needs to count too
+MAX_GRID_POINTS = 1 << 20  # no grid is larger, whatever the data's spacing (callers choose steps below it)
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,16 @@ def modal_step_s(times_s: np.ndarray) -> float:
 
 
 def to_grid(times_s: np.ndarray, values: np.ndarray, step_s: float, origin_s: float | None = None) -> Grid:
-    """Average irregular samples onto ``step_s`` bins."""
+    """Average irregular samples onto ``step_s`` bins, in phase with ``origin_s`` (e.g. a midnight)
+    but starting at the first sample's bin, so the grid's size depends on the data's span, not on
+    how far the origin lies before it. Raises ``ValueError`` past ``MAX_GRID_POINTS``."""
     t = np.asarray(times_s, dtype=float)
     v = np.asarray(values, dtype=float)
-    origin = float(t[0]) if origin_s is None else float(origin_s)
+    origin = float(t.min()) if origin_s is None else float(origin_s)
+    origin += np.floor((float(t.min()) - origin) / step_s) * step_s
+    span_bins = (float(t.max()) - origin) / step_s
+    if not span_bins < MAX_GRID_POINTS:
+        raise ValueError(f"a {span_bins:.3g}-bin grid (step {step_s:g} s) is larger than {MAX_GRID_POINTS}")
     bins = np.floor((t - origin) / step_s).astype(np.int64)
     bins -= min(int(bins.min()), 0)
     n = int(bins.max()) + 1

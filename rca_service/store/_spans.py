@@ -40,9 +40,11 @@ class SpanAggregator:
         self._bin_ns = max(1, int(bin_s * 1e9))
 
     def ingest(self, request: Any) -> IngestResult:
-        from factorylens.rca_service.store._store import IngestResult, decode_attributes
+        from factorylens.rca_service.store._store import IngestResult
 
         result = IngestResult()
+        decoder = self._store.decoder
+        lo, hi = self._store._lo_ns, self._store._hi_ns
         bins: dict[tuple[int, str, int, int], list] = {}
         resources: dict[int, Any] = {}
         sample = self._store.span_sample
@@ -55,12 +57,16 @@ class SpanAggregator:
                 for span in ss.spans:
                     start, end = span.start_time_unix_nano, span.end_time_unix_nano
                     if not 0 < end < 2**63 or end < start or not span.name or len(span.trace_id) != 16 \
-                            or len(span.span_id) != 8:
+                            or len(span.span_id) != 8 or len(span.parent_span_id) not in (0, 8):
                         result.reject("span without name, valid ids or end time")
+                        continue
+                    if not lo < end < hi:
+                        self._store._reject_time(end, result, "span")
                         continue
                     duration_s = (end - start) / 1e9
                     error = span.status.code == STATUS_ERROR
-                    key = (index, span.name, span.kind, end - end % bin_ns)
+                    name = decoder.text(span.name)
+                    key = (index, name, span.kind, end - end % bin_ns)
                     acc = bins.get(key)
                     if acc is None:
                         acc = bins[key] = [0, 0, 0.0, []]
@@ -68,7 +74,7 @@ class SpanAggregator:
                     acc[1] += error
                     acc[2] += duration_s
                     acc[3].append(duration_s)
-                    sample.offer(service, span, duration_s, error, decode_attributes)
+                    sample.offer(service, name, span, duration_s, error, decoder.attributes)
                     calls.observe(service, span, end)
                     result.accepted += 1
         for (index, name, kind, bin_ts), (calls, errors, total, durations) in bins.items():
@@ -128,7 +134,7 @@ class CallGraph:
             self._link(service, child, end_unix_nano)
         for attribute in span.attributes:
             if attribute.key == "peer.service" and attribute.value.string_value:
-                self._link(service, attribute.value.string_value, end_unix_nano)
+                self._link(service, attribute.value.string_value[:MAX_ATTRIBUTE_CHARS], end_unix_nano)
         if span.parent_span_id:
             parent = self._service_of.get(span.parent_span_id)
             if parent is not None:
@@ -172,8 +178,8 @@ class SpanSample:
         self._errors: dict[tuple[str, str], deque] = {}
         self._tiebreak = itertools.count()
 
-    def offer(self, service: str, span: Any, duration_s: float, error: bool, decode: Any) -> None:
-        key = (service, span.name)
+    def offer(self, service: str, name: str, span: Any, duration_s: float, error: bool, decode: Any) -> None:
+        key = (service, name)
         latest = self._latest.get(key)
         if latest is None:
             if len(self._latest) >= self.max_operations:
@@ -185,7 +191,7 @@ class SpanSample:
         keep_slow = len(slowest) < self.per_operation or duration_s > slowest[0][0]
         if not (keep_slow or error) and latest and latest[-1]["end_time_unix_nano"] > span.end_time_unix_nano:
             return
-        record = _span_record(service, span, duration_s, error, decode)
+        record = _span_record(service, name, span, duration_s, error, decode)
         latest.append(record)
         if keep_slow:
             entry = (duration_s, next(self._tiebreak), record)
@@ -241,10 +247,11 @@ class SpanSample:
                 self._errors[key].append(record)
 
 
-def _span_record(service: str, span: Any, duration_s: float, error: bool, decode: Any) -> dict[str, Any]:
-    attributes = decode(list(span.attributes)[:MAX_SAMPLED_ATTRIBUTES])
+def _span_record(service: str, name: str, span: Any, duration_s: float, error: bool, decode: Any
+                 ) -> dict[str, Any]:
+    attributes = decode(span.attributes[:MAX_SAMPLED_ATTRIBUTES])
     return {
-        "service": service, "name": span.name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
+        "service": service, "name": name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
         "parent_span_id": span.parent_span_id.hex(), "start_time_unix_nano": span.start_time_unix_nano,
         "end_time_unix_nano": span.end_time_unix_nano, "duration_s": duration_s, "error": error,
         "status_message": span.status.message[:MAX_ATTRIBUTE_CHARS],

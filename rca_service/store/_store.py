@@ -23,9 +23,15 @@ import pandas as pd
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
+from factorylens.rca_service.store._attributes import (
+    MAX_METRIC_NAME,
+    MAX_UNIT,
+    AttributeDecoder,
+    AttributeLimits,
+    attributes_nbytes,
+)
 from factorylens.rca_service.store._entity import domain_of, entity_of
 from factorylens.rca_service.store._series import (
     HistogramPoint,
@@ -43,8 +49,9 @@ Series = ScalarSeries | HistogramSeries
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 MAX_TIME_NS = 2**63  # OTLP times are uint64; ours are int64 (until the year 2262)
 MAX_BUCKETS = 4096   # the SDK's exponential default is 160; more is hostile or broken
-MAX_EVENT_ATTRIBUTES = 64
-MAX_TEXT = 4096
+KEY_CACHE_MAX_BYTES = 8192  # longer attribute sets are looked up the slow way, not kept as cache keys
+RESOURCE_CACHE_MAX_BYTES = 65536
+SERIES_OVERHEAD_BYTES = 600  # a series' objects beyond its points and attributes (measured with tracemalloc)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 EVENT_COUNT_METRIC = "factorylens.events"
 
@@ -56,6 +63,17 @@ class StoreLimits:
     max_events: int = 100_000
     span_bin_s: float = 10.0
     span_sample_per_operation: int = 16
+    attributes: AttributeLimits = field(default_factory=AttributeLimits)
+    # live ingest refuses points older than the retention or further ahead than this (None: accept
+    # any time, as replay and back-fill do)
+    max_future_s: float | None = None
+
+    def validate(self) -> None:
+        if self.max_series < 1 or self.retention_s <= 0 or self.max_events < 1 or self.span_bin_s <= 0:
+            raise ValueError("max_series, retention_s, max_events and span_bin_s must be positive")
+        if self.max_future_s is not None and self.max_future_s < 0:
+            raise ValueError("max_future_s must be >= 0")
+        self.attributes.validate()
 
 
 @dataclass
@@ -63,35 +81,28 @@ class IngestResult:
     accepted: int = 0
     rejected: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def reject(self, reason: str, n: int = 1) -> None:
         self.rejected += n
         self.reasons[reason] = self.reasons.get(reason, 0) + n
 
+    def warn(self, warning: str) -> None:
+        """Accepted, but changed (e.g. attributes truncated): said in the partial success."""
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+
+    def merge(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        for reason, n in other.reasons.items():
+            self.reject(reason, n)
+        for warning in other.warnings:
+            self.warn(warning)
+
     @property
     def message(self) -> str:
-        return "; ".join(f"{n} rejected: {reason}" for reason, n in sorted(self.reasons.items()))
-
-
-def any_value(value: AnyValue) -> Any:
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return ""
-    if kind == "array_value":
-        return json.dumps([any_value(v) for v in value.array_value.values], default=str)
-    if kind == "kvlist_value":
-        return json.dumps({kv.key: any_value(kv.value) for kv in value.kvlist_value.values}, default=str)
-    if kind == "bytes_value":
-        return value.bytes_value.hex()
-    return getattr(value, kind)
-
-
-def decode_attributes(attributes: Iterable) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in attributes}
-
-
-def _bounded(attributes: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v[:MAX_TEXT] if isinstance(v, str) else v) for k, v in attributes.items()}
+        parts = [f"{n} rejected: {reason}" for reason, n in sorted(self.reasons.items())]
+        return "; ".join(parts + self.warnings)
 
 
 def series_id(metric: str, kind: SeriesKind, resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
@@ -115,6 +126,8 @@ class SeriesStore:
     def __init__(self, limits: StoreLimits | None = None, *, clock: Callable[[], float] = time.time,
                  on_cardinality_limit: Callable[[int], None] | None = None) -> None:
         self.limits = limits or StoreLimits()
+        self.limits.validate()
+        self.decoder = AttributeDecoder(self.limits.attributes)
         self.lock = threading.RLock()
         self.series: dict[str, Series] = {}
         self._resources: dict[bytes, _Resource] = {}
@@ -126,16 +139,38 @@ class SeriesStore:
         self._on_cardinality_limit = on_cardinality_limit
         self._last_limit_log = 0.0
         self.points_dropped_by_retention = 0
+        self._info_bytes = 0
+        # the times live ingest accepts, set per request (see _open_window)
+        self._lo_ns, self._hi_ns = 0, MAX_TIME_NS
 
     # ---- series lookup -------------------------------------------------------------------------
     def _resource(self, resource: Any) -> _Resource:
         raw = resource.SerializeToString()
         found = self._resources.get(raw)
         if found is None:
-            if len(self._resources) > 4 * self.limits.max_series:
-                self._resources.clear()  # an alias cache; entries are rebuilt on demand
-            found = self._resources[raw] = _Resource(decode_attributes(resource.attributes))
+            found = _Resource(self.decoder.attributes(resource.attributes))
+            if len(raw) <= RESOURCE_CACHE_MAX_BYTES:
+                if len(self._resources) > 4 * self.limits.max_series:
+                    self._resources.clear()  # an alias cache; entries are rebuilt on demand
+                self._resources[raw] = found
         return found
+
+    def _open_window(self) -> None:
+        """The times this request's points may have: inside the retention and not far ahead."""
+        if self.limits.max_future_s is None:
+            self._lo_ns, self._hi_ns = 0, MAX_TIME_NS
+            return
+        now = self._clock()
+        self._lo_ns = max(0, int((now - self.limits.retention_s) * 1e9))
+        self._hi_ns = min(MAX_TIME_NS, int((now + self.limits.max_future_s) * 1e9))
+
+    def _reject_time(self, ts: int, result: IngestResult, what: str = "data point") -> None:
+        if not 0 < ts < MAX_TIME_NS:
+            result.reject(f"{what} without a valid time_unix_nano")
+        elif ts <= self._lo_ns:
+            result.reject(f"{what} older than the retention ({self.limits.retention_s:g} s)")
+        else:
+            result.reject(f"{what} more than {self.limits.max_future_s:g} s in the future")
 
     def get_or_create(self, metric: str, kind: SeriesKind, unit: str, resource: Mapping[str, Any],
                       attributes: Mapping[str, Any], description: str = "", *, cumulative: bool = True,
@@ -148,10 +183,12 @@ class SeriesStore:
         if len(self.series) >= self.limits.max_series:
             self._cardinality_limited(result)
             return None
-        info = SeriesInfo(sid, metric, kind, unit, domain_of(metric).value, entity_of(resource, attributes),
-                          resource, dict(attributes), description)
+        info = SeriesInfo(sid, metric, kind, unit[:MAX_UNIT], domain_of(metric).value,
+                          entity_of(resource, attributes), resource, dict(attributes),
+                          self.decoder.text(description))
         created: Series = HistogramSeries(info, cumulative) if kind is SeriesKind.HISTOGRAM else ScalarSeries(info)
         self.series[sid] = created
+        self._info_bytes += _info_nbytes(info)
         return created
 
     def _cardinality_limited(self, result: IngestResult | None) -> None:
@@ -182,9 +219,9 @@ class SeriesStore:
         found = cache.get(key)
         if found is None:
             found = self.get_or_create(metric.name, kind, metric.unit, res.attributes,
-                                       decode_attributes(point.attributes), metric.description,
+                                       self.decoder.attributes(point.attributes), metric.description,
                                        cumulative=cumulative, result=result)
-            if found is not None:
+            if found is not None and sum(map(len, key)) <= KEY_CACHE_MAX_BYTES:
                 cache[key] = found
         return found
 
@@ -192,17 +229,30 @@ class SeriesStore:
     def ingest_metrics(self, request: ExportMetricsServiceRequest) -> IngestResult:
         result = IngestResult()
         with self.lock:
+            self._open_window()
+            truncated = self.decoder.truncated
             for rm in request.resource_metrics:
                 res = self._resource(rm.resource)
                 for sm in rm.scope_metrics:
                     for metric in sm.metrics:
                         self._ingest_metric(res, metric, result)
+            self._note_truncation(truncated, result)
         return result
+
+    def _note_truncation(self, before: int, result: IngestResult) -> None:
+        cut = self.decoder.truncated - before
+        if cut > 0:
+            limits = self.limits.attributes
+            result.warn(f"{cut} attribute values or lists truncated to the service's limits ({limits.value_length} "
+                        f"characters, {limits.count} attributes, depth {limits.depth})")
 
     def _ingest_metric(self, res: _Resource, metric: Any, result: IngestResult) -> None:
         data = metric.WhichOneof("data")
         if not metric.name:
             result.reject("metric without a name", _point_count(metric, data))
+            return
+        if len(metric.name) > MAX_METRIC_NAME:
+            result.reject(f"metric name longer than {MAX_METRIC_NAME} characters", _point_count(metric, data))
             return
         if data == "gauge" or data == "sum":
             if data == "gauge":
@@ -234,10 +284,11 @@ class SeriesStore:
         accepted = 0
         cumulative = kind is SeriesKind.CUMULATIVE
         cache = self._cache(res, metric.name, kind)
+        lo, hi = self._lo_ns, self._hi_ns
         for point in points:
             ts = point.time_unix_nano
-            if not 0 < ts < MAX_TIME_NS or point.start_time_unix_nano >= MAX_TIME_NS:
-                result.reject("data point without a valid time_unix_nano")
+            if not lo < ts < hi or point.start_time_unix_nano >= MAX_TIME_NS:
+                self._reject_time(ts if point.start_time_unix_nano < MAX_TIME_NS else 0, result)
                 continue
             if point.flags & NO_RECORDED_VALUE:
                 accepted += 1  # a staleness marker: valid, nothing to store
@@ -259,9 +310,13 @@ class SeriesStore:
                            exponential: bool) -> None:
         cumulative = histogram.aggregation_temporality == CUMULATIVE
         cache = self._cache(res, metric.name, SeriesKind.HISTOGRAM)
+        lo, hi = self._lo_ns, self._hi_ns
         for point in histogram.data_points:
-            if not 0 < point.time_unix_nano < MAX_TIME_NS or point.start_time_unix_nano >= MAX_TIME_NS:
-                result.reject("data point without a valid time_unix_nano")
+            if not lo < point.time_unix_nano < hi or point.start_time_unix_nano >= MAX_TIME_NS:
+                self._reject_time(point.time_unix_nano if point.start_time_unix_nano < MAX_TIME_NS else 0, result)
+                continue
+            if not (math.isfinite(point.sum) and math.isfinite(point.min) and math.isfinite(point.max)):
+                result.reject("histogram with a non-finite sum, min or max")
                 continue
             buckets = (len(point.positive.bucket_counts) + len(point.negative.bucket_counts) if exponential
                        else len(point.bucket_counts))
@@ -286,6 +341,9 @@ class SeriesStore:
                 if len(point.bucket_counts) != len(bounds) + 1 and len(point.bucket_counts) != 0:
                     result.reject("histogram bucket_counts length is not len(explicit_bounds) + 1")
                     continue
+                if not all(map(math.isfinite, bounds)):
+                    result.reject("histogram explicit_bounds not finite")
+                    continue
                 if any(b >= a for b, a in zip(bounds, bounds[1:])):
                     result.reject("histogram explicit_bounds not strictly increasing")
                     continue
@@ -303,10 +361,10 @@ class SeriesStore:
     def _ingest_summaries(self, res: _Resource, metric: Any, result: IngestResult) -> None:
         """Summaries become a gauge per quantile plus cumulative ``.count`` and ``.sum`` series."""
         for point in metric.summary.data_points:
-            if not 0 < point.time_unix_nano < MAX_TIME_NS:
-                result.reject("data point without a valid time_unix_nano")
+            if not self._lo_ns < point.time_unix_nano < self._hi_ns:
+                self._reject_time(point.time_unix_nano, result)
                 continue
-            attributes = decode_attributes(point.attributes)
+            attributes = self.decoder.attributes(point.attributes)
             ts = point.time_unix_nano
             made = []
             for q in point.quantile_values:
@@ -324,12 +382,19 @@ class SeriesStore:
 
     def ingest_spans(self, request: ExportTraceServiceRequest) -> IngestResult:
         with self.lock:
-            return self.spans.ingest(request)
+            self._open_window()
+            truncated = self.decoder.truncated
+            result = self.spans.ingest(request)
+            self._note_truncation(truncated, result)
+            return result
 
     def ingest_logs(self, request: ExportLogsServiceRequest) -> IngestResult:
         """Log records are kept as events (bounded) and counted per event name as a delta series."""
         result = IngestResult()
+        decoder = self.decoder
         with self.lock:
+            self._open_window()
+            truncated = decoder.truncated
             counts: dict[tuple[int, str, int], int] = {}
             resources: dict[int, dict[str, Any]] = {}
             for index, rl in enumerate(request.resource_logs):
@@ -338,14 +403,15 @@ class SeriesStore:
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
                         ts = record.time_unix_nano or record.observed_time_unix_nano
-                        if not 0 < ts < MAX_TIME_NS:
-                            result.reject("log record without a valid timestamp")
+                        if not self._lo_ns < ts < self._hi_ns:
+                            self._reject_time(ts, result, "log record")
                             continue
-                        attributes = _bounded(decode_attributes(list(record.attributes)[:MAX_EVENT_ATTRIBUTES]))
-                        name = record.event_name or attributes.get("event.name") or "log"
+                        attributes = decoder.attributes(record.attributes)
+                        name = decoder.text(str(record.event_name or attributes.get("event.name") or "log"))
                         self.events.append({
-                            "time_unix_nano": ts, "event_name": str(name)[:MAX_TEXT], "severity": record.severity_text
-                            or str(record.severity_number), "body": str(any_value(record.body))[:MAX_TEXT],
+                            "time_unix_nano": ts, "event_name": name,
+                            "severity": decoder.text(record.severity_text) or str(record.severity_number),
+                            "body": str(decoder.value(record.body)),
                             "attributes": attributes, "resource": resource,
                             "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
                         })
@@ -357,6 +423,7 @@ class SeriesStore:
                                             {"event.name": name}, "Log records (events) received.")
                 if series is not None:
                     series.append(bin_ts, float(n))
+            self._note_truncation(truncated, result)
         return result
 
     # ---- reads ---------------------------------------------------------------------------------
@@ -403,7 +470,7 @@ class SeriesStore:
     def stats(self) -> dict[str, int]:
         with self.lock:
             points = sum(s.point_count for s in self.series.values())
-            nbytes = sum(s.nbytes for s in self.series.values())
+            nbytes = sum(s.nbytes for s in self.series.values()) + self._info_bytes
             return {"series": len(self.series), "points": points, "bytes": nbytes, "events": len(self.events)}
 
     # ---- housekeeping --------------------------------------------------------------------------
@@ -417,6 +484,7 @@ class SeriesStore:
                 dropped += series.drop_before(cutoff)
                 if series.last_ts < cutoff:
                     del self.series[sid]
+                    self._info_bytes -= _info_nbytes(series.info)
                     self._resources.clear()  # the alias caches may point at forgotten series
             while self.events and self.events[0]["time_unix_nano"] < cutoff:
                 self.events.popleft()
@@ -444,6 +512,7 @@ class SeriesStore:
                                   else ScalarSeries(info))
                 series.restore(series_state)
                 self.series[info.id] = series
+            self._info_bytes = sum(_info_nbytes(s.info) for s in self.series.values())
             self.events.clear()
             self.events.extend(state["events"])
             self.span_sample.restore(state["span_sample"])
@@ -454,3 +523,7 @@ def _point_count(metric: Any, data: str | None) -> int:
     if data is None:
         return 1
     return max(1, len(getattr(metric, data).data_points))
+
+
+def _info_nbytes(info: SeriesInfo) -> int:
+    return SERIES_OVERHEAD_BYTES + attributes_nbytes(info.attributes) + len(info.metric) + len(info.description)

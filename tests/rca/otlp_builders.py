@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import Any, Iterable, Mapping
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -13,7 +14,9 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 CUMULATIVE = metrics_pb2.AGGREGATION_TEMPORALITY_CUMULATIVE
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
-T0 = 1_800_000_000 * 10**9  # 2027-01-15, a fixed origin for hand-made points
+# the origin of hand-made points: a whole hour, two to three hours ago, so that every point the tests
+# send lies inside the service's retention and not in its future
+T0 = (int(time.time()) // 3600 - 3) * 3600 * 10**9
 S = 10**9
 
 

@@ -15,7 +15,7 @@ from factorylens.rca_service.api.v1 import rca_pb2
 
 from ..conftest import free_port, wait_until
 from .conftest import api, raw_export
-from .otlp_builders import S, T0, gauge, metrics_request
+from .otlp_builders import T0, gauge, metrics_request
 
 WRITERS = 4
 
@@ -54,6 +54,7 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
     data_dir = tmp_path / "data"
     acked: dict[str, set[int]] = {str(w): set() for w in range(WRITERS)}
     next_value = {str(w): 0 for w in range(WRITERS)}
+    rejected = {str(w): 0 for w in range(WRITERS)}
     rng = random.Random(7)
     with open(tmp_path / "server.log", "w") as log:
         for round_ in range(3):
@@ -66,12 +67,15 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
                     first = next_value[name]
                     values = list(range(first, first + 20))
                     next_value[name] = first + 20
-                    request = metrics_request([gauge("durable", [(T0 + v * S, float(v)) for v in values],
+                    request = metrics_request([gauge("durable", [(T0 + v * 10**6, float(v)) for v in values],
                                                      {"writer": name, "pad": "x" * 64})])
                     try:
-                        send(request.SerializeToString(), timeout=5)
+                        response = send(request.SerializeToString(), timeout=5)
                     except grpc.RpcError:
                         return  # the server died mid-request: not acknowledged, may or may not be stored
+                    if response.partial_success.rejected_data_points:  # refused points are not acknowledged
+                        rejected[name] += response.partial_success.rejected_data_points
+                        continue
                     acked[name].update(values)
 
             threads = [threading.Thread(target=writer, args=(str(w),)) for w in range(WRITERS)]
@@ -93,6 +97,7 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
                 missing = values - stored.get(name, set())
                 assert not missing, f"writer {name}: {len(missing)} acknowledged points lost, e.g. {sorted(missing)[:5]}"
             assert sum(map(len, acked.values())) > 1200
+            assert not any(rejected.values()), f"points refused in a partial success: {rejected}"
             assert list((data_dir / "snapshots").glob("snapshot-*.pkl")), "no snapshot was cut during the run"
         finally:
             server.terminate()
@@ -106,7 +111,7 @@ def test_a_damaged_newest_snapshot_falls_back_without_losing_acknowledged_points
     service = make_service(data_dir=data_dir, metrics_listen="off")
     send = raw_export(grpc.insecure_channel(service.address), "metrics")
     for batch in range(3):
-        send(metrics_request([gauge("kept", [(T0 + (batch * 10 + i) * S, float(batch * 10 + i)) for i in range(10)])
+        send(metrics_request([gauge("kept", [(T0 + (batch * 10 + i) * 10**6, float(batch * 10 + i)) for i in range(10)])
                               ]).SerializeToString())
         service.snapshot()
     service.stop()

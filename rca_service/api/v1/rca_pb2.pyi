@@ -102,26 +102,32 @@ class SeriesInfo(_message.Message):
     def __init__(self, id: _Optional[str] = ..., metric: _Optional[str] = ..., kind: _Optional[str] = ..., unit: _Optional[str] = ..., domain: _Optional[str] = ..., entity: _Optional[str] = ..., resource: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., attributes: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., points: _Optional[int] = ..., first_time_unix_nano: _Optional[int] = ..., last_time_unix_nano: _Optional[int] = ..., default_view: _Optional[str] = ..., description: _Optional[str] = ...) -> None: ...
 
 class ListSeriesRequest(_message.Message):
-    __slots__ = ("metric", "match", "domain", "entity", "limit")
+    __slots__ = ("metric", "match", "domain", "entity", "limit", "page_size", "page_token")
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MATCH_FIELD_NUMBER: _ClassVar[int]
     DOMAIN_FIELD_NUMBER: _ClassVar[int]
     ENTITY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     metric: str
     match: _containers.RepeatedCompositeFieldContainer[Attribute]
     domain: str
     entity: str
     limit: int
-    def __init__(self, metric: _Optional[str] = ..., match: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., domain: _Optional[str] = ..., entity: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, metric: _Optional[str] = ..., match: _Optional[_Iterable[_Union[Attribute, _Mapping]]] = ..., domain: _Optional[str] = ..., entity: _Optional[str] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListSeriesResponse(_message.Message):
-    __slots__ = ("series", "truncated")
+    __slots__ = ("series", "truncated", "next_page_token")
     SERIES_FIELD_NUMBER: _ClassVar[int]
     TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     series: _containers.RepeatedCompositeFieldContainer[SeriesInfo]
     truncated: bool
-    def __init__(self, series: _Optional[_Iterable[_Union[SeriesInfo, _Mapping]]] = ..., truncated: _Optional[bool] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, series: _Optional[_Iterable[_Union[SeriesInfo, _Mapping]]] = ..., truncated: _Optional[bool] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class QuerySeriesRequest(_message.Message):
     __slots__ = ("series_ids", "start_time_unix_nano", "end_time_unix_nano", "view")
@@ -154,18 +160,24 @@ class QuerySeriesResponse(_message.Message):
     def __init__(self, series: _Optional[_Iterable[_Union[SeriesData, _Mapping]]] = ...) -> None: ...
 
 class ListIncidentsRequest(_message.Message):
-    __slots__ = ("open_only", "limit")
+    __slots__ = ("open_only", "limit", "page_size", "page_token")
     OPEN_ONLY_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     open_only: bool
     limit: int
-    def __init__(self, open_only: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, open_only: _Optional[bool] = ..., limit: _Optional[int] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListIncidentsResponse(_message.Message):
-    __slots__ = ("incidents",)
+    __slots__ = ("incidents", "next_page_token")
     INCIDENTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     incidents: _containers.RepeatedCompositeFieldContainer[Incident]
-    def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, incidents: _Optional[_Iterable[_Union[Incident, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetIncidentRequest(_message.Message):
     __slots__ = ("id",)

@@ -77,7 +77,8 @@ class RcaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListSeries(self, request, context):
-        """Series known to the store, filtered by metric glob, attributes, domain and entity.
+        """Series known to the store, filtered by metric glob, attributes, domain and entity; sorted by id,
+        one page at a time (page_size, page_token, next_page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,7 +92,7 @@ class RcaServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListIncidents(self, request, context):
-        """Incidents, newest first.
+        """Incidents, newest first (then by id), one page at a time (page_size, page_token, next_page_token).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
