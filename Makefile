@@ -1,24 +1,34 @@
 # The two commands that matter: `make demo` and `make test`. Each sets up what it needs (venv, pip
-# packages, Debian packages) on a fresh machine and does nothing twice.
+# packages, Debian packages) on a fresh machine and does nothing twice. `make check` is the quick loop.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip
-STAMP := $(VENV)/.installed
+PIP := $(PY) -m pip --disable-pip-version-check
+# the demo needs the RCA service and the simulator only; the test stamp implies it
+DEMO_STAMP := $(VENV)/.installed-demo
+TEST_STAMP := $(VENV)/.installed-test
 APT_PACKAGES := prometheus
 # the CPU build; a bare `torch` from PyPI would pull a multi-GB CUDA build
 TORCH ?= torch==2.13.0
 DEMO_ARGS ?= --duration 600
+# parallel test workers (pytest-xdist); 0 runs in one process
+TEST_WORKERS ?= 2
 
-.PHONY: demo test venv system-deps bench clean
+.PHONY: demo test check lint types data venv system-deps bench clean
 
-venv: $(STAMP)
-
-$(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[test,torch]' '$(TORCH)'
-	touch $(STAMP)
+
+$(DEMO_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[rca,sim]'
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[dev,torch]' '$(TORCH)'
+	touch $@ $(DEMO_STAMP)
+
+venv: $(TEST_STAMP)
 
 # Debian packages the tests run for real (Prometheus scrapes our /metrics endpoint).
 system-deps:
@@ -32,15 +42,32 @@ system-deps:
 # A simulated 2-host x 8-GPU H100 cluster with one injected fault (a cooling failure), exporting
 # OTLP to the RCA service; GPUs and incidents printed live. Ctrl-C stops; `make demo DEMO_ARGS=` runs
 # until interrupted.
-demo: $(STAMP)
+demo: $(DEMO_STAMP)
 	$(VENV)/bin/factorylens demo --hosts 2 --gpus-per-host 8 --model H100 \
 	  --scenario receivers/gpu/scenarios/demo.yaml --speed 10 --collection-interval 2 \
 	  --prometheus-port 9400 $(DEMO_ARGS)
 
-test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
-bench: $(STAMP)
+types: $(TEST_STAMP)
+	$(VENV)/bin/mypy
+
+# The quick loop (about a minute): lint, types and the unit tests (not the servers, real data or
+# end-to-end runs, which are marked slow).
+check: lint types
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS)
+
+# Everything: lint, types and every test (the README's command; .ci/run calls it).
+test: $(TEST_STAMP) system-deps lint types
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
+
+# The public datasets the real-data tests and benchmarks use, into the cache (see docs/benchmarks.md).
+data: $(DEMO_STAMP)
+	$(VENV)/bin/factorylens datasets fetch
+
+bench: $(TEST_STAMP)
 	$(PY) bench/receiver.py
 	$(PY) bench/ingest.py
 	$(PY) bench/instrumentation.py
@@ -50,6 +77,8 @@ bench: $(STAMP)
 	$(PY) bench/ranking.py
 	$(PY) bench/scenarios.py
 	$(PY) bench/specificity.py
+	$(PY) bench/fuzz.py
+	$(PY) bench/soak.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -43,7 +43,7 @@ TWO_WEEKS_S = 14 * DAY_S
 def fleet_series(step_s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = T0 + np.arange(int(TWO_WEEKS_S / step_s)) * step_s
-    weekend = (((t - T0) // DAY_S) % 7 >= 5)
+    weekend = ((t - T0) // DAY_S) % 7 >= 5
     v = 60 + 25 * np.sin(2 * np.pi * (t - T0) / DAY_S + rng.uniform(0, 6)) - 15 * weekend
     v += rng.normal(0, 2 + rng.uniform(0, 3), t.size)
     spikes = rng.choice(t.size, 5, replace=False)
@@ -52,8 +52,9 @@ def fleet_series(step_s: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--series", type=int, default=20, help="series fitted per sampling step")
     parser.add_argument("--chunk", type=int, default=60, help="points per detector call when scoring")
     args = parser.parse_args(argv)
@@ -74,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         result[f"fit_s_per_series_{label}"] = round(per_series, 4)
         result[f"refit_10k_series_s_{label}"] = round(per_series * 10_000, 1)
         summary = ", ".join(f"{m} {n}" for m, n in sorted(methods.items()))
-        print(f"{label:>6s} {data[0][0].size:7d} {per_series * 1e3:14.1f} {summary:>24s} "
-              f"{per_series * 10_000:10.0f}s")
+        print(f"{label:>6s} {data[0][0].size:7d} {per_series * 1e3:14.1f} {summary:>24s} {per_series * 10_000:10.0f}s")
     result["refit_10k_series_s"] = max(result["refit_10k_series_s_1min"], result["refit_10k_series_s_5min"])
 
     t, v = fleet_series(60.0, 7)
@@ -87,10 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         detector.warm_start(t[:half], v[:half])
         started = time.perf_counter()
         for i in range(half, t.size, chunk):
-            detector.score(t[i:i + chunk], v[i:i + chunk])
+            detector.score(t[i : i + chunk], v[i : i + chunk])
         rates[name] = (t.size - half) / (time.perf_counter() - started)
-    print(f"\nstreaming score, 1-minute data after a one-week warm start: {rates['chunked']:,.0f} points/s "
-          f"in chunks of {args.chunk}, {rates['one call']:,.0f} points/s in one call")
+    print(
+        f"\nstreaming score, 1-minute data after a one-week warm start: {rates['chunked']:,.0f} points/s "
+        f"in chunks of {args.chunk}, {rates['one call']:,.0f} points/s in one call"
+    )
     result["score_points_per_s"] = round(rates["chunked"])
     result["score_points_per_s_one_call"] = round(rates["one call"])
 
@@ -112,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         baseline_bytes.append(sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(snap, "filename")))
         del kept
     tracemalloc.stop()
-    print(f"memory: {per_detector / 1024:.1f} KiB per series in the service (detector, history for refits, "
-          f"baseline); a fitted baseline alone {np.median(baseline_bytes) / 1024:.1f} KiB")
+    print(
+        f"memory: {per_detector / 1024:.1f} KiB per series in the service (detector, history for refits, "
+        f"baseline); a fitted baseline alone {np.median(baseline_bytes) / 1024:.1f} KiB"
+    )
     result["bytes_per_series"] = round(per_detector)
     result["bytes_per_baseline"] = round(float(np.median(baseline_bytes)))
     print(json.dumps(result))

@@ -41,8 +41,9 @@ import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -61,10 +62,22 @@ from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 
 METRICS_METHOD = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export"
 TRACES_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-GAUGES = ("hw.gpu.utilization", "hw.gpu.memory.usage", "hw.gpu.memory.utilization", "hw.gpu.memory.free",
-          "hw.gpu.memory.limit", "hw.gpu.sm.utilization", "hw.gpu.sm.occupancy", "hw.gpu.pipe.utilization",
-          "hw.gpu.memory.bandwidth.utilization", "hw.gpu.memory.controller.utilization", "hw.gpu.speed",
-          "hw.temperature", "hw.power", "hw.fan.speed_ratio")
+GAUGES = (
+    "hw.gpu.utilization",
+    "hw.gpu.memory.usage",
+    "hw.gpu.memory.utilization",
+    "hw.gpu.memory.free",
+    "hw.gpu.memory.limit",
+    "hw.gpu.sm.utilization",
+    "hw.gpu.sm.occupancy",
+    "hw.gpu.pipe.utilization",
+    "hw.gpu.memory.bandwidth.utilization",
+    "hw.gpu.memory.controller.utilization",
+    "hw.gpu.speed",
+    "hw.temperature",
+    "hw.power",
+    "hw.fan.speed_ratio",
+)
 SUMS = ("hw.energy", "hw.errors", "hw.gpu.io", "hw.gpu.interconnect.io", "hw.gpu.xid", "hw.gpu.clock_event.active")
 METRICS = GAUGES + SUMS
 HOSTS = 2
@@ -136,8 +149,9 @@ def metrics_template(rng: random.Random, fleet: list[list[tuple[str, int]]], slo
     request = ExportMetricsServiceRequest()
     for host, gpus in enumerate(fleet):
         rm = request.resource_metrics.add()
-        rm.resource.attributes.extend([_kv("host.name", f"gpu-node-{host:03d}"),
-                                       _kv("service.name", "factorylens-gpu")])
+        rm.resource.attributes.extend(
+            [_kv("host.name", f"gpu-node-{host:03d}"), _kv("service.name", "factorylens-gpu")]
+        )
         _add_gpu_points(rm, rng, gpus, slot)
     return request.SerializeToString()
 
@@ -154,10 +168,14 @@ def traces_template(rng: random.Random, spans: int, slot: int) -> bytes:
         for _ in range(share):
             start = (slot << SLOT_SHIFT) + rng.randrange(1 << 31)
             duration = min(int(rng.lognormvariate(math.log(20e6), 1.2)), (1 << 31) - 1)  # ~20 ms, < 2.1 s
-            span = ss.spans.add(trace_id=rng.randbytes(16), span_id=rng.randbytes(8), name=rng.choice(names),
-                                kind=trace_pb2.Span.SPAN_KIND_SERVER if rng.random() < 0.5
-                                else trace_pb2.Span.SPAN_KIND_INTERNAL,
-                                start_time_unix_nano=start, end_time_unix_nano=start + duration)
+            span = ss.spans.add(
+                trace_id=rng.randbytes(16),
+                span_id=rng.randbytes(8),
+                name=rng.choice(names),
+                kind=trace_pb2.Span.SPAN_KIND_SERVER if rng.random() < 0.5 else trace_pb2.Span.SPAN_KIND_INTERNAL,
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + duration,
+            )
             if rng.random() < 0.7:
                 span.parent_span_id = rng.randbytes(8)
             span.attributes.extend([_kv("job.id", f"job-{rng.randrange(64)}"), _kv("gpu.index", rng.randrange(8))])
@@ -179,11 +197,21 @@ def restamp(template: bytes, slot: int, to_slot: int) -> bytes:
 def _timestamps(payload: bytes, kind: str) -> list[int]:
     if kind == "metrics":
         request = ExportMetricsServiceRequest.FromString(payload)
-        return [p.time_unix_nano for rm in request.resource_metrics for sm in rm.scope_metrics
-                for m in sm.metrics for p in getattr(m, m.WhichOneof("data")).data_points]
+        return [
+            p.time_unix_nano
+            for rm in request.resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+            for p in getattr(m, m.WhichOneof("data")).data_points
+        ]
     request = ExportTraceServiceRequest.FromString(payload)
-    return [t for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans
-            for t in (s.start_time_unix_nano, s.end_time_unix_nano)]
+    return [
+        t
+        for rs in request.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+        for t in (s.start_time_unix_nano, s.end_time_unix_nano)
+    ]
 
 
 def checked_templates(build: Callable[[random.Random], bytes], kind: str, slot: int) -> list[bytes]:
@@ -194,8 +222,7 @@ def checked_templates(build: Callable[[random.Random], bytes], kind: str, slot: 
         template = build(rng)
         expected = _timestamps(template, kind)
         moved = _timestamps(restamp(template, slot, slot + 1), kind)
-        if template.count(_slot_bytes(slot)) == len(expected) and \
-                moved == [t + (1 << SLOT_SHIFT) for t in expected]:
+        if template.count(_slot_bytes(slot)) == len(expected) and moved == [t + (1 << SLOT_SHIFT) for t in expected]:
             templates.append(template)
     return templates
 
@@ -218,8 +245,9 @@ def fleet_requests(prefix: str, series: int, points_per_request: int) -> tuple[l
         request = ExportMetricsServiceRequest()
         for host in range(first, min(hosts, first + hosts_per_request)):
             rm = request.resource_metrics.add()
-            rm.resource.attributes.extend([_kv("host.name", f"{prefix}-{host:05d}"),
-                                           _kv("service.name", "factorylens-gpu")])
+            rm.resource.attributes.extend(
+                [_kv("host.name", f"{prefix}-{host:05d}"), _kv("service.name", "factorylens-gpu")]
+            )
             _add_gpu_points(rm, rng, [(_gpu_uuid(rng), i) for i in range(GPUS_PER_FLEET_HOST)], slot)
         requests.append(request.SerializeToString())
     return requests, hosts * per_host
@@ -251,8 +279,15 @@ def walk_spans(request: ExportTraceServiceRequest) -> int:
             _key, _value = kv.key, getattr(kv.value, kv.value.WhichOneof("value"))
         for ss in rs.scope_spans:
             for span in ss.spans:
-                _fields = (span.trace_id, span.span_id, span.name, span.kind, span.start_time_unix_nano,
-                           span.end_time_unix_nano, span.status.code)
+                _fields = (
+                    span.trace_id,
+                    span.span_id,
+                    span.name,
+                    span.kind,
+                    span.start_time_unix_nano,
+                    span.end_time_unix_nano,
+                    span.status.code,
+                )
                 for kv in span.attributes:
                     _key, _value = kv.key, getattr(kv.value, kv.value.WhichOneof("value"))
                 spans += 1
@@ -295,7 +330,8 @@ def measure_ceiling(metrics: list[bytes], points: int, traces: list[bytes], span
         items_per_s(metrics, points, ExportMetricsServiceRequest.FromString),
         items_per_s(metrics, points, lambda p: walk_metrics(ExportMetricsServiceRequest.FromString(p))),
         items_per_s(traces, spans, ExportTraceServiceRequest.FromString),
-        items_per_s(traces, spans, lambda p: walk_spans(ExportTraceServiceRequest.FromString(p))))
+        items_per_s(traces, spans, lambda p: walk_spans(ExportTraceServiceRequest.FromString(p))),
+    )
 
 
 # ---- the server subprocess ------------------------------------------------------------------------
@@ -304,8 +340,7 @@ def serve(cpu: int, data_dir: str, fsync: str) -> int:
     os.sched_setaffinity(0, {cpu})
     from factorylens.rca_service import RcaService, RcaServiceConfig
 
-    service = RcaService(RcaServiceConfig(listen="127.0.0.1:0", metrics_listen="off", data_dir=data_dir,
-                                          fsync=fsync))
+    service = RcaService(RcaServiceConfig(listen="127.0.0.1:0", metrics_listen="off", data_dir=data_dir, fsync=fsync))
     service.start()
     try:
         print(json.dumps({"address": service.address}), flush=True)
@@ -323,7 +358,10 @@ class ServerProcess:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, __file__, "--serve", str(cpu), "--data-dir", self._tmp.name, "--fsync", fsync],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
         except BaseException:
             self._tmp.cleanup()
             raise
@@ -334,11 +372,13 @@ class ServerProcess:
             line = self.proc.stdout.readline() if ready else ""  # type: ignore[union-attr]
             if not line:
                 raise RuntimeError(f"the server did not start (exit status {self.proc.poll()})")
-            self.channel = grpc.insecure_channel(json.loads(line)["address"],
-                                                 options=[("grpc.max_send_message_length", 64 << 20)])
+            self.channel = grpc.insecure_channel(
+                json.loads(line)["address"], options=[("grpc.max_send_message_length", 64 << 20)]
+            )
             self._api = rca_pb2_grpc.RcaServiceStub(self.channel)
-            self._api.Health(rca_pb2.HealthRequest(), wait_for_ready=True,
-                             timeout=max(0.1, deadline - time.monotonic()))
+            self._api.Health(
+                rca_pb2.HealthRequest(), wait_for_ready=True, timeout=max(0.1, deadline - time.monotonic())
+            )
         except BaseException:
             self.close()
             raise
@@ -393,13 +433,20 @@ class Phase:
 @dataclass
 class Run:
     timed: Phase
-    items_sent: int       # warm-up included
-    rss_growth: int       # server RSS over the timed phase, bytes
-    server_cpu_s: float   # server CPU time over the timed phase
+    items_sent: int  # warm-up included
+    rss_growth: int  # server RSS over the timed phase, bytes
+    server_cpu_s: float  # server CPU time over the timed phase
 
 
-def drive(channel: grpc.Channel, method: str, response: Any, rejected_field: str, sent: list[bytes],
-          seconds: float, concurrency: int) -> Phase:
+def drive(
+    channel: grpc.Channel,
+    method: str,
+    response: Any,
+    rejected_field: str,
+    sent: list[bytes],
+    seconds: float,
+    concurrency: int,
+) -> Phase:
     """Send ``sent`` in order, ``concurrency`` in flight, until it runs out or ``seconds`` pass."""
     call = channel.unary_unary(method, request_serializer=None, response_deserializer=response.FromString)
     inflight: deque[grpc.Future] = deque()
@@ -407,8 +454,9 @@ def drive(channel: grpc.Channel, method: str, response: Any, rejected_field: str
     def finish(future: grpc.Future) -> None:
         partial = future.result().partial_success
         if getattr(partial, rejected_field):
-            raise AssertionError(f"{method}: {getattr(partial, rejected_field)} {rejected_field} "
-                                 f"({partial.error_message})")
+            raise AssertionError(
+                f"{method}: {getattr(partial, rejected_field)} {rejected_field} ({partial.error_message})"
+            )
 
     requests, start = 0, time.perf_counter()
     deadline = start + seconds
@@ -424,8 +472,17 @@ def drive(channel: grpc.Channel, method: str, response: Any, rejected_field: str
     return Phase(requests, time.perf_counter() - start)
 
 
-def timed_run(server: ServerProcess, method: str, response: Any, rejected_field: str, templates: list[bytes],
-              slot: int, per_request: int, ceiling_per_s: float, args: argparse.Namespace) -> Run:
+def timed_run(
+    server: ServerProcess,
+    method: str,
+    response: Any,
+    rejected_field: str,
+    templates: list[bytes],
+    slot: int,
+    per_request: int,
+    ceiling_per_s: float,
+    args: argparse.Namespace,
+) -> Run:
     """Warm-up (creates the series), then the timed phase over pre-serialized requests."""
     assert server.channel is not None
     warmup = WARMUP_REQUESTS_PER_INFLIGHT * args.concurrency
@@ -436,10 +493,17 @@ def timed_run(server: ServerProcess, method: str, response: Any, rejected_field:
     rss_before, cpu_before = server.rss_bytes(), server.cpu_seconds()
     timed = drive(server.channel, method, response, rejected_field, sent[warmup:], args.seconds, args.concurrency)
     if timed.requests == count:
-        print(f"note: all {count} pre-serialized {method.split('.')[-1]} requests were sent before "
-              f"{args.seconds:g}s (rate over {timed.seconds:.2f}s)", file=sys.stderr)
-    return Run(timed, (warmup + timed.requests) * per_request, server.rss_bytes() - rss_before,
-               server.cpu_seconds() - cpu_before)
+        print(
+            f"note: all {count} pre-serialized {method.split('.')[-1]} requests were sent before "
+            f"{args.seconds:g}s (rate over {timed.seconds:.2f}s)",
+            file=sys.stderr,
+        )
+    return Run(
+        timed,
+        (warmup + timed.requests) * per_request,
+        server.rss_bytes() - rss_before,
+        server.cpu_seconds() - cpu_before,
+    )
 
 
 def series_memory(cpu: int, args: argparse.Namespace) -> tuple[float, int]:
@@ -448,11 +512,25 @@ def series_memory(cpu: int, args: argparse.Namespace) -> tuple[float, int]:
     sent, series = fleet_requests("fleet-node", args.series, args.points_per_request)
     with ServerProcess(cpu, args.fsync) as server:
         assert server.channel is not None
-        drive(server.channel, METRICS_METHOD, ExportMetricsServiceResponse, "rejected_data_points", warm,
-              math.inf, args.concurrency)
+        drive(
+            server.channel,
+            METRICS_METHOD,
+            ExportMetricsServiceResponse,
+            "rejected_data_points",
+            warm,
+            math.inf,
+            args.concurrency,
+        )
         before, rss_before = server.health(), server.rss_bytes()
-        drive(server.channel, METRICS_METHOD, ExportMetricsServiceResponse, "rejected_data_points", sent,
-              math.inf, args.concurrency)
+        drive(
+            server.channel,
+            METRICS_METHOD,
+            ExportMetricsServiceResponse,
+            "rejected_data_points",
+            sent,
+            math.inf,
+            args.concurrency,
+        )
         after, rss_after = server.health(), server.rss_bytes()
     created = after.series - before.series
     if created != series:
@@ -472,8 +550,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="timed load per signal (default 10)")
     parser.add_argument("--fsync", default="always", choices=["always", "interval", "never"])
-    parser.add_argument("--points-per-request", type=int, default=1000,
-                        help=f"rounded down to a multiple of {HOSTS * len(METRICS)} (hosts x metrics)")
+    parser.add_argument(
+        "--points-per-request",
+        type=int,
+        default=1000,
+        help=f"rounded down to a multiple of {HOSTS * len(METRICS)} (hosts x metrics)",
+    )
     parser.add_argument("--spans-per-request", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight")
     parser.add_argument("--series", type=int, default=20_000, help="series for the memory-per-series phase")
@@ -497,25 +579,53 @@ def main() -> int:
 
     print(f"bare decode on CPU {server_cpu}...", file=sys.stderr, flush=True)
     os.sched_setaffinity(0, {server_cpu})
-    ceiling = measure_ceiling(payloads(metric_templates, slot, TEMPLATES), points,
-                              payloads(trace_templates, slot, TEMPLATES), args.spans_per_request)
+    ceiling = measure_ceiling(
+        payloads(metric_templates, slot, TEMPLATES),
+        points,
+        payloads(trace_templates, slot, TEMPLATES),
+        args.spans_per_request,
+    )
     os.sched_setaffinity(0, {client_cpu})
 
-    print(f"gRPC load: server on CPU {server_cpu}, client on CPU {client_cpu}, fsync={args.fsync}, "
-          f"{args.seconds:g}s per signal...", file=sys.stderr, flush=True)
+    print(
+        f"gRPC load: server on CPU {server_cpu}, client on CPU {client_cpu}, fsync={args.fsync}, "
+        f"{args.seconds:g}s per signal...",
+        file=sys.stderr,
+        flush=True,
+    )
     with ServerProcess(server_cpu, args.fsync) as server:
-        metrics = timed_run(server, METRICS_METHOD, ExportMetricsServiceResponse, "rejected_data_points",
-                            metric_templates, slot, points, ceiling.decode_points_per_s, args)
+        metrics = timed_run(
+            server,
+            METRICS_METHOD,
+            ExportMetricsServiceResponse,
+            "rejected_data_points",
+            metric_templates,
+            slot,
+            points,
+            ceiling.decode_points_per_s,
+            args,
+        )
         after_metrics = server.health()
-        traces = timed_run(server, TRACES_METHOD, ExportTraceServiceResponse, "rejected_spans", trace_templates,
-                           slot, args.spans_per_request, ceiling.decode_spans_per_s, args)
+        traces = timed_run(
+            server,
+            TRACES_METHOD,
+            ExportTraceServiceResponse,
+            "rejected_spans",
+            trace_templates,
+            slot,
+            args.spans_per_request,
+            ceiling.decode_spans_per_s,
+            args,
+        )
         final = server.health()
-    for what, got, want in (("points accepted", final.points_accepted, metrics.items_sent),
-                            ("points stored", after_metrics.points, metrics.items_sent),
-                            ("series", after_metrics.series, points),
-                            ("spans accepted", final.spans_accepted, traces.items_sent),
-                            ("points/spans rejected", final.points_rejected + final.spans_rejected, 0),
-                            ("requests refused", final.requests_refused, 0)):
+    for what, got, want in (
+        ("points accepted", final.points_accepted, metrics.items_sent),
+        ("points stored", after_metrics.points, metrics.items_sent),
+        ("series", after_metrics.series, points),
+        ("spans accepted", final.spans_accepted, traces.items_sent),
+        ("points/spans rejected", final.points_rejected + final.spans_rejected, 0),
+        ("requests refused", final.requests_refused, 0),
+    ):
         if got != want:
             raise AssertionError(f"server Health: {what} = {got}, expected {want}")
 
@@ -526,43 +636,77 @@ def main() -> int:
     spans_per_s = traces.timed.requests * args.spans_per_request / traces.timed.seconds
     ratio = points_per_s / ceiling.decode_points_per_s
     bytes_per_point = after_metrics.store_bytes / after_metrics.points
-    print(f"server on CPU {server_cpu}, client on CPU {client_cpu}, fsync={args.fsync}, "
-          f"{args.concurrency} requests in flight")
-    print(f"metrics: {points} points ({len(metric_templates[0]) / 1024:.0f} KiB) a request over {points} series; "
-          f"{metrics.timed.requests} requests in {metrics.timed.seconds:.2f}s, server CPU busy "
-          f"{metrics.server_cpu_s / metrics.timed.seconds:.0%}")
-    print(f"traces: {args.spans_per_request} spans ({len(trace_templates[0]) / 1024:.0f} KiB) a request; "
-          f"{traces.timed.requests} requests in {traces.timed.seconds:.2f}s, server CPU busy "
-          f"{traces.server_cpu_s / traces.timed.seconds:.0%}")
-    print(f"server Health: {final.points_accepted:,} points and {final.spans_accepted:,} spans accepted "
-          f"(= sent, warm-up included), none rejected; {final.series:,} series")
+    print(
+        f"server on CPU {server_cpu}, client on CPU {client_cpu}, fsync={args.fsync}, "
+        f"{args.concurrency} requests in flight"
+    )
+    print(
+        f"metrics: {points} points ({len(metric_templates[0]) / 1024:.0f} KiB) a request over {points} series; "
+        f"{metrics.timed.requests} requests in {metrics.timed.seconds:.2f}s, server CPU busy "
+        f"{metrics.server_cpu_s / metrics.timed.seconds:.0%}"
+    )
+    print(
+        f"traces: {args.spans_per_request} spans ({len(trace_templates[0]) / 1024:.0f} KiB) a request; "
+        f"{traces.timed.requests} requests in {traces.timed.seconds:.2f}s, server CPU busy "
+        f"{traces.server_cpu_s / traces.timed.seconds:.0%}"
+    )
+    print(
+        f"server Health: {final.points_accepted:,} points and {final.spans_accepted:,} spans accepted "
+        f"(= sent, warm-up included), none rejected; {final.series:,} series"
+    )
     rows = [
-        ("metrics points/s (gRPC, 1 server core)", f"{points_per_s:,.0f}", f">= {TARGET_POINTS_PER_S:,}",
-         points_per_s >= TARGET_POINTS_PER_S),
-        ("spans/s (gRPC, 1 server core)", f"{spans_per_s:,.0f}", f">= {TARGET_SPANS_PER_S:,}",
-         spans_per_s >= TARGET_SPANS_PER_S),
+        (
+            "metrics points/s (gRPC, 1 server core)",
+            f"{points_per_s:,.0f}",
+            f">= {TARGET_POINTS_PER_S:,}",
+            points_per_s >= TARGET_POINTS_PER_S,
+        ),
+        (
+            "spans/s (gRPC, 1 server core)",
+            f"{spans_per_s:,.0f}",
+            f">= {TARGET_SPANS_PER_S:,}",
+            spans_per_s >= TARGET_SPANS_PER_S,
+        ),
         ("bare decode points/s (Python ceiling)", f"{ceiling.decode_points_per_s:,.0f}", "", None),
         ("parse-only points/s (FromString)", f"{ceiling.parse_points_per_s:,.0f}", "", None),
         ("points/s / bare decode", f"{ratio:.1%}", f">= {TARGET_RATIO:.0%}", ratio >= TARGET_RATIO),
         ("bare decode spans/s", f"{ceiling.decode_spans_per_s:,.0f}", "", None),
         ("parse-only spans/s (FromString)", f"{ceiling.parse_spans_per_s:,.0f}", "", None),
         ("spans/s / bare decode", f"{spans_per_s / ceiling.decode_spans_per_s:.1%}", "", None),
-        ("stored bytes per point", f"{bytes_per_point:.1f}", f"<= {TARGET_BYTES_PER_POINT}",
-         bytes_per_point <= TARGET_BYTES_PER_POINT),
-        ("server RSS growth per timed point", f"{metrics.rss_growth / (metrics.timed.requests * points):.1f}",
-         "", None),
+        (
+            "stored bytes per point",
+            f"{bytes_per_point:.1f}",
+            f"<= {TARGET_BYTES_PER_POINT}",
+            bytes_per_point <= TARGET_BYTES_PER_POINT,
+        ),
+        (
+            "server RSS growth per timed point",
+            f"{metrics.rss_growth / (metrics.timed.requests * points):.1f}",
+            "",
+            None,
+        ),
         (f"RSS bytes per series ({series:,} new series)", f"{bytes_per_series:,.0f}", "", None),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"{'metric':<{width}} {'value':>12} {'target':>10}  ok?")
     for name, value, target, ok in rows:
         print(f"{name:<{width}} {value:>12} {target:>10}  {'' if ok is None else 'yes' if ok else 'NO'}")
-    print(json.dumps({"bench": "ingest", "points_per_s": round(points_per_s), "spans_per_s": round(spans_per_s),
-                      "decode_points_per_s": round(ceiling.decode_points_per_s), "ratio": round(ratio, 3),
-                      "bytes_per_point": round(bytes_per_point, 2),
-                      "parse_only_points_per_s": round(ceiling.parse_points_per_s),
-                      "decode_spans_per_s": round(ceiling.decode_spans_per_s),
-                      "bytes_per_series": round(bytes_per_series), "fsync": args.fsync}))
+    print(
+        json.dumps(
+            {
+                "bench": "ingest",
+                "points_per_s": round(points_per_s),
+                "spans_per_s": round(spans_per_s),
+                "decode_points_per_s": round(ceiling.decode_points_per_s),
+                "ratio": round(ratio, 3),
+                "bytes_per_point": round(bytes_per_point, 2),
+                "parse_only_points_per_s": round(ceiling.parse_points_per_s),
+                "decode_spans_per_s": round(ceiling.decode_spans_per_s),
+                "bytes_per_series": round(bytes_per_series),
+                "fsync": args.fsync,
+            }
+        )
+    )
     return 0
 
 

@@ -37,9 +37,9 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
@@ -58,7 +58,7 @@ STEP_SIZES_MS = (1, 10, 100)
 STEPS_PER_BLOCK = {1: 2000, 10: 300, 100: 30}
 QUICK_DIVISOR = 10
 EMPTY_STEPS_PER_BLOCK = 2000  # well under the 1 s drain interval and max_pending_steps (no drops)
-EMPTY_BLOCKS_PER_BLOCK = 6    # the empty-phase measurement runs 6 × --blocks repetitions
+EMPTY_BLOCKS_PER_BLOCK = 6  # the empty-phase measurement runs 6 × --blocks repetitions
 SAMPLES = 32
 GPU_ID = "GPU-00000000-0000-0000-0000-000000000000"  # skips NVML discovery at each fl.init()
 TARGET_US_PER_PHASE = 20.0
@@ -113,8 +113,8 @@ def phase_work(step_ms: float) -> tuple[int, ...]:
 
 @dataclass
 class Block:
-    step_ns: float        # wall time per step (shutdown included for instrumented blocks)
-    telemetry_ns: float   # CPU per step off the training thread's loop (0 for the bare loop)
+    step_ns: float  # wall time per step (shutdown included for instrumented blocks)
+    telemetry_ns: float  # CPU per step off the training thread's loop (0 for the bare loop)
 
 
 def timed_loop(loop: Loop, steps: int, work: tuple[int, ...]) -> Block:
@@ -130,8 +130,14 @@ def instrumented() -> Iterator[None]:
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
-    fl.init(job_id="bench", span_every_steps=100, gpu_ids=(GPU_ID,), meter_provider=meter_provider,
-            tracer_provider=tracer_provider, otlp="off")
+    fl.init(
+        job_id="bench",
+        span_every_steps=100,
+        gpu_ids=(GPU_ID,),
+        meter_provider=meter_provider,
+        tracer_provider=tracer_provider,
+        otlp="off",
+    )
     try:
         yield
     finally:
@@ -173,14 +179,17 @@ def interleaved(steps: int, work: tuple[int, ...], blocks: int) -> Result:
         bare.append(timed_loop(bare_loop, steps, work))
         if not rep % 2:
             with_fl.append(timed_instrumented(steps, work))
-    return Result(statistics.median(b.step_ns for b in bare), statistics.median(b.step_ns for b in with_fl),
-                  statistics.median(b.telemetry_ns for b in with_fl))
+    return Result(
+        statistics.median(b.step_ns for b in bare),
+        statistics.median(b.step_ns for b in with_fl),
+        statistics.median(b.telemetry_ns for b in with_fl),
+    )
 
 
 @dataclass
 class PerPhase:
-    bare_ns: float          # per step
-    noop_ns: float          # per step, the API before fl.init()
+    bare_ns: float  # per step
+    noop_ns: float  # per step, the API before fl.init()
     instrumented_ns: float  # per step, the training thread's loop only
 
     @property
@@ -225,8 +234,11 @@ def main() -> int:
         parser.error("--blocks must be at least 1")
     divisor = QUICK_DIVISOR if args.quick else 1
 
-    print(f"empty phases: {EMPTY_BLOCKS_PER_BLOCK * blocks} x {EMPTY_STEPS_PER_BLOCK} steps per variant...",
-          file=sys.stderr, flush=True)
+    print(
+        f"empty phases: {EMPTY_BLOCKS_PER_BLOCK * blocks} x {EMPTY_STEPS_PER_BLOCK} steps per variant...",
+        file=sys.stderr,
+        flush=True,
+    )
     phase = per_phase(EMPTY_STEPS_PER_BLOCK, EMPTY_BLOCKS_PER_BLOCK * blocks)
     results: dict[int, Result] = {}
     for step_ms in STEP_SIZES_MS:
@@ -234,39 +246,82 @@ def main() -> int:
         print(f"{step_ms} ms steps: {blocks} x {steps} steps per variant...", file=sys.stderr, flush=True)
         results[step_ms] = interleaved(steps, phase_work(step_ms), blocks)
 
-    print(f"a step = {PHASES} phases ({', '.join(f'{n} {s:.0%}' for n, s in SHARES.items())}) of busy-wait; "
-          f"median of {blocks} interleaved blocks per variant; instrumented = module API + SDK providers, "
-          f"span tree every 100 steps, fl.init()/fl.shutdown() per block (shutdown timed)")
-    print(f"the same empty loop before fl.init() (every call a no-op): "
-          f"{(phase.noop_ns - phase.bare_ns) / PHASES / 1e3:.3f} µs per phase")
+    print(
+        f"a step = {PHASES} phases ({', '.join(f'{n} {s:.0%}' for n, s in SHARES.items())}) of busy-wait; "
+        f"median of {blocks} interleaved blocks per variant; instrumented = module API + SDK providers, "
+        f"span tree every 100 steps, fl.init()/fl.shutdown() per block (shutdown timed)"
+    )
+    print(
+        f"the same empty loop before fl.init() (every call a no-op): "
+        f"{(phase.noop_ns - phase.bare_ns) / PHASES / 1e3:.3f} µs per phase"
+    )
     rows: list[tuple[str, str, str, str, str, bool | None]] = []
     for step_ms, r in results.items():
         target = step_ms == 10
-        rows.append((f"{step_ms} ms step", f"{r.bare_ns / 1e6:.4f} ms", f"{r.instrumented_ns / 1e6:.4f} ms",
-                     f"{r.ratio:+.3%} ({(r.instrumented_ns - r.bare_ns) / 1e3:.1f} µs)",
-                     f"< {TARGET_RATIO_10MS:.0%}" if target else "", r.ratio < TARGET_RATIO_10MS if target else None))
-    rows.append(("per step, empty phases", f"{phase.bare_ns / 1e3:.3f} µs", f"{phase.instrumented_ns / 1e3:.3f} µs",
-                 f"{phase.step_overhead_ns / 1e3:+.3f} µs", "", None))
-    rows.append(("per phase, empty phases", "", "", f"{phase.phase_overhead_ns / 1e3:+.3f} µs",
-                 f"< {TARGET_US_PER_PHASE:g} µs", phase.phase_overhead_ns / 1e3 < TARGET_US_PER_PHASE))
+        rows.append(
+            (
+                f"{step_ms} ms step",
+                f"{r.bare_ns / 1e6:.4f} ms",
+                f"{r.instrumented_ns / 1e6:.4f} ms",
+                f"{r.ratio:+.3%} ({(r.instrumented_ns - r.bare_ns) / 1e3:.1f} µs)",
+                f"< {TARGET_RATIO_10MS:.0%}" if target else "",
+                r.ratio < TARGET_RATIO_10MS if target else None,
+            )
+        )
+    rows.append(
+        (
+            "per step, empty phases",
+            f"{phase.bare_ns / 1e3:.3f} µs",
+            f"{phase.instrumented_ns / 1e3:.3f} µs",
+            f"{phase.step_overhead_ns / 1e3:+.3f} µs",
+            "",
+            None,
+        )
+    )
+    rows.append(
+        (
+            "per phase, empty phases",
+            "",
+            "",
+            f"{phase.phase_overhead_ns / 1e3:+.3f} µs",
+            f"< {TARGET_US_PER_PHASE:g} µs",
+            phase.phase_overhead_ns / 1e3 < TARGET_US_PER_PHASE,
+        )
+    )
     header = ("step", "uninstrumented", "instrumented", "overhead", "target")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print(f"{header[0]:<{widths[0]}} " + " ".join(f"{h:>{w}}" for h, w in zip(header[1:], widths[1:])) + "  ok?")
+    print(
+        f"{header[0]:<{widths[0]}} "
+        + " ".join(f"{h:>{w}}" for h, w in zip(header[1:], widths[1:], strict=False))
+        + "  ok?"
+    )
     for *cells, ok in rows:
-        print(f"{cells[0]:<{widths[0]}} " + " ".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:]))
-              + f"  {'' if ok is None else 'yes' if ok else 'NO'}")
-    print("telemetry CPU off the training thread (drain → SDK metrics and spans), per step: "
-          + ", ".join(f"{r.telemetry_ns / 1e3:.1f} µs at {ms} ms" for ms, r in results.items())
-          + f"; the training thread's own cost is {phase.step_overhead_ns / 1e3:.1f} µs/step")
-    print(json.dumps({"bench": "instrumentation", "overhead_us_per_phase": round(phase.phase_overhead_ns / 1e3, 3),
-                      "overhead_ratio_10ms": round(results[10].ratio, 5),
-                      "overhead_ratio_1ms": round(results[1].ratio, 5),
-                      "overhead_ratio_100ms": round(results[100].ratio, 5),
-                      "overhead_us_per_step": round(phase.step_overhead_ns / 1e3, 3),
-                      "noop_us_per_phase": round((phase.noop_ns - phase.bare_ns) / PHASES / 1e3, 3),
-                      **{f"telemetry_cpu_us_per_step_{ms}ms": round(r.telemetry_ns / 1e3, 2)
-                         for ms, r in results.items()},
-                      "blocks": blocks, "quick": args.quick}))
+        print(
+            f"{cells[0]:<{widths[0]}} "
+            + " ".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=False))
+            + f"  {'' if ok is None else 'yes' if ok else 'NO'}"
+        )
+    print(
+        "telemetry CPU off the training thread (drain → SDK metrics and spans), per step: "
+        + ", ".join(f"{r.telemetry_ns / 1e3:.1f} µs at {ms} ms" for ms, r in results.items())
+        + f"; the training thread's own cost is {phase.step_overhead_ns / 1e3:.1f} µs/step"
+    )
+    print(
+        json.dumps(
+            {
+                "bench": "instrumentation",
+                "overhead_us_per_phase": round(phase.phase_overhead_ns / 1e3, 3),
+                "overhead_ratio_10ms": round(results[10].ratio, 5),
+                "overhead_ratio_1ms": round(results[1].ratio, 5),
+                "overhead_ratio_100ms": round(results[100].ratio, 5),
+                "overhead_us_per_step": round(phase.step_overhead_ns / 1e3, 3),
+                "noop_us_per_phase": round((phase.noop_ns - phase.bare_ns) / PHASES / 1e3, 3),
+                **{f"telemetry_cpu_us_per_step_{ms}ms": round(r.telemetry_ns / 1e3, 2) for ms, r in results.items()},
+                "blocks": blocks,
+                "quick": args.quick,
+            }
+        )
+    )
     return 0
 
 

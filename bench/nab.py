@@ -5,7 +5,8 @@ Method. Every data file is streamed through a fresh ``StreamingDetector`` in chu
 rows (the scores do not depend on the chunking; tests check it), configured only with the file's
 probationary period (``StreamingDetectorConfig.for_probation``: NAB hands every detector that
 number). A row is a detection when its score is ``>= 0.5`` (``ALARM_SCORE``): that threshold and
-every parameter of the detector were tuned once on ``../shared/data/nab`` and are frozen in the code,
+every parameter of the detector were tuned once on NAB's development split (the project's shared
+data; ``factorylens datasets fetch nab`` downloads it) and are frozen in the code,
 so the same numbers come out for all three profiles and on any other folder. The scorer
 (``factorylens.rca_service.evaluation``) reproduces NAB's published numbers for its six detectors on
 this folder (tests check it); when the folder has NAB's ``results/`` and ``config/thresholds.json``
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from factorylens.datasets import dataset_or_exit
 from factorylens.rca_service.baselines import ALARM_SCORE, StreamingDetector, StreamingDetectorConfig
 from factorylens.rca_service.evaluation import (
     PROFILES,
@@ -43,8 +44,6 @@ from factorylens.rca_service.evaluation import (
     score_corpus,
 )
 
-DEFAULT_DATA = Path(os.environ.get("FACTORYLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared")) \
-    / "data" / "nab"
 PUBLISHED = ("null", "random", "windowedGaussian", "twitterADVec", "numenta", "ARTime")
 
 
@@ -54,8 +53,9 @@ def seconds(timestamps: pd.Series) -> np.ndarray:
 
 def run_detector(values: np.ndarray, times_s: np.ndarray, chunk: int) -> np.ndarray:
     detector = StreamingDetector(StreamingDetectorConfig.for_probation(probation_rows(values.size)))
-    return np.concatenate([detector.score(times_s[i:i + chunk], values[i:i + chunk])
-                           for i in range(0, values.size, chunk)])
+    return np.concatenate(
+        [detector.score(times_s[i : i + chunk], values[i : i + chunk]) for i in range(0, values.size, chunk)]
+    )
 
 
 def latencies(files: dict, weights: dict, scores: dict, threshold: float) -> tuple[list[float], list[float]]:
@@ -81,12 +81,20 @@ def latencies(files: dict, weights: dict, scores: dict, threshold: float) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="a folder in NAB's layout")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="a folder in NAB's layout (default: the nab dataset as "
+        "factorylens.datasets finds it; see `factorylens datasets list`)",
+    )
     parser.add_argument("--chunk", type=int, default=64, help="rows per call to the detector")
     parser.add_argument("--per-file", action="store_true", help="also print every file's result")
     args = parser.parse_args(argv)
+    if args.data is None:
+        args.data = dataset_or_exit("nab")
     try:
         corpus = NabCorpus(args.data)
     except FileNotFoundError as exc:
@@ -94,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     files = {f.name: f for f in corpus}
     weights = {name: file_weights(f.data.timestamp, f.windows) for name, f in files.items()}
-    print(f"NAB folder {args.data}: {len(files)} files, {sum(len(f.data) for f in files.values())} rows, "
-          f"{sum(w.n_windows for w in weights.values())} windows", file=sys.stderr)
+    print(
+        f"NAB folder {args.data}: {len(files)} files, {sum(len(f.data) for f in files.values())} rows, "
+        f"{sum(w.n_windows for w in weights.values())} windows",
+        file=sys.stderr,
+    )
 
     started = time.perf_counter()
     ours: dict[str, np.ndarray] = {}
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     categories = sorted({NabCorpus.category(n) for n in files})
     print(f"\nfactorylens streaming detector (threshold {ALARM_SCORE}, {rows / elapsed:,.0f} rows/s incl. fits)")
     print(f"{'category':24s} {'files':>5s} {'windows':>7s} " + " ".join(f"{p.name:>18s}" for p in PROFILES))
-    for category in categories + ["total"]:
+    for category in [*categories, "total"]:
         names = [n for n in files if category == "total" or NabCorpus.category(n) == category]
         cells = []
         for p in PROFILES:
@@ -121,12 +132,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{category:24s} {len(names):5d} {sum(weights[n].n_windows for n in names):7d} " + " ".join(cells))
     std = results["standard"]
     from_label, from_start = latencies(files, weights, ours, ALARM_SCORE)
-    print(f"\nevents: {std.true_positives} of {std.true_positives + std.false_negatives} windows detected, "
-          f"{std.false_positives} false detections; precision {std.precision:.3f}, recall {std.recall:.3f}")
+    print(
+        f"\nevents: {std.true_positives} of {std.true_positives + std.false_negatives} windows detected, "
+        f"{std.false_positives} false detections; precision {std.precision:.3f}, recall {std.recall:.3f}"
+    )
     if from_label:
-        print(f"latency from the labelled anomaly: median {np.median(from_label):+.2f} h, "
-              f"p90 {np.percentile(from_label, 90):+.2f} h; from the window start: median "
-              f"{np.median(from_start):.2f} h")
+        print(
+            f"latency from the labelled anomaly: median {np.median(from_label):+.2f} h, "
+            f"p90 {np.percentile(from_label, 90):+.2f} h; from the window start: median "
+            f"{np.median(from_start):.2f} h"
+        )
     if args.per_file:
         for name in files:
             f = std.per_file[name]
@@ -146,16 +161,24 @@ def main(argv: list[str] | None = None) -> int:
                 scores = {n: read_result_scores(results_dir, detector, n) for n in files}
             except FileNotFoundError:
                 continue
-            published[detector] = {p.name: round(score_corpus(scores, weights, p, thresholds[detector][p.name])
-                                                 .normalized, 2) for p in PROFILES}
+            published[detector] = {
+                p.name: round(score_corpus(scores, weights, p, thresholds[detector][p.name]).normalized, 2)
+                for p in PROFILES
+            }
             print(f"{detector:24s} " + " ".join(f"{published[detector][p.name]:18.2f}" for p in PROFILES))
         print(f"{'factorylens':24s} " + " ".join(f"{results[p.name].normalized:18.2f}" for p in PROFILES))
 
     line = {"bench": "nab", "files": len(files)}
     line.update({p.name: round(results[p.name].normalized, 2) for p in PROFILES})
-    line.update({"precision": round(std.precision, 3), "recall": round(std.recall, 3),
-                 "latency_from_label_h_median": round(float(np.median(from_label)), 2) if from_label else None,
-                 "rows_per_s": round(rows / elapsed), "published": published})
+    line.update(
+        {
+            "precision": round(std.precision, 3),
+            "recall": round(std.recall, 3),
+            "latency_from_label_h_median": round(float(np.median(from_label)), 2) if from_label else None,
+            "rows_per_s": round(rows / elapsed),
+            "published": published,
+        }
+    )
     print(json.dumps(line))
     return 0
 

@@ -29,8 +29,18 @@ import pandas as pd
 from factorylens.rca_service.analysis import Incident, IncidentState, KpiRankingAnalyzer
 from factorylens.rca_service.ranking import BaroRanker, RankingEngine, Topology
 
-SIGNALS = ("cpu.utilization", "memory.usage", "request.latency", "error.rate", "requests", "gpu.utilization",
-           "power", "temperature", "network.io", "disk.io")
+SIGNALS = (
+    "cpu.utilization",
+    "memory.usage",
+    "request.latency",
+    "error.rate",
+    "requests",
+    "gpu.utilization",
+    "power",
+    "temperature",
+    "network.io",
+    "disk.io",
+)
 KPI = ("kpi", "request.latency")
 STEP_S = 10
 
@@ -40,7 +50,8 @@ def synthetic(n_series: int, n_entities: int, rows: int, seed: int = 0) -> tuple
     index = pd.date_range("2026-11-01", periods=rows, freq=f"{STEP_S}s", tz="UTC")
     columns = pd.MultiIndex.from_tuples(
         [(f"service:e{i % n_entities}", SIGNALS[(i // n_entities) % len(SIGNALS)]) for i in range(n_series)],
-        names=["entity", "signal"])
+        names=["entity", "signal"],
+    )
     values = rng.normal(size=(rows, n_series)) + 10
     fault = rows - 20
     planted = int(np.flatnonzero(columns.get_level_values(1) == "temperature")[3])
@@ -75,7 +86,7 @@ def live_pass(frame: pd.DataFrame, topology: Topology, t0: pd.Timestamp, repeat:
     kpi_id = ""
     for (entity, signal), column in frame.items():
         series = store.get_or_create(signal, SeriesKind.GAUGE, "", {"factorylens.entity": entity}, {})
-        for ts, value in zip(times, column.to_numpy()):
+        for ts, value in zip(times, column.to_numpy(), strict=False):
             series.append(int(ts), float(value))
         if (entity, signal) == KPI:
             kpi_id = series.info.id
@@ -83,15 +94,17 @@ def live_pass(frame: pd.DataFrame, topology: Topology, t0: pd.Timestamp, repeat:
     analyzer._kpis["bench"] = {kpi_id}
     analyzer._t0["bench"] = int(t0.value)
     analyzer._intervals[kpi_id] = STEP_S * 10**9
-    incident = Incident("bench", IncidentState.OPEN, "", int(t0.value), int(t0.value) + 1, int(times[-1]),
-                        kpi_series_id=kpi_id)
+    incident = Incident(
+        "bench", IncidentState.OPEN, "", int(t0.value), int(t0.value) + 1, int(times[-1]), kpi_series_id=kpi_id
+    )
     seconds, _ = best_of(repeat, lambda: analyzer._rank(store, incident))
     return seconds, incident.causes[0].entity if incident.causes else ""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--series", type=int, default=10_000)
     parser.add_argument("--entities", type=int, default=1_000)
     parser.add_argument("--rows", type=int, default=360, help="10-s rows (360 = the live analyzer's hour)")
@@ -101,19 +114,36 @@ def main(argv: list[str] | None = None) -> int:
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     frame, topology, planted = synthetic(args.series, args.entities, args.rows)
     t0 = frame.index[args.rows - 21]
-    print(f"{args.series:,} series x {args.rows} rows, {args.entities:,} entities; planted cause "
-          f"{frame.columns[planted][0]}", file=sys.stderr)
+    print(
+        f"{args.series:,} series x {args.rows} rows, {args.entities:,} entities; planted cause "
+        f"{frame.columns[planted][0]}",
+        file=sys.stderr,
+    )
     engine_s, result = best_of(args.repeat, lambda: RankingEngine().rank(frame, topology, [KPI], t0))
     baro_s, _ = best_of(args.repeat, lambda: BaroRanker().rank(frame, [KPI], t0))
     live_s, live_top = live_pass(frame, topology, t0, args.repeat)
     top_is_planted = result.causes[0].entity == frame.columns[planted][0] == live_top
     print(f"{'path':<28}{'seconds':>10}")
-    for name, seconds in (("engine (RankingEngine.rank)", engine_s), ("BARO, same frame", baro_s),
-                          ("live pass (store -> causes)", live_s)):
+    for name, seconds in (
+        ("engine (RankingEngine.rank)", engine_s),
+        ("BARO, same frame", baro_s),
+        ("live pass (store -> causes)", live_s),
+    ):
         print(f"{name:<28}{seconds:>10.3f}")
     print(f"top cause is the planted one: {top_is_planted}")
-    print(json.dumps({"bench": "ranking", "series": args.series, "rows": args.rows, "engine_s": round(engine_s, 3),
-                      "baro_s": round(baro_s, 3), "live_s": round(live_s, 3), "top_is_planted": top_is_planted}))
+    print(
+        json.dumps(
+            {
+                "bench": "ranking",
+                "series": args.series,
+                "rows": args.rows,
+                "engine_s": round(engine_s, 3),
+                "baro_s": round(baro_s, 3),
+                "live_s": round(live_s, 3),
+                "top_is_planted": top_is_planted,
+            }
+        )
+    )
     return 0
 
 

@@ -24,21 +24,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pandas as pd
 
+from factorylens.datasets import dataset_or_exit
 from factorylens.rca_service.evaluation import OVERALL, CaseResult, RcaCase, load_nezha, load_petshop, summarize
 from factorylens.rca_service.ranking import BaroConfig, BaroRanker, RankingConfig, RankingEngine
-
-SHARED = Path(os.environ.get("FACTORYLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-DEFAULT_PETSHOP = SHARED / "data" / "rca" / "petshop" / "dataset"
-DEFAULT_NEZHA = SHARED / "data" / "rca" / "nezha" / "rca_data"
 
 Ranker = Callable[[RcaCase], list[str]]
 ENGINE = "engine"
@@ -53,8 +49,9 @@ def methods() -> dict[str, Ranker]:
     baro_bocpd = BaroRanker(BaroConfig(detect_change_point=True))
 
     def ours(case: RcaCase) -> list[str]:
-        result = engine.rank(case.frame, case.topology, case.kpi, case.t0, history=case.history,
-                             candidates=case.candidates)
+        result = engine.rank(
+            case.frame, case.topology, case.kpi, case.t0, history=case.history, candidates=case.candidates
+        )
         return [cause.entity for cause in result.causes]
 
     return {
@@ -70,39 +67,64 @@ def evaluate(cases: list[RcaCase], rank: Ranker, label: str) -> list[CaseResult]
     for i, case in enumerate(cases, 1):
         begun = time.perf_counter()
         ranking = rank(case)
-        results.append(CaseResult.score(case.case_id, case.fault_type, case.root_cause, ranking,
-                                        time.perf_counter() - begun))
+        results.append(
+            CaseResult.score(case.case_id, case.fault_type, case.root_cause, ranking, time.perf_counter() - begun)
+        )
         if sys.stderr.isatty():
             print(f"\r  {label}: {i}/{len(cases)}", end="", file=sys.stderr, flush=True)
-    print(f"{chr(13) if sys.stderr.isatty() else ''}  {label}: {len(cases)} cases in "
-          f"{time.perf_counter() - started:.1f} s", file=sys.stderr)
+    print(
+        f"{chr(13) if sys.stderr.isatty() else ''}  {label}: {len(cases)} cases in "
+        f"{time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+    )
     return results
 
 
 def table_text(table: pd.DataFrame) -> str:
     lines = [f"{'fault type':18s} {'n':>4s} {'AC@1':>6s} {'AC@3':>6s} {'Avg@5':>6s} {'s/case':>8s}"]
     for fault_type, row in table.iterrows():
-        lines.append(f"{fault_type:18s} {int(row['n']):4d} {row['ac1']:6.3f} {row['ac3']:6.3f} {row['avg5']:6.3f} "
-                     f"{row['sec_per_case']:8.4f}")
+        lines.append(
+            f"{fault_type:18s} {int(row['n']):4d} {row['ac1']:6.3f} {row['ac3']:6.3f} {row['avg5']:6.3f} "
+            f"{row['sec_per_case']:8.4f}"
+        )
     return "\n".join(lines)
 
 
 def headline(table: pd.DataFrame) -> dict[str, float | int]:
     row = table.loc[OVERALL]
-    return {"cases": int(row["n"]), "ac1": round(float(row["ac1"]), 3), "ac3": round(float(row["ac3"]), 3),
-            "avg5": round(float(row["avg5"]), 3)}
+    return {
+        "cases": int(row["n"]),
+        "ac1": round(float(row["ac1"]), 3),
+        "ac3": round(float(row["ac3"]), 3),
+        "avg5": round(float(row["avg5"]), 3),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--petshop", type=Path, default=DEFAULT_PETSHOP,
-                        help="a folder in PetShop's layout (dataset/, one scenario, or their parent)")
-    parser.add_argument("--nezha", type=Path, default=DEFAULT_NEZHA,
-                        help="a folder in Nezha's layout (rca_data/, one day, or their parent)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--petshop",
+        type=Path,
+        default=None,
+        help="a folder in PetShop's layout (dataset/, one scenario, or their parent; default: the "
+        "petshop dataset as factorylens.datasets finds it, see `factorylens datasets list`)",
+    )
+    parser.add_argument(
+        "--nezha",
+        type=Path,
+        default=None,
+        help="a folder in Nezha's layout (rca_data/, one day, or their parent; default: the nezha "
+        "dataset as factorylens.datasets finds it)",
+    )
     parser.add_argument("--per-case", action="store_true", help="also print every case's rank and top 3")
     parser.add_argument("--json-only", action="store_true", help="print only the final JSON line")
     args = parser.parse_args(argv)
+    if args.petshop is None:
+        args.petshop = dataset_or_exit("petshop") / "dataset"
+    if args.nezha is None:
+        args.nezha = dataset_or_exit("nezha") / "rca_data"
 
     def show(text: str) -> None:
         if not args.json_only:
@@ -122,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        print(f"{title}: {len(cases)} cases from {folder} (read in {time.perf_counter() - started:.1f} s)",
-              file=sys.stderr)
+        print(
+            f"{title}: {len(cases)} cases from {folder} (read in {time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )
         for name, rank in rankers.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
@@ -132,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             show(f"\n{title} :: {name}\n{table_text(table)}")
             if args.per_case:
                 for r in results:
-                    show(f"  {r.case_id:32s} {r.fault_type:16s} {r.root_cause:40s} rank {r.rank or '-':>3} "
-                         f"top3 {', '.join(r.top[:3])}")
+                    show(
+                        f"  {r.case_id:32s} {r.fault_type:16s} {r.root_cause:40s} rank {r.rank or '-':>3} "
+                        f"top3 {', '.join(r.top[:3])}"
+                    )
             if name == ENGINE:
                 line[key] = headline(table)
             elif name == BASELINE:

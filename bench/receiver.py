@@ -44,6 +44,7 @@ class TimedNvml:
                 return target(*args, **kwargs)
             finally:
                 self.cpu_ns += time.thread_time_ns() - start
+
         return timed
 
 
@@ -66,8 +67,9 @@ def measure(gpus: int, scrapes: int) -> dict:
     backend = NvmlBackend(nvml, StaticJobResolver(cluster.jobs_by_pid(host)), clock=clock)
     reader = InMemoryMetricReader()
     resource_ = make_resource({"host.name": host.name}, "bench")
-    pipeline = HostPipeline(host.name, dict(resource_.attributes), GpuScraper(backend),
-                            make_meter_provider(resource_, [reader]))
+    pipeline = HostPipeline(
+        host.name, dict(resource_.attributes), GpuScraper(backend), make_meter_provider(resource_, [reader])
+    )
     receiver = GpuReceiver([pipeline], 10.0)
     pipeline.scraper.start()
     for _ in range(3):  # warm up: capability probes, GPM needs two samples
@@ -84,8 +86,9 @@ def measure(gpus: int, scrapes: int) -> dict:
         total_ns += time.thread_time_ns() - start
         nvml_ns += nvml.cpu_ns
         calls += nvml.calls
-        points += sum(len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
-                      for m in sm.metrics)
+        points += sum(
+            len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        )
     fields = backend.supported_fields()
     receiver.shutdown()
     return {
@@ -119,8 +122,9 @@ def measure_node(scrapes: int) -> dict:
         if (not name.isdigit() or name == str(os.getpid())) and not (proc / name).exists():
             (proc / name).symlink_to(Path("/proc") / name)
     reader = InMemoryMetricReader()
-    config = GpuReceiverConfig(backend="nvml", otlp="off", proc_root=str(proc),
-                               sys_root=str(fixtures / "sys"), discovery_retry_interval_s=3600)
+    config = GpuReceiverConfig(
+        backend="nvml", otlp="off", proc_root=str(proc), sys_root=str(fixtures / "sys"), discovery_retry_interval_s=3600
+    )
     receiver, _ = create_receiver(config, metric_readers=lambda host: [reader])
     pipeline = receiver.pipelines[0]
     receiver.scrape_once()
@@ -138,20 +142,24 @@ def measure_node(scrapes: int) -> dict:
         receiver.scrape_once()
         data = reader.get_metrics_data()
         total_ns += time.thread_time_ns() - start
-        collected = sum(len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics
-                        for m in sm.metrics)
+        collected = sum(
+            len(m.data.data_points) for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics
+        )
     receiver.shutdown()
     shutil.rmtree(proc.parent, ignore_errors=True)
     if pipeline.source_up.get("host") != 1:
         raise RuntimeError("the host layer did not start: the measurement would leave it out")
-    return {"node_cpu_ms_per_scrape": total_ns / scrapes / 1e6, "points_per_scrape": collected,
-            "sources": {name: {"read_ms": ns / scrapes / 1e6, "points": points[name]}
-                        for name, ns in per_source.items()}}
+    return {
+        "node_cpu_ms_per_scrape": total_ns / scrapes / 1e6,
+        "points_per_scrape": collected,
+        "sources": {name: {"read_ms": ns / scrapes / 1e6, "points": points[name]} for name, ns in per_source.items()},
+    }
 
 
 def noop_call_ns() -> float:
     def f(a):
         return a
+
     n = 1_000_000
     start = time.perf_counter_ns()
     for i in range(n):
@@ -176,37 +184,60 @@ def main() -> int:
     rows = []
     for size in args.sizes:
         print(f"measuring {size} GPUs ({args.scrapes} scrapes)...", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--worker", str(size), "--scrapes", str(args.scrapes)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--worker", str(size), "--scrapes", str(args.scrapes)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f"baseline: a no-op Python call costs {baseline:.0f} ns on this machine (same run)")
-    header = f"{'GPUs':>5} {'CPU ms/GPU/scrape':>18} {'in no-op calls':>15} {'NVML ms/GPU':>12} " \
-             f"{'NVML calls/GPU':>15} {'fields/GPU':>11} {'points/GPU':>11} {'peak RSS MB':>12}"
+    header = (
+        f"{'GPUs':>5} {'CPU ms/GPU/scrape':>18} {'in no-op calls':>15} {'NVML ms/GPU':>12} "
+        f"{'NVML calls/GPU':>15} {'fields/GPU':>11} {'points/GPU':>11} {'peak RSS MB':>12}"
+    )
     print(header)
     for r in rows:
-        print(f"{r['gpus']:>5} {r['cpu_ms_per_gpu_scrape']:>18.3f} {r['cpu_ms_per_gpu_scrape'] * 1e6 / baseline:>15.0f} "
-              f"{r['nvml_cpu_ms_per_gpu_scrape']:>12.3f} {r['nvml_calls_per_gpu_scrape']:>15.2f} "
-              f"{r['fields_per_gpu']:>11.2f} {r['points_per_gpu']:>11.1f} {r['peak_rss_mb']:>12.1f}")
+        print(
+            f"{r['gpus']:>5} {r['cpu_ms_per_gpu_scrape']:>18.3f} {r['cpu_ms_per_gpu_scrape'] * 1e6 / baseline:>15.0f} "
+            f"{r['nvml_cpu_ms_per_gpu_scrape']:>12.3f} {r['nvml_calls_per_gpu_scrape']:>15.2f} "
+            f"{r['fields_per_gpu']:>11.2f} {r['points_per_gpu']:>11.1f} {r['peak_rss_mb']:>12.1f}"
+        )
     print("measuring the host, storage and fabric layers of one node...", file=sys.stderr, flush=True)
-    out = subprocess.run([sys.executable, __file__, "--node-worker", "--scrapes", str(args.scrapes)],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--node-worker", "--scrapes", str(args.scrapes)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     node = json.loads(out.stdout.strip().splitlines()[-1])
-    print("\nnode layers (storage and fabric read from tests/fixtures/node: 4 mounts, 2 IB ports; host "
-          "layer: psutil on this machine)")
+    print(
+        "\nnode layers (storage and fabric read from tests/fixtures/node: 4 mounts, 2 IB ports; host "
+        "layer: psutil on this machine)"
+    )
     print(f"{'layer':<10} {'read CPU ms/scrape':>19} {'points':>7}")
     for name, row in node["sources"].items():
         print(f"{name:<10} {row['read_ms']:>19.3f} {row['points']:>7}")
-    print(f"{'all':<10} {node['node_cpu_ms_per_scrape']:>19.3f} {node['points_per_scrape']:>7}  "
-          f"(one agent round with every layer, OTel collection and host layer included)")
+    print(
+        f"{'all':<10} {node['node_cpu_ms_per_scrape']:>19.3f} {node['points_per_scrape']:>7}  "
+        f"(one agent round with every layer, OTel collection and host layer included)"
+    )
     last = rows[-1]
     target_met = last["cpu_ms_per_gpu_scrape"] < 1.0 and last["nvml_calls_per_gpu_scrape"] == last["fields_per_gpu"]
     print(f"target (< 1 ms CPU per GPU per scrape, calls == supported fields): {'met' if target_met else 'NOT met'}")
-    print(json.dumps({"bench": "receiver", "gpus": last["gpus"],
-                      "cpu_ms_per_gpu_scrape": round(last["cpu_ms_per_gpu_scrape"], 4),
-                      "nvml_calls_per_gpu_scrape": round(last["nvml_calls_per_gpu_scrape"], 3),
-                      "fields_per_gpu": round(last["fields_per_gpu"], 3),
-                      "peak_rss_mb": round(last["peak_rss_mb"], 1),
-                      "node_layers_cpu_ms_per_scrape": round(node["node_cpu_ms_per_scrape"], 3)}))
+    print(
+        json.dumps(
+            {
+                "bench": "receiver",
+                "gpus": last["gpus"],
+                "cpu_ms_per_gpu_scrape": round(last["cpu_ms_per_gpu_scrape"], 4),
+                "nvml_calls_per_gpu_scrape": round(last["nvml_calls_per_gpu_scrape"], 3),
+                "fields_per_gpu": round(last["fields_per_gpu"], 3),
+                "peak_rss_mb": round(last["peak_rss_mb"], 1),
+                "node_layers_cpu_ms_per_scrape": round(node["node_cpu_ms_per_scrape"], 3),
+            }
+        )
+    )
     return 0
 
 

@@ -52,8 +52,10 @@ def _cause_rank(incident: Any, matches: Any) -> int | None:
 def _score(incidents: list[Any], run: Any) -> dict[str, Any]:
     """The first ranked incident at/after the onset (minus a scrape) and where the answer sits in it."""
     since = run.onset_unix_nano - int(run.scrape_interval_s * NS)
-    found = sorted((i for i in incidents if i.onset_unix_nano >= since and i.causes),
-                   key=lambda i: (i.opened_unix_nano, i.onset_unix_nano))
+    found = sorted(
+        (i for i in incidents if i.onset_unix_nano >= since and i.causes),
+        key=lambda i: (i.opened_unix_nano, i.onset_unix_nano),
+    )
     if not found:
         return {"incident": None, "rank": None, "top": None, "benign_rank": None}
     incident = found[0]
@@ -101,11 +103,20 @@ def run_one(fault: str | None, seed: int, size: tuple[int, int]) -> dict[str, An
     final = _score(incidents, run) if fault is not None else None
     false = [i for i in incidents if fault is None or i.opened_unix_nano < run.onset_unix_nano]
     return {
-        "fault": fault, "fault_type": run.spec.fault_type if run.spec else None, "seed": seed,
-        "size": f"{hosts}x{gpus}", "truth": run.truth.entity if run.truth else None,
-        "benign": run.benign.entity if run.benign else None, "early": early, "final": final,
-        "onset_to_incident_s": first_ranked, "false_incidents": len(false), "incidents": len(incidents),
-        "series": len(store.series), "generate_cpu_s": generate_s, "analyze_cpu_s": analyze_s,
+        "fault": fault,
+        "fault_type": run.spec.fault_type if run.spec else None,
+        "seed": seed,
+        "size": f"{hosts}x{gpus}",
+        "truth": run.truth.entity if run.truth else None,
+        "benign": run.benign.entity if run.benign else None,
+        "early": early,
+        "final": final,
+        "onset_to_incident_s": first_ranked,
+        "false_incidents": len(false),
+        "incidents": len(incidents),
+        "series": len(store.series),
+        "generate_cpu_s": generate_s,
+        "analyze_cpu_s": analyze_s,
         "simulated_s": run.duration_s,
     }
 
@@ -136,22 +147,33 @@ def report(results: list[dict[str, Any]], out: Any = sys.stdout) -> dict[str, An
 
     faulted = [r for r in results if r["fault"] is not None]
     control = [r for r in results if r["fault"] is None]
-    header = (f"{'fault':38s} {'runs':>4s} {'AC@1 60s':>8s} {'AC@3 60s':>8s} {'AC@1 end':>8s} {'AC@3 end':>8s} "
-              f"{'onset→inc p50':>13s} {'p95':>7s} {'missed':>6s} {'false/run':>9s} {'benign#1':>8s}")
+    header = (
+        f"{'fault':38s} {'runs':>4s} {'AC@1 60s':>8s} {'AC@3 60s':>8s} {'AC@1 end':>8s} {'AC@3 end':>8s} "
+        f"{'onset→inc p50':>13s} {'p95':>7s} {'missed':>6s} {'false/run':>9s} {'benign#1':>8s}"
+    )
     out.write(header + "\n" + "-" * len(header) + "\n")
 
     def row(name: str, rs: list[dict[str, Any]]) -> dict[str, Any]:
         delays = _delays(rs)
         found = sorted(d for d in delays if not math.isinf(d))
         benign_top = sum(1 for r in rs for s in (r["final"],) if s and s["benign_rank"] == 1)
-        stats = {"runs": len(rs), "ac1": _ac(rs, "early", 1), "ac3": _ac(rs, "early", 3),
-                 "ac1_end": _ac(rs, "final", 1), "ac3_end": _ac(rs, "final", 3),
-                 "p50": found[len(found) // 2] if found else None, "p95": _p95(delays),
-                 "missed": sum(1 for d in delays if math.isinf(d)),
-                 "false": sum(r["false_incidents"] for r in rs) / len(rs), "benign_top": benign_top}
-        out.write(f"{name:38s} {len(rs):4d} {_fmt(stats['ac1']):>8s} {_fmt(stats['ac3']):>8s} "
-                  f"{_fmt(stats['ac1_end']):>8s} {_fmt(stats['ac3_end']):>8s} {_fmt(stats['p50'], '.0f'):>13s} "
-                  f"{_fmt(stats['p95'], '.0f'):>7s} {stats['missed']:6d} {stats['false']:9.2f} {benign_top:8d}\n")
+        stats = {
+            "runs": len(rs),
+            "ac1": _ac(rs, "early", 1),
+            "ac3": _ac(rs, "early", 3),
+            "ac1_end": _ac(rs, "final", 1),
+            "ac3_end": _ac(rs, "final", 3),
+            "p50": found[len(found) // 2] if found else None,
+            "p95": _p95(delays),
+            "missed": sum(1 for d in delays if math.isinf(d)),
+            "false": sum(r["false_incidents"] for r in rs) / len(rs),
+            "benign_top": benign_top,
+        }
+        out.write(
+            f"{name:38s} {len(rs):4d} {_fmt(stats['ac1']):>8s} {_fmt(stats['ac3']):>8s} "
+            f"{_fmt(stats['ac1_end']):>8s} {_fmt(stats['ac3_end']):>8s} {_fmt(stats['p50'], '.0f'):>13s} "
+            f"{_fmt(stats['p95'], '.0f'):>7s} {stats['missed']:6d} {stats['false']:9.2f} {benign_top:8d}\n"
+        )
         return stats
 
     for name in CATALOG:
@@ -166,19 +188,26 @@ def report(results: list[dict[str, Any]], out: Any = sys.stdout) -> dict[str, An
             per_type[fault_type] = row(f"[type] {fault_type}", rs)
     if control:
         incidents = sum(r["incidents"] for r in control)
-        out.write(f"\nfault-free control: {len(control)} runs, {incidents} incident(s) opened "
-                  f"({incidents / len(control):.2f} per run)\n")
+        out.write(
+            f"\nfault-free control: {len(control)} runs, {incidents} incident(s) opened "
+            f"({incidents / len(control):.2f} per run)\n"
+        )
     generate = [r["generate_cpu_s"] for r in results]
     simulated = [r["simulated_s"] for r in results]
     if generate:
-        out.write(f"generation: {sum(generate) / len(generate):.2f} s CPU per run on average "
-                  f"({sum(simulated) / len(simulated) / 60:.1f} simulated minutes); analysis: "
-                  f"{sum(r['analyze_cpu_s'] for r in results) / len(results):.2f} s CPU per run\n")
+        out.write(
+            f"generation: {sum(generate) / len(generate):.2f} s CPU per run on average "
+            f"({sum(simulated) / len(simulated) / 60:.1f} simulated minutes); analysis: "
+            f"{sum(r['analyze_cpu_s'] for r in results) / len(results):.2f} s CPU per run\n"
+        )
     ac1 = [s["ac1"] for s in per_type.values()]
-    return {"bench": "scenarios", "fault_types": len(per_type),
-            "ac1_min": round(min(ac1), 3) if ac1 else None,
-            "ac1_mean": round(sum(ac1) / len(ac1), 3) if ac1 else None,
-            "onset_to_incident_s_p95": _rounded(_p95(_delays(faulted)))}
+    return {
+        "bench": "scenarios",
+        "fault_types": len(per_type),
+        "ac1_min": round(min(ac1), 3) if ac1 else None,
+        "ac1_mean": round(sum(ac1) / len(ac1), 3) if ac1 else None,
+        "onset_to_incident_s_p95": _rounded(_p95(_delays(faulted))),
+    }
 
 
 def _rounded(value: float | None) -> float | None:
@@ -211,8 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--sizes", type=_size, nargs="+", default=[(2, 4), (2, 8)], metavar="HOSTSxGPUS")
-    parser.add_argument("--fault-types", nargs="+", default=None, metavar="NAME",
-                        help="catalog names or fault types (default: all)")
+    parser.add_argument(
+        "--fault-types", nargs="+", default=None, metavar="NAME", help="catalog names or fault types (default: all)"
+    )
     parser.add_argument("--quick", action="store_true", help="one seed, 2x4 (about a minute per core)")
     parser.add_argument("--no-control", action="store_true", help="skip the fault-free runs")
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 8), help="runs in parallel")
@@ -226,8 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_control:
         faults.append(None)
     plan = [(fault, seed, size) for size in args.sizes for seed in args.seeds for fault in faults]
-    sys.stderr.write(f"{len(plan)} runs ({len(faults)} faults incl. control × {len(args.seeds)} seeds × "
-                     f"{len(args.sizes)} sizes), {args.jobs} in parallel\n")
+    sys.stderr.write(
+        f"{len(plan)} runs ({len(faults)} faults incl. control × {len(args.seeds)} seeds × "
+        f"{len(args.sizes)} sizes), {args.jobs} in parallel\n"
+    )
     results = []
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
@@ -241,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['size']}: rank@60s {early.get('rank')} rank@end {final.get('rank')} top {final.get('top')} "
                 f"(truth {r['truth']}); onset→incident {_fmt(r['onset_to_incident_s'], '.0f')} s; "
                 f"false {r['false_incidents']}; benign rank {final.get('benign_rank')}; "
-                f"generate {r['generate_cpu_s']:.2f} s, analyze {r['analyze_cpu_s']:.2f} s CPU\n")
+                f"generate {r['generate_cpu_s']:.2f} s, analyze {r['analyze_cpu_s']:.2f} s CPU\n"
+            )
             sys.stderr.flush()
     summary = report(results)
     print(json.dumps(summary))

@@ -25,16 +25,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
+from factorylens.datasets import dataset_or_exit
 from factorylens.rca_service.evaluation import Specificity, nezha_specificity, petshop_specificity
-
-SHARED = Path(os.environ.get("FACTORYLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
-DEFAULT_PETSHOP = SHARED / "data" / "rca" / "petshop" / "dataset"
-DEFAULT_NEZHA = SHARED / "data" / "rca" / "nezha" / "rca_data"
 
 
 def progress(message: str) -> None:
@@ -42,20 +38,26 @@ def progress(message: str) -> None:
 
 
 def table(results: dict[str, Specificity]) -> str:
-    head = (f"{'data':<20} {'normal h':>8} {'false':>5} {'/day':>6} {'quiet h':>7} {'q.false':>7} "
-            f"{'detected':>9} {'KPI broke':>9} {'seconds':>7}")
+    head = (
+        f"{'data':<20} {'normal h':>8} {'false':>5} {'/day':>6} {'quiet h':>7} {'q.false':>7} "
+        f"{'detected':>9} {'KPI broke':>9} {'seconds':>7}"
+    )
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         detected = f"{r.detected}/{r.faults}" if r.faults is not None else "-"
         visible = f"{r.detected_visible}/{r.visible}" if r.visible is not None else "-"
-        lines.append(f"{name:<20} {r.normal_hours:>8.1f} {r.false_incidents:>5} {r.false_per_day:>6.2f} "
-                     f"{r.quiet_hours:>7.1f} {r.quiet_false:>7} {detected:>9} {visible:>9} {r.seconds:>7.1f}")
+        lines.append(
+            f"{name:<20} {r.normal_hours:>8.1f} {r.false_incidents:>5} {r.false_per_day:>6.2f} "
+            f"{r.quiet_hours:>7.1f} {r.quiet_false:>7} {detected:>9} {visible:>9} {r.seconds:>7.1f}"
+        )
     return "\n".join(lines)
 
 
 def details(name: str, r: Specificity) -> str:
-    lines = [f"{name}: false incidents by KPI: " + (", ".join(f"{k} {n}" for k, n in sorted(
-        r.false_kpis.items(), key=lambda item: -item[1])) or "none")]
+    lines = [
+        f"{name}: false incidents by KPI: "
+        + (", ".join(f"{k} {n}" for k, n in sorted(r.false_kpis.items(), key=lambda item: -item[1])) or "none")
+    ]
     lines += [f"  false {onset}  {kpi}" for onset, kpi in r.false_onsets[:20]]
     if len(r.false_onsets) > 20:
         lines.append(f"  ... {len(r.false_onsets) - 20} more")
@@ -65,12 +67,26 @@ def details(name: str, r: Specificity) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
-    parser.add_argument("--petshop", type=Path, default=DEFAULT_PETSHOP, help="PetShop dataset/ folder")
-    parser.add_argument("--nezha", type=Path, default=DEFAULT_NEZHA, help="Nezha rca_data/ folder (or one day)")
-    parser.add_argument("--skip-all-nodes", action="store_true",
-                        help="skip the PetShop run with every node's latency and availability as KPIs")
+    parser.add_argument(
+        "--petshop", type=Path, default=None, help="PetShop dataset/ folder (default: found by factorylens.datasets)"
+    )
+    parser.add_argument(
+        "--nezha",
+        type=Path,
+        default=None,
+        help="Nezha rca_data/ folder (or one day; default: found by factorylens.datasets)",
+    )
+    parser.add_argument(
+        "--skip-all-nodes",
+        action="store_true",
+        help="skip the PetShop run with every node's latency and availability as KPIs",
+    )
     parser.add_argument("--json-only", action="store_true", help="print only the JSON line")
     args = parser.parse_args(argv)
+    if args.petshop is None:
+        args.petshop = dataset_or_exit("petshop") / "dataset"
+    if args.nezha is None:
+        args.nezha = dataset_or_exit("nezha") / "rca_data"
 
     started = time.perf_counter()
     results: dict[str, Specificity] = {}
@@ -88,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, r in results.items():
             print(details(name, r))
         print()
-    line: dict[str, object] = {"bench": "specificity", "nezha": results["nezha"].summary(),
-                               "petshop": results["petshop"].summary()}
+    line: dict[str, object] = {
+        "bench": "specificity",
+        "nezha": results["nezha"].summary(),
+        "petshop": results["petshop"].summary(),
+    }
     if "petshop (all nodes)" in results:
         line["petshop_all_nodes"] = results["petshop (all nodes)"].summary()
     print(json.dumps(line))

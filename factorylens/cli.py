@@ -9,7 +9,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Sequence
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from factorylens import __version__
 from factorylens.registry import REGISTRY, Domain
@@ -36,66 +38,155 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
 
     d = GpuReceiverConfig()
     p = sub.add_parser(
-        "gpu", help="run the GPU receiver (NVML or simulated)",
+        "gpu",
+        help="run the GPU receiver (NVML or simulated)",
         description="The node agent: scrape NVIDIA GPUs through NVML (or a simulated cluster), plus the "
-                    "node's host (system.*), storage (per mount) and InfiniBand/RoCE fabric layers, and "
-                    "export OpenTelemetry metrics over OTLP, XID events as log records, and optionally a "
-                    "Prometheus /metrics endpoint. Keeps running without a driver, GPU or fabric, and retries.",
+        "node's host (system.*), storage (per mount) and InfiniBand/RoCE fabric layers, and "
+        "export OpenTelemetry metrics over OTLP, XID events as log records, and optionally a "
+        "Prometheus /metrics endpoint. Keeps running without a driver, GPU or fabric, and retries.",
         epilog=_GPU_EPILOG + "\nfault kinds for --scenario: " + ", ".join(FAULT_KINDS),
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     g = p.add_argument_group("source")
-    g.add_argument("--backend", choices=BACKENDS, default=d.backend,
-                   help="nvml: this node's GPUs; sim: a simulated cluster (default %(default)s)")
-    g.add_argument("--collection-interval", type=float, default=d.collection_interval_s, metavar="SECONDS",
-                   dest="collection_interval_s", help="seconds between scrapes (default %(default)s)")
-    g.add_argument("--no-process-metrics", action="store_false", dest="process_metrics",
-                   help="skip per-process GPU memory/utilization and job attribution")
-    g.add_argument("--max-processes-per-gpu", type=int, default=d.max_processes_per_gpu, metavar="N",
-                   help="cardinality bound on per-process series per GPU (default %(default)s)")
-    g.add_argument("--proc-root", default=d.proc_root, metavar="DIR",
-                   help="procfs to read process environments/cgroups from for pid→job mapping "
-                        "(/host/proc in a container; default %(default)s)")
-    g.add_argument("--sys-root", default=d.sys_root, metavar="DIR",
-                   help="sysfs to read InfiniBand/RoCE port counters from (/host/sys in a container; "
-                        "default %(default)s)")
-    g.add_argument("--no-host-metrics", action="store_false", dest="host_metrics",
-                   help="skip the host layer (CPU, memory, swap, disks, interfaces)")
-    g.add_argument("--no-storage-metrics", action="store_false", dest="storage_metrics",
-                   help="skip per-mount storage I/O, latency and space (NVMe, NFS, Lustre)")
-    g.add_argument("--no-fabric-metrics", action="store_false", dest="fabric_metrics",
-                   help="skip InfiniBand/RoCE port counters")
-    g.add_argument("--discovery-retry-interval", type=float, default=d.discovery_retry_interval_s,
-                   metavar="SECONDS", dest="discovery_retry_interval_s",
-                   help="retry period while the driver or a GPU is missing (default %(default)s)")
-    g.add_argument("--event-wait", type=int, default=d.event_wait_ms, metavar="MS", dest="event_wait_ms",
-                   help="how long one XID event wait blocks (default %(default)s)")
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default=d.backend,
+        help="nvml: this node's GPUs; sim: a simulated cluster (default %(default)s)",
+    )
+    g.add_argument(
+        "--collection-interval",
+        type=float,
+        default=d.collection_interval_s,
+        metavar="SECONDS",
+        dest="collection_interval_s",
+        help="seconds between scrapes (default %(default)s)",
+    )
+    g.add_argument(
+        "--no-process-metrics",
+        action="store_false",
+        dest="process_metrics",
+        help="skip per-process GPU memory/utilization and job attribution",
+    )
+    g.add_argument(
+        "--max-processes-per-gpu",
+        type=int,
+        default=d.max_processes_per_gpu,
+        metavar="N",
+        help="cardinality bound on per-process series per GPU (default %(default)s)",
+    )
+    g.add_argument(
+        "--proc-root",
+        default=d.proc_root,
+        metavar="DIR",
+        help="procfs to read process environments/cgroups from for pid→job mapping "
+        "(/host/proc in a container; default %(default)s)",
+    )
+    g.add_argument(
+        "--sys-root",
+        default=d.sys_root,
+        metavar="DIR",
+        help="sysfs to read InfiniBand/RoCE port counters from (/host/sys in a container; default %(default)s)",
+    )
+    g.add_argument(
+        "--no-host-metrics",
+        action="store_false",
+        dest="host_metrics",
+        help="skip the host layer (CPU, memory, swap, disks, interfaces)",
+    )
+    g.add_argument(
+        "--no-storage-metrics",
+        action="store_false",
+        dest="storage_metrics",
+        help="skip per-mount storage I/O, latency and space (NVMe, NFS, Lustre)",
+    )
+    g.add_argument(
+        "--no-fabric-metrics", action="store_false", dest="fabric_metrics", help="skip InfiniBand/RoCE port counters"
+    )
+    g.add_argument(
+        "--discovery-retry-interval",
+        type=float,
+        default=d.discovery_retry_interval_s,
+        metavar="SECONDS",
+        dest="discovery_retry_interval_s",
+        help="retry period while the driver or a GPU is missing (default %(default)s)",
+    )
+    g.add_argument(
+        "--event-wait",
+        type=int,
+        default=d.event_wait_ms,
+        metavar="MS",
+        dest="event_wait_ms",
+        help="how long one XID event wait blocks (default %(default)s)",
+    )
     o = p.add_argument_group("outputs")
-    o.add_argument("--otlp", choices=OTLP_MODES, default=d.otlp,
-                   help="OTLP export: auto = when OTEL_EXPORTER_OTLP_ENDPOINT is set (default %(default)s)")
-    o.add_argument("--prometheus-port", type=int, default=None, metavar="PORT",
-                   help="serve Prometheus /metrics on PORT (dcgm-exporter uses 9400); a simulated cluster "
-                        "serves host i on PORT+i; 0 picks free ports")
-    o.add_argument("--prometheus-host", default=d.prometheus_host, metavar="ADDR",
-                   help="bind address for /metrics (default %(default)s; use 0.0.0.0 to expose it)")
-    o.add_argument("--prometheus-bearer-token-file", metavar="FILE",
-                   help="require 'Authorization: Bearer <token in FILE>' on /metrics")
+    o.add_argument(
+        "--otlp",
+        choices=OTLP_MODES,
+        default=d.otlp,
+        help="OTLP export: auto = when OTEL_EXPORTER_OTLP_ENDPOINT is set (default %(default)s)",
+    )
+    o.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help="serve Prometheus /metrics on PORT (dcgm-exporter uses 9400); a simulated cluster "
+        "serves host i on PORT+i; 0 picks free ports",
+    )
+    o.add_argument(
+        "--prometheus-host",
+        default=d.prometheus_host,
+        metavar="ADDR",
+        help="bind address for /metrics (default %(default)s; use 0.0.0.0 to expose it)",
+    )
+    o.add_argument(
+        "--prometheus-bearer-token-file",
+        metavar="FILE",
+        help="require 'Authorization: Bearer <token in FILE>' on /metrics",
+    )
     o.add_argument("--prometheus-tls-cert", metavar="PEM", help="serve /metrics over HTTPS with this certificate")
     o.add_argument("--prometheus-tls-key", metavar="PEM", help="private key for --prometheus-tls-cert")
     o.add_argument("--console", action="store_true", help="print a live table of the GPUs after each scrape")
-    o.add_argument("--duration", type=float, default=None, metavar="SECONDS", dest="duration_s",
-                   help="stop after SECONDS (default: run until Ctrl-C / SIGTERM)")
+    o.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        dest="duration_s",
+        help="stop after SECONDS (default: run until Ctrl-C / SIGTERM)",
+    )
     s = p.add_argument_group("simulator (--backend sim)")
     s.add_argument("--sim-hosts", type=int, default=d.sim_hosts, metavar="N", help="hosts (default %(default)s)")
-    s.add_argument("--sim-gpus-per-host", type=int, default=d.sim_gpus_per_host, metavar="M",
-                   help="GPUs per host (default %(default)s)")
-    s.add_argument("--sim-model", default=d.sim_model, choices=sorted(MODELS), type=str.upper,
-                   help="GPU model preset with its real limits (default %(default)s)")
+    s.add_argument(
+        "--sim-gpus-per-host",
+        type=int,
+        default=d.sim_gpus_per_host,
+        metavar="M",
+        help="GPUs per host (default %(default)s)",
+    )
+    s.add_argument(
+        "--sim-model",
+        default=d.sim_model,
+        choices=sorted(MODELS),
+        type=str.upper,
+        help="GPU model preset with its real limits (default %(default)s)",
+    )
     s.add_argument("--sim-mig", action="store_true", help="put every GPU in MIG mode (smallest profile × 7)")
     s.add_argument("--sim-seed", type=int, default=d.sim_seed, metavar="N", help="random seed (default %(default)s)")
-    s.add_argument("--sim-speed", type=float, default=d.sim_speed, metavar="X",
-                   help="simulated seconds per real second, e.g. 60 (default %(default)s)")
-    s.add_argument("--scenario", metavar="FILE", help="fault scenario (YAML/JSON): XIDs, ECC bursts, throttling, "
-                                                      "NVLink/PCIe degradation, GPU lost, NVML errors, ...")
+    s.add_argument(
+        "--sim-speed",
+        type=float,
+        default=d.sim_speed,
+        metavar="X",
+        help="simulated seconds per real second, e.g. 60 (default %(default)s)",
+    )
+    s.add_argument(
+        "--scenario",
+        metavar="FILE",
+        help="fault scenario (YAML/JSON): XIDs, ECC bursts, throttling, "
+        "NVLink/PCIe degradation, GPU lost, NVML errors, ...",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     p.set_defaults(func=_run_gpu)
 
@@ -120,8 +211,9 @@ def _run_gpu(args: argparse.Namespace) -> int:
     receiver.start()
     for pipeline in receiver.pipelines:
         if pipeline.metrics_server is not None:
-            logging.getLogger("factorylens").info("%s: Prometheus metrics at %s", pipeline.name,
-                                                  pipeline.metrics_server.url)
+            logging.getLogger("factorylens").info(
+                "%s: Prometheus metrics at %s", pipeline.name, pipeline.metrics_server.url
+            )
     try:
         receiver.run(config.duration_s)
     finally:
@@ -152,8 +244,10 @@ examples:
 """
 
 
-_PAGE_SIZE_HELP = ("fetch {what} from the service N per request, page after page until --limit; 0 = the "
-                   "service's default ({default}, at most {maximum}; a page also stops at about 2 MiB)")
+_PAGE_SIZE_HELP = (
+    "fetch {what} from the service N per request, page after page until --limit; 0 = the "
+    "service's default ({default}, at most {maximum}; a page also stops at about 2 MiB)"
+)
 
 
 def _count(text: str) -> int:
@@ -167,7 +261,7 @@ def _count(text: str) -> int:
 
 
 def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
-    from factorylens.rca_service.api.servicer import (
+    from factorylens.rca_service.api.paging import (
         DEFAULT_INCIDENTS_PAGE,
         DEFAULT_SERIES_PAGE,
         MAX_INCIDENTS_PAGE,
@@ -176,93 +270,225 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     from factorylens.rca_service.config import RcaServiceConfig
 
     d = RcaServiceConfig()
-    rca = sub.add_parser("rca", help="run or query the RCA service",
-                         description="The RCA service: an OTLP gRPC endpoint with a durable store, anomaly "
-                                     "detection and ranked root causes, and the factorylens.rca.v1 API.")
+    rca = sub.add_parser(
+        "rca",
+        help="run or query the RCA service",
+        description="The RCA service: an OTLP gRPC endpoint with a durable store, anomaly "
+        "detection and ranked root causes, and the factorylens.rca.v1 API.",
+    )
     rsub = rca.add_subparsers(dest="rca_command", metavar="COMMAND")
     p = rsub.add_parser(
-        "serve", help="run the RCA service",
+        "serve",
+        help="run the RCA service",
         description="Serve OTLP MetricsService/TraceService/LogsService Export and the factorylens.rca.v1 API "
-                    "on one gRPC port, and Prometheus /metrics on another.",
-        epilog=_RCA_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        "on one gRPC port, and Prometheus /metrics on another.",
+        epilog=_RCA_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     g = p.add_argument_group("endpoints")
-    g.add_argument("--listen", default=d.listen, metavar="HOST:PORT",
-                   help="gRPC address for OTLP and the API (default %(default)s; 0.0.0.0 to expose it)")
-    g.add_argument("--metrics-listen", default=d.metrics_listen, metavar="HOST:PORT",
-                   help="Prometheus /metrics address, or 'off' (default %(default)s)")
-    g.add_argument("--workers", type=int, default=d.workers, metavar="N",
-                   help="gRPC threads beyond one per admitted export (--max-pending-requests): they serve "
-                        "the API and refuse over-limit exports promptly (default %(default)s)")
+    g.add_argument(
+        "--listen",
+        default=d.listen,
+        metavar="HOST:PORT",
+        help="gRPC address for OTLP and the API (default %(default)s; 0.0.0.0 to expose it)",
+    )
+    g.add_argument(
+        "--metrics-listen",
+        default=d.metrics_listen,
+        metavar="HOST:PORT",
+        help="Prometheus /metrics address, or 'off' (default %(default)s)",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=d.workers,
+        metavar="N",
+        help="gRPC threads beyond one per admitted export (--max-pending-requests): they serve "
+        "the API and refuse over-limit exports promptly (default %(default)s)",
+    )
     g = p.add_argument_group("durability")
-    g.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
-                   help="WAL, snapshots and incidents (default %(default)s)")
-    g.add_argument("--fsync", default=d.fsync, choices=("always", "interval", "never"),
-                   help="when the WAL is fsynced (default %(default)s)")
-    g.add_argument("--fsync-interval", type=float, default=d.fsync_interval_s, metavar="SECONDS",
-                   dest="fsync_interval_s", help="fsync period for --fsync interval (default %(default)s)")
-    g.add_argument("--wal-segment-mb", type=int, default=d.wal_segment_mb, metavar="MB",
-                   help="WAL segment size (default %(default)s)")
-    g.add_argument("--snapshot-interval", type=float, default=d.snapshot_interval_s, metavar="SECONDS",
-                   dest="snapshot_interval_s", help="snapshot (and WAL truncation) period (default %(default)s)")
-    g.add_argument("--snapshot-wal-mb", type=int, default=d.snapshot_wal_mb, metavar="MB",
-                   help="also snapshot when the WAL grows past this (default %(default)s)")
+    g.add_argument(
+        "--data-dir", default=d.data_dir, metavar="DIR", help="WAL, snapshots and incidents (default %(default)s)"
+    )
+    g.add_argument(
+        "--fsync",
+        default=d.fsync,
+        choices=("always", "interval", "never"),
+        help="when the WAL is fsynced (default %(default)s)",
+    )
+    g.add_argument(
+        "--fsync-interval",
+        type=float,
+        default=d.fsync_interval_s,
+        metavar="SECONDS",
+        dest="fsync_interval_s",
+        help="fsync period for --fsync interval (default %(default)s)",
+    )
+    g.add_argument(
+        "--wal-segment-mb",
+        type=int,
+        default=d.wal_segment_mb,
+        metavar="MB",
+        help="WAL segment size (default %(default)s)",
+    )
+    g.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=d.snapshot_interval_s,
+        metavar="SECONDS",
+        dest="snapshot_interval_s",
+        help="snapshot (and WAL truncation) period (default %(default)s)",
+    )
+    g.add_argument(
+        "--snapshot-wal-mb",
+        type=int,
+        default=d.snapshot_wal_mb,
+        metavar="MB",
+        help="also snapshot when the WAL grows past this (default %(default)s)",
+    )
     g = p.add_argument_group("limits")
-    g.add_argument("--max-message-mb", type=int, default=d.max_message_mb, metavar="MB",
-                   help="largest accepted request (default %(default)s)")
-    g.add_argument("--max-pending-requests", type=int, default=d.max_pending_requests, metavar="N",
-                   help="exports in flight before refusing with RetryInfo (default %(default)s)")
-    g.add_argument("--max-pending-mb", type=int, default=d.max_pending_mb, metavar="MB",
-                   help="request bytes in flight before refusing with RetryInfo (default %(default)s)")
-    g.add_argument("--retry-after", type=float, default=d.retry_after_s, metavar="SECONDS", dest="retry_after_s",
-                   help="RetryInfo delay sent when refusing (default %(default)s)")
-    g.add_argument("--max-memory", type=int, default=d.max_memory_mb, metavar="MB", dest="max_memory_mb",
-                   help="resident memory above which exports are refused with RESOURCE_EXHAUSTED + RetryInfo "
-                        "(0: 80%% of the machine's or cgroup's memory, -1: no bound; default %(default)s)")
-    g.add_argument("--max-future", type=float, default=d.max_future_s, metavar="SECONDS", dest="max_future_s",
-                   help="points, spans and log records further ahead of this clock are refused, as are those "
-                        "older than --retention (default %(default)s)")
-    g.add_argument("--retention", type=float, default=d.retention_s, metavar="SECONDS", dest="retention_s",
-                   help="how long points are kept (default %(default)s)")
-    g.add_argument("--max-series", type=int, default=d.max_series, metavar="N",
-                   help="cardinality limit; points of new series beyond it are rejected (default %(default)s)")
-    g.add_argument("--max-events", type=int, default=d.max_events, metavar="N",
-                   help="log records kept as events (default %(default)s)")
-    g.add_argument("--analysis-interval", type=float, default=d.analysis_interval_s, metavar="SECONDS",
-                   dest="analysis_interval_s", help="period of the anomaly/incident pass (default %(default)s)")
-    g.add_argument("--analysis-budget", type=float, default=d.analysis_budget_s, metavar="SECONDS",
-                   dest="analysis_budget_s", help="time one analysis pass may take; series it does not reach are "
-                   "analysed first in the next pass (default %(default)s)")
-    g.add_argument("--analyzer", default=d.analyzer, choices=("kpi-ranking", "zscore"),
-                   help="kpi-ranking: an incident opens when a KPI (step time, throughput, goodput, server "
-                        "latency or errors, an alert) breaks, with causes ranked over the topology; zscore: "
-                        "any anomalous series opens one (default %(default)s)")
-    g.add_argument("--kpi-metrics", default=d.kpi_metrics, metavar="NAMES",
-                   help="comma-separated metric names or globs that are KPIs (default: the training KPIs "
-                        "factorylens.train.step.duration, samples/tokens rate and goodput)")
+    g.add_argument(
+        "--max-message-mb",
+        type=int,
+        default=d.max_message_mb,
+        metavar="MB",
+        help="largest accepted request (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-pending-requests",
+        type=int,
+        default=d.max_pending_requests,
+        metavar="N",
+        help="exports in flight before refusing with RetryInfo (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-pending-mb",
+        type=int,
+        default=d.max_pending_mb,
+        metavar="MB",
+        help="request bytes in flight before refusing with RetryInfo (default %(default)s)",
+    )
+    g.add_argument(
+        "--retry-after",
+        type=float,
+        default=d.retry_after_s,
+        metavar="SECONDS",
+        dest="retry_after_s",
+        help="RetryInfo delay sent when refusing (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-memory",
+        type=int,
+        default=d.max_memory_mb,
+        metavar="MB",
+        dest="max_memory_mb",
+        help="resident memory above which exports are refused with RESOURCE_EXHAUSTED + RetryInfo "
+        "(0: 80%% of the machine's or cgroup's memory, -1: no bound; default %(default)s)",
+    )
+    g.add_argument(
+        "--max-future",
+        type=float,
+        default=d.max_future_s,
+        metavar="SECONDS",
+        dest="max_future_s",
+        help="points, spans and log records further ahead of this clock are refused, as are those "
+        "older than --retention (default %(default)s)",
+    )
+    g.add_argument(
+        "--retention",
+        type=float,
+        default=d.retention_s,
+        metavar="SECONDS",
+        dest="retention_s",
+        help="how long points are kept (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-series",
+        type=int,
+        default=d.max_series,
+        metavar="N",
+        help="cardinality limit; points of new series beyond it are rejected (default %(default)s)",
+    )
+    g.add_argument(
+        "--max-events",
+        type=int,
+        default=d.max_events,
+        metavar="N",
+        help="log records kept as events (default %(default)s)",
+    )
+    g.add_argument(
+        "--analysis-interval",
+        type=float,
+        default=d.analysis_interval_s,
+        metavar="SECONDS",
+        dest="analysis_interval_s",
+        help="period of the anomaly/incident pass (default %(default)s)",
+    )
+    g.add_argument(
+        "--analysis-budget",
+        type=float,
+        default=d.analysis_budget_s,
+        metavar="SECONDS",
+        dest="analysis_budget_s",
+        help="time one analysis pass may take; series it does not reach are "
+        "analysed first in the next pass (default %(default)s)",
+    )
+    g.add_argument(
+        "--analyzer",
+        default=d.analyzer,
+        choices=("kpi-ranking", "zscore"),
+        help="kpi-ranking: an incident opens when a KPI (step time, throughput, goodput, server "
+        "latency or errors, an alert) breaks, with causes ranked over the topology; zscore: "
+        "any anomalous series opens one (default %(default)s)",
+    )
+    g.add_argument(
+        "--kpi-metrics",
+        default=d.kpi_metrics,
+        metavar="NAMES",
+        help="comma-separated metric names or globs that are KPIs (default: the training KPIs "
+        "factorylens.train.step.duration, samples/tokens rate and goodput)",
+    )
     g = p.add_argument_group("security")
     g.add_argument("--tls-cert", default=d.tls_cert, metavar="PEM", help="serve gRPC and /metrics over TLS")
     g.add_argument("--tls-key", default=d.tls_key, metavar="PEM", help="private key of --tls-cert")
-    g.add_argument("--tls-client-ca", default=d.tls_client_ca, metavar="PEM",
-                   help="require client certificates signed by this CA (mTLS)")
-    g.add_argument("--bearer-token-file", default=d.bearer_token_file, metavar="FILE",
-                   help="require 'authorization: Bearer <token>' on every RPC and on /metrics")
+    g.add_argument(
+        "--tls-client-ca",
+        default=d.tls_client_ca,
+        metavar="PEM",
+        help="require client certificates signed by this CA (mTLS)",
+    )
+    g.add_argument(
+        "--bearer-token-file",
+        default=d.bearer_token_file,
+        metavar="FILE",
+        help="require 'authorization: Bearer <token>' on every RPC and on /metrics",
+    )
     g = p.add_argument_group("outputs")
-    g.add_argument("--incidents-otlp-endpoint", default=d.incidents_otlp_endpoint, metavar="URL",
-                   help="send incidents as OTLP log records here (gRPC, e.g. http://collector:4317)")
+    g.add_argument(
+        "--incidents-otlp-endpoint",
+        default=d.incidents_otlp_endpoint,
+        metavar="URL",
+        help="send incidents as OTLP log records here (gRPC, e.g. http://collector:4317)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     p.set_defaults(func=_run_rca_serve)
 
     def client(name: str, help_: str) -> argparse.ArgumentParser:
         c = rsub.add_parser(name, help=help_, description=help_)
-        c.add_argument("--target", default=d.listen, metavar="HOST:PORT",
-                       help="the RCA service (default %(default)s)")
+        c.add_argument("--target", default=d.listen, metavar="HOST:PORT", help="the RCA service (default %(default)s)")
         c.add_argument("--bearer-token-file", metavar="FILE", help="bearer token (else FACTORYLENS_RCA_BEARER_TOKEN)")
         c.add_argument("--tls-ca", metavar="PEM", help="connect with TLS, trusting this CA")
         c.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
         c.add_argument("--tls-key", metavar="PEM", help="client key (mTLS)")
         c.add_argument("--json", action="store_true", help="print the API response as JSON")
-        c.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS", dest="timeout_s",
-                       help="deadline of each request (of each page, when listing) (default %(default)s)")
+        c.add_argument(
+            "--timeout",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            dest="timeout_s",
+            help="deadline of each request (of each page, when listing) (default %(default)s)",
+        )
         return c
 
     client("health", "print the service's health and counters").set_defaults(func=_run_rca_client)
@@ -270,36 +496,72 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--metric", default="*", help="glob over metric names (default all)")
     c.add_argument("--domain", default="", help="only this domain")
     c.add_argument("--entity", default="", help="glob over entities, e.g. 'gpu:*'")
-    c.add_argument("--limit", type=_count, default=100, metavar="N",
-                   help="print at most N series, sorted by id; 0 = all (default %(default)s)")
-    c.add_argument("--page-size", type=_count, default=0, metavar="N", help=_PAGE_SIZE_HELP.format(
-        what="series", default=DEFAULT_SERIES_PAGE, maximum=MAX_SERIES_PAGE))
+    c.add_argument(
+        "--limit",
+        type=_count,
+        default=100,
+        metavar="N",
+        help="print at most N series, sorted by id; 0 = all (default %(default)s)",
+    )
+    c.add_argument(
+        "--page-size",
+        type=_count,
+        default=0,
+        metavar="N",
+        help=_PAGE_SIZE_HELP.format(what="series", default=DEFAULT_SERIES_PAGE, maximum=MAX_SERIES_PAGE),
+    )
     c.set_defaults(func=_run_rca_client)
     c = client("incidents", "list incidents (newest first) with ranked causes")
     c.add_argument("--open", action="store_true", dest="open_only", help="only open incidents")
-    c.add_argument("--limit", type=_count, default=20, metavar="N",
-                   help="print at most N incidents; 0 = all (default %(default)s)")
-    c.add_argument("--page-size", type=_count, default=0, metavar="N", help=_PAGE_SIZE_HELP.format(
-        what="incidents", default=DEFAULT_INCIDENTS_PAGE, maximum=MAX_INCIDENTS_PAGE))
+    c.add_argument(
+        "--limit", type=_count, default=20, metavar="N", help="print at most N incidents; 0 = all (default %(default)s)"
+    )
+    c.add_argument(
+        "--page-size",
+        type=_count,
+        default=0,
+        metavar="N",
+        help=_PAGE_SIZE_HELP.format(what="incidents", default=DEFAULT_INCIDENTS_PAGE, maximum=MAX_INCIDENTS_PAGE),
+    )
     c.set_defaults(func=_run_rca_client)
     c = client("incident", "show one incident with its ranked causes and evidence")
     c.add_argument("id")
     c.set_defaults(func=_run_rca_client)
 
     r = rsub.add_parser(
-        "replay", help="find the incidents and ranked causes in historical telemetry (post-mortems)",
+        "replay",
+        help="find the incidents and ranked causes in historical telemetry (post-mortems)",
         description="Feed historical telemetry to the same analyzer the service runs, one interval at a time, "
-                    "and print the incidents it opens with their ranked, explained causes.",
-        epilog=_REPLAY_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("telemetry", help="a long-format CSV/Parquet table (time, entity, signal or metric, value) or "
-                                     "OTLP JSON lines (.json/.jsonl, as the collector's file exporter writes)")
-    r.add_argument("--topology", metavar="FILE",
-                   help="extra dependency edges: JSON {\"edges\": [{\"src\", \"dst\", \"relation\"}]} or CSV "
-                        "src,dst[,relation]; src depends on dst; relations: contains, uses, runs_on, calls")
-    r.add_argument("--kpi", action="append", default=[], metavar="METRIC",
-                   help="a KPI metric (or signal) name or glob; repeat for several (default: the training KPIs)")
-    r.add_argument("--interval", type=float, default=10.0, metavar="SECONDS", dest="interval_s",
-                   help="analysis period, normally the scrape interval (default %(default)s)")
+        "and print the incidents it opens with their ranked, explained causes.",
+        epilog=_REPLAY_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    r.add_argument(
+        "telemetry",
+        help="a long-format CSV/Parquet table (time, entity, signal or metric, value) or "
+        "OTLP JSON lines (.json/.jsonl, as the collector's file exporter writes)",
+    )
+    r.add_argument(
+        "--topology",
+        metavar="FILE",
+        help='extra dependency edges: JSON {"edges": [{"src", "dst", "relation"}]} or CSV '
+        "src,dst[,relation]; src depends on dst; relations: contains, uses, runs_on, calls",
+    )
+    r.add_argument(
+        "--kpi",
+        action="append",
+        default=[],
+        metavar="METRIC",
+        help="a KPI metric (or signal) name or glob; repeat for several (default: the training KPIs)",
+    )
+    r.add_argument(
+        "--interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        dest="interval_s",
+        help="analysis period, normally the scrape interval (default %(default)s)",
+    )
     r.add_argument("--json", action="store_true", help="print the incidents as JSON")
     r.add_argument("--causes", type=int, default=5, metavar="N", help="causes shown per incident (default 5)")
     r.set_defaults(func=_run_rca_replay)
@@ -331,8 +593,11 @@ def _run_rca_serve(args: argparse.Namespace) -> int:
     stopper.start()
     stopper.join(SHUTDOWN_BOUND_S)
     if stopper.is_alive():
-        print(f"factorylens rca serve: shutdown took longer than {SHUTDOWN_BOUND_S:g} s; exiting without a final "
-              "snapshot (the WAL holds every acknowledged request)", file=sys.stderr)
+        print(
+            f"factorylens rca serve: shutdown took longer than {SHUTDOWN_BOUND_S:g} s; exiting without a final "
+            "snapshot (the WAL holds every acknowledged request)",
+            file=sys.stderr,
+        )
         sys.stderr.flush()
         os._exit(3)
     return 0
@@ -349,6 +614,9 @@ data get theirs from resource attributes (hw.id, host.name, factorylens.job.id, 
 
 
 def _run_rca_replay(args: argparse.Namespace) -> int:
+    from factorylens._extras import require
+
+    require("rca", "rca replay")
     from factorylens.rca_service.ranking import Topology
     from factorylens.rca_service.replay import incidents_as_json, replay
 
@@ -358,8 +626,13 @@ def _run_rca_replay(args: argparse.Namespace) -> int:
 
     try:
         topology = Topology.load(args.topology) if args.topology else None
-        incidents = replay(args.telemetry, topology=topology, kpi_metrics=tuple(args.kpi), interval_s=args.interval_s,
-                           progress=progress)
+        incidents = replay(
+            args.telemetry,
+            topology=topology,
+            kpi_metrics=tuple(args.kpi),
+            interval_s=args.interval_s,
+            progress=progress,
+        )
     except (OSError, ValueError) as exc:
         print(f"factorylens rca replay: {exc}", file=sys.stderr)
         return 2
@@ -372,7 +645,7 @@ def _run_rca_replay(args: argparse.Namespace) -> int:
         resolved = f", resolved {when(incident.resolved_unix_nano)}" if incident.resolved_unix_nano else ""
         print(f"{incident.id} [{incident.state.value}] {incident.title}")
         print(f"  onset {when(incident.onset_unix_nano)}, opened {when(incident.opened_unix_nano)}{resolved}")
-        for cause in incident.causes[:args.causes]:
+        for cause in incident.causes[: args.causes]:
             print(f"  #{cause.rank} {cause.entity} ({cause.domain}) {cause.signal}  score {cause.score:.2f}")
             print(f"      {cause.explanation}")
     print(f"{len(incidents)} incident(s)")
@@ -388,8 +661,11 @@ def _run_rca_client(args: argparse.Namespace) -> int:
     from factorylens.rca_service.api.v1 import rca_pb2
     from factorylens.rca_service.client import connect, format_incident
 
-    token = (open(args.bearer_token_file).read().strip() if args.bearer_token_file
-             else os.environ.get("FACTORYLENS_RCA_BEARER_TOKEN"))
+    token = (
+        open(args.bearer_token_file).read().strip()
+        if args.bearer_token_file
+        else os.environ.get("FACTORYLENS_RCA_BEARER_TOKEN")
+    )
     try:
         stub = connect(args.target, token=token, tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key)
     except (ValueError, OSError) as exc:
@@ -414,7 +690,7 @@ def _run_rca_client(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_rca_list(args: argparse.Namespace, stub) -> int:  # type: ignore[no-untyped-def]
+def _print_rca_list(args: argparse.Namespace, stub: Any) -> int:
     """``rca series`` / ``rca incidents``: page through the listing, printing as pages arrive; one item
     past --limit tells whether more matched."""
     import grpc
@@ -425,12 +701,21 @@ def _print_rca_list(args: argparse.Namespace, stub) -> int:  # type: ignore[no-u
 
     fetch = args.limit + 1 if args.limit else 0
     if args.rca_command == "series":
-        items = list_series(stub, rca_pb2.ListSeriesRequest(metric=args.metric, domain=args.domain,
-                                                            entity=args.entity),
-                            limit=fetch, page_size=args.page_size, timeout=args.timeout_s)
+        items = list_series(
+            stub,
+            rca_pb2.ListSeriesRequest(metric=args.metric, domain=args.domain, entity=args.entity),
+            limit=fetch,
+            page_size=args.page_size,
+            timeout=args.timeout_s,
+        )
     else:
-        items = list_incidents(stub, rca_pb2.ListIncidentsRequest(open_only=args.open_only),
-                               limit=fetch, page_size=args.page_size, timeout=args.timeout_s)
+        items = list_incidents(
+            stub,
+            rca_pb2.ListIncidentsRequest(open_only=args.open_only),
+            limit=fetch,
+            page_size=args.page_size,
+            timeout=args.timeout_s,
+        )
     shown: list = []
     more = False
     try:
@@ -442,8 +727,10 @@ def _print_rca_list(args: argparse.Namespace, stub) -> int:  # type: ignore[no-u
             if args.json:
                 continue
             if args.rca_command == "series":
-                print(f"{item.id}  {item.metric:<40} {item.kind:<15} {item.domain:<8} {item.entity:<40} "
-                      f"{item.points:>8} points  last {when(item.last_time_unix_nano)}")
+                print(
+                    f"{item.id}  {item.metric:<40} {item.kind:<15} {item.domain:<8} {item.entity:<40} "
+                    f"{item.points:>8} points  last {when(item.last_time_unix_nano)}"
+                )
             else:
                 print(format_incident(item) + "\n")
     except grpc.RpcError as exc:
@@ -451,8 +738,11 @@ def _print_rca_list(args: argparse.Namespace, stub) -> int:  # type: ignore[no-u
         print(f"factorylens rca {args.rca_command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     if args.json:
-        response = (rca_pb2.ListSeriesResponse(series=shown, truncated=more) if args.rca_command == "series"
-                    else rca_pb2.ListIncidentsResponse(incidents=shown))
+        response = (
+            rca_pb2.ListSeriesResponse(series=shown, truncated=more)
+            if args.rca_command == "series"
+            else rca_pb2.ListIncidentsResponse(incidents=shown)
+        )
         print(MessageToJson(response, preserving_proto_field_name=True))
     elif args.rca_command == "series":
         print(f"{len(shown)} series" + (" (more matched; raise --limit)" if more else ""))
@@ -466,31 +756,66 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
 
     d = DemoOptions()
     p = sub.add_parser(
-        "demo", help="the whole pipeline on one machine: simulated GPUs → RCA service → incidents",
+        "demo",
+        help="the whole pipeline on one machine: simulated GPUs → RCA service → incidents",
         description="Run a simulated GPU cluster with a fault scenario, export its telemetry over OTLP to an "
-                    "RCA service in the same process, print the GPUs live and every incident with its "
-                    "ranked, explained causes. No GPU needed.",
-        epilog="example: factorylens demo --scenario receivers/gpu/scenarios/demo.yaml --duration 300")
+        "RCA service in the same process, print the GPUs live and every incident with its "
+        "ranked, explained causes. No GPU needed.",
+        epilog="example: factorylens demo --scenario receivers/gpu/scenarios/demo.yaml --duration 300",
+    )
     p.add_argument("--scenario", default=d.scenario, metavar="FILE", help="fault scenario (YAML/JSON)")
     p.add_argument("--hosts", type=int, default=d.hosts, help="simulated hosts (default %(default)s)")
     p.add_argument("--gpus-per-host", type=int, default=d.gpus_per_host, help="GPUs per host (default %(default)s)")
     p.add_argument("--model", default=d.model, type=str.upper, help="GPU model preset (default %(default)s)")
     p.add_argument("--speed", type=float, default=d.speed, help="simulated seconds per second (default %(default)s)")
-    p.add_argument("--collection-interval", type=float, default=d.collection_interval_s, metavar="SECONDS",
-                   dest="collection_interval_s", help="seconds between scrapes/exports (default %(default)s)")
-    p.add_argument("--duration", type=float, default=d.duration_s, metavar="SECONDS", dest="duration_s",
-                   help="stop after SECONDS; 0 runs until Ctrl-C (default %(default)s)")
-    p.add_argument("--prometheus-port", type=int, default=d.prometheus_port, metavar="PORT",
-                   help="GPU /metrics on PORT (+1 per host) (default %(default)s)")
-    p.add_argument("--rca-listen", default=d.rca_listen, metavar="HOST:PORT",
-                   help="RCA service gRPC address (default: a free port on 127.0.0.1)")
-    p.add_argument("--rca-metrics-listen", default=d.rca_metrics_listen, metavar="HOST:PORT",
-                   help="RCA service /metrics, or 'off' (default %(default)s)")
-    p.add_argument("--data-dir", default=d.data_dir, metavar="DIR",
-                   help="keep the RCA service's WAL and incidents here (default: a temporary directory)")
+    p.add_argument(
+        "--collection-interval",
+        type=float,
+        default=d.collection_interval_s,
+        metavar="SECONDS",
+        dest="collection_interval_s",
+        help="seconds between scrapes/exports (default %(default)s)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=d.duration_s,
+        metavar="SECONDS",
+        dest="duration_s",
+        help="stop after SECONDS; 0 runs until Ctrl-C (default %(default)s)",
+    )
+    p.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=d.prometheus_port,
+        metavar="PORT",
+        help="GPU /metrics on PORT (+1 per host) (default %(default)s)",
+    )
+    p.add_argument(
+        "--rca-listen",
+        default=d.rca_listen,
+        metavar="HOST:PORT",
+        help="RCA service gRPC address (default: a free port on 127.0.0.1)",
+    )
+    p.add_argument(
+        "--rca-metrics-listen",
+        default=d.rca_metrics_listen,
+        metavar="HOST:PORT",
+        help="RCA service /metrics, or 'off' (default %(default)s)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=d.data_dir,
+        metavar="DIR",
+        help="keep the RCA service's WAL and incidents here (default: a temporary directory)",
+    )
     p.add_argument("--no-console", action="store_false", dest="console", help="do not print the GPU table")
-    p.add_argument("--no-training", action="store_false", dest="training",
-                   help="do not run the instrumented training loop as rank 0 of the simulated job")
+    p.add_argument(
+        "--no-training",
+        action="store_false",
+        dest="training",
+        help="do not run the instrumented training loop as rank 0 of the simulated job",
+    )
     p.set_defaults(func=_run_demo)
 
 
@@ -507,14 +832,39 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _run_metrics(args: argparse.Namespace) -> int:
     metrics = [m for m in REGISTRY.metrics if args.domain is None or m.domain.value == args.domain]
     if args.format == "json":
-        print(json.dumps([{
-            "name": m.name, "instrument": m.instrument.value, "unit": m.unit, "domain": m.domain.value,
-            "source": m.source.value, "component": m.component, "prometheus": m.prometheus_name,
-            "attributes": list(REGISTRY.allowed_attributes(m)), "description": m.description,
-        } for m in metrics], indent=2))
+        print(
+            json.dumps(
+                [
+                    {
+                        "name": m.name,
+                        "instrument": m.instrument.value,
+                        "unit": m.unit,
+                        "domain": m.domain.value,
+                        "source": m.source.value,
+                        "component": m.component,
+                        "prometheus": m.prometheus_name,
+                        "attributes": list(REGISTRY.allowed_attributes(m)),
+                        "description": m.description,
+                    }
+                    for m in metrics
+                ],
+                indent=2,
+            )
+        )
         return 0
-    rows = [(m.name, m.instrument.value, m.unit, m.domain.value, m.source.value, m.prometheus_name,
-             ", ".join(m.attributes) or "-", m.description) for m in metrics]
+    rows = [
+        (
+            m.name,
+            m.instrument.value,
+            m.unit,
+            m.domain.value,
+            m.source.value,
+            m.prometheus_name,
+            ", ".join(m.attributes) or "-",
+            m.description,
+        )
+        for m in metrics
+    ]
     header = ("name", "instrument", "unit", "domain", "source", "prometheus", "attributes", "description")
     if args.format == "markdown":
         print("| " + " | ".join(header) + " |")
@@ -522,43 +872,221 @@ def _run_metrics(args: argparse.Namespace) -> int:
         for r in rows:
             print("| " + " | ".join(f"`{c}`" if i in (0, 5) else c for i, c in enumerate(r)) + " |")
         return 0
-    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header) - 1)]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[-1]  # noqa: E731
+    widths = [max(len(str(r[i])) for r in [*rows, header]) for i in range(len(header) - 1)]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]  # noqa: E731
     print(line(header))
     for r in rows:
         print(line(r))
-    print(f"\n{len(rows)} metrics. Every GPU metric also carries the identity attributes: "
-          f"{', '.join(REGISTRY.attribute_groups['gpu'])}.")
+    print(
+        f"\n{len(rows)} metrics. Every GPU metric also carries the identity attributes: "
+        f"{', '.join(REGISTRY.attribute_groups['gpu'])}."
+    )
     print(f"Resource attributes: {', '.join(REGISTRY.resource_attributes)}.")
+    return 0
+
+
+_DATASETS_EPILOG = """\
+where the tests and benchmarks look for a dataset, in order:
+  $FACTORYLENS_DATA               a folder with nab/ and rca/{petshop,nezha}/ (or nab/, petshop/, nezha/);
+                                  when set, the only place looked at
+  ../shared/data                  beside the checkout ($FACTORYLENS_SHARED/data, deprecated)
+  the cache                       $XDG_CACHE_HOME/factorylens/datasets/<name> (~/.cache/...), once a fetch
+                                  into it has completed
+
+examples:
+  factorylens datasets list
+  factorylens datasets fetch nab
+  factorylens datasets fetch --cache-dir /data/factorylens && export FACTORYLENS_DATA=/data/factorylens
+"""
+
+
+def _add_datasets_parser(sub: argparse._SubParsersAction) -> None:
+    from factorylens.datasets import DATASETS
+
+    ds = sub.add_parser(
+        "datasets",
+        help="list or download the labelled datasets the tests and benchmarks use",
+        description="The labelled datasets (NAB; PetShop and Nezha for root-cause ranking): where a copy is "
+        "found, and downloading their development split, file by file from the upstream "
+        "repositories at pinned commits, verified against the packaged manifest's SHA-256.",
+        epilog=_DATASETS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    dsub = ds.add_subparsers(dest="datasets_command", metavar="COMMAND")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--cache-dir",
+            metavar="DIR",
+            help="the cache folder holding <name>/ (default $XDG_CACHE_HOME/factorylens/datasets)",
+        )
+        p.add_argument("--manifest", metavar="FILE", help=argparse.SUPPRESS)  # another manifest (tests, mirrors)
+
+    p = dsub.add_parser(
+        "list",
+        help="what is known, where each copy is, whether it is complete",
+        description="For each dataset: its files and size, every place looked at, whether "
+        "the copy there is complete, and which one is in use.",
+        epilog=_DATASETS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    common(p)
+    p.add_argument("--verify", action="store_true", help="also check every file's SHA-256 (slower)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_run_datasets_list)
+    p = dsub.add_parser(
+        "fetch",
+        help="download datasets into the cache (resumable; verified files are not fetched again)",
+        description="Download the development split of each NAME (all when none) into the cache, with "
+        "progress on stderr. Each file goes to a .part file, is checked against its SHA-256 "
+        "and renamed into place; a file already verified is skipped, an interrupted download "
+        "resumes.",
+        epilog=_DATASETS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"{', '.join(DATASETS)} (default: all)")
+    common(p)
+    p.add_argument("--jobs", type=int, default=4, metavar="N", help="parallel downloads (default %(default)s)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="network timeout per request (default %(default)s)",
+    )
+    p.set_defaults(func=_run_datasets_fetch)
+
+
+def _run_datasets_list(args: argparse.Namespace) -> int:
+    from factorylens.datasets import DatasetNotFound, copy_status, find_dataset, load_manifest, locations
+
+    manifest = load_manifest(args.manifest)
+    report = []
+    for name, info in manifest["datasets"].items():
+        try:
+            in_use = str(find_dataset(name, args.cache_dir, manifest))
+        except DatasetNotFound as exc:
+            in_use, reason = None, str(exc)
+        places = []
+        for loc in locations(name, args.cache_dir, manifest):
+            complete, text = copy_status(loc, name, manifest, verify=args.verify)
+            places.append({"source": loc.source, "path": str(loc.path), "complete": complete, "status": text})
+        files = info["files"]
+        report.append(
+            {
+                "name": name,
+                "title": info["title"],
+                "license": info["license"],
+                "files": len(files),
+                "bytes": sum(f.get("size") or 0 for f in files),
+                "in_use": in_use,
+                "places": places,
+                **({} if in_use else {"missing": reason}),
+            }
+        )
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for item in report:
+        print(f"{item['name']}: {item['files']} files, {item['bytes'] / 1e6:.1f} MB, {item['license']}")
+        print(f"  {item['title']}")
+        for place in item["places"]:
+            mark = "*" if place["path"] == item["in_use"] else " "
+            print(f"  {mark} {place['source']:<16} {place['path']}: {place['status']}")
+        print(f"  in use: {item['in_use']}" if item["in_use"] else f"  {item['missing']}")
+    return 0
+
+
+def _run_datasets_fetch(args: argparse.Namespace) -> int:
+    from factorylens.datasets import ENV_DATA, cache_root, find_dataset, load_manifest
+    from factorylens.datasets._fetch import FetchError, fetch
+
+    manifest = load_manifest(args.manifest)
+    try:
+        folders = fetch(
+            args.names or None,
+            args.cache_dir,
+            manifest=manifest,
+            jobs=args.jobs,
+            timeout=args.timeout,
+            stream=sys.stderr,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except FetchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: cannot write the cache: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
+        return 130
+    for name, folder in folders.items():
+        print(f"{name}: {folder}")
+    if args.cache_dir and Path(args.cache_dir).resolve() != cache_root().resolve():
+        print(
+            f"not the default cache: set {ENV_DATA}={args.cache_dir} for the tests and benchmarks to use it",
+            file=sys.stderr,
+        )
+    elif os.environ.get(ENV_DATA):
+        print(
+            f"note: {ENV_DATA} is set, so the tests and benchmarks look only there, not in the cache", file=sys.stderr
+        )
+    else:
+        for name in folders:
+            used = find_dataset(name, manifest=manifest)
+            if used != folders[name]:
+                print(f"note: {name} is also at {used}, which comes first in the lookup", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="factorylens",
-        description="OpenTelemetry-native observability and root-cause analysis for GPU clusters.")
+        prog="factorylens", description="OpenTelemetry-native observability and root-cause analysis for GPU clusters."
+    )
     parser.add_argument("--version", action="version", version=f"factorylens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    m = sub.add_parser("metrics", help="print the metric registry (every metric we emit)",
-                       description="Print every metric factorylens emits: name, instrument, unit, domain, "
-                                   "origin of the name, Prometheus name, attributes and description.")
+    m = sub.add_parser(
+        "metrics",
+        help="print the metric registry (every metric we emit)",
+        description="Print every metric factorylens emits: name, instrument, unit, domain, "
+        "origin of the name, Prometheus name, attributes and description.",
+    )
     m.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     m.add_argument("--domain", choices=[d.value for d in Domain], help="only this domain")
     m.set_defaults(func=_run_metrics)
     _add_gpu_parser(sub)
     _add_rca_parser(sub)
     _add_demo_parser(sub)
+    _add_datasets_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from factorylens._extras import MissingExtra
+
+    try:
+        return _main(argv)
+    except MissingExtra as exc:
+        print(f"factorylens: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         if args.command == "rca":
             parser.parse_args(["rca", "--help"])
+        if args.command == "datasets":
+            parser.parse_args(["datasets", "--help"])
         parser.print_help()
         return 2
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     return int(args.func(args))

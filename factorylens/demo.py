@@ -82,14 +82,27 @@ class TrainingJob:
             return
         host, gpu = gpus[0]
         ranks = len(gpus)
-        config = TrainingConfig(job_id=TRAINING_JOB, team="foundation-models", rank=0, world_size=ranks,
-                                host=host, gpu_ids=(gpu.uuid,), gpu_name=gpu.model.name,
-                                model_flops_per_sample=self._flops_per_sample(peak_tflops(gpu.model.name) or 0.0),
-                                export_interval_s=self._options.collection_interval_s)
+        config = TrainingConfig(
+            job_id=TRAINING_JOB,
+            team="foundation-models",
+            rank=0,
+            world_size=ranks,
+            host=host,
+            gpu_ids=(gpu.uuid,),
+            gpu_name=gpu.model.name,
+            model_flops_per_sample=self._flops_per_sample(peak_tflops(gpu.model.name) or 0.0),
+            export_interval_s=self._options.collection_interval_s,
+        )
         instrumentor = TrainingInstrumentor(config)
         resource = make_resource(instrumentor.identity(), "factorylens-demo-training")
-        meters = make_meter_provider(resource, [periodic_reader(
-            OTLPMetricExporter(endpoint=self._endpoint, insecure=True), self._options.collection_interval_s)])
+        meters = make_meter_provider(
+            resource,
+            [
+                periodic_reader(
+                    OTLPMetricExporter(endpoint=self._endpoint, insecure=True), self._options.collection_interval_s
+                )
+            ],
+        )
         tracers = TracerProvider(resource=resource)
         tracers.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=self._endpoint, insecure=True)))
         self._providers = (meters, tracers)
@@ -106,14 +119,20 @@ class TrainingJob:
         from factorylens.instrumentation.examples.train_numpy import train
 
         cluster = self._cluster
-        train(steps=10**9, batch_size=BATCH_SIZE, device_time_s=DEVICE_TIME_S,
-              slowdown=lambda: 1.0 / max(cluster.job_compute_speed(TRAINING_JOB), 0.05),
-              collective_time_s=COLLECTIVE_TIME_S,
-              collective_slowdown=lambda: cluster.job_collective_slowdown(TRAINING_JOB),
-              checkpoint_every=CHECKPOINT_EVERY_STEPS, checkpoint_time_s=CHECKPOINT_TIME_S,
-              checkpoint_slowdown=lambda: cluster.job_checkpoint_slowdown(TRAINING_JOB),
-              loader_delay_s=LOADER_DELAY_S, data_slowdown=lambda: cluster.job_data_slowdown(TRAINING_JOB),
-              stop=self._stop)
+        train(
+            steps=10**9,
+            batch_size=BATCH_SIZE,
+            device_time_s=DEVICE_TIME_S,
+            slowdown=lambda: 1.0 / max(cluster.job_compute_speed(TRAINING_JOB), 0.05),
+            collective_time_s=COLLECTIVE_TIME_S,
+            collective_slowdown=lambda: cluster.job_collective_slowdown(TRAINING_JOB),
+            checkpoint_every=CHECKPOINT_EVERY_STEPS,
+            checkpoint_time_s=CHECKPOINT_TIME_S,
+            checkpoint_slowdown=lambda: cluster.job_checkpoint_slowdown(TRAINING_JOB),
+            loader_delay_s=LOADER_DELAY_S,
+            data_slowdown=lambda: cluster.job_data_slowdown(TRAINING_JOB),
+            stop=self._stop,
+        )
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,39 +187,65 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     # the simulated cluster lives `speed` times faster than the wall clock stamping its points, so the
     # analysis windows shrink by the same factor (an hour of history is 6 minutes at speed 10)
     defaults, settings = RobustZScoreConfig(), KpiRankingConfig()
-    analyzer = KpiRankingAnalyzer(KpiRankingConfig(
-        detection=RobustZScoreConfig(
-            window_s=defaults.window_s / options.speed, merge_window_s=defaults.merge_window_s / options.speed,
-            resolve_after_s=max(defaults.resolve_after_s / options.speed, 3 * options.collection_interval_s)),
-        lookback_s=settings.lookback_s / options.speed, rerank_for_s=settings.rerank_for_s / options.speed,
-        rerank_interval_s=settings.rerank_interval_s / options.speed,
-        lead_s=settings.lead_s / options.speed))
-    service = RcaService(RcaServiceConfig(listen=options.rca_listen, metrics_listen=options.rca_metrics_listen,
-                                          data_dir=data_dir, analysis_interval_s=options.collection_interval_s,
-                                          fsync="interval"),
-                         analyzer=analyzer, incident_listeners=[printer])
+    analyzer = KpiRankingAnalyzer(
+        KpiRankingConfig(
+            detection=RobustZScoreConfig(
+                window_s=defaults.window_s / options.speed,
+                merge_window_s=defaults.merge_window_s / options.speed,
+                resolve_after_s=max(defaults.resolve_after_s / options.speed, 3 * options.collection_interval_s),
+            ),
+            lookback_s=settings.lookback_s / options.speed,
+            rerank_for_s=settings.rerank_for_s / options.speed,
+            rerank_interval_s=settings.rerank_interval_s / options.speed,
+            lead_s=settings.lead_s / options.speed,
+        )
+    )
+    service = RcaService(
+        RcaServiceConfig(
+            listen=options.rca_listen,
+            metrics_listen=options.rca_metrics_listen,
+            data_dir=data_dir,
+            analysis_interval_s=options.collection_interval_s,
+            fsync="interval",
+        ),
+        analyzer=analyzer,
+        incident_listeners=[printer],
+    )
     service.start()
     endpoint = service.address
-    config = GpuReceiverConfig(backend="sim", sim_hosts=options.hosts, sim_gpus_per_host=options.gpus_per_host,
-                               sim_model=options.model, scenario=options.scenario or None, sim_speed=options.speed,
-                               sim_seed=options.seed, collection_interval_s=options.collection_interval_s,
-                               prometheus_port=options.prometheus_port, otlp="off", duration_s=options.duration_s,
-                               console=options.console)
+    config = GpuReceiverConfig(
+        backend="sim",
+        sim_hosts=options.hosts,
+        sim_gpus_per_host=options.gpus_per_host,
+        sim_model=options.model,
+        scenario=options.scenario or None,
+        sim_speed=options.speed,
+        sim_seed=options.seed,
+        collection_interval_s=options.collection_interval_s,
+        prometheus_port=options.prometheus_port,
+        otlp="off",
+        duration_s=options.duration_s,
+        console=options.console,
+    )
     receiver = None
     try:
         tune_gc_for_agent()
         receiver, cluster = create_receiver(
             config,
-            metric_readers=lambda host: [periodic_reader(OTLPMetricExporter(endpoint=endpoint, insecure=True),
-                                                         options.collection_interval_s)],
-            log_exporters=lambda host: [OTLPLogExporter(endpoint=endpoint, insecure=True)])
+            metric_readers=lambda host: [
+                periodic_reader(OTLPMetricExporter(endpoint=endpoint, insecure=True), options.collection_interval_s)
+            ],
+            log_exporters=lambda host: [OTLPLogExporter(endpoint=endpoint, insecure=True)],
+        )
         if options.console:
             receiver.on_scrape = ConsoleTable(stream, cluster)
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: receiver.stop())
-        stream.write(f"RCA service on {endpoint} (API: factorylens rca incidents --target {endpoint}); "
-                     f"its /metrics at {service.metrics_server.url if service.metrics_server else 'off'}; "
-                     f"data in {data_dir}\n\n")
+        stream.write(
+            f"RCA service on {endpoint} (API: factorylens rca incidents --target {endpoint}); "
+            f"its /metrics at {service.metrics_server.url if service.metrics_server else 'off'}; "
+            f"data in {data_dir}\n\n"
+        )
         receiver.start()
         if options.training and cluster is not None:
             training = TrainingJob(cluster, endpoint, options)
@@ -220,8 +265,11 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
         stream.write(f"\n{len(incidents)} incident(s) in this run:\n")
         for incident in incidents:
             top = incident.causes[0] if incident.causes else None
-            stream.write(f"  {incident.id} [{incident.state.value}] {incident.title}"
-                         + (f" — top cause {top.entity} {top.signal}" if top else "") + "\n")
+            stream.write(
+                f"  {incident.id} [{incident.state.value}] {incident.title}"
+                + (f" — top cause {top.entity} {top.signal}" if top else "")
+                + "\n"
+            )
         if not options.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
     return incidents

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 import ssl
 import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from socketserver import ThreadingMixIn
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, cast
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -44,9 +45,9 @@ class SnapshotCollector:
             name = spec.prometheus_name
             keys = sorted({k for attributes, _ in points for k in attributes})
             labels = [prometheus_label(k) for k in keys]
+            family: CounterMetricFamily | GaugeMetricFamily
             if spec.instrument is Instrument.COUNTER:
-                family: Metric = CounterMetricFamily(name.removesuffix("_total"), spec.description, labels=labels,
-                                                     unit="")
+                family = CounterMetricFamily(name.removesuffix("_total"), spec.description, labels=labels, unit="")
             else:
                 family = GaugeMetricFamily(name, spec.description, labels=labels)
             for attributes, value in points:
@@ -94,7 +95,7 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
 class _QuietHandler(WSGIRequestHandler):
     timeout = IDLE_TIMEOUT_S  # a connection that sends nothing for this long is closed
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -104,8 +105,9 @@ def _with_bearer_token(app: Callable, token: str) -> Callable:
     def guarded(environ: dict, start_response: Callable) -> Iterable[bytes]:
         given = environ.get("HTTP_AUTHORIZATION", "").encode()
         if not hmac.compare_digest(given, expected):
-            start_response("401 Unauthorized", [("Content-Type", "text/plain"),
-                                                ("WWW-Authenticate", 'Bearer realm="factorylens"')])
+            start_response(
+                "401 Unauthorized", [("Content-Type", "text/plain"), ("WWW-Authenticate", 'Bearer realm="factorylens"')]
+            )
             return [b"missing or wrong bearer token\n"]
         return app(environ, start_response)
 
@@ -140,12 +142,14 @@ class MetricsServer:
                 context.verify_mode = ssl.CERT_REQUIRED
                 context.load_verify_locations(tls_client_ca)
             # handshake lazily in the request thread, so a stalled client cannot block accept()
-            self._server.socket = context.wrap_socket(self._server.socket, server_side=True,
-                                                      do_handshake_on_connect=False)
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self.scheme = "https" if tls_cert else "http"
-        self.host, self.port = self._server.server_address[:2]
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"metrics:{self.port}",
-                                        daemon=True)
+        # bound: getsockname() gives the host as text (the stub's bytes are for addresses passed in)
+        bound_host, self.port = self._server.server_address[:2]
+        self.host = cast(str, bound_host)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=f"metrics:{self.port}", daemon=True)
         self._thread.start()
 
     @property

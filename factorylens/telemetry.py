@@ -8,13 +8,14 @@ Exporters are configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT``/``_HE
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.view import View
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
@@ -23,13 +24,17 @@ from factorylens import __version__
 
 def otlp_endpoint_configured(signal: str = "metrics") -> bool:
     """Whether the standard variables name an OTLP endpoint for ``signal`` (or for all signals)."""
-    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-                or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"))
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+    )
 
 
 def _protocol(signal: str) -> str:
-    protocol = (os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
-                or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc")
+    protocol = (
+        os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
+        or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
+    )
     if protocol not in ("grpc", "http/protobuf"):
         raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not supported (use grpc or http/protobuf)")
     return protocol
@@ -38,25 +43,31 @@ def _protocol(signal: str) -> str:
 def otlp_metric_exporter() -> MetricExporter:
     if _protocol("metrics") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
-    return OTLPMetricExporter()
+
+        return OTLPMetricExporter()
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as OTLPMetricExporterHttp
+
+    return OTLPMetricExporterHttp()
 
 
 def otlp_log_exporter() -> LogRecordExporter:
     if _protocol("logs") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-    return OTLPLogExporter()
+
+        return OTLPLogExporter()
+    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as OTLPLogExporterHttp
+
+    return OTLPLogExporterHttp()
 
 
 def otlp_span_exporter() -> SpanExporter:
     if _protocol("traces") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    else:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    return OTLPSpanExporter()
+
+        return OTLPSpanExporter()
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as OTLPSpanExporterHttp
+
+    return OTLPSpanExporterHttp()
 
 
 def periodic_reader(exporter: MetricExporter, default_interval_s: float) -> MetricReader:
@@ -77,8 +88,9 @@ def make_resource(attributes: Mapping[str, Any], service_name: str) -> Resource:
 MAX_SERIES_PER_METRIC = 16_384
 
 
-def make_meter_provider(resource: Resource, readers: list[MetricReader],
-                        max_series_per_metric: int = MAX_SERIES_PER_METRIC) -> MeterProvider:
+def make_meter_provider(
+    resource: Resource, readers: list[MetricReader], max_series_per_metric: int = MAX_SERIES_PER_METRIC
+) -> MeterProvider:
     """A provider whose every metric keeps at most ``max_series_per_metric`` attribute sets.
 
     The SDK's default (2,000) would fold a large node's per-GPU series into an overflow series;

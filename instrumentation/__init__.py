@@ -22,7 +22,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from typing import Any, Iterable, Iterator, TypeVar
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
 
 from factorylens.instrumentation._config import ConfigError, TrainingConfig
 from factorylens.instrumentation._instrumentor import TrainingInstrumentor, active
@@ -31,9 +32,24 @@ from factorylens.instrumentation._recorder import Phase
 T = TypeVar("T")
 
 __all__ = [
-    "ConfigError", "TrainingConfig", "TrainingInstrumentor", "init", "shutdown", "step", "phase", "data", "h2d",
-    "forward", "backward", "optimizer", "collective", "checkpoint_save", "checkpoint_load", "evaluation", "timed",
+    "ConfigError",
+    "TrainingConfig",
+    "TrainingInstrumentor",
     "active",
+    "backward",
+    "checkpoint_load",
+    "checkpoint_save",
+    "collective",
+    "data",
+    "evaluation",
+    "forward",
+    "h2d",
+    "init",
+    "optimizer",
+    "phase",
+    "shutdown",
+    "step",
+    "timed",
 ]
 
 
@@ -59,7 +75,7 @@ class _StepAtCallTime:
     """``fl.step(...)``: a context manager, or a decorator that finds the active instrumentor on each
     call (so a function decorated at import time, before ``init()``, is still measured)."""
 
-    __slots__ = ("samples", "tokens", "_entered")
+    __slots__ = ("_entered", "samples", "tokens")
 
     def __init__(self, samples: int, tokens: int) -> None:
         self.samples = samples
@@ -81,20 +97,29 @@ class _StepAtCallTime:
         def stepped(*args: Any, **kwargs: Any) -> Any:
             with _StepAtCallTime(samples, tokens):
                 return function(*args, **kwargs)
+
         return stepped
 
 
-def init(job_id: str | None = None, team: str | None = None, *, meter_provider: Any = None,
-         tracer_provider: Any = None, otlp: str = "auto", console: bool = False,
-         **options: Any) -> TrainingInstrumentor:
+def init(
+    job_id: str | None = None,
+    team: str | None = None,
+    *,
+    meter_provider: Any = None,
+    tracer_provider: Any = None,
+    otlp: str = "auto",
+    console: bool = False,
+    **options: Any,
+) -> TrainingInstrumentor:
     """Instrument this process (once); ``options`` are :class:`TrainingConfig` fields."""
     current = active()
     if current is not None:
         return current
     given = {k: v for k, v in {"job_id": job_id, "team": team, **options}.items() if v is not None}
     config = TrainingConfig(**given)
-    return TrainingInstrumentor(config, meter_provider=meter_provider, tracer_provider=tracer_provider,
-                                otlp=otlp, console=console).instrument()
+    return TrainingInstrumentor(
+        config, meter_provider=meter_provider, tracer_provider=tracer_provider, otlp=otlp, console=console
+    ).instrument()
 
 
 def shutdown() -> None:
@@ -119,7 +144,7 @@ def data() -> Phase | _Noop:
     return current.data() if current else _NOOP
 
 
-def h2d(bytes: int | None = None) -> Phase | _Noop:  # noqa: A002
+def h2d(bytes: int | None = None) -> Phase | _Noop:
     current = active()
     return current.h2d(bytes) if current else _NOOP
 
@@ -139,17 +164,17 @@ def optimizer() -> Phase | _Noop:
     return current.optimizer() if current else _NOOP
 
 
-def collective(bytes: int = 0, world_size: int | None = None, op: str = "all_reduce") -> Phase | _Noop:  # noqa: A002
+def collective(bytes: int = 0, world_size: int | None = None, op: str = "all_reduce") -> Phase | _Noop:
     current = active()
     return current.collective(bytes, world_size, op) if current else _NOOP
 
 
-def checkpoint_save(path: str | os.PathLike, bytes: int | None = None) -> Phase | _Noop:  # noqa: A002
+def checkpoint_save(path: str | os.PathLike, bytes: int | None = None) -> Phase | _Noop:
     current = active()
     return current.checkpoint_save(path, bytes) if current else _NOOP
 
 
-def checkpoint_load(path: str | os.PathLike, bytes: int | None = None) -> Phase | _Noop:  # noqa: A002
+def checkpoint_load(path: str | os.PathLike, bytes: int | None = None) -> Phase | _Noop:
     current = active()
     return current.checkpoint_load(path, bytes) if current else _NOOP
 

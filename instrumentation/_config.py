@@ -60,15 +60,17 @@ class TrainingConfig:
     :param export_interval_s: metric export interval (``OTEL_METRIC_EXPORT_INTERVAL`` wins)
     """
 
-    job_id: str = field(default_factory=lambda: _env("FACTORYLENS_JOB_ID", "SLURM_JOB_ID", "TORCHELASTIC_RUN_ID",
-                                                     default="local"))
+    job_id: str = field(
+        default_factory=lambda: _env("FACTORYLENS_JOB_ID", "SLURM_JOB_ID", "TORCHELASTIC_RUN_ID", default="local")
+    )
     team: str = field(default_factory=lambda: _env("FACTORYLENS_TEAM"))
     rank: int = field(default_factory=lambda: _env_int("RANK", "SLURM_PROCID", default=0))
     world_size: int = field(default_factory=lambda: _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1))
     local_rank: int = field(default_factory=lambda: _env_int("LOCAL_RANK", "SLURM_LOCALID", default=0))
     host: str = field(default_factory=socket.gethostname)
-    gpu_ids: tuple[str, ...] = field(default_factory=lambda: tuple(
-        g.strip() for g in _env("FACTORYLENS_GPU_IDS").split(",") if g.strip()))
+    gpu_ids: tuple[str, ...] = field(
+        default_factory=lambda: tuple(g.strip() for g in _env("FACTORYLENS_GPU_IDS").split(",") if g.strip())
+    )
     gpu_name: str = field(default_factory=lambda: _env("FACTORYLENS_GPU_NAME"))
     model_flops_per_sample: float = field(default_factory=lambda: _env_float("FACTORYLENS_MODEL_FLOPS_PER_SAMPLE", 0.0))
     peak_flops: float = 0.0

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -24,12 +25,13 @@ class ConsoleStepExporter(SpanExporter):
                 continue
             children = sorted(self._children.pop(span.context.span_id, []), key=lambda s: s.start_time or 0)
             total_ms = ((span.end_time or 0) - (span.start_time or 0)) / 1e6
-            parts = [f"step {span.attributes.get('factorylens.train.step', '?'):>6} {total_ms:8.1f} ms"]
+            attributes = span.attributes or {}  # a recorded span always has them
+            parts = [f"step {attributes.get('factorylens.train.step', '?'):>6} {total_ms:8.1f} ms"]
             for child in children:
                 ms = ((child.end_time or 0) - (child.start_time or 0)) / 1e6
                 share = 100 * ms / total_ms if total_ms else 0.0
                 parts.append(f"{child.name.removeprefix('train.')} {ms:.1f} ({share:.0f}%)")
-            if span.attributes.get("factorylens.train.slow"):
+            if attributes.get("factorylens.train.slow"):
                 parts.append("SLOW")
             if not span.status.is_ok:
                 parts.append(f"FAILED: {span.status.description}")

@@ -18,12 +18,13 @@ def discover_gpus(local_rank: int, nvml: Any = None) -> tuple[tuple[str, ...], s
     """
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ImportError:
             return (), ""
+        nvml = pynvml
     try:
         nvml.nvmlInit()
-    except Exception as exc:  # noqa: BLE001 - no driver, no GPU: the job runs on CPU
+    except Exception as exc:
         log.debug("no NVML (%s): no GPU ids on this rank's telemetry", exc)
         return (), ""
     try:
@@ -37,20 +38,24 @@ def discover_gpus(local_rank: int, nvml: Any = None) -> tuple[tuple[str, ...], s
             if len(visible) > 1 and local_rank >= len(visible):
                 return (), ""
             entry = visible[0] if len(visible) == 1 else visible[local_rank]
-            handle = (nvml.nvmlDeviceGetHandleByUUID(entry) if entry.startswith(("GPU-", "MIG-"))
-                      else nvml.nvmlDeviceGetHandleByIndex(int(entry)))
+            handle = (
+                nvml.nvmlDeviceGetHandleByUUID(entry)
+                if entry.startswith(("GPU-", "MIG-"))
+                else nvml.nvmlDeviceGetHandleByIndex(int(entry))
+            )
         else:
             if local_rank >= nvml.nvmlDeviceGetCount():
                 return (), ""
             handle = nvml.nvmlDeviceGetHandleByIndex(local_rank)
         uuid, name = nvml.nvmlDeviceGetUUID(handle), nvml.nvmlDeviceGetName(handle)
-        return (uuid.decode() if isinstance(uuid, bytes) else uuid,), (name.decode() if isinstance(name, bytes)
-                                                                        else name)
-    except Exception as exc:  # noqa: BLE001
+        return (uuid.decode() if isinstance(uuid, bytes) else uuid,), (
+            name.decode() if isinstance(name, bytes) else name
+        )
+    except Exception as exc:
         log.warning("could not identify this rank's GPU through NVML: %s", exc)
         return (), ""
     finally:
         try:
             nvml.nvmlShutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass

@@ -38,8 +38,16 @@ class TrainingInstrumentor:
         nvml: a pynvml-compatible module for GPU discovery (tests pass the simulator's).
     """
 
-    def __init__(self, config: TrainingConfig | None = None, *, meter_provider: Any = None,
-                 tracer_provider: Any = None, otlp: str = "auto", console: bool = False, nvml: Any = None) -> None:
+    def __init__(
+        self,
+        config: TrainingConfig | None = None,
+        *,
+        meter_provider: Any = None,
+        tracer_provider: Any = None,
+        otlp: str = "auto",
+        console: bool = False,
+        nvml: Any = None,
+    ) -> None:
         self.config = config or TrainingConfig()
         self.config.validate()
         if otlp not in OTLP_MODES:
@@ -58,8 +66,12 @@ class TrainingInstrumentor:
     def identity(self) -> dict[str, Any]:
         """Resource attributes: job, team, rank, host and the rank's GPUs (``hw.id``)."""
         c = self.config
-        attributes: dict[str, Any] = {"factorylens.job.id": c.job_id, "factorylens.rank": c.rank,
-                                      "factorylens.world_size": c.world_size, "host.name": c.host}
+        attributes: dict[str, Any] = {
+            "factorylens.job.id": c.job_id,
+            "factorylens.rank": c.rank,
+            "factorylens.world_size": c.world_size,
+            "host.name": c.host,
+        }
         if c.team:
             attributes["factorylens.team"] = c.team
         if c.gpu_ids:
@@ -85,8 +97,13 @@ class TrainingInstrumentor:
             log.warning("MFU is off: the GPU's peak FLOPS is unknown (set peak_flops or FACTORYLENS_GPU_NAME)")
         identity = self.identity()
         meter_provider, tracer_provider = self._providers(identity)
-        self.telemetry = TrainingTelemetry(c, self.recorder, meter_provider.get_meter(SCOPE, __version__),
-                                           tracer_provider.get_tracer(SCOPE, __version__), identity)
+        self.telemetry = TrainingTelemetry(
+            c,
+            self.recorder,
+            meter_provider.get_meter(SCOPE, __version__),
+            tracer_provider.get_tracer(SCOPE, __version__),
+            identity,
+        )
         self.telemetry.start()
         _set_active(self)
         return self
@@ -98,12 +115,17 @@ class TrainingInstrumentor:
             meter_provider = global_meters
         if tracer_provider is None and isinstance(global_tracers, TracerProvider):
             tracer_provider = global_tracers
-        use_otlp = self._otlp == "on" or (self._otlp == "auto" and (
-            telemetry.otlp_endpoint_configured("metrics") or telemetry.otlp_endpoint_configured("traces")))
+        use_otlp = self._otlp == "on" or (
+            self._otlp == "auto"
+            and (telemetry.otlp_endpoint_configured("metrics") or telemetry.otlp_endpoint_configured("traces"))
+        )
         resource = telemetry.make_resource(identity, "factorylens-training")
         if meter_provider is None:
-            readers = ([telemetry.periodic_reader(telemetry.otlp_metric_exporter(), self.config.export_interval_s)]
-                       if use_otlp else [])
+            readers = (
+                [telemetry.periodic_reader(telemetry.otlp_metric_exporter(), self.config.export_interval_s)]
+                if use_otlp
+                else []
+            )
             meter_provider = telemetry.make_meter_provider(resource, readers)
             self._own_providers.append(meter_provider)
         if tracer_provider is None:
@@ -150,7 +172,7 @@ class TrainingInstrumentor:
             for provider in self._own_providers:
                 try:
                     provider.shutdown()
-                except Exception:  # noqa: BLE001 - a failing exporter must not keep us instrumented
+                except Exception:
                     log.exception("shutting down an OTel provider failed")
             self._own_providers = []
             self._on_uninstrument = []
@@ -169,7 +191,7 @@ class TrainingInstrumentor:
         """Waiting on the input pipeline (the next batch)."""
         return self.recorder.phase("data", None)
 
-    def h2d(self, bytes: int | None = None) -> Phase:  # noqa: A002 - the natural name
+    def h2d(self, bytes: int | None = None) -> Phase:
         return self.recorder.phase("h2d", {"bytes": bytes} if bytes else None)
 
     def forward(self) -> Phase:
@@ -181,16 +203,16 @@ class TrainingInstrumentor:
     def optimizer(self) -> Phase:
         return self.recorder.phase("optimizer", None)
 
-    def collective(self, bytes: int = 0, world_size: int | None = None,  # noqa: A002
-                   op: str = "all_reduce") -> Phase:
-        return self.recorder.phase("collective", {"bytes": bytes, "world_size": world_size or self.config.world_size,
-                                                  "op": op})
+    def collective(self, bytes: int = 0, world_size: int | None = None, op: str = "all_reduce") -> Phase:
+        return self.recorder.phase(
+            "collective", {"bytes": bytes, "world_size": world_size or self.config.world_size, "op": op}
+        )
 
-    def checkpoint_save(self, path: str | os.PathLike, bytes: int | None = None) -> Phase:  # noqa: A002
+    def checkpoint_save(self, path: str | os.PathLike, bytes: int | None = None) -> Phase:
         """Saving a checkpoint to ``path``; its size is read from the file afterwards unless given."""
         return self.recorder.phase("checkpoint.save", {"path": os.fspath(path), "bytes": bytes})
 
-    def checkpoint_load(self, path: str | os.PathLike, bytes: int | None = None) -> Phase:  # noqa: A002
+    def checkpoint_load(self, path: str | os.PathLike, bytes: int | None = None) -> Phase:
         return self.recorder.phase("checkpoint.load", {"path": os.fspath(path), "bytes": bytes})
 
     def evaluation(self) -> Phase:

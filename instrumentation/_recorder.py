@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 PhaseTiming = tuple[str, int, int, dict[str, Any] | None]  # name, start, end (perf_counter ns), attributes
 # name, host start, host end (perf_counter ns, where the work was queued), start event, end event,
@@ -34,11 +35,30 @@ MAX_LOOSE_PHASES = 10_000
 class StepRecord:
     """One finished step: monotonic times, the wall-clock start, and its phases."""
 
-    __slots__ = ("number", "start", "end", "wall_start_ns", "samples", "tokens", "phases", "error", "deferred",
-                 "loose")
+    __slots__ = (
+        "deferred",
+        "end",
+        "error",
+        "loose",
+        "number",
+        "phases",
+        "samples",
+        "start",
+        "tokens",
+        "wall_start_ns",
+    )
 
-    def __init__(self, number: int, start: int, end: int, wall_start_ns: int, samples: int, tokens: int,
-                 phases: list[PhaseTiming], error: str | None) -> None:
+    def __init__(
+        self,
+        number: int,
+        start: int,
+        end: int,
+        wall_start_ns: int,
+        samples: int,
+        tokens: int,
+        phases: list[PhaseTiming],
+        error: str | None,
+    ) -> None:
         self.number = number
         self.start = start
         self.end = end
@@ -59,7 +79,7 @@ class StepRecord:
 class Phase:
     """``with recorder.phase("forward"):`` – also usable as begin/end through ``start()``/``stop()``."""
 
-    __slots__ = ("_recorder", "name", "attributes", "_start")
+    __slots__ = ("_recorder", "_start", "attributes", "name")
 
     def __init__(self, recorder: StepRecorder, name: str, attributes: dict[str, Any] | None) -> None:
         self._recorder = recorder
@@ -86,7 +106,7 @@ class Phase:
 class Step:
     """``with recorder.step(samples=32):`` or ``@recorder.step()`` on the step function."""
 
-    __slots__ = ("_recorder", "samples", "tokens", "_start", "_wall")
+    __slots__ = ("_recorder", "_start", "_wall", "samples", "tokens")
 
     def __init__(self, recorder: StepRecorder, samples: int, tokens: int) -> None:
         self._recorder = recorder
@@ -111,8 +131,16 @@ class Step:
         recorder.in_step = False
         phases, recorder.phases = recorder.phases, []
         recorder.number += 1
-        record = StepRecord(recorder.number, self._start, perf_counter_ns(), self._wall, self.samples, self.tokens,
-                            phases, f"{exc_type.__name__}: {exc}" if exc_type else None)
+        record = StepRecord(
+            recorder.number,
+            self._start,
+            perf_counter_ns(),
+            self._wall,
+            self.samples,
+            self.tokens,
+            phases,
+            f"{exc_type.__name__}: {exc}" if exc_type else None,
+        )
         if recorder.device_phases:
             record.deferred, recorder.device_phases = recorder.device_phases, []
         recorder.device_anchor = None
@@ -178,8 +206,7 @@ class StepRecorder:
         phases, self.phases = self.phases, []
         if not phases:
             return
-        record = StepRecord(0, min(p[1] for p in phases), max(p[2] for p in phases), time.time_ns(), 0, 0, phases,
-                            None)
+        record = StepRecord(0, min(p[1] for p in phases), max(p[2] for p in phases), time.time_ns(), 0, 0, phases, None)
         record.loose = True
         self.deliver(record)
 

@@ -18,8 +18,9 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, TypedDict
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
@@ -36,8 +37,19 @@ MEDIAN_WINDOW = 101
 MIN_STEPS_FOR_SLOW = 10
 CHECKPOINT = ("checkpoint.save", "checkpoint.load")
 FINAL_DEVICE_WAIT_S = 5.0
-_SPAN_ATTRIBUTE_PREFIX = {"collective": "factorylens.collective", "checkpoint.save": "factorylens.checkpoint",
-                          "checkpoint.load": "factorylens.checkpoint"}
+_SPAN_ATTRIBUTE_PREFIX = {
+    "collective": "factorylens.collective",
+    "checkpoint.save": "factorylens.checkpoint",
+    "checkpoint.load": "factorylens.checkpoint",
+}
+
+
+class _InstrumentSpec(TypedDict):
+    """The keyword arguments an OTel instrument is created with, from the registry."""
+
+    name: str
+    unit: str
+    description: str
 
 
 def mountpoint(path: str) -> str:
@@ -92,8 +104,9 @@ class GoodputLedger:
     """
 
     def __init__(self, config: TrainingConfig, wall_clock_ns: Callable[[], int] | None = None) -> None:
-        self.path = (Path(config.state_dir) / f"goodput-{config.job_id}-rank{config.rank}.json"
-                     if config.state_dir else None)
+        self.path = (
+            Path(config.state_dir) / f"goodput-{config.job_id}-rank{config.rank}.json" if config.state_dir else None
+        )
         self._wall_clock_ns = wall_clock_ns or time.time_ns
         self.job_start_ns = self._wall_clock_ns()
         self.productive_s = 0.0
@@ -117,8 +130,9 @@ class GoodputLedger:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"job_start_ns": self.job_start_ns,
-                                       "productive_s_at_checkpoint": self.productive_s}))
+            tmp.write_text(
+                json.dumps({"job_start_ns": self.job_start_ns, "productive_s_at_checkpoint": self.productive_s})
+            )
             os.replace(tmp, self.path)
         except OSError as exc:
             log.warning("could not save goodput state to %s: %s", self.path, exc)
@@ -132,10 +146,18 @@ class TrainingTelemetry:
     real telemetry in simulated time with simulated mounts (``factorylens.scenarios``).
     """
 
-    def __init__(self, config: TrainingConfig, recorder: StepRecorder, meter: Meter, tracer: Tracer,
-                 span_attributes: dict[str, Any], *, clock: Callable[[], float] | None = None,
-                 wall_clock_ns: Callable[[], int] | None = None,
-                 mountpoint_of: Callable[[str], str] | None = None) -> None:
+    def __init__(
+        self,
+        config: TrainingConfig,
+        recorder: StepRecorder,
+        meter: Meter,
+        tracer: Tracer,
+        span_attributes: dict[str, Any],
+        *,
+        clock: Callable[[], float] | None = None,
+        wall_clock_ns: Callable[[], int] | None = None,
+        mountpoint_of: Callable[[str], str] | None = None,
+    ) -> None:
         self.config = config
         self.recorder = recorder
         self.tracer = tracer
@@ -158,7 +180,7 @@ class TrainingTelemetry:
         self._instruments(meter)
 
     def _instruments(self, meter: Meter) -> None:
-        def spec(name: str) -> dict[str, str]:
+        def spec(name: str) -> _InstrumentSpec:
             m = REGISTRY.metric(name)
             return {"name": m.name, "unit": m.unit, "description": m.description}
 
@@ -182,12 +204,14 @@ class TrainingTelemetry:
         def observe(method: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
             return lambda options: getattr(current[0], method)(options)
 
-        for name, method in (("factorylens.train.samples.rate", "_rates"),
-                             ("factorylens.train.tokens.rate", "_token_rate"),
-                             ("factorylens.data.wait.ratio", "_data_wait"),
-                             ("factorylens.train.goodput", "_goodput"),
-                             ("factorylens.checkpoint.throughput", "_checkpoint_throughput"),
-                             ("factorylens.train.mfu", "_mfu")):
+        for name, method in (
+            ("factorylens.train.samples.rate", "_rates"),
+            ("factorylens.train.tokens.rate", "_token_rate"),
+            ("factorylens.data.wait.ratio", "_data_wait"),
+            ("factorylens.train.goodput", "_goodput"),
+            ("factorylens.checkpoint.throughput", "_checkpoint_throughput"),
+            ("factorylens.train.mfu", "_mfu"),
+        ):
             meter.create_observable_gauge(callbacks=[observe(method)], **spec(name))
         meter.create_observable_counter(callbacks=[observe("_dropped")], **spec("factorylens.train.telemetry.dropped"))
 
@@ -200,8 +224,13 @@ class TrainingTelemetry:
             while self._window and self._window[0][0] < now - self.config.export_interval_s:
                 self._window.popleft()
             rows = list(self._window)
-        return (max(span, 1e-9), sum(r[1] for r in rows), sum(r[2] for r in rows), sum(r[3] for r in rows),
-                sum(r[4] for r in rows))
+        return (
+            max(span, 1e-9),
+            sum(r[1] for r in rows),
+            sum(r[2] for r in rows),
+            sum(r[3] for r in rows),
+            sum(r[4] for r in rows),
+        )
 
     def _rates(self, options: CallbackOptions) -> Iterable[Observation]:
         span, samples, _, _, _ = self._window_sums()
@@ -227,8 +256,10 @@ class TrainingTelemetry:
     def _checkpoint_throughput(self, options: CallbackOptions) -> Iterable[Observation]:
         with self._lock:
             rates = dict(self._checkpoint_rate)
-        return [Observation(rate, {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": mount})
-                for (op, mount), rate in rates.items()]
+        return [
+            Observation(rate, {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": mount})
+            for (op, mount), rate in rates.items()
+        ]
 
     def _dropped(self, options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(self.recorder.dropped)]
@@ -242,7 +273,7 @@ class TrainingTelemetry:
         while not self._stop.wait(self.config.flush_interval_s):
             try:
                 self.drain()
-            except Exception:  # noqa: BLE001 - keep draining; the training job must not notice
+            except Exception:
                 log.exception("training telemetry drain failed")
 
     def drain(self, *, final: bool = False) -> int:
@@ -259,7 +290,7 @@ class TrainingTelemetry:
                         self._waiting.append(record)
                         continue
                     self._emit(record)
-                except Exception:  # noqa: BLE001 - one bad step must not stop the others
+                except Exception:
                     log.exception("could not record telemetry for step %d", record.number)
                 if not record.loose:
                     handled += 1
@@ -313,7 +344,7 @@ class TrainingTelemetry:
             elif name == "collective":
                 op = {"factorylens.collective.op": (attributes or {}).get("op", "unknown")}
                 self.collective_duration.record(seconds, op)
-                if (attributes or {}).get("bytes"):
+                if attributes and attributes.get("bytes"):
                     self.collective_io.add(int(attributes["bytes"]), op)
         if record.loose:  # phases between steps: timings only
             return
@@ -332,8 +363,9 @@ class TrainingTelemetry:
             self.ledger.productive_s += max(0.0, duration - unproductive_ns / 1e9)
             if saved:
                 self.ledger.checkpointed()
-        slow = (len(self._recent) >= MIN_STEPS_FOR_SLOW
-                and duration > self.config.slow_step_factor * statistics.median(self._recent))
+        slow = len(self._recent) >= MIN_STEPS_FOR_SLOW and duration > self.config.slow_step_factor * statistics.median(
+            self._recent
+        )
         self._recent.append(duration)
         sampled = self.config.span_every_steps and record.number % self.config.span_every_steps == 0
         if sampled or slow or record.error:
@@ -373,8 +405,12 @@ class TrainingTelemetry:
         for name, start, end, phase_attributes in sorted(record.phases, key=lambda p: p[1]):
             prefix = _SPAN_ATTRIBUTE_PREFIX.get(name, f"factorylens.train.{name}")
             extra = {f"{prefix}.{k}": v for k, v in (phase_attributes or {}).items()}
-            child = self.tracer.start_span(f"train.{name}", context=context, start_time=wall(start),
-                                           attributes={"factorylens.train.phase": name, **extra})
+            child = self.tracer.start_span(
+                f"train.{name}",
+                context=context,
+                start_time=wall(start),
+                attributes={"factorylens.train.phase": name, **extra},
+            )
             child.end(end_time=wall(end))
         root.end(end_time=wall(record.end))
         self.spans_emitted += 1

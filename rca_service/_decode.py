@@ -20,11 +20,17 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 def _shallow_types() -> tuple[Any, Any, Any]:
     """Messages with the OTLP request/resource/scope layout, every nested message left as bytes."""
-    file = descriptor_pb2.FileDescriptorProto(name="factorylens_shallow_otlp.proto", package="factorylens.shallow",
-                                              syntax="proto3")
-    repeated, optional = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED, \
-        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
-    as_bytes, as_string = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES, descriptor_pb2.FieldDescriptorProto.TYPE_STRING
+    file = descriptor_pb2.FileDescriptorProto(
+        name="factorylens_shallow_otlp.proto", package="factorylens.shallow", syntax="proto3"
+    )
+    repeated, optional = (
+        descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+        descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
+    as_bytes, as_string = (
+        descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+        descriptor_pb2.FieldDescriptorProto.TYPE_STRING,
+    )
     request = file.message_type.add(name="Request")
     request.field.add(name="resources", number=1, label=repeated, type=as_bytes)
     for name in ("ResourceLevel", "ScopeLevel"):
@@ -34,8 +40,10 @@ def _shallow_types() -> tuple[Any, Any, Any]:
         level.field.add(name="schema_url", number=3, label=optional, type=as_string)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
-    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"factorylens.shallow.{name}"))
-                 for name in ("Request", "ResourceLevel", "ScopeLevel"))  # type: ignore[return-value]
+    return tuple(
+        message_factory.GetMessageClass(pool.FindMessageTypeByName(f"factorylens.shallow.{name}"))
+        for name in ("Request", "ResourceLevel", "ScopeLevel")
+    )
 
 
 _SHALLOW_REQUEST, _SHALLOW_RESOURCE, _SHALLOW_SCOPE = _shallow_types()
@@ -70,7 +78,7 @@ def salvage(request_type: Any, raw: bytes) -> Salvaged:
         target = getattr(request, resource_field).add()
         try:
             target.resource.CopyFrom(Resource.FromString(level.head))
-        except Exception as exc:  # noqa: BLE001 - any decoder failure is this resource's bad bytes
+        except Exception as exc:
             rejected += sum(len(scope.children) for scope in scopes)
             first_error = first_error or f"resource: {exc}"
             del getattr(request, resource_field)[-1]
@@ -81,7 +89,7 @@ def salvage(request_type: Any, raw: bytes) -> Salvaged:
             scope_target.schema_url = scope.schema_url
             try:
                 scope_target.scope.CopyFrom(InstrumentationScope.FromString(scope.head))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 rejected += len(scope.children)
                 first_error = first_error or f"scope: {exc}"
                 del getattr(target, scope_field)[-1]
@@ -90,7 +98,7 @@ def salvage(request_type: Any, raw: bytes) -> Salvaged:
             for item_raw in scope.children:
                 try:
                     items.add().ParseFromString(item_raw)
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:
                     del items[-1]
                     rejected += 1
                     first_error = first_error or f"{item_field[:-1]}: {exc}"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class RateLimitedLog:
@@ -13,8 +14,9 @@ class RateLimitedLog:
     is told with the next line of that kind, so a full disk costs one line per interval, not one per
     refused request."""
 
-    def __init__(self, logger: logging.Logger, interval_s: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._logger = logger
         self._interval_s = interval_s
         self._clock = clock

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
@@ -37,5 +38,6 @@ class BearerTokenInterceptor(grpc.ServerInterceptor):
 def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:
     """Server TLS; with ``client_ca`` clients must present a certificate it signed (mTLS)."""
     root = Path(client_ca).read_bytes() if client_ca else None
-    return grpc.ssl_server_credentials([(Path(key).read_bytes(), Path(cert).read_bytes())],
-                                       root_certificates=root, require_client_auth=bool(client_ca))
+    return grpc.ssl_server_credentials(
+        [(Path(key).read_bytes(), Path(cert).read_bytes())], root_certificates=root, require_client_auth=bool(client_ca)
+    )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -12,18 +13,25 @@ from google.protobuf.message import Message
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 
 
-def connect(target: str, *, token: str | None = None, tls_ca: str | None = None,
-            tls_cert: str | None = None, tls_key: str | None = None) -> rca_pb2_grpc.RcaServiceStub:
+def connect(
+    target: str,
+    *,
+    token: str | None = None,
+    tls_ca: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+) -> rca_pb2_grpc.RcaServiceStub:
     """A stub for ``target`` (HOST:PORT); TLS when ``tls_ca`` is given, mTLS with a client cert/key."""
     if (tls_cert or tls_key) and not tls_ca:
         raise ValueError("a client certificate needs --tls-ca (TLS); refusing to fall back to plaintext")
     if tls_ca:
         creds = grpc.ssl_channel_credentials(
-            Path(tls_ca).read_bytes(), Path(tls_key).read_bytes() if tls_key else None,
-            Path(tls_cert).read_bytes() if tls_cert else None)
+            Path(tls_ca).read_bytes(),
+            Path(tls_key).read_bytes() if tls_key else None,
+            Path(tls_cert).read_bytes() if tls_cert else None,
+        )
         if token:
-            creds = grpc.composite_channel_credentials(
-                creds, grpc.access_token_call_credentials(token))
+            creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
         channel = grpc.secure_channel(target, creds)
     else:
         channel = grpc.insecure_channel(target)
@@ -38,7 +46,12 @@ class _BearerToken(grpc.UnaryUnaryClientInterceptor):
     def __init__(self, token: str) -> None:
         self._metadata = (("authorization", f"Bearer {token}"),)
 
-    def intercept_unary_unary(self, continuation, client_call_details, request):  # type: ignore[no-untyped-def]
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Message], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Message,
+    ) -> Any:
         return continuation(_Details(client_call_details, self._metadata), request)
 
 
@@ -52,8 +65,15 @@ class _Details(grpc.ClientCallDetails):
         self.compression = getattr(base, "compression", None)
 
 
-def paged(call: Callable[..., Message], request: Message, field: str, *, limit: int = 0, page_size: int = 0,
-          timeout: float | None = None) -> Iterator[Message]:
+def paged(
+    call: Callable[..., Message],
+    request: Message,
+    field: str,
+    *,
+    limit: int = 0,
+    page_size: int = 0,
+    timeout: float | None = None,
+) -> Iterator[Message]:
     """The items of a paged list call (``stub.ListSeries`` with ``field="series"``, ...), fetched one
     page at a time as the caller iterates, following ``next_page_token`` until the last page or until
     ``limit`` items (0 = all). ``page_size`` 0 leaves the page size to the server; ``timeout`` is per
@@ -85,19 +105,42 @@ def paged(call: Callable[..., Message], request: Message, field: str, *, limit: 
         page_request.page_token = token
 
 
-def list_series(stub: rca_pb2_grpc.RcaServiceStub, request: rca_pb2.ListSeriesRequest | None = None, *,
-                limit: int = 0, page_size: int = 0, timeout: float | None = None) -> Iterator[rca_pb2.SeriesInfo]:
+def list_series(
+    stub: rca_pb2_grpc.RcaServiceStub,
+    request: rca_pb2.ListSeriesRequest | None = None,
+    *,
+    limit: int = 0,
+    page_size: int = 0,
+    timeout: float | None = None,
+) -> Iterator[rca_pb2.SeriesInfo]:
     """Every series matching ``request``'s filters (sorted by id), up to ``limit`` (0 = all), page by page."""
-    return paged(stub.ListSeries, request or rca_pb2.ListSeriesRequest(), "series", limit=limit,
-                 page_size=page_size, timeout=timeout)
+    return paged(
+        stub.ListSeries,
+        request or rca_pb2.ListSeriesRequest(),
+        "series",
+        limit=limit,
+        page_size=page_size,
+        timeout=timeout,
+    )
 
 
-def list_incidents(stub: rca_pb2_grpc.RcaServiceStub, request: rca_pb2.ListIncidentsRequest | None = None, *,
-                   limit: int = 0, page_size: int = 0,
-                   timeout: float | None = None) -> Iterator[rca_pb2.Incident]:
+def list_incidents(
+    stub: rca_pb2_grpc.RcaServiceStub,
+    request: rca_pb2.ListIncidentsRequest | None = None,
+    *,
+    limit: int = 0,
+    page_size: int = 0,
+    timeout: float | None = None,
+) -> Iterator[rca_pb2.Incident]:
     """Incidents newest first, up to ``limit`` (0 = all), page by page."""
-    return paged(stub.ListIncidents, request or rca_pb2.ListIncidentsRequest(), "incidents", limit=limit,
-                 page_size=page_size, timeout=timeout)
+    return paged(
+        stub.ListIncidents,
+        request or rca_pb2.ListIncidentsRequest(),
+        "incidents",
+        limit=limit,
+        page_size=page_size,
+        timeout=timeout,
+    )
 
 
 def when(unix_nano: int) -> str:
@@ -107,10 +150,12 @@ def when(unix_nano: int) -> str:
 
 
 def format_incident(incident: rca_pb2.Incident) -> str:
-    lines = [f"{incident.id}  [{incident.state}]  {incident.title}",
-             f"  onset {when(incident.onset_time_unix_nano)} UTC, opened {when(incident.opened_time_unix_nano)}"
-             + (f", resolved {when(incident.resolved_time_unix_nano)}" if incident.resolved_time_unix_nano else "")
-             + f", score {incident.score:.2f}"]
+    lines = [
+        f"{incident.id}  [{incident.state}]  {incident.title}",
+        f"  onset {when(incident.onset_time_unix_nano)} UTC, opened {when(incident.opened_time_unix_nano)}"
+        + (f", resolved {when(incident.resolved_time_unix_nano)}" if incident.resolved_time_unix_nano else "")
+        + f", score {incident.score:.2f}",
+    ]
     for cause in incident.causes:
         lines.append(f"  #{cause.rank}  {cause.score:.2f}  {cause.domain:<8} {cause.entity}  {cause.signal}")
         lines.append(f"       {cause.explanation}")

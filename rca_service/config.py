@@ -108,11 +108,23 @@ class RcaServiceConfig:
         try:
             FsyncPolicy(self.fsync)
         except ValueError:
-            raise ConfigError(f"fsync={self.fsync!r}: expected one of "
-                              f"{[p.value for p in FsyncPolicy]}") from None
-        positive = ("fsync_interval_s", "wal_segment_mb", "snapshot_interval_s", "snapshot_wal_mb",
-                    "max_message_mb", "max_pending_requests", "max_pending_mb", "retry_after_s", "workers",
-                    "retention_s", "max_series", "max_events", "analysis_interval_s", "analysis_budget_s")
+            raise ConfigError(f"fsync={self.fsync!r}: expected one of {[p.value for p in FsyncPolicy]}") from None
+        positive = (
+            "fsync_interval_s",
+            "wal_segment_mb",
+            "snapshot_interval_s",
+            "snapshot_wal_mb",
+            "max_message_mb",
+            "max_pending_requests",
+            "max_pending_mb",
+            "retry_after_s",
+            "workers",
+            "retention_s",
+            "max_series",
+            "max_events",
+            "analysis_interval_s",
+            "analysis_budget_s",
+        )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be positive")

@@ -14,9 +14,10 @@ from __future__ import annotations
 import collections
 import logging
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -40,29 +41,47 @@ RETRY_INFO_TRAILER = "google.rpc.retryinfo-bin"  # where the Python OTLP exporte
 
 @dataclass(frozen=True)
 class Signal:
-    name: str                 # metrics | traces | logs
-    item: str                 # what rejected_* counts
+    name: str  # metrics | traces | logs
+    item: str  # what rejected_* counts
     kind: RecordKind
-    service: str              # fully qualified gRPC service name, from the generated descriptor
+    service: str  # fully qualified gRPC service name, from the generated descriptor
     request: Any
     response: Any
     partial: Any
-    ingest: str               # SeriesStore method
+    ingest: str  # SeriesStore method
 
 
 SIGNALS = (
-    Signal("metrics", "data_points", RecordKind.METRICS,
-           metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
-           metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse,
-           metrics_service_pb2.ExportMetricsPartialSuccess, "ingest_metrics"),
-    Signal("traces", "spans", RecordKind.TRACES,
-           trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
-           trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse,
-           trace_service_pb2.ExportTracePartialSuccess, "ingest_spans"),
-    Signal("logs", "log_records", RecordKind.LOGS,
-           logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
-           logs_service_pb2.ExportLogsServiceRequest, logs_service_pb2.ExportLogsServiceResponse,
-           logs_service_pb2.ExportLogsPartialSuccess, "ingest_logs"),
+    Signal(
+        "metrics",
+        "data_points",
+        RecordKind.METRICS,
+        metrics_service_pb2.DESCRIPTOR.services_by_name["MetricsService"].full_name,
+        metrics_service_pb2.ExportMetricsServiceRequest,
+        metrics_service_pb2.ExportMetricsServiceResponse,
+        metrics_service_pb2.ExportMetricsPartialSuccess,
+        "ingest_metrics",
+    ),
+    Signal(
+        "traces",
+        "spans",
+        RecordKind.TRACES,
+        trace_service_pb2.DESCRIPTOR.services_by_name["TraceService"].full_name,
+        trace_service_pb2.ExportTraceServiceRequest,
+        trace_service_pb2.ExportTraceServiceResponse,
+        trace_service_pb2.ExportTracePartialSuccess,
+        "ingest_spans",
+    ),
+    Signal(
+        "logs",
+        "log_records",
+        RecordKind.LOGS,
+        logs_service_pb2.DESCRIPTOR.services_by_name["LogsService"].full_name,
+        logs_service_pb2.ExportLogsServiceRequest,
+        logs_service_pb2.ExportLogsServiceResponse,
+        logs_service_pb2.ExportLogsPartialSuccess,
+        "ingest_logs",
+    ),
 )
 SIGNAL_BY_KIND = {s.kind: s for s in SIGNALS}
 
@@ -153,7 +172,7 @@ def retry_later_status(message: str, delay_s: float, code: int = code_pb2.UNAVAI
     detail = any_pb2.Any()
     detail.Pack(info)
     status = rpc_status.to_status(status_pb2.Status(code=code, message=message, details=[detail]))
-    trailers = tuple(status.trailing_metadata) + ((RETRY_INFO_TRAILER, info.SerializeToString()),)
+    trailers = (*tuple(status.trailing_metadata), (RETRY_INFO_TRAILER, info.SerializeToString()))
     return _RichStatus(status.code, status.details, trailers)
 
 
@@ -163,10 +182,10 @@ def decode(signal: Signal, raw: bytes) -> tuple[Any, IngestResult]:
     result = IngestResult()
     try:
         return signal.request.FromString(raw), result
-    except Exception as whole:  # noqa: BLE001 - any decoder failure: try item by item
+    except Exception as whole:
         try:
             salvaged = salvage(signal.request, raw)
-        except Exception:  # noqa: BLE001
+        except Exception:
             raise ValueError(f"{type(whole).__name__}: {whole}") from None
     if salvaged.rejected_items:
         result.reject(f"{signal.item} that do not decode ({salvaged.first_error[:200]})", salvaged.rejected_items)
@@ -176,9 +195,18 @@ def decode(signal: Signal, raw: bytes) -> tuple[Any, IngestResult]:
 class OtlpIngest:
     """The three OTLP Export handlers over one store and one write-ahead log."""
 
-    def __init__(self, store: SeriesStore, wal: WriteAheadLog, gate: IngestGate, stats: IngestStats, *,
-                 max_pending_requests: int, max_pending_bytes: int, retry_after_s: float,
-                 memory: MemoryGuard | None = None) -> None:
+    def __init__(
+        self,
+        store: SeriesStore,
+        wal: WriteAheadLog,
+        gate: IngestGate,
+        stats: IngestStats,
+        *,
+        max_pending_requests: int,
+        max_pending_bytes: int,
+        retry_after_s: float,
+        memory: MemoryGuard | None = None,
+    ) -> None:
         self.store = store
         self.wal = wal
         self.gate = gate
@@ -191,22 +219,32 @@ class OtlpIngest:
         self._admission = threading.Lock()
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
-        return [grpc.method_handlers_generic_handler(signal.service, {
-            "Export": grpc.unary_unary_rpc_method_handler(
-                self._handler(signal), request_deserializer=None,
-                response_serializer=signal.response.SerializeToString),
-        }) for signal in SIGNALS]
+        return [
+            grpc.method_handlers_generic_handler(
+                signal.service,
+                {
+                    "Export": grpc.unary_unary_rpc_method_handler(
+                        self._handler(signal),
+                        request_deserializer=None,
+                        response_serializer=signal.response.SerializeToString,
+                    ),
+                },
+            )
+            for signal in SIGNALS
+        ]
 
     def _handler(self, signal: Signal) -> Callable[[bytes, grpc.ServicerContext], Any]:
         def export(raw: bytes, context: grpc.ServicerContext) -> Any:
             return self.export(signal, raw, context)
+
         return export
 
     def _admit(self, size: int) -> bool:
         with self._admission:
             stats = self.stats
-            if stats.pending_requests >= self.max_pending_requests or \
-                    (stats.pending_requests and stats.pending_bytes + size > self.max_pending_bytes):
+            if stats.pending_requests >= self.max_pending_requests or (
+                stats.pending_requests and stats.pending_bytes + size > self.max_pending_bytes
+            ):
                 return False
             stats.pending_requests += 1
             stats.pending_bytes += size
@@ -220,19 +258,29 @@ class OtlpIngest:
     def export(self, signal: Signal, raw: bytes, context: grpc.ServicerContext) -> Any:
         if not self._admit(len(raw)):
             self.stats.refuse(signal.name, "overload")
-            context.abort_with_status(retry_later_status(
-                f"RCA service overloaded ({self.stats.pending_requests} requests in flight); retry later",
-                self.retry_after_s))
+            context.abort_with_status(
+                retry_later_status(
+                    f"RCA service overloaded ({self.stats.pending_requests} requests in flight); retry later",
+                    self.retry_after_s,
+                )
+            )
         try:
             if not self.memory.admits(len(raw)):
                 self.stats.refuse(signal.name, "memory")
-                limited_log.log(logging.WARNING, "memory", "memory bound reached (%.0f of %.0f MB resident): "
-                                "exports refused with RESOURCE_EXHAUSTED until memory is freed (lower --retention "
-                                "or --max-series, or raise --max-memory)", self.memory.rss_bytes() / 1e6,
-                                self.memory.limit_bytes / 1e6)
-                context.abort_with_status(retry_later_status(
-                    "RCA service memory bound reached; retry later", self.retry_after_s,
-                    code_pb2.RESOURCE_EXHAUSTED))
+                limited_log.log(
+                    logging.WARNING,
+                    "memory",
+                    "memory bound reached (%.0f of %.0f MB resident): "
+                    "exports refused with RESOURCE_EXHAUSTED until memory is freed (lower --retention "
+                    "or --max-series, or raise --max-memory)",
+                    self.memory.rss_bytes() / 1e6,
+                    self.memory.limit_bytes / 1e6,
+                )
+                context.abort_with_status(
+                    retry_later_status(
+                        "RCA service memory bound reached; retry later", self.retry_after_s, code_pb2.RESOURCE_EXHAUSTED
+                    )
+                )
             try:
                 request, undecodable = decode(signal, raw)
             except ValueError as exc:
@@ -249,16 +297,20 @@ class OtlpIngest:
                 except WalError as exc:
                     self.writes_failing = True
                     self.stats.refuse(signal.name, "wal")
-                    context.abort_with_status(retry_later_status(f"cannot persist the request: {exc}",
-                                                                 self.retry_after_s))
+                    context.abort_with_status(
+                        retry_later_status(f"cannot persist the request: {exc}", self.retry_after_s)
+                    )
                 self.writes_failing = False
                 result = self.apply(signal, request)
             result.merge(undecodable)
             self.stats.record(signal.name, result)
             if not result.rejected and not result.warnings:
                 return signal.response()
-            return signal.response(partial_success=signal.partial(
-                error_message=result.message[:4096], **{f"rejected_{signal.item}": result.rejected}))
+            return signal.response(
+                partial_success=signal.partial(
+                    error_message=result.message[:4096], **{f"rejected_{signal.item}": result.rejected}
+                )
+            )
         finally:
             self._leave(len(raw))
 
@@ -268,9 +320,14 @@ class OtlpIngest:
             return IngestResult()
         try:
             return getattr(self.store, signal.ingest)(request)
-        except Exception:  # noqa: BLE001 - logged with the stack; the data stays in the WAL
-            limited_log.log(logging.ERROR, "store", "storing an OTLP %s request failed part way; it stays in "
-                            "the WAL", signal.name, exc_info=True)
+        except Exception:
+            limited_log.log(
+                logging.ERROR,
+                "store",
+                "storing an OTLP %s request failed part way; it stays in the WAL",
+                signal.name,
+                exc_info=True,
+            )
             result = IngestResult()
             result.reject("internal error while storing; the request is kept in the WAL (see the service log)")
             return result
@@ -285,5 +342,5 @@ class OtlpIngest:
         request, _ = decode(signal, payload)
         try:
             getattr(self.store, signal.ingest)(request)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise ValueError(f"storing it failed: {type(exc).__name__}: {exc}") from exc

@@ -7,16 +7,17 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentChange, IncidentState
-from factorylens.rca_service.ingest import IngestStats
 from factorylens.rca_service.baselines import workload_predictability
+from factorylens.rca_service.ingest import IngestStats
 from factorylens.rca_service.store import SeriesInfo, SeriesStore
 from factorylens.rca_service.wal import WriteAheadLog
 from factorylens.telemetry import make_logger_provider, make_resource
@@ -29,8 +30,9 @@ MAX_CAUSES_EXPORTED = 5
 INCIDENT_EVENT = "factorylens.incident"
 
 
-def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, analyzer: Analyzer,
-                  snapshot_age_s: Callable[[], float]) -> dict[str, Points]:
+def health_series(
+    stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, analyzer: Analyzer, snapshot_age_s: Callable[[], float]
+) -> dict[str, Points]:
     """``{metric: [(attributes, value)]}`` for the Prometheus collector; names are in the registry."""
     store_stats = store.stats()
     accepted, rejected, refused = stats.copy()
@@ -42,19 +44,40 @@ def health_series(stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, an
         series = store.series.get(sid)
         if series is not None:
             info = series.info
-            scored.append(({"factorylens.series.id": sid, "factorylens.metric": info.metric,
-                            "factorylens.entity": info.entity, "factorylens.domain": info.domain}, score))
+            scored.append(
+                (
+                    {
+                        "factorylens.series.id": sid,
+                        "factorylens.metric": info.metric,
+                        "factorylens.entity": info.entity,
+                        "factorylens.domain": info.domain,
+                    },
+                    score,
+                )
+            )
     predictable = _workload_predictability(store, analyzer.predictability())
     causes: Points = [
-        ({"factorylens.incident.id": i.id, "factorylens.cause.rank": c.rank, "factorylens.entity": c.entity,
-          "factorylens.domain": c.domain, "factorylens.metric": c.signal}, c.score)
-        for i in open_incidents for c in i.causes[:MAX_CAUSES_EXPORTED]]
+        (
+            {
+                "factorylens.incident.id": i.id,
+                "factorylens.cause.rank": c.rank,
+                "factorylens.entity": c.entity,
+                "factorylens.domain": c.domain,
+                "factorylens.metric": c.signal,
+            },
+            c.score,
+        )
+        for i in open_incidents
+        for c in i.causes[:MAX_CAUSES_EXPORTED]
+    ]
     return {
         "factorylens.rca.ingest.accepted": [({"otlp.signal": s}, n) for s, n in sorted(accepted.items())],
-        "factorylens.rca.ingest.rejected": [({"otlp.signal": s, "factorylens.rca.reason": r}, n)
-                                            for (s, r), n in sorted(rejected.items())],
-        "factorylens.rca.requests.refused": [({"otlp.signal": s, "factorylens.rca.reason": r}, n)
-                                             for (s, r), n in sorted(refused.items())],
+        "factorylens.rca.ingest.rejected": [
+            ({"otlp.signal": s, "factorylens.rca.reason": r}, n) for (s, r), n in sorted(rejected.items())
+        ],
+        "factorylens.rca.requests.refused": [
+            ({"otlp.signal": s, "factorylens.rca.reason": r}, n) for (s, r), n in sorted(refused.items())
+        ],
         "factorylens.rca.queue.depth": [({}, stats.pending_requests)],
         "factorylens.rca.wal.size": [({}, wal.size_bytes())],
         "factorylens.rca.wal.lag": [({}, wal.unsynced_bytes)],
@@ -125,16 +148,28 @@ class IncidentPublisher:
     def publish(self, change: IncidentChange, incident: Incident) -> None:
         top = incident.causes[0] if incident.causes else None
         attributes: dict[str, Any] = {
-            "factorylens.incident.id": incident.id, "factorylens.incident.state": incident.state.value,
+            "factorylens.incident.id": incident.id,
+            "factorylens.incident.state": incident.state.value,
             "factorylens.incident.change": change.value,
         }
         if top is not None:
-            attributes.update({"factorylens.entity": top.entity, "factorylens.domain": top.domain,
-                               "factorylens.metric": top.signal, "factorylens.series.id": top.series_id})
+            attributes.update(
+                {
+                    "factorylens.entity": top.entity,
+                    "factorylens.domain": top.domain,
+                    "factorylens.metric": top.signal,
+                    "factorylens.series.id": top.series_id,
+                }
+            )
         severity = SeverityNumber.INFO if change is IncidentChange.RESOLVED else SeverityNumber.WARN
-        self._logger.emit(timestamp=incident.updated_unix_nano, body=f"{incident.title}: {incident.summary}",
-                          severity_number=severity, severity_text=severity.name, attributes=attributes,
-                          event_name=INCIDENT_EVENT)
+        self._logger.emit(
+            timestamp=incident.updated_unix_nano,
+            body=f"{incident.title}: {incident.summary}",
+            severity_number=severity,
+            severity_text=severity.name,
+            attributes=attributes,
+            event_name=INCIDENT_EVENT,
+        )
 
     def shutdown(self) -> None:
         self._provider.force_flush(5_000)

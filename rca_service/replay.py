@@ -11,9 +11,10 @@ it would have found them.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -25,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from factorylens.rca_service.analysis import Incident, KpiRankingAnalyzer, KpiRankingConfig, config_for_interval
 from factorylens.rca_service.baselines._history import TIME_COLUMNS, _seconds
 from factorylens.rca_service.ranking import Topology
-from factorylens.rca_service.store import SeriesKind, SeriesStore, StoreLimits
+from factorylens.rca_service.store import ScalarSeries, SeriesKind, SeriesStore, StoreLimits
 
 NS = 1_000_000_000
 ENTITY_ATTRIBUTE = "factorylens.entity"  # a long table's entity, taken verbatim as the series' entity
@@ -39,6 +40,18 @@ class _Batch:
     apply: Callable[[SeriesStore], None]
 
 
+_Request = TypeVar("_Request")
+
+
+def _applying(ingest: Callable[[SeriesStore, _Request], object], request: _Request) -> Callable[[SeriesStore], None]:
+    """``store -> ingest(store, request)``, bound to this request now (not to the loop variable)."""
+
+    def apply(store: SeriesStore) -> None:
+        ingest(store, request)
+
+    return apply
+
+
 def read_long_table(path: str | Path) -> pd.DataFrame:
     """``time_unix_nano, entity, signal, value`` rows, sorted by time, from a CSV or Parquet file."""
     path = Path(path)
@@ -48,34 +61,48 @@ def read_long_table(path: str | Path) -> pd.DataFrame:
         table = pd.read_csv(path)
     time_column = next((c for c in TIME_COLUMNS if c in table.columns), None)
     signal_column = "signal" if "signal" in table.columns else "metric" if "metric" in table.columns else None
-    missing = [name for name, found in (("a time column (" + ", ".join(TIME_COLUMNS) + ")", time_column),
-                                        ("entity", "entity" in table.columns), ("signal or metric", signal_column),
-                                        ("value", "value" in table.columns)) if not found]
+    missing = [
+        name
+        for name, found in (
+            ("a time column (" + ", ".join(TIME_COLUMNS) + ")", time_column),
+            ("entity", "entity" in table.columns),
+            ("signal or metric", signal_column),
+            ("value", "value" in table.columns),
+        )
+        if not found
+    ]
     if missing:
-        raise ValueError(f"{path}: a long-format table needs {', '.join(missing)}; "
-                         f"it has {', '.join(map(str, table.columns))}")
-    out = pd.DataFrame({
-        "time_unix_nano": (_seconds(table[time_column]) * NS).round().astype("int64"),
-        "entity": table["entity"].astype(str),
-        "signal": table[signal_column].astype(str),
-        "value": pd.to_numeric(table["value"], errors="coerce"),
-    })
+        raise ValueError(
+            f"{path}: a long-format table needs {', '.join(missing)}; it has {', '.join(map(str, table.columns))}"
+        )
+    out = pd.DataFrame(
+        {
+            "time_unix_nano": (_seconds(table[time_column]) * NS).round().astype("int64"),
+            "entity": table["entity"].astype(str),
+            "signal": table[signal_column].astype(str),
+            "value": pd.to_numeric(table["value"], errors="coerce"),
+        }
+    )
     return out.sort_values("time_unix_nano", kind="stable").reset_index(drop=True)
 
 
 def _table_batches(table: pd.DataFrame, interval_ns: int) -> Iterator[_Batch]:
-    series: dict[tuple[str, str], object] = {}
+    series: dict[tuple[str, str], ScalarSeries] = {}
 
     def appender(rows: pd.DataFrame) -> Callable[[SeriesStore], None]:
         def apply(store: SeriesStore) -> None:
-            for entity, signal, ts, value in zip(rows["entity"], rows["signal"], rows["time_unix_nano"], rows["value"]):
+            for entity, signal, ts, value in zip(
+                rows["entity"], rows["signal"], rows["time_unix_nano"], rows["value"], strict=False
+            ):
                 target = series.get((entity, signal))
                 if target is None:
-                    target = store.get_or_create(signal, SeriesKind.GAUGE, "", {ENTITY_ATTRIBUTE: entity}, {})
-                    if target is None:
+                    made = store.get_or_create(signal, SeriesKind.GAUGE, "", {ENTITY_ATTRIBUTE: entity}, {})
+                    if made is None:
                         continue
-                    series[(entity, signal)] = target
-                target.append(int(ts), float(value))  # type: ignore[attr-defined]
+                    assert isinstance(made, ScalarSeries)  # a gauge's series
+                    target = series[(entity, signal)] = made
+                target.append(int(ts), float(value))
+
         return apply
 
     bins = table["time_unix_nano"] // interval_ns
@@ -94,22 +121,33 @@ def _otlp_batches(path: Path) -> Iterator[_Batch]:
                 raise ValueError(f"{path}:{number}: not JSON: {exc}") from exc
             if "resourceMetrics" in data:
                 request = json_format.ParseDict(data, ExportMetricsServiceRequest())
-                times = [p.time_unix_nano for rm in request.resource_metrics for sm in rm.scope_metrics
-                         for m in sm.metrics for p in _points(m)]
-                yield _Batch(max(times, default=0), lambda store, r=request: store.ingest_metrics(r))
+                times = [
+                    p.time_unix_nano
+                    for rm in request.resource_metrics
+                    for sm in rm.scope_metrics
+                    for m in sm.metrics
+                    for p in _points(m)
+                ]
+                yield _Batch(max(times, default=0), _applying(SeriesStore.ingest_metrics, request))
             elif "resourceSpans" in data:
                 traces = json_format.ParseDict(data, ExportTraceServiceRequest())
-                times = [s.end_time_unix_nano for rs in traces.resource_spans for ss in rs.scope_spans
-                         for s in ss.spans]
-                yield _Batch(max(times, default=0), lambda store, r=traces: store.ingest_spans(r))
+                times = [
+                    s.end_time_unix_nano for rs in traces.resource_spans for ss in rs.scope_spans for s in ss.spans
+                ]
+                yield _Batch(max(times, default=0), _applying(SeriesStore.ingest_spans, traces))
             elif "resourceLogs" in data:
                 logs = json_format.ParseDict(data, ExportLogsServiceRequest())
-                times = [r.time_unix_nano or r.observed_time_unix_nano for rl in logs.resource_logs
-                         for sl in rl.scope_logs for r in sl.log_records]
-                yield _Batch(max(times, default=0), lambda store, r=logs: store.ingest_logs(r))
+                times = [
+                    r.time_unix_nano or r.observed_time_unix_nano
+                    for rl in logs.resource_logs
+                    for sl in rl.scope_logs
+                    for r in sl.log_records
+                ]
+                yield _Batch(max(times, default=0), _applying(SeriesStore.ingest_logs, logs))
             else:
-                raise ValueError(f"{path}:{number}: expected an OTLP JSON request (resourceMetrics, resourceSpans "
-                                 "or resourceLogs)")
+                raise ValueError(
+                    f"{path}:{number}: expected an OTLP JSON request (resourceMetrics, resourceSpans or resourceLogs)"
+                )
 
 
 def _points(metric) -> list:
@@ -117,9 +155,15 @@ def _points(metric) -> list:
     return list(getattr(metric, data).data_points) if data else []
 
 
-def replay(path: str | Path, *, topology: Topology | None = None, kpi_metrics: tuple[str, ...] = (),
-           interval_s: float = 10.0, config: KpiRankingConfig | None = None,
-           progress: Callable[[int, int], None] | None = None) -> list[Incident]:
+def replay(
+    path: str | Path,
+    *,
+    topology: Topology | None = None,
+    kpi_metrics: tuple[str, ...] = (),
+    interval_s: float = 10.0,
+    config: KpiRankingConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Incident]:
     """Incidents (oldest first) the analyzer finds in the file, with their ranked causes."""
     path = Path(path)
     if not path.exists():

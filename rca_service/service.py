@@ -14,9 +14,10 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import grpc
 
@@ -62,24 +63,42 @@ class ServiceError(RuntimeError):
 
 
 class RcaService:
-    def __init__(self, config: RcaServiceConfig, *, analyzer: Analyzer | None = None,
-                 log_exporters: list | None = None,
-                 incident_listeners: list[Callable[[IncidentChange, Incident], None]] | None = None) -> None:
+    def __init__(
+        self,
+        config: RcaServiceConfig,
+        *,
+        analyzer: Analyzer | None = None,
+        log_exporters: list | None = None,
+        incident_listeners: list[Callable[[IncidentChange, Incident], None]] | None = None,
+    ) -> None:
         config.validate()
         self.config = config
         self.data_dir = Path(config.data_dir)
-        self.store = SeriesStore(StoreLimits(max_series=config.max_series, retention_s=config.retention_s,
-                                             max_events=config.max_events, max_future_s=config.max_future_s))
+        self.store = SeriesStore(
+            StoreLimits(
+                max_series=config.max_series,
+                retention_s=config.retention_s,
+                max_events=config.max_events,
+                max_future_s=config.max_future_s,
+            )
+        )
         self.memory = MemoryGuard(memory_limit_bytes(config.max_memory_mb))
         self.analyzer = analyzer or make_analyzer(config)
         self.stats = IngestStats()
         self.gate = IngestGate()
-        self.wal = WriteAheadLog(self.data_dir / "wal", FsyncPolicy(config.fsync), config.fsync_interval_s,
-                                 config.wal_segment_mb << 20)
-        self.ingest = OtlpIngest(self.store, self.wal, self.gate, self.stats,
-                                 max_pending_requests=config.max_pending_requests,
-                                 max_pending_bytes=config.max_pending_mb << 20, retry_after_s=config.retry_after_s,
-                                 memory=self.memory)
+        self.wal = WriteAheadLog(
+            self.data_dir / "wal", FsyncPolicy(config.fsync), config.fsync_interval_s, config.wal_segment_mb << 20
+        )
+        self.ingest = OtlpIngest(
+            self.store,
+            self.wal,
+            self.gate,
+            self.stats,
+            max_pending_requests=config.max_pending_requests,
+            max_pending_bytes=config.max_pending_mb << 20,
+            retry_after_s=config.retry_after_s,
+            memory=self.memory,
+        )
         self.incident_log = IncidentLog(self.data_dir / "incidents.json")
         self._log_exporters = list(log_exporters or [])
         self.incident_listeners = list(incident_listeners or [])
@@ -113,15 +132,21 @@ class RcaService:
         # every admitted export holds a thread while it waits for the WAL; the extra workers keep the
         # API answering and over-limit exports refused promptly (UNAVAILABLE + RetryInfo), not queued
         self.server = grpc.server(
-            ThreadPoolExecutor(max_workers=self.config.max_pending_requests + self.config.workers,
-                               thread_name_prefix="rca-grpc"),
-            handlers=self.ingest.handlers(), interceptors=interceptors,
-            options=[("grpc.max_receive_message_length", max_message),
-                     ("grpc.max_send_message_length", max_message),
-                     # gRPC shares ports by default; a second service on the same port must fail instead
-                     ("grpc.so_reuseport", 0)])
-        rca_pb2_grpc.add_RcaServiceServicer_to_server(RcaApiServicer(self.store, self.analyzer, self.health),
-                                                      self.server)
+            ThreadPoolExecutor(
+                max_workers=self.config.max_pending_requests + self.config.workers, thread_name_prefix="rca-grpc"
+            ),
+            handlers=self.ingest.handlers(),
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", max_message),
+                ("grpc.max_send_message_length", max_message),
+                # gRPC shares ports by default; a second service on the same port must fail instead
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        rca_pb2_grpc.add_RcaServiceServicer_to_server(
+            RcaApiServicer(self.store, self.analyzer, self.health), self.server
+        )
         try:
             if self.config.tls_cert:
                 creds = server_credentials(self.config.tls_cert, self.config.tls_key, self.config.tls_client_ca)
@@ -135,18 +160,36 @@ class RcaService:
             bind_error = None
         if not self.port:
             self.wal.close()
-            raise ServiceError(f"cannot listen on {self.config.listen} (port in use or address not local?)"
-                               + (f": {bind_error}" if bind_error else ""))
+            raise ServiceError(
+                f"cannot listen on {self.config.listen} (port in use or address not local?)"
+                + (f": {bind_error}" if bind_error else "")
+            )
         self.server.start()
         if self.config.metrics_listen not in ("", "off", "none"):
             host, port = split_host_port(self.config.metrics_listen)
-            source = lambda: {**health_series(self.stats, self.store, self.wal,  # noqa: E731
-                                              self.analyzer, self.snapshot_age_s), **self._robustness_series()}
+
+            def source():
+                return {
+                    **health_series(
+                        self.stats,
+                        self.store,
+                        self.wal,
+                        self.analyzer,
+                        self.snapshot_age_s,
+                    ),
+                    **self._robustness_series(),
+                }
+
             try:
-                self.metrics_server = MetricsServer([SnapshotCollector(source, {"service.name": "factorylens-rca"})],
-                                                    host, port, bearer_token=token, tls_cert=self.config.tls_cert
-                                                    or None, tls_key=self.config.tls_key or None,
-                                                    tls_client_ca=self.config.tls_client_ca or None)
+                self.metrics_server = MetricsServer(
+                    [SnapshotCollector(source, {"service.name": "factorylens-rca"})],
+                    host,
+                    port,
+                    bearer_token=token,
+                    tls_cert=self.config.tls_cert or None,
+                    tls_key=self.config.tls_key or None,
+                    tls_client_ca=self.config.tls_client_ca or None,
+                )
             except OSError as exc:
                 self.server.stop(0)
                 self.wal.close()
@@ -156,28 +199,41 @@ class RcaService:
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
-        log.info("RCA service listening on %s (OTLP gRPC + factorylens.rca.v1%s%s); data in %s", self.address,
-                 ", TLS" if self.config.tls_cert else "", ", bearer token" if token else "", self.data_dir)
+        log.info(
+            "RCA service listening on %s (OTLP gRPC + factorylens.rca.v1%s%s); data in %s",
+            self.address,
+            ", TLS" if self.config.tls_cert else "",
+            ", bearer token" if token else "",
+            self.data_dir,
+        )
         if self.metrics_server:
             log.info("RCA service metrics at %s", self.metrics_server.url)
 
     def _incident_exporters(self) -> list:
         if self.config.incidents_otlp_endpoint and not self._log_exporters:
             from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-            self._log_exporters = [OTLPLogExporter(endpoint=self.config.incidents_otlp_endpoint,
-                                                   insecure=self.config.incidents_otlp_insecure)]
+
+            self._log_exporters = [
+                OTLPLogExporter(
+                    endpoint=self.config.incidents_otlp_endpoint, insecure=self.config.incidents_otlp_insecure
+                )
+            ]
         return self._log_exporters
 
     def _warn_if_exposed(self, token: str | None) -> None:
         host, _ = split_host_port(self.config.listen)
         tls = bool(self.config.tls_cert)
         if token and not tls:
-            log.warning("a bearer token is required but TLS is off: the token crosses the network in clear text "
-                        "(set --tls-cert/--tls-key)")
+            log.warning(
+                "a bearer token is required but TLS is off: the token crosses the network in clear text "
+                "(set --tls-cert/--tls-key)"
+            )
         if not _is_loopback(host) and not tls and not token:
-            log.warning("listening on %s with neither TLS nor a bearer token: anyone who reaches this address can "
-                        "write data and read incidents (set --tls-cert/--tls-key and --bearer-token-file)",
-                        self.config.listen)
+            log.warning(
+                "listening on %s with neither TLS nor a bearer token: anyone who reaches this address can "
+                "write data and read incidents (set --tls-cert/--tls-key and --bearer-token-file)",
+                self.config.listen,
+            )
 
     def _recover(self) -> None:
         began = time.monotonic()
@@ -190,9 +246,13 @@ class RcaService:
         first_wal_lsn = int(segments[0].stem) if segments else lsn + 1
         if first_wal_lsn > lsn + 1:
             self.recovery_data_loss += first_wal_lsn - lsn - 1
-            log.error("DATA LOSS: no usable snapshot covers WAL records %d to %d (their segments were deleted "
-                      "after a snapshot that is now unreadable); the store starts from record %d",
-                      lsn + 1, first_wal_lsn - 1, first_wal_lsn)
+            log.error(
+                "DATA LOSS: no usable snapshot covers WAL records %d to %d (their segments were deleted "
+                "after a snapshot that is now unreadable); the store starts from record %d",
+                lsn + 1,
+                first_wal_lsn - 1,
+                first_wal_lsn,
+            )
         marker = self.data_dir / REPLAY_MARKER
         suspect = _read_marker(marker)
         replayed, replayed_bytes, last_report = 0, 0, time.monotonic()
@@ -214,8 +274,9 @@ class RcaService:
                     log.info("replaying the WAL: %d requests (%.1f MB) so far", replayed, replayed_bytes / 1e6)
         marker.unlink()
         if replayed:
-            log.info("replayed %d WAL requests (%.1f MB) in %.1fs", replayed, replayed_bytes / 1e6,
-                     time.monotonic() - began)
+            log.info(
+                "replayed %d WAL requests (%.1f MB) in %.1fs", replayed, replayed_bytes / 1e6, time.monotonic() - began
+            )
         self.analyzer.load_incidents(self.incident_log.load())
 
     def _quarantine(self, lsn: int, kind: int, payload: bytes, why: str) -> None:
@@ -229,8 +290,13 @@ class RcaService:
         except OSError as exc:
             log.error("WAL record %d cannot be replayed (%s) and could not be set aside (%s); skipped", lsn, why, exc)
             return
-        log.error("WAL record %d (%d bytes) cannot be replayed (%s); set aside as %s and skipped", lsn,
-                  len(payload), why, path)
+        log.error(
+            "WAL record %d (%d bytes) cannot be replayed (%s); set aside as %s and skipped",
+            lsn,
+            len(payload),
+            why,
+            path,
+        )
 
     def _robustness_series(self) -> dict[str, list]:
         return {
@@ -238,8 +304,9 @@ class RcaService:
             "factorylens.rca.recovery.lost_records": [({}, self.recovery_data_loss)],
             "factorylens.rca.snapshot.failures": [({}, self._snapshot_failures)],
             "factorylens.rca.attributes.truncated": [({}, self.store.decoder.truncated)],
-            "factorylens.rca.analysis.skipped": [({"factorylens.rca.reason": reason}, n)
-                                                 for reason, n in sorted(self.analyzer.skipped().items())],
+            "factorylens.rca.analysis.skipped": [
+                ({"factorylens.rca.reason": reason}, n) for reason, n in sorted(self.analyzer.skipped().items())
+            ],
             "factorylens.rca.memory.resident": [({}, self.memory.rss_bytes())],
             "factorylens.rca.memory.limit": [({}, self.memory.limit_bytes)],
         }
@@ -269,7 +336,7 @@ class RcaService:
                 path = write_snapshot(self.data_dir / "snapshots", lsn, state)
             except OSError as exc:
                 self._snapshot_failures += 1
-                delay = min(SNAPSHOT_BACKOFF_MAX_S, self.config.snapshot_interval_s / 10 * 2 ** self._snapshot_failures)
+                delay = min(SNAPSHOT_BACKOFF_MAX_S, self.config.snapshot_interval_s / 10 * 2**self._snapshot_failures)
                 self._next_snapshot_try = time.monotonic() + delay
                 log.error("snapshot failed (%s); the WAL is kept and the snapshot retried in %.0f s", exc, delay)
                 return None
@@ -287,11 +354,13 @@ class RcaService:
                 if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
                     last_sweep = time.monotonic()
                     self.store.enforce_retention()
-                due = self.snapshot_age_s() > self.config.snapshot_interval_s or \
-                    self.wal.size_bytes() > self.config.snapshot_wal_mb << 20
+                due = (
+                    self.snapshot_age_s() > self.config.snapshot_interval_s
+                    or self.wal.size_bytes() > self.config.snapshot_wal_mb << 20
+                )
                 if due and time.monotonic() >= self._next_snapshot_try:
                     self.snapshot()
-            except Exception:  # noqa: BLE001 - keep the service up; the next round retries
+            except Exception:
                 log.exception("housekeeping failed")
 
     def _analysis_loop(self) -> None:
@@ -303,9 +372,10 @@ class RcaService:
         it did not reach go first next time."""
         deadline = time.monotonic() + budget_s if budget_s else None
         try:
-            changes = self.analyzer.analyze(self.store, time.time_ns(), deadline=deadline,
-                                            should_stop=self._stop.is_set)
-        except Exception:  # noqa: BLE001
+            changes = self.analyzer.analyze(
+                self.store, time.time_ns(), deadline=deadline, should_stop=self._stop.is_set
+            )
+        except Exception:
             log.exception("analysis pass failed")
             return
         if not changes:
@@ -326,18 +396,31 @@ class RcaService:
         store = self.store.stats()
         stats = self.stats
         accepted = stats.copy()[0]
-        degraded = stats.pending_requests >= self.config.max_pending_requests or self.ingest.writes_failing \
-            or self.memory.over
+        degraded = (
+            stats.pending_requests >= self.config.max_pending_requests or self.ingest.writes_failing or self.memory.over
+        )
         return rca_pb2.HealthResponse(
             status=rca_pb2.HealthResponse.DEGRADED if degraded else rca_pb2.HealthResponse.SERVING,
-            version=__version__, analyzer=self.analyzer.name, uptime_seconds=time.monotonic() - self._started,
-            series=store["series"], points=store["points"], store_bytes=store["bytes"], events=store["events"],
-            points_accepted=accepted.get("metrics", 0), points_rejected=stats.rejected_total("metrics"),
-            spans_accepted=accepted.get("traces", 0), spans_rejected=stats.rejected_total("traces"),
-            log_records_accepted=accepted.get("logs", 0), log_records_rejected=stats.rejected_total("logs"),
-            requests_refused=stats.refused_total(), wal_bytes=self.wal.size_bytes(), wal_last_lsn=self.wal.last_lsn,
-            snapshot_lsn=self.snapshot_lsn, queue_depth=stats.pending_requests,
-            open_incidents=sum(1 for i in self.analyzer.incidents() if i.state.value == "open"))
+            version=__version__,
+            analyzer=self.analyzer.name,
+            uptime_seconds=time.monotonic() - self._started,
+            series=store["series"],
+            points=store["points"],
+            store_bytes=store["bytes"],
+            events=store["events"],
+            points_accepted=accepted.get("metrics", 0),
+            points_rejected=stats.rejected_total("metrics"),
+            spans_accepted=accepted.get("traces", 0),
+            spans_rejected=stats.rejected_total("traces"),
+            log_records_accepted=accepted.get("logs", 0),
+            log_records_rejected=stats.rejected_total("logs"),
+            requests_refused=stats.refused_total(),
+            wal_bytes=self.wal.size_bytes(),
+            wal_last_lsn=self.wal.last_lsn,
+            snapshot_lsn=self.snapshot_lsn,
+            queue_depth=stats.pending_requests,
+            open_incidents=sum(1 for i in self.analyzer.incidents() if i.state.value == "open"),
+        )
 
     def stop(self, grace_s: float = 5.0) -> None:
         """Finish in-flight requests, snapshot, close the WAL; safe to call twice."""

@@ -19,8 +19,8 @@ import os
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from factorylens.rca_service._ratelimit import RateLimitedLog
 
@@ -60,7 +60,7 @@ def _record_at(data: bytes, offset: int) -> tuple[int, int, bytes, int] | None:
     end = offset + HEADER.size + length
     if length > MAX_RECORD_BYTES or end > len(data):
         return None
-    payload = data[offset + HEADER.size:end]
+    payload = data[offset + HEADER.size : end]
     if _crc(lsn, kind, payload) != crc:
         return None
     return lsn, kind, payload, end
@@ -81,8 +81,13 @@ def encode_record(lsn: int, kind: int, payload: bytes) -> bytes:
 class WriteAheadLog:
     """Call :meth:`replay` once (it finds the last LSN), then :meth:`append` from any thread."""
 
-    def __init__(self, directory: str | os.PathLike, fsync: FsyncPolicy = FsyncPolicy.ALWAYS,
-                 fsync_interval_s: float = 0.2, segment_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        fsync: FsyncPolicy = FsyncPolicy.ALWAYS,
+        fsync_interval_s: float = 0.2,
+        segment_bytes: int = 64 << 20,
+    ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.fsync = FsyncPolicy(fsync)
@@ -126,8 +131,12 @@ class WriteAheadLog:
                     resume = _next_record(data, offset + 1)
                     if resume is None:
                         break  # nothing valid follows: a torn tail
-                    log.error("WAL %s: %d corrupt bytes at offset %d skipped; the records after them are kept",
-                              path.name, resume - offset, offset)
+                    log.error(
+                        "WAL %s: %d corrupt bytes at offset %d skipped; the records after them are kept",
+                        path.name,
+                        resume - offset,
+                        offset,
+                    )
                     self.truncated_bytes += resume - offset
                     offset = resume
                     continue
@@ -139,8 +148,12 @@ class WriteAheadLog:
             if good_end < len(data):
                 lost = len(data) - good_end
                 if is_last:
-                    log.warning("WAL %s: cutting a torn tail of %d bytes after the last complete record "
-                                "(a write interrupted by a crash; it was never acknowledged)", path.name, lost)
+                    log.warning(
+                        "WAL %s: cutting a torn tail of %d bytes after the last complete record "
+                        "(a write interrupted by a crash; it was never acknowledged)",
+                        path.name,
+                        lost,
+                    )
                     with open(path, "r+b") as f:
                         f.truncate(good_end)
                         os.fsync(f.fileno())
@@ -210,7 +223,7 @@ class WriteAheadLog:
         error = None
         try:
             self._write(b"".join(batch))
-        except BaseException as exc:  # noqa: BLE001 - recorded for every waiter, then handled by each
+        except BaseException as exc:
             error = f"{getattr(exc, 'strerror', None) or exc} ({type(exc).__name__})"
         finally:
             self._cond.acquire()
@@ -218,8 +231,13 @@ class WriteAheadLog:
         if error:
             for lsn in range(first, last + 1):
                 self._failures[lsn] = error
-            limited_log.log(logging.ERROR, "append", "WAL append of %d records failed: %s; the requests are "
-                            "refused (clients retry)", len(batch), error)
+            limited_log.log(
+                logging.ERROR,
+                "append",
+                "WAL append of %d records failed: %s; the requests are refused (clients retry)",
+                len(batch),
+                error,
+            )
         else:
             self._written_lsn = last
             self._unsynced_bytes += batch_bytes if self.fsync is not FsyncPolicy.ALWAYS else 0
@@ -277,7 +295,7 @@ class WriteAheadLog:
         freed = 0
         segments = self.segments()
         firsts = [int(p.stem) for p in segments]
-        for path, following in zip(segments, firsts[1:]):
+        for path, following in zip(segments, firsts[1:], strict=False):
             if following - 1 <= lsn and int(path.stem) != self._segment_first_lsn:
                 freed += path.stat().st_size
                 path.unlink()

@@ -6,7 +6,7 @@ from __future__ import annotations
 class MonotonicCounter:
     """A cumulative counter fed raw readings of a counter that may reset (driver reload, remount)."""
 
-    __slots__ = ("_offset", "_last")
+    __slots__ = ("_last", "_offset")
 
     def __init__(self) -> None:
         self._offset = 0.0

@@ -1,22 +1,45 @@
-"""Shared test helpers: a hand-driven clock, simulated backends, free ports, polling with a deadline."""
+"""Shared test helpers: the labelled datasets (skipped when absent), a hand-driven clock, simulated backends,
+free ports, polling with a deadline."""
 
 from __future__ import annotations
 
-import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
+from factorylens.datasets import DatasetNotFound, find_dataset
 from factorylens.rca_service import RcaService, RcaServiceConfig
 from factorylens.receivers.gpu.jobs import StaticJobResolver
 from factorylens.receivers.gpu.nvml import NvmlBackend
 from factorylens.receivers.gpu.sim import Scenario, SimulatedCluster, SimulatedNvml
 
-# the project's shared data (NAB, RCA datasets), next to the checkout unless FACTORYLENS_SHARED says where
-SHARED = Path(os.environ.get("FACTORYLENS_SHARED", Path(__file__).resolve().parents[1].parent / "shared"))
+
+def dataset_dir(name: str) -> Path:
+    """The folder of a labelled dataset (nab, petshop, nezha) as ``factorylens.datasets.find_dataset`` finds it
+    (FACTORYLENS_DATA, else ../shared/data beside the checkout, else a completed download cache); when there
+    is none the test is skipped with a one-line reason naming ``factorylens datasets fetch <name>``."""
+    try:
+        return find_dataset(name)
+    except DatasetNotFound as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def nab_dir() -> Path:
+    return dataset_dir("nab")
+
+
+@pytest.fixture(scope="session")
+def petshop_dir() -> Path:
+    return dataset_dir("petshop")
+
+
+@pytest.fixture(scope="session")
+def nezha_dir() -> Path:
+    return dataset_dir("nezha")
 
 
 class ManualClock:
@@ -37,20 +60,33 @@ def clock() -> ManualClock:
     return ManualClock()
 
 
-def make_sim(clock: ManualClock, faults: list[dict] | None = None, *, hosts: int = 1, gpus: int = 8,
-             model: str = "H100", mig: bool = False, host: int = 0, **backend_kwargs) -> tuple[SimulatedCluster, SimulatedNvml, NvmlBackend]:
+def make_sim(
+    clock: ManualClock,
+    faults: list[dict] | None = None,
+    *,
+    hosts: int = 1,
+    gpus: int = 8,
+    model: str = "H100",
+    mig: bool = False,
+    host: int = 0,
+    **backend_kwargs,
+) -> tuple[SimulatedCluster, SimulatedNvml, NvmlBackend]:
     scenario = Scenario.from_dict({"faults": faults or []})
     cluster = SimulatedCluster(hosts, gpus, model, scenario, mig=mig, clock=clock, start_time=1_700_000_000.0)
     nvml = SimulatedNvml(cluster.hosts[host])
-    backend = NvmlBackend(nvml, StaticJobResolver(cluster.jobs_by_pid(cluster.hosts[host])), clock=clock,
-                          **backend_kwargs)
+    backend = NvmlBackend(
+        nvml, StaticJobResolver(cluster.jobs_by_pid(cluster.hosts[host])), clock=clock, **backend_kwargs
+    )
     return cluster, nvml, backend
 
 
 def values(result, metric: str, **match) -> list[tuple[dict, float]]:
     """Points of ``metric`` whose attributes include ``match`` (as (attributes, value))."""
-    return [(dict(p.attributes), p.value) for p in result.points
-            if p.metric == metric and all(p.attributes.get(k) == v for k, v in match.items())]
+    return [
+        (dict(p.attributes), p.value)
+        for p in result.points
+        if p.metric == metric and all(p.attributes.get(k) == v for k, v in match.items())
+    ]
 
 
 def value(result, metric: str, **match) -> float:
@@ -82,8 +118,13 @@ def make_service(tmp_path):
     started: list[RcaService] = []
 
     def make(**overrides) -> RcaService:
-        values = {"listen": "127.0.0.1:0", "metrics_listen": "127.0.0.1:0", "data_dir": str(tmp_path / "data"),
-                  "analysis_interval_s": 3600.0, **overrides}
+        values = {
+            "listen": "127.0.0.1:0",
+            "metrics_listen": "127.0.0.1:0",
+            "data_dir": str(tmp_path / "data"),
+            "analysis_interval_s": 3600.0,
+            **overrides,
+        }
         service = RcaService(RcaServiceConfig(**values))
         service.start()
         started.append(service)

@@ -25,7 +25,7 @@ class OtlpSink(metrics_service_pb2_grpc.MetricsServiceServicer, logs_service_pb2
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def Export(self, request, context):  # noqa: N802 - gRPC method name
+    def Export(self, request, context):
         with self._lock:
             if isinstance(request, metrics_service_pb2.ExportMetricsServiceRequest):
                 self.metrics.append(request)

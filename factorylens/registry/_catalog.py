@@ -20,19 +20,42 @@ from factorylens.registry._model import (
     Source,
 )
 
-S, O, F = Source.SEMCONV, Source.OPENLIT, Source.FACTORYLENS
+S, O, F = Source.SEMCONV, Source.OPENLIT, Source.FACTORYLENS  # noqa: E741 - the table reads better
 
 CLOCK_EVENT_REASONS = (
-    "gpu_idle", "clocks_setting", "power_cap", "hw_slowdown", "sync_boost",
-    "sw_thermal", "hw_thermal", "hw_power_brake", "display_clocks",
+    "gpu_idle",
+    "clocks_setting",
+    "power_cap",
+    "hw_slowdown",
+    "sync_boost",
+    "sw_thermal",
+    "hw_thermal",
+    "hw_power_brake",
+    "display_clocks",
 )
 HW_STATES = ("ok", "degraded", "failed", "predicted_failure")
 # the parts of a training step, in the order they usually run; "other" is step time outside any phase
-TRAIN_PHASES = ("data", "h2d", "forward", "backward", "optimizer", "collective", "checkpoint.save",
-                "checkpoint.load", "eval", "other")
+TRAIN_PHASES = (
+    "data",
+    "h2d",
+    "forward",
+    "backward",
+    "optimizer",
+    "collective",
+    "checkpoint.save",
+    "checkpoint.load",
+    "eval",
+    "other",
+)
 GPU_ERROR_TYPES = (
-    "corrected", "uncorrected", "pcie_replay", "xid",
-    "nvlink_crc_data", "nvlink_crc_flit", "nvlink_replay", "nvlink_recovery",
+    "corrected",
+    "uncorrected",
+    "pcie_replay",
+    "xid",
+    "nvlink_crc_data",
+    "nvlink_crc_flit",
+    "nvlink_replay",
+    "nvlink_recovery",
 )
 # InfiniBand / RoCE port errors (sysfs counters), on hw.errors{hw.type=network}
 # RoCE port hw_counters we export, by their sysfs file names' meaning
@@ -59,8 +82,9 @@ ATTRIBUTES = (
     AttributeSpec("hw.gpu.task", "string", "Engine the utilization is for.", S, ("general", "encoder", "decoder")),
     AttributeSpec("hw.sensor_location", "string", "Temperature sensor.", S, ("die", "memory")),
     AttributeSpec("hw.gpu.clock_domain", "string", "Clock domain.", O, ("graphics", "sm", "memory")),
-    AttributeSpec("hw.gpu.clock_event.reason", "string", "Why clocks are held below their maximum.", F,
-                  CLOCK_EVENT_REASONS),
+    AttributeSpec(
+        "hw.gpu.clock_event.reason", "string", "Why clocks are held below their maximum.", F, CLOCK_EVENT_REASONS
+    ),
     AttributeSpec("error.type", "string", "Error class.", S, GPU_ERROR_TYPES + NETWORK_ERROR_TYPES),
     AttributeSpec("hw.gpu.xid.code", "int", "NVIDIA XID error code.", F),
     AttributeSpec("network.io.direction", "string", "Direction of transfer.", S, ("receive", "transmit")),
@@ -85,8 +109,9 @@ ATTRIBUTES = (
     AttributeSpec("system.filesystem.state", "string", "Used or free space.", S, ("used", "free")),
     AttributeSpec("disk.io.direction", "string", "Direction of storage I/O.", S, ("read", "write")),
     AttributeSpec("network.interface.name", "string", "Network port, e.g. mlx5_0/1 (device/port).", S),
-    AttributeSpec("factorylens.network.roce.event", "string", "RoCE congestion and ordering event (hw_counters).",
-                  F, ROCE_EVENTS),
+    AttributeSpec(
+        "factorylens.network.roce.event", "string", "RoCE congestion and ordering event (hw_counters).", F, ROCE_EVENTS
+    ),
     # the host layer, as opentelemetry-instrumentation-system-metrics names its attributes
     AttributeSpec("cpu", "int", "Logical CPU number.", S),
     AttributeSpec("state", "string", "CPU, memory or swap state (user, system, idle, used, free, ...).", S),
@@ -99,24 +124,39 @@ ATTRIBUTES = (
     AttributeSpec("factorylens.receiver.source", "string", "Node source.", F, ("host", "storage", "fabric")),
     AttributeSpec("factorylens.receiver.error", "string", "NVML error class, e.g. NotSupported.", F),
     # RCA service: ingest health and findings
-    AttributeSpec("otlp.signal", "string", "OTLP signal (api: the factorylens.rca.v1 API).", F,
-                  ("metrics", "traces", "logs", "api")),
+    AttributeSpec(
+        "otlp.signal",
+        "string",
+        "OTLP signal (api: the factorylens.rca.v1 API).",
+        F,
+        ("metrics", "traces", "logs", "api"),
+    ),
     AttributeSpec("factorylens.rca.reason", "string", "Why data or a request was refused.", F),
     AttributeSpec("factorylens.series.id", "string", "Stable id of a stored series.", F),
-    AttributeSpec("factorylens.workload", "string", "The workload a finding is about: the job id where the "
-                  "series has one, else its service or entity.", F),
+    AttributeSpec(
+        "factorylens.workload",
+        "string",
+        "The workload a finding is about: the job id where the series has one, else its service or entity.",
+        F,
+    ),
     AttributeSpec("factorylens.metric", "string", "Metric name of the series a finding is about.", F),
-    AttributeSpec("factorylens.entity", "string", "What a series or cause describes (kind:name, e.g. "
-                  "gpu:GPU-1f2e…, host:node-3).", F),
+    AttributeSpec(
+        "factorylens.entity",
+        "string",
+        "What a series or cause describes (kind:name, e.g. gpu:GPU-1f2e…, host:node-3).",
+        F,
+    ),
     AttributeSpec("factorylens.domain", "string", "Domain of a series or cause.", F),
     AttributeSpec("factorylens.incident.id", "string", "Incident id.", F),
     AttributeSpec("factorylens.incident.state", "string", "Incident state.", F, ("open", "resolved")),
-    AttributeSpec("factorylens.incident.change", "string", "What happened to the incident.", F,
-                  ("opened", "updated", "resolved")),
+    AttributeSpec(
+        "factorylens.incident.change", "string", "What happened to the incident.", F, ("opened", "updated", "resolved")
+    ),
     AttributeSpec("factorylens.cause.rank", "int", "Rank of a cause within its incident (1 = most likely).", F),
     AttributeSpec("span.name", "string", "Span (operation) name.", F),
-    AttributeSpec("span.kind", "string", "Span kind.", F,
-                  ("unspecified", "internal", "server", "client", "producer", "consumer")),
+    AttributeSpec(
+        "span.kind", "string", "Span kind.", F, ("unspecified", "internal", "server", "client", "producer", "consumer")
+    ),
     AttributeSpec("event.name", "string", "Event (log record) name.", S),
     # resource
     AttributeSpec("service.name", "string", "Service name.", S),
@@ -135,8 +175,15 @@ ATTRIBUTE_GROUPS = {
     "nic": ("hw.id", "hw.type", "hw.name", "network.interface.name"),
     # on every GPU point: enough to identify and join (hw.id is the join key)
     "gpu": (
-        "hw.id", "hw.type", "hw.name", "hw.vendor", "hw.parent", "gpu.index", "gpu.pci_address",
-        "gpu.mig.profile", "gpu.mig.instance_id",
+        "hw.id",
+        "hw.type",
+        "hw.name",
+        "hw.vendor",
+        "hw.parent",
+        "gpu.index",
+        "gpu.pci_address",
+        "gpu.mig.profile",
+        "gpu.mig.instance_id",
     ),
 }
 # static descriptive attributes ride on hw.status only (4 points per GPU), not on every point:
@@ -144,18 +191,35 @@ ATTRIBUTE_GROUPS = {
 GPU_DETAILS = ("hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware_version")
 
 RESOURCE_ATTRIBUTES = (
-    "service.name", "service.version", "host.name", "k8s.cluster.name", "k8s.node.name",
-    "cloud.provider", "cloud.region", "factorylens.cluster.name", "factorylens.simulated",
+    "service.name",
+    "service.version",
+    "host.name",
+    "k8s.cluster.name",
+    "k8s.node.name",
+    "cloud.provider",
+    "cloud.region",
+    "factorylens.cluster.name",
+    "factorylens.simulated",
     # training processes (the instrumentation): the cross-domain join keys
-    "factorylens.job.id", "factorylens.team", "factorylens.rank", "factorylens.world_size", "hw.id",
-    "factorylens.gpu.ids", "slurm.job.id", "k8s.pod.uid",
+    "factorylens.job.id",
+    "factorylens.team",
+    "factorylens.rank",
+    "factorylens.world_size",
+    "hw.id",
+    "factorylens.gpu.ids",
+    "slurm.job.id",
+    "k8s.pod.uid",
 )
 
 G, C, U, H = Instrument.GAUGE, Instrument.COUNTER, Instrument.UPDOWNCOUNTER, Instrument.HISTOGRAM
 GPU = Domain.GPU
 PROCESS_ATTRIBUTES = (
-    "process.pid", "process.executable.name", "factorylens.job.id", "factorylens.team",
-    "slurm.job.id", "k8s.pod.uid",
+    "process.pid",
+    "process.executable.name",
+    "factorylens.job.id",
+    "factorylens.team",
+    "slurm.job.id",
+    "k8s.pod.uid",
 )
 
 GPU_RECEIVER = "gpu-receiver"
@@ -168,208 +232,786 @@ def _emitted_by(component: str, metrics: tuple[MetricSpec, ...]) -> tuple[Metric
     return tuple(replace(m, component=component) for m in metrics)
 
 
-METRICS = _emitted_by(GPU_RECEIVER, (
-    MetricSpec("hw.gpu.utilization", G, "1", "Fraction of time the GPU engine was busy (NVML utilization rates, "
-               "encoder and decoder utilization).", GPU, S, ("hw.gpu.task",), "gpu"),
-    MetricSpec("hw.gpu.memory.usage", U, "By", "GPU memory used.", GPU, S, (), "gpu", int),
-    MetricSpec("hw.gpu.memory.limit", U, "By", "Size of the GPU memory.", GPU, S, (), "gpu", int),
-    MetricSpec("hw.gpu.memory.free", U, "By", "GPU memory free.", GPU, O, (), "gpu", int),
-    MetricSpec("hw.gpu.memory.utilization", G, "1", "Fraction of GPU memory used (usage / limit).", GPU, S, (),
-               "gpu"),
-    MetricSpec("hw.gpu.memory.controller.utilization", G, "1", "Fraction of time device memory was being read "
-               "or written (NVML utilization.memory).", GPU, O, (), "gpu"),
-    MetricSpec("hw.temperature", G, "Cel", "GPU die or memory temperature.", GPU, O, ("hw.sensor_location",),
-               "gpu"),
-    MetricSpec("hw.power", G, "W", "Power drawn by the GPU board.", GPU, S, (), "gpu"),
-    MetricSpec("hw.power.limit", G, "W", "Enforced power limit.", GPU, O, (), "gpu"),
-    MetricSpec("hw.energy", C, "J", "Energy consumed by the GPU since the receiver first saw it (NVML counter "
-               "resets on driver reload are stitched).", GPU, S, (), "gpu"),
-    MetricSpec("hw.gpu.speed", G, "Hz", "Current clock frequency.", GPU, O, ("hw.gpu.clock_domain",), "gpu"),
-    MetricSpec("hw.gpu.clock_event.active", G, "1", "1 while the reason holds clocks below maximum "
-               "(throttling), else 0.", GPU, F, ("hw.gpu.clock_event.reason",), "gpu", int),
-    MetricSpec("hw.errors", C, "{error}", "Hardware errors. GPUs: ECC corrected/uncorrected (volatile), PCIe "
-               "replays, NVLink CRC/replay/recovery errors, XID events by code. Network ports (hw.type=network, "
-               "with network.interface.name): symbol errors, link downed, link error recovery, receive errors, "
-               "transmit discards.", GPU, S, ("error.type", "hw.gpu.xid.code", "network.interface.name"), "gpu",
-               int),
-    MetricSpec("hw.gpu.io", C, "By", "PCIe bytes, integrated from NVML's 20 ms throughput samples.", GPU, S,
-               ("network.io.direction",), "gpu", int),
-    MetricSpec("hw.gpu.interconnect.io", C, "By", "NVLink data bytes over all links.", GPU, O,
-               ("hw.gpu.interconnect.type", "network.io.direction"), "gpu", int),
-    MetricSpec("hw.status", U, "1", "1 for the GPU's current health state, 0 for the others; also carries "
-               "the GPU's model, serial, driver and VBIOS versions.", GPU, S, ("hw.state", *GPU_DETAILS), "gpu",
-               int),
-    MetricSpec("hw.fan.speed_ratio", G, "1", "Fan speed as a fraction of its maximum.", GPU, O, (), "gpu"),
-    MetricSpec("hw.gpu.sm.utilization", G, "1", "Fraction of SMs busy (NVML GPM, Hopper and newer).", GPU, O,
-               ("gpu.measurement.source",), "gpu"),
-    MetricSpec("hw.gpu.sm.occupancy", G, "1", "Active warps over the theoretical maximum (NVML GPM).", GPU, O,
-               ("gpu.measurement.source",), "gpu"),
-    MetricSpec("hw.gpu.pipe.utilization", G, "1", "Fraction of time SMs ran the pipe (NVML GPM).", GPU, O,
-               ("hw.gpu.pipe", "gpu.measurement.source"), "gpu"),
-    MetricSpec("hw.gpu.memory.bandwidth.utilization", G, "1", "DRAM bandwidth used over its maximum "
-               "(NVML GPM).", GPU, O, ("gpu.measurement.source",), "gpu"),
-    MetricSpec("hw.gpu.allocated", G, "1", "1 when a process holds the GPU (any compute process).", GPU, O, (),
-               "gpu", int),
-    MetricSpec("hw.gpu.idle", G, "1", "1 - general utilization.", GPU, O, (), "gpu"),
-    MetricSpec("process.gpu.memory.usage", U, "By", "GPU memory held by the process.", GPU, O,
-               PROCESS_ATTRIBUTES, "gpu", int),
-    MetricSpec("process.gpu.utilization", G, "1", "SM utilization attributed to the process.", GPU, O,
-               PROCESS_ATTRIBUTES, "gpu"),
-    MetricSpec("factorylens.receiver.scrape.errors", C, "{error}", "NVML calls that failed, by function and "
-               "error class (NotSupported is probed once and not counted again).", Domain.SELF, F,
-               ("nvml.function", "factorylens.receiver.error"), None, int),
-    MetricSpec("factorylens.receiver.devices", U, "{device}", "GPUs (and MIG devices) the receiver currently "
-               "sees.", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.receiver.scrape.duration", G, "s", "Wall time of the last scrape.", Domain.SELF, F),
-    MetricSpec("factorylens.receiver.source.up", G, "1", "1 while a node source (host, storage, fabric) reads, "
-               "0 while its data is missing.", Domain.SELF, F, ("factorylens.receiver.source",), None, int),
-    # host layer (names and attributes as opentelemetry-instrumentation-system-metrics emits them)
-    MetricSpec("system.cpu.time", C, "s", "CPU time by logical CPU and state.", Domain.HOST, S, ("cpu", "state")),
-    MetricSpec("system.cpu.utilization", G, "1", "CPU utilization by logical CPU and state.", Domain.HOST, S,
-               ("cpu", "state")),
-    MetricSpec("system.memory.usage", G, "By", "Memory in use, by state.", Domain.HOST, S, ("state",)),
-    MetricSpec("system.memory.utilization", G, "1", "Memory utilization, by state.", Domain.HOST, S, ("state",)),
-    MetricSpec("system.swap.usage", G, "pages", "Swap in use, by state.", Domain.HOST, S, ("state",)),
-    MetricSpec("system.swap.utilization", G, "1", "Swap utilization, by state.", Domain.HOST, S, ("state",)),
-    MetricSpec("system.disk.io", C, "By", "Disk bytes read and written.", Domain.STORAGE, S, ("device", "direction")),
-    MetricSpec("system.disk.operations", C, "operations", "Disk operations.", Domain.STORAGE, S,
-               ("device", "direction")),
-    MetricSpec("system.disk.time", C, "s", "Time disk operations took.", Domain.STORAGE, S, ("device", "direction")),
-    MetricSpec("system.network.dropped_packets", C, "packets", "Dropped packets by interface.", Domain.NETWORK, S,
-               ("device", "direction")),
-    MetricSpec("system.network.packets", C, "packets", "Packets by interface.", Domain.NETWORK, S,
-               ("device", "direction")),
-    MetricSpec("system.network.errors", C, "errors", "Errors by interface.", Domain.NETWORK, S,
-               ("device", "direction")),
-    MetricSpec("system.network.io", C, "By", "Bytes by interface.", Domain.NETWORK, S, ("device", "direction")),
-    # storage layer: per mount point, local NVMe and network/parallel file systems
-    MetricSpec("factorylens.storage.io", C, "By", "Bytes read and written on the file system (NVMe: "
-               "/proc/diskstats; NFS: /proc/self/mountstats; Lustre: llite stats).", Domain.STORAGE, F,
-               ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"), None, int),
-    MetricSpec("factorylens.storage.operations", C, "{operation}", "Read and write operations on the file "
-               "system.", Domain.STORAGE, F,
-               ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"), None, int),
-    MetricSpec("factorylens.storage.operation.time", C, "s", "Total time the operations took (latency = its "
-               "rate over the operations' rate); not reported by Lustre's client stats.", Domain.STORAGE, F,
-               ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction")),
-    MetricSpec("system.filesystem.usage", U, "By", "File system space used and free.", Domain.STORAGE, S,
-               ("system.filesystem.mountpoint", "system.filesystem.type", "system.filesystem.state"), None, int),
-    MetricSpec("system.filesystem.utilization", G, "1", "Fraction of the file system used.", Domain.STORAGE, S,
-               ("system.filesystem.mountpoint", "system.filesystem.type")),
-    # fabric layer: InfiniBand / RoCE ports from sysfs
-    MetricSpec("hw.network.io", C, "By", "Bytes through the port (port_xmit_data / port_rcv_data × 4).",
-               Domain.NETWORK, S, ("network.io.direction",), "nic", int),
-    MetricSpec("hw.network.packets", C, "{packet}", "Packets through the port.", Domain.NETWORK, S,
-               ("network.io.direction",), "nic", int),
-    MetricSpec("hw.network.up", U, "1", "1 while the port is ACTIVE, else 0.", Domain.NETWORK, S, (), "nic", int),
-    MetricSpec("hw.network.bandwidth.limit", U, "By/s", "The port's link rate.", Domain.NETWORK, S, (), "nic",
-               int),
-    MetricSpec("factorylens.network.roce.events", C, "{packet}", "RoCE congestion and ordering events from the "
-               "port's hw_counters: ECN-marked packets received, CNPs sent and handled, out-of-sequence "
-               "packets, packet sequence errors.", Domain.NETWORK, F, ("factorylens.network.roce.event",), "nic",
-               int),
-    MetricSpec("factorylens.network.xmit_wait", C, "{tick}", "Ticks the port had data to send but no credits "
-               "(port_xmit_wait): congestion.", Domain.NETWORK, F, (), "nic", int),
-)) + _emitted_by(INSTRUMENTATION, (
-    # training steps (the job, rank, host and GPUs are on the resource)
-    MetricSpec("factorylens.train.step.duration", H, "s", "Wall time of each training step.", Domain.APP, F),
-    MetricSpec("factorylens.train.phase.duration", H, "s", "Time of each phase of a step (GPU time from CUDA "
-               "events when on a GPU).", Domain.APP, F, ("factorylens.train.phase",)),
-    MetricSpec("factorylens.train.steps", C, "{step}", "Training steps completed.", Domain.APP, F, (), None, int),
-    MetricSpec("factorylens.train.samples", C, "{sample}", "Samples trained on.", Domain.APP, F, (), None, int),
-    MetricSpec("factorylens.train.tokens", C, "{token}", "Tokens trained on.", Domain.APP, F, (), None, int),
-    MetricSpec("factorylens.train.samples.rate", G, "{sample}/s", "Samples per second over the last export "
-               "interval.", Domain.APP, F),
-    MetricSpec("factorylens.train.tokens.rate", G, "{token}/s", "Tokens per second over the last export "
-               "interval.", Domain.APP, F),
-    MetricSpec("factorylens.data.wait.ratio", G, "1", "Share of step time spent waiting for the input "
-               "pipeline (the data phase) over the last export interval.", Domain.DATA, F),
-    MetricSpec("factorylens.train.mfu", G, "1", "Model FLOPs utilization: model FLOPs per second over the "
-               "peak dense BF16 FLOPS of the rank's GPUs, over the last export interval.", Domain.APP, F),
-    MetricSpec("factorylens.train.goodput", G, "1", "Productive step time (compute, not data waits or "
-               "checkpoints) over wall time since the job first started, restarts and stalls included.",
-               Domain.APP, F),
-    MetricSpec("factorylens.checkpoint.io", C, "By", "Checkpoint bytes written or read.", Domain.STORAGE, F,
-               ("factorylens.checkpoint.operation", "system.filesystem.mountpoint"), None, int),
-    MetricSpec("factorylens.checkpoint.duration", H, "s", "Time of each checkpoint save or load.",
-               Domain.STORAGE, F, ("factorylens.checkpoint.operation", "system.filesystem.mountpoint")),
-    MetricSpec("factorylens.checkpoint.throughput", G, "By/s", "Bytes per second of the last checkpoint save "
-               "or load.", Domain.STORAGE, F, ("factorylens.checkpoint.operation", "system.filesystem.mountpoint")),
-    MetricSpec("factorylens.collective.io", C, "By", "Bytes each rank contributed to collectives.",
-               Domain.NETWORK, F, ("factorylens.collective.op",), None, int),
-    MetricSpec("factorylens.collective.duration", H, "s", "Time of each collective call.", Domain.NETWORK, F,
-               ("factorylens.collective.op",)),
-    MetricSpec("factorylens.train.telemetry.dropped", C, "{step}", "Steps whose telemetry was dropped because "
-               "the exporting thread fell behind (the training loop never waits).", Domain.SELF, F, (), None,
-               int),
-)) + _emitted_by(RCA_SERVICE, (
-    # what the RCA service derives from spans and log records on ingest
-    MetricSpec("factorylens.span.calls", C, "{call}", "Spans ended, per operation (RED rate).", Domain.APP, F,
-               ("span.name", "span.kind")),
-    MetricSpec("factorylens.span.errors", C, "{call}", "Spans ended with status ERROR, per operation.",
-               Domain.APP, F, ("span.name", "span.kind")),
-    MetricSpec("factorylens.span.duration", Instrument.HISTOGRAM, "s", "Span durations, per operation.",
-               Domain.APP, F, ("span.name", "span.kind")),
-    MetricSpec("factorylens.events", C, "{event}", "Log records (events) received, per event name.", Domain.APP,
-               F, ("event.name",)),
-    # RCA service health
-    MetricSpec("factorylens.rca.ingest.accepted", C, "{item}", "Data points, spans and log records stored.",
-               Domain.SELF, F, ("otlp.signal",), None, int),
-    MetricSpec("factorylens.rca.ingest.rejected", C, "{item}", "Items refused in a partial success (malformed "
-               "points, series limit), by reason.", Domain.SELF, F, ("otlp.signal", "factorylens.rca.reason"),
-               None, int),
-    MetricSpec("factorylens.rca.requests.refused", C, "{request}", "Whole export requests refused: overload "
-               "and WAL errors (the client retries), malformed bytes, failed authentication.", Domain.SELF, F,
-               ("otlp.signal", "factorylens.rca.reason"), None, int),
-    MetricSpec("factorylens.rca.queue.depth", U, "{request}", "Export requests in flight (admission bound).",
-               Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.wal.size", U, "By", "Bytes in write-ahead log segments on disk.", Domain.SELF, F,
-               (), None, int),
-    MetricSpec("factorylens.rca.wal.lag", U, "By", "Acknowledged bytes not yet fsynced (0 with fsync=always).",
-               Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.snapshot.age", G, "s", "Seconds since the last snapshot (WAL truncation).",
-               Domain.SELF, F),
-    MetricSpec("factorylens.rca.store.series", U, "{series}", "Series in the store.", Domain.SELF, F, (), None,
-               int),
-    MetricSpec("factorylens.rca.store.points", U, "{point}", "Points in the store.", Domain.SELF, F, (), None,
-               int),
-    MetricSpec("factorylens.rca.store.memory", U, "By", "Bytes held by stored points and series (their attributes "
-               "included).", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.memory.resident", U, "By", "Resident memory of the RCA service process.",
-               Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.memory.limit", U, "By", "Resident memory above which exports are refused with "
-               "RESOURCE_EXHAUSTED (0: no bound).", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.attributes.truncated", C, "{attribute}", "Attribute values or lists cut to the "
-               "service's limits (length, count, nesting depth).", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.wal.quarantined", C, "{record}", "WAL records that could not be replayed, set aside "
-               "in the data directory's quarantine/ folder.", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.recovery.lost_records", C, "{record}", "WAL records that no usable snapshot "
-               "covered at start-up (data lost).", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.snapshot.failures", C, "{snapshot}", "Snapshots that failed (retried with "
-               "back-off; the WAL is kept meanwhile).", Domain.SELF, F, (), None, int),
-    MetricSpec("factorylens.rca.analysis.skipped", C, "{series}", "Series left out of an analysis pass, by "
-               "reason: the pass's budget was spent (analysed next pass) or the series is too costly to model.",
-               Domain.SELF, F, ("factorylens.rca.reason",), None, int),
-    # RCA findings
-    MetricSpec("factorylens.anomaly.score", G, "1", "Latest anomaly score in [0, 1] (0.5 = at the threshold) "
-               "of the most anomalous series.", Domain.RCA, F,
-               ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain")),
-    MetricSpec("factorylens.baseline.predictability", G, "1", "How well seasonal baselines explain a "
-               "workload's series, in [0, 1] (median over its series; lowered when points leave the 95% band "
-               "more often than 5% of the time).", Domain.RCA, F, ("factorylens.workload",)),
-    MetricSpec("factorylens.incidents.open", U, "{incident}", "Open incidents.", Domain.RCA, F, (), None, int),
-    MetricSpec("factorylens.incident.cause.score", G, "1", "Score of each ranked cause of each open incident.",
-               Domain.RCA, F, ("factorylens.incident.id", "factorylens.cause.rank", "factorylens.entity",
-                               "factorylens.domain", "factorylens.metric")),
-))
+METRICS = (
+    _emitted_by(
+        GPU_RECEIVER,
+        (
+            MetricSpec(
+                "hw.gpu.utilization",
+                G,
+                "1",
+                "Fraction of time the GPU engine was busy (NVML utilization rates, encoder and decoder utilization).",
+                GPU,
+                S,
+                ("hw.gpu.task",),
+                "gpu",
+            ),
+            MetricSpec("hw.gpu.memory.usage", U, "By", "GPU memory used.", GPU, S, (), "gpu", int),
+            MetricSpec("hw.gpu.memory.limit", U, "By", "Size of the GPU memory.", GPU, S, (), "gpu", int),
+            MetricSpec("hw.gpu.memory.free", U, "By", "GPU memory free.", GPU, O, (), "gpu", int),
+            MetricSpec(
+                "hw.gpu.memory.utilization", G, "1", "Fraction of GPU memory used (usage / limit).", GPU, S, (), "gpu"
+            ),
+            MetricSpec(
+                "hw.gpu.memory.controller.utilization",
+                G,
+                "1",
+                "Fraction of time device memory was being read or written (NVML utilization.memory).",
+                GPU,
+                O,
+                (),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.temperature", G, "Cel", "GPU die or memory temperature.", GPU, O, ("hw.sensor_location",), "gpu"
+            ),
+            MetricSpec("hw.power", G, "W", "Power drawn by the GPU board.", GPU, S, (), "gpu"),
+            MetricSpec("hw.power.limit", G, "W", "Enforced power limit.", GPU, O, (), "gpu"),
+            MetricSpec(
+                "hw.energy",
+                C,
+                "J",
+                "Energy consumed by the GPU since the receiver first saw it (NVML counter "
+                "resets on driver reload are stitched).",
+                GPU,
+                S,
+                (),
+                "gpu",
+            ),
+            MetricSpec("hw.gpu.speed", G, "Hz", "Current clock frequency.", GPU, O, ("hw.gpu.clock_domain",), "gpu"),
+            MetricSpec(
+                "hw.gpu.clock_event.active",
+                G,
+                "1",
+                "1 while the reason holds clocks below maximum (throttling), else 0.",
+                GPU,
+                F,
+                ("hw.gpu.clock_event.reason",),
+                "gpu",
+                int,
+            ),
+            MetricSpec(
+                "hw.errors",
+                C,
+                "{error}",
+                "Hardware errors. GPUs: ECC corrected/uncorrected (volatile), PCIe "
+                "replays, NVLink CRC/replay/recovery errors, XID events by code. Network ports (hw.type=network, "
+                "with network.interface.name): symbol errors, link downed, link error recovery, receive errors, "
+                "transmit discards.",
+                GPU,
+                S,
+                ("error.type", "hw.gpu.xid.code", "network.interface.name"),
+                "gpu",
+                int,
+            ),
+            MetricSpec(
+                "hw.gpu.io",
+                C,
+                "By",
+                "PCIe bytes, integrated from NVML's 20 ms throughput samples.",
+                GPU,
+                S,
+                ("network.io.direction",),
+                "gpu",
+                int,
+            ),
+            MetricSpec(
+                "hw.gpu.interconnect.io",
+                C,
+                "By",
+                "NVLink data bytes over all links.",
+                GPU,
+                O,
+                ("hw.gpu.interconnect.type", "network.io.direction"),
+                "gpu",
+                int,
+            ),
+            MetricSpec(
+                "hw.status",
+                U,
+                "1",
+                "1 for the GPU's current health state, 0 for the others; also carries "
+                "the GPU's model, serial, driver and VBIOS versions.",
+                GPU,
+                S,
+                ("hw.state", *GPU_DETAILS),
+                "gpu",
+                int,
+            ),
+            MetricSpec("hw.fan.speed_ratio", G, "1", "Fan speed as a fraction of its maximum.", GPU, O, (), "gpu"),
+            MetricSpec(
+                "hw.gpu.sm.utilization",
+                G,
+                "1",
+                "Fraction of SMs busy (NVML GPM, Hopper and newer).",
+                GPU,
+                O,
+                ("gpu.measurement.source",),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.gpu.sm.occupancy",
+                G,
+                "1",
+                "Active warps over the theoretical maximum (NVML GPM).",
+                GPU,
+                O,
+                ("gpu.measurement.source",),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.gpu.pipe.utilization",
+                G,
+                "1",
+                "Fraction of time SMs ran the pipe (NVML GPM).",
+                GPU,
+                O,
+                ("hw.gpu.pipe", "gpu.measurement.source"),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.gpu.memory.bandwidth.utilization",
+                G,
+                "1",
+                "DRAM bandwidth used over its maximum (NVML GPM).",
+                GPU,
+                O,
+                ("gpu.measurement.source",),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.gpu.allocated",
+                G,
+                "1",
+                "1 when a process holds the GPU (any compute process).",
+                GPU,
+                O,
+                (),
+                "gpu",
+                int,
+            ),
+            MetricSpec("hw.gpu.idle", G, "1", "1 - general utilization.", GPU, O, (), "gpu"),
+            MetricSpec(
+                "process.gpu.memory.usage",
+                U,
+                "By",
+                "GPU memory held by the process.",
+                GPU,
+                O,
+                PROCESS_ATTRIBUTES,
+                "gpu",
+                int,
+            ),
+            MetricSpec(
+                "process.gpu.utilization",
+                G,
+                "1",
+                "SM utilization attributed to the process.",
+                GPU,
+                O,
+                PROCESS_ATTRIBUTES,
+                "gpu",
+            ),
+            MetricSpec(
+                "factorylens.receiver.scrape.errors",
+                C,
+                "{error}",
+                "NVML calls that failed, by function and "
+                "error class (NotSupported is probed once and not counted again).",
+                Domain.SELF,
+                F,
+                ("nvml.function", "factorylens.receiver.error"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.receiver.devices",
+                U,
+                "{device}",
+                "GPUs (and MIG devices) the receiver currently sees.",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec("factorylens.receiver.scrape.duration", G, "s", "Wall time of the last scrape.", Domain.SELF, F),
+            MetricSpec(
+                "factorylens.receiver.source.up",
+                G,
+                "1",
+                "1 while a node source (host, storage, fabric) reads, 0 while its data is missing.",
+                Domain.SELF,
+                F,
+                ("factorylens.receiver.source",),
+                None,
+                int,
+            ),
+            # host layer (names and attributes as opentelemetry-instrumentation-system-metrics emits them)
+            MetricSpec(
+                "system.cpu.time", C, "s", "CPU time by logical CPU and state.", Domain.HOST, S, ("cpu", "state")
+            ),
+            MetricSpec(
+                "system.cpu.utilization",
+                G,
+                "1",
+                "CPU utilization by logical CPU and state.",
+                Domain.HOST,
+                S,
+                ("cpu", "state"),
+            ),
+            MetricSpec("system.memory.usage", G, "By", "Memory in use, by state.", Domain.HOST, S, ("state",)),
+            MetricSpec(
+                "system.memory.utilization", G, "1", "Memory utilization, by state.", Domain.HOST, S, ("state",)
+            ),
+            MetricSpec("system.swap.usage", G, "pages", "Swap in use, by state.", Domain.HOST, S, ("state",)),
+            MetricSpec("system.swap.utilization", G, "1", "Swap utilization, by state.", Domain.HOST, S, ("state",)),
+            MetricSpec(
+                "system.disk.io", C, "By", "Disk bytes read and written.", Domain.STORAGE, S, ("device", "direction")
+            ),
+            MetricSpec(
+                "system.disk.operations",
+                C,
+                "operations",
+                "Disk operations.",
+                Domain.STORAGE,
+                S,
+                ("device", "direction"),
+            ),
+            MetricSpec(
+                "system.disk.time", C, "s", "Time disk operations took.", Domain.STORAGE, S, ("device", "direction")
+            ),
+            MetricSpec(
+                "system.network.dropped_packets",
+                C,
+                "packets",
+                "Dropped packets by interface.",
+                Domain.NETWORK,
+                S,
+                ("device", "direction"),
+            ),
+            MetricSpec(
+                "system.network.packets",
+                C,
+                "packets",
+                "Packets by interface.",
+                Domain.NETWORK,
+                S,
+                ("device", "direction"),
+            ),
+            MetricSpec(
+                "system.network.errors", C, "errors", "Errors by interface.", Domain.NETWORK, S, ("device", "direction")
+            ),
+            MetricSpec("system.network.io", C, "By", "Bytes by interface.", Domain.NETWORK, S, ("device", "direction")),
+            # storage layer: per mount point, local NVMe and network/parallel file systems
+            MetricSpec(
+                "factorylens.storage.io",
+                C,
+                "By",
+                "Bytes read and written on the file system (NVMe: "
+                "/proc/diskstats; NFS: /proc/self/mountstats; Lustre: llite stats).",
+                Domain.STORAGE,
+                F,
+                ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.storage.operations",
+                C,
+                "{operation}",
+                "Read and write operations on the file system.",
+                Domain.STORAGE,
+                F,
+                ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.storage.operation.time",
+                C,
+                "s",
+                "Total time the operations took (latency = its "
+                "rate over the operations' rate); not reported by Lustre's client stats.",
+                Domain.STORAGE,
+                F,
+                ("system.filesystem.mountpoint", "system.filesystem.type", "disk.io.direction"),
+            ),
+            MetricSpec(
+                "system.filesystem.usage",
+                U,
+                "By",
+                "File system space used and free.",
+                Domain.STORAGE,
+                S,
+                ("system.filesystem.mountpoint", "system.filesystem.type", "system.filesystem.state"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "system.filesystem.utilization",
+                G,
+                "1",
+                "Fraction of the file system used.",
+                Domain.STORAGE,
+                S,
+                ("system.filesystem.mountpoint", "system.filesystem.type"),
+            ),
+            # fabric layer: InfiniBand / RoCE ports from sysfs
+            MetricSpec(
+                "hw.network.io",
+                C,
+                "By",
+                "Bytes through the port (port_xmit_data / port_rcv_data × 4).",
+                Domain.NETWORK,
+                S,
+                ("network.io.direction",),
+                "nic",
+                int,
+            ),
+            MetricSpec(
+                "hw.network.packets",
+                C,
+                "{packet}",
+                "Packets through the port.",
+                Domain.NETWORK,
+                S,
+                ("network.io.direction",),
+                "nic",
+                int,
+            ),
+            MetricSpec(
+                "hw.network.up", U, "1", "1 while the port is ACTIVE, else 0.", Domain.NETWORK, S, (), "nic", int
+            ),
+            MetricSpec(
+                "hw.network.bandwidth.limit", U, "By/s", "The port's link rate.", Domain.NETWORK, S, (), "nic", int
+            ),
+            MetricSpec(
+                "factorylens.network.roce.events",
+                C,
+                "{packet}",
+                "RoCE congestion and ordering events from the "
+                "port's hw_counters: ECN-marked packets received, CNPs sent and handled, out-of-sequence "
+                "packets, packet sequence errors.",
+                Domain.NETWORK,
+                F,
+                ("factorylens.network.roce.event",),
+                "nic",
+                int,
+            ),
+            MetricSpec(
+                "factorylens.network.xmit_wait",
+                C,
+                "{tick}",
+                "Ticks the port had data to send but no credits (port_xmit_wait): congestion.",
+                Domain.NETWORK,
+                F,
+                (),
+                "nic",
+                int,
+            ),
+        ),
+    )
+    + _emitted_by(
+        INSTRUMENTATION,
+        (
+            # training steps (the job, rank, host and GPUs are on the resource)
+            MetricSpec("factorylens.train.step.duration", H, "s", "Wall time of each training step.", Domain.APP, F),
+            MetricSpec(
+                "factorylens.train.phase.duration",
+                H,
+                "s",
+                "Time of each phase of a step (GPU time from CUDA events when on a GPU).",
+                Domain.APP,
+                F,
+                ("factorylens.train.phase",),
+            ),
+            MetricSpec(
+                "factorylens.train.steps", C, "{step}", "Training steps completed.", Domain.APP, F, (), None, int
+            ),
+            MetricSpec("factorylens.train.samples", C, "{sample}", "Samples trained on.", Domain.APP, F, (), None, int),
+            MetricSpec("factorylens.train.tokens", C, "{token}", "Tokens trained on.", Domain.APP, F, (), None, int),
+            MetricSpec(
+                "factorylens.train.samples.rate",
+                G,
+                "{sample}/s",
+                "Samples per second over the last export interval.",
+                Domain.APP,
+                F,
+            ),
+            MetricSpec(
+                "factorylens.train.tokens.rate",
+                G,
+                "{token}/s",
+                "Tokens per second over the last export interval.",
+                Domain.APP,
+                F,
+            ),
+            MetricSpec(
+                "factorylens.data.wait.ratio",
+                G,
+                "1",
+                "Share of step time spent waiting for the input "
+                "pipeline (the data phase) over the last export interval.",
+                Domain.DATA,
+                F,
+            ),
+            MetricSpec(
+                "factorylens.train.mfu",
+                G,
+                "1",
+                "Model FLOPs utilization: model FLOPs per second over the "
+                "peak dense BF16 FLOPS of the rank's GPUs, over the last export interval.",
+                Domain.APP,
+                F,
+            ),
+            MetricSpec(
+                "factorylens.train.goodput",
+                G,
+                "1",
+                "Productive step time (compute, not data waits or "
+                "checkpoints) over wall time since the job first started, restarts and stalls included.",
+                Domain.APP,
+                F,
+            ),
+            MetricSpec(
+                "factorylens.checkpoint.io",
+                C,
+                "By",
+                "Checkpoint bytes written or read.",
+                Domain.STORAGE,
+                F,
+                ("factorylens.checkpoint.operation", "system.filesystem.mountpoint"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.checkpoint.duration",
+                H,
+                "s",
+                "Time of each checkpoint save or load.",
+                Domain.STORAGE,
+                F,
+                ("factorylens.checkpoint.operation", "system.filesystem.mountpoint"),
+            ),
+            MetricSpec(
+                "factorylens.checkpoint.throughput",
+                G,
+                "By/s",
+                "Bytes per second of the last checkpoint save or load.",
+                Domain.STORAGE,
+                F,
+                ("factorylens.checkpoint.operation", "system.filesystem.mountpoint"),
+            ),
+            MetricSpec(
+                "factorylens.collective.io",
+                C,
+                "By",
+                "Bytes each rank contributed to collectives.",
+                Domain.NETWORK,
+                F,
+                ("factorylens.collective.op",),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.collective.duration",
+                H,
+                "s",
+                "Time of each collective call.",
+                Domain.NETWORK,
+                F,
+                ("factorylens.collective.op",),
+            ),
+            MetricSpec(
+                "factorylens.train.telemetry.dropped",
+                C,
+                "{step}",
+                "Steps whose telemetry was dropped because "
+                "the exporting thread fell behind (the training loop never waits).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+        ),
+    )
+    + _emitted_by(
+        RCA_SERVICE,
+        (
+            # what the RCA service derives from spans and log records on ingest
+            MetricSpec(
+                "factorylens.span.calls",
+                C,
+                "{call}",
+                "Spans ended, per operation (RED rate).",
+                Domain.APP,
+                F,
+                ("span.name", "span.kind"),
+            ),
+            MetricSpec(
+                "factorylens.span.errors",
+                C,
+                "{call}",
+                "Spans ended with status ERROR, per operation.",
+                Domain.APP,
+                F,
+                ("span.name", "span.kind"),
+            ),
+            MetricSpec(
+                "factorylens.span.duration",
+                Instrument.HISTOGRAM,
+                "s",
+                "Span durations, per operation.",
+                Domain.APP,
+                F,
+                ("span.name", "span.kind"),
+            ),
+            MetricSpec(
+                "factorylens.events",
+                C,
+                "{event}",
+                "Log records (events) received, per event name.",
+                Domain.APP,
+                F,
+                ("event.name",),
+            ),
+            # RCA service health
+            MetricSpec(
+                "factorylens.rca.ingest.accepted",
+                C,
+                "{item}",
+                "Data points, spans and log records stored.",
+                Domain.SELF,
+                F,
+                ("otlp.signal",),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.ingest.rejected",
+                C,
+                "{item}",
+                "Items refused in a partial success (malformed points, series limit), by reason.",
+                Domain.SELF,
+                F,
+                ("otlp.signal", "factorylens.rca.reason"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.requests.refused",
+                C,
+                "{request}",
+                "Whole export requests refused: overload "
+                "and WAL errors (the client retries), malformed bytes, failed authentication.",
+                Domain.SELF,
+                F,
+                ("otlp.signal", "factorylens.rca.reason"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.queue.depth",
+                U,
+                "{request}",
+                "Export requests in flight (admission bound).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.wal.size",
+                U,
+                "By",
+                "Bytes in write-ahead log segments on disk.",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.wal.lag",
+                U,
+                "By",
+                "Acknowledged bytes not yet fsynced (0 with fsync=always).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.snapshot.age",
+                G,
+                "s",
+                "Seconds since the last snapshot (WAL truncation).",
+                Domain.SELF,
+                F,
+            ),
+            MetricSpec(
+                "factorylens.rca.store.series", U, "{series}", "Series in the store.", Domain.SELF, F, (), None, int
+            ),
+            MetricSpec(
+                "factorylens.rca.store.points", U, "{point}", "Points in the store.", Domain.SELF, F, (), None, int
+            ),
+            MetricSpec(
+                "factorylens.rca.store.memory",
+                U,
+                "By",
+                "Bytes held by stored points and series (their attributes included).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.memory.resident",
+                U,
+                "By",
+                "Resident memory of the RCA service process.",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.memory.limit",
+                U,
+                "By",
+                "Resident memory above which exports are refused with RESOURCE_EXHAUSTED (0: no bound).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.attributes.truncated",
+                C,
+                "{attribute}",
+                "Attribute values or lists cut to the service's limits (length, count, nesting depth).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.wal.quarantined",
+                C,
+                "{record}",
+                "WAL records that could not be replayed, set aside in the data directory's quarantine/ folder.",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.recovery.lost_records",
+                C,
+                "{record}",
+                "WAL records that no usable snapshot covered at start-up (data lost).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.snapshot.failures",
+                C,
+                "{snapshot}",
+                "Snapshots that failed (retried with back-off; the WAL is kept meanwhile).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.analysis.skipped",
+                C,
+                "{series}",
+                "Series left out of an analysis pass, by "
+                "reason: the pass's budget was spent (analysed next pass) or the series is too costly to model.",
+                Domain.SELF,
+                F,
+                ("factorylens.rca.reason",),
+                None,
+                int,
+            ),
+            # RCA findings
+            MetricSpec(
+                "factorylens.anomaly.score",
+                G,
+                "1",
+                "Latest anomaly score in [0, 1] (0.5 = at the threshold) of the most anomalous series.",
+                Domain.RCA,
+                F,
+                ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain"),
+            ),
+            MetricSpec(
+                "factorylens.baseline.predictability",
+                G,
+                "1",
+                "How well seasonal baselines explain a "
+                "workload's series, in [0, 1] (median over its series; lowered when points leave the 95% band "
+                "more often than 5% of the time).",
+                Domain.RCA,
+                F,
+                ("factorylens.workload",),
+            ),
+            MetricSpec("factorylens.incidents.open", U, "{incident}", "Open incidents.", Domain.RCA, F, (), None, int),
+            MetricSpec(
+                "factorylens.incident.cause.score",
+                G,
+                "1",
+                "Score of each ranked cause of each open incident.",
+                Domain.RCA,
+                F,
+                (
+                    "factorylens.incident.id",
+                    "factorylens.cause.rank",
+                    "factorylens.entity",
+                    "factorylens.domain",
+                    "factorylens.metric",
+                ),
+            ),
+        ),
+    )
+)
 
 EVENTS = (
-    EventSpec("hw.gpu.xid", "An XID error reported by the driver (one log record per event).", GPU,
-              ("error.type", "hw.gpu.xid.code"), "gpu"),
-    EventSpec("factorylens.incident", "An incident opened, changed its ranked causes, or resolved; the body is "
-              "the summary with the top cause's explanation.", Domain.RCA,
-              ("factorylens.incident.id", "factorylens.incident.state", "factorylens.incident.change",
-               "factorylens.entity", "factorylens.domain", "factorylens.metric", "factorylens.series.id")),
+    EventSpec(
+        "hw.gpu.xid",
+        "An XID error reported by the driver (one log record per event).",
+        GPU,
+        ("error.type", "hw.gpu.xid.code"),
+        "gpu",
+    ),
+    EventSpec(
+        "factorylens.incident",
+        "An incident opened, changed its ranked causes, or resolved; the body is "
+        "the summary with the top cause's explanation.",
+        Domain.RCA,
+        (
+            "factorylens.incident.id",
+            "factorylens.incident.state",
+            "factorylens.incident.change",
+            "factorylens.entity",
+            "factorylens.domain",
+            "factorylens.metric",
+            "factorylens.series.id",
+        ),
+    ),
 )
 
 REGISTRY = Registry(

@@ -124,10 +124,21 @@ class Registry:
 
 
 _PROMETHEUS_UNITS = {
-    "s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds",
-    "By": "bytes", "KiBy": "kibibytes", "MiBy": "mebibytes", "GiBy": "gibibytes",
-    "J": "joules", "W": "watts", "V": "volts", "A": "amperes",
-    "Cel": "celsius", "Hz": "hertz", "%": "percent",
+    "s": "seconds",
+    "ms": "milliseconds",
+    "us": "microseconds",
+    "ns": "nanoseconds",
+    "By": "bytes",
+    "KiBy": "kibibytes",
+    "MiBy": "mebibytes",
+    "GiBy": "gibibytes",
+    "J": "joules",
+    "W": "watts",
+    "V": "volts",
+    "A": "amperes",
+    "Cel": "celsius",
+    "Hz": "hertz",
+    "%": "percent",
 }
 _PROMETHEUS_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
 _INVALID_PROMETHEUS_CHARS = re.compile(r"[^a-zA-Z0-9:]+")

@@ -16,6 +16,20 @@ from factorylens.scenarios._run import START_TIME, TRAINING_JOB, BenignAnomaly, 
 from factorylens.scenarios._workload import HEALTHY_STEP_S, RankInfo, WorkloadFault
 
 __all__ = [
-    "BenignAnomaly", "CATALOG", "FAULT_TYPES", "FaultSpec", "HEALTHY_STEP_S", "LogExport", "MetricExport", "RankInfo",
-    "START_TIME", "ScenarioRun", "TRAINING_JOB", "Targets", "Truth", "WorkloadFault", "fault_spec", "ingest",
+    "CATALOG",
+    "FAULT_TYPES",
+    "HEALTHY_STEP_S",
+    "START_TIME",
+    "TRAINING_JOB",
+    "BenignAnomaly",
+    "FaultSpec",
+    "LogExport",
+    "MetricExport",
+    "RankInfo",
+    "ScenarioRun",
+    "Targets",
+    "Truth",
+    "WorkloadFault",
+    "fault_spec",
+    "ingest",
 ]

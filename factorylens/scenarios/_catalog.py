@@ -22,8 +22,9 @@ Choices a user would make, written down:
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from factorylens.scenarios._workload import WorkloadFault
 
@@ -75,10 +76,15 @@ class FaultSpec:
     align_to_checkpoint: bool = False  # the onset falls shortly before the job's next checkpoint
 
 
-def _sim(kind: str, t: Targets, onset: float, params: dict[str, Any], *, gpu: bool = False,
-         duration: float | None = None) -> dict[str, Any]:
-    fault: dict[str, Any] = {"kind": kind, "target": {"host": t.host_index, **({"gpu": t.gpu_index} if gpu else {})},
-                             "start": onset, "params": params}
+def _sim(
+    kind: str, t: Targets, onset: float, params: dict[str, Any], *, gpu: bool = False, duration: float | None = None
+) -> dict[str, Any]:
+    fault: dict[str, Any] = {
+        "kind": kind,
+        "target": {"host": t.host_index, **({"gpu": t.gpu_index} if gpu else {})},
+        "start": onset,
+        "params": params,
+    }
     if duration is not None:
         fault["duration"] = duration
     return fault
@@ -95,103 +101,210 @@ def _rank(t: Targets, domain: str) -> Truth:
 XID_RESTART_S = 150.0  # watchdog, teardown, relaunch: the job is down this long after the XID
 
 
-CATALOG: dict[str, FaultSpec] = {spec.name: spec for spec in (
-    FaultSpec(
-        "gpu_thermal_throttle", "gpu_throttling", "gpu",
-        "thermal_throttle (+30 °C: cooling failure) on one training GPU",
-        ("hw.temperature up", "hw.gpu.clock_event.active{sw_thermal,hw_thermal} 1", "hw.gpu.speed{sm} down",
-         "hw.status degraded", "every rank's step time up (the others wait in the collective)"),
-        lambda t, on: ([_sim("thermal_throttle", t, on, {"extra_celsius": 30.0}, gpu=True)], [], _gpu(t))),
-    FaultSpec(
-        "gpu_power_cap", "gpu_throttling", "gpu",
-        "power_cap (limit 45 % of TDP) on one training GPU",
-        ("hw.power.limit down", "hw.gpu.clock_event.active{power_cap} 1", "hw.gpu.speed{sm} down",
-         "its rank's forward/backward up, the other ranks' collective up"),
-        lambda t, on: ([_sim("power_cap", t, on, {"limit_fraction": 0.45}, gpu=True)], [], _gpu(t))),
-    FaultSpec(
-        "gpu_xid_ecc", "gpu_xid_ecc", "gpu",
-        "XID 94 (contained uncorrectable ECC error) + an ECC burst on one training GPU; the rank's process "
-        f"is killed and the job is down {XID_RESTART_S:.0f} s, then restarts from its last checkpoint",
-        ("hw.errors{xid, hw.gpu.xid.code=94} (a new series) and a hw.gpu.xid event",
-         "hw.errors{uncorrected,corrected} up", "hw.status predicted_failure (a row remap pending)",
-         "samples/s to 0 on every rank, then a checkpoint.load"),
-        lambda t, on: ([_sim("xid", t, on, {"code": 94}, gpu=True),
-                        _sim("ecc_burst", t, on, {"corrected_per_s": 40.0, "uncorrected": 1}, gpu=True,
-                             duration=120.0)],
-                       [WorkloadFault("restart", on, XID_RESTART_S)], _gpu(t))),
-    FaultSpec(
-        "gpu_lost", "gpu_lost", "gpu",
-        "gpu_lost (fallen off the bus, with XID 79) on one training GPU; the job hangs in its collectives",
-        ("hw.status failed", "a hw.gpu.xid event with code 79 (a log record: the lost GPU's counters stop)",
-         "the GPU's other series stop",
-         "samples/s to 0 on every rank, the job's other GPUs idle"),
-        lambda t, on: ([_sim("gpu_lost", t, on, {}, gpu=True), _sim("xid", t, on, {"code": 79}, gpu=True)], [],
-                       _gpu(t))),
-    FaultSpec(
-        "nvlink_degradation", "nvlink_degradation", "gpu",
-        "nvlink_degradation (15 % throughput, 40 CRC errors/s) on one training GPU",
-        ("hw.gpu.interconnect.io rate down", "hw.errors{nvlink_crc_*} up",
-         "every rank's collective duration up"),
-        lambda t, on: ([_sim("nvlink_degradation", t, on, {"throughput_fraction": 0.15, "crc_errors_per_s": 40.0},
-                             gpu=True)], [], _gpu(t))),
-    FaultSpec(
-        "pcie_degradation", "pcie_degradation", "gpu",
-        "pcie_degradation (12.5 % throughput: a down-trained link, 20 replays/s) on one training GPU",
-        ("hw.gpu.io rate down", "hw.errors{pcie_replay} up", "its rank's h2d up",
-         "every rank's collective up (GPUDirect RDMA crosses the link)"),
-        lambda t, on: ([_sim("pcie_degradation", t, on, {"throughput_fraction": 0.125, "replays_per_s": 20.0},
-                             gpu=True)], [], _gpu(t))),
-    FaultSpec(
-        "slow_checkpoint_storage", "slow_checkpoint_storage", "storage",
-        "slow_storage on /mnt/ckpt of one host (8× latency, 12.5 % throughput), shortly before a checkpoint",
-        ("factorylens.storage.operation.time / .operations (latency) up", "factorylens.storage.io{write} rate down",
-         "the job's checkpoint.duration up, checkpoint.throughput down", "samples/s to 0 while it saves"),
-        lambda t, on: ([_sim("slow_storage", t, on, {"mount": "/mnt/ckpt", "latency_factor": 8.0,
-                                                      "throughput_fraction": 0.125})], [],
-                       Truth(f"fs:{t.host}//mnt/ckpt", "storage")),
-        align_to_checkpoint=True),
-    FaultSpec(
-        "dataloader_starvation", "dataloader_starvation", "data",
-        "one rank's input pipeline needs 3.5× longer per batch (a slow shard, too few workers); host healthy",
-        ("its factorylens.data.wait.ratio up", "its phase.duration{data} up",
-         "the other ranks' collective up", "host CPU and memory not under pressure"),
-        lambda t, on: ([], [WorkloadFault("input_starvation", on, rank=t.rank, factor=3.5)], _rank(t, "data"))),
-    FaultSpec(
-        "collective_network_congestion", "collective_network_congestion", "network",
-        "ib_congestion on one fabric port of one host (25 % throughput, 5M xmit_wait ticks/s)",
-        ("factorylens.network.xmit_wait rate up", "hw.network.io rate down", "every rank's collective up"),
-        lambda t, on: ([_sim("ib_congestion", t, on, {"port": t.port, "throughput_fraction": 0.25,
-                                                       "xmit_wait_per_s": 5.0e6})], [],
-                       Truth(f"nic:{t.host}/{t.port}", "network"))),
-    FaultSpec(
-        "straggler_rank", "straggler_rank", "app",
-        "one rank computes 1.6× slower (CPU-bound launches, a bad core binding); its GPU is healthy",
-        ("its phase.duration{forward,backward,optimizer} up", "its collective wait down, the others' up",
-         "its GPU's clocks and temperature unchanged"),
-        lambda t, on: ([], [WorkloadFault("straggler", on, rank=t.rank, factor=1.6)], _rank(t, "app"))),
-    FaultSpec(
-        "noisy_neighbour_job", "noisy_neighbour_job", "app",
-        "the neighbour batch job on a spare GPU of the host bursts: its GPU busy, 8× its samples, the host's "
-        "CPUs near saturation (cpu_saturation 0.93) and one port shared (ib_congestion 50 %)",
-        ("the neighbour's samples/s and its GPU's utilization up", "the host's system.cpu.utilization up",
-         "one port's xmit_wait up", "the host's ranks' data wait up, every rank's collective up"),
-        lambda t, on: ([_sim("cpu_saturation", t, on, {"utilization": 0.93}),
-                        _sim("ib_congestion", t, on, {"port": t.port, "throughput_fraction": 0.5,
-                                                       "xmit_wait_per_s": 1.5e6})],
-                       [WorkloadFault("neighbour_burst", on)],
-                       Truth(f"job:{t.neighbour_job}", "app", (f"rank:{t.neighbour_job}/*",)))),
-    FaultSpec(
-        "host_cpu_pressure", "host_pressure", "host",
-        "cpu_saturation (98 %: a runaway process outside any job) on one host",
-        ("system.cpu.utilization up", "the host's ranks' data wait up", "the other ranks' collective up"),
-        lambda t, on: ([_sim("cpu_saturation", t, on, {"utilization": 0.98})], [], Truth(f"host:{t.host}", "host"))),
-    FaultSpec(
-        "host_memory_pressure", "host_pressure", "host",
-        "memory_pressure (97 % used, swapping 20k pages/s) on one host",
-        ("system.memory.utilization up", "system.swap.usage{used} up", "the host's ranks' data wait up"),
-        lambda t, on: ([_sim("memory_pressure", t, on, {"used_fraction": 0.97, "swap_pages_per_s": 20000.0})], [],
-                       Truth(f"host:{t.host}", "host"))),
-)}
+CATALOG: dict[str, FaultSpec] = {
+    spec.name: spec
+    for spec in (
+        FaultSpec(
+            "gpu_thermal_throttle",
+            "gpu_throttling",
+            "gpu",
+            "thermal_throttle (+30 °C: cooling failure) on one training GPU",
+            (
+                "hw.temperature up",
+                "hw.gpu.clock_event.active{sw_thermal,hw_thermal} 1",
+                "hw.gpu.speed{sm} down",
+                "hw.status degraded",
+                "every rank's step time up (the others wait in the collective)",
+            ),
+            lambda t, on: ([_sim("thermal_throttle", t, on, {"extra_celsius": 30.0}, gpu=True)], [], _gpu(t)),
+        ),
+        FaultSpec(
+            "gpu_power_cap",
+            "gpu_throttling",
+            "gpu",
+            "power_cap (limit 45 % of TDP) on one training GPU",
+            (
+                "hw.power.limit down",
+                "hw.gpu.clock_event.active{power_cap} 1",
+                "hw.gpu.speed{sm} down",
+                "its rank's forward/backward up, the other ranks' collective up",
+            ),
+            lambda t, on: ([_sim("power_cap", t, on, {"limit_fraction": 0.45}, gpu=True)], [], _gpu(t)),
+        ),
+        FaultSpec(
+            "gpu_xid_ecc",
+            "gpu_xid_ecc",
+            "gpu",
+            "XID 94 (contained uncorrectable ECC error) + an ECC burst on one training GPU; the rank's process "
+            f"is killed and the job is down {XID_RESTART_S:.0f} s, then restarts from its last checkpoint",
+            (
+                "hw.errors{xid, hw.gpu.xid.code=94} (a new series) and a hw.gpu.xid event",
+                "hw.errors{uncorrected,corrected} up",
+                "hw.status predicted_failure (a row remap pending)",
+                "samples/s to 0 on every rank, then a checkpoint.load",
+            ),
+            lambda t, on: (
+                [
+                    _sim("xid", t, on, {"code": 94}, gpu=True),
+                    _sim("ecc_burst", t, on, {"corrected_per_s": 40.0, "uncorrected": 1}, gpu=True, duration=120.0),
+                ],
+                [WorkloadFault("restart", on, XID_RESTART_S)],
+                _gpu(t),
+            ),
+        ),
+        FaultSpec(
+            "gpu_lost",
+            "gpu_lost",
+            "gpu",
+            "gpu_lost (fallen off the bus, with XID 79) on one training GPU; the job hangs in its collectives",
+            (
+                "hw.status failed",
+                "a hw.gpu.xid event with code 79 (a log record: the lost GPU's counters stop)",
+                "the GPU's other series stop",
+                "samples/s to 0 on every rank, the job's other GPUs idle",
+            ),
+            lambda t, on: (
+                [_sim("gpu_lost", t, on, {}, gpu=True), _sim("xid", t, on, {"code": 79}, gpu=True)],
+                [],
+                _gpu(t),
+            ),
+        ),
+        FaultSpec(
+            "nvlink_degradation",
+            "nvlink_degradation",
+            "gpu",
+            "nvlink_degradation (15 % throughput, 40 CRC errors/s) on one training GPU",
+            ("hw.gpu.interconnect.io rate down", "hw.errors{nvlink_crc_*} up", "every rank's collective duration up"),
+            lambda t, on: (
+                [_sim("nvlink_degradation", t, on, {"throughput_fraction": 0.15, "crc_errors_per_s": 40.0}, gpu=True)],
+                [],
+                _gpu(t),
+            ),
+        ),
+        FaultSpec(
+            "pcie_degradation",
+            "pcie_degradation",
+            "gpu",
+            "pcie_degradation (12.5 % throughput: a down-trained link, 20 replays/s) on one training GPU",
+            (
+                "hw.gpu.io rate down",
+                "hw.errors{pcie_replay} up",
+                "its rank's h2d up",
+                "every rank's collective up (GPUDirect RDMA crosses the link)",
+            ),
+            lambda t, on: (
+                [_sim("pcie_degradation", t, on, {"throughput_fraction": 0.125, "replays_per_s": 20.0}, gpu=True)],
+                [],
+                _gpu(t),
+            ),
+        ),
+        FaultSpec(
+            "slow_checkpoint_storage",
+            "slow_checkpoint_storage",
+            "storage",
+            "slow_storage on /mnt/ckpt of one host (8× latency, 12.5 % throughput), shortly before a checkpoint",
+            (
+                "factorylens.storage.operation.time / .operations (latency) up",
+                "factorylens.storage.io{write} rate down",
+                "the job's checkpoint.duration up, checkpoint.throughput down",
+                "samples/s to 0 while it saves",
+            ),
+            lambda t, on: (
+                [
+                    _sim(
+                        "slow_storage",
+                        t,
+                        on,
+                        {"mount": "/mnt/ckpt", "latency_factor": 8.0, "throughput_fraction": 0.125},
+                    )
+                ],
+                [],
+                Truth(f"fs:{t.host}//mnt/ckpt", "storage"),
+            ),
+            align_to_checkpoint=True,
+        ),
+        FaultSpec(
+            "dataloader_starvation",
+            "dataloader_starvation",
+            "data",
+            "one rank's input pipeline needs 3.5× longer per batch (a slow shard, too few workers); host healthy",
+            (
+                "its factorylens.data.wait.ratio up",
+                "its phase.duration{data} up",
+                "the other ranks' collective up",
+                "host CPU and memory not under pressure",
+            ),
+            lambda t, on: ([], [WorkloadFault("input_starvation", on, rank=t.rank, factor=3.5)], _rank(t, "data")),
+        ),
+        FaultSpec(
+            "collective_network_congestion",
+            "collective_network_congestion",
+            "network",
+            "ib_congestion on one fabric port of one host (25 % throughput, 5M xmit_wait ticks/s)",
+            ("factorylens.network.xmit_wait rate up", "hw.network.io rate down", "every rank's collective up"),
+            lambda t, on: (
+                [_sim("ib_congestion", t, on, {"port": t.port, "throughput_fraction": 0.25, "xmit_wait_per_s": 5.0e6})],
+                [],
+                Truth(f"nic:{t.host}/{t.port}", "network"),
+            ),
+        ),
+        FaultSpec(
+            "straggler_rank",
+            "straggler_rank",
+            "app",
+            "one rank computes 1.6× slower (CPU-bound launches, a bad core binding); its GPU is healthy",
+            (
+                "its phase.duration{forward,backward,optimizer} up",
+                "its collective wait down, the others' up",
+                "its GPU's clocks and temperature unchanged",
+            ),
+            lambda t, on: ([], [WorkloadFault("straggler", on, rank=t.rank, factor=1.6)], _rank(t, "app")),
+        ),
+        FaultSpec(
+            "noisy_neighbour_job",
+            "noisy_neighbour_job",
+            "app",
+            "the neighbour batch job on a spare GPU of the host bursts: its GPU busy, 8× its samples, the host's "
+            "CPUs near saturation (cpu_saturation 0.93) and one port shared (ib_congestion 50 %)",
+            (
+                "the neighbour's samples/s and its GPU's utilization up",
+                "the host's system.cpu.utilization up",
+                "one port's xmit_wait up",
+                "the host's ranks' data wait up, every rank's collective up",
+            ),
+            lambda t, on: (
+                [
+                    _sim("cpu_saturation", t, on, {"utilization": 0.93}),
+                    _sim(
+                        "ib_congestion", t, on, {"port": t.port, "throughput_fraction": 0.5, "xmit_wait_per_s": 1.5e6}
+                    ),
+                ],
+                [WorkloadFault("neighbour_burst", on)],
+                Truth(f"job:{t.neighbour_job}", "app", (f"rank:{t.neighbour_job}/*",)),
+            ),
+        ),
+        FaultSpec(
+            "host_cpu_pressure",
+            "host_pressure",
+            "host",
+            "cpu_saturation (98 %: a runaway process outside any job) on one host",
+            ("system.cpu.utilization up", "the host's ranks' data wait up", "the other ranks' collective up"),
+            lambda t, on: ([_sim("cpu_saturation", t, on, {"utilization": 0.98})], [], Truth(f"host:{t.host}", "host")),
+        ),
+        FaultSpec(
+            "host_memory_pressure",
+            "host_pressure",
+            "host",
+            "memory_pressure (97 % used, swapping 20k pages/s) on one host",
+            ("system.memory.utilization up", "system.swap.usage{used} up", "the host's ranks' data wait up"),
+            lambda t, on: (
+                [_sim("memory_pressure", t, on, {"used_fraction": 0.97, "swap_pages_per_s": 20000.0})],
+                [],
+                Truth(f"host:{t.host}", "host"),
+            ),
+        ),
+    )
+}
 
 FAULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(spec.fault_type for spec in CATALOG.values()))
 

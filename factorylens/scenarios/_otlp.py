@@ -21,7 +21,7 @@ from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.metrics_encoder import encode_metrics
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
-from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
+from opentelemetry.sdk.metrics.export import Gauge, Histogram, HistogramDataPoint, MetricsData, NumberDataPoint, Sum
 
 _GAUGE, _SUM, _HISTOGRAM = 0, 1, 2
 
@@ -109,12 +109,21 @@ class MetricExport:
                 for metric in sm.metrics:
                     d = metric.data
                     kind = _kind(d)
-                    shape.append((metric.name, metric.description, metric.unit, kind,
-                                  getattr(d, "aggregation_temporality", None), getattr(d, "is_monotonic", None),
-                                  len(d.data_points)))
+                    shape.append(
+                        (
+                            metric.name,
+                            metric.description,
+                            metric.unit,
+                            kind,
+                            getattr(d, "aggregation_temporality", None),
+                            getattr(d, "is_monotonic", None),
+                            len(d.data_points),
+                        )
+                    )
                     for point in d.data_points:
                         attributes.append(point.attributes)
                         if kind == _HISTOGRAM:
+                            assert isinstance(point, HistogramDataPoint)
                             shape.append(tuple(point.explicit_bounds))
         return shape, attributes
 
@@ -123,16 +132,22 @@ class MetricExport:
         shape, attributes = self._describe(data)
         if shape != self._shape or attributes != self._attributes:
             return None
-        points = [(metric.data, point) for rm in data.resource_metrics for sm in rm.scope_metrics
-                  for metric in sm.metrics for point in metric.data.data_points]
+        points = [
+            (metric.data, point)
+            for rm in data.resource_metrics
+            for sm in rm.scope_metrics
+            for metric in sm.metrics
+            for point in metric.data.data_points
+        ]
         if any(point.exemplars for _, point in points) or any(_kind(d) is None for d, _ in points):
             return None
         request = ExportMetricsServiceRequest()
         request.CopyFrom(self._request)
         start_ns = self.start_ns
-        for (kind, pb), (_, point) in zip(_pb_points(request), points):
+        for (kind, pb), (_, point) in zip(_pb_points(request), points, strict=False):
             pb.time_unix_nano = now_ns
-            if kind == _HISTOGRAM:
+            if kind == _HISTOGRAM:  # the shape matched: the SDK point is of the same kind as the encoded one
+                assert isinstance(point, HistogramDataPoint)
                 pb.start_time_unix_nano = start_ns
                 pb.count = point.count
                 pb.sum = point.sum
@@ -143,6 +158,7 @@ class MetricExport:
                 continue
             if kind == _SUM:
                 pb.start_time_unix_nano = start_ns
+            assert isinstance(point, NumberDataPoint)
             value = point.value
             if isinstance(value, int):
                 pb.as_int = value

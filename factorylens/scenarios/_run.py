@@ -12,8 +12,9 @@ or two of CPU.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -108,10 +109,21 @@ class ScenarioRun:
     of the victim host (on 4-GPU hosts it takes the notebook's GPU) in every run, fault or not.
     """
 
-    def __init__(self, fault_type: str | None, seed: int = 0, hosts: int = 2, gpus_per_host: int = 4, *,
-                 scrape_interval_s: float = 10.0, onset_s: float | None = None, duration_s: float | None = None,
-                 benign_anomaly: bool = True, model: str = "H100", logs: bool = False,
-                 reuse_encoding: bool = True) -> None:
+    def __init__(
+        self,
+        fault_type: str | None,
+        seed: int = 0,
+        hosts: int = 2,
+        gpus_per_host: int = 4,
+        *,
+        scrape_interval_s: float = 10.0,
+        onset_s: float | None = None,
+        duration_s: float | None = None,
+        benign_anomaly: bool = True,
+        model: str = "H100",
+        logs: bool = False,
+        reuse_encoding: bool = True,
+    ) -> None:
         if hosts < 1 or gpus_per_host < 4:
             raise ValueError("a scenario needs at least one host and 4 GPUs per host (training, serving, a spare)")
         if not scrape_interval_s > 0:
@@ -152,21 +164,33 @@ class ScenarioRun:
 
         # the world: the cluster places its jobs; ours replace them where the workload drives them
         self._now = 0.0
-        self.cluster = SimulatedCluster(hosts, gpus_per_host, model, None, seed=seed, clock=lambda: self._now,
-                                        start_time=START_TIME)
+        self.cluster = SimulatedCluster(
+            hosts, gpus_per_host, model, None, seed=seed, clock=lambda: self._now, start_time=START_TIME
+        )
         for host in self.cluster.hosts:
             assert host.node is not None
             host.node.noise = np.random.default_rng([seed, 10 + host.index])
         self.job_id = TRAINING_JOB
-        self.ranks = [RankInfo(host.index * n_train + gpu.index, host.index, host.name, gpu)
-                      for host in self.cluster.hosts for gpu in host.gpus
-                      if gpu.process is not None and gpu.process.job.job_id == TRAINING_JOB]
+        self.ranks = [
+            RankInfo(host.index * n_train + gpu.index, host.index, host.name, gpu)
+            for host in self.cluster.hosts
+            for gpu in host.gpus
+            if gpu.process is not None and gpu.process.job.job_id == TRAINING_JOB
+        ]
         self.ranks.sort(key=lambda r: r.rank)
         victim_host = self.cluster.hosts[victim]
         victim_gpu = victim_host.gpus[local_gpu]
         self.neighbour_job = f"embed-batch-{victim}"
-        self.targets = Targets(victim, victim_host.name, local_gpu, victim_gpu.uuid, victim * n_train + local_gpu,
-                               port, TRAINING_JOB, self.neighbour_job)
+        self.targets = Targets(
+            victim,
+            victim_host.name,
+            local_gpu,
+            victim_gpu.uuid,
+            victim * n_train + local_gpu,
+            port,
+            TRAINING_JOB,
+            self.neighbour_job,
+        )
 
         sim_faults: list[dict[str, Any]] = []
         workload_faults: list[WorkloadFault] = []
@@ -181,26 +205,43 @@ class ScenarioRun:
             start = max(self.scrape_interval_s, self.onset_s + benign_offset)
             self.benign = BenignAnomaly(benign_kind, f"gpu:{gpu.uuid}", host.name, gpu.index, start, benign_duration)
             if benign_kind == "cooling_blip":
-                sim_faults.append({"kind": "thermal_throttle", "target": {"host": benign_host, "gpu": gpu.index},
-                                   "start": start, "duration": benign_duration, "params": {"extra_celsius": 12.0}})
+                sim_faults.append(
+                    {
+                        "kind": "thermal_throttle",
+                        "target": {"host": benign_host, "gpu": gpu.index},
+                        "start": start,
+                        "duration": benign_duration,
+                        "params": {"extra_celsius": 12.0},
+                    }
+                )
             elif gpu.process is not None:
-                gpu.process = Process(gpu.process.pid, gpu.process.name, SurgingJob(
-                    **_job_fields(gpu.process.job), surge_start_s=start, surge_end_s=start + benign_duration))
+                gpu.process = Process(
+                    gpu.process.pid,
+                    gpu.process.name,
+                    SurgingJob(
+                        **_job_fields(gpu.process.job), surge_start_s=start, surge_end_s=start + benign_duration
+                    ),
+                )
         self.cluster.scenario = Scenario.from_dict({"faults": sim_faults})
         self.sim_faults = sim_faults
         self.workload_faults = workload_faults
 
-        self.workload = TrainingWorkload(self.cluster, TRAINING_JOB, self.ranks, workload_faults,
-                                         np.random.default_rng([seed, 1]), self.epoch_ns)
+        self.workload = TrainingWorkload(
+            self.cluster, TRAINING_JOB, self.ranks, workload_faults, np.random.default_rng([seed, 1]), self.epoch_ns
+        )
         self.neighbour = NeighbourWorkload(workload_faults, np.random.default_rng([seed, 2]), self.epoch_ns)
         for info in self.ranks:
             assert info.gpu.process is not None
-            info.gpu.process = Process(info.gpu.process.pid, info.gpu.process.name,
-                                       DrivenJob(**_job_fields(info.gpu.process.job), driver=self.workload))
+            info.gpu.process = Process(
+                info.gpu.process.pid,
+                info.gpu.process.name,
+                DrivenJob(**_job_fields(info.gpu.process.job), driver=self.workload),
+            )
         spare = victim_host.gpus[gpus_per_host - 1]
         self.neighbour_gpu = spare
-        spare.process = Process(9000 + victim, "python", DrivenJob(self.neighbour_job, NEIGHBOUR_TEAM, "batch", 0.4,
-                                                                  driver=self.neighbour))
+        spare.process = Process(
+            9000 + victim, "python", DrivenJob(self.neighbour_job, NEIGHBOUR_TEAM, "batch", 0.4, driver=self.neighbour)
+        )
 
     # ---- the components ----------------------------------------------------------------------------
     def _elapsed(self) -> float:
@@ -213,14 +254,19 @@ class ScenarioRun:
         from opentelemetry.sdk._logs import LoggerProvider
         from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
-        config = GpuReceiverConfig(backend="sim", collection_interval_s=self.scrape_interval_s, prometheus_port=None,
-                                   otlp="off")
+        config = GpuReceiverConfig(
+            backend="sim", collection_interval_s=self.scrape_interval_s, prometheus_port=None, otlp="off"
+        )
         pipelines, exports, logs = [], [], []
         for host in self.cluster.hosts:
-            backend = NvmlBackend(SimulatedNvml(host), StaticJobResolver(self.cluster.jobs_by_pid(host)),
-                                  process_metrics=config.process_metrics,
-                                  max_processes_per_gpu=config.max_processes_per_gpu,
-                                  discovery_retry_interval_s=config.discovery_retry_interval_s, clock=self._elapsed)
+            backend = NvmlBackend(
+                SimulatedNvml(host),
+                StaticJobResolver(self.cluster.jobs_by_pid(host)),
+                process_metrics=config.process_metrics,
+                max_processes_per_gpu=config.max_processes_per_gpu,
+                discovery_retry_interval_s=config.discovery_retry_interval_s,
+                clock=self._elapsed,
+            )
             resource = telemetry.make_resource({"host.name": host.name, "factorylens.simulated": True}, SERVICE_NAME)
             reader = InMemoryMetricReader()
             logger_provider = None
@@ -229,8 +275,13 @@ class ScenarioRun:
                 logger_provider = LoggerProvider(resource=resource)
                 logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
                 logs.append(LogExport(exporter))
-            pipeline = HostPipeline(host.name, dict(resource.attributes), GpuScraper(backend),
-                                    telemetry.make_meter_provider(resource, [reader]), logger_provider=logger_provider)
+            pipeline = HostPipeline(
+                host.name,
+                dict(resource.attributes),
+                GpuScraper(backend),
+                telemetry.make_meter_provider(resource, [reader]),
+                logger_provider=logger_provider,
+            )
             pipeline.sources = node_sources(config, host.node, self.cluster.advance)
             pipelines.append(pipeline)
             exports.append(MetricExport(reader, self.epoch_ns, reuse=self._reuse))
@@ -246,19 +297,38 @@ class ScenarioRun:
         resource = telemetry.make_resource(identity, "factorylens-training")
         reader = InMemoryMetricReader()
         provider = telemetry.make_meter_provider(resource, [reader])
-        stepped = TrainingTelemetry(config, StepRecorder(config.max_pending_steps),
-                                    provider.get_meter(INSTRUMENTATION_SCOPE, __version__), NoOpTracer(), identity,
-                                    clock=self._elapsed, wall_clock_ns=self._wall_ns, mountpoint_of=mountpoint_of)
+        stepped = TrainingTelemetry(
+            config,
+            StepRecorder(config.max_pending_steps),
+            provider.get_meter(INSTRUMENTATION_SCOPE, __version__),
+            NoOpTracer(),
+            identity,
+            clock=self._elapsed,
+            wall_clock_ns=self._wall_ns,
+            mountpoint_of=mountpoint_of,
+        )
         return stepped, provider, MetricExport(reader, self.epoch_ns, reuse=self._reuse)
 
-    def _training_config(self, job_id: str, team: str, rank: int, world: int, host: str, gpu: Any,
-                         flops_per_sample: float) -> TrainingConfig:
+    def _training_config(
+        self, job_id: str, team: str, rank: int, world: int, host: str, gpu: Any, flops_per_sample: float
+    ) -> TrainingConfig:
         peak = (peak_tflops(gpu.model.name) or 0.0) * 1e12
         # a hair under the scrape interval: the rate window holds exactly the steps of one interval
-        return TrainingConfig(job_id=job_id, team=team, rank=rank, world_size=world, local_rank=gpu.index, host=host,
-                              gpu_ids=(gpu.uuid,), gpu_name=gpu.model.name, model_flops_per_sample=flops_per_sample,
-                              peak_flops=peak, span_every_steps=0, state_dir="",
-                              export_interval_s=self.scrape_interval_s * (1 - 1e-9))
+        return TrainingConfig(
+            job_id=job_id,
+            team=team,
+            rank=rank,
+            world_size=world,
+            local_rank=gpu.index,
+            host=host,
+            gpu_ids=(gpu.uuid,),
+            gpu_name=gpu.model.name,
+            model_flops_per_sample=flops_per_sample,
+            peak_flops=peak,
+            span_every_steps=0,
+            state_dir="",
+            export_interval_s=self.scrape_interval_s * (1 - 1e-9),
+        )
 
     # ---- the run --------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[int, list[Request]]]:
@@ -273,13 +343,24 @@ class ScenarioRun:
         world = len(self.ranks)
         peak = (peak_tflops(self.cluster.model.name) or 0.0) * 1e12
         flops = HEALTHY_MFU * peak * HEALTHY_STEP_S / SAMPLES_PER_STEP
-        ranks = [self._instrumented(self._training_config(TRAINING_JOB, TRAINING_TEAM, info.rank, world, info.host,
-                                                          info.gpu, flops)) for info in self.ranks]
+        ranks = [
+            self._instrumented(
+                self._training_config(TRAINING_JOB, TRAINING_TEAM, info.rank, world, info.host, info.gpu, flops)
+            )
+            for info in self.ranks
+        ]
         victim = self.cluster.hosts[self.targets.host_index]
-        neighbour = self._instrumented(self._training_config(self.neighbour_job, NEIGHBOUR_TEAM, 0, 1, victim.name,
-                                                             self.neighbour_gpu,
-                                                             0.3 * peak * NeighbourWorkload.STEP_S
-                                                             / NeighbourWorkload.BURST_SAMPLES))
+        neighbour = self._instrumented(
+            self._training_config(
+                self.neighbour_job,
+                NEIGHBOUR_TEAM,
+                0,
+                1,
+                victim.name,
+                self.neighbour_gpu,
+                0.3 * peak * NeighbourWorkload.STEP_S / NeighbourWorkload.BURST_SAMPLES,
+            )
+        )
         providers = [p.meter_provider for p in receiver.pipelines] + [r[1] for r in ranks] + [neighbour[1]]
         try:
             ticks = math.ceil(self.duration_s / self.scrape_interval_s - 1e-9)
@@ -327,16 +408,27 @@ class ScenarioRun:
     def describe(self) -> dict[str, Any]:
         """What was injected where, and the answer (for reports)."""
         return {
-            "fault": self.fault_type, "fault_type": self.spec.fault_type if self.spec else None, "seed": self.seed,
-            "size": f"{self.hosts}x{self.gpus_per_host}", "onset_s": round(self.onset_s, 3),
+            "fault": self.fault_type,
+            "fault_type": self.spec.fault_type if self.spec else None,
+            "seed": self.seed,
+            "size": f"{self.hosts}x{self.gpus_per_host}",
+            "onset_s": round(self.onset_s, 3),
             "duration_s": round(self.duration_s, 3),
             "truth": {"entity": self.truth.entity, "domain": self.truth.domain} if self.truth else None,
             "benign": {"kind": self.benign.kind, "entity": self.benign.entity, "onset_s": round(self.benign.onset_s, 3)}
-            if self.benign else None,
+            if self.benign
+            else None,
             "sim_faults": self.sim_faults,
-            "workload_faults": [{"kind": f.kind, "start_s": f.start_s, "rank": f.rank, "factor": f.factor,
-                                 "duration_s": None if math.isinf(f.duration_s) else f.duration_s}
-                                for f in self.workload_faults],
+            "workload_faults": [
+                {
+                    "kind": f.kind,
+                    "start_s": f.start_s,
+                    "rank": f.rank,
+                    "factor": f.factor,
+                    "duration_s": None if math.isinf(f.duration_s) else f.duration_s,
+                }
+                for f in self.workload_faults
+            ],
         }
 
 

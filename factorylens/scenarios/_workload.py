@@ -64,8 +64,15 @@ TRAINING_LOAD = 0.93  # GPU utilization of a computing step
 CHECKPOINT_LOAD = 0.08  # GPUs idle while the checkpoint is written (the node writes to /mnt/ckpt)
 RESTORE_LOAD = 0.12  # GPUs idle while the last checkpoint is read back
 # lognormal jitter (sigma) of each phase, per rank and step
-JITTER = {"data": 0.2, "h2d": 0.1, "forward": 0.02, "backward": 0.02, "optimizer": 0.03, "loader": 0.08,
-          "checkpoint": 0.06}
+JITTER = {
+    "data": 0.2,
+    "h2d": 0.1,
+    "forward": 0.02,
+    "backward": 0.02,
+    "optimizer": 0.03,
+    "loader": 0.08,
+    "checkpoint": 0.06,
+}
 _JITTER_KEYS = tuple(JITTER)
 _JITTER_SIGMA = np.array([JITTER[k] for k in _JITTER_KEYS])
 
@@ -150,8 +157,15 @@ class TrainingWorkload:
     are doing.
     """
 
-    def __init__(self, cluster: SimulatedCluster, job_id: str, ranks: list[RankInfo], faults: list[WorkloadFault],
-                 rng: np.random.Generator, epoch_ns: int) -> None:
+    def __init__(
+        self,
+        cluster: SimulatedCluster,
+        job_id: str,
+        ranks: list[RankInfo],
+        faults: list[WorkloadFault],
+        rng: np.random.Generator,
+        epoch_ns: int,
+    ) -> None:
         self.cluster = cluster
         self.job_id = job_id
         self.ranks = ranks
@@ -204,8 +218,9 @@ class TrainingWorkload:
                     return done
                 self.hung = False
             step = self._pending
-            crash = next((f for f in self.faults
-                          if f.kind == "restart" and step.start < f.start_s <= min(step.end, t_s)), None)
+            crash = next(
+                (f for f in self.faults if f.kind == "restart" and step.start < f.start_s <= min(step.end, t_s)), None
+            )
             if crash is not None:  # the step dies with the job; it is never recorded
                 self._pending = None
                 self.t = crash.start_s
@@ -220,9 +235,16 @@ class TrainingWorkload:
 
     def _record(self, number: int, start: float, end: float, phases: list) -> StepRecord:
         ns = int(start * NS)
-        return StepRecord(number, ns, int(end * NS), self._epoch_ns + ns, SAMPLES_PER_STEP,
-                          SAMPLES_PER_STEP * TOKENS_PER_SAMPLE,
-                          [(name, int(a * NS), int(b * NS), attributes) for name, a, b, attributes in phases], None)
+        return StepRecord(
+            number,
+            ns,
+            int(end * NS),
+            self._epoch_ns + ns,
+            SAMPLES_PER_STEP,
+            SAMPLES_PER_STEP * TOKENS_PER_SAMPLE,
+            [(name, int(a * NS), int(b * NS), attributes) for name, a, b, attributes in phases],
+            None,
+        )
 
     def _gpu_faults(self, info: RankInfo, kind: str) -> list:
         return self._host[info.host_index].faults_for(info.gpu.index, kind)
@@ -232,7 +254,9 @@ class TrainingWorkload:
         if any(r.gpu.lost for r in ranks):
             return None
         n = len(ranks)
-        jitter = dict(zip(_JITTER_KEYS, self._rng.lognormal(0.0, _JITTER_SIGMA, size=(n, len(_JITTER_KEYS))).T))
+        jitter = dict(
+            zip(_JITTER_KEYS, self._rng.lognormal(0.0, _JITTER_SIGMA, size=(n, len(_JITTER_KEYS))).T, strict=False)
+        )
         shared = self._rng.lognormal(0.0, 0.05)  # the collective's own variation (one exchange for all)
         restore = self._restore
         self._restore = False
@@ -242,7 +266,7 @@ class TrainingWorkload:
                 self._next_checkpoint += CHECKPOINT_EVERY_S
         intra = inter = 1.0
         per_rank = []
-        for i, info in enumerate(ranks):
+        for info in ranks:
             node = self._host[info.host_index].node
             speed = max(info.gpu.clock_factor, 0.05)
             loader = LOADER_S * (node.data_factor if node is not None else 1.0)
@@ -274,14 +298,25 @@ class TrainingWorkload:
         for i, (speed, loader, pcie_slow, _) in enumerate(per_rank):
             phases: list[tuple[str, float, float, Any]] = []
             if restore:
-                phases.append(("checkpoint.load", start, start + restores[i],
-                               {"path": f"{CHECKPOINT_MOUNT}/{self.job_id}/latest/rank-{ranks[i].rank:03d}.distcp",
-                                "bytes": CHECKPOINT_BYTES}))
+                phases.append(
+                    (
+                        "checkpoint.load",
+                        start,
+                        start + restores[i],
+                        {
+                            "path": f"{CHECKPOINT_MOUNT}/{self.job_id}/latest/rank-{ranks[i].rank:03d}.distcp",
+                            "bytes": CHECKPOINT_BYTES,
+                        },
+                    )
+                )
             t = t0
             wait = DATA_S * jitter["data"][i] + max(0.0, loader * jitter["loader"][i] - HIDDEN_S)
-            for name, seconds in (("data", wait), ("h2d", H2D_S * pcie_slow * jitter["h2d"][i]),
-                                  ("forward", FORWARD_S / speed * jitter["forward"][i]),
-                                  ("backward", BACKWARD_S / speed * jitter["backward"][i])):
+            for name, seconds in (
+                ("data", wait),
+                ("h2d", H2D_S * pcie_slow * jitter["h2d"][i]),
+                ("forward", FORWARD_S / speed * jitter["forward"][i]),
+                ("backward", BACKWARD_S / speed * jitter["backward"][i]),
+            ):
                 phases.append((name, t, t + seconds, None))
                 t += seconds
             arrive.append(t)
@@ -291,27 +326,44 @@ class TrainingWorkload:
         records, ends = [], []
         for i, (speed, _, _, ckpt) in enumerate(per_rank):
             phases = phases_by_rank[i]
-            phases.append(("collective", arrive[i], exchanged,
-                           {"bytes": GRADIENT_BYTES, "world_size": n, "op": "all_reduce"}))
+            phases.append(
+                ("collective", arrive[i], exchanged, {"bytes": GRADIENT_BYTES, "world_size": n, "op": "all_reduce"})
+            )
             end = exchanged + OPTIMIZER_S / speed * jitter["optimizer"][i]
             phases.append(("optimizer", exchanged, end, None))
             if checkpoint:
                 saved = end + CHECKPOINT_SAVE_S * ckpt * jitter["checkpoint"][i]
-                phases.append(("checkpoint.save", end, saved,
-                               {"path": f"{CHECKPOINT_MOUNT}/{self.job_id}/step-{self.number + 1:07d}"
-                                        f"/rank-{ranks[i].rank:03d}.distcp", "bytes": CHECKPOINT_BYTES}))
+                phases.append(
+                    (
+                        "checkpoint.save",
+                        end,
+                        saved,
+                        {
+                            "path": f"{CHECKPOINT_MOUNT}/{self.job_id}/step-{self.number + 1:07d}"
+                            f"/rank-{ranks[i].rank:03d}.distcp",
+                            "bytes": CHECKPOINT_BYTES,
+                        },
+                    )
+                )
                 end = saved
             ends.append(end)
             records.append([i, start, end, phases])
         step_end = max(ends)
-        compute_end = step_end if not checkpoint else min(
-            p[1] for r in phases_by_rank for p in r if p[0] == "checkpoint.save")
+        compute_end = (
+            step_end if not checkpoint else min(p[1] for r in phases_by_rank for p in r if p[0] == "checkpoint.save")
+        )
         if checkpoint or restore:  # a barrier after the save (and the restore): every rank ends together
             for record in records:
                 record[2] = step_end
         computing = (compute_end if checkpoint else step_end) - t0
-        return _PlannedStep(start, step_end, [tuple(r) for r in records], compute_end,
-                            t0 if restore else start, min(1.0, HEALTHY_STEP_S / max(computing, 1e-6)))
+        return _PlannedStep(
+            start,
+            step_end,
+            [tuple(r) for r in records],
+            compute_end,
+            t0 if restore else start,
+            min(1.0, HEALTHY_STEP_S / max(computing, 1e-6)),
+        )
 
 
 class NeighbourWorkload:
@@ -350,7 +402,17 @@ class NeighbourWorkload:
             start, mid, end, samples = self._pending
             self.number += 1
             a, b, c = int(start * NS), int(mid * NS), int(end * NS)
-            done.append(StepRecord(self.number, a, c, self._epoch_ns + a, samples, samples * 512,
-                                   [("data", a, b, None), ("forward", b, c, None)], None))
+            done.append(
+                StepRecord(
+                    self.number,
+                    a,
+                    c,
+                    self._epoch_ns + a,
+                    samples,
+                    samples * 512,
+                    [("data", a, b, None), ("forward", b, c, None)],
+                    None,
+                )
+            )
             self._pending = self._plan(end)
         return done

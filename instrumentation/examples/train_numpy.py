@@ -19,8 +19,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -29,8 +29,7 @@ import factorylens.instrumentation as fl
 FLOPS_PER_SAMPLE_PER_WEIGHT = 6  # forward 2 + backward 4 multiply-adds per weight
 
 
-def batches(rng: np.random.Generator, batch_size: int, features: int, delay_s: Callable[[], float]
-            ) -> Iterator[tuple]:
+def batches(rng: np.random.Generator, batch_size: int, features: int, delay_s: Callable[[], float]) -> Iterator[tuple]:
     """An endless input pipeline: synthetic samples of y = sin(x·w) + noise."""
     w = np.linspace(-1.0, 1.0, features)
     while True:
@@ -41,13 +40,25 @@ def batches(rng: np.random.Generator, batch_size: int, features: int, delay_s: C
         yield x, np.sin(x @ w)[:, None] + 0.05 * rng.normal(size=(batch_size, 1))
 
 
-def train(steps: int = 200, batch_size: int = 64, features: int = 16, hidden: int = 64, lr: float = 0.05,
-          checkpoint_every: int = 100, checkpoint_dir: str | None = None, device_time_s: float = 0.0,
-          slowdown: Callable[[], float] = lambda: 1.0, loader_delay_s: float = 0.0,
-          data_slowdown: Callable[[], float] = lambda: 1.0, collective_time_s: float = 0.0,
-          collective_slowdown: Callable[[], float] = lambda: 1.0, checkpoint_time_s: float = 0.0,
-          checkpoint_slowdown: Callable[[], float] = lambda: 1.0, seed: int = 0,
-          stop: threading.Event | None = None) -> dict[str, float]:
+def train(
+    steps: int = 200,
+    batch_size: int = 64,
+    features: int = 16,
+    hidden: int = 64,
+    lr: float = 0.05,
+    checkpoint_every: int = 100,
+    checkpoint_dir: str | None = None,
+    device_time_s: float = 0.0,
+    slowdown: Callable[[], float] = lambda: 1.0,
+    loader_delay_s: float = 0.0,
+    data_slowdown: Callable[[], float] = lambda: 1.0,
+    collective_time_s: float = 0.0,
+    collective_slowdown: Callable[[], float] = lambda: 1.0,
+    checkpoint_time_s: float = 0.0,
+    checkpoint_slowdown: Callable[[], float] = lambda: 1.0,
+    seed: int = 0,
+    stop: threading.Event | None = None,
+) -> dict[str, float]:
     """Train and return the first and last loss; instrumented when ``fl.init()`` was called."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(scale=1 / np.sqrt(features), size=(features, hidden))
@@ -68,7 +79,7 @@ def train(steps: int = 200, batch_size: int = 64, features: int = 16, hidden: in
             with fl.backward():
                 grad_out = 2 * (prediction - y) / batch_size
                 grad_w2 = h.T @ grad_out
-                grad_w1 = x.T @ ((grad_out @ w2.T) * (1 - h ** 2))
+                grad_w1 = x.T @ ((grad_out @ w2.T) * (1 - h**2))
                 if device_time_s:
                     time.sleep(device_time_s * 2 / 3 * slowdown())
             if collective_time_s:  # data-parallel ranks average their gradients
@@ -98,19 +109,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--job-id", default=None, help="default: FACTORYLENS_JOB_ID or 'local'")
     parser.add_argument("--team", default=None)
-    parser.add_argument("--device-time", type=float, default=0.0, metavar="SECONDS",
-                        help="simulated accelerator time per step")
-    parser.add_argument("--loader-delay", type=float, default=0.0, metavar="SECONDS",
-                        help="simulated input-pipeline time per batch")
-    parser.add_argument("--print-every", type=int, default=0, metavar="N",
-                        help="print where every N-th step's time went (and every slow step)")
+    parser.add_argument(
+        "--device-time", type=float, default=0.0, metavar="SECONDS", help="simulated accelerator time per step"
+    )
+    parser.add_argument(
+        "--loader-delay", type=float, default=0.0, metavar="SECONDS", help="simulated input-pipeline time per batch"
+    )
+    parser.add_argument(
+        "--print-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print where every N-th step's time went (and every slow step)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    fl.init(job_id=args.job_id, team=args.team, model_flops_per_sample=flops_per_sample(16, 64),
-            console=bool(args.print_every), span_every_steps=args.print_every or 100)
+    fl.init(
+        job_id=args.job_id,
+        team=args.team,
+        model_flops_per_sample=flops_per_sample(16, 64),
+        console=bool(args.print_every),
+        span_every_steps=args.print_every or 100,
+    )
     try:
-        result = train(steps=args.steps, batch_size=args.batch_size, device_time_s=args.device_time,
-                       loader_delay_s=args.loader_delay)
+        result = train(
+            steps=args.steps,
+            batch_size=args.batch_size,
+            device_time_s=args.device_time,
+            loader_delay_s=args.loader_delay,
+        )
     finally:
         fl.shutdown()
     print(f"loss {result['first_loss']:.4f} -> {result['last_loss']:.4f}")

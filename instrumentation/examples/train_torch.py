@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.distributed as dist
@@ -29,9 +29,16 @@ def make_model(features: int = 16, hidden: int = 64) -> nn.Module:
     return nn.Sequential(nn.Linear(features, hidden), nn.Tanh(), nn.Linear(hidden, 1))
 
 
-def train(steps: int = 100, batch_size: int = 64, features: int = 16, checkpoint_every: int = 50,
-          checkpoint_dir: str | None = None, device: str = "cpu", seed: int = 0,
-          model: nn.Module | None = None) -> dict[str, float]:
+def train(
+    steps: int = 100,
+    batch_size: int = 64,
+    features: int = 16,
+    checkpoint_every: int = 50,
+    checkpoint_dir: str | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    model: nn.Module | None = None,
+) -> dict[str, float]:
     torch.manual_seed(seed)
     x = torch.randn(steps * batch_size, features)
     y = torch.sin(x @ torch.linspace(-1, 1, features)).unsqueeze(1)
@@ -66,8 +73,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--job-id", default=None)
-    parser.add_argument("--distributed", action="store_true",
-                        help="join a process group (torchrun's variables; gloo on CPU, nccl on GPU)")
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="join a process group (torchrun's variables; gloo on CPU, nccl on GPU)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"

@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Mapping
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -31,12 +31,33 @@ import torch.distributed as dist
 from factorylens.instrumentation._instrumentor import TrainingInstrumentor, active
 from factorylens.instrumentation._recorder import StepRecorder
 
-COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "all_gather_single", "reduce_scatter",
-               "reduce_scatter_tensor", "reduce_scatter_single", "broadcast", "reduce", "all_to_all",
-               "all_to_all_single", "gather", "scatter", "barrier")
+COLLECTIVES = (
+    "all_reduce",
+    "all_gather",
+    "all_gather_into_tensor",
+    "all_gather_single",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "reduce_scatter_single",
+    "broadcast",
+    "reduce",
+    "all_to_all",
+    "all_to_all_single",
+    "gather",
+    "scatter",
+    "barrier",
+)
 # which positional argument holds what this rank sends (the output buffer comes first in these)
-_INPUT_ARGUMENT = {"all_gather": 1, "all_gather_into_tensor": 1, "all_gather_single": 1, "reduce_scatter": 1,
-                   "reduce_scatter_tensor": 1, "reduce_scatter_single": 1, "all_to_all": 1, "all_to_all_single": 1}
+_INPUT_ARGUMENT = {
+    "all_gather": 1,
+    "all_gather_into_tensor": 1,
+    "all_gather_single": 1,
+    "reduce_scatter": 1,
+    "reduce_scatter_tensor": 1,
+    "reduce_scatter_single": 1,
+    "all_to_all": 1,
+    "all_to_all_single": 1,
+}
 _INPUT_KEYWORDS = ("tensor", "input_tensor", "input", "input_tensor_list", "input_list")
 
 
@@ -65,8 +86,9 @@ def _nbytes(value: Any) -> int:
 class PhaseTimer:
     """Begin/end timing of a phase, on the device when its tensors are on CUDA."""
 
-    def __init__(self, recorder: StepRecorder, event_factory: Callable[[], Any] = _cuda_event,
-                 force_device: bool = False) -> None:
+    def __init__(
+        self, recorder: StepRecorder, event_factory: Callable[[], Any] = _cuda_event, force_device: bool = False
+    ) -> None:
         self.recorder = recorder
         self.event_factory = event_factory
         self.force_device = force_device
@@ -90,8 +112,9 @@ class PhaseTimer:
         end_event = self.event_factory()
         end_event.record()
         anchor = self.recorder.device_anchor or (start_event, host_start)
-        self.recorder.device_phases.append((name, host_start, time.perf_counter_ns(), start_event, end_event,
-                                            attributes, anchor))
+        self.recorder.device_phases.append(
+            (name, host_start, time.perf_counter_ns(), start_event, end_event, attributes, anchor)
+        )
 
 
 def _on_cuda(value: Any) -> bool:
@@ -107,16 +130,29 @@ class TorchInstrumentor:
         distributed, checkpoints, backward, optimizer: which automatic phases to install.
     """
 
-    def __init__(self, training: TrainingInstrumentor | None = None, *, model: torch.nn.Module | None = None,
-                 distributed: bool = True, checkpoints: bool = True, backward: bool = True,
-                 optimizer: bool = True, event_factory: Callable[[], Any] = _cuda_event,
-                 force_device_timing: bool = False) -> None:
-        self.training = training or active()
-        if self.training is None:
+    def __init__(
+        self,
+        training: TrainingInstrumentor | None = None,
+        *,
+        model: torch.nn.Module | None = None,
+        distributed: bool = True,
+        checkpoints: bool = True,
+        backward: bool = True,
+        optimizer: bool = True,
+        event_factory: Callable[[], Any] = _cuda_event,
+        force_device_timing: bool = False,
+    ) -> None:
+        resolved = training or active()
+        if resolved is None:
             raise RuntimeError("call factorylens.instrumentation.init() (or pass a TrainingInstrumentor) first")
+        self.training: TrainingInstrumentor = resolved
         self.model = model
-        self.options = {"distributed": distributed, "checkpoints": checkpoints, "backward": backward,
-                        "optimizer": optimizer}
+        self.options = {
+            "distributed": distributed,
+            "checkpoints": checkpoints,
+            "backward": backward,
+            "optimizer": optimizer,
+        }
         self.timer = PhaseTimer(self.training.recorder, event_factory, force_device_timing)
         self._handles: list[Any] = []
         self._patched: list[tuple[Any, str, Any]] = []
@@ -129,8 +165,10 @@ class TorchInstrumentor:
         if self._handles or self._patched:
             return self
         if _instrumented is not None:
-            raise RuntimeError("torch is already instrumented by another TorchInstrumentor: one per process "
-                               "(uninstrument it first); time other models' passes with fl.forward()")
+            raise RuntimeError(
+                "torch is already instrumented by another TorchInstrumentor: one per process "
+                "(uninstrument it first); time other models' passes with fl.forward()"
+            )
         _instrumented = self
         self.training.on_uninstrument(self.uninstrument)
         if self.model is not None:
@@ -138,6 +176,7 @@ class TorchInstrumentor:
             self._handles.append(self.model.register_forward_hook(self._forward_end, always_call=True))
         if self.options["optimizer"]:
             from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
             self._optimizer_tokens: list[tuple] = []
             self._handles.append(register_optimizer_step_pre_hook(self._optimizer_begin))
             self._handles.append(register_optimizer_step_post_hook(self._optimizer_end))
@@ -199,6 +238,7 @@ class TorchInstrumentor:
             finally:
                 timer.end(token)
                 depth[0] -= 1
+
         return backward
 
     def _timed_collective(self, op: str, original: Callable) -> Callable:
@@ -208,8 +248,11 @@ class TorchInstrumentor:
 
         @functools.wraps(original)
         def collective(*args: Any, **kwargs: Any) -> Any:
-            sent = args[position] if len(args) > position else next(
-                (kwargs[k] for k in _INPUT_KEYWORDS if k in kwargs), None)
+            sent = (
+                args[position]
+                if len(args) > position
+                else next((kwargs[k] for k in _INPUT_KEYWORDS if k in kwargs), None)
+            )
             group = kwargs.get("group")
             world = dist.get_world_size(group) if dist.is_initialized() else 1
             attributes = {"op": op, "bytes": _nbytes(sent), "world_size": world}
@@ -218,6 +261,7 @@ class TorchInstrumentor:
                 return original(*args, **kwargs)
             finally:
                 timer.end(token)
+
         return collective
 
     def _timed_checkpoint(self, name: str, original: Callable) -> Callable:
@@ -225,8 +269,11 @@ class TorchInstrumentor:
 
         @functools.wraps(original)
         def checkpoint(*args: Any, **kwargs: Any) -> Any:
-            target = args[1] if name == "checkpoint.save" and len(args) > 1 else (
-                args[0] if name == "checkpoint.load" and args else kwargs.get("f"))
+            target = (
+                args[1]
+                if name == "checkpoint.save" and len(args) > 1
+                else (args[0] if name == "checkpoint.load" and args else kwargs.get("f"))
+            )
             if not isinstance(target, (str, os.PathLike)):
                 return original(*args, **kwargs)  # a buffer or file object: not a checkpoint on storage
             token = timer.begin(name, False, {"path": os.fspath(target), "bytes": None})
@@ -234,10 +281,11 @@ class TorchInstrumentor:
                 return original(*args, **kwargs)
             finally:
                 timer.end(token)
+
         return checkpoint
 
 
-class instrument_dataloader:  # noqa: N801 - reads like a function at the call site
+class instrument_dataloader:
     """Wraps a DataLoader (any iterable): the wait for each batch is the next step's ``data`` phase."""
 
     def __init__(self, loader: Iterable, training: TrainingInstrumentor | None = None) -> None:
@@ -261,8 +309,13 @@ class instrument_dataloader:  # noqa: N801 - reads like a function at the call s
             yield batch
 
 
-def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True,
-              training: TrainingInstrumentor | None = None, timer: PhaseTimer | None = None) -> Any:
+def to_device(
+    batch: Any,
+    device: torch.device | str,
+    non_blocking: bool = True,
+    training: TrainingInstrumentor | None = None,
+    timer: PhaseTimer | None = None,
+) -> Any:
     """Move a batch (tensors in dicts/lists/tuples) to ``device``, timed as the ``h2d`` phase."""
     training = training or active()
     device = torch.device(device)
@@ -271,8 +324,11 @@ def to_device(batch: Any, device: torch.device | str, non_blocking: bool = True,
         if isinstance(value, torch.Tensor):
             return value.to(device, non_blocking=non_blocking)
         if isinstance(value, Mapping):
-            return type(value)({k: move(v) for k, v in value.items()}) if isinstance(value, dict) else \
-                {k: move(v) for k, v in value.items()}
+            return (
+                type(value)({k: move(v) for k, v in value.items()})
+                if isinstance(value, dict)
+                else {k: move(v) for k, v in value.items()}
+            )
         if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple batch
             return type(value)(*(move(v) for v in value))
         if isinstance(value, (list, tuple)):

@@ -18,7 +18,17 @@ from factorylens.rca_service.analysis._ranked import (
 from factorylens.rca_service.analysis._zscore import RobustZScoreAnalyzer, RobustZScoreConfig
 
 __all__ = [
-    "Analyzer", "Baseline", "Cause", "Evidence", "Incident", "IncidentChange", "IncidentState",
-    "KpiRankingAnalyzer", "KpiRankingConfig", "RobustZScoreAnalyzer", "RobustZScoreConfig", "change_point",
+    "Analyzer",
+    "Baseline",
+    "Cause",
+    "Evidence",
+    "Incident",
+    "IncidentChange",
+    "IncidentState",
+    "KpiRankingAnalyzer",
+    "KpiRankingConfig",
+    "RobustZScoreAnalyzer",
+    "RobustZScoreConfig",
+    "change_point",
     "config_for_interval",
 ]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -99,8 +100,14 @@ class Analyzer(abc.ABC):
     name: str = "analyzer"
 
     @abc.abstractmethod
-    def analyze(self, store: SeriesStore, now_unix_nano: int, *, deadline: float | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[tuple[IncidentChange, Incident]]:
+    def analyze(
+        self,
+        store: SeriesStore,
+        now_unix_nano: int,
+        *,
+        deadline: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[tuple[IncidentChange, Incident]]:
         """Look at what arrived since the last call; return the incidents that changed. With a
         ``deadline`` (``time.monotonic()``) or ``should_stop``, stop early and leave the series not
         reached for the next call."""
@@ -114,8 +121,9 @@ class Analyzer(abc.ABC):
         """All known incidents, newest first."""
 
     @abc.abstractmethod
-    def baseline(self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int,
-                 view: View | None = None) -> Baseline:
+    def baseline(
+        self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int, view: View | None = None
+    ) -> Baseline:
         """What the series was expected to be over a time range, with its band and anomaly score."""
 
     @abc.abstractmethod
@@ -129,5 +137,5 @@ class Analyzer(abc.ABC):
     def incident(self, incident_id: str) -> Incident | None:
         return next((i for i in self.incidents() if i.id == incident_id), None)
 
-    def load_incidents(self, incidents: list[Incident]) -> None:
+    def load_incidents(self, incidents: list[Incident]) -> None:  # noqa: B027 - an optional hook
         """Restore incidents persisted by the service (after a restart)."""

@@ -21,6 +21,7 @@ import fnmatch
 import hashlib
 import logging
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -49,7 +50,9 @@ log = logging.getLogger(__name__)
 
 # goodput is cumulative since the job started: its breaks lag and linger, so it explains, not detects
 DEFAULT_KPI_METRICS = (
-    "factorylens.train.step.duration", "factorylens.train.samples.rate", "factorylens.train.tokens.rate",
+    "factorylens.train.step.duration",
+    "factorylens.train.samples.rate",
+    "factorylens.train.tokens.rate",
 )
 SERVER_SPAN_KPIS = ("factorylens.span.duration", "factorylens.span.errors")
 ALERT_EVENT_METRIC = "factorylens.events"
@@ -101,14 +104,21 @@ class KpiRankingConfig:
     planned_pause_factor: float = 1.5
 
     def __post_init__(self) -> None:
-        if self.lookback_s <= 0 or self.max_series < 1 or self.rerank_for_s < 0 or self.change_point_points < 2 \
-                or self.lead_s < 0:
-            raise ValueError("lookback_s must be positive, max_series >= 1, rerank_for_s >= 0, "
-                             "change_point_points >= 2, lead_s >= 0")
+        if (
+            self.lookback_s <= 0
+            or self.max_series < 1
+            or self.rerank_for_s < 0
+            or self.change_point_points < 2
+            or self.lead_s < 0
+        ):
+            raise ValueError(
+                "lookback_s must be positive, max_series >= 1, rerank_for_s >= 0, change_point_points >= 2, lead_s >= 0"
+            )
 
 
-def config_for_interval(interval_s: float, kpi_metrics: tuple[str, ...] = (),
-                        base: KpiRankingConfig | None = None) -> KpiRankingConfig:
+def config_for_interval(
+    interval_s: float, kpi_metrics: tuple[str, ...] = (), base: KpiRankingConfig | None = None
+) -> KpiRankingConfig:
     """The analyzer's settings restated in scrapes, for data sampled every ``interval_s``.
 
     The defaults assume 10-second scrapes. Scaled here: the robust z history to 60 scrapes (the
@@ -125,8 +135,12 @@ def config_for_interval(interval_s: float, kpi_metrics: tuple[str, ...] = (),
         merge_window_s=max(RobustZScoreConfig.merge_window_s, 5 * interval_s),
     )
     return dataclasses.replace(
-        base, detection=detection, kpi_metrics=tuple(kpi_metrics) or base.kpi_metrics,
-        lookback_s=60 * interval_s, lead_s=2 * interval_s, rerank_for_s=10 * interval_s,
+        base,
+        detection=detection,
+        kpi_metrics=tuple(kpi_metrics) or base.kpi_metrics,
+        lookback_s=60 * interval_s,
+        lead_s=2 * interval_s,
+        rerank_for_s=10 * interval_s,
         rerank_interval_s=interval_s,
     )
 
@@ -148,8 +162,13 @@ def change_point(values: np.ndarray) -> int:
 class KpiRankingAnalyzer(RobustZScoreAnalyzer):
     name = "kpi-ranking"
 
-    def __init__(self, config: KpiRankingConfig | None = None, baselines: BaselineBank | None = None, *,
-                 topology: Topology | None = None) -> None:
+    def __init__(
+        self,
+        config: KpiRankingConfig | None = None,
+        baselines: BaselineBank | None = None,
+        *,
+        topology: Topology | None = None,
+    ) -> None:
         """``topology``: edges known from elsewhere (a CMDB export, a replay's topology file), added to
         those found in the telemetry."""
         self.settings = config or KpiRankingConfig()
@@ -177,16 +196,27 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
         for info, onset in self._broken_kpis(store):
             home = next((i for i in open_incidents if info.id in self._kpis.get(i.id, ())), None)
             if home is None:
-                home = next((i for i in open_incidents
-                             if abs(onset - i.onset_unix_nano) <= cfg.detection.merge_window_s * NS
-                             and self._related(store, info, i)), None)
+                home = next(
+                    (
+                        i
+                        for i in open_incidents
+                        if abs(onset - i.onset_unix_nano) <= cfg.detection.merge_window_s * NS
+                        and self._related(store, info, i)
+                    ),
+                    None,
+                )
             if home is None:
                 t0 = self._change_point(store, info, onset)
                 key = f"{info.id}:{t0}".encode()
-                home = Incident(id="inc-" + hashlib.blake2b(key, digest_size=6).hexdigest(),
-                                state=IncidentState.OPEN, title=f"{info.label} on {info.entity} broke",
-                                opened_unix_nano=now, onset_unix_nano=onset, updated_unix_nano=now,
-                                kpi_series_id=info.id)
+                home = Incident(
+                    id="inc-" + hashlib.blake2b(key, digest_size=6).hexdigest(),
+                    state=IncidentState.OPEN,
+                    title=f"{info.label} on {info.entity} broke",
+                    opened_unix_nano=now,
+                    onset_unix_nano=onset,
+                    updated_unix_nano=now,
+                    kpi_series_id=info.id,
+                )
                 self._incidents[home.id] = home
                 self._kpis[home.id] = set()
                 self._t0[home.id] = t0
@@ -246,8 +276,10 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             if info.metric == ALERT_EVENT_METRIC:
                 out.append((info, anomaly.onset))
                 continue
-            if not _harmful(info, anomaly.z) \
-                    or self._points_since(store, sid, anomaly.onset) < self.settings.kpi_points:
+            if (
+                not _harmful(info, anomaly.z)
+                or self._points_since(store, sid, anomaly.onset) < self.settings.kpi_points
+            ):
                 continue
             if self._held_back(store, info, anomaly):
                 continue
@@ -256,7 +288,7 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
 
     @staticmethod
     def _points_since(store: SeriesStore, sid: str, since: int) -> int:
-        _, ts, values = store.query(sid, None, since)
+        _, _ts, values = store.query(sid, None, since)
         return int(np.isfinite(values).sum())
 
     def _planned_pauses(self, store: SeriesStore, info: SeriesInfo) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -270,7 +302,8 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             if other.metric not in PLANNED_PAUSE_METRICS or other.resource.get("factorylens.job.id") != job:
                 continue
             if other.metric == PHASE_METRIC and not str(other.attributes.get(PHASE_ATTRIBUTE, "")).startswith(
-                    PLANNED_PHASES):
+                PLANNED_PHASES
+            ):
                 continue
             _, ts, values = store.query(other.id)
             ok = np.isfinite(values)
@@ -293,8 +326,7 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
         for ts, values in pauses:
             during = values[(ts >= since) & (ts <= until)]
             earlier = values[ts < since]
-            if len(during) and (not len(earlier)
-                                or during.max() <= self.settings.planned_pause_factor * earlier.max()):
+            if len(during) and (not len(earlier) or during.max() <= self.settings.planned_pause_factor * earlier.max()):
                 self._quiet_until[info.id] = anomaly.onset  # this break is the checkpoint
                 return True
         if not (interval and longest) or not self._checkpoint_due(pauses, since, longest):
@@ -372,19 +404,20 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
         if at_onset < 2:
             return onset - 1
         first = max(0, at_onset - self.settings.change_point_points)
-        window = values[first:min(len(values), at_onset + self.config.consecutive)]
+        window = values[first : min(len(values), at_onset + self.config.consecutive)]
         split = first + change_point(window)
         split = min(max(split, first + 1), at_onset)
         return int(ts[split - 1])
 
     # ---- ranking -------------------------------------------------------------------------------
-    def _rank(self, store: SeriesStore, incident: Incident) -> None:  # type: ignore[override]
+    def _rank(self, store: SeriesStore, incident: Incident) -> None:
         cfg = self.settings
         kpis = sorted(self._kpis.get(incident.id, ()))
         t0 = self._t0.get(incident.id, incident.onset_unix_nano - 1)
         with store.lock:
-            infos = {sid: s.info for sid, s in store.series.items()
-                     if s.info.domain not in cfg.detection.ignore_domains}
+            infos = {
+                sid: s.info for sid, s in store.series.items() if s.info.domain not in cfg.detection.ignore_domains
+            }
         kpis = [k for k in kpis if k in infos]
         if not kpis:
             return
@@ -397,13 +430,20 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
         if frame.empty or not kpi_columns:
             return
         # the grid bin holding the last normal point is the last reference row
-        t0_row = frame.index[min(int(frame.index.searchsorted(pd.Timestamp(t0, unit="ns", tz="UTC"))),
-                                 len(frame.index) - 1)]
+        t0_row = frame.index[
+            min(int(frame.index.searchsorted(pd.Timestamp(t0, unit="ns", tz="UTC"))), len(frame.index) - 1)
+        ]
         if not (frame.index > t0_row).any():
             return
         try:
-            result = self.engine.rank(frame, topology, kpi_columns, t0_row, lead=pd.Timedelta(cfg.lead_s, unit="s"),
-                                      describe=_describer(infos, columns))
+            result = self.engine.rank(
+                frame,
+                topology,
+                kpi_columns,
+                t0_row,
+                lead=pd.Timedelta(cfg.lead_s, unit="s"),
+                describe=_describer(infos, columns),
+            )
         except ValueError as exc:
             log.warning("ranking incident %s failed: %s", incident.id, exc)
             return
@@ -414,15 +454,20 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             kpi_info = infos[kpis[0]]
             incident.score = top.score
             incident.title = f"{kpi_info.label} on {kpi_info.entity} broke: likely {top.signal} on {top.entity}"
-            incident.summary = (f"{len(kpis)} KPI(s) broke since {_when(incident.onset_unix_nano)}; "
-                                f"{len(incident.causes)} candidate cause(s) ranked. {top.explanation}")
+            incident.summary = (
+                f"{len(kpis)} KPI(s) broke since {_when(incident.onset_unix_nano)}; "
+                f"{len(incident.causes)} candidate cause(s) ranked. {top.explanation}"
+            )
 
     def _topology(self, store: SeriesStore) -> Topology:
         """The graph from every series' join keys plus the service calls seen in traces."""
         ignored = self.settings.detection.ignore_domains
         with store.lock:
-            keys = [(s.info.entity, s.info.resource, s.info.attributes) for s in store.series.values()
-                    if s.info.domain not in ignored]
+            keys = [
+                (s.info.entity, s.info.resource, s.info.attributes)
+                for s in store.series.values()
+                if s.info.domain not in ignored
+            ]
             calls = list(store.call_graph.edges)
         topology = topology_from_series(keys)
         if self.known_topology is not None:
@@ -435,10 +480,11 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
         """Series of the entities related to the KPIs first, then the rest, up to ``max_series``."""
         related = topology.related({infos[k].entity for k in kpis})
         ordered = sorted(infos, key=lambda sid: (related.get(infos[sid].entity, 1 << 30), sid))
-        return ordered[:self.settings.max_series]
+        return ordered[: self.settings.max_series]
 
-    def _frame(self, store: SeriesStore, chosen: list[str], infos: dict[str, SeriesInfo], kpis: list[str],
-               t0: int) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
+    def _frame(
+        self, store: SeriesStore, chosen: list[str], infos: dict[str, SeriesInfo], kpis: list[str], t0: int
+    ) -> tuple[pd.DataFrame, dict[str, tuple[str, str]]]:
         """Chosen series on one time grid (the KPIs' scrape interval), columns ``(entity, signal)``."""
         start = t0 - int(self.settings.lookback_s * NS)
         alerts = [sid for sid in chosen if infos[sid].metric == ALERT_EVENT_METRIC]
@@ -470,12 +516,30 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             spread = abs(item.observed - item.expected) / item.z if item.z > 0 else 0.0
             band = spread * self.settings.ranking.threshold
             when = int(item.onset.value) if item.onset is not None else 0
-            evidence.append(Evidence(sid, f"{item.signal} on {item.entity}", when, item.observed, item.expected,
-                                     item.expected - band, item.expected + band))
+            evidence.append(
+                Evidence(
+                    sid,
+                    f"{item.signal} on {item.entity}",
+                    when,
+                    item.observed,
+                    item.expected,
+                    item.expected - band,
+                    item.expected + band,
+                )
+            )
         series_id = evidence[0].series_id if evidence else ""
         onset = int(ranked.onset.value) if ranked.onset is not None else 0
-        return Cause(ranked.rank, ranked.entity, ranked.domain, ranked.signal, series_id, onset, ranked.score,
-                     ranked.explanation, evidence)
+        return Cause(
+            ranked.rank,
+            ranked.entity,
+            ranked.domain,
+            ranked.signal,
+            series_id,
+            onset,
+            ranked.score,
+            ranked.explanation,
+            evidence,
+        )
 
     def load_incidents(self, incidents: list[Incident]) -> None:
         super().load_incidents(incidents)
@@ -509,20 +573,22 @@ def _column(info: SeriesInfo) -> tuple[str, str]:
 def _with_operation_latency(frame: pd.DataFrame) -> pd.DataFrame:
     """Add each device's time per operation (busy time / operations), the latency its counters imply."""
     derived = {}
-    for entity, signal in frame.columns:
+    # (entity, signal) pairs: the stubs type every frame's columns as Index[str], not as this MultiIndex
+    for entity, signal in cast(pd.MultiIndex, frame.columns):
         metric, _, rest = signal.partition("{")
         if not metric.endswith(OPERATION_TIME):
             continue
-        operations = (entity, metric[:-len(OPERATION_TIME)] + OPERATIONS + ("{" + rest if rest else ""))
+        operations = (entity, metric[: -len(OPERATION_TIME)] + OPERATIONS + ("{" + rest if rest else ""))
         if operations in frame.columns:
             with np.errstate(divide="ignore", invalid="ignore"):
                 per_operation = frame[(entity, signal)] / frame[operations].where(frame[operations] > 0)
-            derived[(entity, metric[:-len(OPERATION_TIME)] + OPERATION_LATENCY + ("{" + rest if rest else ""))] = \
+            derived[(entity, metric[: -len(OPERATION_TIME)] + OPERATION_LATENCY + ("{" + rest if rest else ""))] = (
                 per_operation
+            )
     if not derived:
         return frame
     extra = pd.DataFrame(derived, index=frame.index)
-    extra.columns = pd.MultiIndex.from_tuples(extra.columns, names=frame.columns.names)
+    extra.columns = pd.MultiIndex.from_tuples(list(derived), names=frame.columns.names)
     return pd.concat([frame, extra], axis=1)
 
 
@@ -531,7 +597,7 @@ def _workload(info: SeriesInfo) -> str:
     if info.resource.get("factorylens.job.id"):
         return f"job:{info.resource['factorylens.job.id']}"
     if info.entity.startswith("rank:"):
-        return "job:" + info.entity[len("rank:"):].rsplit("/", 1)[0]
+        return "job:" + info.entity[len("rank:") :].rsplit("/", 1)[0]
     return str(info.resource.get("service.name") or info.entity)
 
 

@@ -17,9 +17,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -126,35 +126,52 @@ class RobustZScoreAnalyzer(Analyzer):
         scale = max((q3 - q1) / IQR_TO_SIGMA, abs(median) * self.config.relative_floor, self._floor(unit))
         return float(median), float(scale)
 
-    def analyze(self, store: SeriesStore, now_unix_nano: int, *, deadline: float | None = None,
-                should_stop: Callable[[], bool] | None = None) -> list[tuple[IncidentChange, Incident]]:
+    def analyze(
+        self,
+        store: SeriesStore,
+        now_unix_nano: int,
+        *,
+        deadline: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[tuple[IncidentChange, Incident]]:
         with self._pass_lock:
             return self._analyze(store, now_unix_nano, deadline, should_stop)
 
     def skipped(self) -> dict[str, int]:
         return {**self._skipped, "baseline too costly": self.baselines.unmodelled_count}
 
-    def _analyze(self, store: SeriesStore, now_unix_nano: int, deadline: float | None = None,
-                 should_stop: Callable[[], bool] | None = None) -> list[tuple[IncidentChange, Incident]]:
+    def _analyze(
+        self,
+        store: SeriesStore,
+        now_unix_nano: int,
+        deadline: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[tuple[IncidentChange, Incident]]:
         cfg = self.config
         found: list[_Anomaly] = []
         with store.lock:
             live = set(store.series)
-            candidates = [s.info for s in store.series.values()
-                          if min(s.last_ts, now_unix_nano + MAX_SKEW_NS) > self._seen_until.get(s.info.id, 0)
-                          and s.info.domain not in cfg.ignore_domains]
+            candidates = [
+                s.info
+                for s in store.series.values()
+                if min(s.last_ts, now_unix_nano + MAX_SKEW_NS) > self._seen_until.get(s.info.id, 0)
+                and s.info.domain not in cfg.ignore_domains
+            ]
         self._forget_missing(live)
         # the longest-waiting first, so a pass cut short by its budget starves no series
         candidates.sort(key=lambda info: self._seen_until.get(info.id, 0))
         for n, info in enumerate(candidates):
             if (deadline is not None and time.monotonic() > deadline) or (should_stop and should_stop()):
                 self._skipped["budget spent"] += len(candidates) - n
-                log.debug("analysis pass out of time: %d of %d series wait for the next pass",
-                          len(candidates) - n, len(candidates))
+                log.debug(
+                    "analysis pass out of time: %d of %d series wait for the next pass",
+                    len(candidates) - n,
+                    len(candidates),
+                )
                 break
             try:
                 anomaly = self._score(store, info, now_unix_nano)
-            except Exception:  # noqa: BLE001 - one odd series must not stop detection for the others
+            except Exception:
                 log.exception("scoring series %s (%s) failed", info.id, info.metric)
                 continue
             if anomaly is not None:
@@ -210,8 +227,9 @@ class RobustZScoreAnalyzer(Analyzer):
         peak = int(np.argmax(np.abs(z[-run:]))) - run
         return _Anomaly(info.id, onset, int(recent_ts[-1]), float(z[peak]), float(recent[peak]), median, scale)
 
-    def _feed_baseline(self, store: SeriesStore, info: SeriesInfo, seen: int, ts: np.ndarray, values: np.ndarray,
-                       now_unix_nano: int) -> None:
+    def _feed_baseline(
+        self, store: SeriesStore, info: SeriesInfo, seen: int, ts: np.ndarray, values: np.ndarray, now_unix_nano: int
+    ) -> None:
         """New points to the series' seasonal baseline; its first call brings all stored history (the
         warm start after a restart: the store was rebuilt from snapshot and WAL)."""
         if not seen:
@@ -232,14 +250,25 @@ class RobustZScoreAnalyzer(Analyzer):
         for anomaly in sorted(self._active.values(), key=lambda a: a.onset):
             home = next((i for i in open_incidents if anomaly.series_id in self._members.get(i.id, ())), None)
             if home is None:
-                home = next((i for i in open_incidents
-                             if abs(anomaly.onset - i.onset_unix_nano) <= cfg.merge_window_s * NS
-                             or i.onset_unix_nano <= anomaly.onset <= i.updated_unix_nano), None)
+                home = next(
+                    (
+                        i
+                        for i in open_incidents
+                        if abs(anomaly.onset - i.onset_unix_nano) <= cfg.merge_window_s * NS
+                        or i.onset_unix_nano <= anomaly.onset <= i.updated_unix_nano
+                    ),
+                    None,
+                )
             if home is None:
                 key = f"{anomaly.series_id}:{anomaly.onset}".encode()
-                home = Incident(id="inc-" + hashlib.blake2b(key, digest_size=6).hexdigest(),
-                                state=IncidentState.OPEN, title="", opened_unix_nano=now,
-                                onset_unix_nano=anomaly.onset, updated_unix_nano=anomaly.last)
+                home = Incident(
+                    id="inc-" + hashlib.blake2b(key, digest_size=6).hexdigest(),
+                    state=IncidentState.OPEN,
+                    title="",
+                    opened_unix_nano=now,
+                    onset_unix_nano=anomaly.onset,
+                    updated_unix_nano=anomaly.last,
+                )
                 self._incidents[home.id] = home
                 self._members[home.id] = set()
                 open_incidents.append(home)
@@ -264,9 +293,11 @@ class RobustZScoreAnalyzer(Analyzer):
         return changes
 
     def _expire_resolved(self) -> None:
-        resolved = sorted((i for i in self._incidents.values() if i.state is IncidentState.RESOLVED),
-                          key=lambda i: i.resolved_unix_nano)
-        for incident in resolved[:max(0, len(resolved) - MAX_RESOLVED_INCIDENTS)]:
+        resolved = sorted(
+            (i for i in self._incidents.values() if i.state is IncidentState.RESOLVED),
+            key=lambda i: i.resolved_unix_nano,
+        )
+        for incident in resolved[: max(0, len(resolved) - MAX_RESOLVED_INCIDENTS)]:
             del self._incidents[incident.id]
             self._members.pop(incident.id, None)
 
@@ -279,9 +310,16 @@ class RobustZScoreAnalyzer(Analyzer):
         incident.onset_unix_nano = min(incident.onset_unix_nano, anomaly.onset)
         incident.updated_unix_nano = max(incident.updated_unix_nano, anomaly.last)
         band = cfg.threshold * anomaly.scale
-        evidence = Evidence(anomaly.series_id, f"{info.label} on {info.entity}", anomaly.last, anomaly.observed,
-                            anomaly.expected, anomaly.expected - band, anomaly.expected + band,
-                            _example_traces(store, info))
+        evidence = Evidence(
+            anomaly.series_id,
+            f"{info.label} on {info.entity}",
+            anomaly.last,
+            anomaly.observed,
+            anomaly.expected,
+            anomaly.expected - band,
+            anomaly.expected + band,
+            _example_traces(store, info),
+        )
         # one cause per signal of an entity (all 64 CPUs' time of a host, both directions of a port):
         # its strongest series is the evidence, its earliest onset the onset
         cause = next((c for c in incident.causes if c.entity == info.entity and c.signal == info.metric), None)
@@ -300,10 +338,11 @@ class RobustZScoreAnalyzer(Analyzer):
         # exporters on different hosts are not synchronized)
         group = self._onset_groups(incident.causes)
         for c in incident.causes:
-            c.score = float(score_of(_z(c.evidence[0], cfg.threshold), cfg.threshold)
-                            * ONSET_DECAY ** group[c.onset_unix_nano])
+            c.score = float(
+                score_of(_z(c.evidence[0], cfg.threshold), cfg.threshold) * ONSET_DECAY ** group[c.onset_unix_nano]
+            )
         incident.causes.sort(key=lambda c: (-c.score, c.onset_unix_nano))
-        del incident.causes[cfg.max_causes:]
+        del incident.causes[cfg.max_causes :]
         by_onset = sorted(incident.causes, key=lambda c: c.onset_unix_nano)
         for rank, c in enumerate(incident.causes, start=1):
             c.rank = rank
@@ -313,8 +352,10 @@ class RobustZScoreAnalyzer(Analyzer):
         incident.score = top.score
         incident.kpi_series_id = incident.kpi_series_id or by_onset[-1].series_id
         incident.title = f"{top.signal} anomaly on {top.entity}"
-        incident.summary = (f"{len(incident.causes)} signal(s) broke their baselines since "
-                            f"{_when(incident.onset_unix_nano)}; most likely cause: {top.explanation}")
+        incident.summary = (
+            f"{len(incident.causes)} signal(s) broke their baselines since "
+            f"{_when(incident.onset_unix_nano)}; most likely cause: {top.explanation}"
+        )
 
     def _onset_groups(self, causes: list[Cause]) -> dict[int, int]:
         tolerance = max((self._intervals.get(c.series_id, 0) for c in causes), default=0)
@@ -336,11 +377,15 @@ class RobustZScoreAnalyzer(Analyzer):
         if z >= MAX_Z:
             how = f"away from its recent, practically constant value of {e.expected:.4g}{unit}"
         else:
-            how = (f"{z:.1f} robust standard deviations from its recent median of {e.expected:.4g}{unit} "
-                   f"(normal band {e.lower:.4g} to {e.upper:.4g})")
-        return (f"{label} on {cause.entity} ({cause.domain}) {direction} to {e.observed:.4g}{unit}, {how}; "
-                f"it was the {_ordinal(order)} of {total} signal(s) to break its baseline, at "
-                f"{_when(cause.onset_unix_nano)}.")
+            how = (
+                f"{z:.1f} robust standard deviations from its recent median of {e.expected:.4g}{unit} "
+                f"(normal band {e.lower:.4g} to {e.upper:.4g})"
+            )
+        return (
+            f"{label} on {cause.entity} ({cause.domain}) {direction} to {e.observed:.4g}{unit}, {how}; "
+            f"it was the {_ordinal(order)} of {total} signal(s) to break its baseline, at "
+            f"{_when(cause.onset_unix_nano)}."
+        )
 
     # ---- queries -------------------------------------------------------------------------------
     def incidents(self) -> list[Incident]:
@@ -359,8 +404,9 @@ class RobustZScoreAnalyzer(Analyzer):
     def predictability(self) -> dict[str, float]:
         return self.baselines.predictability()
 
-    def baseline(self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int,
-                 view: View | None = None) -> Baseline:
+    def baseline(
+        self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int, view: View | None = None
+    ) -> Baseline:
         cfg = self.config
         seasonal = self.baselines.baseline(series_id)
         if seasonal is not None and (view is None or view is store.series[series_id].info.default_view):
@@ -369,9 +415,19 @@ class RobustZScoreAnalyzer(Analyzer):
             lower, upper = seasonal.band(ts / NS)
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = score_of((observed - expected) / max(seasonal.scale, self._floor(info.unit)), cfg.threshold)
-            return Baseline(series_id, f"seasonal-{seasonal.method}", info.default_view, ts, observed, expected,
-                            lower, upper, np.asarray(score, dtype=float),
-                            self.baselines.predictability().get(series_id, float("nan")), seasonal.periods_s)
+            return Baseline(
+                series_id,
+                f"seasonal-{seasonal.method}",
+                info.default_view,
+                ts,
+                observed,
+                expected,
+                lower,
+                upper,
+                np.asarray(score, dtype=float),
+                self.baselines.predictability().get(series_id, float("nan")),
+                seasonal.periods_s,
+            )
         info, ts, values = store.query(series_id, view, start_unix_nano - int(cfg.window_s * NS), end_unix_nano)
         index = pd.to_datetime(ts, unit="ns")
         s = pd.Series(values, index=index)
@@ -379,15 +435,25 @@ class RobustZScoreAnalyzer(Analyzer):
         median = rolling.median().shift(1)
         q1, q3 = rolling.quantile(0.25).shift(1), rolling.quantile(0.75).shift(1)
         scale = np.maximum((q3 - q1) / IQR_TO_SIGMA, np.abs(median) * cfg.relative_floor).clip(
-            lower=self._floor(info.unit))
+            lower=self._floor(info.unit)
+        )
         keep = ts >= start_unix_nano
         expected = median.to_numpy()[keep]
         band = cfg.threshold * scale.to_numpy()[keep]
         observed = values[keep]
         with np.errstate(invalid="ignore"):
             score = score_of((observed - expected) / (band / cfg.threshold), cfg.threshold)
-        return Baseline(series_id, "robust-zscore", view or info.default_view, ts[keep], observed, expected,
-                        expected - band, expected + band, np.asarray(score, dtype=float))
+        return Baseline(
+            series_id,
+            "robust-zscore",
+            view or info.default_view,
+            ts[keep],
+            observed,
+            expected,
+            expected - band,
+            expected + band,
+            np.asarray(score, dtype=float),
+        )
 
 
 MAX_EXAMPLE_TRACES = 5
@@ -398,8 +464,9 @@ def _example_traces(store: SeriesStore, info: SeriesInfo) -> list[str]:
     if not info.metric.startswith("factorylens.span."):
         return []
     with store.lock:
-        spans = store.span_sample.spans(str(info.resource.get("service.name", "")),
-                                        str(info.attributes.get("span.name", "")))
+        spans = store.span_sample.spans(
+            str(info.resource.get("service.name", "")), str(info.attributes.get("span.name", ""))
+        )
     return list(dict.fromkeys(s["trace_id"] for s in spans))[:MAX_EXAMPLE_TRACES]
 
 

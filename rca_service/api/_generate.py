@@ -26,8 +26,17 @@ def generate() -> dict[str, str]:
 
     include = str(Path(grpc_tools.__file__).parent / "_proto")
     with tempfile.TemporaryDirectory() as out:
-        code = protoc.main(["grpc_tools.protoc", f"-I{PROTO_ROOT}", f"-I{include}", f"--python_out={out}",
-                            f"--pyi_out={out}", f"--grpc_python_out={out}", str(PROTO_ROOT / PROTO)])
+        code = protoc.main(
+            [
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                f"-I{include}",
+                f"--python_out={out}",
+                f"--pyi_out={out}",
+                f"--grpc_python_out={out}",
+                str(PROTO_ROOT / PROTO),
+            ]
+        )
         if code != 0:
             raise RuntimeError(f"protoc failed with exit code {code}")
         generated = Path(out) / "factorylens" / "rca" / "v1"

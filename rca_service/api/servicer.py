@@ -7,23 +7,24 @@ import binascii
 import hashlib
 import heapq
 import json
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import grpc
 import numpy as np
 from google.protobuf.message import Message
 
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentState
+from factorylens.rca_service.api.paging import (
+    DEFAULT_INCIDENTS_PAGE,
+    DEFAULT_SERIES_PAGE,
+    MAX_INCIDENTS_PAGE,
+    MAX_SERIES_PAGE,
+    PAGE_BYTES,
+)
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View, ViewError
 
-# List pages (AIP-158): page_size 0 means the default, larger ones are capped; a page also stops
-# before PAGE_BYTES of items (at least one item), far below gRPC's default 4 MiB receive limit.
-DEFAULT_SERIES_PAGE = 1000
-MAX_SERIES_PAGE = 10_000
-DEFAULT_INCIDENTS_PAGE = 100
-MAX_INCIDENTS_PAGE = 1000
-PAGE_BYTES = 2 << 20
 MAX_QUERY_SERIES = 1000
 _TOKEN_VERSION = 1
 
@@ -53,8 +54,10 @@ def decode_page_token(token: str, kind: str, digest: str) -> list[Any]:
     if version != _TOKEN_VERSION or token_kind != kind or not isinstance(position, list):
         raise PageTokenError(f"page_token is not a {kind} page token of this server")
     if token_digest != digest:
-        raise PageTokenError(f"page_token belongs to a {kind} listing with other filters; "
-                             "keep the filters the same while paging, or start again without a token")
+        raise PageTokenError(
+            f"page_token belongs to a {kind} listing with other filters; "
+            "keep the filters the same while paging, or start again without a token"
+        )
     return position
 
 
@@ -69,8 +72,9 @@ def _varint_size(n: int) -> int:
     return max(1, (n.bit_length() + 6) // 7)
 
 
-def _fill_page(items: Iterable[Any], to_message: Callable[[Any], Message], size: int,
-               budget: int | None = None) -> tuple[list[Message], Any, bool]:
+def _fill_page(
+    items: Iterable[Any], to_message: Callable[[Any], Message], size: int, budget: int | None = None
+) -> tuple[list[Message], Any, bool]:
     """Messages of up to ``size`` items and ``budget`` (PAGE_BYTES) serialized bytes, at least one
     item; also the last item taken and whether any item was left over."""
     budget = PAGE_BYTES if budget is None else budget
@@ -98,26 +102,61 @@ def _attributes(values: Mapping[str, Any]) -> list[rca_pb2.Attribute]:
 def series_info_message(info: SeriesInfo, store: SeriesStore) -> rca_pb2.SeriesInfo:
     series = store.series.get(info.id)
     return rca_pb2.SeriesInfo(
-        id=info.id, metric=info.metric, kind=info.kind.value, unit=info.unit, domain=info.domain,
-        entity=info.entity, resource=_attributes(info.resource), attributes=_attributes(info.attributes),
-        points=series.point_count if series else 0, first_time_unix_nano=series.first_ts if series else 0,
-        last_time_unix_nano=series.last_ts if series else 0, default_view=info.default_view.value,
-        description=info.description)
+        id=info.id,
+        metric=info.metric,
+        kind=info.kind.value,
+        unit=info.unit,
+        domain=info.domain,
+        entity=info.entity,
+        resource=_attributes(info.resource),
+        attributes=_attributes(info.attributes),
+        points=series.point_count if series else 0,
+        first_time_unix_nano=series.first_ts if series else 0,
+        last_time_unix_nano=series.last_ts if series else 0,
+        default_view=info.default_view.value,
+        description=info.description,
+    )
 
 
 def incident_message(incident: Incident) -> rca_pb2.Incident:
     return rca_pb2.Incident(
-        id=incident.id, state=incident.state.value, title=incident.title,
-        opened_time_unix_nano=incident.opened_unix_nano, onset_time_unix_nano=incident.onset_unix_nano,
-        updated_time_unix_nano=incident.updated_unix_nano, resolved_time_unix_nano=incident.resolved_unix_nano,
-        kpi_series_id=incident.kpi_series_id, score=incident.score, summary=incident.summary,
-        causes=[rca_pb2.Cause(
-            rank=c.rank, entity=c.entity, domain=c.domain, signal=c.signal, series_id=c.series_id,
-            onset_time_unix_nano=c.onset_unix_nano, score=c.score, explanation=c.explanation,
-            evidence=[rca_pb2.Evidence(
-                series_id=e.series_id, description=e.description, time_unix_nano=e.time_unix_nano,
-                observed=e.observed, expected=e.expected, lower=e.lower, upper=e.upper, trace_ids=e.trace_ids)
-                for e in c.evidence]) for c in incident.causes])
+        id=incident.id,
+        state=incident.state.value,
+        title=incident.title,
+        opened_time_unix_nano=incident.opened_unix_nano,
+        onset_time_unix_nano=incident.onset_unix_nano,
+        updated_time_unix_nano=incident.updated_unix_nano,
+        resolved_time_unix_nano=incident.resolved_unix_nano,
+        kpi_series_id=incident.kpi_series_id,
+        score=incident.score,
+        summary=incident.summary,
+        causes=[
+            rca_pb2.Cause(
+                rank=c.rank,
+                entity=c.entity,
+                domain=c.domain,
+                signal=c.signal,
+                series_id=c.series_id,
+                onset_time_unix_nano=c.onset_unix_nano,
+                score=c.score,
+                explanation=c.explanation,
+                evidence=[
+                    rca_pb2.Evidence(
+                        series_id=e.series_id,
+                        description=e.description,
+                        time_unix_nano=e.time_unix_nano,
+                        observed=e.observed,
+                        expected=e.expected,
+                        lower=e.lower,
+                        upper=e.upper,
+                        trace_ids=e.trace_ids,
+                    )
+                    for e in c.evidence
+                ],
+            )
+            for c in incident.causes
+        ],
+    )
 
 
 def _view(name: str, context: grpc.ServicerContext) -> View | None:
@@ -126,8 +165,7 @@ def _view(name: str, context: grpc.ServicerContext) -> View | None:
     try:
         return View(name)
     except ValueError:
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                      f"unknown view {name!r}; use one of {[v.value for v in View]}")
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"unknown view {name!r}; use one of {[v.value for v in View]}")
     return None
 
 
@@ -147,7 +185,9 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
     def Health(self, request: rca_pb2.HealthRequest, context: grpc.ServicerContext) -> rca_pb2.HealthResponse:
         return self._health()
 
-    def ListSeries(self, request: rca_pb2.ListSeriesRequest, context: grpc.ServicerContext) -> rca_pb2.ListSeriesResponse:
+    def ListSeries(
+        self, request: rca_pb2.ListSeriesRequest, context: grpc.ServicerContext
+    ) -> rca_pb2.ListSeriesResponse:
         match = {a.key: a.value for a in request.match}
         digest = _query_digest(request.metric or "*", sorted(match.items()), request.domain, request.entity)
         after = ""
@@ -166,11 +206,12 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
         candidates = heapq.nsmallest(size + 1, (i for i in found if i.id > after), key=lambda i: i.id)
         page, last, more = _fill_page(candidates, lambda i: series_info_message(i, self._store), size)
         return rca_pb2.ListSeriesResponse(
-            series=page, truncated=more,
-            next_page_token=encode_page_token("series", digest, [last.id]) if more else "")
+            series=page, truncated=more, next_page_token=encode_page_token("series", digest, [last.id]) if more else ""
+        )
 
-    def QuerySeries(self, request: rca_pb2.QuerySeriesRequest,
-                    context: grpc.ServicerContext) -> rca_pb2.QuerySeriesResponse:
+    def QuerySeries(
+        self, request: rca_pb2.QuerySeriesRequest, context: grpc.ServicerContext
+    ) -> rca_pb2.QuerySeriesResponse:
         if len(request.series_ids) > MAX_QUERY_SERIES:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"at most {MAX_QUERY_SERIES} series per query")
         view = _view(request.view, context)
@@ -183,21 +224,27 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
                 context.abort(grpc.StatusCode.NOT_FOUND, f"no series {sid!r}")
             except ViewError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-            data = response.series.add(info=series_info_message(info, self._store),
-                                        view=(view or info.default_view).value)
+            data = response.series.add(
+                info=series_info_message(info, self._store), view=(view or info.default_view).value
+            )
             data.time_unix_nano.extend(ts.tolist())
             data.values.extend(values.tolist())
         return response
 
-    def ListIncidents(self, request: rca_pb2.ListIncidentsRequest,
-                      context: grpc.ServicerContext) -> rca_pb2.ListIncidentsResponse:
+    def ListIncidents(
+        self, request: rca_pb2.ListIncidentsRequest, context: grpc.ServicerContext
+    ) -> rca_pb2.ListIncidentsResponse:
         digest = _query_digest(bool(request.open_only))
         after: tuple[int, str] | None = None
         if request.page_token:
             try:
                 position = decode_page_token(request.page_token, "incidents", digest)
-                if (len(position) != 2 or not isinstance(position[0], int) or isinstance(position[0], bool)
-                        or not isinstance(position[1], str)):
+                if (
+                    len(position) != 2
+                    or not isinstance(position[0], int)
+                    or isinstance(position[0], bool)
+                    or not isinstance(position[1], str)
+                ):
                     raise PageTokenError("page_token is not an incidents page token of this server")
             except PageTokenError as exc:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -207,18 +254,26 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
         def key(incident: Incident) -> tuple[int, str]:  # newest first, then by id
             return -incident.opened_unix_nano, incident.id
 
-        candidates = heapq.nsmallest(size + 1, (i for i in self._analyzer.incidents()
-                                                if (not request.open_only or i.state is IncidentState.OPEN)
-                                                and (after is None or key(i) > after)), key=key)
+        candidates = heapq.nsmallest(
+            size + 1,
+            (
+                i
+                for i in self._analyzer.incidents()
+                if (not request.open_only or i.state is IncidentState.OPEN) and (after is None or key(i) > after)
+            ),
+            key=key,
+        )
         page, last, more = _fill_page(candidates, incident_message, size)
         return rca_pb2.ListIncidentsResponse(
             incidents=page,
-            next_page_token=encode_page_token("incidents", digest, [last.opened_unix_nano, last.id]) if more else "")
+            next_page_token=encode_page_token("incidents", digest, [last.opened_unix_nano, last.id]) if more else "",
+        )
 
     def GetIncident(self, request: rca_pb2.GetIncidentRequest, context: grpc.ServicerContext) -> rca_pb2.Incident:
         incident = self._analyzer.incident(request.id)
         if incident is None:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no incident {request.id!r}")
+            raise AssertionError("unreachable: ServicerContext.abort raises")  # grpc is untyped here
         return incident_message(incident)
 
     def GetBaseline(self, request: rca_pb2.GetBaselineRequest, context: grpc.ServicerContext) -> rca_pb2.Baseline:
@@ -233,8 +288,15 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         clean = lambda a: np.where(np.isfinite(a), a, np.nan).tolist()  # noqa: E731
         return rca_pb2.Baseline(
-            info=series_info_message(info, self._store), method=baseline.method, view=baseline.view.value,
-            time_unix_nano=baseline.time_unix_nano.tolist(), observed=clean(baseline.observed),
-            expected=clean(baseline.expected), lower=clean(baseline.lower), upper=clean(baseline.upper),
-            score=clean(baseline.score), predictability=baseline.predictability,
-            season_periods_s=baseline.periods_s)
+            info=series_info_message(info, self._store),
+            method=baseline.method,
+            view=baseline.view.value,
+            time_unix_nano=baseline.time_unix_nano.tolist(),
+            observed=clean(baseline.observed),
+            expected=clean(baseline.expected),
+            lower=clean(baseline.lower),
+            upper=clean(baseline.upper),
+            score=clean(baseline.score),
+            predictability=baseline.predictability,
+            season_periods_s=baseline.periods_s,
+        )

@@ -8,13 +8,27 @@ from factorylens.rca_service.baselines._baseline import (
     fit_baseline,
     predictability_of,
 )
-from factorylens.rca_service.baselines._history import History, query_prometheus_range, read_history_file
 from factorylens.rca_service.baselines._detector import ALARM_SCORE, StreamingDetector, StreamingDetectorConfig
+from factorylens.rca_service.baselines._history import History, query_prometheus_range, read_history_file
 from factorylens.rca_service.baselines._season import DAY_S, WEEK_S, Season, find_seasons
 
 __all__ = [
-    "ALARM_SCORE", "DAY_S", "BaselineBank", "BaselineBankConfig", "WEEK_S", "BaselineConfig", "History", "Season", "SeasonalBaseline", "SeasonalProfile",
-    "StreamingDetector", "StreamingDetectorConfig", "find_seasons", "fit_baseline", "predictability_of",
-    "query_prometheus_range", "read_history_file",
+    "ALARM_SCORE",
+    "DAY_S",
+    "WEEK_S",
+    "BaselineBank",
+    "BaselineBankConfig",
+    "BaselineConfig",
+    "History",
+    "Season",
+    "SeasonalBaseline",
+    "SeasonalProfile",
+    "StreamingDetector",
+    "StreamingDetectorConfig",
+    "find_seasons",
+    "fit_baseline",
+    "predictability_of",
+    "query_prometheus_range",
+    "read_history_file",
     "workload_predictability",
 ]

@@ -26,8 +26,11 @@ class BaselineBankConfig:
         and its scoring) is not modelled any more: it is dropped, counted, and skipped from then on
     """
 
-    detector: StreamingDetectorConfig = field(default_factory=lambda: StreamingDetectorConfig(
-        probation_points=360, refit_every_points=1440, fit_history_points=2880))
+    detector: StreamingDetectorConfig = field(
+        default_factory=lambda: StreamingDetectorConfig(
+            probation_points=360, refit_every_points=1440, fit_history_points=2880
+        )
+    )
     max_series: int = 5000
     max_series_cost_s: float = 2.0
 
@@ -79,8 +82,7 @@ class BaselineBank:
             return
         began = time.monotonic()
         try:
-            self._detector_for(series_id).warm_start(np.asarray(times_s, dtype=float),
-                                                     np.asarray(values, dtype=float))
+            self._detector_for(series_id).warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
         except MemoryError:
             self._give_up(series_id, "its model does not fit in memory")
             return

@@ -164,8 +164,7 @@ class SeasonalBaseline:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SeasonalBaseline:
-        profiles = [SeasonalProfile(**{**p, "values": np.asarray(p["values"], dtype=float)})
-                    for p in data["profiles"]]
+        profiles = [SeasonalProfile(**{**p, "values": np.asarray(p["values"], dtype=float)}) for p in data["profiles"]]
         return cls(**{**data, "profiles": profiles})
 
 
@@ -177,8 +176,9 @@ def _winsorise(values: np.ndarray, width: float = 5.0) -> np.ndarray:
     return np.clip(values, median - width * mad, median + width * mad)
 
 
-def _slot_profile(times_s: np.ndarray, values: np.ndarray, period_s: float, origin_s: float,
-                  slots: int, smooth: int) -> np.ndarray:
+def _slot_profile(
+    times_s: np.ndarray, values: np.ndarray, period_s: float, origin_s: float, slots: int, smooth: int
+) -> np.ndarray:
     """Per-slot medians of ``values`` by phase, gaps filled circularly, smoothed, zero-median."""
     slot = np.floor(np.mod(times_s - origin_s, period_s) / (period_s / slots)).astype(np.int64) % slots
     order = np.argsort(slot, kind="stable")
@@ -187,7 +187,7 @@ def _slot_profile(times_s: np.ndarray, values: np.ndarray, period_s: float, orig
     ends = np.searchsorted(sorted_slot, np.arange(slots), side="right")
     profile = np.full(slots, np.nan)
     for s in np.flatnonzero(ends > starts):
-        profile[s] = np.median(sorted_values[starts[s]:ends[s]])
+        profile[s] = np.median(sorted_values[starts[s] : ends[s]])
     ok = np.isfinite(profile)
     if not ok.any():
         return np.zeros(slots)
@@ -200,8 +200,9 @@ def _slot_profile(times_s: np.ndarray, values: np.ndarray, period_s: float, orig
     return profile - np.median(profile)
 
 
-def _stl_profiles(times_s: np.ndarray, values: np.ndarray, seasons: list[Season], origin_s: float,
-                  config: BaselineConfig) -> list[SeasonalProfile] | None:
+def _stl_profiles(
+    times_s: np.ndarray, values: np.ndarray, seasons: list[Season], origin_s: float, config: BaselineConfig
+) -> list[SeasonalProfile] | None:
     """STL (one period) or MSTL (several) on a grid of at most ``stl_max_slots`` bins per period."""
     from statsmodels.tsa.seasonal import MSTL, STL
 
@@ -229,9 +230,9 @@ def _stl_profiles(times_s: np.ndarray, values: np.ndarray, seasons: list[Season]
             components = [fitted[:, i] for i in range(fitted.shape[1])]
     grid_times = grid.origin_s + (np.arange(series.size) + 0.5) * step
     profiles = []
-    for season, lag, component in zip(seasons, lags, components):
-        last = component[-min(component.size, 4 * lag):]
-        slots = _slot_profile(grid_times[-last.size:], last, season.period_s, origin_s, lag, 0)
+    for season, lag, component in zip(seasons, lags, components, strict=False):
+        last = component[-min(component.size, 4 * lag) :]
+        slots = _slot_profile(grid_times[-last.size :], last, season.period_s, origin_s, lag, 0)
         profiles.append(SeasonalProfile(season.period_s, origin_s, slots, season.strength, season.kind))
     return profiles
 
@@ -265,8 +266,14 @@ def fit_baseline(times_s: np.ndarray, values: np.ndarray, config: BaselineConfig
     order = np.argsort(t, kind="stable")
     t, v = t[order], v[order]
     step = modal_step_s(t)
-    seasons = find_seasons(t, v, calendar_periods_s=config.calendar_periods_s, find_cycles=config.find_cycles,
-                           min_strength=config.min_strength, min_cycles=config.min_cycles)[: config.max_periods]
+    seasons = find_seasons(
+        t,
+        v,
+        calendar_periods_s=config.calendar_periods_s,
+        find_cycles=config.find_cycles,
+        min_strength=config.min_strength,
+        min_cycles=config.min_cycles,
+    )[: config.max_periods]
     origin = float(np.floor(t[0] / DAY_S) * DAY_S)
     span = float(t[-1] - t[0])
     profiles: list[SeasonalProfile] | None = None
@@ -296,11 +303,20 @@ def fit_baseline(times_s: np.ndarray, values: np.ndarray, config: BaselineConfig
     # the local level (a centred running median) takes trends and level shifts out of the residuals
     window = max(5, min(deseasonalised.size // 4, int(config.level_window_s / step)))
     local = pd.Series(deseasonalised).rolling(window, center=True, min_periods=1).median().to_numpy()
-    level = float(np.median(deseasonalised[-max(config.min_points, window // 2):]))
+    level = float(np.median(deseasonalised[-max(config.min_points, window // 2) :]))
     residuals = deseasonalised - local
     scale = float(np.median(np.abs(residuals - np.median(residuals))) * MAD_TO_SIGMA)
     lo, hi = np.quantile(residuals, config.band_quantiles)
-    return SeasonalBaseline(method=method, profiles=profiles, level=level, scale=scale,
-                            band_low=float(lo), band_high=float(hi),
-                            predictability=predictability_of(v, residuals), fitted_points=int(v.size),
-                            fitted_until_s=float(t[-1]), step_s=step, level_alpha=config.level_alpha)
+    return SeasonalBaseline(
+        method=method,
+        profiles=profiles,
+        level=level,
+        scale=scale,
+        band_low=float(lo),
+        band_high=float(hi),
+        predictability=predictability_of(v, residuals),
+        fitted_points=int(v.size),
+        fitted_until_s=float(t[-1]),
+        step_s=step,
+        level_alpha=config.level_alpha,
+    )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ class StreamingDetectorConfig:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
     @classmethod
-    def for_probation(cls, probation_points: int, **overrides: object) -> StreamingDetectorConfig:
+    def for_probation(cls, probation_points: int, **overrides: Any) -> StreamingDetectorConfig:
         """The frozen configuration, scaled to a probation period."""
         return replace(cls(probation_points=probation_points), **overrides)
 
@@ -120,7 +121,7 @@ class _Ring:
         values = values[-size:]
         start = self.count % size
         first = min(size - start, values.size)
-        self.data[start:start + first] = values[:first]
+        self.data[start : start + first] = values[:first]
         self.data[: values.size - first] = values[first:]
         self.count += values.size
 
@@ -129,8 +130,8 @@ class _Ring:
         n = min(self.count, size if n is None else n)
         end = self.count % size
         if n <= end:
-            return self.data[end - n:end]
-        return np.concatenate([self.data[size - (n - end):], self.data[:end]])
+            return self.data[end - n : end]
+        return np.concatenate([self.data[size - (n - end) :], self.data[:end]])
 
 
 class StreamingDetector:
@@ -188,8 +189,8 @@ class StreamingDetector:
             if self.baseline is None:
                 take = min(x.size - i, cfg.probation_points - self.points_seen)
                 if take > 0:
-                    self._times.extend(t[i:i + take])
-                    self._values.extend(x[i:i + take])
+                    self._times.extend(t[i : i + take])
+                    self._values.extend(x[i : i + take])
                     self.points_seen += take
                     i += take
                 if self.points_seen >= cfg.probation_points:
@@ -201,9 +202,9 @@ class StreamingDetector:
                 if cfg.refit_every_points and self._since_fit >= cfg.refit_every_points:
                     self._fit(prime=False)
                 self._refresh()
-            out[i:i + take] = self._score_block(t[i:i + take], x[i:i + take], alarms=scoring)
-            self._times.extend(t[i:i + take])
-            self._values.extend(x[i:i + take])
+            out[i : i + take] = self._score_block(t[i : i + take], x[i : i + take], alarms=scoring)
+            self._times.extend(t[i : i + take])
+            self._values.extend(x[i : i + take])
             self.points_seen += take
             self._since_fit += take
             i += take
@@ -214,8 +215,18 @@ class StreamingDetector:
         try:
             self.baseline = fit_baseline(times, values, self.config.baseline)
         except ValueError:  # too few finite points: a flat baseline until a refit can do better
-            self.baseline = SeasonalBaseline("level", [], float(np.nanmedian(values)) if np.isfinite(values).any()
-                                             else 0.0, 0.0, 0.0, 0.0, math.nan, 0, float(times[-1]), 1.0)
+            self.baseline = SeasonalBaseline(
+                "level",
+                [],
+                float(np.nanmedian(values)) if np.isfinite(values).any() else 0.0,
+                0.0,
+                0.0,
+                0.0,
+                math.nan,
+                0,
+                float(times[-1]),
+                1.0,
+            )
         self._since_fit = 0
         history = self._residuals.data.size
         recent_t, recent_x = times[-history:], values[-history:]
@@ -231,7 +242,7 @@ class StreamingDetector:
                 take = min(recent_x.size - start, block - (self.points_seen % block))
                 if self.points_seen % block == 0:
                     self._refresh()
-                self._score_block(recent_t[start:start + take], recent_x[start:start + take], alarms=False)
+                self._score_block(recent_t[start : start + take], recent_x[start : start + take], alarms=False)
                 self.points_seen += take
                 start += take
             self.points_seen = n_seen
@@ -243,7 +254,7 @@ class StreamingDetector:
         """At a block boundary: close the previous block's maxima and recompute the statistics."""
         cfg = self.config
         if self._block_used:
-            for ring, value in zip(self._zmax, self._block_z):
+            for ring, value in zip(self._zmax, self._block_z, strict=False):
                 ring.extend(np.array([value]))
             self._highs.extend(np.array([self._block_high]))
             self._lows.extend(np.array([self._block_low]))
@@ -261,8 +272,12 @@ class StreamingDetector:
         d = np.diff(r)
         level = float(np.median(r))
         change = float(np.median(d))
-        self._stats = (level, float(np.median(np.abs(r - level))) * MAD_TO_SIGMA,
-                       change, float(np.median(np.abs(d - change))) * MAD_TO_SIGMA)
+        self._stats = (
+            level,
+            float(np.median(np.abs(r - level))) * MAD_TO_SIGMA,
+            change,
+            float(np.median(np.abs(d - change))) * MAD_TO_SIGMA,
+        )
 
     def _score_block(self, t: np.ndarray, x: np.ndarray, alarms: bool) -> np.ndarray:
         """Score points that all fall in the current statistics block."""
@@ -287,9 +302,12 @@ class StreamingDetector:
             seen_range = np.where(np.isfinite(run_high - run_low), run_high - run_low, 0.0)
         floor = np.maximum(cfg.scale_floor * seen_range, 1e-9)
         window = np.concatenate([previous, residual])
-        steps = np.diff(window)[-x.size:] if previous.size else np.concatenate([[np.nan], np.diff(residual)])
-        short_mean = (np.convolve(window, np.full(cfg.short_points, 1.0 / cfg.short_points), mode="valid")[-x.size:]
-                      if window.size >= cfg.short_points else np.full(x.size, np.nan))
+        steps = np.diff(window)[-x.size :] if previous.size else np.concatenate([[np.nan], np.diff(residual)])
+        short_mean = (
+            np.convolve(window, np.full(cfg.short_points, 1.0 / cfg.short_points), mode="valid")[-x.size :]
+            if window.size >= cfg.short_points
+            else np.full(x.size, np.nan)
+        )
         deviations = (
             np.abs(residual - level) / np.maximum(spread, floor),
             np.abs(steps - change) / np.maximum(change_spread, floor),
@@ -297,7 +315,7 @@ class StreamingDetector:
         )
         thresholds = (cfg.level_threshold, cfg.change_threshold, cfg.change_threshold)
         ratio = np.zeros(x.size)
-        for k, (z, threshold) in enumerate(zip(deviations, thresholds)):
+        for k, (z, threshold) in enumerate(zip(deviations, thresholds, strict=False)):
             z = np.nan_to_num(z, nan=0.0, posinf=0.0)
             running = np.maximum.accumulate(np.concatenate([[max(self._bars[k], self._block_z[k])], z]))
             self._block_z[k] = max(self._block_z[k], float(z.max()))
@@ -309,7 +327,7 @@ class StreamingDetector:
         ratio[~finite] = 0.0
         score = ratio / (1.0 + ratio)
         for j in np.flatnonzero(score >= ALARM_SCORE):
-            position = self.points_seen + j
+            position = self.points_seen + int(j)
             if alarms and position - self._last_alarm > cfg.refractory:
                 self._last_alarm = position
             else:

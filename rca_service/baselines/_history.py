@@ -47,10 +47,11 @@ def read_history_file(path: str | Path, *, series_column: str = "series", value_
         raise ValueError(f"{path}: expected a .csv or .parquet file")
     time_column = next((c for c in TIME_COLUMNS if c in frame.columns), None)
     if time_column is None or value_column not in frame.columns:
-        raise ValueError(f"{path}: needs a time column ({', '.join(TIME_COLUMNS)}) and a {value_column!r} column; "
-                         f"has {', '.join(map(str, frame.columns))}")
-    frame = frame.assign(_t=_seconds(frame[time_column]),
-                         _v=pd.to_numeric(frame[value_column], errors="coerce"))
+        raise ValueError(
+            f"{path}: needs a time column ({', '.join(TIME_COLUMNS)}) and a {value_column!r} column; "
+            f"has {', '.join(map(str, frame.columns))}"
+        )
+    frame = frame.assign(_t=_seconds(frame[time_column]), _v=pd.to_numeric(frame[value_column], errors="coerce"))
     groups = frame.groupby(series_column, sort=True) if series_column in frame.columns else [(path.stem, frame)]
     out: History = {}
     for name, group in groups:
@@ -59,8 +60,16 @@ def read_history_file(path: str | Path, *, series_column: str = "series", value_
     return out
 
 
-def query_prometheus_range(url: str, query: str, start_s: float, end_s: float, step_s: float, *,
-                           bearer_token: str | None = None, timeout_s: float = 30.0) -> History:
+def query_prometheus_range(
+    url: str,
+    query: str,
+    start_s: float,
+    end_s: float,
+    step_s: float,
+    *,
+    bearer_token: str | None = None,
+    timeout_s: float = 30.0,
+) -> History:
     """``{series labels: (times_s, values)}`` from Prometheus' ``/api/v1/query_range``, split into
     requests of at most 11,000 points per series (Prometheus' own limit)."""
     if step_s <= 0 or end_s <= start_s:
@@ -70,8 +79,9 @@ def query_prometheus_range(url: str, query: str, start_s: float, end_s: float, s
     window_start = start_s
     while window_start <= end_s:
         window_end = min(end_s, window_start + span)
-        params = urllib.parse.urlencode({"query": query, "start": f"{window_start:.3f}", "end": f"{window_end:.3f}",
-                                         "step": f"{step_s:g}"})
+        params = urllib.parse.urlencode(
+            {"query": query, "start": f"{window_start:.3f}", "end": f"{window_end:.3f}", "step": f"{step_s:g}"}
+        )
         request = urllib.request.Request(f"{url.rstrip('/')}/api/v1/query_range?{params}")
         if bearer_token:
             request.add_header("Authorization", f"Bearer {bearer_token}")

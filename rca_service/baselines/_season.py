@@ -117,9 +117,16 @@ def _seasonal_strength(grid: np.ndarray, lag: float) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def find_seasons(times_s: np.ndarray, values: np.ndarray, *, calendar_periods_s: tuple[float, ...] = (DAY_S, WEEK_S),
-                 find_cycles: bool = True, min_strength: float = 0.3, min_cycles: float = 2.0,
-                 max_grid_points: int = 8192) -> list[Season]:
+def find_seasons(
+    times_s: np.ndarray,
+    values: np.ndarray,
+    *,
+    calendar_periods_s: tuple[float, ...] = (DAY_S, WEEK_S),
+    find_cycles: bool = True,
+    min_strength: float = 0.3,
+    min_cycles: float = 2.0,
+    max_grid_points: int = 8192,
+) -> list[Season]:
     """The periods a series repeats with, strongest first.
 
     Candidates are the calendar periods the data covers ``min_cycles`` times and, with
@@ -142,8 +149,7 @@ def find_seasons(times_s: np.ndarray, values: np.ndarray, *, calendar_periods_s:
     max_lag = int(grid.size / min_cycles)
     if max_lag < 3:
         return []
-    candidates: list[tuple[float, str]] = [(p, "calendar") for p in calendar_periods_s
-                                           if 2 <= p / step <= max_lag]
+    candidates: list[tuple[float, str]] = [(p, "calendar") for p in calendar_periods_s if 2 <= p / step <= max_lag]
     if find_cycles and max_lag >= 6:
         acf = autocorrelation(x, max_lag)
         peaks = np.flatnonzero((acf[1:-1] > acf[:-2]) & (acf[1:-1] >= acf[2:])) + 1

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -103,8 +104,16 @@ def _petshop_cases(issues: dict[Path, list[Path]]) -> Iterator[RcaCase]:
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"{folder / 'target.json'}: not a PetShop label ({exc!r})") from exc
             frame = _with_caller_views(_petshop_frame(folder / "metrics.csv"), behind)
-            yield RcaCase(f"{scenario.name}/{folder.parent.name}/{folder.name}", frame, topology, kpi, t0,
-                          root_cause, fault_type, history=history)
+            yield RcaCase(
+                f"{scenario.name}/{folder.parent.name}/{folder.name}",
+                frame,
+                topology,
+                kpi,
+                t0,
+                root_cause,
+                fault_type,
+                history=history,
+            )
 
 
 def _petshop_frame(path: Path) -> pd.DataFrame:
@@ -114,8 +123,10 @@ def _petshop_frame(path: Path) -> pd.DataFrame:
         table.index = pd.to_datetime(table.index.astype(float), unit="s", utc=True)
     except (ValueError, IndexError) as exc:
         raise ValueError(f"{path}: not a PetShop metrics file (3 header rows, unix-second index): {exc}") from exc
-    table.columns = pd.MultiIndex.from_tuples([(node, f"{metric}.{stat}") for node, metric, stat in table.columns],
-                                              names=["entity", "signal"])
+    headers = cast("list[tuple[str, str, str]]", list(table.columns))  # a MultiIndex: its items are tuples
+    table.columns = pd.MultiIndex.from_tuples(
+        [(node, f"{metric}.{stat}") for node, metric, stat in headers], names=["entity", "signal"]
+    )
     return table.astype(float).sort_index()
 
 
@@ -129,8 +140,8 @@ def _petshop_topology(path: Path) -> Topology:
     for node in matrix.index:
         topology.add_entity(node)
     rows, columns = np.nonzero(matrix.to_numpy() == 1)
-    for r, c in zip(rows, columns):
-        topology.add_edge(matrix.index[r], matrix.columns[c], "calls")
+    for r, c in zip(rows, columns, strict=False):
+        topology.add_edge(matrix.index[int(r)], matrix.columns[int(c)], "calls")
     return topology
 
 
@@ -164,19 +175,25 @@ def _with_caller_views(frame: pd.DataFrame, behind: dict[str, str]) -> pd.DataFr
     service (the same reading as Nezha's caller-side per-edge latency): what the caller measured
     through the balancer is the service's behaviour, but it may be inflated by the caller or the
     balancer, so it must not clear them. The balancer keeps its own copy and stays a candidate."""
-    views = [c for c in frame.columns if c[0] in behind]
+    views = [c for c in cast("list[tuple[str, str]]", list(frame.columns)) if c[0] in behind]
     if not views:
         return frame
-    copied = frame[views].set_axis(pd.MultiIndex.from_tuples(
-        [(behind[node], f"{signal} seen_by_caller via {node.removesuffix('_remote')}") for node, signal in views],
-        names=frame.columns.names), axis=1)
+    copied = frame[views].set_axis(
+        pd.MultiIndex.from_tuples(
+            [(behind[node], f"{signal} seen_by_caller via {node.removesuffix('_remote')}") for node, signal in views],
+            names=frame.columns.names,
+        ),
+        axis=1,
+    )
     return pd.concat([frame, copied], axis=1)
 
 
 # ---- Nezha -------------------------------------------------------------------------------------------
 
-_NEZHA_LAYOUT = ("<day>/<day>-fault_list.json and <day>/metric/{front_service,dependency,source_50,"
-                 "destination_50}.csv + <pod>_metric.csv")
+_NEZHA_LAYOUT = (
+    "<day>/<day>-fault_list.json and <day>/metric/{front_service,dependency,source_50,"
+    "destination_50}.csv + <pod>_metric.csv"
+)
 _NEZHA_FILES = ("front_service.csv", "dependency.csv", "source_50.csv", "destination_50.csv")
 _POD_HASHES = re.compile(r"-[a-z0-9]+-[a-z0-9]+$")
 _IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
@@ -219,8 +236,9 @@ def _nezha_days(root: Path) -> list[Path]:
         needed = [day / f"{day.name}-fault_list.json"] + [day / "metric" / name for name in _NEZHA_FILES]
         missing = [str(p) for p in needed if not p.is_file()]
         if missing or not any((day / "metric").glob("*_metric.csv")):
-            raise FileNotFoundError(f"{day}: missing {', '.join(missing) or '<pod>_metric.csv files'}; "
-                                    f"expected {_NEZHA_LAYOUT}")
+            raise FileNotFoundError(
+                f"{day}: missing {', '.join(missing) or '<pod>_metric.csv files'}; expected {_NEZHA_LAYOUT}"
+            )
     return days
 
 
@@ -229,8 +247,9 @@ def _on_grid(table: pd.DataFrame, time_column: str, base: pd.Timestamp | None = 
     apart with a second of jitter), dropping the time columns. The text times look like
     ``2022-08-22 03:51:19.799087274 +0000 UTC m=+0.305``; the numeric ``TimeStamp`` is not used: on
     2022-08-22 adservice's is offset by +200000000 s. Without ``base`` the grid starts at the first row."""
-    times = pd.to_datetime(table[time_column].astype(str).str.split(" +", n=1, regex=False).str[0], utc=True,
-                           format="ISO8601")
+    times = pd.to_datetime(
+        table[time_column].astype(str).str.split(" +", n=1, regex=False).str[0], utc=True, format="ISO8601"
+    )
     base = times.iloc[0].round("s") if base is None else base
     steps = np.round((times - base) / STEP).astype(int)
     table = table.drop(columns=[c for c in table.columns if c.lower() in ("time", "timestamp")])
@@ -238,8 +257,9 @@ def _on_grid(table: pd.DataFrame, time_column: str, base: pd.Timestamp | None = 
     return table[~table.index.duplicated()]
 
 
-def _read_table(path: Path, time_column: str, base: pd.Timestamp | None = None,
-                drop: tuple[str, ...] = ()) -> pd.DataFrame:
+def _read_table(
+    path: Path, time_column: str, base: pd.Timestamp | None = None, drop: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """A Nezha metric CSV on the day's grid, numeric columns only; a ValueError names the file."""
     try:
         table = pd.read_csv(path).drop(columns=list(drop), errors="ignore")
@@ -259,8 +279,16 @@ def _nezha_day_cases(day: Path) -> Iterator[RcaCase]:
         window = frame.loc[(frame.index > start - LOOKBACK) & (frame.index <= end)].copy()
         for earlier in starts[:i]:
             window.loc[(window.index > earlier) & (window.index <= earlier + FAULT_DURATION + RECOVERY)] = np.nan
-        yield RcaCase(f"{day.name}/{start:%H:%M:%S}", window, topology, kpi, start, pod_to_service(pod), fault_type,
-                      candidates=services)
+        yield RcaCase(
+            f"{day.name}/{start:%H:%M:%S}",
+            window,
+            topology,
+            kpi,
+            start,
+            pod_to_service(pod),
+            fault_type,
+            candidates=services,
+        )
 
 
 def nezha_day_frame(day: Path) -> tuple[pd.DataFrame, Topology, list[tuple[str, str]], list[str]]:
@@ -271,7 +299,7 @@ def nezha_day_frame(day: Path) -> tuple[pd.DataFrame, Topology, list[tuple[str, 
     base = entry.index[0]
     try:
         dependencies = pd.read_csv(metric_dir / "dependency.csv")
-        pairs = list(zip(dependencies["Source"].astype(str), dependencies["Target"].astype(str)))
+        pairs = list(zip(dependencies["Source"].astype(str), dependencies["Target"].astype(str), strict=False))
     except (KeyError, ValueError, pd.errors.ParserError) as exc:
         raise ValueError(f"{metric_dir / 'dependency.csv'}: not a Source,Target,Weight call graph ({exc!r})") from exc
     topology = Topology()
@@ -294,14 +322,17 @@ def nezha_day_frame(day: Path) -> tuple[pd.DataFrame, Topology, list[tuple[str, 
         if host is not None:
             if host not in hosts:  # every pod on a host reports the same host series: keep one copy
                 hosts[host] = table[host_columns].set_axis(
-                    pd.MultiIndex.from_tuples([(host, c) for c in host_columns]), axis=1)
+                    pd.MultiIndex.from_tuples([(host, c) for c in host_columns]), axis=1
+                )
             table = table.drop(columns=host_columns)
         table.columns = pd.MultiIndex.from_tuples([(service, c) for c in table.columns])
         parts.append(table)
     parts.extend(hosts.values())
     # per-edge latency belongs to the callee; the caller's side may be inflated by the caller itself
-    for name, label in (("source_50.csv", "latency_seen_by_caller_{}(s)"),
-                        ("destination_50.csv", "latency_seen_by_self_from_{}(s)")):
+    for name, label in (
+        ("source_50.csv", "latency_seen_by_caller_{}(s)"),
+        ("destination_50.csv", "latency_seen_by_self_from_{}(s)"),
+    ):
         table = _read_table(metric_dir / name, "time", base)
         edges = [c.split("_", 1) for c in table.columns]
         if any(len(edge) != 2 for edge in edges):
@@ -325,8 +356,11 @@ def _nezha_faults(path: Path) -> list[tuple[pd.Timestamp, str, str]]:
     ``inject_timestamp`` field is unreliable in the source)."""
     try:
         by_hour = json.loads(path.read_text())
-        faults = [(pd.Timestamp(f["inject_time"], tz="UTC"), str(f["inject_pod"]), str(f["inject_type"]))
-                  for entries in by_hour.values() for f in entries]
+        faults = [
+            (pd.Timestamp(f["inject_time"], tz="UTC"), str(f["inject_pod"]), str(f["inject_type"]))
+            for entries in by_hour.values()
+            for f in entries
+        ]
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: not a Nezha fault list ({exc!r})") from exc
     return sorted(faults)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,13 +63,14 @@ class FileWeights:
     n_windows: int
 
 
-def file_weights(timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex,
-                 windows: Iterable[tuple[pd.Timestamp, pd.Timestamp]]) -> FileWeights:
+def file_weights(
+    timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex, windows: Iterable[tuple[pd.Timestamp, pd.Timestamp]]
+) -> FileWeights:
     """Lay NAB's windows over a file's rows. A row's unit weight is the scaled sigmoid of its
     relative position (in a window: rows left to its end over its width, normalised so the first
     row is worth 1; after a window: the distance past its end in window widths; before the first
     window: -1)."""
-    ts = pd.DatetimeIndex(timestamps)
+    ts = timestamps if isinstance(timestamps, pd.DatetimeIndex) else pd.DatetimeIndex(list(timestamps))
     n = len(ts)
     window = np.full(n, -1, dtype=np.int64)
     weight = np.full(n, -1.0)
@@ -89,8 +90,8 @@ def file_weights(timestamps: Sequence[pd.Timestamp] | pd.DatetimeIndex,
             weight[cursor:left] = scaled_sigmoid((idx - previous_right) / (previous_width - 1.0))
         width = float(right - left + 1)
         idx = np.arange(left, right + 1)
-        weight[left:right + 1] = scaled_sigmoid(-(right - idx + 1) / width) / peak
-        window[left:right + 1] = w
+        weight[left : right + 1] = scaled_sigmoid(-(right - idx + 1) / width) / peak
+        window[left : right + 1] = w
         previous_right, previous_width, cursor = right, width, right + 1
     if previous_right is not None and cursor < n:
         idx = np.arange(cursor, n)
@@ -113,7 +114,7 @@ def score_file(detections: np.ndarray, weights: FileWeights, profile: CostProfil
     if detections.shape != (weights.n_rows,):
         raise ValueError(f"expected {weights.n_rows} detections, got {detections.shape}")
     scored = detections.copy()
-    scored[:weights.probation] = False
+    scored[: weights.probation] = False
     inside = weights.window >= 0
     false_pos = scored & ~inside
     raw = float(profile.fp_weight * weights.unit_weight[false_pos].sum())
@@ -156,22 +157,30 @@ class CorpusScore:
         return self.true_positives / windows if windows else 0.0
 
 
-def score_corpus(scores: Mapping[str, np.ndarray], weights: Mapping[str, FileWeights],
-                 profile: CostProfile, threshold: float) -> CorpusScore:
+def score_corpus(
+    scores: Mapping[str, np.ndarray], weights: Mapping[str, FileWeights], profile: CostProfile, threshold: float
+) -> CorpusScore:
     """Score anomaly scores in [0, 1] per file at one threshold (a row detects when its score is
     ``>= threshold``, inclusive as in NAB) and normalise over these files."""
-    per_file = {name: score_file(np.asarray(s) >= threshold, weights[name], profile)
-                for name, s in scores.items()}
+    per_file = {name: score_file(np.asarray(s) >= threshold, weights[name], profile) for name, s in scores.items()}
     n_windows = sum(weights[name].n_windows for name in scores)
     raw = sum(f.raw for f in per_file.values())
     null_raw = -profile.fn_weight * n_windows
     perfect_raw = profile.tp_weight * n_windows
     span = perfect_raw - null_raw
     normalized = 100.0 * (raw - null_raw) / span if span else 0.0
-    return CorpusScore(profile.name, threshold, raw, null_raw, perfect_raw, normalized,
-                       sum(f.true_positives for f in per_file.values()),
-                       sum(f.false_positives for f in per_file.values()),
-                       sum(f.false_negatives for f in per_file.values()), per_file)
+    return CorpusScore(
+        profile.name,
+        threshold,
+        raw,
+        null_raw,
+        perfect_raw,
+        normalized,
+        sum(f.true_positives for f in per_file.values()),
+        sum(f.false_positives for f in per_file.values()),
+        sum(f.false_negatives for f in per_file.values()),
+        per_file,
+    )
 
 
 @dataclass
@@ -193,8 +202,7 @@ class NabCorpus:
             raise FileNotFoundError(f"{windows_path} not found: not a NAB-layout folder")
         self._windows: dict[str, list] = json.loads(windows_path.read_text())
         labels_path = self.root / "labels" / "combined_labels.json"
-        self._labels: dict[str, list] = (json.loads(labels_path.read_text())
-                                         if labels_path.is_file() else {})
+        self._labels: dict[str, list] = json.loads(labels_path.read_text()) if labels_path.is_file() else {}
         self.names = sorted(name for name in self._windows if (self.root / name).is_file())
         if not self.names:
             raise FileNotFoundError(f"no data files of {windows_path} exist under {self.root}")
@@ -220,8 +228,7 @@ class NabCorpus:
 def load_thresholds(path: str | Path) -> dict[str, dict[str, float]]:
     """NAB's ``config/thresholds.json`` as ``{detector: {profile: threshold}}``."""
     table = json.loads(Path(path).read_text())
-    return {det: {prof: float(v["threshold"]) for prof, v in profs.items()}
-            for det, profs in table.items()}
+    return {det: {prof: float(v["threshold"]) for prof, v in profs.items()} for det, profs in table.items()}
 
 
 def read_result_scores(results_dir: str | Path, detector: str, name: str) -> np.ndarray:

@@ -10,8 +10,8 @@ counts as a miss at every k, so a method cannot gain by leaving the true cause o
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,8 +51,9 @@ class CaseResult:
     top: tuple[str, ...] = ()
 
     @classmethod
-    def score(cls, case_id: str, fault_type: str, root_cause: str, ranking: Sequence[str],
-              seconds: float, keep: int = 5) -> CaseResult:
+    def score(
+        cls, case_id: str, fault_type: str, root_cause: str, ranking: Sequence[str], seconds: float, keep: int = 5
+    ) -> CaseResult:
         return cls(case_id, fault_type, root_cause, rank_of(root_cause, ranking), seconds, tuple(ranking[:keep]))
 
 
@@ -66,8 +67,13 @@ def summarize(results: Iterable[CaseResult]) -> pd.DataFrame:
 
     def row(part: pd.DataFrame) -> dict[str, float]:
         ranks = [None if pd.isna(r) else int(r) for r in part["rank"]]
-        return {"n": len(ranks), "ac1": accuracy_at(ranks, 1), "ac3": accuracy_at(ranks, 3),
-                "avg5": average_accuracy(ranks, 5), "sec_per_case": float(part["seconds"].mean())}
+        return {
+            "n": len(ranks),
+            "ac1": accuracy_at(ranks, 1),
+            "ac3": accuracy_at(ranks, 3),
+            "avg5": average_accuracy(ranks, 5),
+            "sec_per_case": float(part["seconds"].mean()),
+        }
 
     rows = {fault: row(part) for fault, part in frame.groupby("fault_type", sort=True)}
     rows[OVERALL] = row(frame)

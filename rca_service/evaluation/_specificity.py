@@ -46,9 +46,10 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -115,19 +116,28 @@ class Specificity:
 
     @property
     def recall(self) -> float | None:
-        return self.detected / self.faults if self.faults else None
+        return self.detected / self.faults if self.detected is not None and self.faults else None
 
     def summary(self) -> dict[str, object]:
         """The JSON-friendly numbers (no per-incident lists)."""
         out: dict[str, object] = {
-            "normal_hours": round(self.normal_hours, 2), "false_incidents": self.false_incidents,
-            "false_per_hour": round(self.false_per_hour, 4), "false_per_day": round(self.false_per_day, 3),
-            "incidents": self.incidents, "seconds": round(self.seconds, 1),
+            "normal_hours": round(self.normal_hours, 2),
+            "false_incidents": self.false_incidents,
+            "false_per_hour": round(self.false_per_hour, 4),
+            "false_per_day": round(self.false_per_day, 3),
+            "incidents": self.incidents,
+            "seconds": round(self.seconds, 1),
         }
         if self.faults is not None:
-            out.update(detected=self.detected, faults=self.faults, recall=round(self.recall or 0.0, 3),
-                       visible=self.visible, detected_visible=self.detected_visible,
-                       quiet_hours=round(self.quiet_hours, 2), quiet_false=self.quiet_false)
+            out.update(
+                detected=self.detected,
+                faults=self.faults,
+                recall=round(self.recall or 0.0, 3),
+                visible=self.visible,
+                detected_visible=self.detected_visible,
+                quiet_hours=round(self.quiet_hours, 2),
+                quiet_false=self.quiet_false,
+            )
         return out
 
 
@@ -135,17 +145,29 @@ def long_table(frame: pd.DataFrame) -> pd.DataFrame:
     """A wide ``(entity, signal)`` frame with a UTC index as ``time_unix_nano, entity, signal, value``
     rows (missing values dropped), the replay's long format."""
     stacked = frame.stack(level=[0, 1], future_stack=True).dropna()
-    times = stacked.index.get_level_values(0)
-    return pd.DataFrame({
-        "time_unix_nano": (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ns"),
-        "entity": stacked.index.get_level_values(1).astype(str),
-        "signal": stacked.index.get_level_values(2).astype(str),
-        "value": stacked.to_numpy(dtype=float),
-    }).sort_values("time_unix_nano", kind="stable").reset_index(drop=True)
+    times = pd.DatetimeIndex(stacked.index.get_level_values(0))
+    return (
+        pd.DataFrame(
+            {
+                "time_unix_nano": (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(1, "ns"),
+                "entity": stacked.index.get_level_values(1).astype(str),
+                "signal": stacked.index.get_level_values(2).astype(str),
+                "value": stacked.to_numpy(dtype=float),
+            }
+        )
+        .sort_values("time_unix_nano", kind="stable")
+        .reset_index(drop=True)
+    )
 
 
-def replay_frame(frame: pd.DataFrame, *, kpi_metrics: tuple[str, ...], interval_s: float,
-                 topology: Topology | None = None, config: KpiRankingConfig | None = None) -> list[Incident]:
+def replay_frame(
+    frame: pd.DataFrame,
+    *,
+    kpi_metrics: tuple[str, ...],
+    interval_s: float,
+    topology: Topology | None = None,
+    config: KpiRankingConfig | None = None,
+) -> list[Incident]:
     """Replay a wide frame (written as a long Parquet table) through the KPI analyzer."""
     config = config or config_for_interval(interval_s, kpi_metrics)
     with tempfile.TemporaryDirectory(prefix="specificity-") as folder:
@@ -169,8 +191,10 @@ def _warm_up(frame: pd.DataFrame, interval_s: float, config: KpiRankingConfig) -
 
 # ---- Nezha -----------------------------------------------------------------------------------------
 
-def nezha_specificity(root: str | Path, *, config: KpiRankingConfig | None = None,
-                      progress: Progress | None = None) -> Specificity:
+
+def nezha_specificity(
+    root: str | Path, *, config: KpiRankingConfig | None = None, progress: Progress | None = None
+) -> Specificity:
     """False incidents on Nezha's fault-free stretches and faults detected, over every day under
     ``root`` (``rca_data/``, its parent, or one day's folder)."""
     days = _nezha_days(Path(root))
@@ -178,8 +202,9 @@ def nezha_specificity(root: str | Path, *, config: KpiRankingConfig | None = Non
     return _combine("nezha", results)
 
 
-def nezha_day_specificity(day: Path, *, config: KpiRankingConfig | None = None,
-                          progress: Progress | None = None) -> Specificity:
+def nezha_day_specificity(
+    day: Path, *, config: KpiRankingConfig | None = None, progress: Progress | None = None
+) -> Specificity:
     started = time.perf_counter()
     frame, topology, kpi, _ = nezha_day_frame(day)
     faults = _nezha_faults(day / f"{day.name}-fault_list.json")
@@ -187,18 +212,19 @@ def nezha_day_specificity(day: Path, *, config: KpiRankingConfig | None = None,
     config = config or config_for_interval(NEZHA_INTERVAL_S, kpi_metrics)
     if progress:
         progress(f"nezha {day.name}: {frame.shape[1]} series x {len(frame)} scrapes, {len(faults)} faults")
-    incidents = replay_frame(frame, kpi_metrics=kpi_metrics, interval_s=NEZHA_INTERVAL_S, topology=topology,
-                             config=config)
+    incidents = replay_frame(
+        frame, kpi_metrics=kpi_metrics, interval_s=NEZHA_INTERVAL_S, topology=topology, config=config
+    )
     scrape = pd.Timedelta(seconds=NEZHA_INTERVAL_S)
     windows = [(t - scrape, t + FAULT_DURATION + NEZHA_RECOVERY) for t, _, _ in faults]
     warm = _warm_up(frame, NEZHA_INTERVAL_S, config)
     onsets = [_stamp(i.onset_unix_nano) for i in incidents]
-    false = [(o, i) for o, i in zip(onsets, incidents) if not any(a <= o <= b for a, b in windows)]
-    normal = _normal(frame.index, warm, windows)
+    false = [(o, i) for o, i in zip(onsets, incidents, strict=False) if not any(a <= o <= b for a, b in windows)]
+    normal = _normal(pd.DatetimeIndex(frame.index), warm, windows)
     breaks = kpi_breaks(frame[kpi], normal, [t for t, _, _ in faults], config, scrape)
     detected = visible = detected_visible = 0
     missed = []
-    for (t, _, kind), broke in zip(faults, breaks):
+    for (t, _, kind), broke in zip(faults, breaks, strict=False):
         found = any(t - scrape <= o <= t + DETECTION_WINDOW for o in onsets)
         detected += found
         if broke and t >= warm:
@@ -208,14 +234,29 @@ def nezha_day_specificity(day: Path, *, config: KpiRankingConfig | None = None,
             missed.append((t.isoformat(), kind + (", KPI broke" if broke else "")))
     campaign = [(windows[0][0], windows[-1][1])] if windows else []
     quiet = [(o, i) for o, i in false if not any(a <= o <= b for a, b in campaign)]
-    return _result(f"nezha/{day.name}", _hours(normal, NEZHA_INTERVAL_S), false, len(incidents),
-                   time.perf_counter() - started, detected=detected, faults=len(faults), missed=missed,
-                   visible=visible, detected_visible=detected_visible,
-                   quiet_hours=_hours(_normal(frame.index, warm, campaign), NEZHA_INTERVAL_S), quiet_false=len(quiet))
+    return _result(
+        f"nezha/{day.name}",
+        _hours(normal, NEZHA_INTERVAL_S),
+        false,
+        len(incidents),
+        time.perf_counter() - started,
+        detected=detected,
+        faults=len(faults),
+        missed=missed,
+        visible=visible,
+        detected_visible=detected_visible,
+        quiet_hours=_hours(_normal(pd.DatetimeIndex(frame.index), warm, campaign), NEZHA_INTERVAL_S),
+        quiet_false=len(quiet),
+    )
 
 
-def kpi_breaks(kpis: pd.DataFrame, normal: np.ndarray, injections: list[pd.Timestamp], config: KpiRankingConfig,
-               scrape: pd.Timedelta) -> list[bool]:
+def kpi_breaks(
+    kpis: pd.DataFrame,
+    normal: np.ndarray,
+    injections: list[pd.Timestamp],
+    config: KpiRankingConfig,
+    scrape: pd.Timedelta,
+) -> list[bool]:
     """Per injection: does some KPI visibly break in ``[injection - 1 scrape, injection + 5 min]``?
 
     An oracle independent of the analyzer's online state: each KPI's median and robust scale (the
@@ -248,8 +289,9 @@ def _longest_run(flags: np.ndarray) -> int:
     return best
 
 
-def _normal(index: pd.DatetimeIndex, warm: pd.Timestamp,
-            windows: list[tuple[pd.Timestamp, pd.Timestamp]]) -> np.ndarray:
+def _normal(
+    index: pd.DatetimeIndex, warm: pd.Timestamp, windows: list[tuple[pd.Timestamp, pd.Timestamp]]
+) -> np.ndarray:
     """Scrapes after the warm-up and outside every window."""
     normal = np.asarray(index >= warm)
     for a, b in windows:
@@ -263,8 +305,10 @@ def _hours(mask: np.ndarray, interval_s: float) -> float:
 
 # ---- PetShop ---------------------------------------------------------------------------------------
 
-def petshop_specificity(root: str | Path, *, kpi: str = "targets", config: KpiRankingConfig | None = None,
-                        progress: Progress | None = None) -> Specificity:
+
+def petshop_specificity(
+    root: str | Path, *, kpi: str = "targets", config: KpiRankingConfig | None = None, progress: Progress | None = None
+) -> Specificity:
     """False incidents on every PetShop scenario's ``noissue`` data under ``root`` (``dataset/``, its
     parent, or one scenario folder); scenarios without one are skipped. ``kpi``: ``"targets"``
     (PetSite's latency and availability, the labels' SLO) or ``"all"`` (every node's)."""
@@ -277,8 +321,9 @@ def petshop_specificity(root: str | Path, *, kpi: str = "targets", config: KpiRa
     return _combine("petshop", results)
 
 
-def petshop_scenario_specificity(scenario: Path, *, kpi: str = "targets", config: KpiRankingConfig | None = None,
-                                 progress: Progress | None = None) -> Specificity:
+def petshop_scenario_specificity(
+    scenario: Path, *, kpi: str = "targets", config: KpiRankingConfig | None = None, progress: Progress | None = None
+) -> Specificity:
     started = time.perf_counter()
     topology = _petshop_topology(scenario / "graph.csv")
     behind = _load_balancer_targets(topology)
@@ -293,34 +338,65 @@ def petshop_scenario_specificity(scenario: Path, *, kpi: str = "targets", config
     config = config or config_for_interval(PETSHOP_INTERVAL_S, kpi_metrics)
     if progress:
         progress(f"petshop {scenario.name}: {frame.shape[1]} series x {len(frame)} scrapes, KPIs {kpi}")
-    incidents = replay_frame(frame, kpi_metrics=kpi_metrics, interval_s=PETSHOP_INTERVAL_S, topology=topology,
-                             config=config)
-    hours = _hours(_normal(frame.index, _warm_up(frame, PETSHOP_INTERVAL_S, config), []), PETSHOP_INTERVAL_S)
+    incidents = replay_frame(
+        frame, kpi_metrics=kpi_metrics, interval_s=PETSHOP_INTERVAL_S, topology=topology, config=config
+    )
+    hours = _hours(
+        _normal(pd.DatetimeIndex(frame.index), _warm_up(frame, PETSHOP_INTERVAL_S, config), []), PETSHOP_INTERVAL_S
+    )
     false = [(_stamp(i.onset_unix_nano), i) for i in incidents]
-    return _result(f"petshop/{scenario.name}", hours, false, len(incidents), time.perf_counter() - started,
-                   quiet_hours=hours, quiet_false=len(false))
+    return _result(
+        f"petshop/{scenario.name}",
+        hours,
+        false,
+        len(incidents),
+        time.perf_counter() - started,
+        quiet_hours=hours,
+        quiet_false=len(false),
+    )
 
 
 def petshop_sli_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """Add PetSite's latency and availability columns again as ``sli:<signal>`` on PetSite: the SLO
     series the replay's metric-name globs can select without selecting every node's latency."""
-    sli = [c for c in frame.columns if c[0] == PETSHOP_TARGET and c[1].split(".", 1)[0] in ("latency", "availability")]
+    sli = [
+        c
+        for c in cast("list[tuple[str, str]]", list(frame.columns))
+        if c[0] == PETSHOP_TARGET and c[1].split(".", 1)[0] in ("latency", "availability")
+    ]
     if not sli:
         raise ValueError(f"no {PETSHOP_TARGET} latency or availability columns in the PetShop frame")
-    copied = frame[sli].set_axis(pd.MultiIndex.from_tuples([(e, SLI_PREFIX + s) for e, s in sli],
-                                                           names=frame.columns.names), axis=1)
+    copied = frame[sli].set_axis(
+        pd.MultiIndex.from_tuples([(e, SLI_PREFIX + s) for e, s in sli], names=frame.columns.names), axis=1
+    )
     return pd.concat([frame, copied], axis=1)
 
 
 # ---- results ---------------------------------------------------------------------------------------
 
-def _result(name: str, hours: float, false: list[tuple[pd.Timestamp, Incident]], incidents: int, seconds: float,
-            *, missed: list[tuple[str, str]] | None = None, **counts: object) -> Specificity:
+
+def _result(
+    name: str,
+    hours: float,
+    false: list[tuple[pd.Timestamp, Incident]],
+    incidents: int,
+    seconds: float,
+    *,
+    missed: list[tuple[str, str]] | None = None,
+    **counts: Any,
+) -> Specificity:
     return Specificity(
-        name, hours, len(false), len(false) / hours * 24 if hours > 0 else 0.0, incidents=incidents, seconds=seconds,
+        name,
+        hours,
+        len(false),
+        len(false) / hours * 24 if hours > 0 else 0.0,
+        incidents=incidents,
+        seconds=seconds,
         false_kpis=dict(Counter(_kpi_label(i) for _, i in false)),
-        false_onsets=[(o.isoformat(), _kpi_label(i)) for o, i in false], missed=list(missed or []),
-        **counts)  # type: ignore[arg-type]
+        false_onsets=[(o.isoformat(), _kpi_label(i)) for o, i in false],
+        missed=list(missed or []),
+        **counts,
+    )
 
 
 def _combine(name: str, parts: list[Specificity]) -> Specificity:
@@ -336,7 +412,19 @@ def _combine(name: str, parts: list[Specificity]) -> Specificity:
     for p in parts:
         kpis.update(p.false_kpis)
     return Specificity(
-        name, hours, false, false / hours * 24 if hours > 0 else 0.0, total("detected"), total("faults"),
-        total("visible"), total("detected_visible"), sum(p.quiet_hours for p in parts),
-        sum(p.quiet_false for p in parts), sum(p.incidents for p in parts), sum(p.seconds for p in parts),
-        dict(kpis), [o for p in parts for o in p.false_onsets], [m for p in parts for m in p.missed])
+        name,
+        hours,
+        false,
+        false / hours * 24 if hours > 0 else 0.0,
+        total("detected"),
+        total("faults"),
+        total("visible"),
+        total("detected_visible"),
+        sum(p.quiet_hours for p in parts),
+        sum(p.quiet_false for p in parts),
+        sum(p.incidents for p in parts),
+        sum(p.seconds for p in parts),
+        dict(kpis),
+        [o for p in parts for o in p.false_onsets],
+        [m for p in parts for m in p.missed],
+    )

@@ -15,7 +15,19 @@ from factorylens.rca_service.ranking._signals import SignalInfo, SignalKind, Sig
 from factorylens.rca_service.ranking._topology import RELATIONS, Topology, kind_of, topology_from_series
 
 __all__ = [
-    "RELATIONS", "BaroConfig", "BaroRanker", "EvidenceSeries", "RankedCause", "RankingConfig", "RankingEngine",
+    "RELATIONS",
+    "BaroConfig",
+    "BaroRanker",
+    "EvidenceSeries",
+    "RankedCause",
+    "RankingConfig",
+    "RankingEngine",
     "RankingResult",
-    "SignalInfo", "SignalKind", "SignalSide", "Topology", "describe_signal", "kind_of", "topology_from_series",
+    "SignalInfo",
+    "SignalKind",
+    "SignalSide",
+    "Topology",
+    "describe_signal",
+    "kind_of",
+    "topology_from_series",
 ]

@@ -36,8 +36,8 @@ on windows of a handful of 1- or 5-minute samples it seldom finds a change and f
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,8 +58,8 @@ class BaroConfig:
     """
 
     detect_change_point: bool = False
-    lookback: pd.Timedelta | None = pd.Timedelta(minutes=10)
-    horizon: pd.Timedelta | None = pd.Timedelta(minutes=10)
+    lookback: pd.Timedelta | None = pd.Timedelta(minutes=10)  # noqa: RUF009 - immutable
+    horizon: pd.Timedelta | None = pd.Timedelta(minutes=10)  # noqa: RUF009 - immutable
     hazard: float = 1.0 / 50.0
     absolute: bool = False
 
@@ -70,8 +70,13 @@ class BaroRanker:
     def __init__(self, config: BaroConfig | None = None) -> None:
         self.config = config or BaroConfig()
 
-    def rank(self, frame: pd.DataFrame, kpi: Sequence[tuple[str, str]] = (), t0: pd.Timestamp | None = None,
-             candidates: Sequence[str] | None = None) -> list[str]:
+    def rank(
+        self,
+        frame: pd.DataFrame,
+        kpi: Sequence[tuple[str, str]] = (),
+        t0: pd.Timestamp | None = None,
+        candidates: Sequence[str] | None = None,
+    ) -> list[str]:
         """Entities best first: ``candidates`` (all of them, in that order on ties) or every entity of
         ``frame``. Rows ``<= t0`` are before the incident. ``t0`` is required unless the change point is
         detected."""
@@ -164,14 +169,20 @@ def _bocpd_change_index(x: np.ndarray, hazard: float) -> int | None:
         dev = np.linalg.solve(chol, (point - mean)[..., None])[..., 0]
         mahalanobis = np.sum(dev * dev, axis=1)
         log_det = 2.0 * np.sum(np.log(np.diagonal(chol, axis1=1, axis2=2)), axis=1)
-        log_pred = (gammaln((t_dof + dims) / 2) - gammaln(t_dof / 2) - 0.5 * dims * np.log(t_dof * np.pi)
-                    - 0.5 * log_det - 0.5 * (t_dof + dims) * np.log1p(mahalanobis / t_dof))
+        log_pred = (
+            gammaln((t_dof + dims) / 2)
+            - gammaln(t_dof / 2)
+            - 0.5 * dims * np.log(t_dof * np.pi)
+            - 0.5 * log_det
+            - 0.5 * (t_dof + dims) * np.log1p(mahalanobis / t_dof)
+        )
         joint = log_run + log_pred
         log_run = np.concatenate([[logsumexp(joint) + log_h], joint + log_1h])
         log_run -= logsumexp(log_run)
         diff = point - mean
-        scale = np.concatenate([prior_scale[None], scale + (kappa / (kappa + 1))[:, None, None]
-                                * diff[:, :, None] * diff[:, None, :]])
+        scale = np.concatenate(
+            [prior_scale[None], scale + (kappa / (kappa + 1))[:, None, None] * diff[:, :, None] * diff[:, None, :]]
+        )
         mean = np.concatenate([np.zeros((1, dims)), (kappa[:, None] * mean + point) / (kappa[:, None] + 1)])
         kappa = np.concatenate([[1.0], kappa + 1])
         dof = np.concatenate([[float(dims)], dof + 1])

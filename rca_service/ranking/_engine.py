@@ -30,20 +30,21 @@ BARO (Pham et al., FSE 2024) is the reference baseline in the same harness (:mod
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
 
-from factorylens.rca_service.ranking._scoring import harmful, robust_scores
+from factorylens.rca_service.ranking._scoring import RobustScores, harmful, robust_scores
 from factorylens.rca_service.ranking._signals import SignalInfo, SignalKind, SignalSide, describe_signal
 from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, Topology, kind_of
 
 Column = tuple[str, str]
-FULLY_EXPLAINING_Z = 5
-MIN_REFERENCE_ROWS = 20  # the lead never leaves the reference shorter than this  # a saturated dependency this many thresholds out clears a dependent entirely
+FULLY_EXPLAINING_Z = 5  # a saturated dependency this many thresholds out clears a dependent entirely
+MIN_REFERENCE_ROWS = 20  # the lead never leaves the reference shorter than this
 
 
 @dataclass(frozen=True)
@@ -133,10 +134,18 @@ class RankingEngine:
     def __init__(self, config: RankingConfig | None = None) -> None:
         self.config = config or RankingConfig()
 
-    def rank(self, frame: pd.DataFrame, topology: Topology | None, kpi: Sequence[Column], t0: pd.Timestamp, *,
-             history: pd.DataFrame | None = None, candidates: Iterable[str] | None = None,
-             describe: SignalDescriber | Mapping[str, SignalInfo] | None = None,
-             lead: pd.Timedelta | None = None) -> RankingResult:
+    def rank(
+        self,
+        frame: pd.DataFrame,
+        topology: Topology | None,
+        kpi: Sequence[Column],
+        t0: pd.Timestamp,
+        *,
+        history: pd.DataFrame | None = None,
+        candidates: Iterable[str] | None = None,
+        describe: SignalDescriber | Mapping[str, SignalInfo] | None = None,
+        lead: pd.Timedelta | None = None,
+    ) -> RankingResult:
         """Rank the entities of ``frame`` (or only ``candidates``) as causes of the ``kpi`` break at ``t0``.
 
         ``lead``: how long before ``t0`` a cause may have begun (the reference of the candidates ends
@@ -144,7 +153,7 @@ class RankingEngine:
         """
         cfg = self.config
         topology = topology or Topology()
-        kpi = [tuple(k) for k in kpi]
+        kpi = cast("list[Column]", [tuple(k) for k in kpi])  # lists too; tuple()'s type drops the pair's length
         if not kpi:
             raise ValueError("rank() needs at least one KPI column")
         describe_fn = _describer(describe)
@@ -154,7 +163,7 @@ class RankingEngine:
         present_kpi = [k for k in kpi if k in frame.columns]
         if not present_kpi:
             raise ValueError(f"none of the KPI columns {kpi} has data in the frame")
-        columns = list(frame.columns)
+        columns: list[Column] = list(_pairs(frame))
         entities = np.array([c[0] for c in columns], dtype=object)
         infos = [describe_fn(c[1]) for c in columns]
         kinds = np.array([i.kind.value for i in infos], dtype=object)
@@ -172,20 +181,34 @@ class RankingEngine:
         # 1. how long to look: up to the KPI's worst point
         kpi_index = np.flatnonzero(is_kpi)
         resolution = np.array([i.resolution for i in infos])
-        kpi_scores = robust_scores(values[kpi_before][:, kpi_index], values[~kpi_before][:, kpi_index],
-                                   None if history_values is None else history_values[:, kpi_index],
-                                   relative_floor=cfg.relative_floor, center_points=cfg.center_points,
-                                   resolution=resolution[kpi_index])
+        kpi_scores = robust_scores(
+            values[kpi_before][:, kpi_index],
+            values[~kpi_before][:, kpi_index],
+            None if history_values is None else history_values[:, kpi_index],
+            relative_floor=cfg.relative_floor,
+            center_points=cfg.center_points,
+            resolution=resolution[kpi_index],
+        )
         kpi_harm = harmful(kpi_scores.z, directions[kpi_index])
         kpi_rows = int(np.argmax(kpi_harm.max(axis=1))) + 1 if kpi_harm.size else 0
         rows = kpi_rows + lead_rows if kpi_rows else 0
-        after_index = frame.index[~before][:rows]
-        kpi_onset_row = _first_above(kpi_harm[:kpi_rows].max(axis=1, keepdims=True), cfg.threshold)[0] \
-            + lead_rows if kpi_rows else np.inf
-        scores = robust_scores(reference, after[:rows], history_values, relative_floor=cfg.relative_floor,
-                               center_points=cfg.center_points, seen_range_points=cfg.seen_range_points,
-                               seen_range_cap=cfg.threshold, new_behaviour_z=cfg.new_behaviour_z,
-                               resolution=resolution)
+        after_index = cast(pd.DatetimeIndex, frame.index[~before][:rows])  # the frame's UTC time index
+        kpi_onset_row = (
+            _first_above(kpi_harm[:kpi_rows].max(axis=1, keepdims=True), cfg.threshold)[0] + lead_rows
+            if kpi_rows
+            else np.inf
+        )
+        scores = robust_scores(
+            reference,
+            after[:rows],
+            history_values,
+            relative_floor=cfg.relative_floor,
+            center_points=cfg.center_points,
+            seen_range_points=cfg.seen_range_points,
+            seen_range_cap=cfg.threshold,
+            new_behaviour_z=cfg.new_behaviour_z,
+            resolution=resolution,
+        )
         strength = harmful(scores.z, directions)
         peak = strength.max(axis=0) if rows else np.zeros(len(columns))
         peak_row = strength.argmax(axis=0) if rows else np.zeros(len(columns), dtype=int)
@@ -203,16 +226,21 @@ class RankingEngine:
         channel = own & np.isin(kinds, [k.value for k in kpi_kinds])
         # the USE method's direct indicators: saturation and errors of a resource, and lost capacity
         # (clocks, success rate falling)
-        saturation = own & np.isin(kinds, [SignalKind.SATURATION.value, SignalKind.ERRORS.value,
-                                           SignalKind.GOOD.value])
+        saturation = own & np.isin(kinds, [SignalKind.SATURATION.value, SignalKind.ERRORS.value, SignalKind.GOOD.value])
         evidence = channel | saturation
         clears = evidence & (sides != SignalSide.CALLER_VIEW.value)  # what may clear a dependent
         anomalous = peak > cfg.threshold
-        group = np.where(kinds == SignalKind.LATENCY.value, 0,
-                         np.where(np.isin(kinds, [SignalKind.ERRORS.value, SignalKind.GOOD.value]), 1, -1))
+        group = np.where(
+            kinds == SignalKind.LATENCY.value,
+            0,
+            np.where(np.isin(kinds, [SignalKind.ERRORS.value, SignalKind.GOOD.value]), 1, -1),
+        )
         weighted = peak
-        if kpi_kinds & {SignalKind.LATENCY} and any(describe_fn(k[1]).kind is SignalKind.LATENCY
-                                                      for k in present_kpi) and kpi_rows:
+        if (
+            kpi_kinds & {SignalKind.LATENCY}
+            and any(describe_fn(k[1]).kind is SignalKind.LATENCY for k in present_kpi)
+            and kpi_rows
+        ):
             # latencies add up: a part that grew by a sliver of the KPI's growth cannot have caused it
             kpi_latency = [i for i, c in enumerate(kpi_index) if group[c] == 0]
             kpi_change = harmful(kpi_scores.delta[:kpi_rows, kpi_latency], 1).max() if kpi_latency else 0.0
@@ -223,26 +251,40 @@ class RankingEngine:
         rising_rows = np.where(np.isfinite(scores.z), np.clip(scores.z, 0, None), 0.0)
         rising = rising_rows.max(axis=0) if rows else np.zeros(len(columns))
         is_traffic = own & (kinds == SignalKind.TRAFFIC.value)
-        load_onset = np.where(is_traffic, _first_above(rising_rows, cfg.threshold),
-                              np.where(saturation & anomalous, onset_row, np.inf))
+        load_onset = np.where(
+            is_traffic, _first_above(rising_rows, cfg.threshold), np.where(saturation & anomalous, onset_row, np.inf)
+        )
         load = np.where(is_traffic, rising, np.where(saturation, weighted, 0.0))
-        table = pd.DataFrame({
-            "entity": entities,
-            "evidence": np.where(evidence, weighted, 0.0),
-            "channel": np.where(channel, weighted, 0.0),
-            "clearing": np.where(clears, weighted, 0.0),
-            "saturation": np.where(saturation, weighted, 0.0),
-            "load": load,
-            "load_onset": load_onset,
-            "change0": np.where(channel & anomalous & (group == 0), change, 0.0),
-            "change1": np.where(channel & anomalous & (group == 1), change, 0.0),
-            "clear0": np.where(clears & anomalous & (group == 0), change, 0.0),
-            "clear1": np.where(clears & anomalous & (group == 1), change, 0.0),
-            "onset": np.where(evidence & anomalous, onset_row, np.inf),
-        })
-        per_entity = table.groupby("entity").agg({
-            "evidence": "max", "channel": "max", "clearing": "max", "saturation": "max", "load": "max",
-            "load_onset": "min", "change0": "max", "change1": "max", "clear0": "max", "clear1": "max"})
+        table = pd.DataFrame(
+            {
+                "entity": entities,
+                "evidence": np.where(evidence, weighted, 0.0),
+                "channel": np.where(channel, weighted, 0.0),
+                "clearing": np.where(clears, weighted, 0.0),
+                "saturation": np.where(saturation, weighted, 0.0),
+                "load": load,
+                "load_onset": load_onset,
+                "change0": np.where(channel & anomalous & (group == 0), change, 0.0),
+                "change1": np.where(channel & anomalous & (group == 1), change, 0.0),
+                "clear0": np.where(clears & anomalous & (group == 0), change, 0.0),
+                "clear1": np.where(clears & anomalous & (group == 1), change, 0.0),
+                "onset": np.where(evidence & anomalous, onset_row, np.inf),
+            }
+        )
+        per_entity = table.groupby("entity").agg(
+            {
+                "evidence": "max",
+                "channel": "max",
+                "clearing": "max",
+                "saturation": "max",
+                "load": "max",
+                "load_onset": "min",
+                "change0": "max",
+                "change1": "max",
+                "clear0": "max",
+                "clear1": "max",
+            }
+        )
         # an entity's trouble began when its strongest anomaly did (not with a side series' blip)
         strongest = table[np.isfinite(table["onset"])].sort_values("evidence", ascending=False, kind="mergesort")
         per_entity["onset"] = strongest.groupby("entity")["onset"].first()
@@ -262,7 +304,7 @@ class RankingEngine:
         consumers: set[str] = set()
         fraction = self._explained(per_entity, topology, {e for e, _ in present_kpi}, explained_by, consumers)
         for consumer in consumers:  # a neighbour's burst of work is its trouble, however healthy it looks
-            score[consumer] = max(score[consumer], np.log1p(per_entity.at[consumer, "load"]))
+            score[consumer] = max(score[consumer], np.log1p(_cell(per_entity, consumer, "load")))
         score = score * (1 - 0.999 * fraction)
 
         # 4. reach, distance, onset order, dependence
@@ -270,8 +312,11 @@ class RankingEngine:
         distance = topology.related({e for e, _ in present_kpi}, shared=in_trouble) if topology.edges else {}
         if distance:
             hops = pd.Series([distance.get(e, np.nan) for e in all_entities], index=all_entities)
-            factor = np.where(hops.isna(), cfg.reach_factor,
-                              np.clip(1 - cfg.distance_decay * (hops.fillna(1) - 1).clip(lower=0), 0.5, 1))
+            factor = np.where(
+                hops.isna(),
+                cfg.reach_factor,
+                np.clip(1 - cfg.distance_decay * (hops.fillna(1) - 1).clip(lower=0), 0.5, 1),
+            )
             score = score * factor
         late = per_entity["onset"].to_numpy() > kpi_onset_row + 1
         score = score * np.where(np.isfinite(per_entity["onset"].to_numpy()) & late, cfg.late_onset_factor, 1.0)
@@ -281,20 +326,53 @@ class RankingEngine:
         keep = score.index if candidates is None else [c for c in dict.fromkeys(candidates)]
         score = score.reindex(keep).fillna(0.0)
         if candidates is None:  # a KPI's own entity is a cause only through its other signals
-            score = score.drop(index=[e for e, _ in present_kpi
-                                      if e in score.index and per_entity.loc[e, "evidence"] == 0], errors="ignore")
+            score = score.drop(
+                index=[e for e, _ in present_kpi if e in score.index and per_entity.loc[e, "evidence"] == 0],
+                errors="ignore",
+            )
         order = score[score > 0].sort_values(ascending=False, kind="mergesort")  # no anomaly, no cause
 
         kpi_onset = after_index[int(kpi_onset_row)] if np.isfinite(kpi_onset_row) else None
-        context = _Context(frame, columns, peak, weighted, peak_row, onset_row, scores, after_index, evidence,
-                           per_entity, present_kpi, kpi_scores, kpi_harm, rows, kpi_rows, distance, explained_by, topology, silent,
-                           describe_fn, t0, kpi_onset, load, consumers)
-        causes = [context.cause(rank, entity, float(value))
-                  for rank, (entity, value) in enumerate(order.iloc[:cfg.max_causes].items(), start=1)]
+        context = _Context(
+            frame,
+            columns,
+            peak,
+            weighted,
+            peak_row,
+            onset_row,
+            scores,
+            after_index,
+            evidence,
+            per_entity,
+            present_kpi,
+            kpi_scores,
+            kpi_harm,
+            rows,
+            kpi_rows,
+            distance,
+            explained_by,
+            topology,
+            silent,
+            describe_fn,
+            t0,
+            kpi_onset,
+            load,
+            consumers,
+        )
+        causes = [
+            context.cause(rank, str(entity), float(value))
+            for rank, (entity, value) in enumerate(order.iloc[: cfg.max_causes].items(), start=1)
+        ]
         return RankingResult(causes, present_kpi, t0, kpi_onset)
 
-    def _explained(self, per_entity: pd.DataFrame, topology: Topology, kpi_entities: set[str],
-                   explained_by: dict[str, list[str]], consumers: set[str]) -> np.ndarray:
+    def _explained(
+        self,
+        per_entity: pd.DataFrame,
+        topology: Topology,
+        kpi_entities: set[str],
+        explained_by: dict[str, list[str]],
+        consumers: set[str],
+    ) -> np.ndarray:
         """The fraction of each entity's evidence that an anomalous dependency (or tenant) accounts for."""
         cfg = self.config
         log_evidence = np.log1p(per_entity["evidence"])
@@ -312,21 +390,29 @@ class RankingEngine:
             for dependency in down.get(entity, ()):
                 if dependency in kpi_entities or dependency not in per_entity.index:
                     continue
-                if log_clearing[dependency] <= threshold \
-                        or onset[dependency] > onset[entity] + cfg.onset_tolerance_rows:
+                if (
+                    log_clearing[dependency] <= threshold
+                    or onset[dependency] > onset[entity] + cfg.onset_tolerance_rows
+                ):
                     continue
                 shares = []
                 if log_channel[dependency] > threshold and log_channel[entity] > threshold:
                     # same kind, same units: compare strengths and sizes (latencies add up along a chain)
-                    shares.append(min(log_clearing[dependency] / log_evidence[entity],
-                                      self._magnitude_share(per_entity, dependency, entity)))
+                    shares.append(
+                        min(
+                            log_clearing[dependency] / log_evidence[entity],
+                            self._magnitude_share(per_entity, dependency, entity),
+                        )
+                    )
                 if saturated[dependency] and not saturated[entity]:
                     # a saturated resource slows what runs on it; a resource's z and a latency's are not
                     # comparable, so it clears as far as it is anomalous: nothing at the threshold, all at
                     # FULLY_EXPLAINING_Z thresholds. A saturated dependent is not cleared: it may be the
                     # consumer
-                    shares.append((np.log1p(per_entity.at[dependency, "saturation"]) - threshold)
-                                  / (full_clearing - threshold))
+                    shares.append(
+                        (np.log1p(_cell(per_entity, dependency, "saturation")) - threshold)
+                        / (full_clearing - threshold)
+                    )
                 if not shares:
                     continue
                 share = max(shares)
@@ -334,10 +420,16 @@ class RankingEngine:
             tenants: set[str] = set()
             if kind_of(entity) in INFRASTRUCTURE_KINDS and saturated[entity]:
                 for tenant in up.get(entity, ()):  # a noisy neighbour saturating shared infrastructure
-                    if tenant in per_entity.index and loaded[tenant] and tenant not in kpi_entities \
-                            and per_entity.at[tenant, "load_onset"] <= onset[entity] + cfg.onset_tolerance_rows \
-                            and topology.edges.get((tenant, entity)) in ("runs_on", "uses"):
-                        explainers[tenant] = min(np.log1p(per_entity.at[tenant, "load"]) / log_evidence[entity], 1.0)
+                    if (
+                        tenant in per_entity.index
+                        and loaded[tenant]
+                        and tenant not in kpi_entities
+                        and per_entity.at[tenant, "load_onset"] <= onset[entity] + cfg.onset_tolerance_rows
+                        and topology.edges.get((tenant, entity)) in ("runs_on", "uses")
+                    ):
+                        explainers[tenant] = min(
+                            np.log1p(_cell(per_entity, tenant, "load")) / log_evidence[entity], 1.0
+                        )
                         tenants.add(tenant)
             if explainers:
                 best = max(explainers, key=explainers.__getitem__)
@@ -350,9 +442,22 @@ class RankingEngine:
     @staticmethod
     def _magnitude_share(per_entity: pd.DataFrame, dependency: str, entity: str) -> float:
         """A dependency explains at most the part of the change it made itself (same units)."""
-        ratios = [per_entity.at[dependency, f"clear{g}"] / per_entity.at[entity, f"change{g}"]
-                  for g in ("0", "1") if per_entity.at[entity, f"change{g}"] > 0]
+        ratios = [
+            _cell(per_entity, dependency, f"clear{g}") / _cell(per_entity, entity, f"change{g}")
+            for g in ("0", "1")
+            if _cell(per_entity, entity, f"change{g}") > 0
+        ]
         return max(ratios) if ratios else 1.0
+
+
+def _cell(frame: pd.DataFrame, row: str, column: str) -> float:
+    """``frame.at[row, column]`` of a float column (the stubs type a cell as any scalar: a frame has no dtype)."""
+    return cast(float, frame.at[row, column])
+
+
+def _pairs(frame: pd.DataFrame) -> pd.MultiIndex:
+    """The frame's ``(entity, signal)`` columns (the stubs type every frame's columns as ``Index[str]``)."""
+    return cast(pd.MultiIndex, frame.columns)
 
 
 def _describer(describe: SignalDescriber | Mapping[str, SignalInfo] | None) -> SignalDescriber:
@@ -396,8 +501,9 @@ def _silent_entities(frame: pd.DataFrame, t0: pd.Timestamp, recent_rows: int = 3
     return set(by_entity.index[by_entity["before"] & ~by_entity["after"]])
 
 
-def _kpi_dependence(values: np.ndarray, kpi_index: np.ndarray, entities: np.ndarray, eligible: np.ndarray,
-                    all_entities: list[str]) -> np.ndarray:
+def _kpi_dependence(
+    values: np.ndarray, kpi_index: np.ndarray, entities: np.ndarray, eligible: np.ndarray, all_entities: list[str]
+) -> np.ndarray:
     """Per entity: the largest |correlation| between a KPI and one of its anomalous own series."""
     filled = pd.DataFrame(values).ffill().bfill().fillna(0.0).to_numpy()
     std = filled.std(axis=0)
@@ -418,12 +524,12 @@ class _Context:
     weighted: np.ndarray  # peak as the ranking weighed it
     peak_row: np.ndarray
     onset_row: np.ndarray
-    scores: object
+    scores: RobustScores
     after_index: pd.DatetimeIndex
     evidence: np.ndarray
     per_entity: pd.DataFrame
     kpi: list[Column]
-    kpi_scores: object
+    kpi_scores: RobustScores
     kpi_harm: np.ndarray
     rows: int
     kpi_rows: int
@@ -442,12 +548,25 @@ class _Context:
 
     def cause(self, rank: int, entity: str, score: float) -> RankedCause:
         strength = self.load if entity in self.consumers else self.weighted
-        own = [i for i, c in enumerate(self.columns)
-               if c[0] == entity and (self.load[i] > 0 if entity in self.consumers else self.evidence[i])]
+        own = [
+            i
+            for i, c in enumerate(self.columns)
+            if c[0] == entity and (self.load[i] > 0 if entity in self.consumers else self.evidence[i])
+        ]
         own.sort(key=lambda i: -strength[i])
-        items = [EvidenceSeries(entity, self.columns[i][1], float(strength[i]), float(self.scores.center[i]),
-                                float(self.scores.center[i] + self.scores.delta[int(self.peak_row[i]), i])
-                                if self.rows else float("nan"), self._time(self.onset_row[i])) for i in own[:3]]
+        items = [
+            EvidenceSeries(
+                entity,
+                self.columns[i][1],
+                float(strength[i]),
+                float(self.scores.center[i]),
+                float(self.scores.center[i] + self.scores.delta[int(self.peak_row[i]), i])
+                if self.rows
+                else float("nan"),
+                self._time(self.onset_row[i]),
+            )
+            for i in own[:3]
+        ]
         if entity in self.silent:
             signal, domain = "(stopped reporting)", _entity_domain(entity)
             onset = self._time(0)
@@ -458,12 +577,28 @@ class _Context:
         else:
             signal, domain, onset = "", _entity_domain(entity), None
         effects = sorted(self.explained_by.get(entity, []))
-        return RankedCause(rank, entity, domain, signal, onset, score,
-                           self._explain(entity, domain, signal, items, onset, effects), items, effects)
+        return RankedCause(
+            rank,
+            entity,
+            domain,
+            signal,
+            onset,
+            score,
+            self._explain(entity, domain, signal, items, onset, effects),
+            items,
+            effects,
+        )
 
-    def _explain(self, entity: str, domain: str, signal: str, items: list[EvidenceSeries],
-                 onset: pd.Timestamp | None, effects: list[str]) -> str:
-        kpi_entity, kpi_signal = self.kpi[0]
+    def _explain(
+        self,
+        entity: str,
+        domain: str,
+        signal: str,
+        items: list[EvidenceSeries],
+        onset: pd.Timestamp | None,
+        effects: list[str],
+    ) -> str:
+        kpi_entity, _kpi_signal = self.kpi[0]
         k = int(np.argmax(self.kpi_harm.max(axis=0))) if self.kpi_harm.size else 0
         kpi_before = float(self.kpi_scores.center[k])
         kpi_worst = kpi_before + float(self.kpi_scores.delta[self.kpi_rows - 1, k]) if self.kpi_rows else float("nan")
@@ -473,8 +608,10 @@ class _Context:
         elif items:
             e = items[0]
             direction = "rose" if e.observed > e.expected else "fell"
-            what = (f"{signal} on {entity} ({domain}) {direction} from {_num(e.expected)} to {_num(e.observed)}, "
-                    f"{e.z:.0f} times its normal variation")
+            what = (
+                f"{signal} on {entity} ({domain}) {direction} from {_num(e.expected)} to {_num(e.observed)}, "
+                f"{e.z:.0f} times its normal variation"
+            )
             if len(items) > 1:
                 what += "; " + ", ".join(f"{i.signal} moved too ({i.z:.0f}x)" for i in items[1:])
         else:
@@ -482,8 +619,13 @@ class _Context:
         when = ""
         if onset is not None and self.kpi_onset is not None:
             lead = (self.kpi_onset - onset).total_seconds()
-            relation = (f"{lead:.0f} s before the KPI broke" if lead > 0 else
-                        "in the same sample as the KPI broke" if lead == 0 else f"{-lead:.0f} s after the KPI broke")
+            relation = (
+                f"{lead:.0f} s before the KPI broke"
+                if lead > 0
+                else "in the same sample as the KPI broke"
+                if lead == 0
+                else f"{-lead:.0f} s after the KPI broke"
+            )
             when = f" It started at {_when(onset)}, {relation}."
         elif onset is not None:
             when = f" It started at {_when(onset)}."
@@ -493,8 +635,11 @@ class _Context:
             path = " It is where a KPI is measured."
         elif hops is not None:
             chain = next((c for c in (self.topology.path(k, entity) for k, _ in self.kpi) if c), [])
-            path = (f" {chain[0]} depends on it ({' -> '.join(chain)})." if chain
-                    else f" It shares infrastructure with {kpi_entity} ({hops} hop{'s' if hops > 1 else ''} away).")
+            path = (
+                f" {chain[0]} depends on it ({' -> '.join(chain)})."
+                if chain
+                else f" It shares infrastructure with {kpi_entity} ({hops} hop{'s' if hops > 1 else ''} away)."
+            )
         elif self.distance:
             path = f" The topology shows no dependency of {kpi_entity} on it, so it ranks lower."
         consequences = ""
@@ -505,8 +650,17 @@ class _Context:
 
 
 def _entity_domain(entity: str) -> str:
-    return {"gpu": "gpu", "host": "host", "nic": "network", "fs": "storage", "disk": "storage",
-            "rank": "app", "job": "app", "service": "app", "pod": "app"}.get(kind_of(entity), "app")
+    return {
+        "gpu": "gpu",
+        "host": "host",
+        "nic": "network",
+        "fs": "storage",
+        "disk": "storage",
+        "rank": "app",
+        "job": "app",
+        "service": "app",
+        "pod": "app",
+    }.get(kind_of(entity), "app")
 
 
 def _num(value: float) -> str:

@@ -77,10 +77,19 @@ class RobustScores:
     center: np.ndarray  # per column
 
 
-def robust_scores(reference: np.ndarray, scored: np.ndarray, history: np.ndarray | None = None, *,
-                  relative_floor: float = 0.05, center_points: int = 10, tail_quantile: float = 0.9,
-                  seen_range_points: int = 0, seen_range_cap: float = 3.0, new_behaviour_z: float = 0.0,
-                  resolution: np.ndarray | None = None) -> RobustScores:
+def robust_scores(
+    reference: np.ndarray,
+    scored: np.ndarray,
+    history: np.ndarray | None = None,
+    *,
+    relative_floor: float = 0.05,
+    center_points: int = 10,
+    tail_quantile: float = 0.9,
+    seen_range_points: int = 0,
+    seen_range_cap: float = 3.0,
+    new_behaviour_z: float = 0.0,
+    resolution: np.ndarray | None = None,
+) -> RobustScores:
     """Score the ``scored`` rows against the ``reference`` rows (NaN = missing or masked).
 
     ``history`` (older normal operation, same columns) contributes only its spread, never its level;
@@ -134,7 +143,7 @@ def _finite(values: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(values), values, 0.0)
 
 
-def harmful(values: np.ndarray, directions: np.ndarray) -> np.ndarray:
+def harmful(values: np.ndarray, directions: np.ndarray | int) -> np.ndarray:
     """Keep only the harmful side of each column's change (+1: rises, -1: falls, 0: both), >= 0."""
     out = np.abs(values)
     out = np.where(directions > 0, np.clip(values, 0, None), out)

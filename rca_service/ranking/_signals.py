@@ -36,8 +36,13 @@ class SignalKind(str, enum.Enum):
     @property
     def bad_direction(self) -> int:
         """+1 when only rises are harmful, -1 when only falls are, 0 when both are."""
-        return {SignalKind.LATENCY: 1, SignalKind.ERRORS: 1, SignalKind.SATURATION: 1, SignalKind.GOOD: -1,
-                SignalKind.THROUGHPUT: -1}.get(self, 0)
+        return {
+            SignalKind.LATENCY: 1,
+            SignalKind.ERRORS: 1,
+            SignalKind.SATURATION: 1,
+            SignalKind.GOOD: -1,
+            SignalKind.THROUGHPUT: -1,
+        }.get(self, 0)
 
 
 class SignalSide(str, enum.Enum):
@@ -61,21 +66,34 @@ class SignalInfo:
 # idleness rises and clocks fall when a GPU waits for work: symptoms of trouble elsewhere
 _SYMPTOM = re.compile(r"\bidle\b|\.idle$|gpu_idle|\.speed\b|clocks?_?mhz", re.I)
 _THROUGHPUT = re.compile(r"samples\.rate|tokens\.rate|throughput", re.I)
-_GOOD = re.compile(r"success|availab|\bok\b|goodput|hit.?rate|\bmfu\b"
-                   r"|\.limit\b", re.I)  # a limit is capacity: a lower power limit is lost capacity
+_GOOD = re.compile(
+    r"success|availab|\bok\b|goodput|hit.?rate|\bmfu\b"
+    r"|\.limit\b",
+    re.I,
+)  # a limit is capacity: a lower power limit is lost capacity
 _OUTCOME = re.compile(r"goodput|\bmfu\b", re.I)
-_ERRORS = re.compile(r"error|fail|fault|5xx|4xx|drop|timeout|retr|replay|crc|xid|ecc|clock_event|thrott|"
-                     r"swap|paging|xmit_wait|\bcnp\b|ecn|out.of.sequence|roce\.events", re.I)
+_ERRORS = re.compile(
+    r"error|fail|fault|5xx|4xx|drop|timeout|retr|replay|crc|xid|ecc|clock_event|thrott|"
+    r"swap|paging|xmit_wait|\bcnp\b|ecn|out.of.sequence|roce\.events",
+    re.I,
+)
 _LATENCY = re.compile(r"latenc|wait\.ratio|duration|response.?time|delay|\brt\b|_rt$|operation\.time|\(s\)$", re.I)
 # how much moved (bytes, operations, packets, requests): mostly a consequence of how fast work flows
 _VOLUME = re.compile(r"\.io$|workload|bytes|packets|operations$|\.calls$|requests?$", re.I)
-_SATURATION = re.compile(r"cpu|mem|util|gpu|disk|\bio\b|syscall|temp|power|\bload\b|saturat|queue|wait|pressure"
-                         r"|filesystem\.usage|full", re.I)
-_TRAFFIC = re.compile(r"request|workload|\bops\b|qps|rps|count|\bsum\b|bytes|network|packets|calls|\.io\b"
-                      r"|receive|transmit|steps|samples|tokens", re.I)
+_SATURATION = re.compile(
+    r"cpu|mem|util|gpu|disk|\bio\b|syscall|temp|power|\bload\b|saturat|queue|wait|pressure"
+    r"|filesystem\.usage|full",
+    re.I,
+)
+_TRAFFIC = re.compile(
+    r"request|workload|\bops\b|qps|rps|count|\bsum\b|bytes|network|packets|calls|\.io\b"
+    r"|receive|transmit|steps|samples|tokens",
+    re.I,
+)
 # time spent waiting on others: callees, peers at a collective, a file system, anything unattributed
-_OUTBOUND = re.compile(r"client|outbound|collective|checkpoint|span\.kind=client|phase=(?:collective|checkpoint|other)",
-                       re.I)
+_OUTBOUND = re.compile(
+    r"client|outbound|collective|checkpoint|span\.kind=client|phase=(?:collective|checkpoint|other)", re.I
+)
 _CALLER_VIEW = re.compile(r"seen.by.caller|caller.view|as.seen.by", re.I)
 
 
@@ -117,5 +135,12 @@ def describe_signal(name: str) -> SignalInfo:
 
 
 # a training step's phases and the part of the factory each one waits on
-_PHASE_DOMAINS = {"data": "data", "h2d": "data", "forward": "gpu", "backward": "gpu", "optimizer": "gpu",
-                  "collective": "network", "checkpoint": "storage"}
+_PHASE_DOMAINS = {
+    "data": "data",
+    "h2d": "data",
+    "forward": "gpu",
+    "backward": "gpu",
+    "optimizer": "gpu",
+    "collective": "network",
+    "checkpoint": "storage",
+}

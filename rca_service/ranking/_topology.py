@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 RELATIONS = ("contains", "uses", "runs_on", "calls")
 INFRASTRUCTURE_KINDS = frozenset({"host", "nic", "fs", "disk", "gpu"})
@@ -94,8 +95,10 @@ class Topology:
 
     # ---- files ---------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"entities": sorted(self.entities),
-                "edges": [{"src": s, "dst": d, "relation": r} for (s, d), r in sorted(self.edges.items())]}
+        return {
+            "entities": sorted(self.entities),
+            "edges": [{"src": s, "dst": d, "relation": r} for (s, d), r in sorted(self.edges.items())],
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Topology:
@@ -124,8 +127,14 @@ class Topology:
         if missing:
             raise ValueError(f"{path}: a topology CSV needs the columns src,dst[,relation]; missing {sorted(missing)}")
         relations = table["relation"] if "relation" in table.columns else ["calls"] * len(table)
-        return cls.from_dict({"edges": [{"src": s, "dst": d, "relation": r}
-                                        for s, d, r in zip(table["src"], table["dst"], relations)]})
+        return cls.from_dict(
+            {
+                "edges": [
+                    {"src": s, "dst": d, "relation": r}
+                    for s, d, r in zip(table["src"], table["dst"], relations, strict=False)
+                ]
+            }
+        )
 
 
 def kind_of(entity: str) -> str:

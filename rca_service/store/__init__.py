@@ -13,6 +13,16 @@ from factorylens.rca_service.store._series import (
 from factorylens.rca_service.store._store import IngestResult, SeriesStore, StoreLimits
 
 __all__ = [
-    "HistogramPoint", "HistogramSeries", "IngestResult", "ScalarSeries", "SeriesInfo", "SeriesKind", "SeriesStore",
-    "StoreLimits", "View", "ViewError", "domain_of", "entity_of",
+    "HistogramPoint",
+    "HistogramSeries",
+    "IngestResult",
+    "ScalarSeries",
+    "SeriesInfo",
+    "SeriesKind",
+    "SeriesStore",
+    "StoreLimits",
+    "View",
+    "ViewError",
+    "domain_of",
+    "entity_of",
 ]

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 ELLIPSIS = "…"
 MAX_METRIC_NAME = 255  # the OTel API's instrument-name limit
-MAX_UNIT = 63          # the OTel API's unit limit
+MAX_UNIT = 63  # the OTel API's unit limit
 
 
 def _env_int(name: str, default: int) -> int:

@@ -8,23 +8,42 @@ ARCHITECTURE.md section 3, most specific first.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from factorylens.registry import REGISTRY, Domain, Registry
 
 _PREFIX_DOMAINS = (
-    ("hw.gpu.", Domain.GPU), ("process.gpu.", Domain.GPU), ("gpu.", Domain.GPU), ("dcgm_", Domain.GPU),
-    ("hw.network.", Domain.NETWORK), ("system.network.", Domain.NETWORK), ("network.", Domain.NETWORK),
-    ("rpc.", Domain.NETWORK), ("factorylens.collective.", Domain.NETWORK), ("nccl.", Domain.NETWORK),
-    ("system.disk.", Domain.STORAGE), ("system.filesystem.", Domain.STORAGE), ("storage.", Domain.STORAGE),
-    ("disk.", Domain.STORAGE), ("nfs.", Domain.STORAGE), ("lustre.", Domain.STORAGE),
-    ("factorylens.checkpoint.", Domain.STORAGE), ("factorylens.storage.", Domain.STORAGE),
+    ("hw.gpu.", Domain.GPU),
+    ("process.gpu.", Domain.GPU),
+    ("gpu.", Domain.GPU),
+    ("dcgm_", Domain.GPU),
+    ("hw.network.", Domain.NETWORK),
+    ("system.network.", Domain.NETWORK),
+    ("network.", Domain.NETWORK),
+    ("rpc.", Domain.NETWORK),
+    ("factorylens.collective.", Domain.NETWORK),
+    ("nccl.", Domain.NETWORK),
+    ("system.disk.", Domain.STORAGE),
+    ("system.filesystem.", Domain.STORAGE),
+    ("storage.", Domain.STORAGE),
+    ("disk.", Domain.STORAGE),
+    ("nfs.", Domain.STORAGE),
+    ("lustre.", Domain.STORAGE),
+    ("factorylens.checkpoint.", Domain.STORAGE),
+    ("factorylens.storage.", Domain.STORAGE),
     ("factorylens.network.", Domain.NETWORK),
-    ("factorylens.data.", Domain.DATA), ("dataloader.", Domain.DATA),
-    ("system.cpu.", Domain.HOST), ("system.memory.", Domain.HOST), ("system.paging.", Domain.HOST),
-    ("system.", Domain.HOST), ("process.", Domain.HOST),
+    ("factorylens.data.", Domain.DATA),
+    ("dataloader.", Domain.DATA),
+    ("system.cpu.", Domain.HOST),
+    ("system.memory.", Domain.HOST),
+    ("system.paging.", Domain.HOST),
+    ("system.", Domain.HOST),
+    ("process.", Domain.HOST),
     ("factorylens.cost.", Domain.COST),
-    ("factorylens.receiver.", Domain.SELF), ("factorylens.rca.", Domain.SELF), ("otelcol_", Domain.SELF),
+    ("factorylens.receiver.", Domain.SELF),
+    ("factorylens.rca.", Domain.SELF),
+    ("otelcol_", Domain.SELF),
 )
 
 # most specific first: (attribute, entity kind)
@@ -43,8 +62,11 @@ _ENTITY_KEYS = (
 )
 _HOST_SCOPED = {"nic", "fs", "disk"}
 # attributes that say *which* thing a series is about (shown as its entity), not *what* is measured
-IDENTITY_ATTRIBUTES = frozenset(REGISTRY.attribute_groups["gpu"]) | {
-    "hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware_version"} | {k for k, _ in _ENTITY_KEYS}
+IDENTITY_ATTRIBUTES = (
+    frozenset(REGISTRY.attribute_groups["gpu"])
+    | {"hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware_version"}
+    | {k for k, _ in _ENTITY_KEYS}
+)
 
 
 def domain_of(metric: str, registry: Registry = REGISTRY) -> Domain:

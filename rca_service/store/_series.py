@@ -12,6 +12,7 @@ import enum
 import math
 import re
 from array import array
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,20 +28,20 @@ NS = 1_000_000_000
 
 class SeriesKind(str, enum.Enum):
     GAUGE = "gauge"
-    CUMULATIVE = "cumulative_sum"   # monotonic counter, cumulative temporality
-    DELTA = "delta_sum"             # monotonic counter, delta temporality
-    UPDOWN = "updown_sum"           # non-monotonic sum: a level, read like a gauge
-    HISTOGRAM = "histogram"         # explicit or exponential buckets (cumulative or delta)
+    CUMULATIVE = "cumulative_sum"  # monotonic counter, cumulative temporality
+    DELTA = "delta_sum"  # monotonic counter, delta temporality
+    UPDOWN = "updown_sum"  # non-monotonic sum: a level, read like a gauge
+    HISTOGRAM = "histogram"  # explicit or exponential buckets (cumulative or delta)
 
 
 class View(str, enum.Enum):
     """How a series is turned into numbers for analysis."""
 
-    RAW = "raw"            # stored values as reported
-    RATE = "rate"          # per-second increase (counters, reset-aware)
+    RAW = "raw"  # stored values as reported
+    RATE = "rate"  # per-second increase (counters, reset-aware)
     INCREASE = "increase"  # increase between consecutive points (counters, reset-aware)
-    COUNT = "count"        # histograms: observations per second
-    MEAN = "mean"          # histograms: mean observation in each interval
+    COUNT = "count"  # histograms: observations per second
+    MEAN = "mean"  # histograms: mean observation in each interval
     P50 = "p50"
     P90 = "p90"
     P99 = "p99"
@@ -48,11 +49,15 @@ class View(str, enum.Enum):
 
 QUANTILE_VIEWS = {View.P50: 0.5, View.P90: 0.9, View.P99: 0.99}
 DEFAULT_VIEW = {
-    SeriesKind.GAUGE: View.RAW, SeriesKind.UPDOWN: View.RAW, SeriesKind.CUMULATIVE: View.RATE,
-    SeriesKind.DELTA: View.RATE, SeriesKind.HISTOGRAM: View.MEAN,
+    SeriesKind.GAUGE: View.RAW,
+    SeriesKind.UPDOWN: View.RAW,
+    SeriesKind.CUMULATIVE: View.RATE,
+    SeriesKind.DELTA: View.RATE,
+    SeriesKind.HISTOGRAM: View.MEAN,
 }
 VIEWS_BY_KIND = {
-    SeriesKind.GAUGE: (View.RAW,), SeriesKind.UPDOWN: (View.RAW,),
+    SeriesKind.GAUGE: (View.RAW,),
+    SeriesKind.UPDOWN: (View.RAW,),
     SeriesKind.CUMULATIVE: (View.RATE, View.INCREASE, View.RAW),
     SeriesKind.DELTA: (View.RATE, View.INCREASE, View.RAW),
     SeriesKind.HISTOGRAM: (View.MEAN, View.COUNT, View.P50, View.P90, View.P99),
@@ -73,7 +78,7 @@ class SeriesInfo:
     unit: str
     domain: str
     entity: str
-    resource: dict[str, Any]
+    resource: Mapping[str, Any]  # shared by the resource's series: read only
     attributes: dict[str, Any]
     description: str = ""
 
@@ -101,7 +106,7 @@ class SeriesInfo:
 class ScalarSeries:
     """Gauges and sums: one float per point."""
 
-    __slots__ = ("info", "_ts", "_values", "_chunks", "_starts", "last_ts")
+    __slots__ = ("_chunks", "_starts", "_ts", "_values", "info", "last_ts")
 
     def __init__(self, info: SeriesInfo) -> None:
         self.info = info
@@ -188,8 +193,10 @@ class ScalarSeries:
 
     def query(self, view: View, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
         if view not in VIEWS_BY_KIND[self.info.kind]:
-            raise ViewError(f"view {view.value!r} does not apply to a {self.info.kind.value} series "
-                            f"(use one of {[v.value for v in VIEWS_BY_KIND[self.info.kind]]})")
+            raise ViewError(
+                f"view {view.value!r} does not apply to a {self.info.kind.value} series "
+                f"(use one of {[v.value for v in VIEWS_BY_KIND[self.info.kind]]})"
+            )
         # a rate needs the point before the window
         lookback = 0 if view is View.RAW else NS * 3600
         ts, values = self.raw(max(0, start_ns - lookback), end_ns)
@@ -213,8 +220,13 @@ class ScalarSeries:
         one is copied, so frequent snapshots neither copy much nor fragment a series into tiny chunks."""
         if len(self._ts) >= SNAPSHOT_SEAL_POINTS:
             self.seal()
-        return {"chunks": list(self._chunks), "ts": array("q", self._ts), "values": array("d", self._values),
-                "starts": list(self._starts), "last_ts": self.last_ts}
+        return {
+            "chunks": list(self._chunks),
+            "ts": array("q", self._ts),
+            "values": array("d", self._values),
+            "starts": list(self._starts),
+            "last_ts": self.last_ts,
+        }
 
     def restore(self, state: dict[str, Any]) -> None:
         self._chunks = list(state["chunks"])
@@ -262,9 +274,9 @@ class HistogramPoint:
     start: int
     count: float
     sum: float
-    bounds: tuple[float, ...]          # upper bounds of all but the last (+Inf) bucket
-    counts: np.ndarray                 # one more than len(bounds)
-    exp_scale: int | None = None       # exponential histograms: scale, and the index of counts[1]
+    bounds: tuple[float, ...]  # upper bounds of all but the last (+Inf) bucket
+    counts: np.ndarray  # one more than len(bounds)
+    exp_scale: int | None = None  # exponential histograms: scale, and the index of counts[1]
     exp_offset: int = 0
 
 
@@ -324,8 +336,10 @@ class HistogramSeries:
 
     def query(self, view: View, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
         if view not in VIEWS_BY_KIND[SeriesKind.HISTOGRAM]:
-            raise ViewError(f"view {view.value!r} does not apply to a histogram series (use one of "
-                            f"{[v.value for v in VIEWS_BY_KIND[SeriesKind.HISTOGRAM]]})")
+            raise ViewError(
+                f"view {view.value!r} does not apply to a histogram series (use one of "
+                f"{[v.value for v in VIEWS_BY_KIND[SeriesKind.HISTOGRAM]]})"
+            )
         lookback = NS * 3600 if self.cumulative else 0
         points = self._sorted(max(0, start_ns - lookback), end_ns)
         if not points:
@@ -368,11 +382,23 @@ class HistogramSeries:
 
 
 def _add_histograms(a: HistogramPoint, b: HistogramPoint) -> HistogramPoint:
-    if a.bounds != b.bounds or a.exp_scale != b.exp_scale or a.exp_offset != b.exp_offset \
-            or len(a.counts) != len(b.counts):
+    if (
+        a.bounds != b.bounds
+        or a.exp_scale != b.exp_scale
+        or a.exp_offset != b.exp_offset
+        or len(a.counts) != len(b.counts)
+    ):
         return b
-    return HistogramPoint(a.ts, min(a.start, b.start), a.count + b.count, a.sum + b.sum, a.bounds,
-                          a.counts + b.counts, a.exp_scale, a.exp_offset)
+    return HistogramPoint(
+        a.ts,
+        min(a.start, b.start),
+        a.count + b.count,
+        a.sum + b.sum,
+        a.bounds,
+        a.counts + b.counts,
+        a.exp_scale,
+        a.exp_offset,
+    )
 
 
 def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -380,8 +406,7 @@ def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray
     if points[0].exp_scale is None:
         bounds = points[-1].bounds
         width = len(bounds) + 1
-        rows = [p.counts if p.bounds == bounds and len(p.counts) == width else np.full(width, np.nan)
-                for p in points]
+        rows = [p.counts if p.bounds == bounds and len(p.counts) == width else np.full(width, np.nan) for p in points]
         upper = np.append(np.asarray(bounds, dtype=float), np.inf)
         lower = np.concatenate([[min(0.0, upper[0])], upper[:-1]])
         return lower, upper, np.vstack(rows).astype(float)

@@ -26,7 +26,7 @@ SPAN_CALLS = "factorylens.span.calls"
 SPAN_ERRORS = "factorylens.span.errors"
 SPAN_DURATION = "factorylens.span.duration"
 # seconds: 100 µs .. ~105 s, doubling
-DURATION_BOUNDS = tuple(float(1e-4 * 2 ** i) for i in range(21))
+DURATION_BOUNDS = tuple(float(1e-4 * 2**i) for i in range(21))
 _BOUNDS = np.asarray(DURATION_BOUNDS)
 STATUS_ERROR = 2
 SPAN_KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
@@ -56,8 +56,14 @@ class SpanAggregator:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     start, end = span.start_time_unix_nano, span.end_time_unix_nano
-                    if not 0 < end < 2**63 or end < start or not span.name or len(span.trace_id) != 16 \
-                            or len(span.span_id) != 8 or len(span.parent_span_id) not in (0, 8):
+                    if (
+                        not 0 < end < 2**63
+                        or end < start
+                        or not span.name
+                        or len(span.trace_id) != 16
+                        or len(span.span_id) != 8
+                        or len(span.parent_span_id) not in (0, 8)
+                    ):
                         result.reject("span without name, valid ids or end time")
                         continue
                     if not lo < end < hi:
@@ -83,14 +89,13 @@ class SpanAggregator:
                 result.accepted -= calls
                 result.reject("series limit reached", calls)
                 continue
-            counts = np.bincount(np.searchsorted(_BOUNDS, durations, side="left"),
-                                 minlength=len(DURATION_BOUNDS) + 1).astype(float)
+            counts = np.bincount(
+                np.searchsorted(_BOUNDS, durations, side="left"), minlength=len(DURATION_BOUNDS) + 1
+            ).astype(float)
             made[0].append(bin_ts, float(calls))
             made[1].append(bin_ts, float(errors))
-            made[2].append(HistogramPoint(bin_ts, bin_ts - self._bin_ns, float(calls), total, DURATION_BOUNDS,
-                                          counts))
+            made[2].append(HistogramPoint(bin_ts, bin_ts - self._bin_ns, float(calls), total, DURATION_BOUNDS, counts))
         return result
-
 
     def _red_series(self, res: Any, name: str, kind: int) -> tuple | None:
         """The calls, errors and duration series of one operation (cached per resource)."""
@@ -100,12 +105,28 @@ class SpanAggregator:
             return made
         store, resource = self._store, res.attributes
         attributes = {"span.name": name, "span.kind": SPAN_KINDS[kind] if kind < len(SPAN_KINDS) else str(kind)}
-        made = (store.get_or_create(SPAN_CALLS, SeriesKind.DELTA, "{call}", resource, attributes,
-                                    "Spans ended, per operation."),
-                store.get_or_create(SPAN_ERRORS, SeriesKind.DELTA, "{call}", resource, attributes,
-                                    "Spans ended with status ERROR, per operation."),
-                store.get_or_create(SPAN_DURATION, SeriesKind.HISTOGRAM, "s", resource, attributes,
-                                    "Span durations, per operation.", cumulative=False))
+        made = (
+            store.get_or_create(
+                SPAN_CALLS, SeriesKind.DELTA, "{call}", resource, attributes, "Spans ended, per operation."
+            ),
+            store.get_or_create(
+                SPAN_ERRORS,
+                SeriesKind.DELTA,
+                "{call}",
+                resource,
+                attributes,
+                "Spans ended with status ERROR, per operation.",
+            ),
+            store.get_or_create(
+                SPAN_DURATION,
+                SeriesKind.HISTOGRAM,
+                "s",
+                resource,
+                attributes,
+                "Span durations, per operation.",
+                cumulative=False,
+            ),
+        )
         if any(series is None for series in made):
             return None
         res.caches[key] = made
@@ -208,17 +229,22 @@ class SpanSample:
         for key in self._latest:
             if (service and key[0] != service) or (name and key[1] != name):
                 continue
-            for record in [e[2] for e in sorted(self._slowest[key], reverse=True)] + list(self._errors[key]) \
-                    + list(self._latest[key]):
+            for record in (
+                [e[2] for e in sorted(self._slowest[key], reverse=True)]
+                + list(self._errors[key])
+                + list(self._latest[key])
+            ):
                 found.setdefault(record["span_id"], record)
         return list(found.values())
 
     def drop_before(self, cutoff_ns: int) -> None:
         for key in list(self._latest):
-            self._latest[key] = deque((r for r in self._latest[key] if r["end_time_unix_nano"] >= cutoff_ns),
-                                      maxlen=self.per_operation)
-            self._errors[key] = deque((r for r in self._errors[key] if r["end_time_unix_nano"] >= cutoff_ns),
-                                      maxlen=self.per_operation)
+            self._latest[key] = deque(
+                (r for r in self._latest[key] if r["end_time_unix_nano"] >= cutoff_ns), maxlen=self.per_operation
+            )
+            self._errors[key] = deque(
+                (r for r in self._errors[key] if r["end_time_unix_nano"] >= cutoff_ns), maxlen=self.per_operation
+            )
             self._slowest[key] = [e for e in self._slowest[key] if e[2]["end_time_unix_nano"] >= cutoff_ns]
             heapq.heapify(self._slowest[key])
             if not self._latest[key] and not self._slowest[key] and not self._errors[key]:
@@ -247,13 +273,18 @@ class SpanSample:
                 self._errors[key].append(record)
 
 
-def _span_record(service: str, name: str, span: Any, duration_s: float, error: bool, decode: Any
-                 ) -> dict[str, Any]:
+def _span_record(service: str, name: str, span: Any, duration_s: float, error: bool, decode: Any) -> dict[str, Any]:
     attributes = decode(span.attributes[:MAX_SAMPLED_ATTRIBUTES])
     return {
-        "service": service, "name": name, "trace_id": span.trace_id.hex(), "span_id": span.span_id.hex(),
-        "parent_span_id": span.parent_span_id.hex(), "start_time_unix_nano": span.start_time_unix_nano,
-        "end_time_unix_nano": span.end_time_unix_nano, "duration_s": duration_s, "error": error,
+        "service": service,
+        "name": name,
+        "trace_id": span.trace_id.hex(),
+        "span_id": span.span_id.hex(),
+        "parent_span_id": span.parent_span_id.hex(),
+        "start_time_unix_nano": span.start_time_unix_nano,
+        "end_time_unix_nano": span.end_time_unix_nano,
+        "duration_s": duration_s,
+        "error": error,
         "status_message": span.status.message[:MAX_ATTRIBUTE_CHARS],
         "attributes": {k: (v[:MAX_ATTRIBUTE_CHARS] if isinstance(v, str) else v) for k, v in attributes.items()},
     }

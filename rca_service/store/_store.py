@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import math
+import itertools
 import json
 import logging
+import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -46,9 +48,11 @@ from factorylens.rca_service.store._spans import CallGraph, SpanAggregator, Span
 log = logging.getLogger(__name__)
 
 Series = ScalarSeries | HistogramSeries
+_S = TypeVar("_S", ScalarSeries, HistogramSeries)
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
 MAX_TIME_NS = 2**63  # OTLP times are uint64; ours are int64 (until the year 2262)
-MAX_BUCKETS = 4096   # the SDK's exponential default is 160; more is hostile or broken
+MAX_BUCKETS = 4096  # the SDK's exponential default is 160; more is hostile or broken
+MAX_QUANTILES = 64  # each quantile of a summary is a series of its own
 KEY_CACHE_MAX_BYTES = 8192  # longer attribute sets are looked up the slow way, not kept as cache keys
 RESOURCE_CACHE_MAX_BYTES = 65536
 SERIES_OVERHEAD_BYTES = 600  # a series' objects beyond its points and attributes (measured with tracemalloc)
@@ -107,24 +111,34 @@ class IngestResult:
 
 def series_id(metric: str, kind: SeriesKind, resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
     """A stable id (same input, same id across restarts and replicas)."""
-    canonical = json.dumps([metric, kind.value, sorted(resource.items()), sorted(attributes.items())],
-                           default=str, separators=(",", ":"))
+    canonical = json.dumps(
+        [metric, kind.value, sorted(resource.items()), sorted(attributes.items())], default=str, separators=(",", ":")
+    )
     return hashlib.blake2b(canonical.encode(), digest_size=8).hexdigest()
 
 
 class _Resource:
-    __slots__ = ("attributes", "caches")
+    __slots__ = ("attributes", "caches", "histograms", "scalars")
 
     def __init__(self, attributes: dict[str, Any]) -> None:
         self.attributes = attributes
-        self.caches: dict[tuple[str, SeriesKind], dict[tuple[bytes, ...], Series]] = {}
+        # alias caches: a metric's series under this resource, by their attributes' serialized bytes
+        self.scalars: dict[tuple[str, SeriesKind], dict[tuple[bytes, ...], ScalarSeries]] = {}
+        self.histograms: dict[str, dict[tuple[bytes, ...], HistogramSeries]] = {}
+        # the span RED series of an operation, by ("span", name, kind) (see SpanAggregator)
+        self.caches: dict[tuple[str, str, int], tuple[Series, ...]] = {}
 
 
 class SeriesStore:
     """Thread-safe; every ingest and read takes the store lock (the GIL serializes them anyway)."""
 
-    def __init__(self, limits: StoreLimits | None = None, *, clock: Callable[[], float] = time.time,
-                 on_cardinality_limit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        limits: StoreLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        on_cardinality_limit: Callable[[int], None] | None = None,
+    ) -> None:
         self.limits = limits or StoreLimits()
         self.limits.validate()
         self.decoder = AttributeDecoder(self.limits.attributes)
@@ -172,9 +186,18 @@ class SeriesStore:
         else:
             result.reject(f"{what} more than {self.limits.max_future_s:g} s in the future")
 
-    def get_or_create(self, metric: str, kind: SeriesKind, unit: str, resource: Mapping[str, Any],
-                      attributes: Mapping[str, Any], description: str = "", *, cumulative: bool = True,
-                      result: IngestResult | None = None) -> Series | None:
+    def get_or_create(
+        self,
+        metric: str,
+        kind: SeriesKind,
+        unit: str,
+        resource: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        description: str = "",
+        *,
+        cumulative: bool = True,
+        result: IngestResult | None = None,
+    ) -> Series | None:
         """The series for this identity, or None (counted) when the cardinality limit is reached."""
         sid = series_id(metric, kind, resource, attributes)
         found = self.series.get(sid)
@@ -183,9 +206,17 @@ class SeriesStore:
         if len(self.series) >= self.limits.max_series:
             self._cardinality_limited(result)
             return None
-        info = SeriesInfo(sid, metric, kind, unit[:MAX_UNIT], domain_of(metric).value,
-                          entity_of(resource, attributes), resource, dict(attributes),
-                          self.decoder.text(description))
+        info = SeriesInfo(
+            sid,
+            metric,
+            kind,
+            unit[:MAX_UNIT],
+            domain_of(metric).value,
+            entity_of(resource, attributes),
+            resource,
+            dict(attributes),
+            self.decoder.text(description),
+        )
         created: Series = HistogramSeries(info, cumulative) if kind is SeriesKind.HISTOGRAM else ScalarSeries(info)
         self.series[sid] = created
         self._info_bytes += _info_nbytes(info)
@@ -197,33 +228,79 @@ class SeriesStore:
         now = self._clock()
         if now - self._last_limit_log > 60:
             self._last_limit_log = now
-            log.warning("series limit of %d reached: points of new series are rejected (raise "
-                        "--max-series, lower --retention, or drop high-cardinality attributes upstream)",
-                        self.limits.max_series)
+            log.warning(
+                "series limit of %d reached: points of new series are rejected (raise "
+                "--max-series, lower --retention, or drop high-cardinality attributes upstream)",
+                self.limits.max_series,
+            )
         if self._on_cardinality_limit:
             self._on_cardinality_limit(1)
 
-    def _cache(self, res: _Resource, metric: str, kind: SeriesKind) -> dict[tuple[bytes, ...], Series]:
-        """Series of one metric under one resource, by their attributes' serialized bytes."""
-        cache = res.caches.get((metric, kind))
+    def _scalar_cache(self, res: _Resource, metric: str, kind: SeriesKind) -> dict[tuple[bytes, ...], ScalarSeries]:
+        """Scalar series of one metric under one resource, by their attributes' serialized bytes."""
+        cache = res.scalars.get((metric, kind))
         if cache is None:
-            cache = res.caches[(metric, kind)] = {}
+            cache = res.scalars[(metric, kind)] = {}
         return cache
 
-    def _cached(self, cache: dict, res: _Resource, metric: Any, kind: SeriesKind, point: Any,
-                result: IngestResult, *, cumulative: bool = True, key: tuple[bytes, ...] | None = None
-                ) -> Series | None:
+    def _histogram_cache(self, res: _Resource, metric: str) -> dict[tuple[bytes, ...], HistogramSeries]:
+        """Histogram series of one metric under one resource, by their attributes' serialized bytes."""
+        cache = res.histograms.get(metric)
+        if cache is None:
+            cache = res.histograms[metric] = {}
+        return cache
+
+    def _cached(
+        self,
+        cache: dict[tuple[bytes, ...], _S],
+        series_type: type[_S],
+        res: _Resource,
+        metric: Any,
+        kind: SeriesKind,
+        point: Any,
+        result: IngestResult,
+        *,
+        cumulative: bool = True,
+        key: tuple[bytes, ...] | None = None,
+    ) -> _S | None:
         """The point's series, by its attributes' serialized bytes (``key``, when the caller has them)."""
         if key is None:
             key = tuple([kv.SerializeToString() for kv in point.attributes])
         found = cache.get(key)
         if found is None:
-            found = self.get_or_create(metric.name, kind, metric.unit, res.attributes,
-                                       self.decoder.attributes(point.attributes), metric.description,
-                                       cumulative=cumulative, result=result)
-            if found is not None and sum(map(len, key)) <= KEY_CACHE_MAX_BYTES:
+            made = self.get_or_create(
+                metric.name,
+                kind,
+                metric.unit,
+                res.attributes,
+                self.decoder.attributes(point.attributes),
+                metric.description,
+                cumulative=cumulative,
+                result=result,
+            )
+            if made is None:
+                return None
+            assert isinstance(made, series_type)  # the kind is part of the series id, so of the series found
+            found = made
+            if sum(map(len, key)) <= KEY_CACHE_MAX_BYTES:
                 cache[key] = found
         return found
+
+    def _scalar(
+        self,
+        metric: str,
+        kind: SeriesKind,
+        unit: str,
+        resource: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        description: str = "",
+        *,
+        result: IngestResult | None = None,
+    ) -> ScalarSeries | None:
+        """:meth:`get_or_create` for a gauge or sum kind, whose series are scalar."""
+        series = self.get_or_create(metric, kind, unit, resource, attributes, description, result=result)
+        assert series is None or isinstance(series, ScalarSeries)
+        return series
 
     # ---- OTLP ingest ---------------------------------------------------------------------------
     def ingest_metrics(self, request: ExportMetricsServiceRequest) -> IngestResult:
@@ -243,8 +320,10 @@ class SeriesStore:
         cut = self.decoder.truncated - before
         if cut > 0:
             limits = self.limits.attributes
-            result.warn(f"{cut} attribute values or lists truncated to the service's limits ({limits.value_length} "
-                        f"characters, {limits.count} attributes, depth {limits.depth})")
+            result.warn(
+                f"{cut} attribute values or lists truncated to the service's limits ({limits.value_length} "
+                f"characters, {limits.count} attributes, depth {limits.depth})"
+            )
 
     def _ingest_metric(self, res: _Resource, metric: Any, result: IngestResult) -> None:
         data = metric.WhichOneof("data")
@@ -279,11 +358,10 @@ class SeriesStore:
         else:
             result.reject("metric without data")
 
-    def _ingest_scalars(self, res: _Resource, metric: Any, kind: SeriesKind, points: Any,
-                        result: IngestResult) -> None:
+    def _ingest_scalars(self, res: _Resource, metric: Any, kind: SeriesKind, points: Any, result: IngestResult) -> None:
         accepted = 0
         cumulative = kind is SeriesKind.CUMULATIVE
-        cache = self._cache(res, metric.name, kind)
+        cache = self._scalar_cache(res, metric.name, kind)
         lo, hi = self._lo_ns, self._hi_ns
         for point in points:
             ts = point.time_unix_nano
@@ -296,7 +374,7 @@ class SeriesStore:
             key = tuple([kv.SerializeToString() for kv in point.attributes])
             series = cache.get(key)
             if series is None:
-                series = self._cached(cache, res, metric, kind, point, result, key=key)
+                series = self._cached(cache, ScalarSeries, res, metric, kind, point, result, key=key)
                 if series is None:
                     continue
             # exactly one of as_double/as_int is set; the other reads as zero
@@ -306,10 +384,11 @@ class SeriesStore:
             accepted += 1
         result.accepted += accepted
 
-    def _ingest_histograms(self, res: _Resource, metric: Any, histogram: Any, result: IngestResult, *,
-                           exponential: bool) -> None:
+    def _ingest_histograms(
+        self, res: _Resource, metric: Any, histogram: Any, result: IngestResult, *, exponential: bool
+    ) -> None:
         cumulative = histogram.aggregation_temporality == CUMULATIVE
-        cache = self._cache(res, metric.name, SeriesKind.HISTOGRAM)
+        cache = self._histogram_cache(res, metric.name)
         lo, hi = self._lo_ns, self._hi_ns
         for point in histogram.data_points:
             if not lo < point.time_unix_nano < hi or point.start_time_unix_nano >= MAX_TIME_NS:
@@ -318,8 +397,11 @@ class SeriesStore:
             if not (math.isfinite(point.sum) and math.isfinite(point.min) and math.isfinite(point.max)):
                 result.reject("histogram with a non-finite sum, min or max")
                 continue
-            buckets = (len(point.positive.bucket_counts) + len(point.negative.bucket_counts) if exponential
-                       else len(point.bucket_counts))
+            buckets = (
+                len(point.positive.bucket_counts) + len(point.negative.bucket_counts)
+                if exponential
+                else len(point.bucket_counts)
+            )
             if buckets > MAX_BUCKETS:
                 result.reject(f"histogram with more than {MAX_BUCKETS} buckets")
                 continue
@@ -330,9 +412,16 @@ class SeriesStore:
                 positive = np.asarray(point.positive.bucket_counts, dtype=float)
                 zero = float(point.zero_count) + float(sum(point.negative.bucket_counts))
                 counts = np.concatenate([[zero], positive])
-                hp = HistogramPoint(point.time_unix_nano, point.start_time_unix_nano, float(point.count),
-                                    point.sum if point.HasField("sum") else math.nan, (), counts, int(point.scale),
-                                    int(point.positive.offset))
+                hp = HistogramPoint(
+                    point.time_unix_nano,
+                    point.start_time_unix_nano,
+                    float(point.count),
+                    point.sum if point.HasField("sum") else math.nan,
+                    (),
+                    counts,
+                    int(point.scale),
+                    int(point.positive.offset),
+                )
                 if not -10 <= point.scale <= 20:
                     result.reject("exponential histogram scale outside [-10, 20]")
                     continue
@@ -344,15 +433,25 @@ class SeriesStore:
                 if not all(map(math.isfinite, bounds)):
                     result.reject("histogram explicit_bounds not finite")
                     continue
-                if any(b >= a for b, a in zip(bounds, bounds[1:])):
+                if any(b >= a for b, a in itertools.pairwise(bounds)):
                     result.reject("histogram explicit_bounds not strictly increasing")
                     continue
-                counts = (np.asarray(point.bucket_counts, dtype=float) if len(point.bucket_counts)
-                          else np.array([float(point.count)]))
-                hp = HistogramPoint(point.time_unix_nano, point.start_time_unix_nano, float(point.count),
-                                    point.sum if point.HasField("sum") else math.nan,
-                                    bounds if len(point.bucket_counts) else (), counts)
-            series = self._cached(cache, res, metric, SeriesKind.HISTOGRAM, point, result, cumulative=cumulative)
+                counts = (
+                    np.asarray(point.bucket_counts, dtype=float)
+                    if len(point.bucket_counts)
+                    else np.array([float(point.count)])
+                )
+                hp = HistogramPoint(
+                    point.time_unix_nano,
+                    point.start_time_unix_nano,
+                    float(point.count),
+                    point.sum if point.HasField("sum") else math.nan,
+                    bounds if len(point.bucket_counts) else (),
+                    counts,
+                )
+            series = self._cached(
+                cache, HistogramSeries, res, metric, SeriesKind.HISTOGRAM, point, result, cumulative=cumulative
+            )
             if series is None:
                 continue
             series.append(hp)
@@ -364,19 +463,45 @@ class SeriesStore:
             if not self._lo_ns < point.time_unix_nano < self._hi_ns:
                 self._reject_time(point.time_unix_nano, result)
                 continue
+            if len(point.quantile_values) > MAX_QUANTILES:
+                result.reject(f"summary with more than {MAX_QUANTILES} quantiles")
+                continue
             attributes = self.decoder.attributes(point.attributes)
             ts = point.time_unix_nano
-            made = []
+            made: list[tuple[ScalarSeries | None, float]] = []
             for q in point.quantile_values:
-                made.append((self.get_or_create(metric.name, SeriesKind.GAUGE, metric.unit, res.attributes,
-                                                {**attributes, "quantile": q.quantile}, metric.description,
-                                                result=result), q.value))
+                made.append(
+                    (
+                        self._scalar(
+                            metric.name,
+                            SeriesKind.GAUGE,
+                            metric.unit,
+                            res.attributes,
+                            {**attributes, "quantile": q.quantile},
+                            metric.description,
+                            result=result,
+                        ),
+                        q.value,
+                    )
+                )
             for suffix, value in ((".count", float(point.count)), (".sum", point.sum)):
-                made.append((self.get_or_create(metric.name + suffix, SeriesKind.CUMULATIVE, metric.unit,
-                                                res.attributes, attributes, metric.description, result=result),
-                             value))
-            if all(series is not None for series, _ in made):
-                for series, value in made:
+                made.append(
+                    (
+                        self._scalar(
+                            metric.name + suffix,
+                            SeriesKind.CUMULATIVE,
+                            metric.unit,
+                            res.attributes,
+                            attributes,
+                            metric.description,
+                            result=result,
+                        ),
+                        value,
+                    )
+                )
+            ready = [(series, value) for series, value in made if series is not None]
+            if len(ready) == len(made):
+                for series, value in ready:
                     series.append(ts, value)
                 result.accepted += 1
 
@@ -408,27 +533,44 @@ class SeriesStore:
                             continue
                         attributes = decoder.attributes(record.attributes)
                         name = decoder.text(str(record.event_name or attributes.get("event.name") or "log"))
-                        self.events.append({
-                            "time_unix_nano": ts, "event_name": name,
-                            "severity": decoder.text(record.severity_text) or str(record.severity_number),
-                            "body": str(decoder.value(record.body)),
-                            "attributes": attributes, "resource": resource,
-                            "trace_id": record.trace_id.hex(), "span_id": record.span_id.hex(),
-                        })
+                        self.events.append(
+                            {
+                                "time_unix_nano": ts,
+                                "event_name": name,
+                                "severity": decoder.text(record.severity_text) or str(record.severity_number),
+                                "body": str(decoder.value(record.body)),
+                                "attributes": attributes,
+                                "resource": resource,
+                                "trace_id": record.trace_id.hex(),
+                                "span_id": record.span_id.hex(),
+                            }
+                        )
                         bin_ts = int(ts // 1_000_000_000 * 1_000_000_000)
                         counts[(index, str(name), bin_ts)] = counts.get((index, str(name), bin_ts), 0) + 1
                         result.accepted += 1
             for (index, name, bin_ts), n in counts.items():
-                series = self.get_or_create(EVENT_COUNT_METRIC, SeriesKind.DELTA, "{event}", resources[index],
-                                            {"event.name": name}, "Log records (events) received.")
+                series = self._scalar(
+                    EVENT_COUNT_METRIC,
+                    SeriesKind.DELTA,
+                    "{event}",
+                    resources[index],
+                    {"event.name": name},
+                    "Log records (events) received.",
+                )
                 if series is not None:
                     series.append(bin_ts, float(n))
             self._note_truncation(truncated, result)
         return result
 
     # ---- reads ---------------------------------------------------------------------------------
-    def list_series(self, metric: str = "*", match: Mapping[str, str] | None = None, domain: str = "",
-                    entity: str = "", limit: int = 0) -> list[SeriesInfo]:
+    def list_series(
+        self,
+        metric: str = "*",
+        match: Mapping[str, str] | None = None,
+        domain: str = "",
+        entity: str = "",
+        limit: int = 0,
+    ) -> list[SeriesInfo]:
         """Series whose metric matches the glob, attributes (point or resource) equal ``match``."""
         found = []
         with self.lock:
@@ -447,8 +589,9 @@ class SeriesStore:
                     break
         return found
 
-    def query(self, series_id_: str, view: View | None = None, start_ns: int = 0,
-              end_ns: int = 2**63 - 1) -> tuple[SeriesInfo, np.ndarray, np.ndarray]:
+    def query(
+        self, series_id_: str, view: View | None = None, start_ns: int = 0, end_ns: int = 2**63 - 1
+    ) -> tuple[SeriesInfo, np.ndarray, np.ndarray]:
         with self.lock, np.errstate(all="ignore"):  # inf/NaN from odd input propagate as values
             series = self.series.get(series_id_)
             if series is None:
@@ -456,8 +599,9 @@ class SeriesStore:
             ts, values = series.query(view or series.info.default_view, start_ns, end_ns)
             return series.info, ts, values
 
-    def frame(self, series_ids: Iterable[str], start_ns: int = 0, end_ns: int = 2**63 - 1,
-              view: View | None = None) -> pd.DataFrame:
+    def frame(
+        self, series_ids: Iterable[str], start_ns: int = 0, end_ns: int = 2**63 - 1, view: View | None = None
+    ) -> pd.DataFrame:
         """A wide frame, one column per series (its default view unless ``view``), indexed by time (UTC)."""
         columns = {}
         for sid in series_ids:
@@ -508,8 +652,9 @@ class SeriesStore:
             self.series.clear()
             self._resources.clear()
             for info, cumulative, series_state in state["series"]:
-                series: Series = (HistogramSeries(info, bool(cumulative)) if info.kind is SeriesKind.HISTOGRAM
-                                  else ScalarSeries(info))
+                series: Series = (
+                    HistogramSeries(info, bool(cumulative)) if info.kind is SeriesKind.HISTOGRAM else ScalarSeries(info)
+                )
                 series.restore(series_state)
                 self.series[info.id] = series
             self._info_bytes = sum(_info_nbytes(s.info) for s in self.series.values())

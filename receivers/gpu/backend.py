@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping, Union
 
-AttributeValue = Union[str, int, float, bool]
+AttributeValue = str | int | float | bool
 Attributes = Mapping[str, AttributeValue]
 
 

@@ -74,7 +74,7 @@ class GpuReceiverConfig:
     scenario: str | None = None
     _scenario: Scenario | None = field(default=None, repr=False)
 
-    def validate(self) -> "GpuReceiverConfig":
+    def validate(self) -> GpuReceiverConfig:
         """Check every option; raise :class:`ConfigError` naming the first bad one."""
         if self.backend not in BACKENDS:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)} (got {self.backend!r})")

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from factorylens.receivers.gpu.receiver import HostPipeline
 from factorylens.receivers.gpu.scraper import Snapshot
-from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
 
-_THROTTLE_SHORT = {"power_cap": "PWR", "sw_thermal": "THERM", "hw_thermal": "HW-THERM", "hw_slowdown": "HW-SLOW",
-                   "hw_power_brake": "BRAKE", "sync_boost": "SYNC", "clocks_setting": "APP", "display_clocks": "DISP"}
-_HEADER = (f"{'host':<12} {'gpu':>3} {'util':>5} {'mem GiB':>13} {'power W':>11} {'temp':>6} {'SM MHz':>6} "
-           f"{'throttle':<22} {'errors':<22} {'status':<9} job")
+if TYPE_CHECKING:
+    from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
+
+_THROTTLE_SHORT = {
+    "power_cap": "PWR",
+    "sw_thermal": "THERM",
+    "hw_thermal": "HW-THERM",
+    "hw_slowdown": "HW-SLOW",
+    "hw_power_brake": "BRAKE",
+    "sync_boost": "SYNC",
+    "clocks_setting": "APP",
+    "display_clocks": "DISP",
+}
+_HEADER = (
+    f"{'host':<12} {'gpu':>3} {'util':>5} {'mem GiB':>13} {'power W':>11} {'temp':>6} {'SM MHz':>6} "
+    f"{'throttle':<22} {'errors':<22} {'status':<9} job"
+)
 
 
 class ConsoleTable:
@@ -47,15 +59,27 @@ class ConsoleTable:
         gpus: dict[str, dict[str, Any]] = {}
 
         def row(attributes: Any) -> dict[str, Any]:
-            return gpus.setdefault(attributes["hw.id"], {"index": attributes.get("gpu.index", "?"),
-                                                         "mig": attributes.get("hw.parent"), "throttle": [],
-                                                         "errors": {}, "status": "?", "job": ""})
+            return gpus.setdefault(
+                attributes["hw.id"],
+                {
+                    "index": attributes.get("gpu.index", "?"),
+                    "mig": attributes.get("hw.parent"),
+                    "throttle": [],
+                    "errors": {},
+                    "status": "?",
+                    "job": "",
+                },
+            )
 
         for attributes, value in snapshot.get("hw.gpu.utilization"):
             if attributes.get("hw.gpu.task") == "general":
                 row(attributes)["util"] = value
-        for metric, key in (("hw.gpu.memory.usage", "used"), ("hw.gpu.memory.limit", "total"),
-                            ("hw.power", "power"), ("hw.power.limit", "limit")):
+        for metric, key in (
+            ("hw.gpu.memory.usage", "used"),
+            ("hw.gpu.memory.limit", "total"),
+            ("hw.power", "power"),
+            ("hw.power.limit", "limit"),
+        ):
             for attributes, value in snapshot.get(metric):
                 row(attributes)[key] = value
         for attributes, value in snapshot.get("hw.temperature"):
@@ -91,8 +115,10 @@ class ConsoleTable:
             sm = f"{r['sm'] / 1e6:6.0f}" if "sm" in r else "-"
             errors = " ".join(f"{k}={v}" for k, v in r["errors"].items()) or "-"
             gpu = f"{r['index']}" if r["mig"] is None else f"{r['index']}m"
-            lines.append(f"{host:<12} {gpu:>3} {util:>5} {mem:>13} {power:>11} {temp:>6} {sm:>6} "
-                         f"{','.join(r['throttle']) or '-':<22} {errors:<22} {r['status']:<9} {r['job'] or '-'}")
+            lines.append(
+                f"{host:<12} {gpu:>3} {util:>5} {mem:>13} {power:>11} {temp:>6} {sm:>6} "
+                f"{','.join(r['throttle']) or '-':<22} {errors:<22} {r['status']:<9} {r['job'] or '-'}"
+            )
         if not lines:
             lines.append(f"{host:<12} (no GPUs visible: see receiver errors)")
         return lines

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricReader
@@ -17,9 +18,7 @@ from factorylens.receivers.gpu.jobs import ProcJobResolver, StaticJobResolver
 from factorylens.receivers.gpu.nvml import NvmlBackend
 from factorylens.receivers.gpu.receiver import GpuReceiver, HostPipeline, metrics_server_for
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
-from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
 from factorylens.receivers.gpu.sim.node import SimulatedNode
-from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
 from factorylens.receivers.node import (
     FabricSource,
     NodeSource,
@@ -29,6 +28,9 @@ from factorylens.receivers.node import (
     StorageSource,
     attach_system_metrics,
 )
+
+if TYPE_CHECKING:
+    from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
 
 SERVICE_NAME = "factorylens-gpu-receiver"
 ReadersFactory = Callable[[str], list[MetricReader]]
@@ -42,8 +44,9 @@ def create_default_config() -> GpuReceiverConfig:
     return GpuReceiverConfig()
 
 
-def create_backends(config: GpuReceiverConfig, *, clock: Callable[[], float] | None = None
-                    ) -> tuple[list[tuple[str, dict[str, Any], GpuBackend]], SimulatedCluster | None]:
+def create_backends(
+    config: GpuReceiverConfig, *, clock: Callable[[], float] | None = None
+) -> tuple[list[tuple[str, dict[str, Any], GpuBackend]], SimulatedCluster | None]:
     """``[(host name, resource attributes, backend)]`` and the simulated cluster, if any."""
     kwargs: dict[str, Any] = {
         "process_metrics": config.process_metrics,
@@ -54,21 +57,31 @@ def create_backends(config: GpuReceiverConfig, *, clock: Callable[[], float] | N
         host = socket.gethostname()
         backend = NvmlBackend(None, ProcJobResolver(config.proc_root), **kwargs)
         return [(host, {"host.name": host}, backend)], None
+    from factorylens.receivers.gpu.sim import SimulatedCluster, SimulatedNvml  # the sim extra (numpy)
+
     sim_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
-    cluster = SimulatedCluster(config.sim_hosts, config.sim_gpus_per_host, config.sim_model,
-                               config.fault_scenario, mig=config.sim_mig, seed=config.sim_seed,
-                               speed=config.sim_speed, **sim_kwargs)
+    cluster = SimulatedCluster(
+        config.sim_hosts,
+        config.sim_gpus_per_host,
+        config.sim_model,
+        config.fault_scenario,
+        mig=config.sim_mig,
+        seed=config.sim_seed,
+        speed=config.sim_speed,
+        **sim_kwargs,
+    )
     if clock:
         kwargs["clock"] = clock
-    backends = []
-    for host in cluster.hosts:
-        backend = NvmlBackend(SimulatedNvml(host), StaticJobResolver(cluster.jobs_by_pid(host)), **kwargs)
-        backends.append((host.name, {"host.name": host.name, "factorylens.simulated": True}, backend))
+    backends: list[tuple[str, dict[str, Any], GpuBackend]] = []
+    for sim_host in cluster.hosts:
+        backend = NvmlBackend(SimulatedNvml(sim_host), StaticJobResolver(cluster.jobs_by_pid(sim_host)), **kwargs)
+        backends.append((sim_host.name, {"host.name": sim_host.name, "factorylens.simulated": True}, backend))
     return backends, cluster
 
 
-def node_sources(config: GpuReceiverConfig, node: SimulatedNode | None, advance: Callable[[], None] | None
-                 ) -> list[NodeSource]:
+def node_sources(
+    config: GpuReceiverConfig, node: SimulatedNode | None, advance: Callable[[], None] | None
+) -> list[NodeSource]:
     """The node's other layers as configured: simulated for a simulated host, else from /proc and /sys
     (the real host layer is the system-metrics instrumentation, registered on the meter provider)."""
     sources: list[NodeSource] = []
@@ -104,7 +117,9 @@ def create_receiver(
     config.validate()
     backends, cluster = create_backends(config, clock=clock)
     use_otlp = config.otlp == "on" or (config.otlp == "auto" and telemetry.otlp_endpoint_configured())
-    token = Path(config.prometheus_bearer_token_file).read_text().strip() if config.prometheus_bearer_token_file else None
+    token = (
+        Path(config.prometheus_bearer_token_file).read_text().strip() if config.prometheus_bearer_token_file else None
+    )
     pipelines = []
     for i, (name, attributes, backend) in enumerate(backends):
         resource = telemetry.make_resource(attributes, SERVICE_NAME)
@@ -120,21 +135,28 @@ def create_receiver(
             meter_provider=telemetry.make_meter_provider(resource, readers),
             logger_provider=telemetry.make_logger_provider(resource, exporters) if exporters else None,
         )
-        pipeline.sources = node_sources(config, cluster.hosts[i].node if cluster else None,
-                                        cluster.advance if cluster else None)
+        pipeline.sources = node_sources(
+            config, cluster.hosts[i].node if cluster else None, cluster.advance if cluster else None
+        )
         if config.host_metrics and cluster is None:
             try:
                 pipeline.host_instrumentor = attach_system_metrics(pipeline.meter_provider, config.proc_root)
                 pipeline.source_up["host"] = 1
-            except Exception as exc:  # noqa: BLE001 - e.g. a proc root psutil cannot read: no host layer
+            except Exception as exc:
                 _log.warning("%s: host layer unavailable (%s); the other layers carry on", name, exc)
                 pipeline.source_up["host"] = 0
         if config.prometheus_port is not None:
             port = config.prometheus_port + i if config.prometheus_port else 0
             pipeline.metrics_server = metrics_server_for(
-                pipeline, config.prometheus_host, port, bearer_token=token,
-                tls_cert=config.prometheus_tls_cert, tls_key=config.prometheus_tls_key)
+                pipeline,
+                config.prometheus_host,
+                port,
+                bearer_token=token,
+                tls_cert=config.prometheus_tls_cert,
+                tls_key=config.prometheus_tls_key,
+            )
         pipelines.append(pipeline)
-    receiver = GpuReceiver(pipelines, config.collection_interval_s, event_wait_ms=config.event_wait_ms,
-                           on_scrape=on_scrape)
+    receiver = GpuReceiver(
+        pipelines, config.collection_interval_s, event_wait_ms=config.event_wait_ms, on_scrape=on_scrape
+    )
     return receiver, cluster

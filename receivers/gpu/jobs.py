@@ -10,13 +10,11 @@ from __future__ import annotations
 import abc
 import os
 import re
-from typing import Mapping
+from collections.abc import Mapping
 
 from factorylens.receivers.gpu.backend import Attributes
 
-_POD_UID = re.compile(
-    r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})", re.IGNORECASE
-)
+_POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})", re.IGNORECASE)
 _ENVIRON_LIMIT_BYTES = 1 << 20
 
 
@@ -25,7 +23,7 @@ class JobResolver(abc.ABC):
     def resolve(self, pid: int) -> Attributes:
         """Registry attributes for the process (may be empty; never raises)."""
 
-    def forget_except(self, live_pids: set[int]) -> None:
+    def forget_except(self, live_pids: set[int]) -> None:  # noqa: B027 - an optional hook
         """Drop cached entries for processes that are gone (bounds memory)."""
 
 

@@ -11,11 +11,11 @@ import ctypes
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
 
-from factorylens.registry import CLOCK_EVENT_REASONS
 from factorylens.receivers._counters import MonotonicCounter
 from factorylens.receivers.gpu.backend import (
     Attributes,
@@ -26,18 +26,39 @@ from factorylens.receivers.gpu.backend import (
     ScrapeResult,
 )
 from factorylens.receivers.gpu.jobs import JobResolver, ProcJobResolver
+from factorylens.registry import CLOCK_EVENT_REASONS
 
 _log = logging.getLogger(__name__)
 
 # NVML error codes (stable C ABI values; the pynvml module names them NVML_ERROR_*).
 NVML_ERROR_NAMES = {
-    1: "Uninitialized", 2: "InvalidArgument", 3: "NotSupported", 4: "NoPermission",
-    5: "AlreadyInitialized", 6: "NotFound", 7: "InsufficientSize", 8: "InsufficientPower",
-    9: "DriverNotLoaded", 10: "Timeout", 11: "IrqIssue", 12: "LibraryNotFound",
-    13: "FunctionNotFound", 14: "CorruptedInforom", 15: "GpuIsLost", 16: "ResetRequired",
-    17: "OperatingSystem", 18: "LibRmVersionMismatch", 19: "InUse", 20: "Memory", 21: "NoData",
-    22: "VgpuEccNotSupported", 23: "InsufficientResources", 24: "FreqNotSupported",
-    25: "ArgumentVersionMismatch", 26: "Deprecated", 999: "Unknown",
+    1: "Uninitialized",
+    2: "InvalidArgument",
+    3: "NotSupported",
+    4: "NoPermission",
+    5: "AlreadyInitialized",
+    6: "NotFound",
+    7: "InsufficientSize",
+    8: "InsufficientPower",
+    9: "DriverNotLoaded",
+    10: "Timeout",
+    11: "IrqIssue",
+    12: "LibraryNotFound",
+    13: "FunctionNotFound",
+    14: "CorruptedInforom",
+    15: "GpuIsLost",
+    16: "ResetRequired",
+    17: "OperatingSystem",
+    18: "LibRmVersionMismatch",
+    19: "InUse",
+    20: "Memory",
+    21: "NoData",
+    22: "VgpuEccNotSupported",
+    23: "InsufficientResources",
+    24: "FreqNotSupported",
+    25: "ArgumentVersionMismatch",
+    26: "Deprecated",
+    999: "Unknown",
 }
 # The field is absent on this device: omit the series from now on.
 _UNSUPPORTED = {"NotSupported", "FunctionNotFound", "InvalidArgument", "Deprecated"}
@@ -48,8 +69,14 @@ _DEVICE_LOST = {"GpuIsLost", "ResetRequired", "Uninitialized", "DriverNotLoaded"
 
 # NVML clock-event reason bits → registry reason names (dcgm-exporter's label values).
 _CLOCK_EVENT_BITS = (
-    (0x001, "gpu_idle"), (0x002, "clocks_setting"), (0x004, "power_cap"), (0x008, "hw_slowdown"),
-    (0x010, "sync_boost"), (0x020, "sw_thermal"), (0x040, "hw_thermal"), (0x080, "hw_power_brake"),
+    (0x001, "gpu_idle"),
+    (0x002, "clocks_setting"),
+    (0x004, "power_cap"),
+    (0x008, "hw_slowdown"),
+    (0x010, "sync_boost"),
+    (0x020, "sw_thermal"),
+    (0x040, "hw_thermal"),
+    (0x080, "hw_power_brake"),
     (0x100, "display_clocks"),
 )
 assert tuple(name for _, name in _CLOCK_EVENT_BITS) == CLOCK_EVENT_REASONS
@@ -73,7 +100,7 @@ _FI_NVLINK_COUNTERS = {
 _FIELD_IDS = (_FI_MEMORY_TEMP, _FI_NVLINK_TX, _FI_NVLINK_RX, *_FI_NVLINK_COUNTERS)
 
 # GPM metric ids → (registry metric, extra attributes).
-_GPM_METRICS = (
+_GPM_METRICS: tuple[tuple[int, str, dict[str, str]], ...] = (
     (2, "hw.gpu.sm.utilization", {}),
     (3, "hw.gpu.sm.occupancy", {}),
     (5, "hw.gpu.pipe.utilization", {"hw.gpu.pipe": "tensor"}),
@@ -95,7 +122,7 @@ def nvml_error_name(exc: BaseException) -> str:
 class RateIntegrator:
     """Integrates a rate sampled at scrape times into a cumulative total (trapezoid rule)."""
 
-    __slots__ = ("total", "_last_rate", "_last_t")
+    __slots__ = ("_last_rate", "_last_t", "total")
 
     def __init__(self) -> None:
         self.total = 0.0
@@ -121,7 +148,7 @@ class _Device:
     rates: dict[str, RateIntegrator] = field(default_factory=dict)
     xid_counts: dict[int, int] = field(default_factory=dict)
     field_ids: list[int] = field(default_factory=lambda: list(_FIELD_IDS))
-    migs: list["_Device"] = field(default_factory=list)
+    migs: list[_Device] = field(default_factory=list)
     gpm_samples: list[Any] = field(default_factory=list)
     gpm_taken: int = 0  # consecutive successful GPM samples; metrics need two
     process_util_ts: int = 0
@@ -130,7 +157,7 @@ class _Device:
     last_uncorrected: float | None = None
     lost: bool = False
 
-    def inherit(self, previous: "_Device") -> None:
+    def inherit(self, previous: _Device) -> None:
         """Keep counters and probed capabilities across an NVML re-initialisation."""
         self.unsupported = previous.unsupported
         self.counters, self.rates, self.xid_counts = previous.counters, previous.rates, previous.xid_counts
@@ -153,7 +180,7 @@ class _Device:
 class _Scrape:
     """Per-scrape scratch: collected points and errors, and the call count."""
 
-    __slots__ = ("points", "errors", "calls")
+    __slots__ = ("calls", "errors", "points")
 
     def __init__(self) -> None:
         self.points: list[Point] = []
@@ -185,7 +212,9 @@ class NvmlBackend(GpuBackend):
         vendor: str = "nvidia",
     ) -> None:
         if nvml is None:
-            import pynvml as nvml  # noqa: PLC0415 - deferred so the simulator needs no driver
+            import pynvml
+
+            nvml = pynvml
         self._nvml = nvml
         self._jobs = job_resolver or ProcJobResolver()
         self._process_metrics = process_metrics
@@ -257,8 +286,7 @@ class NvmlBackend(GpuBackend):
         if d.lost:
             s.points.extend(_status_points({**ident, **d.details}, "failed"))
             return
-        health = "predicted_failure" if state["predicted_failure"] else (
-            "degraded" if state["degraded"] else "ok")
+        health = "predicted_failure" if state["predicted_failure"] else ("degraded" if state["degraded"] else "ok")
         s.points.extend(_status_points({**ident, **d.details}, health))
         for code, count in d.xid_counts.items():
             s.points.append(Point("hw.errors", count, {**ident, "error.type": "xid", "hw.gpu.xid.code": code}))
@@ -284,8 +312,9 @@ class NvmlBackend(GpuBackend):
             s.errors.append(ScrapeError(fn_name, error))
             if (fn_name, error) not in self._reported_forbidden:
                 self._reported_forbidden.add((fn_name, error))
-                _log.warning("%s: no permission; that series is disabled (run with the needed privileges "
-                             "to enable it)", fn_name)
+                _log.warning(
+                    "%s: no permission; that series is disabled (run with the needed privileges to enable it)", fn_name
+                )
         elif error in _DEVICE_LOST:
             d.lost = True
             s.errors.append(ScrapeError(fn_name, error))
@@ -344,11 +373,13 @@ class NvmlBackend(GpuBackend):
         if value is not None:
             s.points.append(Point("hw.energy", d.counter("energy").update(value) / 1000.0, ident))
 
-    def _clock_reader(domain: str, nvml_clock: int):  # noqa: N805 - builds a reader at class creation
+    @staticmethod
+    def _clock_reader(domain: str, nvml_clock: int) -> Callable[..., None]:  # builds a reader at class creation
         def read(self, d, s, ident, now, state, live_pids):
             mhz = self._call(d, s, f"clock_{domain}", "nvmlDeviceGetClockInfo", nvml_clock)
             if mhz is not None:
                 s.points.append(Point("hw.gpu.speed", mhz * 1e6, {**ident, "hw.gpu.clock_domain": domain}))
+
         return read
 
     def _read_clock_events(self, d, s, ident, now, state, live_pids):
@@ -357,12 +388,12 @@ class NvmlBackend(GpuBackend):
             return
         for bit, reason in _CLOCK_EVENT_BITS:
             active = 1 if mask & bit else 0
-            s.points.append(Point("hw.gpu.clock_event.active", active,
-                                  {**ident, "hw.gpu.clock_event.reason": reason}))
+            s.points.append(Point("hw.gpu.clock_event.active", active, {**ident, "hw.gpu.clock_event.reason": reason}))
             if active and reason in _DEGRADING_REASONS:
                 state["degraded"] = True
 
-    def _ecc_reader(kind: str, error_type: int):  # noqa: N805
+    @staticmethod
+    def _ecc_reader(kind: str, error_type: int) -> Callable[..., None]:
         def read(self, d, s, ident, now, state, live_pids):
             # NVML_VOLATILE_ECC = 0: counts since driver load, stitched across reloads.
             value = self._call(d, s, f"ecc_{kind}", "nvmlDeviceGetTotalEccErrors", error_type, 0)
@@ -374,14 +405,17 @@ class NvmlBackend(GpuBackend):
                 if d.last_uncorrected is not None and total > d.last_uncorrected:
                     state["degraded"] = True
                 d.last_uncorrected = total
+
         return read
 
-    def _pcie_reader(direction: str, counter: int):  # noqa: N805
+    @staticmethod
+    def _pcie_reader(direction: str, counter: int) -> Callable[..., None]:
         def read(self, d, s, ident, now, state, live_pids):
             kb_per_s = self._call(d, s, f"pcie_{direction}", "nvmlDeviceGetPcieThroughput", counter)
             if kb_per_s is not None:
                 total = d.rate(f"pcie_{direction}").update(kb_per_s * _KB, now)
                 s.points.append(Point("hw.gpu.io", int(total), {**ident, "network.io.direction": direction}))
+
         return read
 
     def _read_pcie_replay(self, d, s, ident, now, state, live_pids):
@@ -412,8 +446,13 @@ class NvmlBackend(GpuBackend):
             elif fid in (_FI_NVLINK_TX, _FI_NVLINK_RX):
                 direction = "transmit" if fid == _FI_NVLINK_TX else "receive"
                 total = d.counter(f"nvlink_{direction}").update(value) * _KB  # KiB counter
-                s.points.append(Point("hw.gpu.interconnect.io", int(total), {
-                    **ident, "hw.gpu.interconnect.type": "nvlink", "network.io.direction": direction}))
+                s.points.append(
+                    Point(
+                        "hw.gpu.interconnect.io",
+                        int(total),
+                        {**ident, "hw.gpu.interconnect.type": "nvlink", "network.io.direction": direction},
+                    )
+                )
             else:
                 error_type = _FI_NVLINK_COUNTERS[fid]
                 total = d.counter(error_type).update(value)
@@ -514,8 +553,9 @@ class NvmlBackend(GpuBackend):
             count = self._nvml.nvmlDeviceGetCount()
         except Exception as exc:
             self._pending_errors.append(ScrapeError("nvmlDeviceGetCount", nvml_error_name(exc)))
-            _log.warning("GPU discovery failed (%s); retrying every %.0f s", nvml_error_name(exc),
-                         self._retry_interval_s)
+            _log.warning(
+                "GPU discovery failed (%s); retrying every %.0f s", nvml_error_name(exc), self._retry_interval_s
+            )
             self._teardown()
             return
         driver = _text(_optional(self._nvml.nvmlSystemGetDriverVersion))
@@ -529,8 +569,9 @@ class NvmlBackend(GpuBackend):
                 previous = self._known.get(index)
                 if previous is not None:
                     self._lost_status[previous.identity["hw.id"]] = {**previous.identity, **previous.details}
-                _log.warning("GPU %d could not be opened (%s); retrying every %.0f s", index, error,
-                             self._retry_interval_s)
+                _log.warning(
+                    "GPU %d could not be opened (%s); retrying every %.0f s", index, error, self._retry_interval_s
+                )
                 continue
             previous = self._known.get(index)
             if previous is not None and previous.identity["hw.id"] == device.identity["hw.id"]:
@@ -547,7 +588,7 @@ class NvmlBackend(GpuBackend):
         device = _Device(handle=handle, index=index, identity=ident, key=_handle_key(handle), details=details)
         device.migs = self._discover_migs(handle, ident, details)
         support = _optional(nvml.nvmlGpmQueryDeviceSupport, handle)
-        if support is not None and getattr(support, "isSupportedDevice", 0):
+        if support is not None and getattr(support, "isSupportedDevice", False):
             device.gpm_samples = [nvml.nvmlGpmSampleAlloc(), nvml.nvmlGpmSampleAlloc()]
         return device
 
@@ -565,7 +606,10 @@ class NvmlBackend(GpuBackend):
         if name:
             ident["hw.name"] = name
             details["hw.model"] = name
-        for key, fn in (("hw.serial_number", "nvmlDeviceGetSerial"), ("hw.firmware_version", "nvmlDeviceGetVbiosVersion")):
+        for key, fn in (
+            ("hw.serial_number", "nvmlDeviceGetSerial"),
+            ("hw.firmware_version", "nvmlDeviceGetVbiosVersion"),
+        ):
             value = _text(_optional(getattr(nvml, fn), handle))
             if value:
                 details[key] = value
@@ -652,13 +696,15 @@ class NvmlBackend(GpuBackend):
                 return []
             code = int(data.eventData)
             device.xid_counts[code] = device.xid_counts.get(code, 0) + 1
-            return [GpuEvent(
-                name="hw.gpu.xid",
-                timestamp_ns=time.time_ns(),
-                xid_code=code,
-                attributes={**device.identity, "error.type": "xid", "hw.gpu.xid.code": code},
-                message=f"XID {code} on GPU {device.index} ({device.identity['hw.id']}): {xid_description(code)}",
-            )]
+            return [
+                GpuEvent(
+                    name="hw.gpu.xid",
+                    timestamp_ns=time.time_ns(),
+                    xid_code=code,
+                    attributes={**device.identity, "error.type": "xid", "hw.gpu.xid.code": code},
+                    message=f"XID {code} on GPU {device.index} ({device.identity['hw.id']}): {xid_description(code)}",
+                )
+            ]
 
 
 NvmlBackend._READERS = (
@@ -714,15 +760,23 @@ def xid_description(code: int) -> str:
 
 
 def _status_points(ident: Attributes, current: str) -> list[Point]:
-    return [Point("hw.status", 1 if state == current else 0, {**ident, "hw.state": state})
-            for state in ("ok", "degraded", "failed", "predicted_failure")]
+    return [
+        Point("hw.status", 1 if state == current else 0, {**ident, "hw.state": state})
+        for state in ("ok", "degraded", "failed", "predicted_failure")
+    ]
 
 
 def _field_value(fv: Any) -> float:
     value = fv.value
-    return {0: lambda: value.dVal, 1: lambda: value.uiVal, 2: lambda: value.ulVal, 3: lambda: value.ullVal,
-            4: lambda: value.sllVal, 5: lambda: value.siVal, 6: lambda: value.usVal}.get(
-        int(fv.valueType), lambda: value.ullVal)()
+    return {
+        0: lambda: value.dVal,
+        1: lambda: value.uiVal,
+        2: lambda: value.ulVal,
+        3: lambda: value.ullVal,
+        4: lambda: value.sllVal,
+        5: lambda: value.siVal,
+        6: lambda: value.usVal,
+    }.get(int(fv.valueType), lambda: value.ullVal)()
 
 
 def _optional(fn: Callable[..., Any], *args: Any) -> Any:

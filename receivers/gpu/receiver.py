@@ -6,12 +6,14 @@ with its own OTel resource (``host.name``) and ``/metrics`` port, exactly as N n
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from opentelemetry._logs import SeverityNumber
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -20,10 +22,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from factorylens import __version__
 from factorylens.exposition import MetricsServer, SnapshotCollector
-from factorylens.registry import GPU_RECEIVER, REGISTRY, Instrument, MetricSpec, Registry
 from factorylens.receivers.gpu.backend import GpuEvent
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
 from factorylens.receivers.node import NodeSource, Points, SourceUnavailable, host_metric_names
+from factorylens.registry import GPU_RECEIVER, REGISTRY, Instrument, MetricSpec, Registry
 
 _log = logging.getLogger(__name__)
 INSTRUMENTATION_SCOPE = "factorylens.receivers.gpu"
@@ -58,12 +60,14 @@ class HostPipeline:
                 Instrument.COUNTER: meter.create_observable_counter,
                 Instrument.UPDOWNCOUNTER: meter.create_observable_up_down_counter,
             }[spec.instrument]
-            self._instruments.append(create(spec.name, callbacks=[self._callback(spec)], unit=spec.unit,
-                                            description=spec.description))
+            self._instruments.append(
+                create(spec.name, callbacks=[self._callback(spec)], unit=spec.unit, description=spec.description)
+            )
 
     def _callback(self, spec: MetricSpec) -> Callable[[CallbackOptions], list[Observation]]:
         def observe(options: CallbackOptions) -> list[Observation]:
             return [Observation(value, attributes) for attributes, value in self.points(spec.name)]
+
         return observe
 
     def points(self, metric: str) -> list[tuple[Mapping[str, Any], float]]:
@@ -108,9 +112,15 @@ class HostPipeline:
         if self.logger_provider is None:
             return
         logger = self.logger_provider.get_logger(INSTRUMENTATION_SCOPE, __version__)
-        logger.emit(timestamp=event.timestamp_ns, observed_timestamp=time.time_ns(),
-                    severity_number=SeverityNumber.ERROR, severity_text="ERROR", body=event.message,
-                    attributes=dict(event.attributes), event_name=event.name)
+        logger.emit(
+            timestamp=event.timestamp_ns,
+            observed_timestamp=time.time_ns(),
+            severity_number=SeverityNumber.ERROR,
+            severity_text="ERROR",
+            body=event.message,
+            attributes=dict(event.attributes),
+            event_name=event.name,
+        )
 
 
 class GpuReceiver:
@@ -151,7 +161,7 @@ class GpuReceiver:
         self.scrape_once()
         self._spawn(self._scrape_loop, "gpu-scrape")
         for pipeline in self.pipelines:
-            self._spawn(lambda p=pipeline: self._event_loop(p), f"gpu-events:{pipeline.name}")
+            self._spawn(functools.partial(self._event_loop, pipeline), f"gpu-events:{pipeline.name}")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
-from factorylens.registry import REGISTRY, Registry
 from factorylens.receivers.gpu.backend import Attributes, GpuBackend, GpuEvent
+from factorylens.registry import REGISTRY, Registry
 
 _log = logging.getLogger(__name__)
 

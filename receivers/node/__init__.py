@@ -8,6 +8,14 @@ from factorylens.receivers.node._source import NodeSource, Points, SourceUnavail
 from factorylens.receivers.node._storage import StorageSource
 
 __all__ = [
-    "FabricSource", "NodeSource", "Points", "SimFabricSource", "SimHostSource", "SimStorageSource",
-    "SourceUnavailable", "StorageSource", "attach_system_metrics", "host_metric_names",
+    "FabricSource",
+    "NodeSource",
+    "Points",
+    "SimFabricSource",
+    "SimHostSource",
+    "SimStorageSource",
+    "SourceUnavailable",
+    "StorageSource",
+    "attach_system_metrics",
+    "host_metric_names",
 ]

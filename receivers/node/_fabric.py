@@ -19,11 +19,21 @@ from factorylens.receivers.node._source import Counters, NodeSource, Points, Sou
 log = logging.getLogger(__name__)
 
 WORD_BYTES = 4
-ERROR_COUNTERS = {"symbol_error": "symbol", "link_downed": "link_downed", "link_error_recovery": "link_recovery",
-                  "port_rcv_errors": "receive", "port_xmit_discards": "transmit_discard"}
+ERROR_COUNTERS = {
+    "symbol_error": "symbol",
+    "link_downed": "link_downed",
+    "link_error_recovery": "link_recovery",
+    "port_rcv_errors": "receive",
+    "port_xmit_discards": "transmit_discard",
+}
 # hw_counters (RoCE, mlx5) → factorylens.network.roce.event
-ROCE_COUNTERS = {"np_ecn_marked_roce_packets": "ecn_marked", "np_cnp_sent": "cnp_sent", "rp_cnp_handled": "cnp_handled",
-                 "out_of_sequence": "out_of_sequence", "packet_seq_err": "packet_sequence_error"}
+ROCE_COUNTERS = {
+    "np_ecn_marked_roce_packets": "ecn_marked",
+    "np_cnp_sent": "cnp_sent",
+    "rp_cnp_handled": "cnp_handled",
+    "out_of_sequence": "out_of_sequence",
+    "packet_seq_err": "packet_sequence_error",
+}
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*Gb/sec")
 
 
@@ -61,8 +71,12 @@ class FabricSource(NodeSource):
         return points
 
     def _port(self, points: Points, device: str, guid: str, port: Path) -> None:
-        ident = {"hw.id": f"{guid}/{port.name}", "hw.type": "network", "hw.name": device,
-                 "network.interface.name": f"{device}/{port.name}"}
+        ident = {
+            "hw.id": f"{guid}/{port.name}",
+            "hw.type": "network",
+            "hw.name": device,
+            "network.interface.name": f"{device}/{port.name}",
+        }
         state = self._read(port / "state")
         if state is not None:
             add(points, "hw.network.up", ident, 1 if "ACTIVE" in state.upper() else 0)
@@ -75,7 +89,7 @@ class FabricSource(NodeSource):
         def counter(name: str, folder: str = "counters") -> float | None:
             raw = self._read(port / folder / name)
             try:
-                return self._counters.total(key + (name,), float(raw)) if raw is not None else None
+                return self._counters.total((*key, name), float(raw)) if raw is not None else None
             except ValueError:
                 return None
 
@@ -84,8 +98,12 @@ class FabricSource(NodeSource):
                 if (port / "hw_counters" / name).exists():
                     value = counter(name, "hw_counters")
                     if value is not None:
-                        add(points, "factorylens.network.roce.events",
-                            {**ident, "factorylens.network.roce.event": event}, int(value))
+                        add(
+                            points,
+                            "factorylens.network.roce.events",
+                            {**ident, "factorylens.network.roce.event": event},
+                            int(value),
+                        )
         if not (port / "counters").is_dir():
             return
         for name, direction in (("port_xmit_data", "transmit"), ("port_rcv_data", "receive")):

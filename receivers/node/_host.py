@@ -21,8 +21,11 @@ _INSTRUMENTOR_KEYS = {"system.network.dropped_packets": "system.network.dropped.
 
 def host_metric_names() -> list[str]:
     """The host-layer metrics the registry declares (what the system-metrics instrumentor is asked for)."""
-    return [m.name for m in REGISTRY.emitted_by(GPU_RECEIVER)
-            if m.name.startswith("system.") and not m.name.startswith("system.filesystem.")]
+    return [
+        m.name
+        for m in REGISTRY.emitted_by(GPU_RECEIVER)
+        if m.name.startswith("system.") and not m.name.startswith("system.filesystem.")
+    ]
 
 
 class HostLayer:
@@ -68,8 +71,12 @@ class SimHostSource(SimulatedSource):
         for cpu, times in enumerate(n.cpu_time_s, start=1):  # numbered from 1, as the real host layer does
             user, system, idle, iowait = times
             busy = n.cpu_utilization
-            for state, seconds, share in (("user", user, busy * 0.8), ("system", system, busy * 0.2),
-                                          ("idle", idle, 1 - busy), ("iowait", iowait, 0.0)):
+            for state, seconds, share in (
+                ("user", user, busy * 0.8),
+                ("system", system, busy * 0.2),
+                ("idle", idle, 1 - busy),
+                ("iowait", iowait, 0.0),
+            ):
                 add(points, "system.cpu.time", {"cpu": cpu, "state": state}, seconds)
                 add(points, "system.cpu.utilization", {"cpu": cpu, "state": state}, share)
         used = n.memory_used_fraction * n.memory_bytes

@@ -15,16 +15,22 @@ class SimStorageSource(SimulatedSource):
         points: Points = {}
         for mount in self._node.mounts.values():
             base = {"system.filesystem.mountpoint": mount.mountpoint, "system.filesystem.type": mount.fstype}
-            for direction, size, ops, seconds in (("read", mount.read_bytes, mount.read_ops, mount.read_time_s),
-                                                   ("write", mount.write_bytes, mount.write_ops, mount.write_time_s)):
+            for direction, size, ops, seconds in (
+                ("read", mount.read_bytes, mount.read_ops, mount.read_time_s),
+                ("write", mount.write_bytes, mount.write_ops, mount.write_time_s),
+            ):
                 labels = {**base, "disk.io.direction": direction}
                 add(points, "factorylens.storage.io", labels, int(size))
                 add(points, "factorylens.storage.operations", labels, int(ops))
                 add(points, "factorylens.storage.operation.time", labels, seconds)
             used = mount.reported_used_bytes
             add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "used"}, int(used))
-            add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "free"},
-                int(mount.size_bytes - used))
+            add(
+                points,
+                "system.filesystem.usage",
+                {**base, "system.filesystem.state": "free"},
+                int(mount.size_bytes - used),
+            )
             add(points, "system.filesystem.utilization", base, used / mount.size_bytes)
         return points
 
@@ -36,12 +42,18 @@ class SimFabricSource(SimulatedSource):
         points: Points = {}
         for port in self._node.ports.values():
             device, number = port.name.split("/")
-            ident = {"hw.id": f"{port.guid}/{number}", "hw.type": "network", "hw.name": device,
-                     "network.interface.name": port.name}
+            ident = {
+                "hw.id": f"{port.guid}/{number}",
+                "hw.type": "network",
+                "hw.name": device,
+                "network.interface.name": port.name,
+            }
             add(points, "hw.network.up", ident, 1 if port.up else 0)
             add(points, "hw.network.bandwidth.limit", ident, int(self._node.port_gbps * 1e9 / 8))
-            for direction, size, packets in (("transmit", port.tx_bytes, port.tx_packets),
-                                             ("receive", port.rx_bytes, port.rx_packets)):
+            for direction, size, packets in (
+                ("transmit", port.tx_bytes, port.tx_packets),
+                ("receive", port.rx_bytes, port.rx_packets),
+            ):
                 add(points, "hw.network.io", {**ident, "network.io.direction": direction}, int(size))
                 add(points, "hw.network.packets", {**ident, "network.io.direction": direction}, int(packets))
             add(points, "factorylens.network.xmit_wait", ident, int(port.xmit_wait))

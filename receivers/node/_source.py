@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import logging
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from factorylens.receivers._counters import MonotonicCounter
 
@@ -26,14 +27,14 @@ class SourceUnavailable(Exception):
 class NodeSource(abc.ABC):
     name: str = "source"
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - an optional hook
         """Open what the source needs (nothing by default)."""
 
     @abc.abstractmethod
     def read(self) -> Points:
         """The current values; raises :class:`SourceUnavailable` when the data is missing."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 - an optional hook
         """Release what ``start`` opened (nothing by default)."""
 
 

@@ -17,16 +17,18 @@ import concurrent.futures
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from factorylens.receivers.node._source import Counters, NodeSource, Points, SourceUnavailable, add
 
 log = logging.getLogger(__name__)
 
 SECTOR_BYTES = 512
-WATCHED_TYPES = frozenset({"ext4", "xfs", "btrfs", "zfs", "nfs", "nfs4", "lustre", "beegfs", "gpfs", "wekafs",
-                           "cephfs", "fuse.juicefs"})
+WATCHED_TYPES = frozenset(
+    {"ext4", "xfs", "btrfs", "zfs", "nfs", "nfs4", "lustre", "beegfs", "gpfs", "wekafs", "cephfs", "fuse.juicefs"}
+)
 NFS_TYPES = frozenset({"nfs", "nfs4"})
 
 
@@ -96,8 +98,9 @@ def parse_lustre_stats(text: str) -> dict[str, tuple[int, int]]:
 class StorageSource(NodeSource):
     name = "storage"
 
-    def __init__(self, proc_root: str = "/proc", statvfs: Callable[[str], Any] = os.statvfs,
-                 statvfs_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self, proc_root: str = "/proc", statvfs: Callable[[str], Any] = os.statvfs, statvfs_timeout_s: float = 1.0
+    ) -> None:
         self.proc = Path(proc_root)
         # in a container (proc_root = the host's /proc, hostPID), the node's mounts are those of its
         # init process, and its file systems are reached through that process's root
@@ -132,8 +135,9 @@ class StorageSource(NodeSource):
                     self._io(points, base, direction, ops, size, ms / 1000.0)
             elif fstype == "lustre":
                 self._lustre(points, base, device)
-            elif device.startswith("/dev/") and Path(device).name in diskstats \
-                    and device not in counted_devices:  # a device mounted twice (bind mounts) counts once
+            elif (
+                device.startswith("/dev/") and Path(device).name in diskstats and device not in counted_devices
+            ):  # a device mounted twice (bind mounts) counts once
                 counted_devices.add(device)
                 r_ops, r_sectors, r_ms, w_ops, w_sectors, w_ms = diskstats[Path(device).name]
                 self._io(points, base, "read", r_ops, r_sectors * SECTOR_BYTES, r_ms / 1000.0)
@@ -141,20 +145,24 @@ class StorageSource(NodeSource):
             self._space(points, base, mountpoint)
         return points
 
-    def _io(self, points: Points, base: dict[str, Any], direction: str, ops: int, size: int,
-            seconds: float | None) -> None:
+    def _io(
+        self, points: Points, base: dict[str, Any], direction: str, ops: int, size: int, seconds: float | None
+    ) -> None:
         labels = {**base, "disk.io.direction": direction}
         key = (base["system.filesystem.mountpoint"], direction)
-        add(points, "factorylens.storage.operations", labels, int(self._counters.total(key + ("ops",), ops)))
-        add(points, "factorylens.storage.io", labels, int(self._counters.total(key + ("bytes",), size)))
+        add(points, "factorylens.storage.operations", labels, int(self._counters.total((*key, "ops"), ops)))
+        add(points, "factorylens.storage.io", labels, int(self._counters.total((*key, "bytes"), size)))
         if seconds is not None:
-            add(points, "factorylens.storage.operation.time", labels, self._counters.total(key + ("s",), seconds))
+            add(points, "factorylens.storage.operation.time", labels, self._counters.total((*key, "s"), seconds))
 
     def _lustre(self, points: Points, base: dict[str, Any], device: str) -> None:
         fsname = device.rsplit(":/", 1)[-1].strip("/")
         llite = self.proc / "fs" / "lustre" / "llite"
-        instances = [i for i in sorted(llite.glob(f"{fsname}-*")) if llite.is_dir()
-                     and all(c in "0123456789abcdef" for c in i.name[len(fsname) + 1:])]  # not "scratch-2-…"
+        instances = [
+            i
+            for i in sorted(llite.glob(f"{fsname}-*"))
+            if llite.is_dir() and all(c in "0123456789abcdef" for c in i.name[len(fsname) + 1 :])
+        ]  # not "scratch-2-…"
         for instance in instances:
             stats = parse_lustre_stats(self._text("fs", "lustre", "llite", instance.name, "stats") or "")
             for direction in ("read", "write"):

@@ -22,8 +22,9 @@ STEP = 300.0  # 5-minute data
 T0 = 1_700_006_400.0  # a midnight
 
 
-def daily(n: int, *, noise: float = 0.5, seed: int = 0, step: float = STEP, level: float = 50.0,
-          start: float = T0) -> tuple[np.ndarray, np.ndarray]:
+def daily(
+    n: int, *, noise: float = 0.5, seed: int = 0, step: float = STEP, level: float = 50.0, start: float = T0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     t = start + np.arange(n) * step
     return t, level + 10 * np.sin(2 * np.pi * t / DAY_S) + rng.normal(0, noise, n)
@@ -112,7 +113,7 @@ def test_predictability_orders_series_by_how_well_they_are_explained():
 
 
 def stream(detector: StreamingDetector, t: np.ndarray, v: np.ndarray, chunk: int) -> np.ndarray:
-    return np.concatenate([detector.score(t[i:i + chunk], v[i:i + chunk]) for i in range(0, t.size, chunk)])
+    return np.concatenate([detector.score(t[i : i + chunk], v[i : i + chunk]) for i in range(0, t.size, chunk)])
 
 
 def config(probation: int = 600) -> StreamingDetectorConfig:
@@ -142,7 +143,7 @@ def test_injected_anomalies_score_high_and_normal_points_low(kind):
         assert scores[:600].max() == 0.0  # probation
         alarms = np.flatnonzero(scores >= ALARM_SCORE)
         assert alarms.size and onset <= alarms[0] <= onset + 30, (seed, alarms)  # early, never before it
-        assert scores[onset:onset + 30].max() > 0.5
+        assert scores[onset : onset + 30].max() > 0.5
         normal = scores[600:onset]
         assert normal.max() < ALARM_SCORE and np.quantile(normal, 0.99) < 0.3
 

@@ -34,8 +34,13 @@ def sine_days(days: float, end_s: float) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_warm_start_from_a_long_format_file(tmp_path, suffix):
     t, v = sine_days(3, 1_700_000_000.0)
-    frame = pd.DataFrame({"timestamp": pd.to_datetime(t, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"),
-                          "series": "gpu0.util", "value": v})
+    frame = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(t, unit="s", utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "series": "gpu0.util",
+            "value": v,
+        }
+    )
     frame = pd.concat([frame, frame.assign(series="gpu1.util", value=v * 2)]).sample(frac=1, random_state=1)
     path = tmp_path / f"history{suffix}"
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
@@ -61,30 +66,49 @@ def test_warm_start_from_a_real_prometheus_range_query(tmp_path):
     assert prometheus and promtool, "Debian's prometheus is installed by `make test` (make system-deps)"
     now = float(int(pd.Timestamp.now(tz="UTC").timestamp()) // 300 * 300)
     t, v = sine_days(3, now - 3600)
-    lines = ["# TYPE gpu_util gauge"] + [f'gpu_util{{gpu="0"}} {x:.6f} {int(ts)}' for ts, x in zip(t, v)] + ["# EOF"]
+    lines = (
+        ["# TYPE gpu_util gauge"]
+        + [f'gpu_util{{gpu="0"}} {x:.6f} {int(ts)}' for ts, x in zip(t, v, strict=False)]
+        + ["# EOF"]
+    )
     (tmp_path / "history.om").write_text("\n".join(lines) + "\n")
     data = tmp_path / "data"
-    backfill = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "history.om"),
-                               str(data)], capture_output=True, text=True)
+    backfill = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp_path / "history.om"), str(data)],
+        capture_output=True,
+        text=True,
+    )
     assert backfill.returncode == 0, backfill.stderr
     config = tmp_path / "prometheus.yml"
     config.write_text("global: {scrape_interval: 15s}\n")
     port = free_port()
-    proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={data}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
+
         def ready():
             try:
                 with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as r:
                     return r.status == 200
             except (urllib.error.URLError, ConnectionError):
                 return False
+
         wait_until(ready, timeout_s=60, what="Prometheus to start")
-        history = wait_until(lambda: query_prometheus_range(url, "gpu_util", t[0], t[-1], STEP), timeout_s=30,
-                             what="the backfilled series")
-        (labels, (times, values)), = history.items()
+        history = wait_until(
+            lambda: query_prometheus_range(url, "gpu_util", t[0], t[-1], STEP),
+            timeout_s=30,
+            what="the backfilled series",
+        )
+        ((labels, (times, values)),) = history.items()
         assert 'gpu="0"' in labels and times.size == t.size
         np.testing.assert_allclose(values, v, atol=1e-5)
         bank = BaselineBank()
@@ -118,9 +142,18 @@ def test_service_serves_seasonal_baselines_and_exports_predictability(make_servi
 
     service = make_service(retention_s=4 * DAY_S)
     t, v = sine_days(2.5, time.time() - 60)
-    service.store.ingest_metrics(metrics_request(
-        [gauge("hw.gpu.utilization", list(zip((t * 1e9).astype(int).tolist(), (v / 100).tolist())), {"hw.id": "GPU-0"})],
-        resource={"host.name": "node-1", "factorylens.job.id": "llm-7b"}))
+    service.store.ingest_metrics(
+        metrics_request(
+            [
+                gauge(
+                    "hw.gpu.utilization",
+                    list(zip((t * 1e9).astype(int).tolist(), (v / 100).tolist(), strict=False)),
+                    {"hw.id": "GPU-0"},
+                )
+            ],
+            resource={"host.name": "node-1", "factorylens.job.id": "llm-7b"},
+        )
+    )
     service.analyze_now()
     (series_id,) = [s for s, series in service.store.series.items() if series.info.metric == "hw.gpu.utilization"]
     baseline = service.analyzer.baseline(service.store, series_id, int(t[-288] * 1e9), int(t[-1] * 1e9) + 1)

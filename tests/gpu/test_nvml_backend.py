@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pynvml
 
 from factorylens.receivers.gpu.nvml import MonotonicCounter, NvmlBackend, nvml_error_name
@@ -25,7 +24,7 @@ def test_reads_every_field_with_identity_and_units(clock):
     assert ident["hw.id"] == gpu.uuid and ident["hw.type"] == "gpu" and ident["hw.vendor"] == "nvidia"
     assert ident["hw.name"] == "NVIDIA H100 80GB HBM3" and ident["gpu.pci_address"] == gpu.pci_bus_id
     assert "hw.serial_number" not in ident  # descriptive attributes ride on hw.status only
-    (status, _), = values(r, "hw.status", **{"gpu.index": 0, "hw.state": "ok"})
+    ((status, _),) = values(r, "hw.status", **{"gpu.index": 0, "hw.state": "ok"})
     assert status["hw.serial_number"] == gpu.serial and status["hw.driver_version"] == "570.133.20"
     assert status["hw.firmware_version"] == gpu.model.vbios and status["hw.model"] == gpu.model.name
     assert value(r, "hw.power", **{"gpu.index": 0}) == int(gpu.power_w * 1000) / 1000.0
@@ -69,12 +68,22 @@ class CountingModule:
         def counted(*args, **kwargs):
             self.calls += 1
             return target(*args, **kwargs)
+
         return counted
 
 
 def test_not_supported_is_probed_once_and_the_series_omitted(clock):
-    _, _, backend = make_sim(clock, [{"kind": "nvml_error", "target": {"host": 0, "gpu": 1}, "start": 0,
-                                      "params": {"function": "nvmlDeviceGetPowerUsage", "error": "NotSupported"}}])
+    _, _, backend = make_sim(
+        clock,
+        [
+            {
+                "kind": "nvml_error",
+                "target": {"host": 0, "gpu": 1},
+                "start": 0,
+                "params": {"function": "nvmlDeviceGetPowerUsage", "error": "NotSupported"},
+            }
+        ],
+    )
     backend.start()
     first = scrape_after(backend, clock)
     assert not values(first, "hw.power", **{"gpu.index": 1})
@@ -88,9 +97,17 @@ def test_not_supported_is_probed_once_and_the_series_omitted(clock):
 
 
 def test_no_permission_disables_the_field_and_logs_once(clock, caplog):
-    _, _, backend = make_sim(clock, [{"kind": "nvml_error", "target": {"host": 0, "gpu": "*"}, "start": 0,
-                                      "params": {"function": "nvmlDeviceGetComputeRunningProcesses",
-                                                 "error": "NoPermission"}}])
+    _, _, backend = make_sim(
+        clock,
+        [
+            {
+                "kind": "nvml_error",
+                "target": {"host": 0, "gpu": "*"},
+                "start": 0,
+                "params": {"function": "nvmlDeviceGetComputeRunningProcesses", "error": "NoPermission"},
+            }
+        ],
+    )
     backend.start()
     for _ in range(3):
         r = scrape_after(backend, clock)
@@ -101,9 +118,18 @@ def test_no_permission_disables_the_field_and_logs_once(clock, caplog):
 
 
 def test_unknown_errors_are_counted_every_time_and_the_field_retried(clock):
-    _, _, backend = make_sim(clock, [{"kind": "nvml_error", "target": {"host": 0, "gpu": 2}, "start": 0,
-                                      "duration": 25, "params": {"function": "nvmlDeviceGetTemperature",
-                                                                 "error": "Unknown"}}])
+    _, _, backend = make_sim(
+        clock,
+        [
+            {
+                "kind": "nvml_error",
+                "target": {"host": 0, "gpu": 2},
+                "start": 0,
+                "duration": 25,
+                "params": {"function": "nvmlDeviceGetTemperature", "error": "Unknown"},
+            }
+        ],
+    )
     backend.start()
     errors = []
     for _ in range(2):
@@ -116,8 +142,11 @@ def test_unknown_errors_are_counted_every_time_and_the_field_retried(clock):
 
 
 def test_gpu_lost_marks_failed_reinitialises_and_recovers_with_counters_intact(clock):
-    cluster, nvml, backend = make_sim(clock, [{"kind": "gpu_lost", "target": {"host": 0, "gpu": 5}, "start": 25,
-                                               "duration": 30}], discovery_retry_interval_s=20)
+    _cluster, _nvml, backend = make_sim(
+        clock,
+        [{"kind": "gpu_lost", "target": {"host": 0, "gpu": 5}, "start": 25, "duration": 30}],
+        discovery_retry_interval_s=20,
+    )
     backend.start()
     before = scrape_after(backend, clock)
     energy_before = value(before, "hw.energy", **{"gpu.index": 5})
@@ -137,8 +166,19 @@ def test_gpu_lost_marks_failed_reinitialises_and_recovers_with_counters_intact(c
 
 
 def test_missing_driver_keeps_running_and_retries_until_it_appears(clock):
-    _, _, backend = make_sim(clock, [{"kind": "driver_missing", "target": {"host": 0}, "start": 0, "duration": 45,
-                                      "params": {"error": "LibraryNotFound"}}], discovery_retry_interval_s=30)
+    _, _, backend = make_sim(
+        clock,
+        [
+            {
+                "kind": "driver_missing",
+                "target": {"host": 0},
+                "start": 0,
+                "duration": 45,
+                "params": {"error": "LibraryNotFound"},
+            }
+        ],
+        discovery_retry_interval_s=30,
+    )
     backend.start()
     r = scrape_after(backend, clock, 1)
     assert r.devices == 0 and r.points == [] and [e.error for e in r.errors] == ["LibraryNotFound"]
@@ -189,8 +229,17 @@ def test_pcie_throughput_is_integrated_into_bytes(clock):
 
 
 def test_xid_events_arrive_once_and_are_counted_by_code(clock):
-    _, _, backend = make_sim(clock, [{"kind": "xid", "target": {"host": 0, "gpu": 3}, "start": 5,
-                                      "params": {"code": 63, "count": 2, "interval": 10}}])
+    _, _, backend = make_sim(
+        clock,
+        [
+            {
+                "kind": "xid",
+                "target": {"host": 0, "gpu": 3},
+                "start": 5,
+                "params": {"code": 63, "count": 2, "interval": 10},
+            }
+        ],
+    )
     backend.start()
     clock.advance(30)
     events = backend.wait_events(0) + backend.wait_events(0)
@@ -207,7 +256,7 @@ def test_processes_map_to_jobs_and_allocation(clock):
     backend.start()
     scrape_after(backend, clock)
     r = scrape_after(backend, clock)
-    (attrs, used), = values(r, "process.gpu.memory.usage", **{"gpu.index": 0})
+    ((attrs, used),) = values(r, "process.gpu.memory.usage", **{"gpu.index": 0})
     assert attrs["factorylens.job.id"] == "llm-pretrain-7b" and attrs["factorylens.team"] == "foundation-models"
     assert attrs["process.pid"] == cluster.hosts[0].gpus[0].process.pid and used > 0
     assert values(r, "process.gpu.utilization", **{"gpu.index": 0})
@@ -251,6 +300,7 @@ def test_old_driver_falls_back_to_the_deprecated_throttle_call(clock):
 
     def missing(handle):
         raise nvml_error("FunctionNotFound")
+
     nvml.nvmlDeviceGetCurrentClocksEventReasons = missing
     backend.start()
     scrape_after(backend, clock)
@@ -267,8 +317,18 @@ def test_event_wait_with_no_event_support_does_not_spin(clock):
 
 
 def test_ecc_counts_and_health_states(clock):
-    _, _, backend = make_sim(clock, [{"kind": "ecc_burst", "target": {"host": 0, "gpu": 2}, "start": 15,
-                                      "duration": 60, "params": {"corrected_per_s": 10, "uncorrected": 1}}])
+    _, _, backend = make_sim(
+        clock,
+        [
+            {
+                "kind": "ecc_burst",
+                "target": {"host": 0, "gpu": 2},
+                "start": 15,
+                "duration": 60,
+                "params": {"corrected_per_s": 10, "uncorrected": 1},
+            }
+        ],
+    )
     backend.start()
     scrape_after(backend, clock)
     r = scrape_after(backend, clock)
@@ -288,6 +348,7 @@ def test_field_values_drop_unsupported_entries_and_keep_the_rest(clock):
             if fv.fieldId == 82:
                 fv.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
         return out
+
     nvml.nvmlDeviceGetFieldValues = partial
     backend.start()
     r = scrape_after(backend, clock)

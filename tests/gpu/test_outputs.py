@@ -11,8 +11,8 @@ import urllib.request
 
 import pytest
 
-from factorylens.registry import REGISTRY
 from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
+from factorylens.registry import REGISTRY
 from tests.conftest import free_port, wait_until
 from tests.otlp_sink import OtlpSink
 
@@ -34,6 +34,7 @@ def run_receiver():
         receivers.append(receiver)
         receiver.start()
         return receiver, cluster
+
     yield start
     for r in receivers:
         r.shutdown()
@@ -45,9 +46,11 @@ def test_otlp_grpc_export_to_a_real_sink(sink, run_receiver, monkeypatch, tmp_pa
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "k8s.cluster.name=test-cluster")
     scenario = tmp_path / "xid.yaml"
     scenario.write_text("faults: [{kind: xid, target: {host: 1, gpu: 2}, start: 0, params: {code: 48}}]\n")
-    receiver, cluster = run_receiver(sim_hosts=2, sim_gpus_per_host=4, scenario=str(scenario))
-    points = wait_until(lambda: [p for p in sink.metric_points("hw.gpu.utilization")
-                                 if p[0].get("host.name") == "sim-node-1"], what="utilization over OTLP")
+    _receiver, cluster = run_receiver(sim_hosts=2, sim_gpus_per_host=4, scenario=str(scenario))
+    points = wait_until(
+        lambda: [p for p in sink.metric_points("hw.gpu.utilization") if p[0].get("host.name") == "sim-node-1"],
+        what="utilization over OTLP",
+    )
     resource, attributes, value = points[0]
     assert resource["k8s.cluster.name"] == "test-cluster" and resource["factorylens.simulated"] is True
     assert attributes["hw.id"] in {g.uuid for g in cluster.hosts[1].gpus} and 0 <= value <= 1
@@ -56,11 +59,14 @@ def test_otlp_grpc_export_to_a_real_sink(sink, run_receiver, monkeypatch, tmp_pa
     attrs = {kv.key: kv.value for kv in record.attributes}
     assert record.event_name == "hw.gpu.xid" and attrs["hw.gpu.xid.code"].int_value == 48
     assert attrs["hw.id"].string_value == cluster.hosts[1].gpus[2].uuid
-    xids = wait_until(lambda: [p for p in sink.metric_points("hw.errors") if p[1].get("error.type") == "xid"],
-                      what="XID counter over OTLP")
+    xids = wait_until(
+        lambda: [p for p in sink.metric_points("hw.errors") if p[1].get("error.type") == "xid"],
+        what="XID counter over OTLP",
+    )
     assert xids[-1][1]["hw.gpu.xid.code"] == 48 and xids[-1][2] == 1
 
 
+@pytest.mark.slow
 def test_a_dead_collector_does_not_stop_scraping(run_receiver, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{free_port()}")  # nobody listens
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1000")
@@ -82,28 +88,63 @@ def test_prometheus_endpoint_uses_registry_names(run_receiver):
     assert all(u.startswith("http://127.0.0.1:") for u in urls) and len(set(urls)) == 2
     status, body = fetch(urls[1])
     assert status == 200
-    assert 'target_info{' in body and 'host_name="sim-node-1"' in body
-    for name in ("hw_gpu_utilization_ratio", "hw_energy_joules_total", "hw_gpu_memory_usage_bytes",
-                 "hw_errors_total", "hw_status", "factorylens_receiver_devices"):
+    assert "target_info{" in body and 'host_name="sim-node-1"' in body
+    for name in (
+        "hw_gpu_utilization_ratio",
+        "hw_energy_joules_total",
+        "hw_gpu_memory_usage_bytes",
+        "hw_errors_total",
+        "hw_status",
+        "factorylens_receiver_devices",
+    ):
         assert f"\n{name}{{" in body or f"\n{name} " in body, name
     names = {line.split("{")[0].split(" ")[0] for line in body.splitlines() if line and not line.startswith("#")}
-    known = {m.prometheus_name for m in REGISTRY.metrics} | {"target_info", "factorylens_receiver_scrape_errors_created",
-                                                             "hw_energy_created", "hw_errors_created",
-                                                             "hw_gpu_io_created", "hw_gpu_interconnect_io_created"}
+    known = {m.prometheus_name for m in REGISTRY.metrics} | {
+        "target_info",
+        "factorylens_receiver_scrape_errors_created",
+        "hw_energy_created",
+        "hw_errors_created",
+        "hw_gpu_io_created",
+        "hw_gpu_interconnect_io_created",
+    }
     assert names <= known, names - known
-    assert 'hw_gpu_utilization_ratio{' in body and 'hw_gpu_task="general"' in body
+    assert "hw_gpu_utilization_ratio{" in body and 'hw_gpu_task="general"' in body
 
 
 def test_prometheus_endpoint_bearer_token_and_tls(run_receiver, tmp_path):
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
-    receiver, _ = run_receiver(sim_gpus_per_host=1, prometheus_port=0, otlp="off",
-                               prometheus_bearer_token_file=str(token_file),
-                               prometheus_tls_cert=str(cert), prometheus_tls_key=str(key))
+    receiver, _ = run_receiver(
+        sim_gpus_per_host=1,
+        prometheus_port=0,
+        otlp="off",
+        prometheus_bearer_token_file=str(token_file),
+        prometheus_tls_cert=str(cert),
+        prometheus_tls_key=str(key),
+    )
     url = receiver.pipelines[0].metrics_server.url
     assert url.startswith("https://")
     context = ssl.create_default_context(cafile=str(cert))
@@ -118,6 +159,7 @@ def test_prometheus_endpoint_bearer_token_and_tls(run_receiver, tmp_path):
         fetch(url.replace("https://", "http://"), token="s3cret")
 
 
+@pytest.mark.slow
 def test_real_prometheus_scrapes_the_endpoint(run_receiver, tmp_path):
     prometheus = shutil.which("prometheus")
     assert prometheus, "Debian's prometheus is installed by `make test` (make system-deps)"
@@ -126,25 +168,41 @@ def test_real_prometheus_scrapes_the_endpoint(run_receiver, tmp_path):
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs: [{{job_name: gpu, static_configs: [{{targets: ['127.0.0.1:{target.port}']}}]}}]\n")
+        f"scrape_configs: [{{job_name: gpu, static_configs: [{{targets: ['127.0.0.1:{target.port}']}}]}}]\n"
+    )
     check = subprocess.run(["promtool", "check", "config", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     port = free_port()
-    proc = subprocess.Popen([prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            prometheus,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
+
         def query(expr):
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/query?query={expr}", timeout=5) as r:
                     return json.loads(r.read())["data"]["result"]
             except (urllib.error.URLError, ConnectionError):
                 return []
-        up = wait_until(lambda: query("up") and query("up")[0]["value"][1] == "1" and query("up"), timeout_s=60,
-                        what="Prometheus to scrape the receiver")
+
+        up = wait_until(
+            lambda: query("up") and query("up")[0]["value"][1] == "1" and query("up"),
+            timeout_s=60,
+            what="Prometheus to scrape the receiver",
+        )
         assert up[0]["metric"]["job"] == "gpu"
-        util = wait_until(lambda: query('hw_gpu_utilization_ratio{hw_gpu_task="general"}'), timeout_s=30,
-                          what="utilization in Prometheus")
+        util = wait_until(
+            lambda: query('hw_gpu_utilization_ratio{hw_gpu_task="general"}'),
+            timeout_s=30,
+            what="utilization in Prometheus",
+        )
         assert len(util) == 2 and {r["metric"]["gpu_index"] for r in util} == {"0", "1"}
         rate = wait_until(lambda: query("rate(hw_energy_joules_total[5s])"), timeout_s=30, what="energy rate")
         assert all(float(r["value"][1]) > 0 for r in rate)

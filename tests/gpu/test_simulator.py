@@ -8,9 +8,9 @@ import pytest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from factorylens.registry import GPU_RECEIVER, REGISTRY
 from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
 from factorylens.receivers.gpu.sim import Job, SimulatedCluster
+from factorylens.registry import GPU_RECEIVER, REGISTRY
 from tests.conftest import ManualClock
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "receivers" / "gpu" / "scenarios"
@@ -24,17 +24,29 @@ class Sim:
         self.readers: dict[str, InMemoryMetricReader] = {}
         self.logs: dict[str, InMemoryLogRecordExporter] = {}
         if faults is not None:
-            import json, tempfile
+            import json
+            import tempfile
+
             f = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
             json.dump({"faults": faults}, f)
             f.close()
             scenario_file = f.name
-        cfg = GpuReceiverConfig(backend="sim", sim_hosts=hosts, sim_gpus_per_host=gpus, sim_model=model,
-                                scenario=scenario_file, otlp="off", **config)
+        cfg = GpuReceiverConfig(
+            backend="sim",
+            sim_hosts=hosts,
+            sim_gpus_per_host=gpus,
+            sim_model=model,
+            scenario=scenario_file,
+            otlp="off",
+            **config,
+        )
         self.receiver, self.cluster = create_receiver(
-            cfg, metric_readers=lambda name: [self.readers.setdefault(name, InMemoryMetricReader())],
+            cfg,
+            metric_readers=lambda name: [self.readers.setdefault(name, InMemoryMetricReader())],
             log_exporters=lambda name: [self.logs.setdefault(name, InMemoryLogRecordExporter())],
-            clock=self.clock, strict=True)
+            clock=self.clock,
+            strict=True,
+        )
         for p in self.receiver.pipelines:
             p.scraper.start()
 
@@ -56,8 +68,11 @@ class Sim:
         return out
 
     def get(self, metric, host="sim-node-0", **match):
-        return [v for a, v in self.collect(host).get(metric, (None, []))[1]
-                if all(a.get(k) == val for k, val in match.items())]
+        return [
+            v
+            for a, v in self.collect(host).get(metric, (None, []))[1]
+            if all(a.get(k) == val for k, val in match.items())
+        ]
 
     def one(self, metric, host="sim-node-0", **match):
         found = self.get(metric, host, **match)
@@ -76,6 +91,7 @@ def sim_factory():
         s = Sim(*args, **kwargs)
         sims.append(s)
         return s
+
     yield make
     for s in sims:
         s.close()
@@ -91,8 +107,12 @@ def test_everything_emitted_is_declared_in_the_registry(sim_factory):
             allowed = set(REGISTRY.allowed_attributes(spec))
             for attributes, _ in points:
                 assert set(attributes) <= allowed, (name, set(attributes) - allowed)
-            assert set(resource.attributes) - {"telemetry.sdk.language", "telemetry.sdk.name",
-                                               "telemetry.sdk.version", "service.instance.id"} <= set(REGISTRY.resource_attributes)
+            assert set(resource.attributes) - {
+                "telemetry.sdk.language",
+                "telemetry.sdk.name",
+                "telemetry.sdk.version",
+                "service.instance.id",
+            } <= set(REGISTRY.resource_attributes)
     emitted = set(sim.collect("sim-node-0")) | set(sim.collect("sim-node-1"))
     gpu_metrics = {m.name for m in REGISTRY.emitted_by(GPU_RECEIVER)}
     # H100 boards have no fan of their own; the simulated fabric is InfiniBand, not RoCE
@@ -115,8 +135,10 @@ def test_utilization_power_temperature_and_clocks_move_together(sim_factory):
     idle = {"gpu.index": 7}  # unallocated
     assert sim.one("hw.gpu.utilization", "sim-node-0", **busy, **{"hw.gpu.task": "general"}) > 0.8
     assert sim.one("hw.power", **busy) > 3 * sim.one("hw.power", **idle)
-    assert sim.one("hw.temperature", **busy, **{"hw.sensor_location": "die"}) > \
-        sim.one("hw.temperature", **idle, **{"hw.sensor_location": "die"}) + 20
+    assert (
+        sim.one("hw.temperature", **busy, **{"hw.sensor_location": "die"})
+        > sim.one("hw.temperature", **idle, **{"hw.sensor_location": "die"}) + 20
+    )
     assert sim.one("hw.gpu.speed", **busy, **{"hw.gpu.clock_domain": "sm"}) == 1980e6
     assert sim.one("hw.gpu.speed", **idle, **{"hw.gpu.clock_domain": "sm"}) == 345e6
     assert sim.one("hw.gpu.clock_event.active", **idle, **{"hw.gpu.clock_event.reason": "gpu_idle"}) == 1
@@ -125,7 +147,7 @@ def test_utilization_power_temperature_and_clocks_move_together(sim_factory):
 def test_training_dips_at_every_checkpoint():
     job = Job("j", "t", "training", 0.8, checkpoint_every_s=600, checkpoint_s=40)
     loads = [job.load(1e9, t) for t in range(0, 1800, 10)]
-    dips = [t for t, load in zip(range(0, 1800, 10), loads) if load < 0.1]
+    dips = [t for t, load in zip(range(0, 1800, 10), loads, strict=False) if load < 0.1]
     assert dips and all(t % 600 >= 560 for t in dips)
     assert len({t // 600 for t in dips}) == 3
 
@@ -210,8 +232,12 @@ def test_xid_becomes_a_counter_and_a_log_record(sim_factory):
 
 
 def test_nvlink_and_pcie_degradation(sim_factory):
-    sim = sim_factory([fault("nvlink_degradation", gpu=0, throughput_fraction=0.2, crc_errors_per_s=10),
-                       fault("pcie_degradation", gpu=1, throughput_fraction=0.1, replays_per_s=4)])
+    sim = sim_factory(
+        [
+            fault("nvlink_degradation", gpu=0, throughput_fraction=0.2, crc_errors_per_s=10),
+            fault("pcie_degradation", gpu=1, throughput_fraction=0.1, replays_per_s=4),
+        ]
+    )
     sim.run(50)
     nv0 = sim.one("hw.gpu.interconnect.io", **{"gpu.index": 0, "network.io.direction": "transmit"})
     nv2 = sim.one("hw.gpu.interconnect.io", **{"gpu.index": 2, "network.io.direction": "transmit"})
@@ -238,13 +264,17 @@ def test_gpu_lost_then_back(sim_factory):
 
 
 def test_not_supported_per_function(sim_factory):
-    sim = sim_factory([fault("nvml_error", gpu=5, start=0, function="nvmlDeviceGetTotalEnergyConsumption",
-                             error="NotSupported")])
+    sim = sim_factory(
+        [fault("nvml_error", gpu=5, start=0, function="nvmlDeviceGetTotalEnergyConsumption", error="NotSupported")]
+    )
     sim.run(30)
     assert sim.get("hw.energy", **{"gpu.index": 5}) == []
     assert sim.get("hw.energy", **{"gpu.index": 4})
     errors = sim.collect()["factorylens.receiver.scrape.errors"][1]
-    assert ({"nvml.function": "nvmlDeviceGetTotalEnergyConsumption", "factorylens.receiver.error": "NotSupported"}, 1) in errors
+    assert (
+        {"nvml.function": "nvmlDeviceGetTotalEnergyConsumption", "factorylens.receiver.error": "NotSupported"},
+        1,
+    ) in errors
 
 
 def test_stuck_utilization_reads_zero_while_power_stays_high(sim_factory):
@@ -267,8 +297,9 @@ def test_memory_leak_grows_until_the_board_is_full(sim_factory):
 
 
 def test_driver_missing_then_present(sim_factory):
-    sim = sim_factory([{"kind": "driver_missing", "target": {"host": 0}, "start": 0, "duration": 40}],
-                      discovery_retry_interval_s=30)
+    sim = sim_factory(
+        [{"kind": "driver_missing", "target": {"host": 0}, "start": 0, "duration": 40}], discovery_retry_interval_s=30
+    )
     sim.step(1)
     assert sim.one("factorylens.receiver.devices") == 0
     sim.run(80)

@@ -37,8 +37,9 @@ class Instrumented:
         return found
 
     def phase(self, name: str):
-        matches = [p for a, p in self.points("factorylens.train.phase.duration")
-                   if a["factorylens.train.phase"] == name]
+        matches = [
+            p for a, p in self.points("factorylens.train.phase.duration") if a["factorylens.train.phase"] == name
+        ]
         assert len(matches) == 1, f"no {name} phase"
         return matches[0]
 
@@ -48,14 +49,24 @@ def instrument():
     made: list[TrainingInstrumentor] = []
 
     def make(**config: Any) -> Instrumented:
-        identity = {"job_id": "job-1", "team": "fm", "rank": 1, "world_size": 4, "host": "node-9",
-                    "gpu_ids": ("GPU-aaaa",), "gpu_name": "NVIDIA H100 80GB HBM3", "flush_interval_s": 3600.0}
+        identity = {
+            "job_id": "job-1",
+            "team": "fm",
+            "rank": 1,
+            "world_size": 4,
+            "host": "node-9",
+            "gpu_ids": ("GPU-aaaa",),
+            "gpu_name": "NVIDIA H100 80GB HBM3",
+            "flush_interval_s": 3600.0,
+        }
         reader, spans = InMemoryMetricReader(), InMemorySpanExporter()
         tracer_provider = TracerProvider(resource=Resource.create({"service.name": "test"}))
         tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
-        instrumentor = TrainingInstrumentor(TrainingConfig(**{**identity, **config}),
-                                            meter_provider=MeterProvider(metric_readers=[reader]),
-                                            tracer_provider=tracer_provider).instrument()
+        instrumentor = TrainingInstrumentor(
+            TrainingConfig(**{**identity, **config}),
+            meter_provider=MeterProvider(metric_readers=[reader]),
+            tracer_provider=tracer_provider,
+        ).instrument()
         made.append(instrumentor)
         return Instrumented(instrumentor, reader, spans)
 

@@ -60,7 +60,10 @@ def test_every_metric_is_declared_in_the_registry_with_its_unit(instrument):
             for m in sm.metrics:
                 emitted[m.name] = m
     expected = {m.name for m in REGISTRY.emitted_by("instrumentation")} - {
-        "factorylens.checkpoint.io", "factorylens.checkpoint.duration", "factorylens.checkpoint.throughput"}
+        "factorylens.checkpoint.io",
+        "factorylens.checkpoint.duration",
+        "factorylens.checkpoint.throughput",
+    }
     assert expected <= set(emitted)
     for name, metric in emitted.items():
         spec = REGISTRY.metric(name)
@@ -76,9 +79,15 @@ def test_resource_and_spans_carry_the_join_keys(instrument):
             pass
     run.flush()
     identity = run.instrumentor.identity()
-    assert identity == {"factorylens.job.id": "job-1", "factorylens.team": "fm", "factorylens.rank": 1,
-                        "factorylens.world_size": 4, "host.name": "node-9", "factorylens.gpu.ids": ["GPU-aaaa"],
-                        "hw.id": "GPU-aaaa"}
+    assert identity == {
+        "factorylens.job.id": "job-1",
+        "factorylens.team": "fm",
+        "factorylens.rank": 1,
+        "factorylens.world_size": 4,
+        "host.name": "node-9",
+        "factorylens.gpu.ids": ["GPU-aaaa"],
+        "hw.id": "GPU-aaaa",
+    }
     spans = {s.name: s for s in run.spans.get_finished_spans()}
     root, child = spans["train.step"], spans["train.forward"]
     assert child.parent.span_id == root.context.span_id
@@ -122,8 +131,12 @@ def test_decorator_form_and_module_api_before_and_after_init():
     from opentelemetry.sdk.trace import TracerProvider
 
     reader = InMemoryMetricReader()
-    inst = fl.init(job_id="deco", meter_provider=MeterProvider(metric_readers=[reader]),
-                   tracer_provider=TracerProvider(), flush_interval_s=3600)
+    inst = fl.init(
+        job_id="deco",
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        tracer_provider=TracerProvider(),
+        flush_interval_s=3600,
+    )
     try:
         assert fl.init(job_id="other") is inst  # once per process
 
@@ -135,8 +148,12 @@ def test_decorator_form_and_module_api_before_and_after_init():
         decorated()
         decorated()
         inst.force_flush()
-        counts = [p.value for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
-                  if m.name == "factorylens.train.samples" for p in m.data.data_points]
+        counts = [
+            p.value
+            for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+            if m.name == "factorylens.train.samples"
+            for p in m.data.data_points
+        ]
         assert counts == [6]
     finally:
         fl.shutdown()
@@ -235,6 +252,7 @@ def test_gpu_discovery_through_nvml_honours_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # set but empty: no GPU at all
     assert discover_gpus(0, nvml) == ((), "")
     import pynvml  # the real module on this machine: no driver, so no GPU and no error
+
     assert discover_gpus(0, pynvml) == ((), "")
 
 
@@ -267,7 +285,7 @@ def test_work_between_epochs_is_not_part_of_a_step(instrument):
 
     _set_active(fl_inst)
     try:
-        for epoch in range(2):
+        for _epoch in range(2):
             for _ in fl.timed(range(3)):
                 with fl.step(samples=1):
                     busy(0.005)
@@ -294,8 +312,12 @@ def test_a_function_decorated_before_init_is_measured_after_it():
 
     train_step()  # before init: nothing happens
     reader = InMemoryMetricReader()
-    inst = fl.init(job_id="late", meter_provider=MeterProvider(metric_readers=[reader]),
-                   tracer_provider=TracerProvider(), flush_interval_s=3600)
+    inst = fl.init(
+        job_id="late",
+        meter_provider=MeterProvider(metric_readers=[reader]),
+        tracer_provider=TracerProvider(),
+        flush_interval_s=3600,
+    )
     try:
         train_step()
         train_step()
@@ -359,12 +381,17 @@ def test_a_second_init_on_the_same_providers_reports_its_own_numbers():
     meters, tracers = MeterProvider(metric_readers=[reader]), TracerProvider()
 
     def rate() -> float:
-        return [p.value for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
-                if m.name == "factorylens.train.samples.rate" for p in m.data.data_points][0]
+        return next(
+            p.value
+            for m in reader.get_metrics_data().resource_metrics[0].scope_metrics[0].metrics
+            if m.name == "factorylens.train.samples.rate"
+            for p in m.data.data_points
+        )
 
     for samples in (1000, 1):  # a notebook re-running its cell
-        inst = fl.init(job_id="nb", meter_provider=meters, tracer_provider=tracers, flush_interval_s=3600,
-                       export_interval_s=60)
+        inst = fl.init(
+            job_id="nb", meter_provider=meters, tracer_provider=tracers, flush_interval_s=3600, export_interval_s=60
+        )
         for _ in range(5):
             with fl.step(samples=samples):
                 busy(0.002)

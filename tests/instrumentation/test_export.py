@@ -19,6 +19,7 @@ def otlp_env(monkeypatch):
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_INSECURE", "true")
         monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "2")
+
     yield point_at
     fl.shutdown()
 
@@ -26,9 +27,16 @@ def otlp_env(monkeypatch):
 def test_the_example_loop_exports_steps_and_spans_joined_to_its_gpu(make_service, otlp_env):
     service = make_service()
     otlp_env(f"http://{service.address}")
-    fl.init(job_id="llm-test", team="fm", gpu_ids=("GPU-1234",), gpu_name="NVIDIA A100-SXM4-80GB",
-            model_flops_per_sample=flops_per_sample(16, 64), span_every_steps=10, flush_interval_s=0.1,
-            export_interval_s=0.5)
+    fl.init(
+        job_id="llm-test",
+        team="fm",
+        gpu_ids=("GPU-1234",),
+        gpu_name="NVIDIA A100-SXM4-80GB",
+        model_flops_per_sample=flops_per_sample(16, 64),
+        span_every_steps=10,
+        flush_interval_s=0.1,
+        export_interval_s=0.5,
+    )
     result = train(steps=40, checkpoint_every=20)
     assert result["last_loss"] < result["first_loss"]  # it really trains
     fl.shutdown()
@@ -38,7 +46,9 @@ def test_the_example_loop_exports_steps_and_spans_joined_to_its_gpu(make_service
     assert info.entity == "rank:llm-test/0" and info.resource["hw.id"] == "GPU-1234"
     assert info.resource["factorylens.gpu.ids"] == '["GPU-1234"]'
     assert service.store.query(info.id, View.COUNT)[1].size > 0
-    phases = {i.attributes["factorylens.train.phase"] for i in service.store.list_series("factorylens.train.phase.duration")}
+    phases = {
+        i.attributes["factorylens.train.phase"] for i in service.store.list_series("factorylens.train.phase.duration")
+    }
     assert {"data", "forward", "backward", "optimizer", "checkpoint.save"} <= phases
     spans = service.store.span_sample.spans(service="factorylens-training", name="train.step")
     assert spans and all(s["attributes"]["factorylens.job.id"] == "llm-test" for s in spans)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 import torch  # `make test` installs the CPU build (torch==2.13.0)
 import torch.distributed as dist
 from torch import nn
@@ -35,8 +34,9 @@ def test_a_real_loop_is_timed_automatically(instrument, tmp_path):
     data = TensorDataset(torch.randn(64, 8), torch.randn(64, 1))
     instrumentor = TorchInstrumentor(run.instrumentor, model=model).instrument()
     try:
-        for number, (x, y) in enumerate(instrument_dataloader(DataLoader(data, batch_size=16),
-                                                              run.instrumentor), start=1):
+        for number, (x, y) in enumerate(
+            instrument_dataloader(DataLoader(data, batch_size=16), run.instrumentor), start=1
+        ):
             with run.instrumentor.step(samples=len(x)):
                 x, y = to_device((x, y), "cpu", training=run.instrumentor)
                 loss = nn.functional.mse_loss(model(x), y)
@@ -120,8 +120,9 @@ class FakeCudaEvent:
 def one_device_step(run) -> None:
     """A forward and backward pass timed as if on a GPU (FakeCudaEvent stands in for CUDA events)."""
     model = tiny_model()
-    instrumentor = TorchInstrumentor(run.instrumentor, model=model, event_factory=FakeCudaEvent,
-                                     force_device_timing=True).instrument()
+    instrumentor = TorchInstrumentor(
+        run.instrumentor, model=model, event_factory=FakeCudaEvent, force_device_timing=True
+    ).instrument()
     try:
         with run.instrumentor.step():
             model(torch.randn(2, 8)).sum().backward()

@@ -48,8 +48,13 @@ def test_fabric_counters_from_sysfs():
     assert one(points, "hw.errors", **port, **{"error.type": "link_downed"}) == 1
     assert one(points, "hw.network.up", **port) == 1
     assert one(points, "hw.network.bandwidth.limit", **port) == 50_000_000_000
-    assert one(points, "factorylens.network.roce.events", **port, **{"factorylens.network.roce.event": "out_of_sequence"}) == 0
-    assert one(points, "factorylens.network.roce.events", **port, **{"factorylens.network.roce.event": "ecn_marked"}) == 2
+    assert (
+        one(points, "factorylens.network.roce.events", **port, **{"factorylens.network.roce.event": "out_of_sequence"})
+        == 0
+    )
+    assert (
+        one(points, "factorylens.network.roce.events", **port, **{"factorylens.network.roce.event": "ecn_marked"}) == 2
+    )
     assert len(by(points, "factorylens.network.roce.events", **port)) == 2  # the two hw_counters present
     attributes = points["hw.network.up"][0][0]
     assert attributes["hw.id"] == "b8ce:f603:00a1:2c3e/1" and attributes["hw.type"] == "network"
@@ -120,8 +125,13 @@ def test_the_agent_keeps_going_without_gpus_or_fabric_and_reads_the_real_host(tm
     import psutil
 
     reader = InMemoryMetricReader()
-    config = GpuReceiverConfig(backend="nvml", otlp="off", proc_root=str(host_proc_with_fixture_storage(tmp_path)),
-                               sys_root=str(tmp_path / "no-sys"), collection_interval_s=1)
+    config = GpuReceiverConfig(
+        backend="nvml",
+        otlp="off",
+        proc_root=str(host_proc_with_fixture_storage(tmp_path)),
+        sys_root=str(tmp_path / "no-sys"),
+        collection_interval_s=1,
+    )
     receiver, _ = create_receiver(config, metric_readers=lambda host: [reader])
     try:
         receiver.start()
@@ -148,6 +158,7 @@ def node_sim():
         sim = Sim(faults=faults, hosts=2, gpus=8)
         sims.append(sim)
         return sim
+
     yield make
     for sim in sims:
         sim.close()
@@ -163,8 +174,14 @@ def test_healthy_node_layers_follow_the_training_job(node_sim):
     sim = node_sim([])
     sim.run(60)
     collected = sim.collect()
-    for name in ("system.cpu.utilization", "system.memory.usage", "factorylens.storage.io", "hw.network.io",
-                 "system.filesystem.utilization", "hw.network.up"):
+    for name in (
+        "system.cpu.utilization",
+        "system.memory.usage",
+        "factorylens.storage.io",
+        "hw.network.io",
+        "system.filesystem.utilization",
+        "hw.network.up",
+    ):
         assert name in collected, name
     assert rate(sim, "hw.network.io", 60, **{"network.io.direction": "transmit"}) > 1e10  # gradients flow
     ckpt = {"system.filesystem.mountpoint": "/mnt/ckpt", "disk.io.direction": "write"}
@@ -175,34 +192,71 @@ def test_healthy_node_layers_follow_the_training_job(node_sim):
 def latency(sim: Sim, mount: str, seconds: float) -> float:
     """Mean seconds per read operation over the next ``seconds``."""
     labels = {"system.filesystem.mountpoint": mount, "disk.io.direction": "read"}
-    t0, n0 = sum(sim.get("factorylens.storage.operation.time", **labels)), sum(sim.get("factorylens.storage.operations", **labels))
+    t0, n0 = (
+        sum(sim.get("factorylens.storage.operation.time", **labels)),
+        sum(sim.get("factorylens.storage.operations", **labels)),
+    )
     sim.run(seconds)
-    t1, n1 = sum(sim.get("factorylens.storage.operation.time", **labels)), sum(sim.get("factorylens.storage.operations", **labels))
+    t1, n1 = (
+        sum(sim.get("factorylens.storage.operation.time", **labels)),
+        sum(sim.get("factorylens.storage.operations", **labels)),
+    )
     return (t1 - t0) / max(n1 - n0, 1)
 
 
-@pytest.mark.parametrize("fault, check", [
-    ({"kind": "slow_storage", "params": {"latency_factor": 20}},
-     lambda sim: latency(sim, "/mnt/ckpt", 40) > 0.03),  # healthy: 2 ms an operation
-    ({"kind": "filesystem_full", "params": {"used_fraction": 0.99}},
-     lambda sim: sim.one("system.filesystem.utilization", **{"system.filesystem.mountpoint": "/mnt/ckpt"}) >= 0.99),
-    ({"kind": "ib_congestion", "params": {"throughput_fraction": 0.2}},
-     lambda sim: rate(sim, "factorylens.network.xmit_wait", 30) > 1e6
-     and sim.cluster.job_collective_slowdown("llm-pretrain-7b") >= 4.9),
-    ({"kind": "ib_symbol_errors", "params": {"port": "mlx5_2/1", "per_s": 10}},
-     lambda sim: sim.one("hw.errors", **{"error.type": "symbol", "network.interface.name": "mlx5_2/1"}) > 100),
-    ({"kind": "nic_down", "params": {"port": "mlx5_0/1"}},
-     lambda sim: sim.one("hw.network.up", **{"network.interface.name": "mlx5_0/1"}) == 0
-     and sim.cluster.job_speed("llm-pretrain-7b") < 0.5),
-    ({"kind": "ib_link_flap", "params": {"period": 40}},
-     lambda sim: sim.one("hw.errors", **{"error.type": "link_downed", "network.interface.name": "mlx5_0/1"}) >= 2),
-    ({"kind": "cpu_saturation", "params": {}},
-     lambda sim: min(sim.get("system.cpu.utilization", state="user")) > 0.7
-     and sim.cluster.job_data_slowdown("llm-pretrain-7b") > 2),
-    ({"kind": "memory_pressure", "params": {}},
-     lambda sim: sim.one("system.swap.usage", state="used") > 0
-     and sim.one("system.memory.utilization", state="used") >= 0.97),
-])
+@pytest.mark.parametrize(
+    "fault, check",
+    [
+        (
+            {"kind": "slow_storage", "params": {"latency_factor": 20}},
+            lambda sim: latency(sim, "/mnt/ckpt", 40) > 0.03,
+        ),  # healthy: 2 ms an operation
+        (
+            {"kind": "filesystem_full", "params": {"used_fraction": 0.99}},
+            lambda sim: (
+                sim.one("system.filesystem.utilization", **{"system.filesystem.mountpoint": "/mnt/ckpt"}) >= 0.99
+            ),
+        ),
+        (
+            {"kind": "ib_congestion", "params": {"throughput_fraction": 0.2}},
+            lambda sim: (
+                rate(sim, "factorylens.network.xmit_wait", 30) > 1e6
+                and sim.cluster.job_collective_slowdown("llm-pretrain-7b") >= 4.9
+            ),
+        ),
+        (
+            {"kind": "ib_symbol_errors", "params": {"port": "mlx5_2/1", "per_s": 10}},
+            lambda sim: sim.one("hw.errors", **{"error.type": "symbol", "network.interface.name": "mlx5_2/1"}) > 100,
+        ),
+        (
+            {"kind": "nic_down", "params": {"port": "mlx5_0/1"}},
+            lambda sim: (
+                sim.one("hw.network.up", **{"network.interface.name": "mlx5_0/1"}) == 0
+                and sim.cluster.job_speed("llm-pretrain-7b") < 0.5
+            ),
+        ),
+        (
+            {"kind": "ib_link_flap", "params": {"period": 40}},
+            lambda sim: (
+                sim.one("hw.errors", **{"error.type": "link_downed", "network.interface.name": "mlx5_0/1"}) >= 2
+            ),
+        ),
+        (
+            {"kind": "cpu_saturation", "params": {}},
+            lambda sim: (
+                min(sim.get("system.cpu.utilization", state="user")) > 0.7
+                and sim.cluster.job_data_slowdown("llm-pretrain-7b") > 2
+            ),
+        ),
+        (
+            {"kind": "memory_pressure", "params": {}},
+            lambda sim: (
+                sim.one("system.swap.usage", state="used") > 0
+                and sim.one("system.memory.utilization", state="used") >= 0.97
+            ),
+        ),
+    ],
+)
 def test_every_node_fault_shows_up_in_its_layer(node_sim, fault, check):
     sim = node_sim([{**fault, "target": {"host": 0}, "start": "2m"}])
     sim.run(180)
@@ -232,6 +286,7 @@ def test_the_agent_survives_every_node_source_missing(tmp_path):
     finally:
         receiver.shutdown()
     import psutil
+
     assert psutil.PROCFS_PATH == "/proc"
 
 
@@ -257,7 +312,8 @@ def test_in_a_container_the_nodes_mounts_are_read_through_pid_1(tmp_path):
     (proc / "1").mkdir()
     (proc / "1" / "mounts").write_text("10.0.0.5:/export/ckpt /mnt/my\\040ckpt nfs4 rw 0 0\n")
     (proc / "1" / "mountstats").write_text(
-        (FIXTURES / "proc" / "self" / "mountstats").read_text().replace("on /mnt/ckpt", "on /mnt/my\\040ckpt"))
+        (FIXTURES / "proc" / "self" / "mountstats").read_text().replace("on /mnt/ckpt", "on /mnt/my\\040ckpt")
+    )
     seen = []
     source = StorageSource(str(proc), statvfs=lambda path: seen.append(path) or fake_statvfs("/"))
     points = source.read()
@@ -286,18 +342,20 @@ def test_a_hung_statvfs_does_not_hold_the_scrape(tmp_path):
         source.shutdown()
 
 
-@pytest.mark.parametrize("params, message", [
-    ({"throughput_fraction": "low"}, "must be a number"),
-    ({"throughput_fraction": 1.5}, "in \\[0, 1\\]"),
-    ({"xmit_wait_per_s": -5}, "≥ 0"),
-    ({"port": "mlx5_9/1"}, "is not one of"),
-])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"throughput_fraction": "low"}, "must be a number"),
+        ({"throughput_fraction": 1.5}, "in \\[0, 1\\]"),
+        ({"xmit_wait_per_s": -5}, "≥ 0"),
+        ({"port": "mlx5_9/1"}, "is not one of"),
+    ],
+)
 def test_node_fault_parameters_are_checked_when_the_scenario_loads(params, message):
     from factorylens.receivers.gpu.sim import Scenario, ScenarioError
 
     with pytest.raises(ScenarioError, match=message):
-        Scenario.from_dict({"faults": [{"kind": "ib_congestion", "target": {"host": 0}, "start": 0,
-                                        "params": params}]})
+        Scenario.from_dict({"faults": [{"kind": "ib_congestion", "target": {"host": 0}, "start": 0, "params": params}]})
 
 
 def test_one_real_host_layer_per_process(tmp_path):
@@ -310,8 +368,12 @@ def test_one_real_host_layer_per_process(tmp_path):
     try:
         with pytest.raises(RuntimeError, match="already registered"):
             attach_system_metrics(MeterProvider(metric_readers=[InMemoryMetricReader()]))
-        names = {m.name for rm in first_reader.get_metrics_data().resource_metrics
-                 for sm in rm.scope_metrics for m in sm.metrics}
+        names = {
+            m.name
+            for rm in first_reader.get_metrics_data().resource_metrics
+            for sm in rm.scope_metrics
+            for m in sm.metrics
+        }
         assert "system.network.dropped_packets" in names
     finally:
         layer.uninstrument()

@@ -73,8 +73,9 @@ KPI = [("rank:j/0", STEP), ("rank:j/1", STEP)]
 
 def rank(series, topology=None, **config):
     frame = frame_of(series)
-    return RankingEngine(RankingConfig(**config)).rank(frame, topology or training_topology(), KPI,
-                                                       frame.index[FAULT - 1])
+    return RankingEngine(RankingConfig(**config)).rank(
+        frame, topology or training_topology(), KPI, frame.index[FAULT - 1]
+    )
 
 
 def slow_steps(series, by=0.3):
@@ -87,10 +88,12 @@ def test_a_hot_gpu_explains_its_rank_and_the_rank_waiting_on_it():
     s = base_series(rng)
     slow_steps(s)
     s[("gpu:G0", "hw.temperature")] = shifted(s[("gpu:G0", "hw.temperature")], 25)
-    s[("rank:j/0", "factorylens.train.phase.duration{factorylens.train.phase=forward}")] += \
-        np.r_[np.zeros(FAULT), np.full(N - FAULT, 0.3)]
-    s[("rank:j/1", "factorylens.train.phase.duration{factorylens.train.phase=collective}")] += \
-        np.r_[np.zeros(FAULT), np.full(N - FAULT, 0.3)]
+    s[("rank:j/0", "factorylens.train.phase.duration{factorylens.train.phase=forward}")] += np.r_[
+        np.zeros(FAULT), np.full(N - FAULT, 0.3)
+    ]
+    s[("rank:j/1", "factorylens.train.phase.duration{factorylens.train.phase=collective}")] += np.r_[
+        np.zeros(FAULT), np.full(N - FAULT, 0.3)
+    ]
     result = rank(s)
     top = result.causes[0]
     assert (top.entity, top.domain, top.signal) == ("gpu:G0", "gpu", "hw.temperature")
@@ -108,8 +111,9 @@ def test_host_pressure_explains_the_ranks_unless_a_neighbour_caused_it():
     slow_steps(s)
     s[("host:h", "system.cpu.utilization")] = shifted(s[("host:h", "system.cpu.utilization")], 0.65)
     for r in (0, 1):
-        s[(f"rank:j/{r}", "factorylens.train.phase.duration{factorylens.train.phase=data}")] = \
-            shifted(noisy(rng, 0.02, 0.002), 0.25)
+        s[(f"rank:j/{r}", "factorylens.train.phase.duration{factorylens.train.phase=data}")] = shifted(
+            noisy(rng, 0.02, 0.002), 0.25
+        )
     assert rank(dict(s)).causes[0].entity == "host:h"
     s[("job:other", "process.cpu.utilization")] = shifted(s[("job:other", "process.cpu.utilization")], 0.6)
     result = rank(s)
@@ -121,8 +125,9 @@ def test_a_congested_nic_beats_the_collectives_it_slows():
     rng = np.random.default_rng(2)
     s = base_series(rng)
     slow_steps(s)
-    s[("nic:h/ib0", "factorylens.network.xmit_wait")] = shifted(s[("nic:h/ib0", "factorylens.network.xmit_wait")],
-                                                               20_000)
+    s[("nic:h/ib0", "factorylens.network.xmit_wait")] = shifted(
+        s[("nic:h/ib0", "factorylens.network.xmit_wait")], 20_000
+    )
     for r in (0, 1):
         key = (f"rank:j/{r}", "factorylens.train.phase.duration{factorylens.train.phase=collective}")
         s[key] = shifted(s[key], 0.3)

@@ -1,5 +1,6 @@
-"""Root-cause ranking on the real labelled data in ../shared/data/rca: the dataset adapters, the AC@k
-metrics, BARO on a planted fault, and our engine against BARO on the same cases."""
+"""Root-cause ranking on the real labelled data (PetShop, Nezha): the dataset adapters, the AC@k metrics,
+BARO on a planted fault, and our engine against BARO on the same cases. The tests that need the data skip
+when there is no copy (``factorylens datasets fetch petshop nezha`` gets one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import shutil
 import warnings
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,25 +28,30 @@ from factorylens.rca_service.evaluation import (
 )
 from factorylens.rca_service.ranking import BaroConfig, BaroRanker, RankingConfig, RankingEngine
 
-from tests.conftest import SHARED
+pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
 
-RCA = SHARED / "data" / "rca"
-PETSHOP = RCA / "petshop" / "dataset"
-NEZHA = RCA / "nezha" / "rca_data"
 SEARCH_LB = "servi-searc.us-west-2.elb.amazonaws.com_remote"
 PETSEARCH = "PetSearch_AWS::ECS::Fargate"
 
 
 @pytest.fixture(scope="module")
-def petshop() -> list[RcaCase]:
-    assert PETSHOP.is_dir(), f"{PETSHOP} missing: the shared data sits next to the checkout (or set FACTORYLENS_SHARED)"
-    return list(load_petshop(PETSHOP))
+def petshop_root(petshop_dir) -> Path:
+    return petshop_dir / "dataset"
 
 
 @pytest.fixture(scope="module")
-def nezha() -> list[RcaCase]:
-    assert NEZHA.is_dir(), f"{NEZHA} missing: the shared data sits next to the checkout (or set FACTORYLENS_SHARED)"
-    return list(load_nezha(NEZHA))
+def nezha_root(nezha_dir) -> Path:
+    return nezha_dir / "rca_data"
+
+
+@pytest.fixture(scope="module")
+def petshop(petshop_root) -> list[RcaCase]:
+    return list(load_petshop(petshop_root))
+
+
+@pytest.fixture(scope="module")
+def nezha(nezha_root) -> list[RcaCase]:
+    return list(load_nezha(nezha_root))
 
 
 def assert_sane(case: RcaCase) -> None:
@@ -60,6 +67,7 @@ def assert_sane(case: RcaCase) -> None:
 
 
 # ---- adapters --------------------------------------------------------------------------------------
+
 
 def test_petshop_yields_every_issue_of_both_scenarios(petshop):
     assert len(petshop) == 34
@@ -91,8 +99,13 @@ def test_petshop_joins_each_load_balancer_to_the_service_behind_it(petshop):
 
 def test_nezha_yields_every_fault_with_service_candidates(nezha):
     assert len(nezha) == 56
-    assert Counter(c.fault_type for c in nezha) == {"cpu_contention": 16, "network_delay": 16, "cpu_consumed": 10,
-                                                     "return": 7, "exception": 7}
+    assert Counter(c.fault_type for c in nezha) == {
+        "cpu_contention": 16,
+        "network_delay": 16,
+        "cpu_consumed": 10,
+        "return": 7,
+        "exception": 7,
+    }
     services = nezha[0].candidates
     assert len(services) == 10 and "frontend" in services and not any(s.startswith("host:") for s in services)
     for case in nezha:
@@ -101,8 +114,9 @@ def test_nezha_yields_every_fault_with_service_candidates(nezha):
         steps = case.frame.index[1:] - case.frame.index[:-1]
         assert (steps % pd.Timedelta(seconds=60) == pd.Timedelta(0)).all()
     assert nezha[0].topology.edges[("entry", "frontend")] == "calls"
-    assert any(relation == "runs_on" and dst.startswith("host:") for (_, dst), relation
-               in nezha[0].topology.edges.items())
+    assert any(
+        relation == "runs_on" and dst.startswith("host:") for (_, dst), relation in nezha[0].topology.edges.items()
+    )
 
 
 def test_nezha_masks_the_earlier_faults_of_the_day(nezha):
@@ -124,32 +138,36 @@ def test_a_folder_in_the_wrong_layout_is_refused_with_its_path(tmp_path):
         load_petshop(tmp_path)
     with pytest.raises(FileNotFoundError, match="no such"):
         load_nezha(tmp_path / "absent")
-    with pytest.raises(FileNotFoundError, match="not a Nezha folder"):
-        load_nezha(PETSHOP)
-    with pytest.raises(FileNotFoundError, match="not a PetShop folder"):
-        load_petshop(NEZHA)
     day = tmp_path / "2022-01-01"
     (day / "metric").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="2022-01-01-fault_list.json"):
+    with pytest.raises(FileNotFoundError, match=r"2022-01-01-fault_list.json"):
         load_nezha(tmp_path)
 
 
-def test_a_broken_label_is_refused_with_its_path(tmp_path):
+def test_each_loader_refuses_the_other_datasets_folder(petshop_root, nezha_root):
+    with pytest.raises(FileNotFoundError, match="not a Nezha folder"):
+        load_nezha(petshop_root)
+    with pytest.raises(FileNotFoundError, match="not a PetShop folder"):
+        load_petshop(nezha_root)
+
+
+def test_a_broken_label_is_refused_with_its_path(tmp_path, petshop_root):
     scenario = tmp_path / "scenario"
     issue = scenario / "test" / "issue_0"
     issue.mkdir(parents=True)
-    source = PETSHOP / "low_traffic"
+    source = petshop_root / "low_traffic"
     shutil.copy(source / "graph.csv", scenario / "graph.csv")
     shutil.copy(next(source.glob("test/issue_*")) / "metrics.csv", issue / "metrics.csv")
     (issue / "target.json").write_text(json.dumps({"target": {"node": "PetSite"}}))
-    with pytest.raises(ValueError, match="target.json"):
+    with pytest.raises(ValueError, match=r"target.json"):
         list(load_petshop(scenario))
     (issue / "target.json").unlink()
-    with pytest.raises(FileNotFoundError, match="target.json"):
+    with pytest.raises(FileNotFoundError, match=r"target.json"):
         list(load_petshop(scenario))
 
 
 # ---- metrics -----------------------------------------------------------------------------------
+
 
 def test_rank_and_accuracy_at_k_on_hand_made_rankings():
     assert rank_of("b", ["a", "b", "c"]) == 2
@@ -181,14 +199,17 @@ def test_summary_per_fault_type_and_overall():
 
 # ---- BARO ----------------------------------------------------------------------------------------
 
+
 def planted_frame(rows: int = 40, fault_row: int = 30) -> tuple[pd.DataFrame, pd.Timestamp]:
     """Three services' latency, CPU and errors; ``db``'s latency jumps at ``fault_row``, and the
     KPI (the frontend's latency) with it."""
     rng = np.random.default_rng(7)
     index = pd.date_range("2024-05-01", periods=rows, freq="60s", tz="UTC")
-    columns = pd.MultiIndex.from_tuples([(e, s) for e in ("api", "cache", "db")
-                                         for s in ("latency_p99", "cpu_util", "error_rate")] +
-                                        [("frontend", "latency_p99")], names=["entity", "signal"])
+    columns = pd.MultiIndex.from_tuples(
+        [(e, s) for e in ("api", "cache", "db") for s in ("latency_p99", "cpu_util", "error_rate")]
+        + [("frontend", "latency_p99")],
+        names=["entity", "signal"],
+    )
     frame = pd.DataFrame(rng.normal(10.0, 1.0, size=(rows, len(columns))), index=index, columns=columns)
     frame.loc[frame.index[fault_row:], ("db", "latency_p99")] += 40.0
     frame.loc[frame.index[fault_row:], ("frontend", "latency_p99")] += 45.0
@@ -217,9 +238,11 @@ def test_baro_ignores_masked_rows_and_constant_references():
 
 # ---- engine against BARO -------------------------------------------------------------------------
 
+
 def ac3(cases: list[RcaCase], rank) -> float:
-    return summarize([CaseResult.score(c.case_id, c.fault_type, c.root_cause, rank(c), 0.0) for c in cases]) \
-        .loc[OVERALL, "ac3"]
+    return summarize([CaseResult.score(c.case_id, c.fault_type, c.root_cause, rank(c), 0.0) for c in cases]).loc[
+        OVERALL, "ac3"
+    ]
 
 
 def test_engine_beats_baro_on_both_datasets(petshop, nezha):
@@ -227,7 +250,14 @@ def test_engine_beats_baro_on_both_datasets(petshop, nezha):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         for cases in (petshop, nezha):
-            ours = ac3(cases, lambda c: [x.entity for x in engine.rank(
-                c.frame, c.topology, c.kpi, c.t0, history=c.history, candidates=c.candidates).causes])
+            ours = ac3(
+                cases,
+                lambda c: [
+                    x.entity
+                    for x in engine.rank(
+                        c.frame, c.topology, c.kpi, c.t0, history=c.history, candidates=c.candidates
+                    ).causes
+                ],
+            )
             theirs = ac3(cases, lambda c: baro.rank(c.frame, c.kpi, c.t0, c.candidates))
             assert ours > theirs + 0.1, (ours, theirs)

@@ -22,27 +22,21 @@ from factorylens.rca_service.evaluation import (
 )
 from factorylens.rca_service.evaluation._specificity import kpi_breaks, long_table, replay_frame
 
-from tests.conftest import SHARED
-
-RCA = SHARED / "data" / "rca"
-NEZHA_DAY = RCA / "nezha" / "rca_data" / "2022-08-23"
-PETSHOP_LOW = RCA / "petshop" / "dataset" / "low_traffic"
-MISSING = "or set FACTORYLENS_SHARED"
+pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
 
 
 @pytest.fixture(scope="module")
-def nezha_day() -> Specificity:
-    assert NEZHA_DAY.is_dir(), f"{NEZHA_DAY} missing: the shared data sits next to the checkout ({MISSING})"
-    return nezha_day_specificity(NEZHA_DAY)
+def nezha_day(nezha_dir) -> Specificity:
+    return nezha_day_specificity(nezha_dir / "rca_data" / "2022-08-23")
 
 
 @pytest.fixture(scope="module")
-def petshop_normal() -> Specificity:
-    assert PETSHOP_LOW.is_dir(), f"{PETSHOP_LOW} missing: the shared data sits next to the checkout ({MISSING})"
-    return petshop_scenario_specificity(PETSHOP_LOW)
+def petshop_normal(petshop_dir) -> Specificity:
+    return petshop_scenario_specificity(petshop_dir / "dataset" / "low_traffic")
 
 
 # ---- the numbers ------------------------------------------------------------------------------------
+
 
 def test_nezha_day_opens_few_incidents_outside_the_faults(nezha_day: Specificity) -> None:
     # 12 h of data: 20 min of warm-up, 32 fault windows of 9 min, about 7.3 normal hours (7.2 of them
@@ -81,6 +75,7 @@ def test_petshop_normal_operation_opens_few_incidents(petshop_normal: Specificit
 
 # ---- the pieces ---------------------------------------------------------------------------------------
 
+
 def test_config_for_interval_restates_the_defaults_in_scrapes() -> None:
     at_60 = config_for_interval(60.0, ("LatencyP99(s)",))
     assert at_60.kpi_metrics == ("LatencyP99(s)",)
@@ -99,9 +94,10 @@ def _synthetic(step_at: int | None) -> pd.DataFrame:
     index = pd.date_range("2024-01-01", periods=120, freq="60s", tz="UTC")
     latency = 0.2 + rng.normal(0, 0.01, len(index))
     if step_at is not None:
-        latency[step_at:step_at + 6] += 1.0
-    frame = pd.DataFrame({("entry", "LatencyP99(s)"): latency, ("api", "cpu.utilization"): rng.normal(0.5, 0.02, 120)},
-                         index=index)
+        latency[step_at : step_at + 6] += 1.0
+    frame = pd.DataFrame(
+        {("entry", "LatencyP99(s)"): latency, ("api", "cpu.utilization"): rng.normal(0.5, 0.02, 120)}, index=index
+    )
     frame.columns = pd.MultiIndex.from_tuples(frame.columns, names=["entity", "signal"])
     return frame
 
@@ -136,6 +132,6 @@ def test_kpi_breaks_needs_a_run_in_the_bad_direction() -> None:
     assert kpi_breaks(faster, normal, [frame.index[79]], config, minute) == [False]
 
 
-def test_petshop_kpi_choice_is_checked() -> None:
+def test_petshop_kpi_choice_is_checked(tmp_path) -> None:
     with pytest.raises(ValueError):
-        petshop_specificity(PETSHOP_LOW, kpi="some")
+        petshop_specificity(tmp_path, kpi="some")  # checked before any data is read

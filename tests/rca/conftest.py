@@ -10,10 +10,14 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 from factorylens.rca_service.api.v1 import rca_pb2_grpc
 
 EXPORT = {
-    "metrics": ("/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
-                metrics_service_pb2.ExportMetricsServiceResponse),
-    "traces": ("/opentelemetry.proto.collector.trace.v1.TraceService/Export",
-               trace_service_pb2.ExportTraceServiceResponse),
+    "metrics": (
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        metrics_service_pb2.ExportMetricsServiceResponse,
+    ),
+    "traces": (
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+        trace_service_pb2.ExportTraceServiceResponse,
+    ),
     "logs": ("/opentelemetry.proto.collector.logs.v1.LogsService/Export", logs_service_pb2.ExportLogsServiceResponse),
 }
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
@@ -34,8 +35,9 @@ def key_values(attributes: Mapping[str, Any]) -> list[KeyValue]:
     return [KeyValue(key=k, value=any_value(v)) for k, v in attributes.items()]
 
 
-def metrics_request(metrics: Iterable[metrics_pb2.Metric],
-                    resource: Mapping[str, Any] | None = None) -> ExportMetricsServiceRequest:
+def metrics_request(
+    metrics: Iterable[metrics_pb2.Metric], resource: Mapping[str, Any] | None = None
+) -> ExportMetricsServiceRequest:
     request = ExportMetricsServiceRequest()
     rm = request.resource_metrics.add()
     rm.resource.attributes.extend(key_values(resource or {"service.name": "test", "host.name": "node-1"}))
@@ -43,8 +45,9 @@ def metrics_request(metrics: Iterable[metrics_pb2.Metric],
     return request
 
 
-def gauge(name: str, points: Iterable[tuple[int, float]], attributes: Mapping[str, Any] | None = None,
-          unit: str = "1") -> metrics_pb2.Metric:
+def gauge(
+    name: str, points: Iterable[tuple[int, float]], attributes: Mapping[str, Any] | None = None, unit: str = "1"
+) -> metrics_pb2.Metric:
     metric = metrics_pb2.Metric(name=name, unit=unit)
     for ts, value in points:
         dp = metric.gauge.data_points.add(time_unix_nano=ts)
@@ -56,8 +59,13 @@ def gauge(name: str, points: Iterable[tuple[int, float]], attributes: Mapping[st
     return metric
 
 
-def counter(name: str, points: Iterable[tuple[int, int, float]], attributes: Mapping[str, Any] | None = None,
-            temporality: int = CUMULATIVE, monotonic: bool = True) -> metrics_pb2.Metric:
+def counter(
+    name: str,
+    points: Iterable[tuple[int, int, float]],
+    attributes: Mapping[str, Any] | None = None,
+    temporality: int = CUMULATIVE,
+    monotonic: bool = True,
+) -> metrics_pb2.Metric:
     """points: (start_time, time, value)."""
     metric = metrics_pb2.Metric(name=name, unit="{request}")
     metric.sum.aggregation_temporality = temporality
@@ -68,14 +76,21 @@ def counter(name: str, points: Iterable[tuple[int, int, float]], attributes: Map
     return metric
 
 
-def histogram(name: str, points: Iterable[tuple[int, int, list[float], list[int], float]],
-              temporality: int = CUMULATIVE) -> metrics_pb2.Metric:
+def histogram(
+    name: str, points: Iterable[tuple[int, int, list[float], list[int], float]], temporality: int = CUMULATIVE
+) -> metrics_pb2.Metric:
     """points: (start, time, explicit_bounds, bucket_counts, sum)."""
     metric = metrics_pb2.Metric(name=name, unit="s")
     metric.histogram.aggregation_temporality = temporality
     for start, ts, bounds, counts, total in points:
-        metric.histogram.data_points.add(start_time_unix_nano=start, time_unix_nano=ts, count=sum(counts),
-                                         sum=total, explicit_bounds=bounds, bucket_counts=counts)
+        metric.histogram.data_points.add(
+            start_time_unix_nano=start,
+            time_unix_nano=ts,
+            count=sum(counts),
+            sum=total,
+            explicit_bounds=bounds,
+            bucket_counts=counts,
+        )
     return metric
 
 
@@ -87,9 +102,15 @@ def trace_request(spans: Iterable[Mapping[str, Any]], service: str = "checkout")
     rs.resource.attributes.extend(key_values({"service.name": service}))
     ss = rs.scope_spans.add()
     for s in spans:
-        span = ss.spans.add(name=s["name"], start_time_unix_nano=s["start"], end_time_unix_nano=s["end"],
-                            trace_id=s.get("trace_id", os.urandom(16)), span_id=s.get("span_id", os.urandom(8)),
-                            parent_span_id=s.get("parent_span_id", b""), kind=s.get("kind", 2))
+        span = ss.spans.add(
+            name=s["name"],
+            start_time_unix_nano=s["start"],
+            end_time_unix_nano=s["end"],
+            trace_id=s.get("trace_id", os.urandom(16)),
+            span_id=s.get("span_id", os.urandom(8)),
+            parent_span_id=s.get("parent_span_id", b""),
+            kind=s.get("kind", 2),
+        )
         span.attributes.extend(key_values(s.get("attributes", {})))
         if s.get("error"):
             span.status.code = 2
@@ -97,15 +118,17 @@ def trace_request(spans: Iterable[Mapping[str, Any]], service: str = "checkout")
     return request
 
 
-def logs_request(records: Iterable[Mapping[str, Any]], resource: Mapping[str, Any] | None = None
-                 ) -> ExportLogsServiceRequest:
+def logs_request(
+    records: Iterable[Mapping[str, Any]], resource: Mapping[str, Any] | None = None
+) -> ExportLogsServiceRequest:
     request = ExportLogsServiceRequest()
     rl = request.resource_logs.add()
     rl.resource.attributes.extend(key_values(resource or {"host.name": "node-1"}))
     sl = rl.scope_logs.add()
     for r in records:
-        record = sl.log_records.add(time_unix_nano=r["time"], event_name=r.get("event_name", ""),
-                                    severity_text=r.get("severity", "WARN"))
+        record = sl.log_records.add(
+            time_unix_nano=r["time"], event_name=r.get("event_name", ""), severity_text=r.get("severity", "WARN")
+        )
         record.body.string_value = r.get("body", "")
         record.attributes.extend(key_values(r.get("attributes", {})))
     return request

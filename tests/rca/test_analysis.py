@@ -8,7 +8,7 @@ import pytest
 from factorylens.rca_service.analysis import IncidentChange, IncidentState, RobustZScoreAnalyzer, RobustZScoreConfig
 from factorylens.rca_service.store import SeriesStore
 
-from .otlp_builders import S, T0, gauge, metrics_request, trace_request
+from .otlp_builders import T0, S, gauge, metrics_request, trace_request
 
 
 def feed(store: SeriesStore, metric: str, points, attributes=None) -> None:
@@ -31,7 +31,9 @@ def test_incident_opens_on_a_sustained_break_and_resolves_on_recovery():
     history = [(T0 + i * S, 70.0 + (i % 3)) for i in range(100)]
     feed(store, "hw.temperature", history, {"hw.id": "GPU-7"})
     analyzer.analyze(store, T0 + 100 * S)
-    feed(store, "hw.temperature", [(T0 + (100 + i) * S, 71.0 if i == 0 else 90.0) for i in range(5)], {"hw.id": "GPU-7"})
+    feed(
+        store, "hw.temperature", [(T0 + (100 + i) * S, 71.0 if i == 0 else 90.0) for i in range(5)], {"hw.id": "GPU-7"}
+    )
     changes = analyzer.analyze(store, T0 + 105 * S)
     assert [c for c, _ in changes] == [IncidentChange.OPENED]
     incident = changes[0][1]
@@ -57,9 +59,15 @@ def test_span_latency_cause_points_to_example_traces():
     store, analyzer = SeriesStore(), RobustZScoreAnalyzer()
 
     def spans(first: int, count: int, ms: int, trace: bytes | None = None):
-        return [{"name": "all_reduce", "start": T0 + (first + i) * 10 * S,
-                 "end": T0 + (first + i) * 10 * S + ms * 1_000_000, **({"trace_id": trace} if trace else {})}
-                for i in range(count)]
+        return [
+            {
+                "name": "all_reduce",
+                "start": T0 + (first + i) * 10 * S,
+                "end": T0 + (first + i) * 10 * S + ms * 1_000_000,
+                **({"trace_id": trace} if trace else {}),
+            }
+            for i in range(count)
+        ]
 
     store.ingest_spans(trace_request(spans(0, 60, 20 + 0), "trainer"))
     analyzer.analyze(store, T0 + 600 * S)
@@ -89,8 +97,8 @@ def test_an_incident_stays_open_while_any_member_is_anomalous_even_beyond_max_ca
     for name in ("a", "b"):
         feed(store, name, [(T0 + i * S, 10.0 + i % 3) for i in range(100)])
     analyzer.analyze(store, T0 + 100 * S)
-    feed(store, "a", [(T0 + (100 + i) * S, 90.0) for i in range(3)])   # strong, then recovers
-    feed(store, "b", [(T0 + (100 + i) * S, 30.0) for i in range(3)])   # weaker, stays
+    feed(store, "a", [(T0 + (100 + i) * S, 90.0) for i in range(3)])  # strong, then recovers
+    feed(store, "b", [(T0 + (100 + i) * S, 30.0) for i in range(3)])  # weaker, stays
     opened = analyzer.analyze(store, T0 + 103 * S)
     assert [c for c, _ in opened] == [IncidentChange.OPENED] and len(opened[0][1].causes) == 1
     feed(store, "a", [(T0 + (103 + i) * S, 11.0) for i in range(20)])
@@ -117,12 +125,20 @@ def test_a_future_dated_point_does_not_blind_the_series_and_vanished_series_end_
 def test_series_of_one_signal_on_one_entity_are_one_cause():
     store, analyzer = SeriesStore(), RobustZScoreAnalyzer()
     for cpu in range(8):
-        feed(store, "system.cpu.utilization", [(T0 + i * S, 0.5 + 0.01 * (i % 3)) for i in range(100)],
-             {"cpu": cpu, "state": "user"})
+        feed(
+            store,
+            "system.cpu.utilization",
+            [(T0 + i * S, 0.5 + 0.01 * (i % 3)) for i in range(100)],
+            {"cpu": cpu, "state": "user"},
+        )
     analyzer.analyze(store, T0 + 100 * S)
     for cpu in range(8):
-        feed(store, "system.cpu.utilization", [(T0 + (100 + i) * S, 0.9 + cpu * 0.01) for i in range(3)],
-             {"cpu": cpu, "state": "user"})
+        feed(
+            store,
+            "system.cpu.utilization",
+            [(T0 + (100 + i) * S, 0.9 + cpu * 0.01) for i in range(3)],
+            {"cpu": cpu, "state": "user"},
+        )
     [(_, incident)] = analyzer.analyze(store, T0 + 103 * S)
     [cause] = incident.causes
     assert cause.entity == "service:test" and cause.signal == "system.cpu.utilization"

@@ -23,8 +23,9 @@ from .otlp_builders import S, gauge, metrics_request
 
 
 def factorylens(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "factorylens", *args], capture_output=True, text=True, timeout=60,
-                          env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "factorylens", *args], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 def test_committed_stubs_match_the_proto():
@@ -41,15 +42,24 @@ def test_client_commands_show_health_series_and_incidents(make_service, tmp_path
     now = time.time_ns()
     history = [(now - (100 - i) * S, 10.0 + i % 2) for i in range(100)]
     raw_export(grpc.insecure_channel(service.address), "metrics")(
-        metrics_request([gauge("hw.temperature", history, {"hw.id": "GPU-c"}),
-                         gauge("step.time", history, {"factorylens.job.id": "llm"})]).SerializeToString(),
-        metadata=(("authorization", "Bearer tok"),))
+        metrics_request(
+            [
+                gauge("hw.temperature", history, {"hw.id": "GPU-c"}),
+                gauge("step.time", history, {"factorylens.job.id": "llm"}),
+            ]
+        ).SerializeToString(),
+        metadata=(("authorization", "Bearer tok"),),
+    )
     service.analyze_now()
     raw_export(grpc.insecure_channel(service.address), "metrics")(
-        metrics_request([gauge("hw.temperature", [(now + i * S, 99.0) for i in range(1, 5)], {"hw.id": "GPU-c"}),
-                         gauge("step.time", [(now + i * S, 99.0) for i in range(1, 5)],
-                               {"factorylens.job.id": "llm"})]).SerializeToString(),
-        metadata=(("authorization", "Bearer tok"),))
+        metrics_request(
+            [
+                gauge("hw.temperature", [(now + i * S, 99.0) for i in range(1, 5)], {"hw.id": "GPU-c"}),
+                gauge("step.time", [(now + i * S, 99.0) for i in range(1, 5)], {"factorylens.job.id": "llm"}),
+            ]
+        ).SerializeToString(),
+        metadata=(("authorization", "Bearer tok"),),
+    )
     service.analyze_now()
     target = ["--target", service.address, "--bearer-token-file", str(token)]
     denied = factorylens("rca", "health", "--target", service.address)
@@ -69,12 +79,15 @@ def test_client_commands_show_health_series_and_incidents(make_service, tmp_path
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--listen", "localhost"], "expected HOST:PORT"),
-    (["--fsync", "sometimes"], "invalid choice"),
-    (["--tls-cert", "/nope.pem", "--tls-key", "/nope.key"], "no such file"),
-    (["--max-series", "0"], "must be positive"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--listen", "localhost"], "expected HOST:PORT"),
+        (["--fsync", "sometimes"], "invalid choice"),
+        (["--tls-cert", "/nope.pem", "--tls-key", "/nope.key"], "no such file"),
+        (["--max-series", "0"], "must be positive"),
+    ],
+)
 def test_serve_rejects_bad_configuration_clearly(args, message, tmp_path):
     result = factorylens("rca", "serve", "--data-dir", str(tmp_path / "d"), *args)
     assert result.returncode == 2
@@ -83,8 +96,9 @@ def test_serve_rejects_bad_configuration_clearly(args, message, tmp_path):
 
 def test_serve_reports_a_taken_port(make_service, tmp_path):
     service = make_service()
-    result = factorylens("rca", "serve", "--listen", service.address, "--metrics-listen", "off",
-                         "--data-dir", str(tmp_path / "other"))
+    result = factorylens(
+        "rca", "serve", "--listen", service.address, "--metrics-listen", "off", "--data-dir", str(tmp_path / "other")
+    )
     assert result.returncode == 2 and "cannot listen" in result.stderr
 
 
@@ -101,8 +115,9 @@ def test_every_metric_the_service_writes_is_in_the_registry(make_service):
         REGISTRY.metric(name)
     assert INCIDENT_EVENT in {e.name for e in REGISTRY.events}
     service = make_service()
-    for name, points in health_series(service.stats, service.store, service.wal, service.analyzer,
-                                      service.snapshot_age_s).items():
+    for name, points in health_series(
+        service.stats, service.store, service.wal, service.analyzer, service.snapshot_age_s
+    ).items():
         spec = REGISTRY.metric(name)
         for attributes, _ in points:
             assert set(attributes) <= set(REGISTRY.allowed_attributes(spec)), name
@@ -111,14 +126,30 @@ def test_every_metric_the_service_writes_is_in_the_registry(make_service):
 def test_sigterm_stops_cleanly_with_a_final_snapshot(tmp_path):
     import signal as signals
 
-    from ..conftest import free_port, wait_until
-    from .conftest import api
     from factorylens.rca_service.api.v1 import rca_pb2
 
+    from ..conftest import free_port, wait_until
+    from .conftest import api
+
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "factorylens", "rca", "serve", "--listen", f"127.0.0.1:{port}",
-                               "--metrics-listen", "off", "--data-dir", str(tmp_path / "d")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "factorylens",
+            "rca",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--metrics-listen",
+            "off",
+            "--data-dir",
+            str(tmp_path / "d"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stub = api(grpc.insecure_channel(f"127.0.0.1:{port}"))
 
@@ -130,7 +161,8 @@ def test_sigterm_stops_cleanly_with_a_final_snapshot(tmp_path):
 
         wait_until(up, timeout_s=60, what="service up")
         raw_export(grpc.insecure_channel(f"127.0.0.1:{port}"), "metrics")(
-            metrics_request([gauge("g", [(time.time_ns(), 1.0)])]).SerializeToString())
+            metrics_request([gauge("g", [(time.time_ns(), 1.0)])]).SerializeToString()
+        )
         server.send_signal(signals.SIGTERM)
         assert server.wait(30) == 0
     finally:

@@ -17,14 +17,35 @@ from ..conftest import free_port, wait_until
 from .conftest import api, raw_export
 from .otlp_builders import T0, gauge, metrics_request
 
+pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
+
 WRITERS = 4
 
 
 def start_server(data_dir, port: int, fsync: str, log) -> subprocess.Popen:
     server = subprocess.Popen(
-        [sys.executable, "-m", "factorylens", "rca", "serve", "--listen", f"127.0.0.1:{port}", "--metrics-listen",
-         "off", "--data-dir", str(data_dir), "--fsync", fsync, "--snapshot-interval", "0.3", "--wal-segment-mb", "1"],
-        stdout=log, stderr=log)
+        [
+            sys.executable,
+            "-m",
+            "factorylens",
+            "rca",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--metrics-listen",
+            "off",
+            "--data-dir",
+            str(data_dir),
+            "--fsync",
+            fsync,
+            "--snapshot-interval",
+            "0.3",
+            "--wal-segment-mb",
+            "1",
+        ],
+        stdout=log,
+        stderr=log,
+    )
     stub = api(grpc.insecure_channel(f"127.0.0.1:{port}"))
 
     def ready() -> bool:
@@ -61,14 +82,21 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
             server = start_server(data_dir, port, fsync, log)
             stop = threading.Event()
 
-            def writer(name: str) -> None:
+            def writer(name: str, stop: threading.Event = stop) -> None:
                 send = raw_export(grpc.insecure_channel(f"127.0.0.1:{port}"), "metrics")
                 while not stop.is_set():
                     first = next_value[name]
                     values = list(range(first, first + 20))
                     next_value[name] = first + 20
-                    request = metrics_request([gauge("durable", [(T0 + v * 10**6, float(v)) for v in values],
-                                                     {"writer": name, "pad": "x" * 64})])
+                    request = metrics_request(
+                        [
+                            gauge(
+                                "durable",
+                                [(T0 + v * 10**6, float(v)) for v in values],
+                                {"writer": name, "pad": "x" * 64},
+                            )
+                        ]
+                    )
                     try:
                         response = send(request.SerializeToString(), timeout=5)
                     except grpc.RpcError:
@@ -81,7 +109,8 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
             threads = [threading.Thread(target=writer, args=(str(w),)) for w in range(WRITERS)]
             for t in threads:
                 t.start()
-            wait_until(lambda: sum(map(len, acked.values())) > (round_ + 1) * 400, what="writes acknowledged")
+            wanted = (round_ + 1) * 400
+            wait_until(lambda wanted=wanted: sum(map(len, acked.values())) > wanted, what="writes acknowledged")
             if round_ == 1:  # recovery must also go through a snapshot plus the WAL after it
                 wait_until(lambda: list((data_dir / "snapshots").glob("snapshot-*.pkl")), what="a snapshot")
             stop.wait(rng.uniform(0.2, 1.0))
@@ -95,7 +124,9 @@ def test_kill_9_loses_no_acknowledged_point(tmp_path, fsync):
             stored = stored_values(port)
             for name, values in acked.items():
                 missing = values - stored.get(name, set())
-                assert not missing, f"writer {name}: {len(missing)} acknowledged points lost, e.g. {sorted(missing)[:5]}"
+                assert not missing, (
+                    f"writer {name}: {len(missing)} acknowledged points lost, e.g. {sorted(missing)[:5]}"
+                )
             assert sum(map(len, acked.values())) > 1200
             assert not any(rejected.values()), f"points refused in a partial success: {rejected}"
             assert list((data_dir / "snapshots").glob("snapshot-*.pkl")), "no snapshot was cut during the run"
@@ -111,8 +142,11 @@ def test_a_damaged_newest_snapshot_falls_back_without_losing_acknowledged_points
     service = make_service(data_dir=data_dir, metrics_listen="off")
     send = raw_export(grpc.insecure_channel(service.address), "metrics")
     for batch in range(3):
-        send(metrics_request([gauge("kept", [(T0 + (batch * 10 + i) * 10**6, float(batch * 10 + i)) for i in range(10)])
-                              ]).SerializeToString())
+        send(
+            metrics_request(
+                [gauge("kept", [(T0 + (batch * 10 + i) * 10**6, float(batch * 10 + i)) for i in range(10)])]
+            ).SerializeToString()
+        )
         service.snapshot()
     service.stop()
     newest = sorted((tmp_path / "fallback" / "snapshots").glob("snapshot-*.pkl"))[-1]

@@ -15,6 +15,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue, KeyValueList
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -31,7 +32,7 @@ from factorylens.rca_service.wal import WriteAheadLog
 
 from ..conftest import free_port, wait_until
 from .conftest import api, raw_export
-from .otlp_builders import S, T0, gauge, histogram, logs_request, metrics_request
+from .otlp_builders import T0, S, gauge, histogram, logs_request, metrics_request
 
 MS = 10**6
 
@@ -102,8 +103,9 @@ def test_a_deep_log_body_and_huge_attribute_values_stay_bounded():
     [event] = list(store.events)
     assert len(event["body"]) <= 1024 and len(event["attributes"]["big"]) == 1024
     before = store.stats()["bytes"]
-    store.ingest_metrics(metrics_request([gauge("wide", [(T0, 1.0)], {"v": "z" * 1_000_000, "i": str(i)})
-                                          for i in range(5)]))
+    store.ingest_metrics(
+        metrics_request([gauge("wide", [(T0, 1.0)], {"v": "z" * 1_000_000, "i": str(i)}) for i in range(5)])
+    )
     assert store.stats()["bytes"] - before > 5 * 1024  # the attributes are counted, not 80 bytes a series
     assert all(len(s.info.attributes["v"]) == 1024 for s in store.series.values() if s.info.metric == "wide")
 
@@ -113,12 +115,25 @@ def test_attribute_limits_follow_the_sdk_environment_variables(monkeypatch):
     monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", "3")
     monkeypatch.setenv("FACTORYLENS_ATTRIBUTE_DEPTH_LIMIT", "2")
     store = SeriesStore()
-    point = metrics_pb2.NumberDataPoint(time_unix_nano=T0, as_double=1.0, attributes=[
-        KeyValue(key=f"k{i}", value=AnyValue(string_value="v" * 40)) for i in range(5)])
+    point = metrics_pb2.NumberDataPoint(
+        time_unix_nano=T0,
+        as_double=1.0,
+        attributes=[KeyValue(key=f"k{i}", value=AnyValue(string_value="v" * 40)) for i in range(5)],
+    )
     point.attributes.add(key="nest").value.CopyFrom(nested(5))
-    result = store.ingest_metrics(ExportMetricsServiceRequest(resource_metrics=[metrics_pb2.ResourceMetrics(
-        scope_metrics=[metrics_pb2.ScopeMetrics(metrics=[metrics_pb2.Metric(
-            name="m", gauge=metrics_pb2.Gauge(data_points=[point]))])])]))
+    result = store.ingest_metrics(
+        ExportMetricsServiceRequest(
+            resource_metrics=[
+                metrics_pb2.ResourceMetrics(
+                    scope_metrics=[
+                        metrics_pb2.ScopeMetrics(
+                            metrics=[metrics_pb2.Metric(name="m", gauge=metrics_pb2.Gauge(data_points=[point]))]
+                        )
+                    ]
+                )
+            ]
+        )
+    )
     [series] = store.series.values()
     assert series.info.attributes == {"k0": "v" * 16, "k1": "v" * 16, "k2": "v" * 16}
     assert result.accepted == 1 and result.warnings
@@ -133,7 +148,7 @@ def test_an_item_deeper_than_the_decoder_limit_is_rejected_alone(make_service):
     good = metrics_request([gauge("good", [(T0 + i * S, float(i)) for i in range(3)])])
     bad = ExportMetricsServiceRequest.FromString(deep_attribute_request(28, "bad"))
     raw_bad_metric = deep_attribute_request(120, "bad")
-    with pytest.raises(Exception):
+    with pytest.raises(DecodeError):
         ExportMetricsServiceRequest.FromString(raw_bad_metric)  # the whole batch does not decode
     # one request: the good metric and the over-deep one in the same scope
     good_metric = good.resource_metrics[0].scope_metrics[0].metrics[0].SerializeToString()
@@ -195,11 +210,28 @@ def test_a_series_too_costly_to_model_is_skipped_and_counted(monkeypatch):
     assert bank.observe("slow", t + 100, np.sin(t)).size == 0
 
 
+@pytest.mark.slow
 def test_dense_series_keeps_export_and_health_answering_and_sigterm_stops(tmp_path):
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "factorylens", "rca", "serve", "--listen", f"127.0.0.1:{port}",
-                               "--metrics-listen", "off", "--data-dir", str(tmp_path / "data"),
-                               "--analysis-interval", "0.2"], stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "factorylens",
+            "rca",
+            "serve",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--metrics-listen",
+            "off",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--analysis-interval",
+            "0.2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         stub = api(channel)
@@ -237,9 +269,9 @@ def _healthy(stub) -> bool:
 def test_points_outside_retention_or_far_ahead_are_refused_with_a_reason():
     now = T0 / 1e9 + 100
     store = SeriesStore(StoreLimits(retention_s=3600, max_future_s=60), clock=lambda: now)
-    result = store.ingest_metrics(metrics_request([gauge("t", [(T0, 1.0), (T0 - 7200 * S, 2.0),
-                                                               (T0 + 3600 * S, 3.0),
-                                                               (int(7.2e18), 4.0)])]))
+    result = store.ingest_metrics(
+        metrics_request([gauge("t", [(T0, 1.0), (T0 - 7200 * S, 2.0), (T0 + 3600 * S, 3.0), (int(7.2e18), 4.0)])])
+    )
     assert result.accepted == 1 and result.rejected == 3
     assert any("older than the retention" in r for r in result.reasons)
     assert any("in the future" in r for r in result.reasons)
@@ -249,13 +281,27 @@ def test_points_outside_retention_or_far_ahead_are_refused_with_a_reason():
 
 def test_non_finite_histogram_bounds_and_sums_are_rejected():
     store = SeriesStore()
-    result = store.ingest_metrics(metrics_request([
-        histogram("h", [(T0 - S, T0, [1.0, float("nan")], [1, 1, 1], 3.0)]),
-        histogram("h2", [(T0 - S, T0, [1.0, 2.0], [1, 1, 1], float("inf"))]),
-        histogram("ok", [(T0 - S, T0, [1.0, 2.0], [1, 1, 1], 3.0)]),
-    ]))
+    result = store.ingest_metrics(
+        metrics_request(
+            [
+                histogram("h", [(T0 - S, T0, [1.0, float("nan")], [1, 1, 1], 3.0)]),
+                histogram("h2", [(T0 - S, T0, [1.0, 2.0], [1, 1, 1], float("inf"))]),
+                histogram("ok", [(T0 - S, T0, [1.0, 2.0], [1, 1, 1], 3.0)]),
+            ]
+        )
+    )
     assert result.accepted == 1 and result.rejected == 2
     assert any("not finite" in r for r in result.reasons) and any("non-finite" in r for r in result.reasons)
+
+
+def test_a_summary_cannot_create_series_without_bound():
+    store = SeriesStore()
+    metric = metrics_pb2.Metric(name="s")
+    point = metric.summary.data_points.add(time_unix_nano=T0, count=1, sum=1.0)
+    for i in range(1000):
+        point.quantile_values.add(quantile=i / 1000, value=1.0)
+    result = store.ingest_metrics(metrics_request([metric]))
+    assert result.rejected == 1 and not store.series
 
 
 def test_full_disk_reports_degraded_and_logs_once_per_interval(tmp_path):
@@ -265,7 +311,7 @@ import resource, signal, sys
 from factorylens.rca_service import RcaService, RcaServiceConfig
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 service = RcaService(RcaServiceConfig(listen="127.0.0.1:{port}", metrics_listen="off",
-                                      data_dir={str(tmp_path / 'data')!r}, retry_after_s=0.25))
+                                      data_dir={str(tmp_path / "data")!r}, retry_after_s=0.25))
 service.start()
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
 print("ready", flush=True)
@@ -273,8 +319,9 @@ sys.stdin.read()
 resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
 service.stop()
 """
-    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         assert child.stdout.readline().strip() == "ready"
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
@@ -282,8 +329,10 @@ service.stop()
         refused = 0
         for i in range(60):
             try:
-                send(metrics_request([gauge("fill", [(T0 + i * S, 1.0)], {"pad": "p" * 200})]).SerializeToString(),
-                     timeout=10)
+                send(
+                    metrics_request([gauge("fill", [(T0 + i * S, 1.0)], {"pad": "p" * 200})]).SerializeToString(),
+                    timeout=10,
+                )
             except grpc.RpcError as error:
                 assert RETRY_INFO_TRAILER in dict(error.trailing_metadata())
                 refused += 1
@@ -319,6 +368,27 @@ def test_failing_snapshots_back_off_and_leave_no_temporary_file(make_service, mo
     assert not list((service.data_dir / "snapshots").glob("*.tmp"))
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert service_module.SNAPSHOT_BACKOFF_MAX_S >= 60
+
+
+def test_snapshots_are_written_in_pieces_and_old_ones_still_load(tmp_path):
+    """One pickle of a large store held the GIL for a second: Health and exports stalled meanwhile."""
+    import hashlib
+    import pickle
+
+    from factorylens.rca_service import snapshot
+
+    state = {"store": {"series": [("info", i) for i in range(5 * snapshot.CHUNK_ITEMS + 1)], "events": []}}
+    assert sum(op == "extend" for op, _, _ in snapshot._pieces(state)) == 6
+    snapshot.write_snapshot(tmp_path, 5, state)
+    assert snapshot.load_latest(tmp_path) == (5, state)
+    payload = pickle.dumps({"n": 1})
+    (tmp_path / "snapshot-00000000000000000009.pkl").write_bytes(
+        snapshot.MAGIC_V1 + hashlib.sha256(payload).digest() + payload
+    )
+    assert snapshot.load_latest(tmp_path) == (9, {"n": 1})
+    newest = snapshot.write_snapshot(tmp_path, 12, state)
+    newest.write_bytes(newest.read_bytes()[:-100])  # torn
+    assert snapshot.load_latest(tmp_path) == (9, {"n": 1})
 
 
 def test_unusable_snapshots_are_reported_as_data_loss(tmp_path, caplog):

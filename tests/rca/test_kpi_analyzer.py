@@ -16,14 +16,20 @@ from factorylens.rca_service.analysis import (
 )
 from factorylens.rca_service.store import SeriesStore
 
-from .otlp_builders import S, T0, gauge, logs_request, metrics_request, trace_request
+from .otlp_builders import T0, S, gauge, logs_request, metrics_request, trace_request
 
 STEP = "factorylens.train.step.duration"
 
 
 def rank_resource(job: str, rank: int, gpu: str, host: str = "node-1") -> dict:
-    return {"service.name": "factorylens-training", "factorylens.job.id": job, "factorylens.rank": rank,
-            "host.name": host, "hw.id": gpu, "factorylens.gpu.ids": json.dumps([gpu])}
+    return {
+        "service.name": "factorylens-training",
+        "factorylens.job.id": job,
+        "factorylens.rank": rank,
+        "host.name": host,
+        "hw.id": gpu,
+        "factorylens.gpu.ids": json.dumps([gpu]),
+    }
 
 
 class Cluster:
@@ -48,16 +54,23 @@ class Cluster:
                 host = "node-2" if job == "other" else "node-1"
                 # a checkpoint every 12th interval: a regular spike that is not an incident
                 value = level * (1.6 if (self.now // (10 * S)) % 12 == 0 else 1.0) + rng.normal(0, 0.005)
-                self.store.ingest_metrics(metrics_request([gauge(STEP, [(self.now, value)])],
-                                                          rank_resource(job, rank, gpu, host)))
+                self.store.ingest_metrics(
+                    metrics_request([gauge(STEP, [(self.now, value)])], rank_resource(job, rank, gpu, host))
+                )
             for gpu, level in self.temperature.items():
                 host = "node-2" if gpu == "GPU-x" else "node-1"
-                self.store.ingest_metrics(metrics_request(
-                    [gauge("hw.temperature", [(self.now, level + rng.normal(0, 0.3))], {"hw.id": gpu})],
-                    {"host.name": host}))
-            self.store.ingest_metrics(metrics_request(
-                [gauge("system.cpu.utilization", [(self.now, self.cpu + rng.normal(0, 0.01))])],
-                {"host.name": "node-1"}))
+                self.store.ingest_metrics(
+                    metrics_request(
+                        [gauge("hw.temperature", [(self.now, level + rng.normal(0, 0.3))], {"hw.id": gpu})],
+                        {"host.name": host},
+                    )
+                )
+            self.store.ingest_metrics(
+                metrics_request(
+                    [gauge("system.cpu.utilization", [(self.now, self.cpu + rng.normal(0, 0.01))])],
+                    {"host.name": "node-1"},
+                )
+            )
             changes += self.analyzer.analyze(self.store, self.now)
         return changes
 
@@ -127,9 +140,12 @@ def test_an_unrelated_job_breaking_at_the_same_time_is_its_own_incident():
 def test_an_external_alert_opens_an_incident_until_it_stops_firing():
     cluster = Cluster(seed=5)
     cluster.tick(30)
-    cluster.store.ingest_logs(logs_request([{"time": cluster.now + 5 * S, "event_name": "alert",
-                                              "attributes": {"alertname": "StepTimeHigh"}}],
-                                           {"host.name": "node-1", "factorylens.job.id": "llm"}))
+    cluster.store.ingest_logs(
+        logs_request(
+            [{"time": cluster.now + 5 * S, "event_name": "alert", "attributes": {"alertname": "StepTimeHigh"}}],
+            {"host.name": "node-1", "factorylens.job.id": "llm"},
+        )
+    )
     cluster.temperature["GPU-b"] = 95.0
     changes = cluster.tick(1)
     assert [c for c, _ in changes] == [IncidentChange.OPENED]
@@ -144,21 +160,47 @@ def test_server_span_latency_is_a_kpi_and_call_edges_explain_the_caller():
     rng = np.random.default_rng(6)
     trace, parent = b"t" * 16, b"p" * 8
     # a child in "payments" arrives before its parent in "checkout": the edge still forms
-    store.ingest_spans(trace_request([{"name": "charge", "start": T0, "end": T0 + S // 10, "trace_id": trace,
-                                       "span_id": b"c" * 8, "parent_span_id": parent}], service="payments"))
-    store.ingest_spans(trace_request([{"name": "pay", "start": T0, "end": T0 + S // 5, "trace_id": trace,
-                                       "span_id": parent}], service="checkout"))
-    store.ingest_spans(trace_request([{"name": "GET /", "start": T0, "end": T0 + S // 4, "kind": 3,
-                                       "attributes": {"peer.service": "checkout"}}], service="frontend"))
+    store.ingest_spans(
+        trace_request(
+            [
+                {
+                    "name": "charge",
+                    "start": T0,
+                    "end": T0 + S // 10,
+                    "trace_id": trace,
+                    "span_id": b"c" * 8,
+                    "parent_span_id": parent,
+                }
+            ],
+            service="payments",
+        )
+    )
+    store.ingest_spans(
+        trace_request(
+            [{"name": "pay", "start": T0, "end": T0 + S // 5, "trace_id": trace, "span_id": parent}], service="checkout"
+        )
+    )
+    store.ingest_spans(
+        trace_request(
+            [{"name": "GET /", "start": T0, "end": T0 + S // 4, "kind": 3, "attributes": {"peer.service": "checkout"}}],
+            service="frontend",
+        )
+    )
     assert {("checkout", "payments"), ("frontend", "checkout")} <= set(store.call_graph.edges)
     for i in range(1, 200):
         slow = i >= 180
         spans = {"checkout": 0.2 + (0.5 if slow else 0), "payments": 0.1 + (0.5 if slow else 0)}
         for service, seconds in spans.items():
             start = T0 + i * 10 * S
-            store.ingest_spans(trace_request(
-                [{"name": "op", "start": start, "end": start + int((seconds + rng.normal(0, 0.005)) * S)}
-                 for _ in range(5)], service=service))
+            store.ingest_spans(
+                trace_request(
+                    [
+                        {"name": "op", "start": start, "end": start + int((seconds + rng.normal(0, 0.005)) * S)}
+                        for _ in range(5)
+                    ],
+                    service=service,
+                )
+            )
         analyzer.analyze(store, T0 + i * 10 * S + 5 * S)
     incident = analyzer.incidents()[0]
     assert incident.causes[0].entity == "service:payments"

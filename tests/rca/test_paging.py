@@ -38,7 +38,8 @@ def export_series(service, metric: str, indices: range) -> None:
         point = gauge.gauge.data_points.add(time_unix_nano=now, as_double=float(i))
         point.attributes.extend(key_values({"idx": f"{i:05d}"}))
     response = raw_export(grpc.insecure_channel(service.address), "metrics")(
-        metrics_request([gauge]).SerializeToString(), timeout=30)
+        metrics_request([gauge]).SerializeToString(), timeout=30
+    )
     assert not response.partial_success.rejected_data_points, response.partial_success.error_message
 
 
@@ -94,19 +95,22 @@ def test_thousands_of_series_page_in_id_order_without_repeats_or_gaps(make_servi
     assert len(everything) == 3600 and len(seen) < 3600  # new series before the position are not listed
 
     # the client's generator follows the pages, and stops at a limit
-    assert [s.id for s in list_series(stub, rca_pb2.ListSeriesRequest(metric="paging.*"), limit=1234,
-                                      page_size=500)] == everything[:1234]
+    assert [
+        s.id for s in list_series(stub, rca_pb2.ListSeriesRequest(metric="paging.*"), limit=1234, page_size=500)
+    ] == everything[:1234]
     assert [s.id for s in list_series(stub, rca_pb2.ListSeriesRequest(metric="paging.*"))] == everything
 
     # and so does the CLI, whatever the page size
-    listed = factorylens("rca", "series", "--target", service.address, "--metric", "paging.*", "--limit", "0",
-                         "--page-size", "300")
+    listed = factorylens(
+        "rca", "series", "--target", service.address, "--metric", "paging.*", "--limit", "0", "--page-size", "300"
+    )
     assert listed.returncode == 0, listed.stderr
     lines = listed.stdout.splitlines()
     assert lines[-1] == "3600 series"
     assert [line.split()[0] for line in lines[:-1]] == everything
-    limited = factorylens("rca", "series", "--target", service.address, "--metric", "paging.*", "--limit", "1500",
-                          "--page-size", "400")
+    limited = factorylens(
+        "rca", "series", "--target", service.address, "--metric", "paging.*", "--limit", "1500", "--page-size", "400"
+    )
     assert limited.returncode == 0, limited.stderr
     assert limited.stdout.splitlines()[-1] == "1500 series (more matched; raise --limit)"
     assert len(limited.stdout.splitlines()) == 1501
@@ -167,15 +171,23 @@ def test_a_bad_page_token_is_an_invalid_argument(make_service):
         assert "page_token" in caught.value.details()
         return caught.value.details()
 
-    for token in ["not a token!", "%%%", base64.urlsafe_b64encode(b"[1, 2").decode(),
-                  base64.urlsafe_b64encode(b'{"a": 1}').decode(), base64.urlsafe_b64encode(b"[1]").decode(),
-                  series_token[:-3], incidents_token]:
+    for token in [
+        "not a token!",
+        "%%%",
+        base64.urlsafe_b64encode(b"[1, 2").decode(),
+        base64.urlsafe_b64encode(b'{"a": 1}').decode(),
+        base64.urlsafe_b64encode(b"[1]").decode(),
+        series_token[:-3],
+        incidents_token,
+    ]:
         refused(stub.ListSeries, rca_pb2.ListSeriesRequest(metric="paging.tok", page_token=token))
-    assert "other filters" in refused(stub.ListSeries, rca_pb2.ListSeriesRequest(metric="other.*",
-                                                                                  page_token=series_token))
+    assert "other filters" in refused(
+        stub.ListSeries, rca_pb2.ListSeriesRequest(metric="other.*", page_token=series_token)
+    )
     refused(stub.ListIncidents, rca_pb2.ListIncidentsRequest(page_token=series_token))
-    assert "other filters" in refused(stub.ListIncidents, rca_pb2.ListIncidentsRequest(
-        open_only=True, page_token=incidents_token))
+    assert "other filters" in refused(
+        stub.ListIncidents, rca_pb2.ListIncidentsRequest(open_only=True, page_token=incidents_token)
+    )
 
 
 def make_incidents(n: int, start: int = 0, summary: str = "") -> list[Incident]:
@@ -186,10 +198,18 @@ def make_incidents(n: int, start: int = 0, summary: str = "") -> list[Incident]:
     for i in range(start, start + n):
         opened = base + (i // 3) * 10**9
         resolved = i % 2 == 1
-        incidents.append(Incident(
-            id=f"inc-{(i * 7919) % 100_000:05d}-{i}", state=IncidentState.RESOLVED if resolved else IncidentState.OPEN,
-            title=f"incident {i}", opened_unix_nano=opened, onset_unix_nano=opened - 10**9, updated_unix_nano=opened,
-            resolved_unix_nano=opened + 5 * 10**9 if resolved else 0, summary=summary))
+        incidents.append(
+            Incident(
+                id=f"inc-{(i * 7919) % 100_000:05d}-{i}",
+                state=IncidentState.RESOLVED if resolved else IncidentState.OPEN,
+                title=f"incident {i}",
+                opened_unix_nano=opened,
+                onset_unix_nano=opened - 10**9,
+                updated_unix_nano=opened,
+                resolved_unix_nano=opened + 5 * 10**9 if resolved else 0,
+                summary=summary,
+            )
+        )
     return incidents
 
 
@@ -206,8 +226,9 @@ def test_incidents_page_newest_first_without_repeats_or_gaps(make_service):
     responses = pages(stub, rca_pb2.ListIncidentsRequest(page_size=40))
     assert [len(r.incidents) for r in responses] == [40] * 6 + [10]
     assert [i.id for r in responses for i in r.incidents] == newest_first(incidents)
-    open_ids = [i.id for r in pages(stub, rca_pb2.ListIncidentsRequest(open_only=True, page_size=30))
-                for i in r.incidents]
+    open_ids = [
+        i.id for r in pages(stub, rca_pb2.ListIncidentsRequest(open_only=True, page_size=30)) for i in r.incidents
+    ]
     assert open_ids == newest_first([i for i in incidents if i.state is IncidentState.OPEN])
 
     # defaults: 100 a page; an old client's limit bounds a response

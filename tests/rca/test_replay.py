@@ -13,7 +13,7 @@ from google.protobuf.json_format import MessageToDict
 
 from factorylens.rca_service.replay import read_long_table, replay
 
-from .otlp_builders import S, T0, gauge, metrics_request
+from .otlp_builders import T0, S, gauge, metrics_request
 
 STEP = "factorylens.train.step.duration"
 N, FAULT = 240, 200
@@ -25,7 +25,7 @@ def long_table(path, seed=0):
     rows = []
 
     def add(entity, signal, values):
-        rows.extend(zip(t, [entity] * N, [signal] * N, values))
+        rows.extend(zip(t, [entity] * N, [signal] * N, values, strict=False))
 
     fault = np.r_[np.zeros(FAULT), np.ones(N - FAULT)]
     add("gpu:A", "hw.temperature", 70 + rng.normal(0, 0.5, N) + 22 * fault)
@@ -42,8 +42,14 @@ def long_table(path, seed=0):
 
 
 def topology_file(path):
-    edges = [("job:j", "rank:j/0", "contains"), ("job:j", "rank:j/1", "contains"), ("rank:j/0", "gpu:A", "uses"),
-             ("rank:j/1", "gpu:B", "uses"), ("rank:j/0", "host:h", "runs_on"), ("rank:j/1", "host:h", "runs_on")]
+    edges = [
+        ("job:j", "rank:j/0", "contains"),
+        ("job:j", "rank:j/1", "contains"),
+        ("rank:j/0", "gpu:A", "uses"),
+        ("rank:j/1", "gpu:B", "uses"),
+        ("rank:j/0", "host:h", "runs_on"),
+        ("rank:j/1", "host:h", "runs_on"),
+    ]
     path.write_text(json.dumps({"edges": [{"src": s, "dst": d, "relation": r} for s, d, r in edges]}))
     return path
 
@@ -61,31 +67,44 @@ def test_a_long_table_replays_into_one_ranked_incident(tmp_path, suffix):
     assert "hw.temperature on gpu:A" in top.explanation and "rank:j/0 -> gpu:A" in top.explanation
 
 
+@pytest.mark.slow
 def test_the_cli_prints_incidents_as_text_and_json(tmp_path):
     data, topology = long_table(tmp_path / "m.csv"), topology_file(tmp_path / "t.json")
     run = [sys.executable, "-m", "factorylens", "rca", "replay", str(data), "--topology", str(topology)]
     text = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert text.returncode == 0, text.stderr
     assert "#1 gpu:A (gpu) hw.temperature" in text.stdout and "1 incident(s)" in text.stdout
-    as_json = subprocess.run(run + ["--json"], capture_output=True, text=True, timeout=120)
+    as_json = subprocess.run([*run, "--json"], capture_output=True, text=True, timeout=120)
     assert json.loads(as_json.stdout)[0]["causes"][0]["entity"] == "gpu:A"
-    missing = subprocess.run(run[:5] + [str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=60)
+    missing = subprocess.run([*run[:5], str(tmp_path / "nope.csv")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such file" in missing.stderr
 
 
 def test_otlp_json_lines_replay_with_entities_and_topology_from_resources(tmp_path):
     rng = np.random.default_rng(1)
     lines = []
-    rank = {"service.name": "factorylens-training", "factorylens.job.id": "j", "factorylens.rank": 0,
-            "host.name": "n1", "hw.id": "GPU-1"}
+    rank = {
+        "service.name": "factorylens-training",
+        "factorylens.job.id": "j",
+        "factorylens.rank": 0,
+        "host.name": "n1",
+        "hw.id": "GPU-1",
+    }
     for i in range(N):
         ts = T0 + i * 10 * S
         hot = i >= FAULT
         lines.append(metrics_request([gauge(STEP, [(ts, 0.5 + 0.5 * hot + rng.normal(0, 0.01))])], rank))
-        lines.append(metrics_request([gauge("hw.temperature", [(ts, 70 + 20 * hot + rng.normal(0, 0.3))],
-                                            {"hw.id": "GPU-1"})], {"host.name": "n1"}))
-        lines.append(metrics_request([gauge("hw.temperature", [(ts, 60 + rng.normal(0, 0.3))], {"hw.id": "GPU-2"})],
-                                     {"host.name": "n2"}))
+        lines.append(
+            metrics_request(
+                [gauge("hw.temperature", [(ts, 70 + 20 * hot + rng.normal(0, 0.3))], {"hw.id": "GPU-1"})],
+                {"host.name": "n1"},
+            )
+        )
+        lines.append(
+            metrics_request(
+                [gauge("hw.temperature", [(ts, 60 + rng.normal(0, 0.3))], {"hw.id": "GPU-2"})], {"host.name": "n2"}
+            )
+        )
     path = tmp_path / "export.jsonl"
     path.write_text("\n".join(json.dumps(MessageToDict(r)) for r in lines) + "\n")
     incidents = replay(path)
@@ -96,11 +115,11 @@ def test_otlp_json_lines_replay_with_entities_and_topology_from_resources(tmp_pa
 def test_bad_files_get_clear_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("when,thing,v\n1,a,2\n")
-    with pytest.raises(ValueError, match="needs a time column.*entity.*signal or metric.*value"):
+    with pytest.raises(ValueError, match=r"needs a time column.*entity.*signal or metric.*value"):
         read_long_table(bad)
     not_json = tmp_path / "x.jsonl"
     not_json.write_text("{nope\n")
-    with pytest.raises(ValueError, match="x.jsonl:1: not JSON"):
+    with pytest.raises(ValueError, match=r"x.jsonl:1: not JSON"):
         replay(not_json)
     wrong = tmp_path / "w.json"
     wrong.write_text('{"hello": 1}\n')

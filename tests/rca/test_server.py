@@ -13,8 +13,8 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_status import rpc_status
 from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -33,7 +33,7 @@ from factorylens.rca_service.store import View as StoreView
 
 from ..conftest import free_port, wait_until
 from .conftest import api, raw_export
-from .otlp_builders import S, T0, counter, gauge, histogram, key_values, logs_request, metrics_request, trace_request
+from .otlp_builders import T0, S, counter, gauge, histogram, key_values, logs_request, metrics_request, trace_request
 
 
 def series_by_metric(stub, metric: str) -> dict[str, rca_pb2.SeriesInfo]:
@@ -49,8 +49,11 @@ def sdk_metrics(temporality: AggregationTemporality, exponential: bool = False):
     preferred = {Counter: temporality, Histogram: temporality}
     reader = InMemoryMetricReader(preferred_temporality=preferred)
     views = [View(instrument_name="exp.*", aggregation=ExponentialBucketHistogramAggregation())] if exponential else []
-    provider = MeterProvider(metric_readers=[reader], views=views,
-                             resource=Resource.create({"service.name": "trainer", "host.name": "node-7"}))
+    provider = MeterProvider(
+        metric_readers=[reader],
+        views=views,
+        resource=Resource.create({"service.name": "trainer", "host.name": "node-7"}),
+    )
     return provider.get_meter("test"), reader
 
 
@@ -97,8 +100,9 @@ def test_sdk_exporter_round_trips_every_metric_type(make_service, temporality):
 def test_traces_and_logs_from_raw_stubs(make_service):
     service = make_service()
     channel = grpc.insecure_channel(service.address)
-    spans = [{"name": "load_batch", "start": T0 + i * S, "end": T0 + i * S + 20_000_000, "error": i == 0}
-             for i in range(5)]
+    spans = [
+        {"name": "load_batch", "start": T0 + i * S, "end": T0 + i * S + 20_000_000, "error": i == 0} for i in range(5)
+    ]
     response = raw_export(channel, "traces")(trace_request(spans, "trainer").SerializeToString())
     assert not response.HasField("partial_success")
     logs = logs_request([{"time": T0, "event_name": "hw.gpu.xid", "attributes": {"hw.gpu.xid.code": 79}}])
@@ -150,7 +154,7 @@ def test_malformed_bytes_are_invalid_argument_and_bad_points_a_partial_success(m
     assert service.stats.refused[("metrics", "malformed")] == 1
 
 
-_any_value = st.one_of(st.text(max_size=8), st.integers(-2**63, 2**63 - 1), st.floats(), st.booleans())
+_any_value = st.one_of(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1), st.floats(), st.booleans())
 _points = st.lists(st.tuples(st.integers(0, 2**64 - 1), st.floats()), max_size=4)
 
 
@@ -165,23 +169,34 @@ def _metric(draw) -> metrics_pb2.Metric:
             data.aggregation_temporality = draw(st.integers(0, 3))
             data.is_monotonic = draw(st.booleans())
         for ts, value in draw(_points):
-            dp = data.data_points.add(time_unix_nano=ts, start_time_unix_nano=draw(st.integers(0, 2**64 - 1)),
-                                      as_double=value, flags=draw(st.integers(0, 3)))
+            dp = data.data_points.add(
+                time_unix_nano=ts,
+                start_time_unix_nano=draw(st.integers(0, 2**64 - 1)),
+                as_double=value,
+                flags=draw(st.integers(0, 3)),
+            )
             dp.attributes.extend(key_values(attributes))
     elif kind == "histogram":
         metric.histogram.aggregation_temporality = draw(st.integers(0, 2))
         for ts, total in draw(_points):
             metric.histogram.data_points.add(
-                time_unix_nano=ts, sum=total, count=draw(st.integers(0, 2**64 - 1)),
+                time_unix_nano=ts,
+                sum=total,
+                count=draw(st.integers(0, 2**64 - 1)),
                 explicit_bounds=draw(st.lists(st.floats(), max_size=4)),
-                bucket_counts=draw(st.lists(st.integers(0, 2**64 - 1), max_size=5)))
+                bucket_counts=draw(st.lists(st.integers(0, 2**64 - 1), max_size=5)),
+            )
     elif kind == "exp":
         metric.exponential_histogram.aggregation_temporality = draw(st.integers(0, 2))
         for ts, total in draw(_points):
             dp = metric.exponential_histogram.data_points.add(
-                time_unix_nano=ts, sum=total, scale=draw(st.integers(-30, 30)), count=draw(st.integers(0, 100)),
-                zero_count=draw(st.integers(0, 2**64 - 1)))
-            dp.positive.offset = draw(st.integers(-2**31, 2**31 - 1))
+                time_unix_nano=ts,
+                sum=total,
+                scale=draw(st.integers(-30, 30)),
+                count=draw(st.integers(0, 100)),
+                zero_count=draw(st.integers(0, 2**64 - 1)),
+            )
+            dp.positive.offset = draw(st.integers(-(2**31), 2**31 - 1))
             dp.positive.bucket_counts.extend(draw(st.lists(st.integers(0, 2**64 - 1), max_size=5)))
             dp.negative.bucket_counts.extend(draw(st.lists(st.integers(0, 10), max_size=2)))
     elif kind == "summary":
@@ -251,8 +266,11 @@ def test_overload_returns_retry_info_and_the_sdk_exporter_retries_into_success(m
     send = raw_export(channel, "metrics")
     results: list = []
     with service.gate.exclusive():  # ingest paused, as during a snapshot
-        blocked = threading.Thread(target=lambda: results.append(
-            send(metrics_request([gauge("first", [(T0, 1.0)])]).SerializeToString(), timeout=20)))
+        blocked = threading.Thread(
+            target=lambda: results.append(
+                send(metrics_request([gauge("first", [(T0, 1.0)])]).SerializeToString(), timeout=20)
+            )
+        )
         blocked.start()
         wait_until(lambda: service.stats.pending_requests == 1, what="first request in flight")
         with pytest.raises(grpc.RpcError) as refused:
@@ -328,9 +346,23 @@ def test_a_real_collector_forwards_to_the_service(make_service, tmp_path):
     agent = Path(rotel.__file__).parent / "rotel-agent"
     port = free_port()
     collector = subprocess.Popen(
-        [str(agent), "start", "--otlp-grpc-endpoint", f"127.0.0.1:{port}", "--otlp-http-endpoint",
-         f"127.0.0.1:{free_port()}", "--exporter", "otlp", "--otlp-exporter-endpoint", f"http://{service.address}",
-         "--batch-timeout", "100ms"], stdout=subprocess.DEVNULL, stderr=open(tmp_path / "rotel.log", "w"))
+        [
+            str(agent),
+            "start",
+            "--otlp-grpc-endpoint",
+            f"127.0.0.1:{port}",
+            "--otlp-http-endpoint",
+            f"127.0.0.1:{free_port()}",
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            f"http://{service.address}",
+            "--batch-timeout",
+            "100ms",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "rotel.log", "w"),
+    )
     try:
         meter, reader = sdk_metrics(AggregationTemporality.CUMULATIVE)
         meter.create_counter("via.collector").add(5, {"hw.id": "GPU-r"})
@@ -354,14 +386,15 @@ def test_query_and_baseline_api(make_service):
     now = time.time_ns()
     points = [(now - (200 - i) * S, 10.0 + (i % 5)) for i in range(200)]
     raw_export(grpc.insecure_channel(service.address), "metrics")(
-        metrics_request([gauge("util", points, {"hw.id": "GPU-q"})]).SerializeToString())
+        metrics_request([gauge("util", points, {"hw.id": "GPU-q"})]).SerializeToString()
+    )
     stub = api(grpc.insecure_channel(service.address))
     sid = series_by_metric(stub, "util")["util"].id
     window = stub.QuerySeries(rca_pb2.QuerySeriesRequest(series_ids=[sid], start_time_unix_nano=now - 50 * S))
     assert len(window.series[0].values) == 50
     baseline = stub.GetBaseline(rca_pb2.GetBaselineRequest(series_id=sid, start_time_unix_nano=now - 100 * S))
     assert baseline.method == "robust-zscore" and len(baseline.expected) == 100
-    assert all(lo <= 12.0 <= hi for lo, hi in zip(baseline.lower, baseline.upper))
+    assert all(lo <= 12.0 <= hi for lo, hi in zip(baseline.lower, baseline.upper, strict=False))
     assert all(0 <= s < 0.5 for s in baseline.score)
     for bad in (rca_pb2.QuerySeriesRequest(series_ids=["nope"]),):
         with pytest.raises(grpc.RpcError) as error:

@@ -11,7 +11,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from factorylens.rca_service.store import SeriesKind, SeriesStore, StoreLimits, View, ViewError
 
-from .otlp_builders import DELTA, S, T0, counter, gauge, histogram, logs_request, metrics_request, trace_request
+from .otlp_builders import DELTA, T0, S, counter, gauge, histogram, logs_request, metrics_request, trace_request
 
 
 def only(store: SeriesStore, metric: str):
@@ -22,10 +22,16 @@ def only(store: SeriesStore, metric: str):
 
 def test_gauge_points_keep_their_values_and_identity():
     store = SeriesStore()
-    result = store.ingest_metrics(metrics_request([
-        gauge("hw.gpu.utilization", [(T0 + i * S, 0.1 * i) for i in range(5)], {"hw.id": "GPU-a", "gpu.index": 0}),
-        gauge("hw.gpu.utilization", [(T0, 0.9)], {"hw.id": "GPU-b", "gpu.index": 1}),
-    ]))
+    result = store.ingest_metrics(
+        metrics_request(
+            [
+                gauge(
+                    "hw.gpu.utilization", [(T0 + i * S, 0.1 * i) for i in range(5)], {"hw.id": "GPU-a", "gpu.index": 0}
+                ),
+                gauge("hw.gpu.utilization", [(T0, 0.9)], {"hw.id": "GPU-b", "gpu.index": 1}),
+            ]
+        )
+    )
     assert (result.accepted, result.rejected) == (6, 0)
     series = {i.attributes["hw.id"]: i for i in store.list_series("hw.gpu.*")}
     assert set(series) == {"GPU-a", "GPU-b"}
@@ -36,8 +42,9 @@ def test_gauge_points_keep_their_values_and_identity():
     assert ts.tolist() == [T0 + i * S for i in range(5)]
     assert np.allclose(values, [0.0, 0.1, 0.2, 0.3, 0.4])
     # attribute order does not make a new series
-    store.ingest_metrics(metrics_request([gauge("hw.gpu.utilization", [(T0 + 9 * S, 1.0)],
-                                                {"gpu.index": 0, "hw.id": "GPU-a"})]))
+    store.ingest_metrics(
+        metrics_request([gauge("hw.gpu.utilization", [(T0 + 9 * S, 1.0)], {"gpu.index": 0, "hw.id": "GPU-a"})])
+    )
     assert len(store.list_series("hw.gpu.*")) == 2
 
 
@@ -53,9 +60,9 @@ def test_int_gauges_and_out_of_order_and_duplicate_points():
 def test_cumulative_counter_rate_survives_resets_by_start_time_and_by_drop():
     store = SeriesStore()
     start1, start2 = T0 - 100 * S, T0 + 25 * S
-    points = [(start1, T0 + i * 10 * S, 100.0 + 50 * i) for i in range(3)]          # 100, 150, 200
-    points += [(start2, T0 + 30 * S, 500.0)]   # restarted at T0+25 and already past the old value
-    points += [(start2, T0 + 40 * S, 20.0)]    # dropped without a new start time: also a reset
+    points = [(start1, T0 + i * 10 * S, 100.0 + 50 * i) for i in range(3)]  # 100, 150, 200
+    points += [(start2, T0 + 30 * S, 500.0)]  # restarted at T0+25 and already past the old value
+    points += [(start2, T0 + 40 * S, 20.0)]  # dropped without a new start time: also a reset
     store.ingest_metrics(metrics_request([counter("requests", points)]))
     info = only(store, "requests")
     assert info.kind is SeriesKind.CUMULATIVE
@@ -75,7 +82,7 @@ def test_delta_counter_adds_points_of_the_same_instant():
     store.ingest_metrics(metrics_request([counter("bytes", [(T0 + 10 * S, T0 + 20 * S, 50.0)], temporality=DELTA)]))
     info = only(store, "bytes")
     assert info.kind is SeriesKind.DELTA
-    _, ts, increase = store.query(info.id, View.INCREASE)
+    _, _ts, increase = store.query(info.id, View.INCREASE)
     assert increase.tolist() == [100.0, 350.0]
     _, _, rate = store.query(info.id, View.RATE)
     assert math.isnan(rate[0]) and rate[1] == 35.0
@@ -83,8 +90,9 @@ def test_delta_counter_adds_points_of_the_same_instant():
 
 def test_updown_sum_is_a_level_and_rejects_rate_views():
     store = SeriesStore()
-    store.ingest_metrics(metrics_request([counter("queue", [(T0, T0 + S, 5.0), (T0, T0 + 2 * S, 3.0)],
-                                                  monotonic=False)]))
+    store.ingest_metrics(
+        metrics_request([counter("queue", [(T0, T0 + S, 5.0), (T0, T0 + 2 * S, 3.0)], monotonic=False)])
+    )
     info = only(store, "queue")
     assert info.kind is SeriesKind.UPDOWN
     assert store.query(info.id)[2].tolist() == [5.0, 3.0]
@@ -96,11 +104,20 @@ def test_explicit_histogram_gives_interval_mean_count_and_quantiles():
     store = SeriesStore()
     bounds = [0.1, 0.2, 0.4]
     # cumulative: interval 1 adds 10 observations in (0.1, 0.2]; interval 2 adds 10 in (0.2, 0.4]
-    store.ingest_metrics(metrics_request([histogram("latency", [
-        (T0, T0 + 10 * S, bounds, [0, 0, 0, 0], 0.0),
-        (T0, T0 + 20 * S, bounds, [0, 10, 0, 0], 1.5),
-        (T0, T0 + 30 * S, bounds, [0, 10, 10, 0], 4.5),
-    ])]))
+    store.ingest_metrics(
+        metrics_request(
+            [
+                histogram(
+                    "latency",
+                    [
+                        (T0, T0 + 10 * S, bounds, [0, 0, 0, 0], 0.0),
+                        (T0, T0 + 20 * S, bounds, [0, 10, 0, 0], 1.5),
+                        (T0, T0 + 30 * S, bounds, [0, 10, 10, 0], 4.5),
+                    ],
+                )
+            ]
+        )
+    )
     info = only(store, "latency")
     _, _, mean = store.query(info.id, View.MEAN)
     assert math.isnan(mean[0])  # no interval before the first cumulative point
@@ -117,17 +134,36 @@ def test_a_histogram_born_with_its_first_observation_keeps_it_and_an_old_one_doe
     store = SeriesStore()
     bounds = [10.0, 30.0]
     # a job's first checkpoint (20 s) creates the series 120 s after the job started
-    store.ingest_metrics(metrics_request([histogram("checkpoint", [
-        (T0, T0 + 120 * S, bounds, [0, 1, 0], 20.0),
-        (T0, T0 + 130 * S, bounds, [0, 1, 0], 20.0),
-        (T0, T0 + 480 * S, bounds, [0, 2, 0], 41.0),
-    ])]))
+    store.ingest_metrics(
+        metrics_request(
+            [
+                histogram(
+                    "checkpoint",
+                    [
+                        (T0, T0 + 120 * S, bounds, [0, 1, 0], 20.0),
+                        (T0, T0 + 130 * S, bounds, [0, 1, 0], 20.0),
+                        (T0, T0 + 480 * S, bounds, [0, 2, 0], 41.0),
+                    ],
+                )
+            ]
+        )
+    )
     _, _, mean = store.query(only(store, "checkpoint").id, View.MEAN)
     assert mean[0] == pytest.approx(20.0) and math.isnan(mean[1]) and mean[2] == pytest.approx(21.0)
     # a series running for a day before this store saw it: its first point's average is stale
-    store.ingest_metrics(metrics_request([histogram("old", [
-        (T0 - 86_400 * S, T0, bounds, [5, 5, 0], 80.0), (T0 - 86_400 * S, T0 + 10 * S, bounds, [5, 6, 0], 100.0),
-    ])]))
+    store.ingest_metrics(
+        metrics_request(
+            [
+                histogram(
+                    "old",
+                    [
+                        (T0 - 86_400 * S, T0, bounds, [5, 5, 0], 80.0),
+                        (T0 - 86_400 * S, T0 + 10 * S, bounds, [5, 6, 0], 100.0),
+                    ],
+                )
+            ]
+        )
+    )
     _, _, mean = store.query(only(store, "old").id, View.MEAN)
     assert math.isnan(mean[0]) and mean[1] == pytest.approx(20.0)
 
@@ -135,10 +171,19 @@ def test_a_histogram_born_with_its_first_observation_keeps_it_and_an_old_one_doe
 def test_histogram_reset_uses_the_new_counts_whole():
     store = SeriesStore()
     bounds = [1.0]
-    store.ingest_metrics(metrics_request([histogram("h", [
-        (T0, T0 + 10 * S, bounds, [100, 0], 50.0),
-        (T0 + 15 * S, T0 + 20 * S, bounds, [0, 4], 8.0),   # process restarted
-    ])]))
+    store.ingest_metrics(
+        metrics_request(
+            [
+                histogram(
+                    "h",
+                    [
+                        (T0, T0 + 10 * S, bounds, [100, 0], 50.0),
+                        (T0 + 15 * S, T0 + 20 * S, bounds, [0, 4], 8.0),  # process restarted
+                    ],
+                )
+            ]
+        )
+    )
     _, _, mean = store.query(only(store, "h").id, View.MEAN)
     assert mean[1] == pytest.approx(2.0)
 
@@ -149,12 +194,13 @@ def test_exponential_histogram_quantiles_are_close_to_the_truth():
     metric = metrics_pb2.Metric(name="exp", unit="s")
     metric.exponential_histogram.aggregation_temporality = DELTA
     for scale, ts in ((4, T0 + 10 * S), (3, T0 + 20 * S)):  # the producer lowered its scale in between
-        base = 2 ** (2 ** -scale)
+        base = 2 ** (2**-scale)
         index = np.ceil(np.log(values) / np.log(base)).astype(int) - 1
         offset = int(index.min())
         counts = np.bincount(index - offset)
-        dp = metric.exponential_histogram.data_points.add(time_unix_nano=ts, start_time_unix_nano=ts - 10 * S,
-                                                           count=len(values), sum=float(values.sum()), scale=scale)
+        dp = metric.exponential_histogram.data_points.add(
+            time_unix_nano=ts, start_time_unix_nano=ts - 10 * S, count=len(values), sum=float(values.sum()), scale=scale
+        )
         dp.positive.offset = offset
         dp.positive.bucket_counts.extend(counts.tolist())
     result = store.ingest_metrics(metrics_request([metric]))
@@ -211,8 +257,16 @@ def test_retention_drops_old_points_and_forgets_empty_series():
 
 def test_spans_become_red_series_and_a_sample():
     store = SeriesStore(StoreLimits(span_bin_s=10))
-    spans = [{"name": "GET /cart", "start": T0 + i * S, "end": T0 + i * S + 50_000_000 * (1 + i % 2),
-              "error": i == 3, "attributes": {"http.route": "/cart"}} for i in range(8)]
+    spans = [
+        {
+            "name": "GET /cart",
+            "start": T0 + i * S,
+            "end": T0 + i * S + 50_000_000 * (1 + i % 2),
+            "error": i == 3,
+            "attributes": {"http.route": "/cart"},
+        }
+        for i in range(8)
+    ]
     result = store.ingest_spans(trace_request(spans))
     assert (result.accepted, result.rejected) == (8, 0)
     calls = only(store, "factorylens.span.calls")
@@ -230,9 +284,20 @@ def test_spans_become_red_series_and_a_sample():
 
 def test_logs_become_events_and_a_count_series():
     store = SeriesStore()
-    result = store.ingest_logs(logs_request([
-        {"time": T0, "event_name": "hw.gpu.xid", "attributes": {"hw.gpu.xid.code": 79}, "body": "fell off the bus"},
-        {"time": T0 + 100, "event_name": "hw.gpu.xid"}, {"time": 0}]))
+    result = store.ingest_logs(
+        logs_request(
+            [
+                {
+                    "time": T0,
+                    "event_name": "hw.gpu.xid",
+                    "attributes": {"hw.gpu.xid.code": 79},
+                    "body": "fell off the bus",
+                },
+                {"time": T0 + 100, "event_name": "hw.gpu.xid"},
+                {"time": 0},
+            ]
+        )
+    )
     assert (result.accepted, result.rejected) == (2, 1)
     assert store.events[0]["attributes"] == {"hw.gpu.xid.code": 79}
     assert store.events[0]["body"] == "fell off the bus"
@@ -241,8 +306,14 @@ def test_logs_become_events_and_a_count_series():
 
 def test_frame_and_state_round_trip():
     store = SeriesStore()
-    store.ingest_metrics(metrics_request([gauge("a", [(T0 + i * S, float(i)) for i in range(6000)]),
-                                          gauge("b", [(T0 + i * S, 2.0 * i) for i in range(10)])]))
+    store.ingest_metrics(
+        metrics_request(
+            [
+                gauge("a", [(T0 + i * S, float(i)) for i in range(6000)]),
+                gauge("b", [(T0 + i * S, 2.0 * i) for i in range(10)]),
+            ]
+        )
+    )
     ids = [only(store, "a").id, only(store, "b").id]
     frame = store.frame(ids, T0, T0 + 9 * S)
     assert list(frame.columns) == ids and len(frame) == 10
@@ -272,8 +343,9 @@ def test_exponential_buckets_interpolate_within_their_own_edges_and_missing_sums
     store = SeriesStore()
     metric = metrics_pb2.Metric(name="exp1", unit="s")
     metric.exponential_histogram.aggregation_temporality = DELTA
-    dp = metric.exponential_histogram.data_points.add(time_unix_nano=T0, start_time_unix_nano=T0 - S, count=100,
-                                                       scale=0)  # no sum
+    dp = metric.exponential_histogram.data_points.add(
+        time_unix_nano=T0, start_time_unix_nano=T0 - S, count=100, scale=0
+    )  # no sum
     dp.positive.offset = 10  # (1024, 2048]
     dp.positive.bucket_counts.append(100)
     store.ingest_metrics(metrics_request([metric]))
@@ -292,6 +364,10 @@ def test_entities_name_what_a_series_is_about():
     assert entity_of({"service.name": "checkout"}, {}) == "service:checkout"
     port = {"hw.id": "0xb8ce/1", "hw.type": "network", "network.interface.name": "mlx5_0/1"}
     assert entity_of(agent, port) == "nic:n1/mlx5_0/1"
-    training = {"service.name": "factorylens-training", "factorylens.job.id": "j", "factorylens.rank": 3,
-                "hw.id": "GPU-9"}
+    training = {
+        "service.name": "factorylens-training",
+        "factorylens.job.id": "j",
+        "factorylens.rank": 3,
+        "hw.id": "GPU-9",
+    }
     assert entity_of(training, {}) == "rank:j/3"

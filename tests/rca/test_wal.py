@@ -93,7 +93,7 @@ def test_failed_write_refuses_the_append_and_leaves_no_garbage(tmp_path, monkeyp
 
 def test_rotation_and_truncation_bound_the_log(tmp_path):
     wal = opened(tmp_path, segment_bytes=200)
-    for i in range(20):
+    for _i in range(20):
         wal.append(RecordKind.METRICS, b"x" * 50)
     assert len(wal.segments()) > 3
     covered = wal.rotate()

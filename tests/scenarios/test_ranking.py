@@ -12,6 +12,8 @@ from factorylens.rca_service.analysis import KpiRankingAnalyzer
 from factorylens.rca_service.store import SeriesStore
 from factorylens.scenarios import CATALOG, ScenarioRun, ingest
 
+pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
+
 NS = 1_000_000_000
 SEED = 0
 

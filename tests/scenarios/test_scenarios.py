@@ -13,6 +13,8 @@ import pytest
 from factorylens.rca_service.store import SeriesStore, View
 from factorylens.scenarios import CATALOG, FAULT_TYPES, TRAINING_JOB, ScenarioRun, ingest
 
+pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
+
 SEED = 3
 ONSET_S = 240.0
 POST_S = 200.0
@@ -26,12 +28,11 @@ def _onset(fault: str | None) -> float:
     return 440.0 if fault == "slow_checkpoint_storage" else ONSET_S
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def simulate(fault: str | None, onset_s: float, seed: int = SEED) -> tuple[ScenarioRun, SeriesStore]:
     # a slow checkpoint (8x its 20 s) must finish inside the run
     post = POST_S + (60.0 if fault == "slow_checkpoint_storage" else 0.0)
-    run = ScenarioRun(fault, seed=seed, hosts=2, gpus_per_host=4, onset_s=onset_s, duration_s=onset_s + post,
-                      logs=True)
+    run = ScenarioRun(fault, seed=seed, hosts=2, gpus_per_host=4, onset_s=onset_s, duration_s=onset_s + post, logs=True)
     now = [0.0]
     store = SeriesStore(clock=lambda: now[0])
     for ts, requests in run:
@@ -56,16 +57,25 @@ def _comparable(requests: list) -> list[bytes]:
 
 
 def _ticks(fault: str | None, seed: int, **kwargs) -> list[tuple[int, list[bytes]]]:
-    run = ScenarioRun(fault, seed=seed, hosts=2, gpus_per_host=4, onset_s=100.0, duration_s=160.0, logs=True,
-                      **kwargs)
+    run = ScenarioRun(fault, seed=seed, hosts=2, gpus_per_host=4, onset_s=100.0, duration_s=160.0, logs=True, **kwargs)
     return [(ts, _comparable(requests)) for ts, requests in run]
 
 
 def test_catalog_covers_the_eleven_fault_types():
     assert len(FAULT_TYPES) == 11 and len(CATALOG) == 13
-    assert {"gpu_throttling", "gpu_xid_ecc", "gpu_lost", "nvlink_degradation", "pcie_degradation",
-            "slow_checkpoint_storage", "dataloader_starvation", "collective_network_congestion", "straggler_rank",
-            "noisy_neighbour_job", "host_pressure"} == set(FAULT_TYPES)
+    assert {
+        "gpu_throttling",
+        "gpu_xid_ecc",
+        "gpu_lost",
+        "nvlink_degradation",
+        "pcie_degradation",
+        "slow_checkpoint_storage",
+        "dataloader_starvation",
+        "collective_network_congestion",
+        "straggler_rank",
+        "noisy_neighbour_job",
+        "host_pressure",
+    } == set(FAULT_TYPES)
     assert {spec.domain for spec in CATALOG.values()} == {"gpu", "storage", "data", "network", "app", "host"}
 
 
@@ -76,7 +86,7 @@ def test_deterministic_per_seed_and_the_same_history_whatever_the_fault():
     assert first != _ticks("gpu_power_cap", 6)
     fault_free = _ticks(None, 5)
     assert [ts for ts, _ in first] == [ts for ts, _ in fault_free]
-    differs = [ts for (ts, a), (_, b) in zip(first, fault_free) if a != b]
+    differs = [ts for (ts, a), (_, b) in zip(first, fault_free, strict=False) if a != b]
     assert differs and (differs[0] - first[0][0]) / NS == pytest.approx(90.0)  # the tick at the onset (100 s)
 
 
@@ -102,10 +112,15 @@ def test_entities_follow_the_store_naming_and_carry_the_join_keys():
     run, store = simulate(None, ONSET_S)
     entities = {s.info.entity for s in store.series.values()}
     hosts = [h.name for h in run.cluster.hosts]
-    expected = ({f"gpu:{g.uuid}" for h in run.cluster.hosts for g in h.gpus} | {f"host:{h}" for h in hosts}
-                | {f"nic:{h}/mlx5_{i}/1" for h in hosts for i in range(4)}
-                | {f"fs:{h}//" for h in hosts} | {f"fs:{h}//mnt/ckpt" for h in hosts}
-                | {f"rank:{TRAINING_JOB}/{r.rank}" for r in run.ranks} | {f"rank:{run.neighbour_job}/0"})
+    expected = (
+        {f"gpu:{g.uuid}" for h in run.cluster.hosts for g in h.gpus}
+        | {f"host:{h}" for h in hosts}
+        | {f"nic:{h}/mlx5_{i}/1" for h in hosts for i in range(4)}
+        | {f"fs:{h}//" for h in hosts}
+        | {f"fs:{h}//mnt/ckpt" for h in hosts}
+        | {f"rank:{TRAINING_JOB}/{r.rank}" for r in run.ranks}
+        | {f"rank:{run.neighbour_job}/0"}
+    )
     assert entities == expected
     assert [r.rank for r in run.ranks] == list(range(4))
     for info in run.ranks:  # each rank's resource joins it to its job, host and GPU
@@ -117,8 +132,11 @@ def test_entities_follow_the_store_naming_and_carry_the_join_keys():
         assert info.gpu_id in resource["factorylens.gpu.ids"]
         assert resource["factorylens.world_size"] == len(run.ranks)
     # the GPU receiver maps each GPU's process to its job (the neighbour's too)
-    jobs = {s.info.attributes.get("factorylens.job.id") for s in store.series.values()
-            if s.info.metric == "process.gpu.utilization"}
+    jobs = {
+        s.info.attributes.get("factorylens.job.id")
+        for s in store.series.values()
+        if s.info.metric == "process.gpu.utilization"
+    }
     assert {TRAINING_JOB, run.neighbour_job, "chat-serve-0", "chat-serve-1"} <= jobs
     for fault, spec in CATALOG.items():  # every true root cause is an entity the store has (or its job's ranks)
         scenario = ScenarioRun(fault, seed=SEED, hosts=2, gpus_per_host=4, onset_s=ONSET_S)
@@ -131,14 +149,23 @@ def test_entities_follow_the_store_naming_and_carry_the_join_keys():
 
 # ---- each fault moves its signals ---------------------------------------------------------------------
 
+
 def _series(store: SeriesStore, metric: str, entity: str, view: View | None = None, **match: str) -> list:
     found = store.list_series(metric, entity=entity, match=match or None)
     assert found, f"no {metric} {match} on {entity}"
     return found
 
 
-def window(store: SeriesStore, run: ScenarioRun, metric: str, entity: str, view: View | None = None,
-           reduce=np.nanmedian, span: tuple[float, float] = WINDOW, **match: str) -> float:
+def window(
+    store: SeriesStore,
+    run: ScenarioRun,
+    metric: str,
+    entity: str,
+    view: View | None = None,
+    reduce=np.nanmedian,
+    span: tuple[float, float] = WINDOW,
+    **match: str,
+) -> float:
     """``reduce`` over the window after the onset, of the series' values (all matching series pooled)."""
     values = []
     for info in _series(store, metric, entity, view, **match):
@@ -149,20 +176,31 @@ def window(store: SeriesStore, run: ScenarioRun, metric: str, entity: str, view:
     return float(reduce(np.asarray(values, dtype=float)))
 
 
-def compare(fault: str, metric: str, entity: str, view: View | None = None, reduce=np.nanmedian,
-            span: tuple[float, float] = WINDOW, **match: str) -> tuple[float, float]:
+def compare(
+    fault: str,
+    metric: str,
+    entity: str,
+    view: View | None = None,
+    reduce=np.nanmedian,
+    span: tuple[float, float] = WINDOW,
+    **match: str,
+) -> tuple[float, float]:
     """(faulted, fault-free) values of the same series over the same window of the same seed."""
     run, store = simulate(fault, _onset(fault))
     ref_run, ref_store = simulate(None, _onset(fault))
-    return (window(store, run, metric, entity, view, reduce, span, **match),
-            window(ref_store, ref_run, metric, entity, view, reduce, span, **match))
+    return (
+        window(store, run, metric, entity, view, reduce, span, **match),
+        window(ref_store, ref_run, metric, entity, view, reduce, span, **match),
+    )
 
 
 def _latency(fault: str, entity: str, direction: str) -> tuple[float, float]:
-    time_, ref_time = compare(fault, "factorylens.storage.operation.time", entity, reduce=np.nansum,
-                              **{"disk.io.direction": direction})
-    ops, ref_ops = compare(fault, "factorylens.storage.operations", entity, reduce=np.nansum,
-                           **{"disk.io.direction": direction})
+    time_, ref_time = compare(
+        fault, "factorylens.storage.operation.time", entity, reduce=np.nansum, **{"disk.io.direction": direction}
+    )
+    ops, ref_ops = compare(
+        fault, "factorylens.storage.operations", entity, reduce=np.nansum, **{"disk.io.direction": direction}
+    )
     return time_ / ops, ref_time / ref_ops
 
 
@@ -170,8 +208,12 @@ def _check_thermal(run, t):
     gpu = t.entity
     hot, cool = compare("gpu_thermal_throttle", "hw.temperature", gpu, **{"hw.sensor_location": "die"})
     assert hot > cool + 10
-    assert compare("gpu_thermal_throttle", "hw.gpu.clock_event.active", gpu,
-                   **{"hw.gpu.clock_event.reason": "sw_thermal"})[0] == 1
+    assert (
+        compare(
+            "gpu_thermal_throttle", "hw.gpu.clock_event.active", gpu, **{"hw.gpu.clock_event.reason": "sw_thermal"}
+        )[0]
+        == 1
+    )
     slow, fast = compare("gpu_thermal_throttle", "hw.gpu.speed", gpu, **{"hw.gpu.clock_domain": "sm"})
     assert slow < 0.8 * fast
     assert compare("gpu_thermal_throttle", "hw.status", gpu, **{"hw.state": "degraded"}) == (1, 0)
@@ -180,13 +222,19 @@ def _check_thermal(run, t):
 def _check_power(run, t):
     gpu = t.entity
     assert compare("gpu_power_cap", "hw.power.limit", gpu) == (pytest.approx(315.0), 700.0)
-    assert compare("gpu_power_cap", "hw.gpu.clock_event.active", gpu,
-                   **{"hw.gpu.clock_event.reason": "power_cap"}) == (1, 0)
+    assert compare("gpu_power_cap", "hw.gpu.clock_event.active", gpu, **{"hw.gpu.clock_event.reason": "power_cap"}) == (
+        1,
+        0,
+    )
     slow, fast = compare("gpu_power_cap", "hw.gpu.speed", gpu, **{"hw.gpu.clock_domain": "sm"})
     assert slow < 0.6 * fast
-    busy, healthy = compare("gpu_power_cap", "factorylens.train.phase.duration",
-                            f"rank:{TRAINING_JOB}/{run.targets.rank}", View.MEAN,
-                            **{"factorylens.train.phase": "backward"})
+    busy, healthy = compare(
+        "gpu_power_cap",
+        "factorylens.train.phase.duration",
+        f"rank:{TRAINING_JOB}/{run.targets.rank}",
+        View.MEAN,
+        **{"factorylens.train.phase": "backward"},
+    )
     assert busy > 1.5 * healthy
 
 
@@ -197,8 +245,11 @@ def _check_xid(run, t):
     assert [e["attributes"]["hw.gpu.xid.code"] for e in store.events] == [94]
     assert compare("gpu_xid_ecc", "hw.errors", t.entity, View.RATE, np.nanmax, **{"error.type": "corrected"})[0] > 10
     # the job is down, then restarts from its checkpoint
-    restored = store.list_series("factorylens.checkpoint.duration", entity=f"rank:{TRAINING_JOB}/*",
-                                 match={"factorylens.checkpoint.operation": "load"})
+    restored = store.list_series(
+        "factorylens.checkpoint.duration",
+        entity=f"rank:{TRAINING_JOB}/*",
+        match={"factorylens.checkpoint.operation": "load"},
+    )
     assert len(restored) == len(run.ranks)
 
 
@@ -206,30 +257,42 @@ def _check_lost(run, t):
     assert compare("gpu_lost", "hw.status", t.entity, **{"hw.state": "failed"}) == (1, 0)
     _, store = simulate("gpu_lost", ONSET_S)
     assert [e["attributes"]["hw.gpu.xid.code"] for e in store.events] == [79]
-    assert compare("gpu_lost", "hw.gpu.utilization", t.entity, span=(-POST_S, -1),
-                   **{"hw.gpu.task": "general"})[0] > 0.8  # it was busy, then its series stop
+    assert (
+        compare("gpu_lost", "hw.gpu.utilization", t.entity, span=(-POST_S, -1), **{"hw.gpu.task": "general"})[0] > 0.8
+    )  # it was busy, then its series stop
     with pytest.raises(AssertionError):
         compare("gpu_lost", "hw.gpu.utilization", t.entity, span=(20, POST_S), **{"hw.gpu.task": "general"})
 
 
 def _check_nvlink(run, t):
-    slow, fast = compare("nvlink_degradation", "hw.gpu.interconnect.io", t.entity, View.RATE,
-                         **{"network.io.direction": "transmit"})
+    slow, fast = compare(
+        "nvlink_degradation", "hw.gpu.interconnect.io", t.entity, View.RATE, **{"network.io.direction": "transmit"}
+    )
     assert slow < 0.3 * fast
-    assert compare("nvlink_degradation", "hw.errors", t.entity, View.RATE,
-                   **{"error.type": "nvlink_crc_data"}) == (pytest.approx(40.0, rel=0.05), 0)
-    waits, healthy = compare("nvlink_degradation", "factorylens.collective.duration", f"rank:{TRAINING_JOB}/*",
-                             View.MEAN)
+    assert compare("nvlink_degradation", "hw.errors", t.entity, View.RATE, **{"error.type": "nvlink_crc_data"}) == (
+        pytest.approx(40.0, rel=0.05),
+        0,
+    )
+    waits, healthy = compare(
+        "nvlink_degradation", "factorylens.collective.duration", f"rank:{TRAINING_JOB}/*", View.MEAN
+    )
     assert waits > 2 * healthy
 
 
 def _check_pcie(run, t):
     slow, fast = compare("pcie_degradation", "hw.gpu.io", t.entity, View.RATE, **{"network.io.direction": "receive"})
     assert slow < 0.3 * fast
-    assert compare("pcie_degradation", "hw.errors", t.entity, View.RATE,
-                   **{"error.type": "pcie_replay"}) == (pytest.approx(20.0, rel=0.05), 0)
-    copy, healthy = compare("pcie_degradation", "factorylens.train.phase.duration",
-                            f"rank:{TRAINING_JOB}/{run.targets.rank}", View.MEAN, **{"factorylens.train.phase": "h2d"})
+    assert compare("pcie_degradation", "hw.errors", t.entity, View.RATE, **{"error.type": "pcie_replay"}) == (
+        pytest.approx(20.0, rel=0.05),
+        0,
+    )
+    copy, healthy = compare(
+        "pcie_degradation",
+        "factorylens.train.phase.duration",
+        f"rank:{TRAINING_JOB}/{run.targets.rank}",
+        View.MEAN,
+        **{"factorylens.train.phase": "h2d"},
+    )
     assert copy > 4 * healthy
 
 
@@ -237,12 +300,29 @@ def _check_storage(run, t):
     slow, fast = _latency("slow_checkpoint_storage", t.entity, "read")
     assert slow > 4 * fast
     span = (0, POST_S + 60)
-    saves = [compare("slow_checkpoint_storage", "factorylens.checkpoint.duration", f"rank:{TRAINING_JOB}/{r.rank}",
-                     View.MEAN, np.nanmax, span, **{"factorylens.checkpoint.operation": "save"}) for r in run.ranks]
-    on_host = [s for s, r in zip(saves, run.ranks) if r.host == run.targets.host]
+    saves = [
+        compare(
+            "slow_checkpoint_storage",
+            "factorylens.checkpoint.duration",
+            f"rank:{TRAINING_JOB}/{r.rank}",
+            View.MEAN,
+            np.nanmax,
+            span,
+            **{"factorylens.checkpoint.operation": "save"},
+        )
+        for r in run.ranks
+    ]
+    on_host = [s for s, r in zip(saves, run.ranks, strict=False) if r.host == run.targets.host]
     assert all(slow > 4 * fast for slow, fast in on_host)
-    written, healthy = compare("slow_checkpoint_storage", "factorylens.storage.io", t.entity, View.RATE, np.nanmax,
-                               span, **{"disk.io.direction": "write"})
+    written, healthy = compare(
+        "slow_checkpoint_storage",
+        "factorylens.storage.io",
+        t.entity,
+        View.RATE,
+        np.nanmax,
+        span,
+        **{"disk.io.direction": "write"},
+    )
     assert written < 0.3 * healthy
 
 
@@ -252,10 +332,12 @@ def _check_starvation(run, t):
     others = [r for r in run.ranks if r.rank != run.targets.rank]
     other = f"rank:{TRAINING_JOB}/{others[0].rank}"
     assert compare("dataloader_starvation", "factorylens.data.wait.ratio", other)[0] < 0.05
-    busy, idle = compare("dataloader_starvation", "system.cpu.utilization", f"host:{run.targets.host}",
-                         **{"state": "user"})
-    memory, ref = compare("dataloader_starvation", "system.memory.utilization", f"host:{run.targets.host}",
-                          **{"state": "used"})
+    busy, idle = compare(
+        "dataloader_starvation", "system.cpu.utilization", f"host:{run.targets.host}", **{"state": "user"}
+    )
+    memory, ref = compare(
+        "dataloader_starvation", "system.memory.utilization", f"host:{run.targets.host}", **{"state": "used"}
+    )
     assert memory < ref + 0.01
     assert busy < idle + 0.02 and busy < 0.5  # the host is not the problem (it is less busy: the job slowed)
 
@@ -263,24 +345,33 @@ def _check_starvation(run, t):
 def _check_congestion(run, t):
     waits, healthy = compare("collective_network_congestion", "factorylens.network.xmit_wait", t.entity, View.RATE)
     assert waits > 100 * healthy
-    slow, fast = compare("collective_network_congestion", "hw.network.io", t.entity, View.RATE,
-                         **{"network.io.direction": "transmit"})
+    slow, fast = compare(
+        "collective_network_congestion", "hw.network.io", t.entity, View.RATE, **{"network.io.direction": "transmit"}
+    )
     assert slow < 0.5 * fast
-    coll, ref = compare("collective_network_congestion", "factorylens.collective.duration", f"rank:{TRAINING_JOB}/*",
-                        View.MEAN)
+    coll, ref = compare(
+        "collective_network_congestion", "factorylens.collective.duration", f"rank:{TRAINING_JOB}/*", View.MEAN
+    )
     assert coll > 1.5 * ref
 
 
 def _check_straggler(run, t):
-    slow, fast = compare("straggler_rank", "factorylens.train.phase.duration", t.entity, View.MEAN,
-                         **{"factorylens.train.phase": "forward"})
+    slow, fast = compare(
+        "straggler_rank",
+        "factorylens.train.phase.duration",
+        t.entity,
+        View.MEAN,
+        **{"factorylens.train.phase": "forward"},
+    )
     assert slow > 1.4 * fast
-    clocks, ref = compare("straggler_rank", "hw.gpu.speed", f"gpu:{run.targets.gpu_id}",
-                          **{"hw.gpu.clock_domain": "sm"})
+    clocks, ref = compare(
+        "straggler_rank", "hw.gpu.speed", f"gpu:{run.targets.gpu_id}", **{"hw.gpu.clock_domain": "sm"}
+    )
     assert clocks == ref  # its GPU is healthy
     other = next(r for r in run.ranks if r.rank != run.targets.rank)
-    waits, healthy = compare("straggler_rank", "factorylens.collective.duration", f"rank:{TRAINING_JOB}/{other.rank}",
-                             View.MEAN)
+    waits, healthy = compare(
+        "straggler_rank", "factorylens.collective.duration", f"rank:{TRAINING_JOB}/{other.rank}", View.MEAN
+    )
     assert waits > 2 * healthy
 
 
@@ -289,11 +380,17 @@ def _check_neighbour(run, t):
     assert busy > 4 * light
     gpu = f"gpu:{run.neighbour_gpu.uuid}"
     assert compare("noisy_neighbour_job", "hw.gpu.utilization", gpu, **{"hw.gpu.task": "general"})[0] > 0.8
-    cpu, ref = compare("noisy_neighbour_job", "system.cpu.utilization", f"host:{run.targets.host}", reduce=np.nansum,
-                       **{"state": "idle"})
+    cpu, ref = compare(
+        "noisy_neighbour_job",
+        "system.cpu.utilization",
+        f"host:{run.targets.host}",
+        reduce=np.nansum,
+        **{"state": "idle"},
+    )
     assert cpu < 0.5 * ref
-    waits, healthy = compare("noisy_neighbour_job", "factorylens.network.xmit_wait",
-                             f"nic:{run.targets.host}/{run.targets.port}", View.RATE)
+    waits, healthy = compare(
+        "noisy_neighbour_job", "factorylens.network.xmit_wait", f"nic:{run.targets.host}/{run.targets.port}", View.RATE
+    )
     assert waits > 10 * healthy
 
 
@@ -314,12 +411,18 @@ def _check_memory(run, t):
 
 
 CHECKS = {
-    "gpu_thermal_throttle": (_check_thermal, "step"), "gpu_power_cap": (_check_power, "step"),
-    "gpu_xid_ecc": (_check_xid, "stall"), "gpu_lost": (_check_lost, "stall"),
-    "nvlink_degradation": (_check_nvlink, "step"), "pcie_degradation": (_check_pcie, "step"),
-    "slow_checkpoint_storage": (_check_storage, "checkpoint"), "dataloader_starvation": (_check_starvation, "step"),
-    "collective_network_congestion": (_check_congestion, "step"), "straggler_rank": (_check_straggler, "step"),
-    "noisy_neighbour_job": (_check_neighbour, "step"), "host_cpu_pressure": (_check_cpu, "step"),
+    "gpu_thermal_throttle": (_check_thermal, "step"),
+    "gpu_power_cap": (_check_power, "step"),
+    "gpu_xid_ecc": (_check_xid, "stall"),
+    "gpu_lost": (_check_lost, "stall"),
+    "nvlink_degradation": (_check_nvlink, "step"),
+    "pcie_degradation": (_check_pcie, "step"),
+    "slow_checkpoint_storage": (_check_storage, "checkpoint"),
+    "dataloader_starvation": (_check_starvation, "step"),
+    "collective_network_congestion": (_check_congestion, "step"),
+    "straggler_rank": (_check_straggler, "step"),
+    "noisy_neighbour_job": (_check_neighbour, "step"),
+    "host_cpu_pressure": (_check_cpu, "step"),
     "host_memory_pressure": (_check_memory, "step"),
 }
 
@@ -358,13 +461,14 @@ def test_fault_free_run_keeps_the_kpi_in_its_normal_range():
         median = np.median(normal)
         assert median == pytest.approx(2.08, rel=0.03)
         assert np.all(np.abs(normal / median - 1) < 0.1)
-        first, second = normal[: len(normal) // 2], normal[len(normal) // 2:]
+        first, second = normal[: len(normal) // 2], normal[len(normal) // 2 :]
         assert np.median(second) == pytest.approx(np.median(first), rel=0.02)
     for info in store.list_series("factorylens.data.wait.ratio", entity=f"rank:{TRAINING_JOB}/*"):
         assert np.nanmax(store.query(info.id)[2]) < 0.05
 
 
 # ---- the small hooks this suite added to the simulator and the instrumentation ----------------------
+
 
 def test_cluster_job_pace_drives_the_training_gpus_and_a_stalled_job_is_not_checkpointing():
     from factorylens.receivers.gpu.sim import SimulatedCluster
@@ -409,12 +513,19 @@ def test_training_telemetry_runs_on_injected_clocks_and_mounts():
 
     now = [0.0]
     reader = InMemoryMetricReader()
-    config = TrainingConfig(job_id="j", team="t", rank=0, world_size=1, host="h", gpu_ids=("GPU-1",),
-                            export_interval_s=10.0, state_dir="")
-    stepped = TrainingTelemetry(config, StepRecorder(100), MeterProvider(metric_readers=[reader]).get_meter("x"),
-                                NoOpTracer(), {}, clock=lambda: now[0],
-                                wall_clock_ns=lambda: 1_700_000_000 * NS + int(now[0] * NS),
-                                mountpoint_of=lambda path: "/mnt/ckpt")
+    config = TrainingConfig(
+        job_id="j", team="t", rank=0, world_size=1, host="h", gpu_ids=("GPU-1",), export_interval_s=10.0, state_dir=""
+    )
+    stepped = TrainingTelemetry(
+        config,
+        StepRecorder(100),
+        MeterProvider(metric_readers=[reader]).get_meter("x"),
+        NoOpTracer(),
+        {},
+        clock=lambda: now[0],
+        wall_clock_ns=lambda: 1_700_000_000 * NS + int(now[0] * NS),
+        mountpoint_of=lambda path: "/mnt/ckpt",
+    )
     for n in range(5):  # five 2 s steps, the last one saving a checkpoint
         start, end = int(2 * n * NS), int(2 * (n + 1) * NS)
         phases = [("data", start, start + NS // 2, None)]
@@ -423,8 +534,12 @@ def test_training_telemetry_runs_on_injected_clocks_and_mounts():
         stepped.recorder.deliver(StepRecord(n + 1, start, end, 1_700_000_000 * NS + start, 8, 0, phases, None))
     now[0] = 10.0
     stepped.drain()
-    points = {m.name: m.data.data_points for rm in reader.get_metrics_data().resource_metrics
-              for sm in rm.scope_metrics for m in sm.metrics}
+    points = {
+        m.name: m.data.data_points
+        for rm in reader.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+    }
     assert points["factorylens.train.samples.rate"][0].value == pytest.approx(4.0)  # 40 samples in 10 s
     assert points["factorylens.data.wait.ratio"][0].value == pytest.approx(0.25)
     assert points["factorylens.train.goodput"][0].value == pytest.approx(0.65)  # 6.5 s productive of 10 s

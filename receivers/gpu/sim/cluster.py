@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
 from factorylens.receivers.gpu.sim.faults import NODE_FAULTS, Fault, Scenario
-from factorylens.receivers.gpu.sim.models import GpuModel, model as lookup_model
+from factorylens.receivers.gpu.sim.models import GpuModel
+from factorylens.receivers.gpu.sim.models import model as lookup_model
 from factorylens.receivers.gpu.sim.node import SimulatedNode, fabric_speed
 
 AMBIENT_C = 28.0
@@ -119,7 +120,7 @@ class SimulatedHost:
     index: int
     name: str
     gpus: list[SimulatedGpu]
-    cluster: "SimulatedCluster"
+    cluster: SimulatedCluster
     events: deque = field(default_factory=lambda: deque(maxlen=10_000))
     fired: set = field(default_factory=set)
     driver_error: str | None = None
@@ -127,8 +128,11 @@ class SimulatedHost:
 
     def faults_for(self, gpu_index: int | None, kind: str) -> list[Fault]:
         t = self.cluster.sim_elapsed()
-        return [f for f in self.cluster.scenario.faults
-                if f.kind == kind and f.active(t) and f.targets(self.index, self.name, gpu_index)]
+        return [
+            f
+            for f in self.cluster.scenario.faults
+            if f.kind == kind and f.active(t) and f.targets(self.index, self.name, gpu_index)
+        ]
 
     def advance(self) -> None:
         self.cluster.advance()
@@ -198,13 +202,19 @@ class SimulatedCluster:
         gpus = []
         for i in range(m):
             raw = self._rng.bytes(16)
-            uuid = "GPU-{}-{}-{}-{}-{}".format(raw[:4].hex(), raw[4:6].hex(), raw[6:8].hex(), raw[8:10].hex(),
-                                               raw[10:].hex())
-            gpus.append(SimulatedGpu(
-                index=i, model=self.model, uuid=uuid, serial=f"165{int(self._rng.integers(10**9, 10**10))}",
-                pci_bus_id=f"00000000:{0x18 + 0x10 * i:02X}:00.0", rng=np.random.default_rng(self._rng.integers(2**32)),
-                mig_enabled=mig, phase_s=float(self._rng.uniform(0, 3)),
-            ))
+            uuid = f"GPU-{raw[:4].hex()}-{raw[4:6].hex()}-{raw[6:8].hex()}-{raw[8:10].hex()}-{raw[10:].hex()}"
+            gpus.append(
+                SimulatedGpu(
+                    index=i,
+                    model=self.model,
+                    uuid=uuid,
+                    serial=f"165{int(self._rng.integers(10**9, 10**10))}",
+                    pci_bus_id=f"00000000:{0x18 + 0x10 * i:02X}:00.0",
+                    rng=np.random.default_rng(self._rng.integers(2**32)),
+                    mig_enabled=mig,
+                    phase_s=float(self._rng.uniform(0, 3)),
+                )
+            )
         return SimulatedHost(h, name, gpus, self, node=SimulatedNode(h, name))
 
     def _place_jobs(self, m: int) -> None:
@@ -231,10 +241,15 @@ class SimulatedCluster:
                 gpu.process = Process(next_pid, name, job)
 
     def jobs_by_pid(self, host: SimulatedHost) -> dict[int, dict[str, str]]:
-        return {g.process.pid: {"process.executable.name": g.process.name,
-                                "factorylens.job.id": g.process.job.job_id,
-                                "factorylens.team": g.process.job.team}
-                for g in host.gpus if g.process}
+        return {
+            g.process.pid: {
+                "process.executable.name": g.process.name,
+                "factorylens.job.id": g.process.job.job_id,
+                "factorylens.team": g.process.job.team,
+            }
+            for g in host.gpus
+            if g.process
+        }
 
     # physics ---------------------------------------------------------------------------------
 
@@ -257,14 +272,17 @@ class SimulatedCluster:
     def _step_node(self, host: SimulatedHost, dt: float, elapsed: float) -> None:
         training = [g for g in host.gpus if g.process is not None and g.process.job.kind == "training"]
         util = sum(g.utilization for g in training) / len(training) if training else 0.0
-        checkpointing = any(g.process.job.load(0.0, elapsed) < 0.1 for g in training)
+        checkpointing = any(g.process is not None and g.process.job.load(0.0, elapsed) < 0.1 for g in training)
         faults = {kind: host.faults_for(None, kind) for kind in NODE_FAULTS}
         assert host.node is not None
         host.node.step(dt, elapsed, util, checkpointing, faults)
 
     def _job_nodes(self, job_id: str) -> list[SimulatedNode]:
-        return [h.node for h in self.hosts if h.node is not None and any(
-            g.process is not None and g.process.job.job_id == job_id for g in h.gpus)]
+        return [
+            h.node
+            for h in self.hosts
+            if h.node is not None and any(g.process is not None and g.process.job.job_id == job_id for g in h.gpus)
+        ]
 
     def job_collective_slowdown(self, job_id: str) -> float:
         """How many times longer the job's collectives take now (fabric congestion, a down port)."""
@@ -284,8 +302,12 @@ class SimulatedCluster:
 
     def job_gpus(self, job_id: str) -> list[tuple[str, SimulatedGpu]]:
         """``(host name, GPU)`` of every GPU the job's processes run on."""
-        return [(host.name, gpu) for host in self.hosts for gpu in host.gpus
-                if gpu.process is not None and gpu.process.job.job_id == job_id]
+        return [
+            (host.name, gpu)
+            for host in self.hosts
+            for gpu in host.gpus
+            if gpu.process is not None and gpu.process.job.job_id == job_id
+        ]
 
     def job_compute_speed(self, job_id: str) -> float:
         """How fast the job's GPUs compute now (its slowest GPU's clocks; 0 when one is lost)."""
@@ -294,8 +316,10 @@ class SimulatedCluster:
     def _job_speeds(self) -> dict[str, float]:
         """A synchronous job runs at the pace of its slowest GPU and waits on its slowest fabric (unless
         its workload's measured pace is given in ``job_pace``)."""
-        return {jid: self.job_pace.get(jid, speed * fabric_speed(self._job_nodes(jid)))
-                for jid, speed in self._compute_speeds().items()}
+        return {
+            jid: self.job_pace.get(jid, speed * fabric_speed(self._job_nodes(jid)))
+            for jid, speed in self._compute_speeds().items()
+        }
 
     def _compute_speeds(self) -> dict[str, float]:
         """A synchronous training job computes at the pace of its slowest GPU; a lost GPU stalls it."""
@@ -321,14 +345,25 @@ class SimulatedCluster:
                     if fault.gpu is None or fault.gpu == gpu.index:
                         host.events.append(XidEvent(gpu.index, int(fault.params["code"])))
 
-    def _step(self, host: SimulatedHost, g: SimulatedGpu, t: float, elapsed: float,
-              job_speed: dict[str, float]) -> None:
+    def _step(
+        self, host: SimulatedHost, g: SimulatedGpu, t: float, elapsed: float, job_speed: dict[str, float]
+    ) -> None:
         dt = 0.0 if g.t is None else max(0.0, elapsed - g.t)
         g.t = elapsed
         m = g.model
-        active = {kind: host.faults_for(g.index, kind) for kind in (
-            "thermal_throttle", "power_cap", "nvlink_degradation", "pcie_degradation", "gpu_lost",
-            "stuck_utilization", "memory_leak", "ecc_burst")}
+        active = {
+            kind: host.faults_for(g.index, kind)
+            for kind in (
+                "thermal_throttle",
+                "power_cap",
+                "nvlink_degradation",
+                "pcie_degradation",
+                "gpu_lost",
+                "stuck_utilization",
+                "memory_leak",
+                "ecc_burst",
+            )
+        }
         g.lost = bool(active["gpu_lost"])
 
         job = g.process.job if g.process else None
@@ -342,7 +377,7 @@ class SimulatedCluster:
         g.power_limit_w = m.tdp_w
         for f in active["power_cap"]:
             g.power_limit_w = max(m.min_power_limit_w, m.tdp_w * float(f.params["limit_fraction"]))
-        want_w = m.idle_w + (m.tdp_w - m.idle_w) * util ** 0.8
+        want_w = m.idle_w + (m.tdp_w - m.idle_w) * util**0.8
         reasons = 0
         factor = 1.0
         if want_w > g.power_limit_w:

@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
@@ -29,31 +30,53 @@ FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "ecc_burst": ({"corrected_per_s": 50.0, "uncorrected": 1}, "volatile ECC errors at a rate, plus uncorrected ones"),
     "thermal_throttle": ({"extra_celsius": 30.0}, "cooling failure: temperature rises into thermal slowdown"),
     "power_cap": ({"limit_fraction": 0.5}, "power limit lowered to a fraction of TDP (power-cap throttling)"),
-    "nvlink_degradation": ({"throughput_fraction": 0.3, "crc_errors_per_s": 20.0},
-                           "NVLink throughput drops and CRC/replay errors climb"),
-    "pcie_degradation": ({"throughput_fraction": 0.25, "replays_per_s": 10.0},
-                         "PCIe link degrades: throughput drops and replays climb"),
+    "nvlink_degradation": (
+        {"throughput_fraction": 0.3, "crc_errors_per_s": 20.0},
+        "NVLink throughput drops and CRC/replay errors climb",
+    ),
+    "pcie_degradation": (
+        {"throughput_fraction": 0.25, "replays_per_s": 10.0},
+        "PCIe link degrades: throughput drops and replays climb",
+    ),
     "gpu_lost": ({}, "every NVML call on the GPU raises GpuIsLost (fallen off the bus)"),
-    "nvml_error": ({"function": "nvmlDeviceGetPowerUsage", "error": "NotSupported"},
-                   "one NVML function raises the given error (NotSupported, NoPermission, Unknown, ...)"),
+    "nvml_error": (
+        {"function": "nvmlDeviceGetPowerUsage", "error": "NotSupported"},
+        "one NVML function raises the given error (NotSupported, NoPermission, Unknown, ...)",
+    ),
     "stuck_utilization": ({"value": 0.0}, "utilization reads a constant while the GPU keeps drawing power"),
     "memory_leak": ({"bytes_per_s": 256 * 2**20}, "GPU memory used grows until the board is full"),
     "driver_missing": ({"error": "DriverNotLoaded"}, "nvmlInit fails (no driver / library) on the host"),
     # the node's other layers (target: a host; no gpu)
-    "slow_storage": ({"mount": "/mnt/ckpt", "latency_factor": 10.0, "throughput_fraction": 0.1},
-                     "a mount's operations get slower and its throughput is capped (e.g. a struggling NFS server)"),
+    "slow_storage": (
+        {"mount": "/mnt/ckpt", "latency_factor": 10.0, "throughput_fraction": 0.1},
+        "a mount's operations get slower and its throughput is capped (e.g. a struggling NFS server)",
+    ),
     "filesystem_full": ({"mount": "/mnt/ckpt", "used_fraction": 0.98}, "a file system fills up"),
     "ib_link_flap": ({"port": "mlx5_0/1", "period": 60.0}, "an InfiniBand port goes down and up, half of each period"),
     "ib_symbol_errors": ({"port": "*", "per_s": 50.0}, "symbol errors on InfiniBand ports (a bad cable or optic)"),
-    "ib_congestion": ({"port": "*", "throughput_fraction": 0.3, "xmit_wait_per_s": 5.0e6},
-                      "fabric congestion: port throughput capped, xmit_wait climbing; collectives slow down"),
+    "ib_congestion": (
+        {"port": "*", "throughput_fraction": 0.3, "xmit_wait_per_s": 5.0e6},
+        "fabric congestion: port throughput capped, xmit_wait climbing; collectives slow down",
+    ),
     "nic_down": ({"port": "mlx5_0/1"}, "an InfiniBand port is down"),
     "cpu_saturation": ({"utilization": 0.98}, "the host's CPUs are saturated (a noisy neighbour, runaway process)"),
-    "memory_pressure": ({"used_fraction": 0.97, "swap_pages_per_s": 20000.0},
-                        "the host runs out of memory and swaps; the input pipeline starves"),
+    "memory_pressure": (
+        {"used_fraction": 0.97, "swap_pages_per_s": 20000.0},
+        "the host runs out of memory and swaps; the input pipeline starves",
+    ),
 }
-NODE_FAULTS = frozenset({"slow_storage", "filesystem_full", "ib_link_flap", "ib_symbol_errors", "ib_congestion",
-                         "nic_down", "cpu_saturation", "memory_pressure"})
+NODE_FAULTS = frozenset(
+    {
+        "slow_storage",
+        "filesystem_full",
+        "ib_link_flap",
+        "ib_symbol_errors",
+        "ib_congestion",
+        "nic_down",
+        "cpu_saturation",
+        "memory_pressure",
+    }
+)
 _HOST_ONLY = {"driver_missing"} | NODE_FAULTS
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -91,7 +114,7 @@ class Scenario:
     faults: tuple[Fault, ...] = ()
 
     @classmethod
-    def load(cls, path: str | Path) -> "Scenario":
+    def load(cls, path: str | Path) -> Scenario:
         path = Path(path)
         try:
             text = path.read_text()
@@ -107,7 +130,7 @@ class Scenario:
             raise ScenarioError(f"{path}: {exc}") from None
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Scenario":
+    def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
         if not isinstance(data, Mapping) or set(data) - {"faults"}:
             raise ScenarioError("a scenario is a mapping with one key, 'faults' (a list)")
         faults = data.get("faults") or []

@@ -65,7 +65,9 @@ class SimulatedNode:
     host_index: int
     name: str
     cpu_utilization: float = 0.2
-    cpu_time_s: list = field(default_factory=lambda: [[0.0, 0.0, 0.0, 0.0] for _ in range(CPUS)])  # user sys idle iowait
+    cpu_time_s: list = field(
+        default_factory=lambda: [[0.0, 0.0, 0.0, 0.0] for _ in range(CPUS)]
+    )  # user sys idle iowait
     memory_used_fraction: float = 0.35
     swap_used_pages: float = 0.0
     disk_read_bytes: float = 0.0
@@ -87,8 +89,9 @@ class SimulatedNode:
             ROOT_MOUNT: MountState(ROOT_MOUNT, "ext4", 7.68e12, 1.9e12, 0.0002, 6e9),
             CHECKPOINT_MOUNT: MountState(CHECKPOINT_MOUNT, "nfs4", 500e12, 210e12, 0.002, 2.5e9),
         }
-        self.ports = {p: PortState(p, f"0x{0xb8cef60300000000 + self.host_index * 16 + i:016x}")
-                      for i, p in enumerate(PORTS)}
+        self.ports = {
+            p: PortState(p, f"0x{0xB8CEF60300000000 + self.host_index * 16 + i:016x}") for i, p in enumerate(PORTS)
+        }
 
     def step(self, dt: float, elapsed: float, training_util: float, checkpointing: bool, faults: dict) -> None:
         """Advance by ``dt`` simulated seconds; ``faults`` maps kind → active faults on this host."""
@@ -123,17 +126,22 @@ class SimulatedNode:
             mount.latency_factor, mount.fault_used_bytes = 1.0, 0.0
         throughput_cap = {m: 1.0 for m in self.mounts}
         for f in faults.get("slow_storage", ()):
-            mount = str(f.params["mount"])
-            if mount in self.mounts:
-                self.mounts[mount].latency_factor = float(f.params["latency_factor"])
-                throughput_cap[mount] = float(f.params["throughput_fraction"])
+            mount_name = str(f.params["mount"])
+            if mount_name in self.mounts:
+                self.mounts[mount_name].latency_factor = float(f.params["latency_factor"])
+                throughput_cap[mount_name] = float(f.params["throughput_fraction"])
         for f in faults.get("filesystem_full", ()):
-            mount = self.mounts.get(str(f.params["mount"]))
-            if mount is not None:
-                mount.fault_used_bytes = mount.size_bytes * float(f.params["used_fraction"])
+            full = self.mounts.get(str(f.params["mount"]))
+            if full is not None:
+                full.fault_used_bytes = full.size_bytes * float(f.params["used_fraction"])
         local = self.mounts[ROOT_MOUNT]
-        self._io(local, "read", 200e6 * training_util * throughput_cap[ROOT_MOUNT] * dt * wobble(0.05), 128 * 1024,
-                 wobble(0.1))
+        self._io(
+            local,
+            "read",
+            200e6 * training_util * throughput_cap[ROOT_MOUNT] * dt * wobble(0.05),
+            128 * 1024,
+            wobble(0.1),
+        )
         ckpt = self.mounts[CHECKPOINT_MOUNT]
         if checkpointing:
             written = ckpt.max_bytes_per_s * 0.8 * throughput_cap[CHECKPOINT_MOUNT] * dt * wobble(0.05)
@@ -178,8 +186,11 @@ class SimulatedNode:
             port.rx_packets += rate * dt / 4096
 
     def _ports(self, selector: object) -> list[PortState]:
-        return list(self.ports.values()) if selector in ("*", None) else [
-            p for name, p in self.ports.items() if name == selector]
+        return (
+            list(self.ports.values())
+            if selector in ("*", None)
+            else [p for name, p in self.ports.items() if name == selector]
+        )
 
     @staticmethod
     def _io(mount: MountState, direction: str, size: float, op_bytes: float, latency_noise: float = 1.0) -> None:

@@ -15,6 +15,7 @@ import pynvml
 
 from factorylens.receivers.gpu.nvml import NVML_ERROR_NAMES
 from factorylens.receivers.gpu.sim.cluster import SimulatedGpu, SimulatedHost
+from factorylens.receivers.gpu.sim.models import MigProfile
 
 _CODES = {name: code for code, name in NVML_ERROR_NAMES.items()}
 _MIB = 1 << 20
@@ -41,8 +42,13 @@ class _Handle:
 
 class _GpmRequest(SimpleNamespace):
     def __init__(self) -> None:
-        super().__init__(version=0, numMetrics=0, sample1=None, sample2=None,
-                         metrics=[SimpleNamespace(metricId=0, nvmlReturn=0, value=0.0) for _ in range(32)])
+        super().__init__(
+            version=0,
+            numMetrics=0,
+            sample1=None,
+            sample2=None,
+            metrics=[SimpleNamespace(metricId=0, nvmlReturn=0, value=0.0) for _ in range(32)],
+        )
 
 
 class SimulatedNvml:
@@ -80,9 +86,14 @@ class SimulatedNvml:
         return gpu
 
     def _mig_limit(self, gpu: SimulatedGpu) -> int:
+        return self._mig_profile(gpu).memory_bytes
+
+    @staticmethod
+    def _mig_profile(gpu: SimulatedGpu) -> MigProfile:
+        """The GPU's MIG profile; only asked of a GPU in MIG mode (the cluster refuses MIG on a model without)."""
         profile = gpu.model.mig
         assert profile is not None
-        return profile.memory_bytes
+        return profile
 
     # library ---------------------------------------------------------------------------------
 
@@ -131,7 +142,7 @@ class SimulatedNvml:
         gpu = self._gpu(h, "nvmlDeviceGetName")
         if h.mig is None:
             return gpu.model.name
-        return f"{gpu.model.name} MIG {gpu.model.mig.name}"
+        return f"{gpu.model.name} MIG {self._mig_profile(gpu).name}"
 
     def nvmlDeviceGetSerial(self, h: _Handle) -> str:
         return self._gpu(h, "nvmlDeviceGetSerial").serial
@@ -156,7 +167,7 @@ class SimulatedNvml:
 
     def nvmlDeviceGetMigDeviceHandleByIndex(self, h: _Handle, index: int) -> _Handle:
         gpu = self._gpu(h, "nvmlDeviceGetMigDeviceHandleByIndex")
-        if not gpu.mig_enabled or index >= gpu.model.mig.count:
+        if not gpu.mig_enabled or index >= self._mig_profile(gpu).count:
             raise nvml_error("NotFound")
         return _Handle(h.gpu, index)
 
@@ -172,8 +183,9 @@ class SimulatedNvml:
         gpu = self._gpu(h, "nvmlDeviceGetUtilizationRates")
         if gpu.mig_enabled:
             raise nvml_error("NotSupported")  # as on real MIG-mode GPUs
-        return SimpleNamespace(gpu=int(round(gpu.reported_utilization * 100)),
-                               memory=int(round(gpu.memory_utilization * 100)))
+        return SimpleNamespace(
+            gpu=int(round(gpu.reported_utilization * 100)), memory=int(round(gpu.memory_utilization * 100))
+        )
 
     def nvmlDeviceGetEncoderUtilization(self, h: _Handle) -> list[int]:
         gpu = self._gpu(h, "nvmlDeviceGetEncoderUtilization")
@@ -190,7 +202,7 @@ class SimulatedNvml:
         gpu = self._gpu(h, "nvmlDeviceGetMemoryInfo")
         if h.mig is not None:
             total = self._mig_limit(gpu)
-            used = int(gpu.memory_used / gpu.model.mig.count) if gpu.memory_used else 13 * _MIB
+            used = int(gpu.memory_used / self._mig_profile(gpu).count) if gpu.memory_used else 13 * _MIB
             used = min(used, total)
         else:
             total = gpu.model.memory_bytes
@@ -254,9 +266,17 @@ class SimulatedNvml:
                 value = 0
             else:
                 ret = _CODES["NotSupported"]
-            out.append(SimpleNamespace(fieldId=fid, scopeId=0, timestamp=time.time_ns() // 1000, latencyUsec=0,
-                                       valueType=3, nvmlReturn=ret,
-                                       value=SimpleNamespace(ullVal=value or 0, dVal=float(value or 0))))
+            out.append(
+                SimpleNamespace(
+                    fieldId=fid,
+                    scopeId=0,
+                    timestamp=time.time_ns() // 1000,
+                    latencyUsec=0,
+                    valueType=3,
+                    nvmlReturn=ret,
+                    value=SimpleNamespace(ullVal=value or 0, dVal=float(value or 0)),
+                )
+            )
         return out
 
     def nvmlDeviceGetFanSpeed(self, h: _Handle) -> int:
@@ -274,8 +294,14 @@ class SimulatedNvml:
         gpu = self._gpu(h, "nvmlDeviceGetComputeRunningProcesses")
         if gpu.process is None:
             return []
-        return [SimpleNamespace(pid=gpu.process.pid, usedGpuMemory=gpu.memory_used,
-                                gpuInstanceId=0xFFFFFFFF, computeInstanceId=0xFFFFFFFF)]
+        return [
+            SimpleNamespace(
+                pid=gpu.process.pid,
+                usedGpuMemory=gpu.memory_used,
+                gpuInstanceId=0xFFFFFFFF,
+                computeInstanceId=0xFFFFFFFF,
+            )
+        ]
 
     def nvmlDeviceGetProcessUtilization(self, h: _Handle, last_seen: int) -> list[SimpleNamespace]:
         gpu = self._gpu(h, "nvmlDeviceGetProcessUtilization")
@@ -286,8 +312,16 @@ class SimulatedNvml:
         now_us = int(self._host.cluster.sim_time() * 1e6)
         if now_us <= last_seen:
             raise nvml_error("NotFound")
-        return [SimpleNamespace(pid=gpu.process.pid, timeStamp=now_us, smUtil=int(round(gpu.utilization * 100)),
-                                memUtil=int(round(gpu.memory_utilization * 100)), encUtil=0, decUtil=0)]
+        return [
+            SimpleNamespace(
+                pid=gpu.process.pid,
+                timeStamp=now_us,
+                smUtil=int(round(gpu.utilization * 100)),
+                memUtil=int(round(gpu.memory_utilization * 100)),
+                encUtil=0,
+                decUtil=0,
+            )
+        ]
 
     # GPM (Hopper+) ---------------------------------------------------------------------------
 
@@ -315,7 +349,7 @@ class SimulatedNvml:
         first, second = request.sample1, request.sample2
         if first is None or second is None or first.taken is None or second.taken is None:
             raise nvml_error("InvalidArgument")
-        sm, tensor, dram = ((a + b) / 2 for a, b in zip(first.taken, second.taken))
+        sm, tensor, dram = ((a + b) / 2 for a, b in zip(first.taken, second.taken, strict=False))
         values = {2: sm, 3: sm * 0.55, 5: tensor, 10: dram, 11: 0.0, 12: sm * 0.12, 13: sm * 0.05}
         for i in range(request.numMetrics):
             metric = request.metrics[i]
@@ -347,9 +381,13 @@ class SimulatedNvml:
             while events:
                 event = events.popleft()
                 if event.gpu_index in event_set.devices:
-                    return SimpleNamespace(device=_Handle(event.gpu_index), eventType=0x8,
-                                           eventData=event.code, gpuInstanceId=0xFFFFFFFF,
-                                           computeInstanceId=0xFFFFFFFF)
+                    return SimpleNamespace(
+                        device=_Handle(event.gpu_index),
+                        eventType=0x8,
+                        eventData=event.code,
+                        gpuInstanceId=0xFFFFFFFF,
+                        computeInstanceId=0xFFFFFFFF,
+                    )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise nvml_error("Timeout")
