@@ -79,6 +79,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/specificity.py
 	$(PY) bench/fuzz.py
 	$(PY) bench/soak.py
+	$(PY) bench/install_size.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

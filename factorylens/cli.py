@@ -430,8 +430,8 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         default=d.analysis_budget_s,
         metavar="SECONDS",
         dest="analysis_budget_s",
-        help="time one analysis pass may take; series it does not reach are "
-        "analysed first in the next pass (default %(default)s)",
+        help="time one analysis pass may take, and at most half of --analysis-interval; series it does "
+        "not reach are analysed first in the next pass (default %(default)s)",
     )
     g.add_argument(
         "--analyzer",

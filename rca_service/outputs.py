@@ -31,10 +31,16 @@ INCIDENT_EVENT = "factorylens.incident"
 
 
 def health_series(
-    stats: IngestStats, store: SeriesStore, wal: WriteAheadLog, analyzer: Analyzer, snapshot_age_s: Callable[[], float]
+    stats: IngestStats,
+    store: SeriesStore,
+    wal: WriteAheadLog,
+    analyzer: Analyzer,
+    snapshot_age_s: Callable[[], float],
+    store_stats: dict[str, int] | None = None,
 ) -> dict[str, Points]:
-    """``{metric: [(attributes, value)]}`` for the Prometheus collector; names are in the registry."""
-    store_stats = store.stats()
+    """``{metric: [(attributes, value)]}`` for the Prometheus collector; names are in the registry.
+    ``store_stats``: the store's counts when the caller keeps them (counting walks every series)."""
+    store_stats = store_stats or store.stats()
     accepted, rejected, refused = stats.copy()
     incidents = analyzer.incidents()
     open_incidents = [i for i in incidents if i.state is IncidentState.OPEN]

@@ -45,6 +45,7 @@ from factorylens.rca_service.wal import FsyncPolicy, WriteAheadLog
 log = logging.getLogger(__name__)
 
 RETENTION_SWEEP_S = 60.0
+STORE_COUNTS_MAX_AGE_S = 1.0  # Health and /metrics report store counts about this old
 PROGRESS_EVERY_S = 5.0
 SNAPSHOT_BACKOFF_MAX_S = 600.0
 REPLAY_MARKER = "replay.inprogress"  # the WAL position being replayed: a crash there quarantines it
@@ -111,6 +112,7 @@ class RcaService:
         self._snapshot_lock = threading.Lock()
         self._started = time.monotonic()
         self._snapshot_failures = 0
+        self._counts: dict[str, int] | None = None
         self._next_snapshot_try = 0.0
         # recovery findings, exported on /metrics
         self.records_quarantined = 0
@@ -176,6 +178,7 @@ class RcaService:
                         self.wal,
                         self.analyzer,
                         self.snapshot_age_s,
+                        self.store_counts(),
                     ),
                     **self._robustness_series(),
                 }
@@ -351,6 +354,7 @@ class RcaService:
         last_sweep = time.monotonic()
         while not self._stop.wait(1.0):
             try:
+                self._counts = self.store.stats(max_age_s=STORE_COUNTS_MAX_AGE_S)
                 if time.monotonic() - last_sweep > RETENTION_SWEEP_S:
                     last_sweep = time.monotonic()
                     self.store.enforce_retention()
@@ -365,7 +369,8 @@ class RcaService:
 
     def _analysis_loop(self) -> None:
         while not self._stop.wait(self.config.analysis_interval_s):
-            self.analyze_now(self.config.analysis_budget_s)
+            # at most half of each interval, so that ingest and the API always get the other half
+            self.analyze_now(min(self.config.analysis_budget_s, self.config.analysis_interval_s / 2))
 
     def analyze_now(self, budget_s: float | None = None) -> None:
         """One analysis pass; with a budget it stops early (and when the service stops), and the series
@@ -388,12 +393,20 @@ class RcaService:
             for listener in self.incident_listeners:
                 listener(change, incident)
 
+    def store_counts(self) -> dict[str, int]:
+        """The store's series, points, bytes and events as the housekeeping thread last counted them:
+        Health and /metrics never walk every series themselves."""
+        counts = self._counts
+        if counts is None:
+            counts = self._counts = self.store.stats()
+        return counts
+
     def _count_unauthenticated(self, method: str) -> None:
         service = method.rsplit("/", 2)[-2] if method.count("/") >= 2 else ""
         self.stats.refuse(_SIGNAL_OF_SERVICE.get(service, "api"), "unauthenticated")
 
     def health(self) -> rca_pb2.HealthResponse:
-        store = self.store.stats()
+        store = self.store_counts()
         stats = self.stats
         accepted = stats.copy()[0]
         degraded = (

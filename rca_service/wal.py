@@ -103,6 +103,7 @@ class WriteAheadLog:
         self._fd: int | None = None
         self._segment_first_lsn = 0
         self._segment_size = 0
+        self._closed_bytes: int | None = None  # bytes in segments other than the open one (None: recount)
         self._unsynced_bytes = 0
         self._needs_new_segment = False
         self._closed = False
@@ -180,6 +181,7 @@ class WriteAheadLog:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._segment_first_lsn = self._next_lsn
         self._segment_size = os.fstat(self._fd).st_size
+        self._closed_bytes = None
         _fsync_directory(self.directory)
         self._needs_new_segment = False
 
@@ -300,6 +302,7 @@ class WriteAheadLog:
                 freed += path.stat().st_size
                 path.unlink()
         if freed:
+            self._closed_bytes = None
             _fsync_directory(self.directory)
         return freed
 
@@ -317,13 +320,20 @@ class WriteAheadLog:
         return self._pending_bytes
 
     def size_bytes(self) -> int:
-        total = 0
-        for path in self.segments():
-            try:
-                total += path.stat().st_size
-            except FileNotFoundError:
-                pass
-        return total
+        """Bytes in all segments: the closed ones are counted once after each segment change (Health
+        and the snapshot trigger ask often), the open one is tracked as it grows."""
+        closed = self._closed_bytes
+        if closed is None:
+            closed = 0
+            for path in self.segments():
+                if self._fd is not None and int(path.stem) == self._segment_first_lsn:
+                    continue
+                try:
+                    closed += path.stat().st_size
+                except FileNotFoundError:
+                    pass
+            self._closed_bytes = closed
+        return closed + (self._segment_size if self._fd is not None else 0)
 
     def close(self) -> None:
         self._stop.set()
@@ -339,6 +349,7 @@ class WriteAheadLog:
                 finally:
                     os.close(self._fd)
                     self._fd = None
+                    self._closed_bytes = None
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -154,6 +154,7 @@ class SeriesStore:
         self._last_limit_log = 0.0
         self.points_dropped_by_retention = 0
         self._info_bytes = 0
+        self._stats_cache: tuple[float, float, dict[str, int]] | None = None
         # the times live ingest accepts, set per request (see _open_window)
         self._lo_ns, self._hi_ns = 0, MAX_TIME_NS
 
@@ -611,11 +612,25 @@ class SeriesStore:
             return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC"))
         return pd.DataFrame(columns).sort_index()
 
-    def stats(self) -> dict[str, int]:
-        with self.lock:
-            points = sum(s.point_count for s in self.series.values())
-            nbytes = sum(s.nbytes for s in self.series.values()) + self._info_bytes
-            return {"series": len(self.series), "points": points, "bytes": nbytes, "events": len(self.events)}
+    def stats(self, max_age_s: float = 0.0) -> dict[str, int]:
+        """Series, points, bytes and events. Counting points and bytes walks every series, so callers
+        that run often (Health, /metrics) pass ``max_age_s`` and may get a count that old, or older when
+        the count itself is slow: it is redone at most once per ten times its own duration, which
+        keeps it under a tenth of the service's time whatever the number of series."""
+        cached = self._stats_cache
+        if max_age_s > 0 and cached is not None:
+            counted_at, took_s, counts = cached
+            if time.monotonic() - counted_at <= max(max_age_s, 10 * took_s):
+                return dict(counts)
+        began = time.monotonic()
+        # without the store lock (a snapshot holds it while it captures every series): a copy of the
+        # series table is atomic, and a count that misses a point being appended is fine here
+        series = list(self.series.values())
+        points = sum(s.point_count for s in series)
+        nbytes = sum(s.nbytes for s in series) + self._info_bytes
+        counts = {"series": len(series), "points": points, "bytes": nbytes, "events": len(self.events)}
+        self._stats_cache = (time.monotonic(), time.monotonic() - began, counts)
+        return dict(counts)
 
     # ---- housekeeping --------------------------------------------------------------------------
     def enforce_retention(self, now_s: float | None = None) -> int:
