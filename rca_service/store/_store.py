@@ -54,6 +54,7 @@ MAX_TIME_NS = 2**63  # OTLP times are uint64; ours are int64 (until the year 226
 MAX_BUCKETS = 4096  # the SDK's exponential default is 160; more is hostile or broken
 MAX_QUANTILES = 64  # each quantile of a summary is a series of its own
 KEY_CACHE_MAX_BYTES = 8192  # longer attribute sets are looked up the slow way, not kept as cache keys
+MAX_EVENT_ATTRIBUTE_BYTES = 16384  # per kept log record: max_events of them must fit in memory
 RESOURCE_CACHE_MAX_BYTES = 65536
 SERIES_OVERHEAD_BYTES = 600  # a series' objects beyond its points and attributes (measured with tracemalloc)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
@@ -533,6 +534,9 @@ class SeriesStore:
                             self._reject_time(ts, result, "log record")
                             continue
                         attributes = decoder.attributes(record.attributes)
+                        if attributes_nbytes(attributes) > MAX_EVENT_ATTRIBUTE_BYTES:
+                            attributes = _first_within(attributes, MAX_EVENT_ATTRIBUTE_BYTES)
+                            result.warn(f"log record attributes cut to about {MAX_EVENT_ATTRIBUTE_BYTES} bytes")
                         name = decoder.text(str(record.event_name or attributes.get("event.name") or "log"))
                         self.events.append(
                             {
@@ -687,3 +691,15 @@ def _point_count(metric: Any, data: str | None) -> int:
 
 def _info_nbytes(info: SeriesInfo) -> int:
     return SERIES_OVERHEAD_BYTES + attributes_nbytes(info.attributes) + len(info.metric) + len(info.description)
+
+
+def _first_within(attributes: dict[str, Any], max_bytes: int) -> dict[str, Any]:
+    """The first attributes whose size (as ``attributes_nbytes`` counts it) stays within ``max_bytes``."""
+    kept: dict[str, Any] = {}
+    used = attributes_nbytes({})
+    for key, value in attributes.items():
+        used += attributes_nbytes({key: value}) - attributes_nbytes({})
+        if used > max_bytes:
+            break
+        kept[key] = value
+    return kept

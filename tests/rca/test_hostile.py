@@ -110,6 +110,16 @@ def test_a_deep_log_body_and_huge_attribute_values_stay_bounded():
     assert all(len(s.info.attributes["v"]) == 1024 for s in store.series.values() if s.info.metric == "wide")
 
 
+def test_a_kept_log_record_holds_a_bounded_number_of_bytes():
+    """100,000 kept events of 128 attributes of 1 KB each would be 13 GB."""
+    store = SeriesStore()
+    attributes = {f"k{i}": "v" * 5000 for i in range(200)}
+    result = store.ingest_logs(logs_request([{"time": T0, "attributes": attributes}]))
+    [event] = list(store.events)
+    assert result.accepted == 1 and any("cut" in w for w in result.warnings)
+    assert 0 < len(event["attributes"]) <= 16 and all(len(v) == 1024 for v in event["attributes"].values())
+
+
 def test_attribute_limits_follow_the_sdk_environment_variables(monkeypatch):
     monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "16")
     monkeypatch.setenv("OTEL_ATTRIBUTE_COUNT_LIMIT", "3")
