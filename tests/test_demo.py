@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,30 @@ from factorylens.rca_service.store import SeriesStore, View
 from factorylens.receivers.gpu.sim import SimulatedCluster
 
 pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
+
+
+def run_one_host(tmp_path: Path, scenario: Path, duration_s: float, stream: io.StringIO) -> SeriesStore:
+    """The demo on one host of four simulated GPUs at 20× speed; returns the RCA service's store as its
+    final snapshot saved it."""
+    run_demo(
+        DemoOptions(
+            hosts=1,
+            gpus_per_host=4,
+            scenario=str(scenario),
+            speed=20.0,
+            collection_interval_s=0.5,
+            duration_s=duration_s,
+            prometheus_port=None,
+            rca_metrics_listen="off",
+            console=False,
+            data_dir=str(tmp_path / "rca"),
+        ),
+        stream=stream,
+    )
+    _, state = load_latest(tmp_path / "rca" / "snapshots")
+    store = SeriesStore()
+    store.restore(state["store"])
+    return store
 
 
 def test_the_demo_runs_the_whole_pipeline_and_the_injected_fault_reaches_the_service(tmp_path):
@@ -27,26 +52,9 @@ def test_the_demo_runs_the_whole_pipeline_and_the_injected_fault_reaches_the_ser
         "    start: 2m\n    duration: 20m\n    params: {extra_celsius: 32}\n"
     )
     out = io.StringIO()
-    run_demo(
-        DemoOptions(
-            hosts=1,
-            gpus_per_host=4,
-            scenario=str(scenario),
-            speed=20.0,
-            collection_interval_s=0.5,
-            duration_s=15.0,
-            prometheus_port=None,
-            rca_metrics_listen="off",
-            console=False,
-            data_dir=str(tmp_path / "rca"),
-        ),
-        stream=out,
-    )
+    store = run_one_host(tmp_path, scenario, 15.0, out)
     cluster = SimulatedCluster(1, 4, "H100", seed=0)
     faulty = cluster.hosts[0].gpus[1].uuid
-    _, state = load_latest(tmp_path / "rca" / "snapshots")
-    store = SeriesStore()
-    store.restore(state["store"])
     temperatures = {
         info.resource.get("hw.id") or info.attributes.get("hw.id"): info for info in store.list_series("hw.temperature")
     }
@@ -74,24 +82,7 @@ def test_fabric_congestion_shows_in_the_fabric_and_in_the_jobs_collectives(tmp_p
         "faults:\n  - kind: ib_congestion\n    target: {host: sim-node-0}\n    start: 8m\n"
         "    params: {throughput_fraction: 0.2}\n"
     )
-    run_demo(
-        DemoOptions(
-            hosts=1,
-            gpus_per_host=4,
-            scenario=str(scenario),
-            speed=20.0,
-            collection_interval_s=0.5,
-            duration_s=36.0,
-            prometheus_port=None,
-            rca_metrics_listen="off",
-            console=False,
-            data_dir=str(tmp_path / "rca"),
-        ),
-        stream=io.StringIO(),
-    )
-    _, state = load_latest(tmp_path / "rca" / "snapshots")
-    store = SeriesStore()
-    store.restore(state["store"])
+    store = run_one_host(tmp_path, scenario, 36.0, io.StringIO())
     [collective] = [
         i
         for i in store.list_series("factorylens.train.phase.duration")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import grpc
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
@@ -30,3 +33,21 @@ def raw_export(channel: grpc.Channel, signal: str):
 
 def api(channel: grpc.Channel) -> rca_pb2_grpc.RcaServiceStub:
     return rca_pb2_grpc.RcaServiceStub(channel)
+
+
+def serve_command(port: int, data_dir: str | Path, *options: str) -> list[str]:
+    """``factorylens rca serve`` on 127.0.0.1:``port`` with /metrics off, as a subprocess's argv."""
+    return [
+        sys.executable,
+        "-m",
+        "factorylens",
+        "rca",
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--metrics-listen",
+        "off",
+        "--data-dir",
+        str(data_dir),
+        *options,
+    ]

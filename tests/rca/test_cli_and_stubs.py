@@ -129,23 +129,11 @@ def test_sigterm_stops_cleanly_with_a_final_snapshot(tmp_path):
     from factorylens.rca_service.api.v1 import rca_pb2
 
     from ..conftest import free_port, wait_until
-    from .conftest import api
+    from .conftest import api, serve_command
 
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "factorylens",
-            "rca",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--metrics-listen",
-            "off",
-            "--data-dir",
-            str(tmp_path / "d"),
-        ],
+        serve_command(port, tmp_path / "d"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,

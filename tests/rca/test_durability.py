@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
 import threading
 
 import grpc
@@ -14,7 +13,7 @@ import pytest
 from factorylens.rca_service.api.v1 import rca_pb2
 
 from ..conftest import free_port, wait_until
-from .conftest import api, raw_export
+from .conftest import api, raw_export, serve_command
 from .otlp_builders import T0, gauge, metrics_request
 
 pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
@@ -24,25 +23,7 @@ WRITERS = 4
 
 def start_server(data_dir, port: int, fsync: str, log) -> subprocess.Popen:
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "factorylens",
-            "rca",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--metrics-listen",
-            "off",
-            "--data-dir",
-            str(data_dir),
-            "--fsync",
-            fsync,
-            "--snapshot-interval",
-            "0.3",
-            "--wal-segment-mb",
-            "1",
-        ],
+        serve_command(port, data_dir, "--fsync", fsync, "--snapshot-interval", "0.3", "--wal-segment-mb", "1"),
         stdout=log,
         stderr=log,
     )

@@ -31,7 +31,7 @@ from factorylens.rca_service.store._attributes import AttributeLimits
 from factorylens.rca_service.wal import WriteAheadLog
 
 from ..conftest import free_port, wait_until
-from .conftest import api, raw_export
+from .conftest import api, raw_export, serve_command
 from .otlp_builders import T0, S, gauge, histogram, logs_request, metrics_request
 
 MS = 10**6
@@ -224,21 +224,7 @@ def test_a_series_too_costly_to_model_is_skipped_and_counted(monkeypatch):
 def test_dense_series_keeps_export_and_health_answering_and_sigterm_stops(tmp_path):
     port = free_port()
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "factorylens",
-            "rca",
-            "serve",
-            "--listen",
-            f"127.0.0.1:{port}",
-            "--metrics-listen",
-            "off",
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--analysis-interval",
-            "0.2",
-        ],
+        serve_command(port, tmp_path / "data", "--analysis-interval", "0.2"),
         stderr=subprocess.PIPE,
         text=True,
     )
