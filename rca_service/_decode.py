@@ -48,7 +48,7 @@ def _shallow_types() -> tuple[Any, Any, Any]:
 
 _SHALLOW_REQUEST, _SHALLOW_RESOURCE, _SHALLOW_SCOPE = _shallow_types()
 
-# per request type: (repeated resource field, repeated scope field, repeated item field, item type)
+# per request type: (repeated resource field, repeated scope field, repeated item field)
 _LAYOUT: dict[str, tuple[str, str, str]] = {
     "ExportMetricsServiceRequest": ("resource_metrics", "scope_metrics", "metrics"),
     "ExportTraceServiceRequest": ("resource_spans", "scope_spans", "spans"),

@@ -148,9 +148,14 @@ class AttributeDecoder:
         return text
 
 
+DICT_BYTES = 64
+
+
+def attribute_nbytes(key: str, value: Any) -> int:
+    """Rough bytes one decoded attribute holds in a dict (its slot, key and value)."""
+    return 48 + len(key) + (len(value) if isinstance(value, str) else 8)
+
+
 def attributes_nbytes(attributes: dict[str, Any]) -> int:
     """Rough bytes a decoded attribute dict holds (keys, values and the dict's own slots)."""
-    total = 64 + 48 * len(attributes)
-    for key, value in attributes.items():
-        total += len(key) + (len(value) if isinstance(value, str) else 8)
-    return total
+    return DICT_BYTES + sum(attribute_nbytes(k, v) for k, v in attributes.items())

@@ -28,10 +28,12 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from factorylens.rca_service.store._attributes import (
+    DICT_BYTES,
     MAX_METRIC_NAME,
     MAX_UNIT,
     AttributeDecoder,
     AttributeLimits,
+    attribute_nbytes,
     attributes_nbytes,
 )
 from factorylens.rca_service.store._entity import domain_of, entity_of
@@ -696,9 +698,9 @@ def _info_nbytes(info: SeriesInfo) -> int:
 def _first_within(attributes: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     """The first attributes whose size (as ``attributes_nbytes`` counts it) stays within ``max_bytes``."""
     kept: dict[str, Any] = {}
-    used = attributes_nbytes({})
+    used = DICT_BYTES
     for key, value in attributes.items():
-        used += attributes_nbytes({key: value}) - attributes_nbytes({})
+        used += attribute_nbytes(key, value)
         if used > max_bytes:
             break
         kept[key] = value
