@@ -7,7 +7,8 @@ PIP := $(PY) -m pip --disable-pip-version-check
 # the demo needs the RCA service and the simulator only; the test stamp implies it
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
-APT_PACKAGES := prometheus
+# libpython3.11: rotel-agent (the rotel wheel's collector) links it and runs its Python processors in it
+APT_PACKAGES := prometheus libpython3.11
 # the CPU build; a bare `torch` from PyPI would pull a multi-GB CUDA build
 TORCH ?= torch==2.13.0
 DEMO_ARGS ?= --duration 600
@@ -30,7 +31,7 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 
 venv: $(TEST_STAMP)
 
-# Debian packages the tests run for real (Prometheus scrapes our /metrics endpoint).
+# Debian packages the tests run for real (Prometheus scrapes our /metrics endpoint; rotel-agent loads libpython).
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

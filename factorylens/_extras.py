@@ -11,7 +11,7 @@ import importlib.util
 
 EXTRAS: dict[str, tuple[str, ...]] = {
     "sim": ("numpy",),
-    "rca": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status"),
+    "rca": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status", "cramjam"),
 }
 
 

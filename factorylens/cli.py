@@ -127,6 +127,13 @@ def _add_gpu_parser(sub: argparse._SubParsersAction) -> None:
         help="OTLP export: auto = when OTEL_EXPORTER_OTLP_ENDPOINT is set (default %(default)s)",
     )
     o.add_argument(
+        "--shard-by-job",
+        action="store_true",
+        default=d.shard_by_job,
+        help="for a collector gateway that shards the RCA service by job: stamp each GPU's series with "
+        "its job and send the host's own series once per job on the host (OTLP/gRPC; docs/scaling.md)",
+    )
+    o.add_argument(
         "--prometheus-port",
         type=int,
         default=None,
@@ -235,11 +242,14 @@ backpressure:
 environment:
   FACTORYLENS_RCA_<OPTION>        default for any option, e.g. FACTORYLENS_RCA_LISTEN=0.0.0.0:4317
   FACTORYLENS_RCA_BEARER_TOKEN    the bearer token, when --bearer-token-file is not given
+  FACTORYLENS_RCA_REMOTE_WRITE_TOKEN, FACTORYLENS_RCA_REMOTE_WRITE_PASSWORD
+                                  remote-write credentials, when their files are not given
 
 examples:
   factorylens rca serve                                   # 127.0.0.1:4317, /metrics on 127.0.0.1:9464
   factorylens rca serve --listen 0.0.0.0:4317 --tls-cert srv.pem --tls-key srv.key \\
       --bearer-token-file /etc/factorylens/token          # exposed: TLS + token
+  factorylens rca serve --remote-write-url http://127.0.0.1:9090/api/v1/write   # into Prometheus
   factorylens rca incidents                               # ask a running service
 """
 
@@ -448,6 +458,22 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         help="comma-separated metric names or globs that are KPIs (default: the training KPIs "
         "factorylens.train.step.duration, samples/tokens rate and goodput)",
     )
+    g = p.add_argument_group("processors (run on every metrics request)")
+    g.add_argument(
+        "--enrich-file",
+        default=d.enrich_file,
+        metavar="YAML",
+        help="map GPUs (hw.id), pods (namespace/pod), job-id globs and namespaces to jobs and teams "
+        "(see docs/collector.md); dcgm-exporter, node-exporter, hostmetrics and OpenLIT names are "
+        "translated to ours always",
+    )
+    g.add_argument(
+        "--gpu-jobs-from-processes",
+        action="store_true",
+        default=d.gpu_jobs_from_processes,
+        help="stamp each GPU's series with the job of the process on it (a GPU's series split when its "
+        "job changes; needed when a gateway shards by job)",
+    )
     g = p.add_argument_group("security")
     g.add_argument("--tls-cert", default=d.tls_cert, metavar="PEM", help="serve gRPC and /metrics over TLS")
     g.add_argument("--tls-key", default=d.tls_key, metavar="PEM", help="private key of --tls-cert")
@@ -469,6 +495,88 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         default=d.incidents_otlp_endpoint,
         metavar="URL",
         help="send incidents as OTLP log records here (gRPC, e.g. http://collector:4317)",
+    )
+    g = p.add_argument_group(
+        "Prometheus remote-write (off unless --remote-write-url is given)",
+        "Every ingested metric point (after the processors, with its own timestamp, under its\n"
+        "Prometheus name) and the findings (baseline bands, anomaly scores, open incidents) are pushed\n"
+        "to a remote-write endpoint: Prometheus started with --web.enable-remote-write-receiver, Mimir,\n"
+        "VictoriaMetrics. Delta sums and histograms are not forwarded (counted). Ingest never waits:\n"
+        "while the endpoint is down samples queue, the oldest dropped when the queue is full.",
+    )
+    g.add_argument(
+        "--remote-write-url",
+        default=d.remote_write_url,
+        metavar="URL",
+        help="the endpoint, e.g. http://127.0.0.1:9090/api/v1/write (https with --remote-write-ca-file)",
+    )
+    g.add_argument(
+        "--remote-write-token-file",
+        default=d.remote_write_token_file,
+        metavar="FILE",
+        help="send 'Authorization: Bearer <token>' (else FACTORYLENS_RCA_REMOTE_WRITE_TOKEN)",
+    )
+    g.add_argument(
+        "--remote-write-username",
+        default=d.remote_write_username,
+        metavar="NAME",
+        help="basic auth user; the password from --remote-write-password-file or FACTORYLENS_RCA_REMOTE_WRITE_PASSWORD",
+    )
+    g.add_argument(
+        "--remote-write-password-file", default=d.remote_write_password_file, metavar="FILE", help="basic auth password"
+    )
+    g.add_argument(
+        "--remote-write-headers",
+        default=d.remote_write_headers,
+        metavar="NAME=VALUE,...",
+        help="extra headers, e.g. X-Scope-OrgID=team-a (Mimir's tenant)",
+    )
+    g.add_argument(
+        "--remote-write-ca-file",
+        default=d.remote_write_ca_file,
+        metavar="PEM",
+        help="trust this CA for an https endpoint (default: the system's CAs)",
+    )
+    g.add_argument(
+        "--remote-write-interval",
+        type=float,
+        default=d.remote_write_interval_s,
+        metavar="SECONDS",
+        dest="remote_write_interval_s",
+        help="longest a sample waits for its batch to fill before it is sent (default %(default)s)",
+    )
+    g.add_argument(
+        "--remote-write-batch",
+        type=int,
+        default=d.remote_write_batch,
+        metavar="SAMPLES",
+        help="most samples per request (default %(default)s)",
+    )
+    g.add_argument(
+        "--remote-write-queue",
+        type=int,
+        default=d.remote_write_queue,
+        metavar="SAMPLES",
+        help="samples held while the endpoint is slow or down; beyond it the oldest are dropped and "
+        "counted (default %(default)s)",
+    )
+    g.add_argument(
+        "--remote-write-timeout",
+        type=float,
+        default=d.remote_write_timeout_s,
+        metavar="SECONDS",
+        dest="remote_write_timeout_s",
+        help="connect and response timeout of one request; failures are retried with capped "
+        "exponential back-off (5xx, 429, connection errors; not other 4xx) (default %(default)s)",
+    )
+    g.add_argument(
+        "--remote-write-max-age",
+        type=float,
+        default=d.remote_write_max_age_s,
+        metavar="SECONDS",
+        dest="remote_write_max_age_s",
+        help="older points are not sent: Prometheus refuses samples over an hour behind its newest, "
+        "and the whole request with them (default %(default)s)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     p.set_defaults(func=_run_rca_serve)
@@ -829,7 +937,41 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_translations() -> None:
+    """The normalize processor's tables (other producers' names → ours) as markdown."""
+    from factorylens.registry import ATTRIBUTE_TRANSLATIONS, DERIVED_TRANSLATIONS, METRIC_TRANSLATIONS
+
+    print("| producer | their name | our name | unit | scale | added attributes |")
+    print("|---|---|---|---|---|---|")
+    for t in METRIC_TRANSLATIONS:
+        added = ", ".join(f"{k}={v}" for k, v in t.attributes)
+        if t.bits:
+            added = ", ".join(filter(None, (added, f"{t.bit_attribute}=<bit name>: one series per bit")))
+        unit = REGISTRY.metric(t.target).unit
+        print(f"| {t.producer.value} | `{t.source}` | `{t.target}` | {unit} | {t.scale:g} | {added or '-'} |")
+    for d in DERIVED_TRANSLATIONS:
+        added = ", ".join(f"{k}={v}" for k, v in d.attributes)
+        unit = REGISTRY.metric(d.target).unit
+        print(f"| {d.producer.value} | `{d.minuend}` − `{d.subtrahend}` | `{d.target}` | {unit} | 1 | {added} |")
+    print()
+    print("| producer | their attribute | ours | on | note |")
+    print("|---|---|---|---|---|")
+    for a in ATTRIBUTE_TRANSLATIONS:
+        note = ", ".join(
+            filter(
+                None,
+                ("parsed as an integer" if a.integer else "", f"only on {', '.join(a.metrics)}*" if a.metrics else ""),
+            )
+        )
+        target = f"`{a.target}`" if a.target else "(dropped)"
+        where = "resource" if a.to_resource else "point"
+        print(f"| {a.producer.value} | `{a.source}` | {target} | {where} | {note or '-'} |")
+
+
 def _run_metrics(args: argparse.Namespace) -> int:
+    if args.translations:
+        _print_translations()
+        return 0
     metrics = [m for m in REGISTRY.metrics if args.domain is None or m.domain.value == args.domain]
     if args.format == "json":
         print(
@@ -1056,11 +1198,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--format", choices=("table", "json", "markdown"), default="table")
     m.add_argument("--domain", choices=[d.value for d in Domain], help="only this domain")
+    m.add_argument(
+        "--translations",
+        action="store_true",
+        help="print instead the tables that rename dcgm-exporter, node-exporter, hostmetrics and OpenLIT "
+        "series to ours (markdown; docs/processors.md shows them)",
+    )
     m.set_defaults(func=_run_metrics)
     _add_gpu_parser(sub)
     _add_rca_parser(sub)
     _add_demo_parser(sub)
     _add_datasets_parser(sub)
+    from factorylens.collector import add_parsers as add_collector_parsers  # collector, otel-config
+
+    add_collector_parsers(sub)
     return parser
 
 

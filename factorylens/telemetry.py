@@ -8,7 +8,7 @@ Exporters are configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT``/``_HE
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry.sdk._logs import LoggerProvider
@@ -29,7 +29,8 @@ def otlp_endpoint_configured(signal: str = "metrics") -> bool:
     )
 
 
-def _protocol(signal: str) -> str:
+def otlp_protocol(signal: str) -> str:
+    """``grpc`` or ``http/protobuf``, from the standard variables (the per-signal one first)."""
     protocol = (
         os.environ.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_PROTOCOL")
         or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -40,18 +41,32 @@ def _protocol(signal: str) -> str:
     return protocol
 
 
-def otlp_metric_exporter() -> MetricExporter:
-    if _protocol("metrics") == "grpc":
+def otlp_metric_exporter(transform: Callable[[Any], object] | None = None) -> MetricExporter:
+    """The OTLP metric exporter the standard variables ask for; ``transform`` rewrites each encoded
+    ``ExportMetricsServiceRequest`` in place before it is sent (gRPC only)."""
+    if otlp_protocol("metrics") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        return OTLPMetricExporter()
+        if transform is None:
+            return OTLPMetricExporter()
+        rewrite = transform
+
+        class TransformingOTLPMetricExporter(OTLPMetricExporter):
+            def _translate_data(self, data: Any) -> Any:  # the SDK's encoding step, then ours
+                request = super()._translate_data(data)
+                rewrite(request)
+                return request
+
+        return TransformingOTLPMetricExporter()
+    if transform is not None:
+        raise ValueError("rewriting the export (--shard-by-job) needs OTEL_EXPORTER_OTLP_PROTOCOL=grpc")
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as OTLPMetricExporterHttp
 
     return OTLPMetricExporterHttp()
 
 
 def otlp_log_exporter() -> LogRecordExporter:
-    if _protocol("logs") == "grpc":
+    if otlp_protocol("logs") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
         return OTLPLogExporter()
@@ -61,7 +76,7 @@ def otlp_log_exporter() -> LogRecordExporter:
 
 
 def otlp_span_exporter() -> SpanExporter:
-    if _protocol("traces") == "grpc":
+    if otlp_protocol("traces") == "grpc":
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()

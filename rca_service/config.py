@@ -11,8 +11,13 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from factorylens.rca_service.wal import FsyncPolicy
+
+if TYPE_CHECKING:
+    from factorylens.processors import EnrichConfig
+    from factorylens.rca_service.remote_write import RemoteWriteConfig
 
 ENV_PREFIX = "FACTORYLENS_RCA_"
 
@@ -77,6 +82,10 @@ class RcaServiceConfig:
     analyzer: str = _default("analyzer", "kpi-ranking")  # type: ignore[assignment]
     # comma-separated metric names or globs whose series are KPIs (empty: the training KPIs)
     kpi_metrics: str = _default("kpi_metrics", "")  # type: ignore[assignment]
+    # processors: a YAML mapping of GPUs, pods, jobs and namespaces to jobs and teams (enrich)
+    enrich_file: str = _default("enrich_file", "")  # type: ignore[assignment]
+    # stamp each GPU's series with the job of the process on it (needed to shard by job)
+    gpu_jobs_from_processes: bool = _default("gpu_jobs_from_processes", False)  # type: ignore[assignment]
     # security
     tls_cert: str = _default("tls_cert", "")  # type: ignore[assignment]
     tls_key: str = _default("tls_key", "")  # type: ignore[assignment]
@@ -85,6 +94,20 @@ class RcaServiceConfig:
     # outputs
     incidents_otlp_endpoint: str = _default("incidents_otlp_endpoint", "")  # type: ignore[assignment]
     incidents_otlp_insecure: bool = _default("incidents_otlp_insecure", True)  # type: ignore[assignment]
+    # Prometheus remote-write of every ingested point and the findings (empty: off); secrets come
+    # from files or FACTORYLENS_RCA_REMOTE_WRITE_TOKEN / _PASSWORD, never the command line
+    remote_write_url: str = _default("remote_write_url", "")  # type: ignore[assignment]
+    remote_write_token_file: str = _default("remote_write_token_file", "")  # type: ignore[assignment]
+    remote_write_username: str = _default("remote_write_username", "")  # type: ignore[assignment]
+    remote_write_password_file: str = _default("remote_write_password_file", "")  # type: ignore[assignment]
+    # comma-separated NAME=VALUE headers, e.g. X-Scope-OrgID=team-a (Mimir's tenant)
+    remote_write_headers: str = _default("remote_write_headers", "")  # type: ignore[assignment]
+    remote_write_ca_file: str = _default("remote_write_ca_file", "")  # type: ignore[assignment]
+    remote_write_interval_s: float = _default("remote_write_interval_s", 5.0)  # type: ignore[assignment]
+    remote_write_timeout_s: float = _default("remote_write_timeout_s", 10.0)  # type: ignore[assignment]
+    remote_write_queue: int = _default("remote_write_queue", 100_000)  # type: ignore[assignment]
+    remote_write_batch: int = _default("remote_write_batch", 2000)  # type: ignore[assignment]
+    remote_write_max_age_s: float = _default("remote_write_max_age_s", 3600.0)  # type: ignore[assignment]
 
     @classmethod
     def option_names(cls) -> set[str]:
@@ -96,6 +119,63 @@ class RcaServiceConfig:
             token = Path(self.bearer_token_file).read_text().strip()
             return token or None
         return os.environ.get(ENV_PREFIX + "BEARER_TOKEN") or None
+
+    def remote_write_config(self) -> RemoteWriteConfig | None:
+        """The remote-write exporter's settings (secrets read from their files), None when off."""
+        if not self.remote_write_url:
+            return None
+        from factorylens.rca_service.remote_write import RemoteWriteConfig
+
+        def secret(file_field: str, env: str) -> str:
+            path = getattr(self, file_field)
+            if not path:
+                return os.environ.get(ENV_PREFIX + env, "")
+            try:
+                return Path(path).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{file_field}={path!r}: {exc.strerror or exc}") from None
+
+        headers = {}
+        for item in filter(None, (h.strip() for h in self.remote_write_headers.split(","))):
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"remote_write_headers: {item!r} is not NAME=VALUE")
+            headers[name.strip()] = value.strip()
+        if self.remote_write_password_file and not self.remote_write_username:
+            raise ConfigError("remote_write_password_file needs remote_write_username (basic auth)")
+        token = secret("remote_write_token_file", "REMOTE_WRITE_TOKEN")
+        password = secret("remote_write_password_file", "REMOTE_WRITE_PASSWORD")
+        if self.remote_write_ca_file and not Path(self.remote_write_ca_file).is_file():
+            raise ConfigError(f"remote_write_ca_file={self.remote_write_ca_file!r}: no such file")
+        config = RemoteWriteConfig(
+            self.remote_write_url,
+            bearer_token=token or None,
+            basic_auth=(self.remote_write_username, password) if self.remote_write_username else None,
+            headers=headers,
+            ca_file=self.remote_write_ca_file,
+            timeout_s=self.remote_write_timeout_s,
+            interval_s=self.remote_write_interval_s,
+            max_queue_samples=self.remote_write_queue,
+            max_samples_per_request=self.remote_write_batch,
+            max_sample_age_s=self.remote_write_max_age_s,
+        )
+        try:
+            config.validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return config
+
+    def enrich_config(self) -> EnrichConfig:
+        """The enrichment the processors apply on ingest (the mapping file read and checked)."""
+        from factorylens.processors import EnrichConfig
+
+        overrides = {"gpu_jobs_from_processes": bool(self.gpu_jobs_from_processes)}
+        if not self.enrich_file:
+            return EnrichConfig(**overrides)  # type: ignore[arg-type]
+        try:
+            return EnrichConfig.from_file(self.enrich_file, **overrides)
+        except ValueError as exc:
+            raise ConfigError(f"enrich_file: {exc}") from None
 
     def validate(self) -> None:
         for name in ("listen", "metrics_listen"):
@@ -140,12 +220,14 @@ class RcaServiceConfig:
             raise ConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
-        for name in ("tls_cert", "tls_key", "tls_client_ca", "bearer_token_file"):
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "bearer_token_file", "enrich_file"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"{name}={path!r}: no such file")
         if self.bearer_token_file and not self.bearer_token():
             raise ConfigError(f"bearer_token_file={self.bearer_token_file!r} is empty")
+        self.enrich_config()
+        self.remote_write_config()
         data_dir = Path(self.data_dir)
         if data_dir.exists() and not data_dir.is_dir():
             raise ConfigError(f"data_dir={self.data_dir!r} exists and is not a directory")

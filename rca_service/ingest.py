@@ -27,6 +27,7 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
 
+from factorylens.processors import MetricsProcessors
 from factorylens.rca_service._decode import salvage
 from factorylens.rca_service._memory import MemoryGuard
 from factorylens.rca_service._ratelimit import RateLimitedLog
@@ -206,8 +207,10 @@ class OtlpIngest:
         max_pending_bytes: int,
         retry_after_s: float,
         memory: MemoryGuard | None = None,
+        processors: MetricsProcessors | None = None,
     ) -> None:
         self.store = store
+        self.processors = processors or MetricsProcessors()
         self.wal = wal
         self.gate = gate
         self.stats = stats
@@ -217,6 +220,11 @@ class OtlpIngest:
         self.memory = memory or MemoryGuard(0)
         self.writes_failing = False  # the last WAL append failed: Health says DEGRADED
         self._admission = threading.Lock()
+        # called with each live metrics request once it is stored (processors applied), e.g. the
+        # Prometheus remote-write exporter; they must not block. WAL replay does not call them: what
+        # it replays was forwarded when it arrived, and sending it again after a restart would only
+        # add samples Prometheus refuses (duplicates, or more than an hour old: out of bounds)
+        self.metrics_listeners: list[Callable[[Any], None]] = []
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         return [
@@ -304,6 +312,8 @@ class OtlpIngest:
                 result = self.apply(signal, request)
             result.merge(undecodable)
             self.stats.record(signal.name, result)
+            if signal.kind is RecordKind.METRICS and result.accepted:
+                self._notify(request)
             if not result.rejected and not result.warnings:
                 return signal.response()
             return signal.response(
@@ -314,11 +324,21 @@ class OtlpIngest:
         finally:
             self._leave(len(raw))
 
+    def _notify(self, request: Any) -> None:
+        """The listeners, after the reply's fate is sealed: a failing one never fails the export."""
+        for listener in self.metrics_listeners:
+            try:
+                listener(request)
+            except Exception:
+                limited_log.log(logging.ERROR, "listener", "a metrics listener failed (%s)", listener, exc_info=True)
+
     def apply(self, signal: Signal, request: Any) -> IngestResult:
         """Store a decoded request; a store bug never takes the server down."""
         if not request.ListFields():
             return IngestResult()
         try:
+            if signal.kind is RecordKind.METRICS:
+                self.processors.process(request)
             return getattr(self.store, signal.ingest)(request)
         except Exception:
             limited_log.log(
@@ -341,6 +361,8 @@ class OtlpIngest:
             raise ValueError(f"unknown record kind {kind}")
         request, _ = decode(signal, payload)
         try:
+            if signal.kind is RecordKind.METRICS:
+                self.processors.process(request)
             getattr(self.store, signal.ingest)(request)
         except Exception as exc:
             raise ValueError(f"storing it failed: {type(exc).__name__}: {exc}") from exc

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from factorylens.telemetry import make_logger_provider, make_resource
 log = logging.getLogger(__name__)
 
 Points = list[tuple[Mapping[str, Any], float]]
+TimedPoints = list[tuple[Mapping[str, Any], float, int]]
 MAX_SCORED_SERIES = 200
+MAX_KPIS_EXPORTED = 1000
 MAX_CAUSES_EXPORTED = 5
 INCIDENT_EVENT = "factorylens.incident"
 
@@ -42,40 +45,10 @@ def health_series(
     ``store_stats``: the store's counts when the caller keeps them (counting walks every series)."""
     store_stats = store_stats or store.stats()
     accepted, rejected, refused = stats.copy()
-    incidents = analyzer.incidents()
-    open_incidents = [i for i in incidents if i.state is IncidentState.OPEN]
-    scores = sorted(analyzer.anomaly_scores().items(), key=lambda kv: kv[1], reverse=True)[:MAX_SCORED_SERIES]
-    scored: Points = []
-    for sid, score in scores:
-        series = store.series.get(sid)
-        if series is not None:
-            info = series.info
-            scored.append(
-                (
-                    {
-                        "factorylens.series.id": sid,
-                        "factorylens.metric": info.metric,
-                        "factorylens.entity": info.entity,
-                        "factorylens.domain": info.domain,
-                    },
-                    score,
-                )
-            )
-    predictable = _workload_predictability(store, analyzer.predictability())
-    causes: Points = [
-        (
-            {
-                "factorylens.incident.id": i.id,
-                "factorylens.cause.rank": c.rank,
-                "factorylens.entity": c.entity,
-                "factorylens.domain": c.domain,
-                "factorylens.metric": c.signal,
-            },
-            c.score,
-        )
-        for i in open_incidents
-        for c in i.causes[:MAX_CAUSES_EXPORTED]
-    ]
+    findings = {
+        metric: [(attributes, value) for attributes, value, _ in points]
+        for metric, points in finding_points(store, analyzer, time.time_ns()).items()
+    }
     return {
         "factorylens.rca.ingest.accepted": [({"otlp.signal": s}, n) for s, n in sorted(accepted.items())],
         "factorylens.rca.ingest.rejected": [
@@ -91,9 +64,67 @@ def health_series(
         "factorylens.rca.store.series": [({}, store_stats["series"])],
         "factorylens.rca.store.points": [({}, store_stats["points"])],
         "factorylens.rca.store.memory": [({}, store_stats["bytes"])],
+        **findings,
+    }
+
+
+def finding_points(store: SeriesStore, analyzer: Analyzer, now_unix_nano: int) -> dict[str, TimedPoints]:
+    """The findings as ``{metric: [(attributes, value, time_unix_nano)]}``: what ``/metrics`` shows
+    (without the times) and what remote-write pushes, so both routes carry the same names and labels.
+
+    Anomaly scores and baseline bands are those of the KPIs (at most ``MAX_KPIS_EXPORTED``, the most
+    anomalous first) and of the ``MAX_SCORED_SERIES`` most anomalous series, timed at the series'
+    latest analysed point (so they line up with the series in a graph); the rest are timed ``now``.
+    """
+    open_incidents = [i for i in analyzer.incidents() if i.state is IncidentState.OPEN]
+    scores = analyzer.anomaly_scores()
+    top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:MAX_SCORED_SERIES]
+    kpis = sorted(analyzer.kpi_series(), key=lambda sid: scores.get(sid, 0.0), reverse=True)[:MAX_KPIS_EXPORTED]
+    watched = list(dict.fromkeys([*kpis, *(sid for sid, _ in top)]))
+    bands = analyzer.latest_bands(watched)
+    scored: TimedPoints = []
+    lower: TimedPoints = []
+    upper: TimedPoints = []
+    for sid in watched:
+        series = store.series.get(sid)
+        if series is None:
+            continue
+        info = series.info
+        attributes = {
+            "factorylens.series.id": sid,
+            "factorylens.metric": info.metric,
+            "factorylens.entity": info.entity,
+            "factorylens.domain": info.domain,
+        }
+        band = bands.get(sid)
+        at = band.time_unix_nano if band is not None else now_unix_nano
+        if sid in scores:
+            scored.append((attributes, scores[sid], at))
+        if band is not None:
+            lower.append((attributes, band.lower, at))
+            upper.append((attributes, band.upper, at))
+    causes: TimedPoints = [
+        (
+            {
+                "factorylens.incident.id": i.id,
+                "factorylens.cause.rank": c.rank,
+                "factorylens.entity": c.entity,
+                "factorylens.domain": c.domain,
+                "factorylens.metric": c.signal,
+            },
+            c.score,
+            now_unix_nano,
+        )
+        for i in open_incidents
+        for c in i.causes[:MAX_CAUSES_EXPORTED]
+    ]
+    predictable = _workload_predictability(store, analyzer.predictability())
+    return {
         "factorylens.anomaly.score": scored,
-        "factorylens.baseline.predictability": predictable,
-        "factorylens.incidents.open": [({}, len(open_incidents))],
+        "factorylens.baseline.lower": lower,
+        "factorylens.baseline.upper": upper,
+        "factorylens.baseline.predictability": [(a, v, now_unix_nano) for a, v in predictable],
+        "factorylens.incidents.open": [({}, len(open_incidents), now_unix_nano)],
         "factorylens.incident.cause.score": causes,
     }
 

@@ -23,6 +23,7 @@ import grpc
 
 from factorylens import __version__
 from factorylens.exposition import MetricsServer, SnapshotCollector
+from factorylens.processors import MetricsProcessors
 from factorylens.rca_service._memory import MemoryGuard
 from factorylens.rca_service._security import BearerTokenInterceptor, server_credentials
 from factorylens.rca_service.analysis import (
@@ -37,7 +38,8 @@ from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.config import RcaServiceConfig, memory_limit_bytes, split_host_port
 from factorylens.rca_service.ingest import SIGNALS, IngestGate, IngestStats, OtlpIngest
-from factorylens.rca_service.outputs import IncidentLog, IncidentPublisher, health_series
+from factorylens.rca_service.outputs import IncidentLog, IncidentPublisher, finding_points, health_series
+from factorylens.rca_service.remote_write import RemoteWriteExporter, resource_labels
 from factorylens.rca_service.snapshot import load_latest, write_snapshot
 from factorylens.rca_service.store import SeriesStore, StoreLimits
 from factorylens.rca_service.wal import FsyncPolicy, WriteAheadLog
@@ -99,8 +101,13 @@ class RcaService:
             max_pending_bytes=config.max_pending_mb << 20,
             retry_after_s=config.retry_after_s,
             memory=self.memory,
+            processors=MetricsProcessors(config.enrich_config()),
         )
         self.incident_log = IncidentLog(self.data_dir / "incidents.json")
+        remote_write = config.remote_write_config()
+        self.remote_write = RemoteWriteExporter(remote_write) if remote_write else None
+        if self.remote_write is not None:
+            self.ingest.metrics_listeners.append(self.remote_write.export_metrics)
         self._log_exporters = list(log_exporters or [])
         self.incident_listeners = list(incident_listeners or [])
         self.publisher: IncidentPublisher | None = None
@@ -181,6 +188,7 @@ class RcaService:
                         self.store_counts(),
                     ),
                     **self._robustness_series(),
+                    **(self.remote_write.health_series() if self.remote_write else {}),
                 }
 
             try:
@@ -198,6 +206,12 @@ class RcaService:
                 self.wal.close()
                 raise ServiceError(f"cannot serve /metrics on {self.config.metrics_listen}: {exc}") from exc
         self.publisher = IncidentPublisher(self._incident_exporters()) if self._incident_exporters() else None
+        if self.remote_write is not None:
+            # the findings' own series are this service's: job factorylens-rca, instance its address
+            self.remote_write.findings_resource = resource_labels(
+                {"service.name": "factorylens-rca", "service.instance.id": self.address}
+            )
+            self.remote_write.start()
         for target, name in ((self._housekeeping_loop, "rca-housekeeping"), (self._analysis_loop, "rca-analysis")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -312,6 +326,10 @@ class RcaService:
             ],
             "factorylens.rca.memory.resident": [({}, self.memory.rss_bytes())],
             "factorylens.rca.memory.limit": [({}, self.memory.limit_bytes)],
+            "factorylens.processors.unmapped": [
+                ({"factorylens.producer": producer, "factorylens.source.metric": name}, n)
+                for (producer, name), n in sorted(self.ingest.processors.unmapped().items())
+            ],
         }
 
     @property
@@ -383,6 +401,11 @@ class RcaService:
         except Exception:
             log.exception("analysis pass failed")
             return
+        if self.remote_write is not None:
+            try:
+                self.remote_write.export_findings(finding_points(self.store, self.analyzer, time.time_ns()))
+            except Exception:
+                log.exception("queueing the findings for remote-write failed")
         if not changes:
             return
         self.incident_log.save(self.analyzer.incidents())
@@ -453,6 +476,8 @@ class RcaService:
                 self.metrics_server.shutdown()
             if self.publisher is not None:
                 self.publisher.shutdown()
+            if self.remote_write is not None:  # what is queued gets a bounded last chance
+                self.remote_write.shutdown(int(min(grace_s, 5.0) * 1000))
 
     def wait(self, timeout_s: float | None = None) -> bool:
         """Block until :meth:`stop` is called (or the timeout passes); True if stopped."""

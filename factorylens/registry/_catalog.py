@@ -77,7 +77,7 @@ ATTRIBUTES = (
     AttributeSpec("gpu.pci_address", "string", "PCI bus id (domain:bus:device.function).", O),
     AttributeSpec("gpu.mig.profile", "string", "MIG profile of the instance, e.g. 1g.10gb.", O),
     AttributeSpec("gpu.mig.instance_id", "int", "MIG GPU instance id.", O),
-    AttributeSpec("gpu.measurement.source", "string", "Where the value was measured.", O, ("nvml", "nvml_gpm")),
+    AttributeSpec("gpu.measurement.source", "string", "Where the value was measured.", O, ("nvml", "nvml_gpm", "dcgm")),
     # metric-specific
     AttributeSpec("hw.gpu.task", "string", "Engine the utilization is for.", S, ("general", "encoder", "decoder")),
     AttributeSpec("hw.sensor_location", "string", "Temperature sensor.", S, ("die", "memory")),
@@ -132,6 +132,13 @@ ATTRIBUTES = (
         ("metrics", "traces", "logs", "api"),
     ),
     AttributeSpec("factorylens.rca.reason", "string", "Why data or a request was refused.", F),
+    AttributeSpec(
+        "factorylens.rca.outcome",
+        "string",
+        "What became of samples forwarded to Prometheus remote-write.",
+        F,
+        ("sent", "dropped", "failed"),
+    ),
     AttributeSpec("factorylens.series.id", "string", "Stable id of a stored series.", F),
     AttributeSpec(
         "factorylens.workload",
@@ -168,6 +175,19 @@ ATTRIBUTES = (
     AttributeSpec("cloud.region", "string", "Cloud region.", S),
     AttributeSpec("factorylens.cluster.name", "string", "Cluster (fleet) the node belongs to.", F),
     AttributeSpec("factorylens.simulated", "bool", "True when the data comes from the simulator.", F),
+    # Kubernetes workload identity (dcgm-exporter's pod/namespace/container labels, k8sattributes)
+    AttributeSpec("k8s.pod.name", "string", "Pod the GPU is assigned to or the process runs in.", S),
+    AttributeSpec("k8s.namespace.name", "string", "Namespace of that pod.", S),
+    AttributeSpec("k8s.container.name", "string", "Container of that pod.", S),
+    # the processors' own accounting
+    AttributeSpec(
+        "factorylens.producer",
+        "string",
+        "Who emitted a series under a foreign name.",
+        F,
+        ("dcgm-exporter", "node-exporter", "hostmetrics", "openlit"),
+    ),
+    AttributeSpec("factorylens.source.metric", "string", "A metric name as its producer spelled it.", F),
 )
 
 ATTRIBUTE_GROUPS = {
@@ -225,7 +245,8 @@ PROCESS_ATTRIBUTES = (
 GPU_RECEIVER = "gpu-receiver"
 INSTRUMENTATION = "instrumentation"
 RCA_SERVICE = "rca-service"
-COMPONENTS = (GPU_RECEIVER, INSTRUMENTATION, RCA_SERVICE)
+PROCESSORS = "processors"  # metrics only the normalize processor emits (from dcgm-exporter fields)
+COMPONENTS = (GPU_RECEIVER, INSTRUMENTATION, RCA_SERVICE, PROCESSORS)
 
 
 def _emitted_by(component: str, metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
@@ -948,12 +969,48 @@ METRICS = (
                 None,
                 int,
             ),
+            # forwarding to Prometheus remote-write (rca_service/remote_write.py)
+            MetricSpec(
+                "factorylens.rca.remote_write.samples",
+                C,
+                "{sample}",
+                "Samples forwarded to Prometheus remote-write, by outcome and reason: sent (acknowledged), "
+                "dropped (never sent: queue full, delta temporality (one per point), out of order or duplicate, "
+                "older than max age, unsent at shutdown) or failed (rejected with a 4xx, retries exhausted).",
+                Domain.SELF,
+                F,
+                ("factorylens.rca.outcome", "factorylens.rca.reason"),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.remote_write.queue.depth",
+                U,
+                "{sample}",
+                "Samples waiting to be sent to Prometheus remote-write (bounded; the oldest are dropped when full).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.rca.remote_write.retries",
+                C,
+                "{request}",
+                "Remote-write requests sent again after a 5xx, a 429 or a connection error.",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
             # RCA findings
             MetricSpec(
                 "factorylens.anomaly.score",
                 G,
                 "1",
-                "Latest anomaly score in [0, 1] (0.5 = at the threshold) of the most anomalous series.",
+                "Latest anomaly score in [0, 1] (0.5 = at the threshold) of each KPI and of the most anomalous series.",
                 Domain.RCA,
                 F,
                 ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain"),
@@ -968,6 +1025,26 @@ METRICS = (
                 Domain.RCA,
                 F,
                 ("factorylens.workload",),
+            ),
+            MetricSpec(
+                "factorylens.baseline.lower",
+                G,
+                "{kpi unit}",
+                "Lower edge of a KPI's (or a highly anomalous series') baseline band at its latest analysed "
+                "point, in the series' own unit (the seasonal baseline's 2.5% residual quantile, else the "
+                "robust z threshold below the recent median).",
+                Domain.RCA,
+                F,
+                ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain"),
+            ),
+            MetricSpec(
+                "factorylens.baseline.upper",
+                G,
+                "{kpi unit}",
+                "Upper edge of that baseline band, in the series' own unit.",
+                Domain.RCA,
+                F,
+                ("factorylens.series.id", "factorylens.metric", "factorylens.entity", "factorylens.domain"),
             ),
             MetricSpec("factorylens.incidents.open", U, "{incident}", "Open incidents.", Domain.RCA, F, (), None, int),
             MetricSpec(
@@ -984,6 +1061,67 @@ METRICS = (
                     "factorylens.domain",
                     "factorylens.metric",
                 ),
+            ),
+            MetricSpec(
+                "factorylens.processors.unmapped",
+                C,
+                "{point}",
+                "Points the normalize processor passed through under a producer's own name (a "
+                "dcgm-exporter field with no factorylens name yet), by producer and field (the first 100 "
+                "fields; later ones count as 'other').",
+                Domain.SELF,
+                F,
+                ("factorylens.producer", "factorylens.source.metric"),
+                None,
+                int,
+            ),
+        ),
+    )
+    + _emitted_by(
+        PROCESSORS,
+        (
+            MetricSpec(
+                "hw.gpu.engine.utilization",
+                G,
+                "1",
+                "Fraction of time any graphics or compute engine was active (DCGM profiling "
+                "GR_ENGINE_ACTIVE; works on MIG, where hw.gpu.utilization does not).",
+                GPU,
+                O,
+                ("gpu.measurement.source",),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.gpu.xid.last",
+                G,
+                "{code}",
+                "Code of the last XID error the driver reported, 0 for none (dcgm-exporter's "
+                "DCGM_FI_DEV_XID_ERRORS); the GPU receiver counts XIDs in hw.errors instead.",
+                GPU,
+                F,
+                (),
+                "gpu",
+                int,
+            ),
+            MetricSpec(
+                "hw.gpu.io.rate",
+                G,
+                "By/s",
+                "PCIe throughput (DCGM profiling PCIE_TX/RX_BYTES); the GPU receiver's hw.gpu.io is its integral.",
+                GPU,
+                F,
+                ("network.io.direction",),
+                "gpu",
+            ),
+            MetricSpec(
+                "hw.gpu.interconnect.io.rate",
+                G,
+                "By/s",
+                "NVLink throughput (DCGM profiling NVLINK_TX/RX_BYTES).",
+                GPU,
+                F,
+                ("hw.gpu.interconnect.type", "network.io.direction"),
+                "gpu",
             ),
         ),
     )

@@ -2,6 +2,7 @@
 
 from factorylens.rca_service.analysis._base import (
     Analyzer,
+    Band,
     Baseline,
     Cause,
     Evidence,
@@ -19,6 +20,7 @@ from factorylens.rca_service.analysis._zscore import RobustZScoreAnalyzer, Robus
 
 __all__ = [
     "Analyzer",
+    "Band",
     "Baseline",
     "Cause",
     "Evidence",

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
-from factorylens.rca_service.store import SeriesStore, View
+from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
 
 
 @dataclass
@@ -94,6 +94,16 @@ class Baseline:
     periods_s: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Band:
+    """A series' baseline band at its latest analysed point: what /metrics and remote-write show
+    beside the series, so a dashboard draws the band without asking the API."""
+
+    time_unix_nano: int
+    lower: float
+    upper: float
+
+
 class Analyzer(abc.ABC):
     """Turns the store into incidents, causes and baselines."""
 
@@ -132,6 +142,18 @@ class Analyzer(abc.ABC):
 
     def predictability(self) -> dict[str, float]:
         """How well each series' baseline explains it, in [0, 1] (series with a fitted baseline)."""
+        return {}
+
+    def is_kpi(self, info: SeriesInfo) -> bool:
+        """Whether incidents open when this series breaks (False: every series counts alike)."""
+        return False
+
+    def kpi_series(self) -> set[str]:
+        """The analysed series that are KPIs (see :meth:`is_kpi`)."""
+        return set()
+
+    def latest_bands(self, series_ids: Iterable[str]) -> dict[str, Band]:
+        """The band at each of these series' latest analysed point, for those that have one."""
         return {}
 
     def incident(self, incident_id: str) -> Incident | None:

@@ -17,7 +17,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -26,6 +26,7 @@ import pandas as pd
 
 from factorylens.rca_service.analysis._base import (
     Analyzer,
+    Band,
     Baseline,
     Cause,
     Evidence,
@@ -110,6 +111,9 @@ class RobustZScoreAnalyzer(Analyzer):
         self._pass_lock = threading.Lock()  # one analysis pass at a time (the loop, analyze_now())
         self._seen_until: dict[str, int] = {}
         self._scores: dict[str, float] = {}
+        # the latest scored point's time, the history's median and robust scale (its band)
+        self._latest: dict[str, tuple[int, float, float]] = {}
+        self._kpi_ids: set[str] = set()
         self._active: dict[str, _Anomaly] = {}
         self._incidents: dict[str, Incident] = {}
         # every anomaly that joined an incident, also those ranked below max_causes
@@ -184,9 +188,10 @@ class RobustZScoreAnalyzer(Analyzer):
     def _forget_missing(self, live: set[str]) -> None:
         """Drop the state of series the store no longer has (retention): their anomalies end."""
         self.baselines.forget(live)
-        for table in (self._seen_until, self._scores, self._intervals):
+        for table in (self._seen_until, self._scores, self._intervals, self._latest):
             for sid in [sid for sid in table if sid not in live]:
                 del table[sid]
+        self._kpi_ids &= live
         with self._lock:
             for sid in [sid for sid in self._active if sid not in live]:
                 del self._active[sid]
@@ -216,6 +221,9 @@ class RobustZScoreAnalyzer(Analyzer):
             return None
         median, scale = self._stats(history, info.unit)
         recent_ts, recent = ts[split:], values[split:]
+        if info.id not in self._latest and self.is_kpi(info):  # asked once per series: globs cost
+            self._kpi_ids.add(info.id)
+        self._latest[info.id] = (int(recent_ts[-1]), median, scale)
         self._intervals[info.id] = int(np.median(np.diff(ts[-16:]))) if len(ts) > 1 else 0
         z = np.clip((recent - median) / scale, -MAX_Z, MAX_Z)
         self._scores[info.id] = float(score_of(z[-1], cfg.threshold))
@@ -403,6 +411,27 @@ class RobustZScoreAnalyzer(Analyzer):
 
     def predictability(self) -> dict[str, float]:
         return self.baselines.predictability()
+
+    def kpi_series(self) -> set[str]:
+        return set(self._kpi_ids)
+
+    def latest_bands(self, series_ids: Iterable[str]) -> dict[str, Band]:
+        """The seasonal baseline's band where the series has one, else the robust z threshold around
+        the recent median: the same band :meth:`baseline` (the API's GetBaseline) returns."""
+        out = {}
+        for sid in series_ids:
+            latest = self._latest.get(sid)
+            if latest is None:
+                continue
+            ts, median, scale = latest
+            seasonal = self.baselines.baseline(sid)
+            if seasonal is not None:
+                lower, upper = seasonal.band(np.array([ts / NS]))
+                out[sid] = Band(ts, float(lower[0]), float(upper[0]))
+            else:
+                half = self.config.threshold * scale
+                out[sid] = Band(ts, median - half, median + half)
+        return out
 
     def baseline(
         self, store: SeriesStore, series_id: str, start_unix_nano: int, end_unix_nano: int, view: View | None = None

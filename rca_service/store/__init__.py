@@ -1,5 +1,6 @@
 """The in-memory columnar time-series store the analysis layer reads (see ``SeriesStore``)."""
 
+from factorylens.rca_service.store._attributes import AttributeDecoder
 from factorylens.rca_service.store._entity import domain_of, entity_of
 from factorylens.rca_service.store._series import (
     HistogramPoint,
@@ -13,6 +14,7 @@ from factorylens.rca_service.store._series import (
 from factorylens.rca_service.store._store import IngestResult, SeriesStore, StoreLimits
 
 __all__ = [
+    "AttributeDecoder",
     "HistogramPoint",
     "HistogramSeries",
     "IngestResult",

@@ -44,6 +44,9 @@ class GpuReceiverConfig:
         sim_hosts / sim_gpus_per_host / sim_model / sim_mig / sim_seed / sim_speed: the simulated
             cluster (``backend=sim``).
         scenario: a fault scenario file (YAML or JSON) for the simulator.
+        shard_by_job: prepare the OTLP export for a gateway that shards the RCA service by job:
+            GPU series carry their job, the host's own series go once per job on the host
+            (``factorylens.processors.JobSharding``; docs/scaling.md).
     """
 
     backend: str = "nvml"
@@ -72,6 +75,7 @@ class GpuReceiverConfig:
     sim_seed: int = 0
     sim_speed: float = 1.0
     scenario: str | None = None
+    shard_by_job: bool = False
     _scenario: Scenario | None = field(default=None, repr=False)
 
     def validate(self) -> GpuReceiverConfig:
@@ -92,6 +96,11 @@ class GpuReceiverConfig:
             path = getattr(self, option)
             if path and not os.access(path, os.R_OK):
                 raise ConfigError(f"{option.replace('_', '-')}: cannot read {path}")
+        if self.shard_by_job:
+            from factorylens.telemetry import otlp_protocol
+
+            if otlp_protocol("metrics") != "grpc":
+                raise ConfigError("--shard-by-job rewrites the OTLP/gRPC export: set OTEL_EXPORTER_OTLP_PROTOCOL=grpc")
         if self.duration_s is not None and self.duration_s <= 0:
             raise ConfigError("duration must be positive (omit it to run until interrupted)")
         if self.max_processes_per_gpu < 0:

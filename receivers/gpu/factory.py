@@ -12,6 +12,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.metrics.export import MetricReader
 
 from factorylens import telemetry
+from factorylens.processors import JobSharding
 from factorylens.receivers.gpu.backend import GpuBackend
 from factorylens.receivers.gpu.config import GpuReceiverConfig
 from factorylens.receivers.gpu.jobs import ProcJobResolver, StaticJobResolver
@@ -126,7 +127,10 @@ def create_receiver(
         readers = list(metric_readers(name)) if metric_readers else []
         exporters = list(log_exporters(name)) if log_exporters else []
         if use_otlp:
-            readers.append(telemetry.periodic_reader(telemetry.otlp_metric_exporter(), config.collection_interval_s))
+            transform = JobSharding().process if config.shard_by_job else None
+            readers.append(
+                telemetry.periodic_reader(telemetry.otlp_metric_exporter(transform), config.collection_interval_s)
+            )
             exporters.append(telemetry.otlp_log_exporter())
         pipeline = HostPipeline(
             name=name,

@@ -209,3 +209,44 @@ def test_real_prometheus_scrapes_the_endpoint(run_receiver, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_shard_by_job_stamps_gpu_series_and_copies_host_series_per_job(sink, run_receiver, monkeypatch):
+    """``--shard-by-job``: what a gateway routing by ``factorylens.job.id`` needs from the node agent."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", sink.endpoint)
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "300")
+    run_receiver(sim_hosts=1, sim_gpus_per_host=8, shard_by_job=True)
+    processes = wait_until(
+        lambda: [p for p in sink.metric_points("process.gpu.memory.usage") if p[1].get("factorylens.job.id")],
+        what="process attribution with jobs",
+    )
+    jobs_by_gpu = {attributes["hw.id"]: attributes["factorylens.job.id"] for _, attributes, _ in processes}
+    stamped = wait_until(
+        lambda: [p for p in sink.metric_points("hw.temperature") if p[1].get("factorylens.job.id")],
+        what="device series stamped with their job",
+    )
+    assert all(jobs_by_gpu.get(attributes["hw.id"]) == attributes["factorylens.job.id"] for _, attributes, _ in stamped)
+
+    def host_copies() -> dict[str, bool]:
+        copies: dict[str, bool] = {}
+        for request in list(sink.metrics):
+            for rm in request.resource_metrics:
+                for sm in rm.scope_metrics:
+                    scope = {kv.key: kv.value for kv in sm.scope.attributes}
+                    if "factorylens.job.id" in scope and any(m.name == "system.cpu.time" for m in sm.metrics):
+                        copies[scope["factorylens.job.id"].string_value] = "factorylens.route.primary" in scope
+        return copies
+
+    copies = wait_until(
+        lambda: host_copies() if set(host_copies()) >= set(jobs_by_gpu.values()) else None,
+        what="the host's CPU series once per job",
+    )
+    assert sum(copies.values()) == 1  # one copy is the one a Prometheus pipeline keeps
+
+
+def test_shard_by_job_needs_the_grpc_exporter(monkeypatch):
+    from factorylens.receivers.gpu.config import ConfigError
+
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    with pytest.raises(ConfigError, match="OTEL_EXPORTER_OTLP_PROTOCOL=grpc"):
+        GpuReceiverConfig(backend="sim", shard_by_job=True).validate()

@@ -29,10 +29,12 @@ def factorylens(*args: str, env: dict | None = None) -> subprocess.CompletedProc
 
 
 def test_committed_stubs_match_the_proto():
+    """Both stub sets: our rca.v1 API and the vendored Prometheus remote-write messages."""
     generated = _generate.generate()
-    for name, text in generated.items():
-        committed = (_generate.OUTPUT / name).read_text()
-        assert committed == text, f"{name} is stale: run python -m factorylens.rca_service.api._generate"
+    assert {path.parent.name for path in generated} == {"v1", "prompb"}
+    for path, text in generated.items():
+        committed = path.read_text()
+        assert committed == text, f"{path.name} is stale: run python -m factorylens.rca_service.api._generate"
 
 
 def test_client_commands_show_health_series_and_incidents(make_service, tmp_path):

@@ -1,0 +1,258 @@
+"""Other producers' names → ours: the tables the normalize processor, the collector's ``transform``
+statements (``factorylens otel-config``) and the docs all read.
+
+Producers: NVIDIA dcgm-exporter (``DCGM_FI_*`` field names, as the collector's ``prometheus``
+receiver turns a scrape into OTLP), Prometheus node-exporter, the collector's ``hostmetrics``
+receiver, and OpenLIT's GPU collector. Field names, units and labels: ``shared/research``
+(gpu-telemetry.md section 3, stack-anchors.md sections 1.2-1.5); the fixtures in
+``tests/fixtures/`` are upstream output these tables are tested against.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from factorylens.registry._catalog import CLOCK_EVENT_REASONS
+
+MIB = 1024 * 1024
+
+
+class Producer(str, enum.Enum):
+    """Who emitted a series under a name that is not ours."""
+
+    DCGM_EXPORTER = "dcgm-exporter"
+    NODE_EXPORTER = "node-exporter"
+    HOSTMETRICS = "hostmetrics"
+    OPENLIT = "openlit"
+
+
+@dataclass(frozen=True)
+class MetricTranslation:
+    """One source metric → one registry metric.
+
+    ``scale`` multiplies every value (% → ratio is 0.01, MiB → By 1048576, mJ → J 0.001, MHz → Hz
+    1e6); ``attributes`` are added to every point (which engine, which sensor, which error class);
+    with ``bits``, the value is a bitmask and becomes one point per bit, 1 while the bit is set, with
+    the bit's name in ``bit_attribute``.
+    """
+
+    producer: Producer
+    source: str
+    target: str
+    scale: float = 1.0
+    attributes: tuple[tuple[str, str], ...] = ()
+    bits: tuple[str, ...] = ()
+    bit_attribute: str = ""
+
+
+@dataclass(frozen=True)
+class DerivedTranslation:
+    """``target`` = ``minuend`` − ``subtrahend``, joined on the points' attributes and timestamp: the
+    used bytes of memory or a file system, which node-exporter reports only as total and free."""
+
+    producer: Producer
+    target: str
+    minuend: str
+    subtrahend: str
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class AttributeTranslation:
+    """A label or attribute renamed to ours. ``to_resource`` moves it to the resource (the host a
+    series is from); ``integer`` parses it (``"3"`` or ``"cpu3"`` → 3); an empty ``target`` drops
+    it; ``metrics`` limits the rename to targets starting with one of them (hostmetrics' ``state`` means a CPU state on
+    ``system.cpu.time`` and free/used on ``system.filesystem.usage``)."""
+
+    producer: Producer
+    source: str
+    target: str
+    to_resource: bool = False
+    integer: bool = False
+    metrics: tuple[str, ...] = ()
+
+
+D, N, H, O = Producer.DCGM_EXPORTER, Producer.NODE_EXPORTER, Producer.HOSTMETRICS, Producer.OPENLIT  # noqa: E741
+
+_DCGM_PROF = (("gpu.measurement.source", "dcgm"),)
+_CLOCK_REASON = "hw.gpu.clock_event.reason"
+
+METRIC_TRANSLATIONS: tuple[MetricTranslation, ...] = (
+    # dcgm-exporter default counters (etc/default-counters.csv) and the DCP/profiling fields
+    MetricTranslation(D, "DCGM_FI_DEV_GPU_UTIL", "hw.gpu.utilization", 0.01, (("hw.gpu.task", "general"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_ENC_UTIL", "hw.gpu.utilization", 0.01, (("hw.gpu.task", "encoder"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_DEC_UTIL", "hw.gpu.utilization", 0.01, (("hw.gpu.task", "decoder"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_MEM_COPY_UTIL", "hw.gpu.memory.controller.utilization", 0.01),
+    MetricTranslation(D, "DCGM_FI_DEV_FB_USED", "hw.gpu.memory.usage", MIB),
+    MetricTranslation(D, "DCGM_FI_DEV_FB_FREE", "hw.gpu.memory.free", MIB),
+    MetricTranslation(D, "DCGM_FI_DEV_FB_TOTAL", "hw.gpu.memory.limit", MIB),
+    MetricTranslation(D, "DCGM_FI_DEV_GPU_TEMP", "hw.temperature", 1.0, (("hw.sensor_location", "die"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_MEMORY_TEMP", "hw.temperature", 1.0, (("hw.sensor_location", "memory"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_POWER_USAGE", "hw.power"),
+    MetricTranslation(D, "DCGM_FI_DEV_POWER_MGMT_LIMIT", "hw.power.limit"),
+    MetricTranslation(D, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "hw.energy", 0.001),
+    MetricTranslation(D, "DCGM_FI_DEV_SM_CLOCK", "hw.gpu.speed", 1e6, (("hw.gpu.clock_domain", "sm"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_MEM_CLOCK", "hw.gpu.speed", 1e6, (("hw.gpu.clock_domain", "memory"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_FAN_SPEED", "hw.fan.speed_ratio", 0.01),
+    # the throttle bitmask (NVML's clocks-event reasons, bit i = CLOCK_EVENT_REASONS[i]); older name second
+    MetricTranslation(
+        D, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "hw.gpu.clock_event.active", 1.0, (), CLOCK_EVENT_REASONS, _CLOCK_REASON
+    ),
+    MetricTranslation(
+        D,
+        "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+        "hw.gpu.clock_event.active",
+        1.0,
+        (),
+        CLOCK_EVENT_REASONS,
+        _CLOCK_REASON,
+    ),
+    MetricTranslation(D, "DCGM_FI_DEV_XID_ERRORS", "hw.gpu.xid.last"),
+    MetricTranslation(D, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "hw.errors", 1.0, (("error.type", "pcie_replay"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "hw.errors", 1.0, (("error.type", "corrected"),)),
+    MetricTranslation(D, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "hw.errors", 1.0, (("error.type", "uncorrected"),)),
+    MetricTranslation(
+        D, "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "hw.errors", 1.0, (("error.type", "nvlink_crc_flit"),)
+    ),
+    MetricTranslation(
+        D, "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL", "hw.errors", 1.0, (("error.type", "nvlink_crc_data"),)
+    ),
+    MetricTranslation(
+        D, "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL", "hw.errors", 1.0, (("error.type", "nvlink_replay"),)
+    ),
+    MetricTranslation(
+        D, "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "hw.errors", 1.0, (("error.type", "nvlink_recovery"),)
+    ),
+    MetricTranslation(D, "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "hw.gpu.engine.utilization", 1.0, _DCGM_PROF),
+    MetricTranslation(D, "DCGM_FI_PROF_SM_ACTIVE", "hw.gpu.sm.utilization", 1.0, _DCGM_PROF),
+    MetricTranslation(D, "DCGM_FI_PROF_SM_OCCUPANCY", "hw.gpu.sm.occupancy", 1.0, _DCGM_PROF),
+    MetricTranslation(D, "DCGM_FI_PROF_DRAM_ACTIVE", "hw.gpu.memory.bandwidth.utilization", 1.0, _DCGM_PROF),
+    MetricTranslation(
+        D, "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "hw.gpu.pipe.utilization", 1.0, (("hw.gpu.pipe", "tensor"), *_DCGM_PROF)
+    ),
+    MetricTranslation(
+        D, "DCGM_FI_PROF_PIPE_FP64_ACTIVE", "hw.gpu.pipe.utilization", 1.0, (("hw.gpu.pipe", "fp64"), *_DCGM_PROF)
+    ),
+    MetricTranslation(
+        D, "DCGM_FI_PROF_PIPE_FP32_ACTIVE", "hw.gpu.pipe.utilization", 1.0, (("hw.gpu.pipe", "fp32"), *_DCGM_PROF)
+    ),
+    MetricTranslation(
+        D, "DCGM_FI_PROF_PIPE_FP16_ACTIVE", "hw.gpu.pipe.utilization", 1.0, (("hw.gpu.pipe", "fp16"), *_DCGM_PROF)
+    ),
+    MetricTranslation(D, "DCGM_FI_PROF_PCIE_TX_BYTES", "hw.gpu.io.rate", 1.0, (("network.io.direction", "transmit"),)),
+    MetricTranslation(D, "DCGM_FI_PROF_PCIE_RX_BYTES", "hw.gpu.io.rate", 1.0, (("network.io.direction", "receive"),)),
+    MetricTranslation(
+        D,
+        "DCGM_FI_PROF_NVLINK_TX_BYTES",
+        "hw.gpu.interconnect.io.rate",
+        1.0,
+        (("hw.gpu.interconnect.type", "nvlink"), ("network.io.direction", "transmit")),
+    ),
+    MetricTranslation(
+        D,
+        "DCGM_FI_PROF_NVLINK_RX_BYTES",
+        "hw.gpu.interconnect.io.rate",
+        1.0,
+        (("hw.gpu.interconnect.type", "nvlink"), ("network.io.direction", "receive")),
+    ),
+    # node-exporter (the names as scraped; the `_total`-less form the receiver may produce also matches)
+    MetricTranslation(N, "node_cpu_seconds_total", "system.cpu.time"),
+    MetricTranslation(N, "node_memory_MemAvailable_bytes", "system.memory.usage", 1.0, (("state", "free"),)),
+    MetricTranslation(N, "node_disk_read_bytes_total", "system.disk.io", 1.0, (("direction", "read"),)),
+    MetricTranslation(N, "node_disk_written_bytes_total", "system.disk.io", 1.0, (("direction", "write"),)),
+    MetricTranslation(N, "node_disk_reads_completed_total", "system.disk.operations", 1.0, (("direction", "read"),)),
+    MetricTranslation(N, "node_disk_writes_completed_total", "system.disk.operations", 1.0, (("direction", "write"),)),
+    MetricTranslation(N, "node_disk_read_time_seconds_total", "system.disk.time", 1.0, (("direction", "read"),)),
+    MetricTranslation(N, "node_disk_write_time_seconds_total", "system.disk.time", 1.0, (("direction", "write"),)),
+    MetricTranslation(N, "node_network_receive_bytes_total", "system.network.io", 1.0, (("direction", "receive"),)),
+    MetricTranslation(N, "node_network_transmit_bytes_total", "system.network.io", 1.0, (("direction", "transmit"),)),
+    MetricTranslation(
+        N, "node_network_receive_packets_total", "system.network.packets", 1.0, (("direction", "receive"),)
+    ),
+    MetricTranslation(
+        N, "node_network_transmit_packets_total", "system.network.packets", 1.0, (("direction", "transmit"),)
+    ),
+    MetricTranslation(N, "node_network_receive_errs_total", "system.network.errors", 1.0, (("direction", "receive"),)),
+    MetricTranslation(
+        N, "node_network_transmit_errs_total", "system.network.errors", 1.0, (("direction", "transmit"),)
+    ),
+    MetricTranslation(
+        N, "node_network_receive_drop_total", "system.network.dropped_packets", 1.0, (("direction", "receive"),)
+    ),
+    MetricTranslation(
+        N, "node_network_transmit_drop_total", "system.network.dropped_packets", 1.0, (("direction", "transmit"),)
+    ),
+    MetricTranslation(
+        N, "node_filesystem_free_bytes", "system.filesystem.usage", 1.0, (("system.filesystem.state", "free"),)
+    ),
+    # OpenLIT GPU collector: the names before its 0.0.8 rename (current names are already ours)
+    MetricTranslation(O, "hw.gpu.power.draw", "hw.power"),
+    MetricTranslation(O, "hw.gpu.energy.consumed", "hw.energy"),
+    MetricTranslation(O, "hw.gpu.temperature", "hw.temperature", 1.0, (("hw.sensor_location", "die"),)),
+)
+
+DERIVED_TRANSLATIONS: tuple[DerivedTranslation, ...] = (
+    DerivedTranslation(
+        N, "system.memory.usage", "node_memory_MemTotal_bytes", "node_memory_MemAvailable_bytes", (("state", "used"),)
+    ),
+    DerivedTranslation(
+        N,
+        "system.filesystem.usage",
+        "node_filesystem_size_bytes",
+        "node_filesystem_free_bytes",
+        (("system.filesystem.state", "used"),),
+    ),
+)
+
+_FILESYSTEM = ("system.filesystem.",)
+
+ATTRIBUTE_TRANSLATIONS: tuple[AttributeTranslation, ...] = (
+    AttributeTranslation(D, "UUID", "hw.id"),
+    AttributeTranslation(D, "gpu", "gpu.index", integer=True),
+    AttributeTranslation(D, "modelName", "hw.model"),
+    AttributeTranslation(D, "pci_bus_id", "gpu.pci_address"),
+    AttributeTranslation(D, "Hostname", "host.name", to_resource=True),  # up to 4.8.2
+    AttributeTranslation(D, "hostname", "host.name", to_resource=True),  # 4.8.3 on (dcgm-exporter PR #655)
+    AttributeTranslation(D, "DCGM_FI_DRIVER_VERSION", "hw.driver_version"),
+    AttributeTranslation(D, "GPU_I_PROFILE", "gpu.mig.profile"),
+    AttributeTranslation(D, "GPU_I_ID", "gpu.mig.instance_id", integer=True),
+    AttributeTranslation(D, "pod", "k8s.pod.name"),
+    AttributeTranslation(D, "namespace", "k8s.namespace.name"),
+    AttributeTranslation(D, "container", "k8s.container.name"),
+    AttributeTranslation(D, "device", ""),  # nvidiaN: gpu.index says it, and `device` names disks and NICs here
+    AttributeTranslation(N, "cpu", "cpu", integer=True),
+    AttributeTranslation(N, "mode", "state"),
+    AttributeTranslation(N, "mountpoint", "system.filesystem.mountpoint"),
+    AttributeTranslation(N, "fstype", "system.filesystem.type"),
+    AttributeTranslation(N, "device", "", metrics=_FILESYSTEM),
+    AttributeTranslation(H, "cpu", "cpu", integer=True),
+    AttributeTranslation(H, "cpu.logical_number", "cpu", integer=True),
+    AttributeTranslation(H, "cpu.mode", "state"),
+    AttributeTranslation(H, "system.memory.state", "state"),
+    AttributeTranslation(H, "system.device", "device"),
+    AttributeTranslation(H, "disk.io.direction", "direction"),
+    AttributeTranslation(H, "network.io.direction", "direction"),
+    AttributeTranslation(H, "network.interface.name", "device", metrics=("system.network.",)),
+    AttributeTranslation(H, "mountpoint", "system.filesystem.mountpoint", metrics=_FILESYSTEM),
+    AttributeTranslation(H, "type", "system.filesystem.type", metrics=_FILESYSTEM),
+    AttributeTranslation(H, "state", "system.filesystem.state", metrics=_FILESYSTEM),
+    AttributeTranslation(H, "device", "", metrics=_FILESYSTEM),
+    AttributeTranslation(H, "mode", "", metrics=_FILESYSTEM),
+    AttributeTranslation(O, "gpu.parent.uuid", "hw.parent"),
+)
+
+# attributes every translated point of a producer carries (what a GPU is, for joins with ours)
+PRODUCER_ATTRIBUTES: dict[Producer, tuple[tuple[str, str], ...]] = {
+    D: (("hw.type", "gpu"), ("hw.vendor", "nvidia")),
+}
+
+# instrumentation scope names that identify a producer whose names overlap ours (hostmetrics
+# emits system.*, OpenLIT hw.*): matched as substrings of the scope name
+PRODUCER_SCOPES: tuple[tuple[str, Producer], ...] = (
+    ("hostmetricsreceiver", H),
+    ("openlit", O),
+    ("otel-gpu-collector", O),
+)
+# the names dcgm-exporter's fields start with: an unknown one passes through and is counted
+DCGM_PREFIXES = ("DCGM_FI_", "DCGM_EXP_")

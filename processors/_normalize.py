@@ -1,0 +1,408 @@
+"""Other producers' series under our names: dcgm-exporter, node-exporter, hostmetrics, OpenLIT.
+
+The tables are the registry's (``factorylens.registry.METRIC_TRANSLATIONS`` and friends), so this
+code, the collector's ``transform`` statements and the docs cannot disagree. A metric is looked up
+once by name and skipped when it is already ours, so traffic from our own agents costs one dict
+lookup per metric. Requests are rewritten in place, as collector processors do.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Protocol
+
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.metrics.v1 import metrics_pb2
+
+from factorylens.registry import (
+    ATTRIBUTE_TRANSLATIONS,
+    DCGM_PREFIXES,
+    DERIVED_TRANSLATIONS,
+    METRIC_TRANSLATIONS,
+    PRODUCER_ATTRIBUTES,
+    PRODUCER_SCOPES,
+    REGISTRY,
+    AttributeTranslation,
+    DerivedTranslation,
+    Instrument,
+    MetricTranslation,
+    Producer,
+)
+
+CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+_UNMAPPED_PREFIXES = DCGM_PREFIXES + tuple(p.lower() for p in DCGM_PREFIXES)
+MAX_UNMAPPED_NAMES = 100  # distinct unknown field names reported by name; the rest count as "other"
+MAX_CACHED_LABEL_SETS = 20_000  # translated label sets kept per source metric (a fleet's GPUs)
+# NumberDataPoint's fixed64 fields before its attributes: start_time (2), time (3), as_double (4), as_int (6)
+_FIXED64_TAGS = frozenset({0x11, 0x19, 0x21, 0x31})
+_VALUE_TAGS = (b"\x21", b"\x31")
+_Translated = tuple[
+    list[Any], tuple[tuple[str, str], ...]
+]  # distinct unknown field names reported by name; the rest count as "other"
+
+
+@dataclass
+class NormalizeStats:
+    """What one call did: points renamed, and points left under a producer's own name (a DCGM
+    field we have no name for), by ``(producer, source name)``."""
+
+    translated: int = 0
+    unmapped: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    # the metrics renamed, by id(), whose labels went through the ``labels`` hook
+    renamed: set[int] = field(default_factory=set, repr=False)
+
+    def merge(self, other: NormalizeStats) -> None:
+        self.translated += other.translated
+        self.unmapped.update(other.unmapped)
+
+
+@dataclass(frozen=True)
+class _Rule:
+    translation: MetricTranslation
+    instrument: Instrument
+    unit: str
+    description: str
+    constants: tuple[tuple[str, str], ...]  # the producer's and the translation's fixed attributes
+
+
+class _Tables:
+    """The registry's translation tables, indexed for one lookup per metric."""
+
+    def __init__(
+        self,
+        metrics: Iterable[MetricTranslation],
+        derived: Iterable[DerivedTranslation],
+        attributes: Iterable[AttributeTranslation],
+    ) -> None:
+        self.by_name: dict[str, _Rule] = {}
+        for translation in metrics:
+            spec = REGISTRY.metric(translation.target)
+            rule = _Rule(
+                translation,
+                spec.instrument,
+                spec.unit,
+                spec.description,
+                PRODUCER_ATTRIBUTES.get(translation.producer, ()) + translation.attributes,
+            )
+            # as scraped; without `_total` (the receiver may trim it); lower case (the OTel SDKs
+            # lower-case instrument names, so a bridge built on them sends dcgm_fi_dev_gpu_util)
+            for name in (translation.source, translation.source.removesuffix("_total")):
+                self.by_name.setdefault(name, rule)
+                self.by_name.setdefault(name.lower(), rule)
+        self.derived = tuple(derived)
+        self.derived_sources = frozenset(n for d in self.derived for n in (d.minuend, d.subtrahend))
+        for derivation in self.derived:  # the derived metric is added under a synthetic name, then translated
+            spec = REGISTRY.metric(derivation.target)
+            synthetic = MetricTranslation(
+                derivation.producer, derived_name(derivation), derivation.target, 1.0, derivation.attributes
+            )
+            self.by_name[synthetic.source] = _Rule(
+                synthetic, spec.instrument, spec.unit, spec.description, derivation.attributes
+            )
+        self.attributes = tuple(attributes)
+        # (rule, label hook state) → a point's label identity → its translation
+        self.translated_attributes: dict[tuple[int, Hashable], dict[bytes, _Translated]] = {}
+
+    @cache  # noqa: B019 - one instance per process (DEFAULT_TABLES), keyed by a handful of targets
+    def renames(self, producer: Producer, target: str) -> dict[str, AttributeTranslation]:
+        return {
+            t.source: t
+            for t in self.attributes
+            if t.producer is producer and (not t.metrics or target.startswith(t.metrics))
+        }
+
+
+def derived_name(rule: DerivedTranslation) -> str:
+    return f"{rule.minuend} - {rule.subtrahend}"
+
+
+DEFAULT_TABLES = _Tables(METRIC_TRANSLATIONS, DERIVED_TRANSLATIONS, ATTRIBUTE_TRANSLATIONS)
+
+
+@cache
+def producer_of_scope(scope_name: str) -> Producer | None:
+    """The producer whose names overlap ours, told by its instrumentation scope (hostmetrics emits
+    ``system.*``, OpenLIT ``hw.*``); None for everything else."""
+    for fragment, producer in PRODUCER_SCOPES:
+        if fragment in scope_name:
+            return producer
+    return None
+
+
+class LabelHook(Protocol):
+    """Adds attributes to a translated label set (enrichment, done once per label set with the
+    translation, not again per point); ``state()`` changes when its answers may."""
+
+    def state(self) -> Hashable: ...
+
+    def __call__(self, attributes: Any) -> None: ...
+
+
+def normalize_metrics(
+    request: Any, *, reshape: bool = True, labels: LabelHook | None = None, tables: _Tables = DEFAULT_TABLES
+) -> NormalizeStats:
+    """Rename foreign series in an ``ExportMetricsServiceRequest`` (or anything with its
+    ``resource_metrics``) to ours, in place; ``labels`` then sees each translated label set.
+
+    ``reshape=False`` keeps every metric and point where it is (no bitmask expansion, no derived
+    metrics, no change of data type, no resource split): the form the rotel adapter can write back.
+    """
+    stats = NormalizeStats()
+    hook_state = (id(labels), labels.state()) if labels is not None else None
+    for resource_metrics in request.resource_metrics:
+        work = _ResourceWork()
+        for scope_metrics in resource_metrics.scope_metrics:
+            scope_producer = producer_of_scope(scope_metrics.scope.name)
+            if reshape:
+                _derive(scope_metrics, tables)
+            for metric in scope_metrics.metrics:
+                rule = tables.by_name.get(metric.name)
+                if rule is not None:
+                    stats.translated += _translate(metric, rule, tables, work, reshape, labels, hook_state)
+                    stats.renamed.add(id(metric))
+                elif scope_producer is not None:
+                    stats.translated += _rename_attributes_only(metric, scope_producer, tables)
+                elif metric.name.startswith(_UNMAPPED_PREFIXES):
+                    name = metric.name if len(stats.unmapped) < MAX_UNMAPPED_NAMES else "other"
+                    stats.unmapped[(Producer.DCGM_EXPORTER.value, name)] += _point_count(metric)
+        work.finish(resource_metrics)
+    return stats
+
+
+class _ResourceWork:
+    """What a resource's translation leaves for when all its points are seen: the attributes that
+    belong on the resource (dcgm-exporter's ``Hostname``), then the reshaping (one point per bit,
+    gauge → sum) that replaces points."""
+
+    def __init__(self) -> None:
+        self.moved_points: list[tuple[Any, tuple[tuple[str, str], ...]]] = []  # (point labels, moved)
+        self.moved_values: set[tuple[str, str]] = set()
+        self.reshape: list[tuple[Any, str, _Rule]] = []
+
+    def finish(self, resource_metrics: Any) -> None:
+        values: dict[str, set[str]] = {}
+        for key, value in self.moved_values:
+            values.setdefault(key, set()).add(value)
+        attributes = resource_metrics.resource.attributes
+        for key, seen in values.items():
+            if len(seen) == 1:  # one scrape target, one host: it names the resource
+                [value] = seen
+                for kv in attributes:  # the GPU's own host wins over a collector's resource detection
+                    if kv.key == key:
+                        kv.value.string_value = value
+                        break
+                else:
+                    attributes.add(key=key).value.string_value = value
+                continue
+            for point_attributes, moved in self.moved_points:  # several hosts: each point keeps its own
+                for name, value in moved:
+                    if name == key:
+                        point_attributes.add(key=key).value.string_value = value
+        for metric, kind, rule in self.reshape:
+            points = getattr(metric, kind).data_points
+            if rule.translation.bits:
+                _expand_bits(points, rule.translation.bits, rule.translation.bit_attribute)
+            _set_data_type(metric, kind, rule.instrument)
+
+
+def _point_count(metric: Any) -> int:
+    kind = metric.WhichOneof("data")
+    return len(getattr(metric, kind).data_points) if kind else 0
+
+
+def _translate(
+    metric: Any,
+    rule: _Rule,
+    tables: _Tables,
+    work: _ResourceWork,
+    reshape: bool,
+    labels: LabelHook | None,
+    hook_state: Hashable,
+) -> int:
+    kind = metric.WhichOneof("data")
+    if kind not in ("gauge", "sum"):
+        return 0  # dcgm-exporter and node-exporter fields are all numbers; leave anything else alone
+    translation = rule.translation
+    if translation.bits and not reshape:
+        return 0  # one point per bit needs new points: left whole for a pass that may add them
+    points = getattr(metric, kind).data_points
+    cache = tables.translated_attributes.get((id(rule), hook_state))
+    if cache is None or len(cache) >= MAX_CACHED_LABEL_SETS:
+        cache = tables.translated_attributes[(id(rule), hook_state)] = {}
+    scale = translation.scale
+    moved_points, moved_values = work.moved_points, work.moved_values
+    for point in points:
+        # a scrape repeats each GPU's labels in every field: translate each label set once
+        identity = point_identity(point)
+        entry = cache.get(identity)
+        if entry is None:
+            renames = tables.renames(translation.producer, translation.target)
+            entry = cache[identity] = _translated(point.attributes, renames, rule, labels)
+        del point.attributes[:]
+        point.MergeFromString(entry[0])  # the translated labels, parsed by protobuf (faster than copying)
+        if entry[1]:
+            moved_points.append((point.attributes, entry[1]))
+            moved_values.update(entry[1])
+        if scale != 1.0:
+            if point.WhichOneof("value") == "as_int":
+                point.as_double = point.as_int * scale
+            else:
+                point.as_double *= scale
+    if reshape:
+        work.reshape.append((metric, kind, rule))
+    metric.name = translation.target
+    metric.unit = rule.unit
+    metric.description = rule.description
+    return len(points) * (len(translation.bits) if translation.bits else 1)
+
+
+def point_identity(point: Any) -> bytes:
+    """What tells a point's labels apart: its encoding after the fixed-size time and value fields
+    (attributes, exemplars, flags), as a cache key."""
+    encoded = point.SerializeToString()
+    if encoded[:1] == b"\x19" and encoded[9:10] in _VALUE_TAGS:  # the usual: time, then the value
+        return encoded[18:]
+    start = 0
+    while start < len(encoded) and encoded[start] in _FIXED64_TAGS:
+        start += 9
+    return encoded[start:]
+
+
+def _translated(
+    attributes: Any, renames: dict[str, AttributeTranslation], rule: _Rule, labels: LabelHook | None
+) -> _Translated:
+    scratch = metrics_pb2.NumberDataPoint()
+    scratch.attributes.extend(attributes)
+    moved: list[tuple[str, str]] = []
+    _rename(scratch.attributes, renames, moved, rule.constants)
+    if labels is not None:
+        labels(scratch.attributes)
+    return scratch.SerializeToString(), tuple(moved)
+
+
+def _rename_attributes_only(metric: Any, producer: Producer, tables: _Tables) -> int:
+    """hostmetrics and OpenLIT already use our metric names; only some attributes differ."""
+    renames = tables.renames(producer, metric.name)
+    kind = metric.WhichOneof("data")
+    if not renames or not kind:
+        return 0
+    points = getattr(metric, kind).data_points
+    for point in points:
+        _rename(point.attributes, renames, None, ())
+    return len(points)
+
+
+def _rename(
+    attributes: Any,
+    renames: dict[str, AttributeTranslation],
+    moved: list[tuple[str, str]] | None,
+    constants: Sequence[tuple[str, str]],
+) -> None:
+    drop: list[int] = []
+    for index, kv in enumerate(attributes):
+        translation = renames.get(kv.key)
+        if translation is None:
+            continue
+        if not translation.target:
+            drop.append(index)
+        elif translation.to_resource and moved is not None:
+            moved.append((translation.target, kv.value.string_value))  # placed when the resource is done
+            drop.append(index)
+        else:
+            kv.key = translation.target
+            if translation.integer:
+                number = _parse_int(kv.value.string_value)
+                if number is not None:
+                    kv.value.int_value = number
+    for index in reversed(drop):
+        del attributes[index]
+    for key, value in constants:
+        attributes.add(key=key).value.string_value = value
+
+
+def _parse_int(text: str) -> int | None:
+    digits = text.lstrip("abcdefghijklmnopqrstuvwxyz")  # "cpu3" (hostmetrics) → 3
+    try:
+        return int(digits)
+    except ValueError:
+        return None
+
+
+def _value(point: Any) -> float:
+    return float(point.as_int) if point.WhichOneof("value") == "as_int" else point.as_double
+
+
+def _expand_bits(points: Any, bits: Sequence[str], attribute: str) -> None:
+    """One point per bit of a bitmask (the throttle reasons): 1 while set, else 0."""
+    expanded = []
+    for point in points:
+        value = _value(point)
+        mask = int(value) if math.isfinite(value) else 0
+        for bit, name in enumerate(bits):
+            one = metrics_pb2.NumberDataPoint()
+            one.CopyFrom(point)
+            one.as_int = (mask >> bit) & 1
+            one.attributes.add(key=attribute).value.string_value = name
+            expanded.append(one)
+    del points[:]
+    points.extend(expanded)
+
+
+def _set_data_type(metric: Any, kind: str, instrument: Instrument) -> None:
+    """Gauge or sum as the registry declares it: dcgm-exporter exports memory as gauges that we
+    declare up-down counters, and some counters as gauges. Gauge and Sum keep their points in the
+    same field (1), so a gauge's encoding parses as a sum's points, without copying them one by one."""
+    if instrument is Instrument.GAUGE:
+        if kind == "sum":  # rare (a counter we declare a gauge): Sum's own fields must not come along
+            points = list(metric.sum.data_points)
+            metric.gauge.data_points.extend(points)
+        return
+    if kind == "gauge":
+        metric.sum.MergeFromString(metric.gauge.SerializeToString())
+        metric.sum.aggregation_temporality = CUMULATIVE
+    metric.sum.is_monotonic = instrument is Instrument.COUNTER
+
+
+def _derive(scope_metrics: Any, tables: _Tables) -> None:
+    """``used = total − free`` for node-exporter's memory and file systems, joined per series and
+    timestamp, added as a new metric (translated by the main loop like any other)."""
+    if not tables.derived:
+        return
+    by_name = {m.name: m for m in scope_metrics.metrics if m.name in tables.derived_sources}
+    for rule in tables.derived:
+        minuend, subtrahend = by_name.get(rule.minuend), by_name.get(rule.subtrahend)
+        if minuend is None or subtrahend is None:
+            continue
+        subtract = {(_key(p.attributes), p.time_unix_nano): _value(p) for p in _points(subtrahend)}
+        derived = metrics_pb2.Metric(name=derived_name(rule))
+        for point in _points(minuend):
+            other = subtract.get((_key(point.attributes), point.time_unix_nano))
+            if other is None:
+                continue
+            one = derived.gauge.data_points.add()
+            one.CopyFrom(point)
+            one.as_double = _value(point) - other
+        if derived.gauge.data_points:
+            scope_metrics.metrics.append(derived)
+
+
+def _points(metric: Any) -> Any:
+    kind = metric.WhichOneof("data")
+    return getattr(metric, kind).data_points if kind in ("gauge", "sum") else ()
+
+
+def _key(attributes: Any) -> tuple[tuple[str, bytes], ...]:
+    return tuple(sorted((kv.key, kv.value.SerializeToString()) for kv in attributes))
+
+
+def string_attributes(attributes: Iterable[common_pb2.KeyValue]) -> dict[str, str]:
+    """An attribute list as plain strings (for tests and the docs' examples)."""
+    out: dict[str, str] = {}
+    for kv in attributes:
+        kind = kv.value.WhichOneof("value")
+        out[kv.key] = str(getattr(kv.value, kind)) if kind else ""
+    return out

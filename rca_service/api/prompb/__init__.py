@@ -1,0 +1,2 @@
+"""Generated Prometheus remote-write messages (``prometheus.WriteRequest``) from the vendored
+``proto/prometheus/prompb`` files (see ``api/_generate.py``)."""
