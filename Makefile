@@ -61,8 +61,11 @@ check: lint types
 	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS)
 
 # Everything: lint, types and every test (the README's command; .ci/run calls it).
+# the end-to-end tests run real processes in real time (collector, RCA service, Prometheus, simulated GPUs
+# at 10x): they run alone after the rest, so another worker's load does not slow their clocks
 test: $(TEST_STAMP) system-deps lint types
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --ignore=tests/e2e
+	$(PY) -m pytest -q tests/e2e
 
 # The public datasets the real-data tests and benchmarks use, into the cache (see docs/benchmarks.md).
 data: $(DEMO_STAMP)
@@ -71,6 +74,8 @@ data: $(DEMO_STAMP)
 bench: $(TEST_STAMP)
 	$(PY) bench/receiver.py
 	$(PY) bench/ingest.py
+	$(PY) bench/processors.py
+	$(PY) bench/analysis.py
 	$(PY) bench/instrumentation.py
 	$(PY) bench/baselines.py
 	$(PY) bench/nab.py

@@ -458,6 +458,14 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         help="comma-separated metric names or globs that are KPIs (default: the training KPIs "
         "factorylens.train.step.duration, samples/tokens rate and goodput)",
     )
+    g.add_argument(
+        "--max-baselines",
+        type=int,
+        default=d.max_baselines,
+        metavar="N",
+        help="series with a seasonal baseline at most, about 58 KiB each; beyond it new series wait for "
+        "a stopped one's place and are scored without one (default %(default)s; docs/scaling.md)",
+    )
     g = p.add_argument_group("processors (run on every metrics request)")
     g.add_argument(
         "--enrich-file",

@@ -169,13 +169,34 @@ class IncidentPrinter:
             self._stream.flush()
 
 
+def scaled_analyzer(speed: float, interval_s: float) -> Any:
+    """The RCA service's analyzer for a simulated cluster that lives ``speed`` times faster than the
+    wall clock stamping its points: every window shrinks by the same factor (an hour of history is 6
+    minutes at speed 10), and an incident resolves after at least three scrapes."""
+    from factorylens.rca_service.analysis import KpiRankingAnalyzer, KpiRankingConfig, RobustZScoreConfig
+
+    defaults, settings = RobustZScoreConfig(), KpiRankingConfig()
+    return KpiRankingAnalyzer(
+        KpiRankingConfig(
+            detection=RobustZScoreConfig(
+                window_s=defaults.window_s / speed,
+                merge_window_s=defaults.merge_window_s / speed,
+                resolve_after_s=max(defaults.resolve_after_s / speed, 3 * interval_s),
+            ),
+            lookback_s=settings.lookback_s / speed,
+            rerank_for_s=settings.rerank_for_s / speed,
+            rerank_interval_s=settings.rerank_interval_s / speed,
+            lead_s=settings.lead_s / speed,
+        )
+    )
+
+
 def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     """Run until the duration passes (or Ctrl-C / SIGTERM); returns the incidents of the run."""
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
     from factorylens.rca_service import RcaService, RcaServiceConfig
-    from factorylens.rca_service.analysis import KpiRankingAnalyzer, KpiRankingConfig, RobustZScoreConfig
     from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
     from factorylens.receivers.gpu.console import ConsoleTable
     from factorylens.receivers.gpu.receiver import tune_gc_for_agent
@@ -184,22 +205,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     training = None
     data_dir = options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-")
     printer = IncidentPrinter(stream)
-    # the simulated cluster lives `speed` times faster than the wall clock stamping its points, so the
-    # analysis windows shrink by the same factor (an hour of history is 6 minutes at speed 10)
-    defaults, settings = RobustZScoreConfig(), KpiRankingConfig()
-    analyzer = KpiRankingAnalyzer(
-        KpiRankingConfig(
-            detection=RobustZScoreConfig(
-                window_s=defaults.window_s / options.speed,
-                merge_window_s=defaults.merge_window_s / options.speed,
-                resolve_after_s=max(defaults.resolve_after_s / options.speed, 3 * options.collection_interval_s),
-            ),
-            lookback_s=settings.lookback_s / options.speed,
-            rerank_for_s=settings.rerank_for_s / options.speed,
-            rerank_interval_s=settings.rerank_interval_s / options.speed,
-            lead_s=settings.lead_s / options.speed,
-        )
-    )
+    analyzer = scaled_analyzer(options.speed, options.collection_interval_s)
     service = RcaService(
         RcaServiceConfig(
             listen=options.rca_listen,

@@ -32,6 +32,7 @@ DEFAULT_JOB_LABELS = (
 DEFAULT_TEAM_LABELS = ("factorylens.team", "team")
 GPU_METRIC_PREFIXES = ("hw.", "process.gpu.")  # the series a GPU's job is stamped on
 MAX_CACHED_DECISIONS = 50_000
+MAX_CACHED_RESOURCES = 1_000  # (resource job, index version) pairs with a decision cache
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,12 @@ def enrich_metrics(
             stats.teams_added += 1
         if not config.active:
             continue
-        cache = _decisions(config).setdefault((resource_job, index.version if index is not None else 0), {})
+        decisions = _decisions(config)
+        cache = decisions.get((resource_job, index.version if index is not None else 0))
+        if cache is None:
+            if len(decisions) >= MAX_CACHED_RESOURCES:  # old index versions and jobs: start over
+                decisions.clear()
+            cache = decisions[(resource_job, index.version if index is not None else 0)] = {}
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
                 kind = metric.WhichOneof("data")

@@ -104,8 +104,8 @@ class _Tables:
                 synthetic, spec.instrument, spec.unit, spec.description, derivation.attributes
             )
         self.attributes = tuple(attributes)
-        # (rule, label hook state) → a point's label identity → its translation
-        self.translated_attributes: dict[tuple[int, Hashable], dict[bytes, _Translated]] = {}
+        # rule → (the label hook's state it was made under, a point's label identity → its translation)
+        self.translated_attributes: dict[int, tuple[Hashable, dict[bytes, _Translated]]] = {}
 
     @cache  # noqa: B019 - one instance per process (DEFAULT_TABLES), keyed by a handful of targets
     def renames(self, producer: Producer, target: str) -> dict[str, AttributeTranslation]:
@@ -164,6 +164,8 @@ def normalize_metrics(
                 if rule is not None:
                     stats.translated += _translate(metric, rule, tables, work, reshape, labels, hook_state)
                     stats.renamed.add(id(metric))
+                    if scope_producer is not None:  # what a second pass would do under this scope, done now
+                        _rename_attributes_only(metric, scope_producer, tables)
                 elif scope_producer is not None:
                     stats.translated += _rename_attributes_only(metric, scope_producer, tables)
                 elif metric.name.startswith(_UNMAPPED_PREFIXES):
@@ -230,9 +232,10 @@ def _translate(
     if translation.bits and not reshape:
         return 0  # one point per bit needs new points: left whole for a pass that may add them
     points = getattr(metric, kind).data_points
-    cache = tables.translated_attributes.get((id(rule), hook_state))
-    if cache is None or len(cache) >= MAX_CACHED_LABEL_SETS:
-        cache = tables.translated_attributes[(id(rule), hook_state)] = {}
+    state, cache = tables.translated_attributes.get(id(rule), (None, {}))
+    if state != hook_state or not cache or len(cache) >= MAX_CACHED_LABEL_SETS:  # stale, new or full: start over
+        cache = {}
+        tables.translated_attributes[id(rule)] = (hook_state, cache)
     scale = translation.scale
     moved_points, moved_values = work.moved_points, work.moved_values
     for point in points:

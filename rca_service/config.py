@@ -82,6 +82,8 @@ class RcaServiceConfig:
     analyzer: str = _default("analyzer", "kpi-ranking")  # type: ignore[assignment]
     # comma-separated metric names or globs whose series are KPIs (empty: the training KPIs)
     kpi_metrics: str = _default("kpi_metrics", "")  # type: ignore[assignment]
+    # series with a seasonal baseline at most (about 58 KiB each); the rest are scored without one
+    max_baselines: int = _default("max_baselines", 5000)  # type: ignore[assignment]
     # processors: a YAML mapping of GPUs, pods, jobs and namespaces to jobs and teams (enrich)
     enrich_file: str = _default("enrich_file", "")  # type: ignore[assignment]
     # stamp each GPU's series with the job of the process on it (needed to shard by job)
@@ -204,6 +206,7 @@ class RcaServiceConfig:
             "max_events",
             "analysis_interval_s",
             "analysis_budget_s",
+            "max_baselines",
         )
         for name in positive:
             if not getattr(self, name) > 0:

@@ -296,9 +296,11 @@ class OtlpIngest:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"malformed OTLP {signal.name} request ({exc})")
             if not request.ListFields() and not undecodable.rejected:
                 return signal.response()
-            if not context.is_active():  # the client gave up while we waited: it will retry, so don't store
+            if not context.is_active():  # the client gave up while we waited, or the server is stopping
                 self.stats.refuse(signal.name, "client gone")
-                context.abort(grpc.StatusCode.CANCELLED, "the client cancelled or its deadline passed")
+                # UNAVAILABLE, not CANCELLED: a collector retries the one and drops the other (rotel does),
+                # and nothing was stored
+                context.abort(grpc.StatusCode.UNAVAILABLE, "the call was cancelled or the server is stopping; retry")
             with self.gate.shared():
                 try:
                     self.wal.append(signal.kind, raw)

@@ -36,6 +36,7 @@ from factorylens.rca_service.analysis import (
 )
 from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
+from factorylens.rca_service.baselines import BaselineBank, BaselineBankConfig
 from factorylens.rca_service.config import RcaServiceConfig, memory_limit_bytes, split_host_port
 from factorylens.rca_service.ingest import SIGNALS, IngestGate, IngestStats, OtlpIngest
 from factorylens.rca_service.outputs import IncidentLog, IncidentPublisher, finding_points, health_series
@@ -55,10 +56,11 @@ _SIGNAL_OF_SERVICE = {s.service: s.name for s in SIGNALS}
 
 
 def make_analyzer(config: RcaServiceConfig) -> Analyzer:
+    baselines = BaselineBank(BaselineBankConfig(max_series=config.max_baselines))
     if config.analyzer == "zscore":
-        return RobustZScoreAnalyzer()
+        return RobustZScoreAnalyzer(baselines=baselines)
     kpis = tuple(k.strip() for k in config.kpi_metrics.split(",") if k.strip())
-    return KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=kpis) if kpis else None)
+    return KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=kpis) if kpis else None, baselines)
 
 
 class ServiceError(RuntimeError):

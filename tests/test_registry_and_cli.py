@@ -95,6 +95,7 @@ def test_gpu_help_explains_every_option(capsys):
         "sim_seed": "--sim-seed",
         "sim_speed": "--sim-speed",
         "scenario": "--scenario",
+        "shard_by_job": "--shard-by-job",
     }
     assert set(flags) == set(GpuReceiverConfig.option_names())
     for flag in flags.values():

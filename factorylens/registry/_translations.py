@@ -206,6 +206,7 @@ DERIVED_TRANSLATIONS: tuple[DerivedTranslation, ...] = (
 )
 
 _FILESYSTEM = ("system.filesystem.",)
+_CPU = ("system.cpu.",)  # a rename applies to these targets only: `state` and `mode` mean other things elsewhere
 
 ATTRIBUTE_TRANSLATIONS: tuple[AttributeTranslation, ...] = (
     AttributeTranslation(D, "UUID", "hw.id"),
@@ -221,18 +222,18 @@ ATTRIBUTE_TRANSLATIONS: tuple[AttributeTranslation, ...] = (
     AttributeTranslation(D, "namespace", "k8s.namespace.name"),
     AttributeTranslation(D, "container", "k8s.container.name"),
     AttributeTranslation(D, "device", ""),  # nvidiaN: gpu.index says it, and `device` names disks and NICs here
-    AttributeTranslation(N, "cpu", "cpu", integer=True),
-    AttributeTranslation(N, "mode", "state"),
-    AttributeTranslation(N, "mountpoint", "system.filesystem.mountpoint"),
-    AttributeTranslation(N, "fstype", "system.filesystem.type"),
+    AttributeTranslation(N, "cpu", "cpu", integer=True, metrics=_CPU),
+    AttributeTranslation(N, "mode", "state", metrics=_CPU),
+    AttributeTranslation(N, "mountpoint", "system.filesystem.mountpoint", metrics=_FILESYSTEM),
+    AttributeTranslation(N, "fstype", "system.filesystem.type", metrics=_FILESYSTEM),
     AttributeTranslation(N, "device", "", metrics=_FILESYSTEM),
-    AttributeTranslation(H, "cpu", "cpu", integer=True),
-    AttributeTranslation(H, "cpu.logical_number", "cpu", integer=True),
-    AttributeTranslation(H, "cpu.mode", "state"),
-    AttributeTranslation(H, "system.memory.state", "state"),
-    AttributeTranslation(H, "system.device", "device"),
-    AttributeTranslation(H, "disk.io.direction", "direction"),
-    AttributeTranslation(H, "network.io.direction", "direction"),
+    AttributeTranslation(H, "cpu", "cpu", integer=True, metrics=_CPU),
+    AttributeTranslation(H, "cpu.logical_number", "cpu", integer=True, metrics=_CPU),
+    AttributeTranslation(H, "cpu.mode", "state", metrics=_CPU),
+    AttributeTranslation(H, "system.memory.state", "state", metrics=("system.memory.",)),
+    AttributeTranslation(H, "system.device", "device", metrics=("system.disk.",)),
+    AttributeTranslation(H, "disk.io.direction", "direction", metrics=("system.disk.",)),
+    AttributeTranslation(H, "network.io.direction", "direction", metrics=("system.network.",)),
     AttributeTranslation(H, "network.interface.name", "device", metrics=("system.network.",)),
     AttributeTranslation(H, "mountpoint", "system.filesystem.mountpoint", metrics=_FILESYSTEM),
     AttributeTranslation(H, "type", "system.filesystem.type", metrics=_FILESYSTEM),

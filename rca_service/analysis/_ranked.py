@@ -316,8 +316,9 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
         Every N steps a job stops to write a checkpoint; its throughput drops for as long as that
         takes, and the ranks report each checkpoint's duration once it is done. So a break is held
         back while it is no longer than the longest checkpoint so far (plus the two scrapes it
-        straddles), and dropped when it holds a finished checkpoint no slower than
-        ``planned_pause_factor`` times the ones before it. Anything longer or slower is an incident.
+        straddles), and dropped while it holds a finished checkpoint no slower than
+        ``planned_pause_factor`` times the ones before it and lasts no longer than that checkpoint.
+        Anything longer or slower is an incident.
         """
         pauses = self._planned_pauses(store, info)
         interval = self._intervals.get(info.id, 0)
@@ -327,8 +328,10 @@ class KpiRankingAnalyzer(RobustZScoreAnalyzer):
             during = values[(ts >= since) & (ts <= until)]
             earlier = values[ts < since]
             if len(during) and (not len(earlier) or during.max() <= self.settings.planned_pause_factor * earlier.max()):
-                self._quiet_until[info.id] = anomaly.onset  # this break is the checkpoint
-                return True
+                # the checkpoint explains a break as long as itself (plus the two scrapes it straddles); a
+                # longer one is a fault that began during or right after it, merged into the same break
+                if anomaly.last - anomaly.onset <= float(during.max()) * NS + 2 * interval:
+                    return True
         if not (interval and longest) or not self._checkpoint_due(pauses, since, longest):
             return False
         return self._points_since(store, info.id, anomaly.onset) < longest * NS / interval + 2

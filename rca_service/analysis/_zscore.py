@@ -142,7 +142,11 @@ class RobustZScoreAnalyzer(Analyzer):
             return self._analyze(store, now_unix_nano, deadline, should_stop)
 
     def skipped(self) -> dict[str, int]:
-        return {**self._skipped, "baseline too costly": self.baselines.unmodelled_count}
+        return {
+            **self._skipped,
+            "baseline too costly": self.baselines.unmodelled_count,
+            "baselines full": self.baselines.waiting,
+        }
 
     def _analyze(
         self,

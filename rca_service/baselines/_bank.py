@@ -21,7 +21,12 @@ log = logging.getLogger(__name__)
 class BaselineBankConfig:
     """
     :param detector: how each series is scored (probation, refits, history kept)
-    :param max_series: detectors kept at most; the least recently fed is dropped first
+    :param max_series: detectors kept at most. A new series takes the place of the least recently
+        fed one only when that one has not been fed for ``idle_s`` (it stopped); while every kept
+        series is alive the newcomer waits, scored without a seasonal baseline. Dropping a live
+        series instead would recreate detectors in a cycle once a pass feeds more series than
+        ``max_series``, and no seasonal model would ever form.
+    :param idle_s: how long unfed a detector must be before a new series may take its place
     :param max_series_cost_s: a series whose detector takes longer than this for one call (a fit
         and its scoring) is not modelled any more: it is dropped, counted, and skipped from then on
     """
@@ -33,10 +38,11 @@ class BaselineBankConfig:
     )
     max_series: int = 5000
     max_series_cost_s: float = 2.0
+    idle_s: float = 600.0
 
     def validate(self) -> None:
-        if self.max_series < 1 or self.max_series_cost_s <= 0:
-            raise ValueError("max_series must be at least 1 and max_series_cost_s positive")
+        if self.max_series < 1 or self.max_series_cost_s <= 0 or self.idle_s < 0:
+            raise ValueError("max_series must be at least 1, max_series_cost_s positive and idle_s >= 0")
         self.detector.validate()
 
 
@@ -51,18 +57,22 @@ class BaselineBank:
         self._detectors: OrderedDict[str, StreamingDetector] = OrderedDict()
         self._scores: dict[str, float] = {}
         self._unmodelled: set[str] = set()  # series too costly to model (bounded by the store's series)
+        self._fed: dict[str, float] = {}  # series → when its detector was last fed (monotonic s)
+        self.waiting = 0  # calls whose series found the bank full of live series (not modelled then)
 
     @property
     def unmodelled_count(self) -> int:
         return len(self._unmodelled)
 
     def observe(self, series_id: str, times_s: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Score new points of one series (ascending times, seconds); a series too costly to model
-        scores nothing."""
+        """Score new points of one series (ascending times, seconds); a series too costly to model,
+        or waiting for room in the bank, scores nothing."""
         if series_id in self._unmodelled:
             return np.zeros(0)
         began = time.monotonic()
         detector = self._detector_for(series_id)
+        if detector is None:
+            return np.zeros(0)
         try:
             scores = detector.score(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
             if detector.baseline is not None:
@@ -81,8 +91,11 @@ class BaselineBank:
         if series_id in self._unmodelled:
             return
         began = time.monotonic()
+        detector = self._detector_for(series_id)
+        if detector is None:
+            return
         try:
-            self._detector_for(series_id).warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
+            detector.warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
         except MemoryError:
             self._give_up(series_id, "its model does not fit in memory")
             return
@@ -97,18 +110,27 @@ class BaselineBank:
         with self._lock:
             self._detectors.pop(series_id, None)
             self._scores.pop(series_id, None)
+            self._fed.pop(series_id, None)
             self._unmodelled.add(series_id)
         log.warning("series %s is no longer modelled with a seasonal baseline: %s", series_id, why)
 
-    def _detector_for(self, series_id: str) -> StreamingDetector:
-        """The series' detector (created on first use), marked most recently used; beyond
-        ``max_series`` the least recently used one is dropped."""
+    def _detector_for(self, series_id: str) -> StreamingDetector | None:
+        """The series' detector (created on first use), marked most recently fed; None while the
+        bank is full of series fed within ``idle_s`` (see :class:`BaselineBankConfig`)."""
+        now = time.monotonic()
         with self._lock:
-            detector = self._detectors.pop(series_id, None) or StreamingDetector(self.config.detector)
+            detector = self._detectors.pop(series_id, None)
+            if detector is None and len(self._detectors) >= self.config.max_series:
+                oldest = next(iter(self._detectors))
+                if now - self._fed.get(oldest, 0.0) < self.config.idle_s:
+                    self.waiting += 1
+                    return None
+                self._detectors.pop(oldest)
+                self._scores.pop(oldest, None)
+                self._fed.pop(oldest, None)
+            detector = detector or StreamingDetector(self.config.detector)
             self._detectors[series_id] = detector
-            while len(self._detectors) > self.config.max_series:
-                dropped, _ = self._detectors.popitem(last=False)
-                self._scores.pop(dropped, None)
+            self._fed[series_id] = now
             return detector
 
     def forget(self, live: set[str]) -> None:
@@ -117,6 +139,7 @@ class BaselineBank:
             for series_id in [s for s in self._detectors if s not in live]:
                 del self._detectors[series_id]
                 self._scores.pop(series_id, None)
+                self._fed.pop(series_id, None)
 
     def baseline(self, series_id: str) -> SeasonalBaseline | None:
         with self._lock:

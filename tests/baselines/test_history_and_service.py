@@ -124,15 +124,33 @@ def test_warm_start_from_a_real_prometheus_range_query(tmp_path):
 
 
 def test_bank_is_bounded_and_predictability_groups_by_workload():
-    bank = BaselineBank(BaselineBankConfig(detector=StreamingDetectorConfig(probation_points=600), max_series=3))
+    bank = BaselineBank(
+        BaselineBankConfig(detector=StreamingDetectorConfig(probation_points=600), max_series=3, idle_s=0)
+    )
     t, clean = sine_days(3, 1_700_000_000.0)
     noisy = clean + np.random.default_rng(2).normal(0, 15, clean.size)
     for name, values in (("a1", clean), ("a2", clean), ("b1", noisy), ("b2", noisy)):
         bank.observe(name, t, values)
-    assert len(bank) == 3 and bank.baseline("a1") is None  # the least recently fed was dropped
+    assert len(bank) == 3 and bank.baseline("a1") is None  # idle at once here: the least recently fed made room
     per_series = bank.predictability()
     table = workload_predictability(per_series, {"a2": "job-a", "b1": "job-b", "b2": "job-b"})
     assert table["job-a"] > 0.8 > 0.5 > table["job-b"]
+
+
+def test_a_full_bank_of_live_series_keeps_its_models_instead_of_cycling():
+    """More live series than room: the ones modelled stay modelled (a cycle of evictions would leave
+    every series without a model), the others wait, and take the place of a series that stopped."""
+    bank = BaselineBank(BaselineBankConfig(detector=StreamingDetectorConfig(probation_points=10), max_series=3))
+    t, values = sine_days(1, 1_700_000_000.0)
+    for start in range(0, 200, 50):  # every series fed on every pass, as the analysis does
+        for name in ("s1", "s2", "s3", "s4", "s5"):
+            bank.observe(name, t[start : start + 50], values[start : start + 50])
+    assert {s for s in ("s1", "s2", "s3", "s4", "s5") if bank.baseline(s) is not None} == {"s1", "s2", "s3"}
+    assert bank.waiting == 2 * 4
+    bank.config = BaselineBankConfig(max_series=3, idle_s=0)  # s1-s3 now count as stopped
+    bank.observe("s4", t[200:250], values[200:250])
+    assert bank.waiting == 2 * 4 and len(bank) == 3
+    assert bank.baseline("s1") is None and bank.baseline("s2") is not None  # s4 took the longest-unfed place
 
 
 def test_service_serves_seasonal_baselines_and_exports_predictability(make_service):

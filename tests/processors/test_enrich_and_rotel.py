@@ -205,3 +205,24 @@ def test_the_service_stores_dcgm_series_under_our_names_and_counts_unknown_field
         f'{name}{{factorylens_producer="dcgm-exporter",factorylens_source_metric="DCGM_FI_DEV_VGPU_LICENSE_STATUS"}} 1'
         in page
     )
+
+
+def test_a_gpu_that_changes_job_gets_the_new_job_on_its_dcgm_series() -> None:
+    """The translation cache holds enriched label sets: it must not keep a GPU's old job."""
+    from factorylens.processors import MetricsProcessors
+
+    chain = MetricsProcessors(EnrichConfig(gpu_jobs_from_processes=True))
+
+    def scrape(job: str) -> ExportMetricsServiceRequest:
+        request = request_with([("DCGM_FI_DEV_GPU_UTIL", 50, DCGM_LABELS)])
+        process = request.resource_metrics[0].scope_metrics[0].metrics.add(name="process.gpu.memory.usage")
+        point = process.gauge.data_points.add(time_unix_nano=1, as_double=1.0)
+        for key, value in (("hw.id", DCGM_LABELS["UUID"]), ("factorylens.job.id", job)):
+            point.attributes.add(key=key).value.string_value = value
+        return request
+
+    for job in ("job-1", "job-2", "job-1"):
+        request = scrape(job)
+        chain.process(request)
+        [utilization] = [a for name, _, _, a, _ in points(request) if name == "hw.gpu.utilization"]
+        assert utilization["factorylens.job.id"] == job

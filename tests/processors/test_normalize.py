@@ -255,3 +255,68 @@ def test_the_docs_show_the_tables_the_code_uses() -> None:
     assert shown == printed, "docs/processors.md is stale: paste `factorylens metrics --translations`"
     for translation in METRIC_TRANSLATIONS:
         assert f"`{translation.source}`" in shown
+
+
+_NAMES = [*sorted({t.source for t in METRIC_TRANSLATIONS}), "DCGM_FI_UNKNOWN", "node_memory_MemTotal_bytes", "x"]
+_LABELS = ["UUID", "gpu", "hostname", "Hostname", "device", "cpu", "mode", "fstype", "mountpoint", "pod", "other"]
+
+
+def _hostile_requests():
+    from hypothesis import strategies as st
+
+    value = st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    )
+    label_value = st.one_of(st.text(max_size=20), st.integers(min_value=-(2**63), max_value=2**63 - 1), st.booleans())
+    point = st.tuples(value, st.dictionaries(st.sampled_from(_LABELS), label_value, max_size=6), st.integers(0, 3))
+    metric = st.tuples(
+        st.sampled_from(_NAMES), st.sampled_from(["gauge", "sum", "histogram"]), st.lists(point, max_size=4)
+    )
+    return st.lists(
+        st.tuples(st.sampled_from([PROMETHEUS_SCOPE, HOSTMETRICS_SCOPE, "ours"]), st.lists(metric, max_size=5)),
+        max_size=3,
+    )
+
+
+def _build(spec: Any) -> ExportMetricsServiceRequest:
+    request = ExportMetricsServiceRequest()
+    for scope_name, metrics in spec:
+        rm = request.resource_metrics.add()
+        sm = rm.scope_metrics.add()
+        sm.scope.name = scope_name
+        for name, kind, points in metrics:
+            metric = sm.metrics.add(name=name)
+            for value, labels, time in points:
+                if kind == "histogram":
+                    p = metric.histogram.data_points.add(time_unix_nano=time, count=1)
+                else:
+                    p = getattr(metric, kind).data_points.add(time_unix_nano=time)
+                    if isinstance(value, int):
+                        p.as_int = value
+                    else:
+                        p.as_double = value
+                for key, label in labels.items():
+                    target = p.attributes.add(key=key).value
+                    if isinstance(label, bool):
+                        target.bool_value = label
+                    elif isinstance(label, int):
+                        target.int_value = label
+                    else:
+                        target.string_value = label
+    return request
+
+
+def test_hostile_requests_never_break_normalize_and_a_second_pass_changes_nothing() -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_hostile_requests())
+    def check(spec: Any) -> None:
+        request = _build(spec)
+        normalize_metrics(request)
+        once = request.SerializeToString()
+        normalize_metrics(request)
+        assert request.SerializeToString() == once
+
+    check()

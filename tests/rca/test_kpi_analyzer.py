@@ -212,3 +212,28 @@ def test_change_point_finds_the_level_shift():
     values = np.r_[np.full(20, 1.0), np.full(5, 3.0)] + np.random.default_rng(0).normal(0, 0.05, 25)
     assert change_point(values) == 20
     assert change_point(np.array([1.0])) == 0
+
+
+def test_a_fault_that_starts_with_a_checkpoint_is_not_taken_for_the_checkpoint():
+    """A checkpoint explains a break as long as itself: a KPI that stays broken after the checkpoint
+    ended (a fault that began with it) opens an incident while it lasts, not only once it recovers."""
+    cluster = Cluster(seed=5)
+
+    def checkpoint(seconds: float) -> None:
+        cluster.store.ingest_metrics(
+            metrics_request(
+                [gauge("factorylens.checkpoint.duration", [(cluster.now, seconds)])],
+                rank_resource("llm", 0, "GPU-a"),
+            )
+        )
+
+    for _ in range(25):  # a checkpoint of 8 s every 120 s, reported when it is done
+        cluster.tick(12)
+        checkpoint(8.0)
+    assert cluster.analyzer.incidents() == []
+    cluster.step[("llm", 0)] = cluster.step[("llm", 1)] = 1.2  # the fault begins with the next checkpoint
+    cluster.temperature["GPU-a"] = 95.0
+    cluster.tick(1)
+    checkpoint(8.0)
+    changes = cluster.tick(8)
+    assert [c for c, _ in changes if c is IncidentChange.OPENED] == [IncidentChange.OPENED]
