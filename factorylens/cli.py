@@ -472,7 +472,7 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         default=d.enrich_file,
         metavar="YAML",
         help="map GPUs (hw.id), pods (namespace/pod), job-id globs and namespaces to jobs and teams "
-        "(see docs/collector.md); dcgm-exporter, node-exporter, hostmetrics and OpenLIT names are "
+        "(see docs/processors.md); dcgm-exporter, node-exporter, hostmetrics and OpenLIT names are "
         "translated to ours always",
     )
     g.add_argument(

@@ -7,6 +7,7 @@ Exporters are configured the standard way: ``OTEL_EXPORTER_OTLP_ENDPOINT``/``_HE
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -54,7 +55,11 @@ def otlp_metric_exporter(transform: Callable[[Any], object] | None = None) -> Me
         class TransformingOTLPMetricExporter(OTLPMetricExporter):
             def _translate_data(self, data: Any) -> Any:  # the SDK's encoding step, then ours
                 request = super()._translate_data(data)
-                rewrite(request)
+                try:
+                    rewrite(request)
+                except Exception:  # sent as encoded rather than lost
+                    logging.getLogger(__name__).exception("rewriting an OTLP export failed; sending it as it was")
+                    return super()._translate_data(data)
                 return request
 
         return TransformingOTLPMetricExporter()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from typing import Any
 
 from factorylens.processors._enrich import EnrichConfig, EnrichLabels, GpuJobIndex, enrich_metrics, learn_jobs
 from factorylens.processors._normalize import NormalizeStats, normalize_metrics
+from factorylens.rca_service._ratelimit import RateLimitedLog
+
+limited_log = RateLimitedLog(logging.getLogger(__name__))
 
 
 class MetricsProcessors:
@@ -20,13 +24,22 @@ class MetricsProcessors:
         self._labels = EnrichLabels(self.enrich, self.index)
         self._lock = threading.Lock()
         self._totals = NormalizeStats()
+        self.failed = 0  # requests a processor failed on (stored as they were)
 
     def process(self, request: Any) -> None:
+        """Normalize and enrich ``request`` in place. A processor failing part way leaves the rest of
+        the request as it is (logged, counted under ``failed``): a request is never lost to them."""
         with self._lock:  # the index and the translation caches are shared by the server's threads
-            if self.enrich.gpu_jobs_from_processes:
-                learn_jobs(request, self.index)
-            stats = normalize_metrics(request, labels=self._labels)
-            enrich_metrics(request, self.enrich, self.index, done=stats.renamed, learn=False)
+            try:
+                if self.enrich.gpu_jobs_from_processes:
+                    learn_jobs(request, self.index)
+                stats = normalize_metrics(request, labels=self._labels)
+                done = {id(metric) for metric in stats.renamed}  # alive in stats.renamed meanwhile
+                enrich_metrics(request, self.enrich, self.index, done=done, learn=False)
+            except Exception:
+                self.failed += 1
+                limited_log.log(logging.ERROR, "processors", "a processor failed on a request", exc_info=True)
+                return
             if stats.translated or stats.unmapped:
                 self._totals.merge(stats)
 
@@ -34,7 +47,3 @@ class MetricsProcessors:
         """Points left under a producer's own name so far, by (producer, name)."""
         with self._lock:
             return collections.Counter(self._totals.unmapped)
-
-    def translated(self) -> int:
-        with self._lock:
-            return self._totals.translated

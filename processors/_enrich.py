@@ -17,7 +17,7 @@ from typing import Any
 
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from factorylens.processors._normalize import point_identity
+from factorylens.processors._normalize import MAX_CACHED_IDENTITY_BYTES, point_identity
 
 JOB = "factorylens.job.id"
 TEAM = "factorylens.team"
@@ -31,8 +31,8 @@ DEFAULT_JOB_LABELS = (
 )
 DEFAULT_TEAM_LABELS = ("factorylens.team", "team")
 GPU_METRIC_PREFIXES = ("hw.", "process.gpu.")  # the series a GPU's job is stamped on
-MAX_CACHED_DECISIONS = 50_000
-MAX_CACHED_RESOURCES = 1_000  # (resource job, index version) pairs with a decision cache
+MAX_CACHED_DECISIONS = 20_000
+MAX_CACHED_RESOURCES = 64  # (resource job, index version) pairs with a decision cache
 
 
 @dataclass(frozen=True)
@@ -99,11 +99,17 @@ class EnrichConfig:
                 out[str(key)] = Assignment(str(value.get("job", "")), str(value.get("team", "")))
             return out
 
+        def names(section: str) -> dict[str, str]:
+            table = data.get(section) or {}
+            if not isinstance(table, dict) or any(isinstance(v, (dict, list)) for v in table.values()):
+                raise ValueError(f"{path}: '{section}' must map names to a team")
+            return {str(k): str(v) for k, v in table.items()}
+
         settings: dict[str, Any] = {
             "gpus": assignments("gpus"),
             "pods": assignments("pods"),
-            "teams": tuple((str(k), str(v)) for k, v in (data.get("teams") or {}).items()),
-            "namespaces": {str(k): str(v) for k, v in (data.get("namespaces") or {}).items()},
+            "teams": tuple(names("teams").items()),
+            "namespaces": names("namespaces"),
         }
         for key in ("allowed_pod_labels", "job_labels", "team_labels"):
             if key in data:
@@ -202,7 +208,8 @@ def enrich_metrics(
                         decision = _decide(point.attributes, config, index, resource_job)
                         if len(cache) >= MAX_CACHED_DECISIONS:
                             cache.clear()
-                        cache[identity] = decision
+                        if len(identity) <= MAX_CACHED_IDENTITY_BYTES:
+                            cache[identity] = decision
                     if decision[0]:
                         point.MergeFromString(decision[0])  # appends the job/team attributes
                         stats.jobs_added += decision[1]

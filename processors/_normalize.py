@@ -37,9 +37,11 @@ CUMULATIVE = metrics_pb2.AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATI
 _UNMAPPED_PREFIXES = DCGM_PREFIXES + tuple(p.lower() for p in DCGM_PREFIXES)
 MAX_UNMAPPED_NAMES = 100  # distinct unknown field names reported by name; the rest count as "other"
 MAX_CACHED_LABEL_SETS = 20_000  # translated label sets kept per source metric (a fleet's GPUs)
+MAX_CACHED_IDENTITY_BYTES = 2048  # a GPU's labels encode to ~300 bytes; bigger ones are not cached
 # NumberDataPoint's fixed64 fields before its attributes: start_time (2), time (3), as_double (4), as_int (6)
 _FIXED64_TAGS = frozenset({0x11, 0x19, 0x21, 0x31})
 _VALUE_TAGS = (b"\x21", b"\x31")
+_KINDS = {Instrument.GAUGE: "gauge", Instrument.COUNTER: "sum", Instrument.UPDOWNCOUNTER: "sum"}
 _Translated = tuple[
     list[Any], tuple[tuple[str, str], ...]
 ]  # distinct unknown field names reported by name; the rest count as "other"
@@ -52,12 +54,19 @@ class NormalizeStats:
 
     translated: int = 0
     unmapped: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
-    # the metrics renamed, by id(), whose labels went through the ``labels`` hook
-    renamed: set[int] = field(default_factory=set, repr=False)
+    # the metrics renamed, whose labels went through the ``labels`` hook (the objects themselves: an
+    # id() alone could be reused by another message's wrapper once this one is freed)
+    renamed: list[Any] = field(default_factory=list, repr=False)
 
     def merge(self, other: NormalizeStats) -> None:
+        """Add ``other``'s counts; past ``MAX_UNMAPPED_NAMES`` distinct names, new ones count as
+        ``other`` (the names come from the senders: the totals must stay bounded)."""
         self.translated += other.translated
-        self.unmapped.update(other.unmapped)
+        for (producer, name), n in other.unmapped.items():
+            key = (producer, name)
+            if key not in self.unmapped and len(self.unmapped) >= MAX_UNMAPPED_NAMES:
+                key = (producer, "other")
+            self.unmapped[key] += n
 
 
 @dataclass(frozen=True)
@@ -152,7 +161,7 @@ def normalize_metrics(
     metrics, no change of data type, no resource split): the form the rotel adapter can write back.
     """
     stats = NormalizeStats()
-    hook_state = (id(labels), labels.state()) if labels is not None else None
+    hook_state = (labels, labels.state()) if labels is not None else None  # the hook itself: never a reused id
     for resource_metrics in request.resource_metrics:
         work = _ResourceWork()
         for scope_metrics in resource_metrics.scope_metrics:
@@ -163,7 +172,7 @@ def normalize_metrics(
                 rule = tables.by_name.get(metric.name)
                 if rule is not None:
                     stats.translated += _translate(metric, rule, tables, work, reshape, labels, hook_state)
-                    stats.renamed.add(id(metric))
+                    stats.renamed.append(metric)
                     if scope_producer is not None:  # what a second pass would do under this scope, done now
                         _rename_attributes_only(metric, scope_producer, tables)
                 elif scope_producer is not None:
@@ -229,8 +238,12 @@ def _translate(
     if kind not in ("gauge", "sum"):
         return 0  # dcgm-exporter and node-exporter fields are all numbers; leave anything else alone
     translation = rule.translation
-    if translation.bits and not reshape:
-        return 0  # one point per bit needs new points: left whole for a pass that may add them
+    if not reshape and (
+        translation.bits or translation.source in tables.derived_sources or kind != _KINDS[rule.instrument]
+    ):
+        # one point per bit, a derived series, another data type: what needs new points or a new
+        # message is left whole, under its own name, for a pass that may add them (the service's)
+        return 0
     points = getattr(metric, kind).data_points
     state, cache = tables.translated_attributes.get(id(rule), (None, {}))
     if state != hook_state or not cache or len(cache) >= MAX_CACHED_LABEL_SETS:  # stale, new or full: start over
@@ -244,7 +257,9 @@ def _translate(
         entry = cache.get(identity)
         if entry is None:
             renames = tables.renames(translation.producer, translation.target)
-            entry = cache[identity] = _translated(point.attributes, renames, rule, labels)
+            entry = _translated(point.attributes, renames, rule, labels)
+            if len(identity) <= MAX_CACHED_IDENTITY_BYTES:  # big label sets are translated, not kept
+                cache[identity] = entry
         del point.attributes[:]
         point.MergeFromString(entry[0])  # the translated labels, parsed by protobuf (faster than copying)
         if entry[1]:
@@ -330,9 +345,10 @@ def _rename(
 def _parse_int(text: str) -> int | None:
     digits = text.lstrip("abcdefghijklmnopqrstuvwxyz")  # "cpu3" (hostmetrics) → 3
     try:
-        return int(digits)
+        number = int(digits)
     except ValueError:
         return None
+    return number if -(2**63) <= number < 2**63 else None  # an OTLP int_value holds 64 bits
 
 
 def _value(point: Any) -> float:

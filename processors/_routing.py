@@ -68,14 +68,15 @@ class HostFanOut:
         self._forget_ns = int(forget_after_s * NS)
         self._max_hosts = max_hosts
         self._seen: dict[str, dict[str, int]] = {}  # host -> job -> last time_unix_nano seen there
+        self._now_ns = 0  # the newest point time seen: the data's own clock
 
     def jobs_on(self, host: str) -> tuple[str, ...]:
-        """The jobs seen on ``host`` recently, sorted (so copies come out in a stable order)."""
+        """The jobs seen on ``host`` within ``forget_after_s`` of the newest data seen (from any host),
+        sorted (so copies come out in a stable order)."""
         jobs = self._seen.get(host)
         if not jobs:
             return ()
-        newest = max(jobs.values())
-        return tuple(sorted(job for job, ts in jobs.items() if ts >= newest - self._forget_ns))
+        return tuple(sorted(job for job, ts in jobs.items() if ts >= self._now_ns - self._forget_ns))
 
     def learn(self, request: Any) -> None:
         """Note the (host, job) pairs of an ``ExportMetricsServiceRequest``."""
@@ -88,6 +89,7 @@ class HostFanOut:
             resource_job = resource.get(self.key, "")
             latest = found.setdefault(host, {})
             for point in _points(rm):
+                self._now_ns = max(self._now_ns, point.time_unix_nano)
                 job = resource_job or _string(point.attributes, self.key)
                 if job and point.time_unix_nano > latest.get(job, -1):
                     latest[job] = point.time_unix_nano
@@ -142,6 +144,8 @@ class HostFanOut:
         for job, ts in latest.items():
             if ts > jobs.get(job, -1):
                 jobs[job] = ts
+        for job in [j for j, ts in jobs.items() if ts < self._now_ns - self._forget_ns]:
+            del jobs[job]  # ended: forgotten, so a long-lived agent's memory stays bounded
         while len(self._seen) > self._max_hosts:
             del self._seen[next(iter(self._seen))]
 

@@ -43,7 +43,7 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 from factorylens import __version__
 from factorylens.rca_service._ratelimit import RateLimitedLog
 from factorylens.rca_service.api.prompb import remote_pb2, types_pb2
-from factorylens.rca_service.store import AttributeDecoder
+from factorylens.rca_service.store import MAX_BUCKETS, MAX_QUANTILES, AttributeDecoder
 from factorylens.registry import REGISTRY, Instrument, prometheus_label, prometheus_name
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,8 @@ QUEUE_FULL = "queue full"
 DELTA = "delta temporality"
 OUT_OF_ORDER = "out of order or duplicate"
 TOO_OLD = "older than max age"
+TOO_NEW = "ahead of the clock"
+MAX_AHEAD_S = 300.0  # a sample further ahead would move Prometheus's head and make it refuse the present
 INVALID = "invalid point"
 SHUTDOWN = "unsent at shutdown"
 REJECTED = "rejected"
@@ -153,9 +155,15 @@ class OtlpTranslator:
         # a point's series (one, or a histogram's buckets, sum and count), by its attributes' bytes
         self._series: dict[tuple[Any, ...], tuple[Labels, ...]] = {}
         self._cached = 0  # label sets held in _series
+        self._lock = threading.Lock()
 
     def translate(self, request: ExportMetricsServiceRequest) -> tuple[list[Sample], collections.Counter[str]]:
-        """The request's samples, and the points left out by reason."""
+        """The request's samples, and the points left out by reason (one request at a time: the ingest
+        threads share the caches)."""
+        with self._lock:
+            return self._translate(request)
+
+    def _translate(self, request: ExportMetricsServiceRequest) -> tuple[list[Sample], collections.Counter[str]]:
         samples: list[Sample] = []
         skipped: collections.Counter[str] = collections.Counter()
         for rm in request.resource_metrics:
@@ -277,7 +285,7 @@ class OtlpTranslator:
                 buckets = _exponential_buckets(point) if exponential else _explicit_buckets(point)
             except (ValueError, OverflowError):
                 buckets = None
-            if not ts or buckets is None:
+            if not ts or buckets is None or len(buckets) > MAX_BUCKETS:  # the store refuses such points too
                 skipped[INVALID] += 1
                 continue
             uppers = tuple(upper for upper, _ in buckets)
@@ -317,7 +325,7 @@ class OtlpTranslator:
             return
         for point in points:
             ts = point.time_unix_nano // 1_000_000
-            if not ts:
+            if not ts or len(point.quantile_values) > MAX_QUANTILES:  # the store refuses such points too
                 skipped[INVALID] += 1
                 continue
             quantiles = tuple(q.quantile for q in point.quantile_values)
@@ -536,7 +544,8 @@ class RemoteWriteExporter:
 
     def _enqueue(self, samples: list[Sample], *, findings: bool) -> None:
         cfg = self.config
-        oldest = int((self._clock() - cfg.max_sample_age_s) * 1000)
+        now = self._clock()
+        oldest, newest = int((now - cfg.max_sample_age_s) * 1000), int((now + MAX_AHEAD_S) * 1000)
         with self._cond:
             last = self._last_sent
             if len(last) + len(samples) > cfg.max_tracked_series:
@@ -551,6 +560,9 @@ class RemoteWriteExporter:
                 if ts < oldest:
                     if not findings:  # a finding for a series that stopped long ago: nothing new
                         self._count("dropped", TOO_OLD)
+                    continue
+                if ts > newest:
+                    self._count("dropped", TOO_NEW)
                     continue
                 last[labels] = ts
                 self._queue.append(sample)

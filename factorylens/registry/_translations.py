@@ -158,7 +158,8 @@ METRIC_TRANSLATIONS: tuple[MetricTranslation, ...] = (
     ),
     # node-exporter (the names as scraped; the `_total`-less form the receiver may produce also matches)
     MetricTranslation(N, "node_cpu_seconds_total", "system.cpu.time"),
-    MetricTranslation(N, "node_memory_MemAvailable_bytes", "system.memory.usage", 1.0, (("state", "free"),)),
+    # free as psutil (our host layer) counts it: MemFree; used = MemTotal - MemAvailable (derived below)
+    MetricTranslation(N, "node_memory_MemFree_bytes", "system.memory.usage", 1.0, (("state", "free"),)),
     MetricTranslation(N, "node_disk_read_bytes_total", "system.disk.io", 1.0, (("direction", "read"),)),
     MetricTranslation(N, "node_disk_written_bytes_total", "system.disk.io", 1.0, (("direction", "write"),)),
     MetricTranslation(N, "node_disk_reads_completed_total", "system.disk.operations", 1.0, (("direction", "read"),)),
@@ -183,9 +184,13 @@ METRIC_TRANSLATIONS: tuple[MetricTranslation, ...] = (
     MetricTranslation(
         N, "node_network_transmit_drop_total", "system.network.dropped_packets", 1.0, (("direction", "transmit"),)
     ),
+    # free as our storage layer counts it: what non-root users may still write (f_bavail)
     MetricTranslation(
-        N, "node_filesystem_free_bytes", "system.filesystem.usage", 1.0, (("system.filesystem.state", "free"),)
+        N, "node_filesystem_avail_bytes", "system.filesystem.usage", 1.0, (("system.filesystem.state", "free"),)
     ),
+    # hostmetrics names that differ from the host layer's (opentelemetry-instrumentation-system-metrics)
+    MetricTranslation(H, "system.disk.operation_time", "system.disk.time"),
+    MetricTranslation(H, "system.network.dropped", "system.network.dropped_packets"),
     # OpenLIT GPU collector: the names before its 0.0.8 rename (current names are already ours)
     MetricTranslation(O, "hw.gpu.power.draw", "hw.power"),
     MetricTranslation(O, "hw.gpu.energy.consumed", "hw.energy"),

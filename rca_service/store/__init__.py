@@ -11,9 +11,11 @@ from factorylens.rca_service.store._series import (
     View,
     ViewError,
 )
-from factorylens.rca_service.store._store import IngestResult, SeriesStore, StoreLimits
+from factorylens.rca_service.store._store import MAX_BUCKETS, MAX_QUANTILES, IngestResult, SeriesStore, StoreLimits
 
 __all__ = [
+    "MAX_BUCKETS",
+    "MAX_QUANTILES",
     "AttributeDecoder",
     "HistogramPoint",
     "HistogramSeries",

@@ -96,7 +96,7 @@ class GpuReceiverConfig:
             path = getattr(self, option)
             if path and not os.access(path, os.R_OK):
                 raise ConfigError(f"{option.replace('_', '-')}: cannot read {path}")
-        if self.shard_by_job:
+        if self.shard_by_job and self.otlp != "off":
             from factorylens.telemetry import otlp_protocol
 
             if otlp_protocol("metrics") != "grpc":

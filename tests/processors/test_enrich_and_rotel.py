@@ -53,6 +53,8 @@ def test_a_mapping_file_assigns_gpus_pods_and_teams(tmp_path: Path) -> None:
         ("colours: {}\n", "unknown keys"),
         ("- a\n", "expected a mapping"),
         ("gpus: {a: [\n", "cannot read"),
+        ("teams: [llm]\n", "teams"),
+        ("namespaces: {ml: {team: x}}\n", "namespaces"),
     ],
 )
 def test_a_bad_mapping_file_says_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
@@ -226,3 +228,26 @@ def test_a_gpu_that_changes_job_gets_the_new_job_on_its_dcgm_series() -> None:
         chain.process(request)
         [utilization] = [a for name, _, _, a, _ in points(request) if name == "hw.gpu.utilization"]
         assert utilization["factorylens.job.id"] == job
+
+
+def test_the_fan_out_forgets_a_hosts_only_job_once_it_ended() -> None:
+    from factorylens.processors import HostFanOut
+
+    fan_out = HostFanOut(forget_after_s=300)
+
+    def host_request(at_s: int, job: str | None) -> ExportMetricsServiceRequest:
+        request = ExportMetricsServiceRequest()
+        rm = request.resource_metrics.add()
+        rm.resource.attributes.add(key="host.name").value.string_value = "node-1"
+        metrics = rm.scope_metrics.add().metrics
+        cpu = metrics.add(name="system.cpu.utilization").gauge.data_points.add(time_unix_nano=at_s * 10**9)
+        cpu.as_double = 0.5
+        if job:
+            process = metrics.add(name="process.gpu.utilization").gauge.data_points.add(time_unix_nano=at_s * 10**9)
+            process.attributes.add(key="factorylens.job.id").value.string_value = job
+        return request
+
+    assert fan_out.metrics(host_request(0, "train-1")).copies == 1
+    assert fan_out.metrics(host_request(200, None)).copies == 1  # seen 200 s ago: still on the host
+    stats = fan_out.metrics(host_request(400, None))  # 400 s without it: the job ended
+    assert stats.copies == 0 and stats.points_unrouted == 1 and fan_out.jobs_on("node-1") == ()

@@ -186,8 +186,10 @@ def test_node_exporter_series_become_the_node_agents() -> None:
             ("node_cpu_seconds_total", 12.5, {"cpu": "1", "mode": "user"}),
             ("node_memory_MemTotal_bytes", 100, {}),
             ("node_memory_MemAvailable_bytes", 30, {}),
+            ("node_memory_MemFree_bytes", 10, {}),
             ("node_filesystem_size_bytes", 1000, fs),
             ("node_filesystem_free_bytes", 400, fs),
+            ("node_filesystem_avail_bytes", 350, fs),
             ("node_network_receive_bytes", 9, {"device": "eth0"}),  # `_total` trimmed by the receiver
             ("node_load1", 0.5, {}),
         ]
@@ -196,9 +198,9 @@ def test_node_exporter_series_become_the_node_agents() -> None:
     got = {(name, frozenset(a.items())): v for name, _, _, a, v in points(request)}
     assert got[("system.cpu.time", frozenset({("cpu", "1"), ("state", "user")}))] == 12.5
     assert got[("system.memory.usage", frozenset({("state", "used")}))] == 70
-    assert got[("system.memory.usage", frozenset({("state", "free")}))] == 30
+    assert got[("system.memory.usage", frozenset({("state", "free")}))] == 10  # MemFree, as psutil counts it
     mount = {("system.filesystem.mountpoint", "/data"), ("system.filesystem.type", "ext4")}
-    assert got[("system.filesystem.usage", frozenset({*mount, ("system.filesystem.state", "free")}))] == 400
+    assert got[("system.filesystem.usage", frozenset({*mount, ("system.filesystem.state", "free")}))] == 350
     assert got[("system.filesystem.usage", frozenset({*mount, ("system.filesystem.state", "used")}))] == 600
     assert got[("system.network.io", frozenset({("device", "eth0"), ("direction", "receive")}))] == 9
     assert got[("node_load1", frozenset())] == 0.5  # no name of ours: left alone, and not counted as a DCGM field
@@ -233,13 +235,48 @@ def test_lower_case_dcgm_names_from_an_sdk_bridge_match_too() -> None:
 def test_reshape_off_keeps_every_point_in_place() -> None:
     """What the rotel adapter can write back: no points added, no data type changed."""
     request = request_with(
-        [("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", 0x41, DCGM_LABELS), ("DCGM_FI_DEV_FB_USED", 1, DCGM_LABELS)]
+        [
+            ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", 0x41, DCGM_LABELS),
+            ("DCGM_FI_DEV_FB_USED", 1, DCGM_LABELS),
+            ("DCGM_FI_DEV_GPU_UTIL", 50, DCGM_LABELS),
+        ]
     )
     normalize_metrics(request, reshape=False)
     assert [(name, kind, value) for name, _, kind, _, value in points(request)] == [
         ("DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "gauge", 0x41),
-        ("hw.gpu.memory.usage", "gauge", 2**20),
+        ("DCGM_FI_DEV_FB_USED", "gauge", 1),  # a gauge we declare an up-down counter: for the service's pass
+        ("hw.gpu.utilization", "gauge", 0.5),
     ]
+
+
+def test_reshape_off_leaves_derived_sources_for_the_services_pass() -> None:
+    """rotel renames what it can; the service's pass must still find node-exporter's total and free."""
+    request = request_with([("node_memory_MemTotal_bytes", 100, {}), ("node_memory_MemAvailable_bytes", 30, {})])
+    normalize_metrics(request, reshape=False)
+    assert [name for name, *_ in points(request)] == ["node_memory_MemTotal_bytes", "node_memory_MemAvailable_bytes"]
+    normalize_metrics(request)
+    got = {a["state"]: v for name, _, _, a, v in points(request) if name == "system.memory.usage"}
+    assert got == {"used": 70}
+
+
+def test_an_out_of_range_integer_label_stays_a_string() -> None:
+    labels = {**DCGM_LABELS, "gpu": "99999999999999999999"}
+    request = request_with([("DCGM_FI_DEV_GPU_UTIL", 1, labels)])
+    normalize_metrics(request)
+    [(*_, attributes, _)] = points(request)
+    assert attributes["gpu.index"] == "99999999999999999999"
+
+
+def test_unknown_field_names_are_counted_under_a_bounded_number_of_names() -> None:
+    from factorylens.processors import NormalizeStats
+    from factorylens.processors._normalize import MAX_UNMAPPED_NAMES
+
+    totals = NormalizeStats()
+    for batch in range(3):
+        request = request_with([(f"DCGM_FI_X{batch}_{i}", 1, {}) for i in range(60)])
+        totals.merge(normalize_metrics(request))
+    assert len(totals.unmapped) == MAX_UNMAPPED_NAMES + 1
+    assert totals.unmapped[("dcgm-exporter", "other")] == 180 - MAX_UNMAPPED_NAMES
 
 
 def test_the_docs_show_the_tables_the_code_uses() -> None:
