@@ -176,7 +176,7 @@ def enrich_metrics(
     if learn and index is not None and config.gpu_jobs_from_processes:
         learn_jobs(request, index)
     for resource_metrics in request.resource_metrics:
-        resource = _strings(resource_metrics.resource.attributes)
+        resource = string_attributes_of(resource_metrics.resource.attributes)
         stats.labels_dropped += _drop_pod_labels(resource_metrics.resource.attributes, config.allowed_pod_labels)
         resource_job = resource.get(JOB) or _first_label(resource, config.job_labels)
         resource_team = resource.get(TEAM) or _first_label(resource, config.team_labels)
@@ -226,7 +226,7 @@ def learn_jobs(request: Any, index: GpuJobIndex) -> None:
                     continue
                 kind = metric.WhichOneof("data")
                 for point in getattr(metric, kind).data_points if kind else ():
-                    values = _strings(point.attributes)
+                    values = string_attributes_of(point.attributes)
                     if values.get("hw.id") and values.get(JOB):
                         index.learn(values["hw.id"], Assignment(values[JOB], values.get(TEAM, "")))
 
@@ -326,5 +326,6 @@ def _drop_pod_labels(attributes: Any, allowed: frozenset[str]) -> int:
     return len(drop)
 
 
-def _strings(attributes: Any) -> dict[str, str]:
+def string_attributes_of(attributes: Any) -> dict[str, str]:
+    """The string-valued attributes of a list (the ones names and joins use)."""
     return {kv.key: kv.value.string_value for kv in attributes if kv.value.WhichOneof("value") == "string_value"}

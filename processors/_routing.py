@@ -31,7 +31,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-JOB = "factorylens.job.id"
+from factorylens.processors._enrich import (
+    JOB,
+    EnrichConfig,
+    GpuJobIndex,
+    enrich_metrics,
+    string_attributes_of,
+)
+
 PRIMARY = "factorylens.route.primary"  # on the first copy only: the one a Prometheus pipeline keeps
 HOST_KEYS = ("host.name", "k8s.node.name")
 NS = 1_000_000_000
@@ -82,7 +89,7 @@ class HostFanOut:
         """Note the (host, job) pairs of an ``ExportMetricsServiceRequest``."""
         found: dict[str, dict[str, int]] = {}
         for rm in request.resource_metrics:
-            resource = _strings(rm.resource.attributes)
+            resource = string_attributes_of(rm.resource.attributes)
             host = _host(resource)
             if not host:
                 continue
@@ -106,7 +113,7 @@ class HostFanOut:
         copies = []
         emptied = []
         for index, rm in enumerate(request.resource_metrics):
-            resource = _strings(rm.resource.attributes)
+            resource = string_attributes_of(rm.resource.attributes)
             host = _host(resource)
             if not host or resource.get(key):
                 continue  # a job's resource, or nobody's host: routed as it is
@@ -191,10 +198,6 @@ def _string(attributes: Any, key: str) -> str:
     return next((kv.value.string_value for kv in attributes if kv.key == key), "")
 
 
-def _strings(attributes: Any) -> dict[str, str]:
-    return {kv.key: kv.value.string_value for kv in attributes if kv.value.WhichOneof("value") == "string_value"}
-
-
 class JobSharding:
     """What a node agent does to its own export when the collector gateway shards the RCA service by
     job: each GPU's series get the job of the process on it (``enrich_metrics`` with
@@ -202,14 +205,10 @@ class JobSharding:
     (:class:`HostFanOut`). ``factorylens gpu --shard-by-job`` runs it on every OTLP export."""
 
     def __init__(self) -> None:
-        from factorylens.processors._enrich import EnrichConfig, GpuJobIndex
-
         self.enrich = EnrichConfig(gpu_jobs_from_processes=True)
         self.index = GpuJobIndex(self.enrich.max_gpus)
         self.fan_out = HostFanOut()
 
     def process(self, request: Any) -> FanOutStats:
-        from factorylens.processors._enrich import enrich_metrics
-
         enrich_metrics(request, self.enrich, self.index)
         return self.fan_out.metrics(request)
