@@ -482,6 +482,39 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         help="stamp each GPU's series with the job of the process on it (a GPU's series split when its "
         "job changes; needed when a gateway shards by job)",
     )
+    g = p.add_argument_group("cost (docs/cost.md)")
+    g.add_argument(
+        "--price-catalog",
+        default=d.price_catalog,
+        metavar="YAML",
+        help="GPU-hour and energy prices per GPU model, cluster and team (factorylens cost catalog prints a "
+        "labelled example); without one every GPU-hour is reported as unpriced, never as free",
+    )
+    g.add_argument(
+        "--cost-interval",
+        type=float,
+        default=d.cost_interval_s,
+        metavar="SECONDS",
+        dest="cost_interval_s",
+        help="recompute the live cost figures (/metrics, OTLP) and waste incidents at most this often "
+        "(default %(default)s)",
+    )
+    g.add_argument(
+        "--waste-idle-threshold",
+        type=float,
+        default=d.waste_idle_threshold,
+        metavar="SHARE",
+        help="open a low-severity waste incident when a job's held GPUs are idle this share of the time "
+        "over --waste-duration; 0 turns waste incidents off (default %(default)s)",
+    )
+    g.add_argument(
+        "--waste-duration",
+        type=float,
+        default=d.waste_duration_s,
+        metavar="SECONDS",
+        dest="waste_duration_s",
+        help="the trailing window a job must hold its GPUs idle for (default %(default)s)",
+    )
     g = p.add_argument_group("security")
     g.add_argument("--tls-cert", default=d.tls_cert, metavar="PEM", help="serve gRPC and /metrics over TLS")
     g.add_argument("--tls-key", default=d.tls_key, metavar="PEM", help="private key of --tls-cert")
@@ -925,6 +958,13 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="keep the RCA service's WAL and incidents here (default: a temporary directory)",
     )
+    p.add_argument(
+        "--price-catalog",
+        default=d.price_catalog,
+        metavar="YAML",
+        help="GPU prices for the cost summary (default: the shipped EXAMPLE catalog of list prices; "
+        "see factorylens cost catalog)",
+    )
     p.add_argument("--no-console", action="store_false", dest="console", help="do not print the GPU table")
     p.add_argument(
         "--no-training",
@@ -1220,6 +1260,9 @@ def build_parser() -> argparse.ArgumentParser:
     from factorylens.collector import add_parsers as add_collector_parsers  # collector, otel-config
 
     add_collector_parsers(sub)
+    from factorylens.cost_report import add_parser as add_cost_parser
+
+    add_cost_parser(sub)
     return parser
 
 

@@ -36,6 +36,7 @@ class DemoOptions:
     console: bool = True
     training: bool = True
     seed: int = 0
+    price_catalog: str = ""  # default: the EXAMPLE catalog (list prices, labelled as such in every report)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -196,6 +197,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
+    from factorylens.cost_report import example_catalog_path, from_tracker, render_table
     from factorylens.rca_service import RcaService, RcaServiceConfig
     from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
     from factorylens.receivers.gpu.console import ConsoleTable
@@ -203,6 +205,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
     from factorylens.telemetry import periodic_reader
 
     training = None
+    started_s = time.time()
     data_dir = options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-")
     printer = IncidentPrinter(stream)
     analyzer = scaled_analyzer(options.speed, options.collection_interval_s)
@@ -213,6 +216,10 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
             data_dir=data_dir,
             analysis_interval_s=options.collection_interval_s,
             fsync="interval",
+            price_catalog=options.price_catalog or str(example_catalog_path()),
+            cost_interval_s=options.collection_interval_s,
+            # waste: a job idle 80% of a simulated half hour (three minutes at speed 10)
+            waste_duration_s=max(1800.0 / options.speed, 10 * options.collection_interval_s),
         ),
         analyzer=analyzer,
         incident_listeners=[printer],
@@ -267,6 +274,8 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
             receiver.shutdown()
         service.analyze_now()
         incidents = service.analyzer.incidents()
+        now_s = time.time()
+        report = from_tracker(service.cost, service.store, started_s, now_s, "team", "RCA service (this run)")
         service.stop()
         stream.write(f"\n{len(incidents)} incident(s) in this run:\n")
         for incident in incidents:
@@ -276,6 +285,7 @@ def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
                 + (f" — top cause {top.entity} {top.signal}" if top else "")
                 + "\n"
             )
+        stream.write("\n" + render_table(report))
         if not options.data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
     return incidents

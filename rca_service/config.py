@@ -17,6 +17,8 @@ from factorylens.rca_service.wal import FsyncPolicy
 
 if TYPE_CHECKING:
     from factorylens.processors import EnrichConfig
+    from factorylens.processors.cost import PriceCatalog
+    from factorylens.rca_service.cost import WasteConfig
     from factorylens.rca_service.remote_write import RemoteWriteConfig
 
 ENV_PREFIX = "FACTORYLENS_RCA_"
@@ -88,6 +90,15 @@ class RcaServiceConfig:
     enrich_file: str = _default("enrich_file", "")  # type: ignore[assignment]
     # stamp each GPU's series with the job of the process on it (needed to shard by job)
     gpu_jobs_from_processes: bool = _default("gpu_jobs_from_processes", False)  # type: ignore[assignment]
+    # cost: a price catalog (YAML, `factorylens cost catalog --example`); without one every GPU-hour is
+    # reported as unpriced, never as free
+    price_catalog: str = _default("price_catalog", "")  # type: ignore[assignment]
+    # live cost figures and waste incidents are recomputed at most this often
+    cost_interval_s: float = _default("cost_interval_s", 60.0)  # type: ignore[assignment]
+    # waste incidents: a job whose held GPUs are idle for at least this share of the time over the
+    # trailing duration (0: no waste incidents)
+    waste_idle_threshold: float = _default("waste_idle_threshold", 0.8)  # type: ignore[assignment]
+    waste_duration_s: float = _default("waste_duration_s", 1800.0)  # type: ignore[assignment]
     # security
     tls_cert: str = _default("tls_cert", "")  # type: ignore[assignment]
     tls_key: str = _default("tls_key", "")  # type: ignore[assignment]
@@ -167,6 +178,31 @@ class RcaServiceConfig:
             raise ConfigError(str(exc)) from None
         return config
 
+    def price_catalog_config(self) -> PriceCatalog | None:
+        """The price catalog read and checked, None without one."""
+        if not self.price_catalog:
+            return None
+        from factorylens.processors.cost import CatalogError, PriceCatalog
+
+        try:
+            return PriceCatalog.from_file(self.price_catalog)
+        except CatalogError as exc:
+            raise ConfigError(f"price_catalog: {exc}") from None
+
+    def waste_config(self) -> WasteConfig:
+        from factorylens.rca_service.cost import WasteConfig
+
+        waste = WasteConfig(
+            idle_threshold=self.waste_idle_threshold or 1.0,
+            duration_s=self.waste_duration_s,
+            enabled=self.waste_idle_threshold > 0,
+        )
+        try:
+            waste.validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return waste
+
     def enrich_config(self) -> EnrichConfig:
         """The enrichment the processors apply on ingest (the mapping file read and checked)."""
         from factorylens.processors import EnrichConfig
@@ -207,6 +243,8 @@ class RcaServiceConfig:
             "analysis_interval_s",
             "analysis_budget_s",
             "max_baselines",
+            "cost_interval_s",
+            "waste_duration_s",
         )
         for name in positive:
             if not getattr(self, name) > 0:
@@ -223,13 +261,17 @@ class RcaServiceConfig:
             raise ConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
-        for name in ("tls_cert", "tls_key", "tls_client_ca", "bearer_token_file", "enrich_file"):
+        if not 0 <= self.waste_idle_threshold <= 1:
+            raise ConfigError(f"waste_idle_threshold={self.waste_idle_threshold!r}: expected a share in [0, 1]")
+        for name in ("tls_cert", "tls_key", "tls_client_ca", "bearer_token_file", "enrich_file", "price_catalog"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"{name}={path!r}: no such file")
         if self.bearer_token_file and not self.bearer_token():
             raise ConfigError(f"bearer_token_file={self.bearer_token_file!r} is empty")
         self.enrich_config()
+        self.price_catalog_config()
+        self.waste_config()
         self.remote_write_config()
         data_dir = Path(self.data_dir)
         if data_dir.exists() and not data_dir.is_dir():

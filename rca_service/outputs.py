@@ -8,20 +8,24 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from opentelemetry._logs import SeverityNumber
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
 
+from factorylens import __version__
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentChange, IncidentState
 from factorylens.rca_service.baselines import workload_predictability
 from factorylens.rca_service.ingest import IngestStats
 from factorylens.rca_service.store import SeriesInfo, SeriesStore
 from factorylens.rca_service.wal import WriteAheadLog
-from factorylens.telemetry import make_logger_provider, make_resource
+from factorylens.registry import RCA_SERVICE, REGISTRY, Domain, Instrument
+from factorylens.telemetry import make_logger_provider, make_meter_provider, make_resource
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ def finding_points(store: SeriesStore, analyzer: Analyzer, now_unix_nano: int) -
         for i in open_incidents
         for c in i.causes[:MAX_CAUSES_EXPORTED]
     ]
-    predictable = _workload_predictability(store, analyzer.predictability())
+    predictable = workload_predictability_points(store, analyzer.predictability())
     return {
         "factorylens.anomaly.score": scored,
         "factorylens.baseline.lower": lower,
@@ -138,7 +142,8 @@ def workload_of(info: SeriesInfo) -> str:
     return info.entity
 
 
-def _workload_predictability(store: SeriesStore, per_series: dict[str, float]) -> Points:
+def workload_predictability_points(store: SeriesStore, per_series: dict[str, float]) -> Points:
+    """Each workload's predictability (the median over its series), by workload name."""
     with store.lock:
         workloads = {sid: workload_of(store.series[sid].info) for sid in per_series if sid in store.series}
     table = workload_predictability(per_series, workloads)
@@ -198,7 +203,8 @@ class IncidentPublisher:
                     "factorylens.series.id": top.series_id,
                 }
             )
-        severity = SeverityNumber.INFO if change is IncidentChange.RESOLVED else SeverityNumber.WARN
+        quiet = change is IncidentChange.RESOLVED or incident.severity == "low"
+        severity = SeverityNumber.INFO if quiet else SeverityNumber.WARN
         self._logger.emit(
             timestamp=incident.updated_unix_nano,
             body=f"{incident.title}: {incident.summary}",
@@ -207,6 +213,45 @@ class IncidentPublisher:
             attributes=attributes,
             event_name=INCIDENT_EVENT,
         )
+
+    def shutdown(self) -> None:
+        self._provider.force_flush(5_000)
+        self._provider.shutdown()
+
+
+class FindingsMeter:
+    """Findings as OTLP metrics: one observable instrument per registry metric the source returns
+    (the cost figures and prices), read on each export of a periodic reader."""
+
+    def __init__(self, readers: list[MetricReader], source: Callable[[], Mapping[str, Points]]) -> None:
+        self._source = source
+        self._provider = make_meter_provider(make_resource({}, "factorylens-rca"), readers)
+        meter = self._provider.get_meter("factorylens.rca_service", __version__)
+        self._instruments = [
+            meter.create_observable_gauge(
+                spec.name, callbacks=[self._callback(spec.name)], unit=spec.unit, description=spec.description
+            )
+            for spec in REGISTRY.emitted_by(RCA_SERVICE)
+            if spec.domain is Domain.COST and spec.instrument is Instrument.GAUGE
+        ]
+
+    @classmethod
+    def otlp(
+        cls, endpoint: str, insecure: bool, source: Callable[[], Mapping[str, Points]], interval_s: float = 60.0
+    ) -> FindingsMeter:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter(endpoint=endpoint, insecure=insecure)
+        return cls([PeriodicExportingMetricReader(exporter, export_interval_millis=interval_s * 1000)], source)
+
+    def _callback(self, metric: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(value, dict(attributes)) for attributes, value in self._source().get(metric, [])]
+
+        return observe
+
+    def force_flush(self, timeout_ms: int = 5_000) -> bool:
+        return self._provider.force_flush(timeout_ms)
 
     def shutdown(self) -> None:
         self._provider.force_flush(5_000)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -38,8 +38,15 @@ from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.baselines import BaselineBank, BaselineBankConfig
 from factorylens.rca_service.config import RcaServiceConfig, memory_limit_bytes, split_host_port
+from factorylens.rca_service.cost import CostAwareAnalyzer, CostTracker
 from factorylens.rca_service.ingest import SIGNALS, IngestGate, IngestStats, OtlpIngest
-from factorylens.rca_service.outputs import IncidentLog, IncidentPublisher, finding_points, health_series
+from factorylens.rca_service.outputs import (
+    FindingsMeter,
+    IncidentLog,
+    IncidentPublisher,
+    finding_points,
+    health_series,
+)
 from factorylens.rca_service.remote_write import RemoteWriteExporter, resource_labels
 from factorylens.rca_service.snapshot import load_latest, write_snapshot
 from factorylens.rca_service.store import SeriesStore, StoreLimits
@@ -57,10 +64,26 @@ _SIGNAL_OF_SERVICE = {s.service: s.name for s in SIGNALS}
 
 def make_analyzer(config: RcaServiceConfig) -> Analyzer:
     baselines = BaselineBank(BaselineBankConfig(max_series=config.max_baselines))
+    inner: Analyzer
     if config.analyzer == "zscore":
-        return RobustZScoreAnalyzer(baselines=baselines)
-    kpis = tuple(k.strip() for k in config.kpi_metrics.split(",") if k.strip())
-    return KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=kpis) if kpis else None, baselines)
+        inner = RobustZScoreAnalyzer(baselines=baselines)
+    else:
+        kpis = tuple(k.strip() for k in config.kpi_metrics.split(",") if k.strip())
+        inner = KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=kpis) if kpis else None, baselines)
+    return with_cost(inner, config)
+
+
+def with_cost(analyzer: Analyzer, config: RcaServiceConfig) -> Analyzer:
+    """The analyzer plus cost tracking (live figures, the cost report, waste incidents)."""
+    if isinstance(analyzer, CostAwareAnalyzer):
+        return analyzer
+    tracker = CostTracker(
+        config.price_catalog_config(),
+        waste=config.waste_config(),
+        window_s=config.retention_s,
+        interval_s=config.cost_interval_s,
+    )
+    return CostAwareAnalyzer(analyzer, tracker)
 
 
 class ServiceError(RuntimeError):
@@ -88,7 +111,8 @@ class RcaService:
             )
         )
         self.memory = MemoryGuard(memory_limit_bytes(config.max_memory_mb))
-        self.analyzer = analyzer or make_analyzer(config)
+        self.analyzer = with_cost(analyzer, config) if analyzer is not None else make_analyzer(config)
+        self.cost = cast(CostAwareAnalyzer, self.analyzer).cost
         self.stats = IngestStats()
         self.gate = IngestGate()
         self.wal = WriteAheadLog(
@@ -113,6 +137,7 @@ class RcaService:
         self._log_exporters = list(log_exporters or [])
         self.incident_listeners = list(incident_listeners or [])
         self.publisher: IncidentPublisher | None = None
+        self.findings_meter: FindingsMeter | None = None
         self.server: grpc.Server | None = None
         self.metrics_server: MetricsServer | None = None
         self.port = 0
@@ -156,7 +181,7 @@ class RcaService:
             ],
         )
         rca_pb2_grpc.add_RcaServiceServicer_to_server(
-            RcaApiServicer(self.store, self.analyzer, self.health), self.server
+            RcaApiServicer(self.store, self.analyzer, self.health, cost=self.cost), self.server
         )
         try:
             if self.config.tls_cert:
@@ -191,6 +216,8 @@ class RcaService:
                     ),
                     **self._robustness_series(),
                     **(self.remote_write.health_series() if self.remote_write else {}),
+                    **self.cost.price_points(),
+                    **self.cost.figure_points(),
                 }
 
             try:
@@ -208,6 +235,12 @@ class RcaService:
                 self.wal.close()
                 raise ServiceError(f"cannot serve /metrics on {self.config.metrics_listen}: {exc}") from exc
         self.publisher = IncidentPublisher(self._incident_exporters()) if self._incident_exporters() else None
+        if self.config.incidents_otlp_endpoint and self.findings_meter is None:
+            self.findings_meter = FindingsMeter.otlp(
+                self.config.incidents_otlp_endpoint,
+                self.config.incidents_otlp_insecure,
+                lambda: {**self.cost.price_points(), **self.cost.figure_points()},
+            )
         if self.remote_write is not None:
             # the findings' own series are this service's: job factorylens-rca, instance its address
             self.remote_write.findings_resource = resource_labels(
@@ -405,7 +438,10 @@ class RcaService:
             return
         if self.remote_write is not None:
             try:
-                self.remote_write.export_findings(finding_points(self.store, self.analyzer, time.time_ns()))
+                now = time.time_ns()
+                cost = {**self.cost.price_points(), **self.cost.figure_points()}
+                timed = {metric: [(a, v, now) for a, v in points] for metric, points in cost.items()}
+                self.remote_write.export_findings({**finding_points(self.store, self.analyzer, now), **timed})
             except Exception:
                 log.exception("queueing the findings for remote-write failed")
         if not changes:
@@ -478,6 +514,8 @@ class RcaService:
                 self.metrics_server.shutdown()
             if self.publisher is not None:
                 self.publisher.shutdown()
+            if self.findings_meter is not None:
+                self.findings_meter.shutdown()
             if self.remote_write is not None:  # what is queued gets a bounded last chance
                 self.remote_write.shutdown(int(min(grace_s, 5.0) * 1000))
 

@@ -74,6 +74,17 @@ def test_the_demo_runs_the_whole_pipeline_and_the_injected_fault_reaches_the_ser
     _, _, steps_per_s = store.query(step.id, View.COUNT)
     assert np.nansum(steps_per_s) > 0
     assert "incident(s) in this run" in out.getvalue()
+    # and what the run cost, by team, at the example catalog's labelled list prices
+    summary = out.getvalue().split("GPU cost by team", 1)[1]
+    assert "EXAMPLE PRICES" in summary and "These are EXAMPLE list prices" in summary
+    rows = {
+        line.split()[0]: line
+        for line in summary.splitlines()
+        if line and line.split()[0] in {"foundation-models", "serving", "research", "TOTAL"}
+    }
+    assert set(rows) == {"foundation-models", "serving", "research", "TOTAL"}, summary
+    assert "100%" in rows["research"]  # the notebook holds its GPU and does nothing
+    assert "Top " in summary and "notebook-0" in summary
 
 
 def test_fabric_congestion_shows_in_the_fabric_and_in_the_jobs_collectives(tmp_path):

@@ -5,12 +5,18 @@ endpoint takes its names from it, and tests fail when emitted data drifts from i
 """
 
 from factorylens.registry._catalog import (
+    ACTIVITY_BASES,
+    ALLOCATION_STATES,
     CLOCK_EVENT_REASONS,
     COMPONENTS,
+    COST_COMPONENTS,
+    COST_OUTPUTS,
+    COST_USAGES,
     GPU_ERROR_TYPES,
     GPU_RECEIVER,
     HW_STATES,
     INSTRUMENTATION,
+    PRICE_BASES,
     PROCESSORS,
     RCA_SERVICE,
     REGISTRY,
@@ -41,9 +47,14 @@ from factorylens.registry._translations import (
 )
 
 __all__ = [
+    "ACTIVITY_BASES",
+    "ALLOCATION_STATES",
     "ATTRIBUTE_TRANSLATIONS",
     "CLOCK_EVENT_REASONS",
     "COMPONENTS",
+    "COST_COMPONENTS",
+    "COST_OUTPUTS",
+    "COST_USAGES",
     "DCGM_PREFIXES",
     "DERIVED_TRANSLATIONS",
     "GPU_ERROR_TYPES",
@@ -51,6 +62,7 @@ __all__ = [
     "HW_STATES",
     "INSTRUMENTATION",
     "METRIC_TRANSLATIONS",
+    "PRICE_BASES",
     "PROCESSORS",
     "PRODUCER_ATTRIBUTES",
     "PRODUCER_SCOPES",

@@ -59,6 +59,13 @@ GPU_ERROR_TYPES = (
 )
 # InfiniBand / RoCE port errors (sysfs counters), on hw.errors{hw.type=network}
 # RoCE port hw_counters we export, by their sysfs file names' meaning
+# cost: how a GPU's time is split (allocation state), what "active" is measured by, and the figures
+ALLOCATION_STATES = ("allocated", "unallocated")
+ACTIVITY_BASES = ("utilization", "sm_activity")
+COST_USAGES = ("allocated", "active", "active_sm", "idle", "unallocated", "useful", "unpriced")
+COST_COMPONENTS = ("gpu_time", "energy", "total", "idle", "unallocated", "useful")
+COST_OUTPUTS = ("1k_samples", "1m_tokens")
+PRICE_BASES = ("on_demand", "reserved", "amortized")
 ROCE_EVENTS = ("ecn_marked", "cnp_sent", "cnp_handled", "out_of_sequence", "packet_sequence_error")
 NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
@@ -188,6 +195,26 @@ ATTRIBUTES = (
         ("dcgm-exporter", "node-exporter", "hostmetrics", "openlit"),
     ),
     AttributeSpec("factorylens.source.metric", "string", "A metric name as its producer spelled it.", F),
+    # cost and ROI
+    AttributeSpec(
+        "factorylens.allocation.state",
+        "string",
+        "Whether a GPU's time was held by a job (a process on it) or by nobody.",
+        F,
+        ALLOCATION_STATES,
+    ),
+    AttributeSpec(
+        "factorylens.cost.basis",
+        "string",
+        "What active GPU time is weighted by: NVML utilization, or SM activity (GPM, Hopper and newer).",
+        F,
+        ACTIVITY_BASES,
+    ),
+    AttributeSpec("factorylens.cost.usage", "string", "Which GPU-hours a figure counts.", F, COST_USAGES),
+    AttributeSpec("factorylens.cost.component", "string", "Which part of the spend a figure is.", F, COST_COMPONENTS),
+    AttributeSpec("factorylens.cost.output", "string", "The unit of work a unit cost is per.", F, COST_OUTPUTS),
+    AttributeSpec("factorylens.price.basis", "string", "How a GPU-hour price was set.", F, PRICE_BASES),
+    AttributeSpec("factorylens.price.contract", "string", "The contract or price list a price override comes from.", F),
 )
 
 ATTRIBUTE_GROUPS = {
@@ -241,6 +268,12 @@ PROCESS_ATTRIBUTES = (
     "slurm.job.id",
     "k8s.pod.uid",
 )
+
+# on the receiver's usage counters: who held the GPU, and the cluster (from the resource), so that
+# Prometheus recording rules group by them without a target_info join
+USAGE_ATTRIBUTES = ("factorylens.job.id", "factorylens.team", "factorylens.cluster.name")
+COST_GROUP = ("factorylens.job.id", "factorylens.team", "factorylens.cluster.name", "hw.model")
+PRICE_SCOPE = ("hw.model", "factorylens.cluster.name", "factorylens.team")
 
 GPU_RECEIVER = "gpu-receiver"
 INSTRUMENTATION = "instrumentation"
@@ -412,6 +445,37 @@ METRICS = (
                 int,
             ),
             MetricSpec("hw.gpu.idle", G, "1", "1 - general utilization.", GPU, O, (), "gpu"),
+            MetricSpec(
+                "factorylens.gpu.allocation.time",
+                C,
+                "s",
+                "GPU time by the job holding the GPU (a process on it), or unallocated: seconds times the "
+                "job's share (a MIG slice's compute fraction, split equally among jobs time-slicing it).",
+                Domain.COST,
+                F,
+                (*USAGE_ATTRIBUTES, "factorylens.allocation.state"),
+                "gpu",
+            ),
+            MetricSpec(
+                "factorylens.gpu.active.time",
+                C,
+                "s",
+                "Allocated GPU time weighted by activity: seconds times share times utilization (or SM activity).",
+                Domain.COST,
+                F,
+                (*USAGE_ATTRIBUTES, "factorylens.cost.basis"),
+                "gpu",
+            ),
+            MetricSpec(
+                "factorylens.gpu.allocation.energy",
+                C,
+                "J",
+                "The GPU's energy (hw.energy) split like its time: by the job holding it, or unallocated.",
+                Domain.COST,
+                F,
+                (*USAGE_ATTRIBUTES, "factorylens.allocation.state"),
+                "gpu",
+            ),
             MetricSpec(
                 "process.gpu.memory.usage",
                 U,
@@ -1061,6 +1125,74 @@ METRICS = (
                     "factorylens.domain",
                     "factorylens.metric",
                 ),
+            ),
+            # cost and ROI, live over the service's window (the same figures Prometheus's recording
+            # rules keep per hour: `factorylens cost rules`)
+            MetricSpec(
+                "factorylens.gpu.price",
+                G,
+                "{USD}/h",
+                "Price of one GPU-hour from the price catalog, per model and override scope (cluster, team); "
+                "the info series the cost recording rules join on.",
+                Domain.COST,
+                F,
+                (*PRICE_SCOPE, "factorylens.price.basis", "factorylens.price.contract"),
+            ),
+            MetricSpec(
+                "factorylens.gpu.energy.price",
+                G,
+                "{USD}/kWh",
+                "Billable price of one kWh a GPU draws, PUE included; 0 where the GPU-hour price includes power.",
+                Domain.COST,
+                F,
+                PRICE_SCOPE,
+            ),
+            MetricSpec(
+                "factorylens.cost.gpu.time",
+                G,
+                "h",
+                "GPU-hours over the service's window: allocated, active (utilization- or SM-activity-weighted), "
+                "idle-but-allocated, unallocated, useful (MFU-weighted) and unpriced.",
+                Domain.COST,
+                F,
+                (*COST_GROUP, "factorylens.cost.usage"),
+            ),
+            MetricSpec(
+                "factorylens.cost.energy",
+                G,
+                "kWh",
+                "Energy the GPUs drew over the service's window, allocated to jobs or not.",
+                Domain.COST,
+                F,
+                (*COST_GROUP, "factorylens.allocation.state"),
+            ),
+            MetricSpec(
+                "factorylens.cost.spend",
+                G,
+                "{USD}",
+                "Spend over the service's window: GPU time, billable energy, their total, and the idle, "
+                "unallocated and useful parts.",
+                Domain.COST,
+                F,
+                (*COST_GROUP, "factorylens.cost.component"),
+            ),
+            MetricSpec(
+                "factorylens.cost.efficiency",
+                G,
+                "1",
+                "Useful over allocated GPU-hours (MFU where the job reports it, else utilization).",
+                Domain.COST,
+                F,
+                ("factorylens.job.id", "factorylens.team", "factorylens.cluster.name"),
+            ),
+            MetricSpec(
+                "factorylens.cost.unit",
+                G,
+                "{USD}",
+                "Spend per 1k samples or per 1M tokens the job reported.",
+                Domain.COST,
+                F,
+                ("factorylens.job.id", "factorylens.team", "factorylens.cost.output"),
             ),
             MetricSpec(
                 "factorylens.processors.unmapped",

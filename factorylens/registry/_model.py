@@ -139,8 +139,10 @@ _PROMETHEUS_UNITS = {
     "Cel": "celsius",
     "Hz": "hertz",
     "%": "percent",
+    "h": "hours",
+    "kWh": "kilowatt_hours",
 }
-_PROMETHEUS_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+_PROMETHEUS_PER_UNITS = {"s": "second", "m": "minute", "h": "hour", "d": "day", "kWh": "kilowatt_hour"}
 _INVALID_PROMETHEUS_CHARS = re.compile(r"[^a-zA-Z0-9:]+")
 
 

@@ -38,6 +38,7 @@ from factorylens.receivers.gpu.sim.cluster import Job, Process, SimulatedCluster
 from factorylens.receivers.gpu.sim.faults import Scenario
 from factorylens.receivers.gpu.sim.node import PORTS
 from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
+from factorylens.receivers.gpu.usage import UsageMeter
 from factorylens.scenarios._catalog import FaultSpec, Targets, Truth, fault_spec
 from factorylens.scenarios._otlp import LogExport, MetricExport
 from factorylens.scenarios._workload import (
@@ -278,7 +279,7 @@ class ScenarioRun:
             pipeline = HostPipeline(
                 host.name,
                 dict(resource.attributes),
-                GpuScraper(backend),
+                GpuScraper(backend, usage=UsageMeter(clock=self._elapsed)),
                 telemetry.make_meter_provider(resource, [reader]),
                 logger_provider=logger_provider,
             )

@@ -61,6 +61,8 @@ class Incident:
     score: float = 0.0
     summary: str = ""
     causes: list[Cause] = field(default_factory=list)
+    kind: str = "performance"  # performance: a KPI broke its baseline; waste: a job held GPUs idle
+    severity: str = "high"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -60,7 +60,8 @@ class RobustZScoreConfig:
     :param relative_floor: the scale is at least this fraction of |median| (flat series)
     :param ratio_floor: and at least this for ratios (unit ``1``): an idle GPU going from 0 to 1% busy is
         not an anomaly
-    :param ignore_domains: domains never scored (own health, and our own findings fed back)
+    :param ignore_domains: domains never scored (own health, our own findings fed back, and cost
+        bookkeeping: GPU time by job, prices; cost has its own analysis, waste incidents)
     """
 
     window_s: float = 3600.0
@@ -72,7 +73,7 @@ class RobustZScoreConfig:
     max_causes: int = 10
     relative_floor: float = 0.01
     ratio_floor: float = 0.01
-    ignore_domains: tuple[str, ...] = ("self", "rca")
+    ignore_domains: tuple[str, ...] = ("self", "rca", "cost")
 
     def validate(self) -> None:
         if self.window_s <= 0 or self.threshold <= 0 or self.min_points < 3 or self.consecutive < 1:

@@ -7,6 +7,7 @@ import binascii
 import hashlib
 import heapq
 import json
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import Message
 
+from factorylens.processors.cost import GROUPS, CostTotals
 from factorylens.rca_service.analysis import Analyzer, Incident, IncidentState
 from factorylens.rca_service.api.paging import (
     DEFAULT_INCIDENTS_PAGE,
@@ -23,6 +25,8 @@ from factorylens.rca_service.api.paging import (
     PAGE_BYTES,
 )
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
+from factorylens.rca_service.cost import CostReportData, CostTracker
+from factorylens.rca_service.outputs import workload_predictability_points
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View, ViewError
 
 MAX_QUERY_SERIES = 1000
@@ -130,6 +134,8 @@ def incident_message(incident: Incident) -> rca_pb2.Incident:
         kpi_series_id=incident.kpi_series_id,
         score=incident.score,
         summary=incident.summary,
+        kind=incident.kind,
+        severity=incident.severity,
         causes=[
             rca_pb2.Cause(
                 rank=c.rank,
@@ -177,10 +183,18 @@ def _range(start: int, end: int, context: grpc.ServicerContext) -> tuple[int, in
 
 
 class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
-    def __init__(self, store: SeriesStore, analyzer: Analyzer, health: Callable[[], rca_pb2.HealthResponse]) -> None:
+    def __init__(
+        self,
+        store: SeriesStore,
+        analyzer: Analyzer,
+        health: Callable[[], rca_pb2.HealthResponse],
+        *,
+        cost: CostTracker | None = None,
+    ) -> None:
         self._store = store
         self._analyzer = analyzer
         self._health = health
+        self._cost = cost or CostTracker()
 
     def Health(self, request: rca_pb2.HealthRequest, context: grpc.ServicerContext) -> rca_pb2.HealthResponse:
         return self._health()
@@ -300,3 +314,67 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
             predictability=baseline.predictability,
             season_periods_s=baseline.periods_s,
         )
+
+    def GetCostReport(self, request: rca_pb2.GetCostReportRequest, context: grpc.ServicerContext) -> rca_pb2.CostReport:
+        group_by = request.group_by or "team"
+        if group_by not in GROUPS:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"group_by must be one of {', '.join(GROUPS)}")
+        end = request.end_time_unix_nano or time.time_ns()
+        start, end = _range(request.start_time_unix_nano, end, context)
+        report = self._cost.report(self._store, start, end, group_by)
+        return cost_report_message(report, _workload_predictability(self._store, self._analyzer))
+
+
+def cost_report_message(report: CostReportData, predictability: Mapping[str, float]) -> rca_pb2.CostReport:
+    return rca_pb2.CostReport(
+        start_time_unix_nano=report.start_ns,
+        end_time_unix_nano=report.end_ns,
+        group_by=report.group_by,
+        currency=report.catalog.currency,
+        example_prices=report.catalog.example,
+        catalog=report.catalog.origin if report.catalog.models else "",
+        groups=[
+            cost_figures_message(group, totals, report.teams.get(group, "") if report.group_by == "job" else "")
+            for group, totals in sorted(report.groups.items())
+        ],
+        unpriced_models=report.unpriced_models,
+        predictability=dict(predictability),
+    )
+
+
+def cost_figures_message(group: str, t: CostTotals, team: str = "") -> rca_pb2.CostFigures:
+    return rca_pb2.CostFigures(
+        group=group,
+        team=team,
+        allocated_gpu_hours=t.allocated_h,
+        active_gpu_hours=t.active_h,
+        active_sm_gpu_hours=t.active_sm_h,
+        idle_gpu_hours=t.idle_h,
+        unallocated_gpu_hours=t.unallocated_h,
+        unpriced_gpu_hours=t.unpriced_h,
+        useful_gpu_hours=t.useful_h,
+        energy_kwh=t.energy_kwh,
+        unallocated_energy_kwh=t.unallocated_energy_kwh,
+        gpu_time_cost=t.gpu_time_cost,
+        energy_cost=t.energy_cost,
+        idle_cost=t.idle_cost,
+        unallocated_cost=t.unallocated_cost,
+        useful_cost=t.useful_cost,
+        total_cost=t.total_cost,
+        samples=t.samples,
+        tokens=t.tokens,
+        cost_per_1k_samples=t.cost_per_1k_samples,
+        cost_per_1m_tokens=t.cost_per_1m_tokens,
+        efficiency=t.efficiency,
+        idle_ratio=t.idle_ratio,
+        measured_gpu_hours=t.measured_h,
+        sample_jobs_cost=t.sample_jobs_cost,
+        token_jobs_cost=t.token_jobs_cost,
+    )
+
+
+def _workload_predictability(store: SeriesStore, analyzer: Analyzer) -> dict[str, float]:
+    return {
+        str(attributes["factorylens.workload"]): value
+        for attributes, value in workload_predictability_points(store, analyzer.predictability())
+    }

@@ -12,7 +12,7 @@ import enum
 import math
 import re
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,7 +106,7 @@ class SeriesInfo:
 class ScalarSeries:
     """Gauges and sums: one float per point."""
 
-    __slots__ = ("_chunks", "_starts", "_ts", "_values", "info", "last_ts")
+    __slots__ = ("_chunks", "_disordered", "_starts", "_ts", "_values", "info", "last_ts")
 
     def __init__(self, info: SeriesInfo) -> None:
         self.info = info
@@ -117,12 +117,15 @@ class ScalarSeries:
         # has already passed the old one
         self._starts: list[int] = []
         self.last_ts = 0
+        self._disordered = False  # the open buffer holds a point at or before an earlier one
 
     def append(self, ts: int, value: float) -> None:
         self._ts.append(ts)
         self._values.append(value)
         if ts > self.last_ts:
             self.last_ts = ts
+        elif len(self._ts) > 1:
+            self._disordered = True
         if len(self._ts) >= SEAL_POINTS:
             self.seal()
 
@@ -143,6 +146,7 @@ class ScalarSeries:
         self._chunks.append((ts[order], values[order]))
         self._ts = array("q")
         self._values = array("d")
+        self._disordered = False
 
     @property
     def point_count(self) -> int:
@@ -190,6 +194,22 @@ class ScalarSeries:
         if len(ts) > 1 and np.any(ts[1:] == ts[:-1]):
             ts, values = _resolve_duplicates(ts, values, add=self.info.kind is SeriesKind.DELTA)
         return ts, values
+
+    def tail(self, after_ns: int) -> tuple[Sequence[int], Sequence[float], list[int]]:
+        """Points after ``after_ns`` in time order, and the counter start times after it: what a reader
+        that keeps its own position needs. The common case, a few new points at the end of an ordered
+        open buffer, is read without touching the sealed chunks."""
+        if self.last_ts <= after_ns:
+            return (), (), []
+        starts = [s for s in self._starts if s > after_ns] if self._starts and self._starts[-1] > after_ns else []
+        buffer = self._ts
+        first = len(buffer)
+        while first > 0 and buffer[first - 1] > after_ns:
+            first -= 1
+        if not self._disordered and (first > 0 or not any(len(t) and t[-1] > after_ns for t, _ in self._chunks)):
+            return buffer[first:], self._values[first:], starts
+        ts, values = self.raw(after_ns + 1)
+        return ts.tolist(), values.tolist(), starts
 
     def query(self, view: View, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
         if view not in VIEWS_BY_KIND[self.info.kind]:

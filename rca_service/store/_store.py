@@ -16,7 +16,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -147,6 +147,7 @@ class SeriesStore:
         self.decoder = AttributeDecoder(self.limits.attributes)
         self.lock = threading.RLock()
         self.series: dict[str, Series] = {}
+        self._by_metric: dict[str, dict[str, Series]] = {}  # metric -> series id -> series
         self._resources: dict[bytes, _Resource] = {}
         self.events: deque[dict[str, Any]] = deque(maxlen=self.limits.max_events)
         self.spans = SpanAggregator(self, self.limits.span_bin_s)
@@ -223,6 +224,7 @@ class SeriesStore:
         )
         created: Series = HistogramSeries(info, cumulative) if kind is SeriesKind.HISTOGRAM else ScalarSeries(info)
         self.series[sid] = created
+        self._by_metric.setdefault(metric, {})[sid] = created
         self._info_bytes += _info_nbytes(info)
         return created
 
@@ -596,6 +598,40 @@ class SeriesStore:
                     break
         return found
 
+    def of_metric(self, metric: str) -> list[SeriesInfo]:
+        """Every series of one metric (an index lookup, unlike :meth:`list_series`'s scan)."""
+        with self.lock:
+            return [s.info for s in self._by_metric.get(metric, {}).values()]
+
+    def tails(
+        self, positions: Iterable[tuple[str, int]]
+    ) -> list[tuple[SeriesInfo, Sequence[int], Sequence[float], list[int]] | None]:
+        """For each (series id, position): the series' points after the position, sorted, and its counter
+        start times after it (see :meth:`ScalarSeries.tail`); None for a series that is gone or is a
+        histogram. One lock for the whole batch: what incremental readers (the cost ledger) use."""
+        out: list[tuple[SeriesInfo, Sequence[int], Sequence[float], list[int]] | None] = []
+        with self.lock:
+            for sid, after_ns in positions:
+                series = self.series.get(sid)
+                if not isinstance(series, ScalarSeries):
+                    out.append(None)
+                    continue
+                out.append((series.info, *series.tail(after_ns)))
+        return out
+
+    def increase(self, series_id_: str, start_ns: int, end_ns: int) -> float:
+        """How much a counter grew over (start_ns, end_ns]: the increase between consecutive points
+        (resets counted from zero), the first one from the point before the window; NaN without points."""
+        _, _, increases = self.query(series_id_, View.INCREASE, start_ns + 1, end_ns)
+        finite = increases[np.isfinite(increases)]
+        return float(finite.sum()) if len(finite) else math.nan
+
+    def mean(self, series_id_: str, start_ns: int, end_ns: int) -> float:
+        """The mean of a gauge's points in [start_ns, end_ns]; NaN without points."""
+        _, _, values = self.query(series_id_, View.RAW, start_ns, end_ns)
+        finite = values[np.isfinite(values)]
+        return float(finite.mean()) if len(finite) else math.nan
+
     def query(
         self, series_id_: str, view: View | None = None, start_ns: int = 0, end_ns: int = 2**63 - 1
     ) -> tuple[SeriesInfo, np.ndarray, np.ndarray]:
@@ -649,6 +685,7 @@ class SeriesStore:
                 dropped += series.drop_before(cutoff)
                 if series.last_ts < cutoff:
                     del self.series[sid]
+                    self._forget_metric(series.info)
                     self._info_bytes -= _info_nbytes(series.info)
                     self._resources.clear()  # the alias caches may point at forgotten series
             while self.events and self.events[0]["time_unix_nano"] < cutoff:
@@ -657,6 +694,13 @@ class SeriesStore:
             self.call_graph.drop_before(cutoff)
         self.points_dropped_by_retention += dropped
         return dropped
+
+    def _forget_metric(self, info: SeriesInfo) -> None:
+        same = self._by_metric.get(info.metric)
+        if same is not None:
+            same.pop(info.id, None)
+            if not same:
+                del self._by_metric[info.metric]
 
     def state(self) -> dict[str, Any]:
         """Everything needed to rebuild the store (sealed arrays are shared, not copied)."""
@@ -671,6 +715,7 @@ class SeriesStore:
     def restore(self, state: Mapping[str, Any]) -> None:
         with self.lock:
             self.series.clear()
+            self._by_metric.clear()
             self._resources.clear()
             for info, cumulative, series_state in state["series"]:
                 series: Series = (
@@ -678,6 +723,7 @@ class SeriesStore:
                 )
                 series.restore(series_state)
                 self.series[info.id] = series
+                self._by_metric.setdefault(info.metric, {})[info.id] = series
             self._info_bytes = sum(_info_nbytes(s.info) for s in self.series.values())
             self.events.clear()
             self.events.extend(state["events"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from factorylens.receivers.gpu.nvml import NvmlBackend
 from factorylens.receivers.gpu.receiver import GpuReceiver, HostPipeline, metrics_server_for
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
 from factorylens.receivers.gpu.sim.node import SimulatedNode
+from factorylens.receivers.gpu.usage import UsageMeter
 from factorylens.receivers.node import (
     FabricSource,
     NodeSource,
@@ -39,6 +40,12 @@ LogExportersFactory = Callable[[str], list[LogRecordExporter]]
 
 
 _log = logging.getLogger(__name__)
+
+
+def _cluster_of(resource: Mapping[str, Any]) -> dict[str, str]:
+    """The cluster the usage counters are grouped by (``factorylens.cluster.name``, else the Kubernetes one)."""
+    cluster = resource.get("factorylens.cluster.name") or resource.get("k8s.cluster.name")
+    return {"factorylens.cluster.name": str(cluster)} if cluster else {}
 
 
 def create_default_config() -> GpuReceiverConfig:
@@ -121,6 +128,12 @@ def create_receiver(
     token = (
         Path(config.prometheus_bearer_token_file).read_text().strip() if config.prometheus_bearer_token_file else None
     )
+    # a simulated cluster lives in its own time (speed x real time): its GPU-hours are simulated hours,
+    # like its energy counters
+    usage_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
+    if cluster is not None:
+        gap_s = max(300.0, 10 * config.collection_interval_s * config.sim_speed)
+        usage_kwargs = {"clock": cluster.sim_elapsed, "max_gap_s": gap_s, "forget_after_s": max(3600.0, 2 * gap_s)}
     pipelines = []
     for i, (name, attributes, backend) in enumerate(backends):
         resource = telemetry.make_resource(attributes, SERVICE_NAME)
@@ -135,7 +148,9 @@ def create_receiver(
         pipeline = HostPipeline(
             name=name,
             resource_attributes=dict(resource.attributes),
-            scraper=GpuScraper(backend, strict=strict),
+            scraper=GpuScraper(
+                backend, strict=strict, usage=UsageMeter(_cluster_of(resource.attributes), **usage_kwargs)
+            ),
             meter_provider=telemetry.make_meter_provider(resource, readers),
             logger_provider=telemetry.make_logger_provider(resource, exporters) if exporters else None,
         )

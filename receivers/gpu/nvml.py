@@ -281,8 +281,12 @@ class NvmlBackend(GpuBackend):
             if self._wanted(d, name):  # checked per field: a lost GPU stops the rest of its scrape
                 reader(self, d, s, ident, now, state, live_pids)
         for mig in d.migs:
-            if "memory" not in mig.unsupported and not d.lost:
+            if d.lost:
+                break
+            if "memory" not in mig.unsupported:
                 self._read_memory(mig, s, mig.identity, now, state, live_pids)
+            if self._wanted(mig, "processes"):  # who holds each slice: MIG cost is charged per slice
+                self._read_processes(mig, s, mig.identity, now, state, live_pids)
         if d.lost:
             s.points.extend(_status_points({**ident, **d.details}, "failed"))
             return
@@ -533,11 +537,15 @@ class NvmlBackend(GpuBackend):
             return False
         if name.startswith("gpm_"):
             return bool(d.gpm_samples) and (name == "gpm_sample" or d.gpm_taken >= 2)
+        if name == "processes" and d.migs:  # read per MIG slice instead
+            return False
         return self._process_metrics or not name.startswith("process")
 
     def _field_count(self, d: _Device) -> int:
         fields = sum(1 for name, _ in self._READERS if self._wanted(d, name))
-        return fields + sum(1 for m in d.migs if "memory" not in m.unsupported and not d.lost)
+        if d.lost:
+            return fields
+        return fields + sum(int("memory" not in m.unsupported) + int(self._wanted(m, "processes")) for m in d.migs)
 
     def _try_initialize(self) -> None:
         self._next_attempt = self._clock() + self._retry_interval_s

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factorylens.receivers.gpu.backend import Attributes, GpuBackend, GpuEvent
+from factorylens.receivers.gpu.usage import UsageMeter
 from factorylens.registry import REGISTRY, Registry
 
 _log = logging.getLogger(__name__)
@@ -41,10 +42,20 @@ class GpuScraper:
         registry: the declarations every point is checked against.
         strict: raise :class:`RegistryViolation` on an undeclared metric or attribute (tests);
             otherwise log it once and drop the point.
+        usage: integrates each GPU's time and energy by job (the cost counters); its ``attributes``
+            carry the cluster name.
     """
 
-    def __init__(self, backend: GpuBackend, registry: Registry = REGISTRY, *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        backend: GpuBackend,
+        registry: Registry = REGISTRY,
+        *,
+        strict: bool = False,
+        usage: UsageMeter | None = None,
+    ) -> None:
         self.backend = backend
+        self.usage = usage if usage is not None else UsageMeter()
         self._registry = registry
         self._strict = strict
         self._allowed = {m.name: frozenset(registry.allowed_attributes(m)) for m in registry.metrics}
@@ -69,7 +80,7 @@ class GpuScraper:
         started = time.perf_counter()
         result = self.backend.scrape()
         series: dict[str, list[tuple[Attributes, float]]] = {}
-        for point in result.points:
+        for point in [*result.points, *self.usage.observe(result.points)]:
             if self._check(point.metric, point.attributes):
                 series.setdefault(point.metric, []).append((point.attributes, point.value))
         for error in result.errors:

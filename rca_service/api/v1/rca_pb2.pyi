@@ -228,7 +228,7 @@ class Cause(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., entity: _Optional[str] = ..., domain: _Optional[str] = ..., signal: _Optional[str] = ..., series_id: _Optional[str] = ..., onset_time_unix_nano: _Optional[int] = ..., score: _Optional[float] = ..., explanation: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ...) -> None: ...
 
 class Incident(_message.Message):
-    __slots__ = ("id", "state", "title", "opened_time_unix_nano", "onset_time_unix_nano", "updated_time_unix_nano", "resolved_time_unix_nano", "kpi_series_id", "score", "summary", "causes")
+    __slots__ = ("id", "state", "title", "opened_time_unix_nano", "onset_time_unix_nano", "updated_time_unix_nano", "resolved_time_unix_nano", "kpi_series_id", "score", "summary", "causes", "kind", "severity")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +240,8 @@ class Incident(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     CAUSES_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
     id: str
     state: str
     title: str
@@ -251,7 +253,9 @@ class Incident(_message.Message):
     score: float
     summary: str
     causes: _containers.RepeatedCompositeFieldContainer[Cause]
-    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., title: _Optional[str] = ..., opened_time_unix_nano: _Optional[int] = ..., onset_time_unix_nano: _Optional[int] = ..., updated_time_unix_nano: _Optional[int] = ..., resolved_time_unix_nano: _Optional[int] = ..., kpi_series_id: _Optional[str] = ..., score: _Optional[float] = ..., summary: _Optional[str] = ..., causes: _Optional[_Iterable[_Union[Cause, _Mapping]]] = ...) -> None: ...
+    kind: str
+    severity: str
+    def __init__(self, id: _Optional[str] = ..., state: _Optional[str] = ..., title: _Optional[str] = ..., opened_time_unix_nano: _Optional[int] = ..., onset_time_unix_nano: _Optional[int] = ..., updated_time_unix_nano: _Optional[int] = ..., resolved_time_unix_nano: _Optional[int] = ..., kpi_series_id: _Optional[str] = ..., score: _Optional[float] = ..., summary: _Optional[str] = ..., causes: _Optional[_Iterable[_Union[Cause, _Mapping]]] = ..., kind: _Optional[str] = ..., severity: _Optional[str] = ...) -> None: ...
 
 class GetBaselineRequest(_message.Message):
     __slots__ = ("series_id", "start_time_unix_nano", "end_time_unix_nano", "view")
@@ -290,3 +294,98 @@ class Baseline(_message.Message):
     predictability: float
     season_periods_s: _containers.RepeatedScalarFieldContainer[float]
     def __init__(self, info: _Optional[_Union[SeriesInfo, _Mapping]] = ..., method: _Optional[str] = ..., view: _Optional[str] = ..., time_unix_nano: _Optional[_Iterable[int]] = ..., observed: _Optional[_Iterable[float]] = ..., expected: _Optional[_Iterable[float]] = ..., lower: _Optional[_Iterable[float]] = ..., upper: _Optional[_Iterable[float]] = ..., score: _Optional[_Iterable[float]] = ..., predictability: _Optional[float] = ..., season_periods_s: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class GetCostReportRequest(_message.Message):
+    __slots__ = ("start_time_unix_nano", "end_time_unix_nano", "group_by")
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    group_by: str
+    def __init__(self, start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., group_by: _Optional[str] = ...) -> None: ...
+
+class CostFigures(_message.Message):
+    __slots__ = ("group", "allocated_gpu_hours", "active_gpu_hours", "active_sm_gpu_hours", "idle_gpu_hours", "unallocated_gpu_hours", "unpriced_gpu_hours", "useful_gpu_hours", "energy_kwh", "unallocated_energy_kwh", "gpu_time_cost", "energy_cost", "idle_cost", "unallocated_cost", "useful_cost", "total_cost", "samples", "tokens", "cost_per_1k_samples", "cost_per_1m_tokens", "efficiency", "idle_ratio", "measured_gpu_hours", "team", "sample_jobs_cost", "token_jobs_cost")
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_SM_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    UNALLOCATED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    USEFUL_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    UNALLOCATED_ENERGY_KWH_FIELD_NUMBER: _ClassVar[int]
+    GPU_TIME_COST_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_COST_FIELD_NUMBER: _ClassVar[int]
+    IDLE_COST_FIELD_NUMBER: _ClassVar[int]
+    UNALLOCATED_COST_FIELD_NUMBER: _ClassVar[int]
+    USEFUL_COST_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_COST_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_1K_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    COST_PER_1M_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EFFICIENCY_FIELD_NUMBER: _ClassVar[int]
+    IDLE_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MEASURED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_JOBS_COST_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_JOBS_COST_FIELD_NUMBER: _ClassVar[int]
+    group: str
+    allocated_gpu_hours: float
+    active_gpu_hours: float
+    active_sm_gpu_hours: float
+    idle_gpu_hours: float
+    unallocated_gpu_hours: float
+    unpriced_gpu_hours: float
+    useful_gpu_hours: float
+    energy_kwh: float
+    unallocated_energy_kwh: float
+    gpu_time_cost: float
+    energy_cost: float
+    idle_cost: float
+    unallocated_cost: float
+    useful_cost: float
+    total_cost: float
+    samples: float
+    tokens: float
+    cost_per_1k_samples: float
+    cost_per_1m_tokens: float
+    efficiency: float
+    idle_ratio: float
+    measured_gpu_hours: float
+    team: str
+    sample_jobs_cost: float
+    token_jobs_cost: float
+    def __init__(self, group: _Optional[str] = ..., allocated_gpu_hours: _Optional[float] = ..., active_gpu_hours: _Optional[float] = ..., active_sm_gpu_hours: _Optional[float] = ..., idle_gpu_hours: _Optional[float] = ..., unallocated_gpu_hours: _Optional[float] = ..., unpriced_gpu_hours: _Optional[float] = ..., useful_gpu_hours: _Optional[float] = ..., energy_kwh: _Optional[float] = ..., unallocated_energy_kwh: _Optional[float] = ..., gpu_time_cost: _Optional[float] = ..., energy_cost: _Optional[float] = ..., idle_cost: _Optional[float] = ..., unallocated_cost: _Optional[float] = ..., useful_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., samples: _Optional[float] = ..., tokens: _Optional[float] = ..., cost_per_1k_samples: _Optional[float] = ..., cost_per_1m_tokens: _Optional[float] = ..., efficiency: _Optional[float] = ..., idle_ratio: _Optional[float] = ..., measured_gpu_hours: _Optional[float] = ..., team: _Optional[str] = ..., sample_jobs_cost: _Optional[float] = ..., token_jobs_cost: _Optional[float] = ...) -> None: ...
+
+class CostReport(_message.Message):
+    __slots__ = ("start_time_unix_nano", "end_time_unix_nano", "group_by", "currency", "example_prices", "catalog", "groups", "unpriced_models", "predictability")
+    class PredictabilityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    START_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_UNIX_NANO_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLE_PRICES_FIELD_NUMBER: _ClassVar[int]
+    CATALOG_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    UNPRICED_MODELS_FIELD_NUMBER: _ClassVar[int]
+    PREDICTABILITY_FIELD_NUMBER: _ClassVar[int]
+    start_time_unix_nano: int
+    end_time_unix_nano: int
+    group_by: str
+    currency: str
+    example_prices: bool
+    catalog: str
+    groups: _containers.RepeatedCompositeFieldContainer[CostFigures]
+    unpriced_models: _containers.RepeatedScalarFieldContainer[str]
+    predictability: _containers.ScalarMap[str, float]
+    def __init__(self, start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., group_by: _Optional[str] = ..., currency: _Optional[str] = ..., example_prices: _Optional[bool] = ..., catalog: _Optional[str] = ..., groups: _Optional[_Iterable[_Union[CostFigures, _Mapping]]] = ..., unpriced_models: _Optional[_Iterable[str]] = ..., predictability: _Optional[_Mapping[str, float]] = ...) -> None: ...

@@ -64,6 +64,11 @@ class RcaServiceStub:
                 request_serializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.GetBaselineRequest.SerializeToString,
                 response_deserializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.Baseline.FromString,
                 _registered_method=True)
+        self.GetCostReport = channel.unary_unary(
+                '/factorylens.rca.v1.RcaService/GetCostReport',
+                request_serializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.GetCostReportRequest.SerializeToString,
+                response_deserializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.CostReport.FromString,
+                _registered_method=True)
 
 
 class RcaServiceServicer:
@@ -112,6 +117,14 @@ class RcaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCostReport(self, request, context):
+        """GPU cost and ROI over a time range, grouped by team, job, cluster, model, GPU or host, at the
+        prices of the service's catalog (--price-catalog).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RcaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +157,11 @@ def add_RcaServiceServicer_to_server(servicer, server):
                     servicer.GetBaseline,
                     request_deserializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.GetBaselineRequest.FromString,
                     response_serializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.Baseline.SerializeToString,
+            ),
+            'GetCostReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCostReport,
+                    request_deserializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.GetCostReportRequest.FromString,
+                    response_serializer=factorylens_dot_rca_dot_v1_dot_rca__pb2.CostReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +326,33 @@ class RcaService:
             '/factorylens.rca.v1.RcaService/GetBaseline',
             factorylens_dot_rca_dot_v1_dot_rca__pb2.GetBaselineRequest.SerializeToString,
             factorylens_dot_rca_dot_v1_dot_rca__pb2.Baseline.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCostReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/factorylens.rca.v1.RcaService/GetCostReport',
+            factorylens_dot_rca_dot_v1_dot_rca__pb2.GetCostReportRequest.SerializeToString,
+            factorylens_dot_rca_dot_v1_dot_rca__pb2.CostReport.FromString,
             options,
             channel_credentials,
             insecure,

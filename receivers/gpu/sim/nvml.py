@@ -292,8 +292,8 @@ class SimulatedNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: _Handle) -> list[SimpleNamespace]:
         gpu = self._gpu(h, "nvmlDeviceGetComputeRunningProcesses")
-        if gpu.process is None:
-            return []
+        if gpu.process is None or (gpu.mig_enabled and h.mig not in (None, 0)):
+            return []  # in MIG mode the job runs on the first slice; the others are free
         return [
             SimpleNamespace(
                 pid=gpu.process.pid,
