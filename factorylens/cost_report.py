@@ -54,8 +54,8 @@ def parse_duration(text: str) -> float:
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a duration such as 90m, 24h, 7d or 4w")
     seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("the duration must be positive")
+    if not 0 < seconds <= 100 * 365 * 86400:
+        raise argparse.ArgumentTypeError("the duration must be positive and at most 100 years")
     return seconds
 
 
@@ -64,7 +64,7 @@ def parse_time(text: str) -> float:
     if text == "now":
         return time.time()
     try:
-        return float(text)
+        return _checked_time(float(text), text)
     except ValueError:
         pass
     try:
@@ -73,7 +73,13 @@ def parse_time(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'now', Unix seconds or an ISO 8601 time") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.timestamp()
+    return _checked_time(moment.timestamp(), text)
+
+
+def _checked_time(seconds: float, text: str) -> float:
+    if not math.isfinite(seconds) or not 0 <= seconds < 253_402_300_800:  # up to the year 9999
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time between 1970 and 9999")
+    return seconds
 
 
 @dataclass
@@ -122,7 +128,10 @@ def from_service(
     from factorylens.rca_service.api.v1 import rca_pb2
     from factorylens.rca_service.client import connect
 
-    stub = connect(target, token=token, tls_ca=tls_ca)
+    try:
+        stub = connect(target, token=token, tls_ca=tls_ca)
+    except (OSError, ValueError) as exc:
+        raise ReportError(f"cannot connect to the RCA service at {target}: {exc}") from None
 
     def fetch(start: float, end: float, by: str) -> Any:
         request = rca_pb2.GetCostReportRequest(
@@ -145,6 +154,7 @@ def from_service(
                 unallocated_h=g.unallocated_gpu_hours,
                 unpriced_h=g.unpriced_gpu_hours,
                 useful_h=g.useful_gpu_hours,
+                useful_basis_h=g.useful_basis_gpu_hours,
                 energy_kwh=g.energy_kwh,
                 unallocated_energy_kwh=g.unallocated_energy_kwh,
                 gpu_time_cost=g.gpu_time_cost,
@@ -230,9 +240,15 @@ class PrometheusClient:
             raise ReportError(f"Prometheus at {self.url} answered HTTP {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             raise ReportError(f"cannot reach Prometheus at {self.url}: {exc}") from None
-        if payload.get("status") != "success":
-            raise ReportError(f"Prometheus refused {promql!r}: {payload.get('error', payload)}")
-        return [(item["metric"], float(item["value"][1])) for item in payload["data"]["result"]]
+        except ValueError as exc:  # not JSON: a proxy's or a login page's HTML
+            raise ReportError(f"{self.url} did not answer as Prometheus's HTTP API does: {exc}") from None
+        if not isinstance(payload, dict) or payload.get("status") != "success":
+            error = payload.get("error", payload) if isinstance(payload, dict) else payload
+            raise ReportError(f"Prometheus refused {promql!r}: {error}")
+        try:
+            return [(item["metric"], float(item["value"][1])) for item in payload["data"]["result"]]
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ReportError(f"{self.url} answered {promql!r} with something that is not a vector ({exc})") from None
 
 
 def from_prometheus(
@@ -249,6 +265,7 @@ def from_prometheus(
         JOB_FIGURES,
         RECORDED,
         WORKLOAD,
+        CatalogError,
         CostTotals,
         PriceCatalog,
         recorded_selector,
@@ -309,7 +326,10 @@ def from_prometheus(
                 group = UNALLOCATED if name in _UNALLOCATED_FIGURES else f"(no {group_by})"
             totals = tables[part].setdefault(group, CostTotals())
             setattr(totals, name, getattr(totals, name) + value)
-    catalog = PriceCatalog.from_file(catalog_path) if catalog_path else None
+    try:
+        catalog = PriceCatalog.from_file(catalog_path) if catalog_path else None
+    except CatalogError as exc:
+        raise ReportError(str(exc)) from None
     report = Report(
         start_s,
         end_s,
@@ -479,7 +499,7 @@ def render_table(report: Report) -> str:
         for job, t in idle[:TOP_IDLE_JOBS]:
             team = report.teams.get(job, "")
             out.write(
-                f"  {job[:32]:32}  {team[:16]:16}  {_fmt(t.idle_h):>8} idle GPU-h of {_fmt(t.measured_h):>8}"
+                f"  {job[:32]:32}  {team[:20]:20}  {_fmt(t.idle_h):>8} idle GPU-h of {_fmt(t.measured_h):>8}"
                 f" ({_pct(t.idle_ratio):>4})  {cur} {_fmt(t.idle_cost, 2):>10}\n"
             )
     if report.predictability:
@@ -655,7 +675,11 @@ def _run_rules(args: argparse.Namespace) -> int:
         print(f"factorylens cost rules: {exc}", file=sys.stderr)
         return 2
     if args.output:
-        Path(args.output).write_text(text)
+        try:
+            Path(args.output).write_text(text)
+        except OSError as exc:
+            print(f"factorylens cost rules: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
     else:
         sys.stdout.write(text)
     return 0

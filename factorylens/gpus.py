@@ -39,14 +39,16 @@ def peak_tflops(gpu_name: str) -> float | None:
     return None
 
 
-_MIG_SLICES = re.compile(r"(\d+)g\.")
+# a GPU instance ``3g.40gb``, or a compute instance inside one, ``1c.3g.40gb`` (1 of its 3 slices)
+_MIG_SLICES = re.compile(r"(?:(\d+)c\.)?(\d+)g\.")
 # compute slices of a whole GPU in MIG mode (NVIDIA MIG user guide): 7 on A100/H100/H200/B200, 4 on A30
 _GPU_SLICES_DEFAULT = 7
 _GPU_SLICES = (("A30", 4),)
 
 
 def mig_fraction(gpu_name: str, profile: str | None = None) -> float:
-    """A MIG slice's compute share of its GPU (``3g.40gb`` on an H100: 3/7); 1 for a whole GPU.
+    """A MIG slice's compute share of its GPU (``3g.40gb`` on an H100: 3/7, ``1c.3g.40gb``: 1/7); 1 for a
+    whole GPU.
     ``profile`` defaults to the one NVML puts in a MIG device's name (``NVIDIA H100 ... MIG 1g.10gb``)."""
     if profile is None:
         if " MIG " not in gpu_name:
@@ -56,4 +58,4 @@ def mig_fraction(gpu_name: str, profile: str | None = None) -> float:
     if match is None:
         return 1.0
     slices = next((n for marker, n in _GPU_SLICES if marker in gpu_name), _GPU_SLICES_DEFAULT)
-    return min(1.0, int(match.group(1)) / slices)
+    return min(1.0, int(match.group(1) or match.group(2)) / slices)

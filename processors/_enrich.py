@@ -30,7 +30,7 @@ DEFAULT_JOB_LABELS = (
     "app.kubernetes.io/instance",
 )
 DEFAULT_TEAM_LABELS = ("factorylens.team", "team")
-GPU_METRIC_PREFIXES = ("hw.", "process.gpu.")  # the series a GPU's job is stamped on
+GPU_METRIC_PREFIXES = ("hw.", "process.gpu.", "factorylens.gpu.")  # the series a GPU's job is stamped on (usage too)
 MAX_CACHED_DECISIONS = 20_000
 MAX_CACHED_RESOURCES = 64  # (resource job, index version) pairs with a decision cache
 
@@ -267,6 +267,8 @@ def _decide(attributes: Any, config: EnrichConfig, index: GpuJobIndex | None, re
             namespace = kv.value.string_value
         elif key == "k8s.pod.name":
             pod = kv.value.string_value
+        elif key == "factorylens.allocation.state" and kv.value.string_value == "unallocated":
+            return b"", 0, 0  # a free GPU's time belongs to no job, whoever the GPU is assigned to
     if not gpu and not job and not pod:
         return b"", 0, 0
     out = metrics_pb2.NumberDataPoint()

@@ -13,11 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from factorylens.processors.cost import JobOutput, UsageRow
-from factorylens.rca_service.store import SeriesInfo, SeriesStore
+from factorylens.rca_service.store import SeriesInfo, SeriesKind, SeriesStore
 
 NS = 1_000_000_000
 JOB, TEAM, CLUSTER = "factorylens.job.id", "factorylens.team", "factorylens.cluster.name"
@@ -41,20 +42,15 @@ def usage_field(info: SeriesInfo) -> str:
     return "unallocated_energy_j" if unallocated else "energy_j"
 
 
-def usage_key(info: SeriesInfo) -> tuple[str, str, str, str, str, str]:
-    """(GPU, GPU name, job, team, cluster, host) of a usage counter; unallocated time has no job."""
+def usage_key(info: SeriesInfo) -> tuple[str, str, str, str, str, str, bool]:
+    """(GPU, GPU name, job, team, cluster, host, unallocated) of a usage counter. Unallocated time has no
+    job, and its own row: a process of no known job holding the GPU is not the GPU being free."""
     a = info.attributes
     unallocated = a.get("factorylens.allocation.state") == "unallocated"
     job, team = ("", "") if unallocated else (str(a.get(JOB, "")), str(a.get(TEAM, "")))
     cluster = str(a.get(CLUSTER) or info.resource.get(CLUSTER) or info.resource.get("k8s.cluster.name") or "")
-    return (
-        str(a.get("hw.id", "")),
-        str(a.get("hw.name", "")),
-        job,
-        team,
-        cluster,
-        str(info.resource.get("host.name", "")),
-    )
+    host = str(info.resource.get("host.name", ""))
+    return (str(a.get("hw.id", "")), str(a.get("hw.name", "")), job, team, cluster, host, unallocated)
 
 
 def job_of(info: SeriesInfo) -> str:
@@ -110,7 +106,7 @@ class _Ring:
 class _Entry:
     row: int
     kind: str  # a UsageRow field, "samples", "tokens", or "mfu"
-    key: tuple[str, ...]
+    key: tuple[Any, ...]
     last_ts: int
     last_value: float | None = None
 
@@ -145,12 +141,12 @@ class UsageLedger:
             if result is None:
                 self._forget(sid)
                 continue
-            _, ts, values, starts = result
+            info, ts, values, starts = result
             if len(ts):
-                self._take(entry, ts, values, starts)
+                self._take(entry, ts, values, starts, delta=info.kind is SeriesKind.DELTA)
 
     def _track(self, info: SeriesInfo, first_ns: int) -> None:
-        key: tuple[str, ...]
+        key: tuple[Any, ...]
         if info.metric in USAGE_METRICS:
             kind, key = usage_field(info), usage_key(info)
         elif info.metric == MFU:
@@ -171,19 +167,25 @@ class UsageLedger:
         entry = self._entries.pop(sid)
         self._free.append(entry.row)
 
-    def _take(self, entry: _Entry, ts: Sequence[int], values: Sequence[float], starts: list[int]) -> None:
+    def _take(
+        self, entry: _Entry, ts: Sequence[int], values: Sequence[float], starts: list[int], *, delta: bool = False
+    ) -> None:
+        """Add the new points: a gauge's values, a delta counter's values (each is an increase), a
+        cumulative counter's increases between points."""
         if len(ts) > _VECTOR_FROM:
-            self._take_many(entry, np.asarray(ts, dtype=np.int64), np.asarray(values, dtype=np.float64), starts)
+            array_ts, array_values = np.asarray(ts, dtype=np.int64), np.asarray(values, dtype=np.float64)
+            self._take_many(entry, array_ts, array_values, starts, delta=delta)
             return
         previous_ts, previous = entry.last_ts, entry.last_value
         times: list[int] = []
         amounts: list[float] = []
-        if entry.kind == "mfu":
+        if entry.kind == "mfu" or delta:
             for t, v in zip(ts, values, strict=True):
                 if math.isfinite(v):
                     times.append(t)
                     amounts.append(v)
-            self._add(self._counts_long, entry.row, times, [1.0] * len(times))
+            if entry.kind == "mfu":
+                self._add(self._counts_long, entry.row, times, [1.0] * len(times))
         else:
             for t, v in zip(ts, values, strict=True):
                 if not math.isfinite(v):
@@ -197,13 +199,16 @@ class UsageLedger:
         self._add(self._short, entry.row, times, amounts)
         entry.last_ts, entry.last_value = int(ts[-1]), previous
 
-    def _take_many(self, entry: _Entry, ts: np.ndarray, values: np.ndarray, starts: list[int]) -> None:
+    def _take_many(
+        self, entry: _Entry, ts: np.ndarray, values: np.ndarray, starts: list[int], *, delta: bool = False
+    ) -> None:
         """:meth:`_take` for a long stretch (the first read of a window), with numpy."""
         last_ts = int(ts[-1])
         finite = np.isfinite(values)
         ts, values = ts[finite], values[finite]
-        if entry.kind == "mfu":
-            self._add_many(self._counts_long, entry.row, ts, np.ones(len(ts)))
+        if entry.kind == "mfu" or delta:
+            if entry.kind == "mfu":
+                self._add_many(self._counts_long, entry.row, ts, np.ones(len(ts)))
             times, amounts = ts, values
         else:
             if entry.last_value is not None:
@@ -249,12 +254,31 @@ class UsageLedger:
             total += amount
         ring.add(row, first, total)
 
+    def held_share(self, start_ns: int, end_ns: int) -> dict[str, float]:
+        """Per job, the share of the short window from the first to the last bucket in which it held a
+        GPU (had allocated time): how long it has held its GPUs, in clock time whatever the counters say
+        (a simulated cluster's GPU-seconds run faster than the clock)."""
+        ring = self._short
+        first, last = start_ns // ring.bucket_ns + 1, end_ns // ring.bucket_ns  # whole buckets only
+        if last < first:
+            return {}
+        spans: dict[str, tuple[int, int]] = {}  # job -> first and last bucket with allocated time
+        for entry in self._entries.values():
+            if entry.kind != "allocated_s" or not entry.key[2]:
+                continue
+            buckets = ring.buckets[entry.row]
+            inside = buckets[(buckets >= first - 1) & (buckets <= last) & (ring.values[entry.row] > 0)]
+            if len(inside):
+                low, high = spans.get(entry.key[2], (last + 1, first - 2))
+                spans[entry.key[2]] = (min(low, int(inside.min())), max(high, int(inside.max())))
+        return {job: (high - max(low, first - 1)) / (last - first + 1) for job, (low, high) in spans.items()}
+
     def rows(self, start_ns: int, end_ns: int, *, short: bool = False) -> tuple[list[UsageRow], dict[str, JobOutput]]:
         """Usage rows and job outputs over [start_ns, end_ns], to the bucket of the ring asked for."""
         ring = self._short if short else self._long
         sums, present = ring.sums(start_ns, end_ns)
         counts = self._counts_long.sums(start_ns, end_ns)[0] if not short else None
-        usage: dict[tuple[str, ...], dict[str, float]] = {}
+        usage: dict[tuple[Any, ...], dict[str, float]] = {}
         outputs: dict[str, dict[str, float]] = {}
         for entry in self._entries.values():
             if not present[entry.row]:
@@ -273,7 +297,7 @@ class UsageLedger:
                 fields[entry.kind] = fields.get(entry.kind, 0.0) + value
         rows = [
             UsageRow(gpu, name, job, team, cluster, host, **fields)
-            for (gpu, name, job, team, cluster, host), fields in usage.items()
+            for (gpu, name, job, team, cluster, host, _), fields in usage.items()
         ]
         jobs = {
             job: JobOutput(v.get("samples"), v.get("tokens"), v["mfu_sum"] / v["mfu_n"] if v.get("mfu_n") else None)

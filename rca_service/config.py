@@ -90,7 +90,7 @@ class RcaServiceConfig:
     enrich_file: str = _default("enrich_file", "")  # type: ignore[assignment]
     # stamp each GPU's series with the job of the process on it (needed to shard by job)
     gpu_jobs_from_processes: bool = _default("gpu_jobs_from_processes", False)  # type: ignore[assignment]
-    # cost: a price catalog (YAML, `factorylens cost catalog --example`); without one every GPU-hour is
+    # cost: a price catalog (YAML, `factorylens cost catalog` prints an example); without one every GPU-hour is
     # reported as unpriced, never as free
     price_catalog: str = _default("price_catalog", "")  # type: ignore[assignment]
     # live cost figures and waste incidents are recomputed at most this often

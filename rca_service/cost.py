@@ -20,9 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from factorylens.gpus import mig_fraction
 from factorylens.processors.cost import (
-    UNALLOCATED,
     CostTotals,
     JobOutput,
     PriceCatalog,
@@ -47,8 +45,8 @@ log = logging.getLogger(__name__)
 NS = 1_000_000_000
 Points = list[tuple[Mapping[str, Any], float]]
 JOB, TEAM, CLUSTER = "factorylens.job.id", "factorylens.team", "factorylens.cluster.name"
-WASTE = "waste"
-PERFORMANCE = "performance"
+WASTE = "waste"  # the incident kind; the analyzer's are "performance"
+MAX_RESOLVED = 1000
 MAX_LIVE_GROUPS = 5000  # /metrics groups (job x team x cluster x model); the largest spenders first
 # phases whose dominance explains idle GPUs, in the words an operator uses
 IDLE_REASONS = (
@@ -95,7 +93,7 @@ class CostReportData:
 def usage_rows(store: SeriesStore, start_ns: int, end_ns: int, *, job: str | None = None) -> list[UsageRow]:
     """One row per GPU and job (and one per GPU for its unallocated time) over (start_ns, end_ns], exactly
     (each counter's increases between its points); ``job``: only that job's rows."""
-    rows: dict[tuple[str, ...], dict[str, float]] = {}
+    rows: dict[tuple[Any, ...], dict[str, float]] = {}
     for metric in USAGE_METRICS:
         for info in store.of_metric(metric):
             if job is not None and info.attributes.get(JOB) != job:
@@ -108,7 +106,7 @@ def usage_rows(store: SeriesStore, start_ns: int, end_ns: int, *, job: str | Non
             fields[name] = fields.get(name, 0.0) + amount
     return [
         UsageRow(gpu, hw_name, job_id, team, cluster, host, **fields)
-        for (gpu, hw_name, job_id, team, cluster, host), fields in rows.items()
+        for (gpu, hw_name, job_id, team, cluster, host, _), fields in rows.items()
     ]
 
 
@@ -274,6 +272,7 @@ class CostTracker:
         cfg = self.waste
         start_ns = now_ns - int(cfg.duration_s * NS)
         rows = [r for r in self._ledger.rows(start_ns, now_ns, short=True)[0] if r.job]
+        held = self._ledger.held_share(start_ns, now_ns)
         by_job: dict[str, list[UsageRow]] = {}
         for row in rows:
             by_job.setdefault(row.job, []).append(row)
@@ -283,7 +282,7 @@ class CostTracker:
             for job, job_rows in by_job.items():
                 totals = by_job_totals[job]
                 gpus = {r.gpu for r in job_rows}
-                held_all_along = totals.allocated_h * 3600 >= 0.9 * cfg.duration_s * _gpu_shares(job_rows)
+                held_all_along = held.get(job, 0.0) >= 0.9
                 idle = totals.idle_ratio
                 open_id = self._open_by_job.get(job)
                 if open_id is None:
@@ -309,7 +308,14 @@ class CostTracker:
                     incident.resolved_unix_nano = incident.updated_unix_nano = now_ns
                     del self._open_by_job[job]
                     changes.append((IncidentChange.RESOLVED, incident))
+            self._expire_resolved()
             return [(change, copy.deepcopy(incident)) for change, incident in changes]
+
+    def _expire_resolved(self) -> None:
+        """Keep the newest ``MAX_RESOLVED`` resolved waste incidents (the analyzers keep as many)."""
+        resolved = [i for i in self._incidents.values() if i.state is IncidentState.RESOLVED]
+        for incident in sorted(resolved, key=lambda i: i.resolved_unix_nano)[: max(0, len(resolved) - MAX_RESOLVED)]:
+            del self._incidents[incident.id]
 
     def _open_waste(
         self,
@@ -321,9 +327,8 @@ class CostTracker:
         onset_ns: int,
         now_ns: int,
     ) -> Incident:
-        number = sum(1 for i in self._incidents.values() if i.kpi_series_id == f"job:{job}") + 1
         incident = Incident(
-            id=f"waste-{job}-{number}",
+            id=f"waste-{job}-{now_ns // NS}",
             state=IncidentState.OPEN,
             title="",
             opened_unix_nano=now_ns,
@@ -393,11 +398,6 @@ class CostTracker:
                 for i in self._incidents.values()
                 if i.state is IncidentState.OPEN
             }
-
-
-def _gpu_shares(rows: list[UsageRow]) -> float:
-    """How many whole GPUs the rows' GPUs make (a MIG slice counts as its compute share)."""
-    return sum(mig_fraction(name) for name in {r.gpu: r.hw_name for r in rows}.values()) or 1.0
 
 
 def _idle_reason(store: SeriesStore, job: str, start_ns: int, end_ns: int) -> tuple[str, str, str, Evidence | None]:
@@ -524,8 +524,6 @@ class CostAwareAnalyzer(Analyzer):
 
 
 __all__ = [
-    "PERFORMANCE",
-    "UNALLOCATED",
     "WASTE",
     "CostAwareAnalyzer",
     "CostReportData",

@@ -225,6 +225,7 @@ class FindingsMeter:
 
     def __init__(self, readers: list[MetricReader], source: Callable[[], Mapping[str, Points]]) -> None:
         self._source = source
+        self._cached: tuple[float, Mapping[str, Points]] = (0.0, {})
         self._provider = make_meter_provider(make_resource({}, "factorylens-rca"), readers)
         meter = self._provider.get_meter("factorylens.rca_service", __version__)
         self._instruments = [
@@ -246,9 +247,17 @@ class FindingsMeter:
 
     def _callback(self, metric: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
-            return [Observation(value, dict(attributes)) for attributes, value in self._source().get(metric, [])]
+            return [Observation(value, dict(attributes)) for attributes, value in self._points().get(metric, [])]
 
         return observe
+
+    def _points(self) -> Mapping[str, Points]:
+        """The source's figures, computed once per collection (every instrument reads them)."""
+        at, points = self._cached
+        if time.monotonic() - at > 1.0:
+            points = self._source()
+            self._cached = (time.monotonic(), points)
+        return points
 
     def force_flush(self, timeout_ms: int = 5_000) -> bool:
         return self._provider.force_flush(timeout_ms)

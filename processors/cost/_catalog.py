@@ -1,6 +1,6 @@
 """The price catalog: what one GPU-hour and one kWh cost, per GPU model, cluster, team and contract.
 
-A YAML file the operator writes (``factorylens cost catalog --example`` prints a labelled example).
+A YAML file the operator writes (``factorylens cost catalog`` prints a labelled example).
 Prices are never guessed: a GPU whose model matches no entry is *unpriced*, and every figure that
 needs its price says so instead of counting it as free.
 
@@ -24,6 +24,7 @@ from factorylens.registry import PRICE_BASES
 
 HOURS_PER_YEAR = 8760.0
 _REGEX_SPECIAL = set("\\.+()[]{}^$|")
+_MODEL_NAME = re.compile(r"[A-Za-z0-9_.:+-]+")
 _TOP_KEYS = {"currency", "example", "models", "energy", "overrides"}
 _MODEL_KEYS = {"match", "price_per_gpu_hour", "basis", "amortized", "includes_power", "source"}
 _AMORTIZED_KEYS = {"purchase_price", "years", "utilization", "yearly_operating_cost"}
@@ -106,7 +107,7 @@ class PriceCatalog:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError) as exc:
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
             raise CatalogError(f"cannot read the price catalog {path}: {exc}") from exc
         return cls.from_dict(data, origin=str(path))
 
@@ -126,6 +127,8 @@ class PriceCatalog:
         prices: list[GpuPrice] = []
         for name, entry in models_data.items():
             where = f"{origin}: models.{name}"
+            if not isinstance(name, str) or not _MODEL_NAME.fullmatch(name):
+                raise CatalogError(f"{where}: a model name is letters, digits and _ . : + - (it becomes a label)")
             if not isinstance(entry, dict):
                 raise CatalogError(f"{where}: expected a mapping with match and a price")
             _check_keys(entry, _MODEL_KEYS, where)
@@ -135,6 +138,10 @@ class PriceCatalog:
             if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
                 raise CatalogError(
                     f"{where}: 'match' must be a GPU name pattern or a list of them (e.g. 'NVIDIA H100*')"
+                )
+            if any("[" in p or "]" in p for p in patterns):
+                raise CatalogError(
+                    f"{where}: 'match' takes * and ? only (no [...] classes: PromQL reads them otherwise)"
                 )
             models.append(ModelEntry(str(name), tuple(patterns)))
             per_hour, basis = _hourly(entry, where)
@@ -187,8 +194,13 @@ def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 
 def _number(value: Any, where: str, *, positive: bool = True, upper: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise CatalogError(f"{where}: expected a number, got {value!r}")
+    try:
+        number = float(value) if not isinstance(value, bool) and isinstance(value, (int, float)) else math.nan
+    except OverflowError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise CatalogError(f"{where}: expected a number, got {str(value)[:40]!r}")
+    value = number
     if value < 0 or (positive and value == 0) or value > upper:
         bound = f" and at most {upper:g}" if upper != math.inf else ""
         raise CatalogError(f"{where}: must be {'positive' if positive else 'non-negative'}{bound}, got {value!r}")
@@ -246,6 +258,9 @@ def _override(entry: Any, where: str, defaults: Mapping[str, GpuPrice], energy: 
     if not isinstance(entry, dict):
         raise CatalogError(f"{where}: expected a mapping with cluster and/or team")
     _check_keys(entry, _OVERRIDE_KEYS, where)
+    for key in ("cluster", "team", "contract", "model", "source"):
+        if key in entry and not isinstance(entry[key], str):
+            raise CatalogError(f"{where}.{key}: expected a name, got {entry[key]!r}")
     cluster, team = str(entry.get("cluster", "")), str(entry.get("team", ""))
     if not cluster and not team:
         raise CatalogError(f"{where}: an override needs a cluster, a team or both")

@@ -13,7 +13,7 @@ the sums, never averaged, as Prometheus's rule conventions ask.
 - useful GPU-hours: allocated times the job's MFU where it reports one, else active;
 - cost = GPU-hours times the GPU-hour price, plus energy where the price excludes power (on-prem);
 - cost per 1M tokens (1k samples) = the cost of the jobs that reported tokens (samples) over them;
-- efficiency = useful / allocated.
+- efficiency = useful / allocated, over the hours whose usefulness was measured.
 """
 
 from __future__ import annotations
@@ -69,6 +69,7 @@ class CostTotals:
     unallocated_h: float = 0.0
     unpriced_h: float = 0.0
     useful_h: float = 0.0
+    useful_basis_h: float = 0.0  # allocated hours whose usefulness is known (MFU reported, or utilization read)
     energy_kwh: float = 0.0
     unallocated_energy_kwh: float = 0.0
     gpu_time_cost: float = 0.0
@@ -96,7 +97,9 @@ class CostTotals:
 
     @property
     def efficiency(self) -> float:
-        return self.useful_h / self.allocated_h if self.allocated_h > 0 else math.nan
+        """Useful over allocated GPU-hours, over the hours where usefulness was known (a MIG slice that
+        no utilization reading covers and whose job reports no MFU is left out, not counted useless)."""
+        return self.useful_h / self.useful_basis_h if self.useful_basis_h > 0 else math.nan
 
     @property
     def idle_ratio(self) -> float:
@@ -137,8 +140,10 @@ def row_totals(row: UsageRow, catalog: PriceCatalog, output: JobOutput | None = 
         t.active_sm_h = row.active_sm_s / 3600.0
     if output is not None and output.mfu is not None:
         t.useful_h = t.allocated_h * min(1.0, max(0.0, output.mfu))
+        t.useful_basis_h = t.allocated_h
     else:
         t.useful_h = t.active_h
+        t.useful_basis_h = t.measured_h
     if price is None:
         t.unpriced_h = t.allocated_h + t.unallocated_h
         return t

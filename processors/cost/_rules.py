@@ -58,6 +58,7 @@ SAMPLES = "job:factorylens_train_samples:increase1h"
 TOKENS = "job:factorylens_train_tokens:increase1h"
 MFU = "job:factorylens_train_mfu:avg1h"
 MEASURED_HOURS = "gpu_job:factorylens_gpu_measured_hours:increase1h"
+USEFUL_BASIS_HOURS = "gpu_job:factorylens_gpu_useful_basis_hours:increase1h"
 WORKLOAD_LABELS = ("factorylens_job_id", "factorylens_team", "factorylens_cluster_name", "hw_model")
 KIND_LABELS = ("factorylens_allocation_state", "factorylens_cost_basis")
 # every figure again per workload (job, team, cluster, model; no GPU), all under one name with the
@@ -73,6 +74,7 @@ RECORDED: dict[str, tuple[str, str]] = {
     "active_sm_h": (ACTIVE_HOURS, 'factorylens_cost_basis="sm_activity"'),
     "idle_h": (IDLE_HOURS, ""),
     "useful_h": (USEFUL_HOURS, ""),
+    "useful_basis_h": (USEFUL_BASIS_HOURS, ""),
     "unpriced_h": (UNPRICED_HOURS, ""),
     "energy_kwh": (ENERGY_KWH, 'factorylens_allocation_state="allocated"'),
     "unallocated_energy_kwh": (ENERGY_KWH, 'factorylens_allocation_state="unallocated"'),
@@ -111,7 +113,8 @@ def _quoted(value: str) -> str:
 
 
 def _resolved(price_metric: str, target: str) -> str:
-    """The price of each series of ``target``, the most specific scope first."""
+    """The price of each series of ``target``, the most specific scope first, as last served in the hour
+    (a missed scrape of the price series at the evaluation instant must not leave the hour unpriced)."""
     scopes = (
         (SCOPE, 'factorylens_cluster_name!="", factorylens_team!=""'),
         (("hw_model", "factorylens_team"), 'factorylens_cluster_name="", factorylens_team!=""'),
@@ -119,7 +122,8 @@ def _resolved(price_metric: str, target: str) -> str:
         (("hw_model",), 'factorylens_cluster_name="", factorylens_team=""'),
     )
     parts = [
-        f"(0 * ({target}) + on({_by(*on)}) group_left() max by ({_by(*on)}) ({price_metric}{{{selector}}}))"
+        f"(0 * ({target}) + on({_by(*on)}) group_left() "
+        f"max by ({_by(*on)}) (last_over_time({price_metric}{{{selector}}}[1h])))"
         for on, selector in scopes
     ]
     return "\n  or ".join(parts)
@@ -194,13 +198,15 @@ def recording_rules(catalog: PriceCatalog) -> dict[str, Any]:
             f"{ALLOCATED_HOURS} and ignoring({_by(*KIND_LABELS)}) "
             f'{ACTIVE_HOURS}{{factorylens_cost_basis="utilization"}}',
         ),
+        (USEFUL_BASIS_HOURS, f"{ALLOCATED_HOURS} and on(factorylens_job_id) {MFU}\n  or {MEASURED_HOURS}"),
         (GPU_TIME_COST, f"{ALLOCATED_HOURS} * {PRICE}"),
         (ENERGY_COST, f'{ENERGY_KWH}{{factorylens_allocation_state="allocated"}} * {ENERGY_PRICE}'),
         (IDLE_COST, f"{IDLE_HOURS} * {PRICE}"),
         (
             UNALLOCATED_COST,
-            f'{UNALLOCATED_HOURS} * {PRICE}\n  + ({ENERGY_KWH}{{factorylens_allocation_state="unallocated"}} '
-            f"* {ENERGY_PRICE} or {UNALLOCATED_HOURS} * 0)",
+            f"{UNALLOCATED_HOURS} * {PRICE}\n  + (sum by ({_by(*GPU_LABELS)}, hw_model, factorylens_allocation_state) "
+            f'({ENERGY_KWH}{{factorylens_allocation_state="unallocated"}}) * {ENERGY_PRICE}'
+            f" or {UNALLOCATED_HOURS} * 0)",
         ),
         (USEFUL_COST, f"{USEFUL_HOURS} * {PRICE}"),
         (JOB_COST, f"{GPU_TIME_COST} + {ENERGY_COST} or {GPU_TIME_COST}"),
@@ -217,7 +223,10 @@ def recording_rules(catalog: PriceCatalog) -> dict[str, Any]:
         for figure in RECORDED
     ]
     # a job's output takes its team from its GPUs when the instrumentation's series lack it
-    teams = f"max by (factorylens_job_id, factorylens_team) (0 * {ALLOCATED_HOURS} + 1)"
+    # (one team per job: a named team before none, so a GPU series without the team cannot hide it)
+    named = f'max by (factorylens_job_id, factorylens_team) (0 * {ALLOCATED_HOURS}{{factorylens_team!=""}} + 2)'
+    anyone = f"max by (factorylens_job_id, factorylens_team) (0 * {ALLOCATED_HOURS} + 1)"
+    teams = f"(0 * topk by (factorylens_job_id) (1, {named} or {anyone}) + 1)"
     recorded += [
         {
             "record": WORKLOAD,

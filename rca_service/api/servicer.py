@@ -370,6 +370,7 @@ def cost_figures_message(group: str, t: CostTotals, team: str = "") -> rca_pb2.C
         measured_gpu_hours=t.measured_h,
         sample_jobs_cost=t.sample_jobs_cost,
         token_jobs_cost=t.token_jobs_cost,
+        useful_basis_gpu_hours=t.useful_basis_h,
     )
 
 

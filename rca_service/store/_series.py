@@ -124,7 +124,7 @@ class ScalarSeries:
         self._values.append(value)
         if ts > self.last_ts:
             self.last_ts = ts
-        elif len(self._ts) > 1:
+        elif self.last_ts:  # at or before a point already held (in the buffer or a sealed chunk)
             self._disordered = True
         if len(self._ts) >= SEAL_POINTS:
             self.seal()

@@ -1,9 +1,9 @@
 """Who used each GPU's time and energy: the counters GPU cost is computed from.
 
-Each scrape, the time since the previous one is charged to the jobs holding each GPU (a job holds a GPU
-while one of its processes is on it), weighted by their share: a MIG slice's compute fraction of its
-GPU, split equally among the jobs time-slicing it. Time nobody holds is unallocated. Active time is
-that share weighted by utilization (and by SM activity where GPM reports it); energy is the
+Each scrape, the time since the previous one is charged to the jobs that held each GPU at its start
+(a job holds a GPU while one of its processes is on it), weighted by their share: a MIG slice's
+compute fraction of its GPU, split equally among the jobs time-slicing it. Time nobody holds is
+unallocated. Active time is that share weighted by utilization (and by SM activity where GPM reports it); energy is the
 ``hw.energy`` increase split the same way. Integrating here, at the scrape rate, makes Prometheus's
 ``increase()`` and the RCA service's window sums exact for any range, whatever the scrape interval,
 and survives counter resets (a restarted agent starts its counters again from zero).
@@ -14,6 +14,7 @@ a recorded fixture) does not matter: the meter reads the scrape's own points.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,11 +34,16 @@ class _Device:
     last_s: float | None = None
     last_energy_j: float | None = None
     updated_s: float = 0.0
+    holders: list[tuple[str, str]] | None = None  # who held it at the last scrape (None: nobody)
 
 
 @dataclass
 class UsageMeter:
     """Integrates allocation, activity and energy per GPU and job across scrapes.
+
+    Each interval is charged to whoever held the GPU at its start (the previous scrape), with the
+    utilization and energy read at its end (they describe the interval). A new holder's counters
+    appear at zero, so ``increase()`` and the RCA service count every interval from the first.
 
     Args:
         attributes: added to every usage point (the cluster name from the resource).
@@ -60,7 +66,7 @@ class UsageMeter:
         """The usage counters after one scrape's ``points`` (all of them, every scrape)."""
         now = self.clock()
         identities: dict[str, Attributes] = {}
-        allocated: dict[str, int] = {}
+        allocated: dict[str, bool] = {}
         utilization: dict[str, float] = {}
         sm_activity: dict[str, float] = {}
         energy: dict[str, float] = {}
@@ -71,15 +77,16 @@ class UsageMeter:
                 continue
             gpu = str(gpu)
             metric = point.metric
+            value = float(point.value)
             if metric == "hw.gpu.allocated":
-                allocated[gpu] = int(point.value)
+                allocated[gpu] = value > 0  # NaN: not held
                 identities[gpu] = point.attributes
             elif metric == "hw.gpu.utilization" and point.attributes.get("hw.gpu.task", "general") == "general":
-                utilization[gpu] = float(point.value)
+                utilization[gpu] = value
             elif metric == "hw.gpu.sm.utilization":
-                sm_activity[gpu] = float(point.value)
+                sm_activity[gpu] = value
             elif metric == "hw.energy":
-                energy[gpu] = float(point.value)
+                energy[gpu] = value
             elif metric == "process.gpu.memory.usage":
                 job = str(point.attributes.get(JOB, ""))
                 jobs.setdefault(gpu, set()).add((job, str(point.attributes.get(TEAM, ""))))
@@ -88,12 +95,12 @@ class UsageMeter:
             if gpu in parents:  # a GPU in MIG mode is charged through its slices
                 continue
             parent = str(identity.get("hw.parent") or "")
+            held = allocated[gpu]
             self._charge(
                 now,
                 gpu,
                 identity,
-                held=allocated[gpu] > 0,
-                jobs=jobs.get(gpu, set()),
+                holders=(sorted(jobs.get(gpu, ())) or [("", "")]) if held else None,
                 utilization=utilization.get(gpu),
                 sm_activity=sm_activity.get(gpu),
                 energy_j=energy.get(parent or gpu),
@@ -107,49 +114,58 @@ class UsageMeter:
         gpu: str,
         identity: Attributes,
         *,
-        held: bool,
-        jobs: set[tuple[str, str]],
+        holders: list[tuple[str, str]] | None,
         utilization: float | None,
         sm_activity: float | None,
         energy_j: float | None,
     ) -> None:
+        """Charge the interval since the last scrape to the holders then; open the counters of the
+        holders now (at zero) so that their first interval is counted too."""
         device = self._devices.get(gpu)
         if device is None:
             device = self._devices[gpu] = _Device()
-        previous_s, previous_energy = device.last_s, device.last_energy_j
-        device.last_s, device.updated_s = now, now
-        if energy_j is not None:
+        previous_s, previous_energy, previous_holders = device.last_s, device.last_energy_j, device.holders
+        device.last_s, device.updated_s, device.holders = now, now, holders
+        if energy_j is not None and math.isfinite(energy_j):
             device.last_energy_j = energy_j
-        if previous_s is None or not 0 < now - previous_s <= self.max_gap_s:
-            return
-        dt = now - previous_s
         profile = identity.get("gpu.mig.profile")
         fraction = mig_fraction(str(identity.get("hw.name", "")), str(profile)) if profile else 1.0
-        energy_delta = 0.0
-        if energy_j is not None and previous_energy is not None and energy_j >= previous_energy:
-            energy_delta = (energy_j - previous_energy) * fraction
-        if not held:
+        measured = {"utilization": utilization, "sm_activity": sm_activity}
+        if previous_s is not None and 0 < now - previous_s <= self.max_gap_s:
+            dt = now - previous_s
+            energy_delta = 0.0
+            if energy_j is not None and previous_energy is not None and energy_j >= previous_energy:
+                energy_delta = (energy_j - previous_energy) * fraction
+            if previous_holders is None:
+                unallocated = {"factorylens.allocation.state": "unallocated"}
+                self._add(ALLOCATION_TIME, identity, unallocated, dt * fraction, now)
+                self._add(ALLOCATION_ENERGY, identity, unallocated, energy_delta, now)
+            else:
+                share = fraction / len(previous_holders)
+                for job, team in previous_holders:
+                    who = {k: v for k, v in ((JOB, job), (TEAM, team)) if v}
+                    state = {**who, "factorylens.allocation.state": "allocated"}
+                    self._add(ALLOCATION_TIME, identity, state, dt * share, now)
+                    self._add(ALLOCATION_ENERGY, identity, state, energy_delta / len(previous_holders), now)
+                    for basis, busy in measured.items():
+                        if busy is not None:
+                            busy = min(1.0, max(0.0, busy)) if math.isfinite(busy) else 0.0
+                            self._add(
+                                ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": basis}, dt * share * busy, now
+                            )
+        if holders is None:
             unallocated = {"factorylens.allocation.state": "unallocated"}
-            self._add(ALLOCATION_TIME, identity, unallocated, dt * fraction, now)
-            self._add(ALLOCATION_ENERGY, identity, unallocated, energy_delta, now)
+            self._add(ALLOCATION_TIME, identity, unallocated, 0.0, now)
+            self._add(ALLOCATION_ENERGY, identity, unallocated, 0.0, now)
             return
-        holders = sorted(jobs) or [("", "")]  # a process whose job is unknown still holds the GPU
-        share = fraction / len(holders)
         for job, team in holders:
             who = {k: v for k, v in ((JOB, job), (TEAM, team)) if v}
             state = {**who, "factorylens.allocation.state": "allocated"}
-            self._add(ALLOCATION_TIME, identity, state, dt * share, now)
-            self._add(ALLOCATION_ENERGY, identity, state, energy_delta / len(holders), now)
-            if utilization is not None:
-                busy = min(1.0, max(0.0, utilization))
-                self._add(
-                    ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": "utilization"}, dt * share * busy, now
-                )
-            if sm_activity is not None:
-                busy = min(1.0, max(0.0, sm_activity))
-                self._add(
-                    ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": "sm_activity"}, dt * share * busy, now
-                )
+            self._add(ALLOCATION_TIME, identity, state, 0.0, now)
+            self._add(ALLOCATION_ENERGY, identity, state, 0.0, now)
+            for basis, busy in measured.items():
+                if busy is not None:
+                    self._add(ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": basis}, 0.0, now)
 
     def _add(self, metric: str, identity: Attributes, extra: Mapping[str, Any], amount: float, now: float) -> None:
         key = (metric, tuple(sorted({**identity, **self.attributes, **extra}.items())))

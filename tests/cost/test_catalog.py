@@ -80,6 +80,17 @@ def test_the_shipped_example_is_valid_and_says_it_is_an_example() -> None:
         ("models: {H100: {match: x}}", "exactly one of price_per_gpu_hour or amortized"),
         ("models: {H100: {match: x, price_per_gpu_hour: -1}}", "must be non-negative"),
         ("models: {H100: {match: x, price_per_gpu_hour: two}}", "expected a number"),
+        ("models: {H100: {match: x, price_per_gpu_hour: 1" + "0" * 400 + "}}", "expected a number"),
+        ('models: {"H100 \\"SXM\\"": {match: x, price_per_gpu_hour: 1}}', "a model name is letters"),
+        ("models: {H100: {match: 'NVIDIA L[4]*', price_per_gpu_hour: 1}}", "takes * and ? only"),
+        (
+            "models: {H100: {match: x, price_per_gpu_hour: 1}}\noverrides: [{cluster: null, price_per_gpu_hour: 2}]",
+            "expected a name",
+        ),
+        (
+            "models: {H100: {match: x, price_per_gpu_hour: 1}}\noverrides: [{team: [a, b], price_per_gpu_hour: 2}]",
+            "expected a name",
+        ),
         ("models: {H100: {match: x, price_per_gpu_hour: 2, prise: 1}}", "unknown keys ['prise']"),
         ("models: {H100: {match: x, price_per_gpu_hour: 2, includes_power: false}}", "needs energy.price_per_kwh"),
         ("models: {H100: {match: x, amortized: {years: 3}}}", "purchase_price is required"),
@@ -120,3 +131,9 @@ def test_an_empty_catalog_prices_nothing() -> None:
     assert c.model_of("NVIDIA H100 80GB HBM3") is None
     assert c.price("H100") is None
     assert c.prices == ()
+
+
+def test_a_catalog_that_is_not_text_is_a_catalog_error(tmp_path: Path) -> None:
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00models")
+    with pytest.raises(CatalogError, match="cannot read the price catalog"):
+        PriceCatalog.from_file(tmp_path / "binary.yaml")

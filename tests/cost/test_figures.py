@@ -75,7 +75,7 @@ def test_models_and_clusters(catalog: PriceCatalog) -> None:
 def test_a_gpu_without_utilization_has_no_idle_figure_rather_than_zero(catalog: PriceCatalog) -> None:
     t = row_totals(UsageRow("m", H100, "j", "t", "c1", allocated_s=3600), catalog)
     assert (t.measured_h, t.idle_h) == (0.0, 0.0)
-    assert math.isnan(t.idle_ratio)
+    assert math.isnan(t.idle_ratio) and math.isnan(t.efficiency)  # unknown, not useless
 
 
 def test_unknown_group_by_is_refused(catalog: PriceCatalog) -> None:

@@ -355,3 +355,44 @@ def test_the_incremental_ledger_agrees_with_the_exact_report() -> None:
                 got = live[gpu].as_dict()[name]
                 assert got == pytest.approx(value, rel=1e-6, nan_ok=True), (gpu, name)
         assert outputs["j1"].tokens == pytest.approx(6e7) and outputs["j1"].mfu == pytest.approx(0.4)
+
+
+def test_delta_counters_count_in_the_report_and_the_live_figures() -> None:
+    """A gateway may pass delta sums on unchanged: each point is then an increase."""
+    from tests.rca.otlp_builders import DELTA
+
+    store = SeriesStore()
+    times = [T0 + i * MIN for i in range(1, 61)]
+    alloc = counter(
+        ALLOC,
+        [(t - MIN, t, 60.0) for t in times],
+        {"hw.id": "g1", "hw.name": H100, "factorylens.job.id": "j1", **HELD},
+        temporality=DELTA,
+    )
+    samples = counter("factorylens.train.samples", [(t - MIN, t, 100.0) for t in times], temporality=DELTA)
+    store.ingest_metrics(metrics_request([alloc], {"host.name": "node-1"}))
+    store.ingest_metrics(metrics_request([samples], {"service.name": "trainer", "factorylens.job.id": "j1"}))
+    tracker = CostTracker(PriceCatalog.from_file(CATALOG))
+    exact = tracker.report(store, T0, T0 + 60 * MIN, "job").groups["j1"]
+    assert (exact.allocated_h, exact.samples) == pytest.approx((1.0, 6000.0))
+    tracker.update(store, T0 + 60 * MIN, force=True)
+    live = tracker.figure_points()
+    allocated = [v for a, v in live["factorylens.cost.gpu.time"] if a.get("factorylens.cost.usage") == "allocated"]
+    assert allocated == pytest.approx([1.0])
+    per_1k = [v for a, v in live["factorylens.cost.unit"] if a["factorylens.cost.output"] == "1k_samples"]
+    assert per_1k == pytest.approx([4.0 / 6])  # $4 for 6k samples
+
+
+def test_a_gpu_held_by_an_unknown_process_then_free_keeps_both_apart() -> None:
+    store = SeriesStore()
+    held = [60.0 * min(i, 30) for i in range(61)]
+    free = [0.0] * 31 + [60.0 * i for i in range(1, 31)]
+    store.ingest_metrics(
+        metrics_request(
+            [usage(ALLOC, "g1", H100, held, "c1", **HELD), usage(ALLOC, "g1", H100, free, "c1", **FREE)],
+            {"host.name": "node-1"},
+        )
+    )
+    groups = CostTracker(PriceCatalog.from_file(CATALOG)).report(store, T0, T0 + 60 * MIN, "team").groups
+    assert groups["(no team)"].allocated_h == pytest.approx(0.5) and groups["(no team)"].unallocated_h == 0
+    assert groups[UNALLOCATED].unallocated_cost == pytest.approx(2.0)  # half an hour of a $4 H100

@@ -46,24 +46,42 @@ def totals(points: list[Point], metric: str, **match: str) -> dict[str, float]:
 
 
 def test_time_is_charged_to_the_job_holding_the_gpu_and_split_by_time_when_it_moves() -> None:
+    """Each interval goes to whoever held the GPU at its start, with the utilization and energy read at
+    its end; a holder's counters start at zero, so no interval is lost to a series' first point."""
     clock = ManualClock(0.0)
     meter = UsageMeter({"factorylens.cluster.name": "c1"}, clock=clock)
-    meter.observe(scrape(GPU, [("a", "t1")], energy=0.0))
-    for _ in range(2):  # job a for 20 s
+    out = meter.observe(scrape(GPU, [("a", "t1")], energy=0.0))
+    assert totals(out, ALLOCATION_TIME) == {"a": 0.0}  # a new holder's counter opens at zero
+    for _ in range(2):  # job a at 10 s and 20 s
         clock.advance(10)
         out = meter.observe(scrape(GPU, [("a", "t1")], energy=clock() * 700))
-    for _ in range(4):  # then job b for 40 s
+    for _ in range(4):  # job b from 30 s to 60 s
         clock.advance(10)
         out = meter.observe(scrape(GPU, [("b", "t2")], util=0.25, energy=clock() * 700))
-    clock.advance(10)  # then nobody for 10 s
-    out = meter.observe(scrape(GPU, [], util=0.0, energy=clock() * 700))
-    assert totals(out, ALLOCATION_TIME, **{"factorylens.allocation.state": "allocated"}) == {"a": 20.0, "b": 40.0}
+    for _ in range(2):  # nobody at 70 s and 80 s
+        clock.advance(10)
+        out = meter.observe(scrape(GPU, [], util=0.0, energy=clock() * 700))
+    assert totals(out, ALLOCATION_TIME, **{"factorylens.allocation.state": "allocated"}) == {"a": 30.0, "b": 40.0}
     assert totals(out, ALLOCATION_TIME, **{"factorylens.allocation.state": "unallocated"}) == {"unallocated": 10.0}
-    assert totals(out, ACTIVE_TIME) == {"a": 10.0, "b": 10.0}  # 20 s x 0.5 and 40 s x 0.25
+    # a: 10 s x 0.5 twice, then the interval to 30 s, read at 30 s (0.25); b: 30 s x 0.25, then 0 at 70 s
+    assert totals(out, ACTIVE_TIME) == {"a": 12.5, "b": 7.5}
     energy = totals(out, ALLOCATION_ENERGY)
-    assert energy == pytest.approx({"a": 14_000.0, "b": 28_000.0, "unallocated": 7_000.0})  # 700 W, split by time
+    assert energy == pytest.approx({"a": 21_000.0, "b": 28_000.0, "unallocated": 7_000.0})  # 700 W, split by time
     assert all(p.attributes["factorylens.cluster.name"] == "c1" for p in out)
     assert all(p.attributes["factorylens.team"] == "t1" for p in out if p.attributes.get("factorylens.job.id") == "a")
+
+
+def test_a_nan_reading_neither_crashes_nor_charges_nonsense() -> None:
+    clock = ManualClock(0.0)
+    meter = UsageMeter(clock=clock)
+    meter.observe([Point("hw.gpu.allocated", float("nan"), GPU)])
+    clock.advance(10)
+    out = meter.observe(scrape(GPU, [("a", "")], util=float("nan"), energy=float("nan")))
+    assert totals(out, ALLOCATION_TIME) == {"unallocated": 10.0, "a": 0.0}  # NaN read as not held; a opens
+    clock.advance(10)
+    out = meter.observe(scrape(GPU, [("a", "")], util=float("nan")))
+    assert totals(out, ALLOCATION_TIME) == {"unallocated": 10.0, "a": 10.0}
+    assert totals(out, ACTIVE_TIME) == {"a": 0.0}
 
 
 def test_jobs_time_slicing_a_gpu_share_it_and_sm_activity_is_its_own_basis() -> None:
@@ -171,3 +189,14 @@ def test_a_simulated_scrape_with_mig_emits_registry_conformant_usage(clock: Manu
     assert all(a["hw.id"].startswith("MIG-") for a, _ in allocated)  # slices are charged, not their GPUs
     assert sum(v for _, v in held) + sum(v for _, v in free) == pytest.approx(2 * 10.0)  # two whole GPUs' time
     assert all(a.get("factorylens.job.id") for a, _ in held)
+
+
+def test_mig_shares_follow_the_profile() -> None:
+    from factorylens.gpus import mig_fraction
+
+    h100 = "NVIDIA H100 80GB HBM3"
+    assert mig_fraction(h100, "3g.40gb") == pytest.approx(3 / 7)
+    assert mig_fraction(h100, "1c.3g.40gb") == pytest.approx(1 / 7)  # a compute instance inside a 3g instance
+    assert mig_fraction("NVIDIA A30", "2g.12gb") == pytest.approx(2 / 4)
+    assert mig_fraction(f"{h100} MIG 1g.10gb") == pytest.approx(1 / 7)  # from the name NVML gives a slice
+    assert mig_fraction(h100) == 1.0 and mig_fraction(h100, "odd") == 1.0

@@ -251,3 +251,30 @@ def test_the_fan_out_forgets_a_hosts_only_job_once_it_ended() -> None:
     assert fan_out.metrics(host_request(200, None)).copies == 1  # seen 200 s ago: still on the host
     stats = fan_out.metrics(host_request(400, None))  # 400 s without it: the job ended
     assert stats.copies == 0 and stats.points_unrouted == 1 and fan_out.jobs_on("node-1") == ()
+
+
+def test_the_cost_usage_counters_get_the_team_of_their_job(tmp_path: Path) -> None:
+    """A job's GPU time is charged to its team even when its processes do not say the team."""
+    config = EnrichConfig(teams=(("llm-*", "foundation"),))
+    request = request_with(
+        [
+            (
+                "factorylens.gpu.allocation.time",
+                10.0,
+                {"hw.id": "GPU-1", "factorylens.job.id": "llm-7b", "factorylens.allocation.state": "allocated"},
+            )
+        ],
+        scope="ours",
+    )
+    enrich_metrics(request, config)
+    assert points(request)[0][3]["factorylens.team"] == "foundation"
+
+
+def test_a_free_gpus_time_stays_without_a_job(tmp_path: Path) -> None:
+    config = EnrichConfig(gpus={"GPU-1": Assignment("slurm-42", "physics")})
+    request = request_with(
+        [("factorylens.gpu.allocation.time", 10.0, {"hw.id": "GPU-1", "factorylens.allocation.state": "unallocated"})],
+        scope="ours",
+    )
+    enrich_metrics(request, config)
+    assert "factorylens.job.id" not in points(request)[0][3] and "factorylens.team" not in points(request)[0][3]

@@ -306,7 +306,7 @@ class GetCostReportRequest(_message.Message):
     def __init__(self, start_time_unix_nano: _Optional[int] = ..., end_time_unix_nano: _Optional[int] = ..., group_by: _Optional[str] = ...) -> None: ...
 
 class CostFigures(_message.Message):
-    __slots__ = ("group", "allocated_gpu_hours", "active_gpu_hours", "active_sm_gpu_hours", "idle_gpu_hours", "unallocated_gpu_hours", "unpriced_gpu_hours", "useful_gpu_hours", "energy_kwh", "unallocated_energy_kwh", "gpu_time_cost", "energy_cost", "idle_cost", "unallocated_cost", "useful_cost", "total_cost", "samples", "tokens", "cost_per_1k_samples", "cost_per_1m_tokens", "efficiency", "idle_ratio", "measured_gpu_hours", "team", "sample_jobs_cost", "token_jobs_cost")
+    __slots__ = ("group", "allocated_gpu_hours", "active_gpu_hours", "active_sm_gpu_hours", "idle_gpu_hours", "unallocated_gpu_hours", "unpriced_gpu_hours", "useful_gpu_hours", "energy_kwh", "unallocated_energy_kwh", "gpu_time_cost", "energy_cost", "idle_cost", "unallocated_cost", "useful_cost", "total_cost", "samples", "tokens", "cost_per_1k_samples", "cost_per_1m_tokens", "efficiency", "idle_ratio", "measured_gpu_hours", "team", "sample_jobs_cost", "token_jobs_cost", "useful_basis_gpu_hours")
     GROUP_FIELD_NUMBER: _ClassVar[int]
     ALLOCATED_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
     ACTIVE_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
@@ -333,6 +333,7 @@ class CostFigures(_message.Message):
     TEAM_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_JOBS_COST_FIELD_NUMBER: _ClassVar[int]
     TOKEN_JOBS_COST_FIELD_NUMBER: _ClassVar[int]
+    USEFUL_BASIS_GPU_HOURS_FIELD_NUMBER: _ClassVar[int]
     group: str
     allocated_gpu_hours: float
     active_gpu_hours: float
@@ -359,7 +360,8 @@ class CostFigures(_message.Message):
     team: str
     sample_jobs_cost: float
     token_jobs_cost: float
-    def __init__(self, group: _Optional[str] = ..., allocated_gpu_hours: _Optional[float] = ..., active_gpu_hours: _Optional[float] = ..., active_sm_gpu_hours: _Optional[float] = ..., idle_gpu_hours: _Optional[float] = ..., unallocated_gpu_hours: _Optional[float] = ..., unpriced_gpu_hours: _Optional[float] = ..., useful_gpu_hours: _Optional[float] = ..., energy_kwh: _Optional[float] = ..., unallocated_energy_kwh: _Optional[float] = ..., gpu_time_cost: _Optional[float] = ..., energy_cost: _Optional[float] = ..., idle_cost: _Optional[float] = ..., unallocated_cost: _Optional[float] = ..., useful_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., samples: _Optional[float] = ..., tokens: _Optional[float] = ..., cost_per_1k_samples: _Optional[float] = ..., cost_per_1m_tokens: _Optional[float] = ..., efficiency: _Optional[float] = ..., idle_ratio: _Optional[float] = ..., measured_gpu_hours: _Optional[float] = ..., team: _Optional[str] = ..., sample_jobs_cost: _Optional[float] = ..., token_jobs_cost: _Optional[float] = ...) -> None: ...
+    useful_basis_gpu_hours: float
+    def __init__(self, group: _Optional[str] = ..., allocated_gpu_hours: _Optional[float] = ..., active_gpu_hours: _Optional[float] = ..., active_sm_gpu_hours: _Optional[float] = ..., idle_gpu_hours: _Optional[float] = ..., unallocated_gpu_hours: _Optional[float] = ..., unpriced_gpu_hours: _Optional[float] = ..., useful_gpu_hours: _Optional[float] = ..., energy_kwh: _Optional[float] = ..., unallocated_energy_kwh: _Optional[float] = ..., gpu_time_cost: _Optional[float] = ..., energy_cost: _Optional[float] = ..., idle_cost: _Optional[float] = ..., unallocated_cost: _Optional[float] = ..., useful_cost: _Optional[float] = ..., total_cost: _Optional[float] = ..., samples: _Optional[float] = ..., tokens: _Optional[float] = ..., cost_per_1k_samples: _Optional[float] = ..., cost_per_1m_tokens: _Optional[float] = ..., efficiency: _Optional[float] = ..., idle_ratio: _Optional[float] = ..., measured_gpu_hours: _Optional[float] = ..., team: _Optional[str] = ..., sample_jobs_cost: _Optional[float] = ..., token_jobs_cost: _Optional[float] = ..., useful_basis_gpu_hours: _Optional[float] = ...) -> None: ...
 
 class CostReport(_message.Message):
     __slots__ = ("start_time_unix_nano", "end_time_unix_nano", "group_by", "currency", "example_prices", "catalog", "groups", "unpriced_models", "predictability")
