@@ -125,8 +125,7 @@ def create_receiver(
     config.validate()
     if not config.process_metrics:
         _log.warning(
-            "per-process metrics are off: GPUs are not attributed to jobs, so no GPU cost is counted "
-            "(docs/cost.md)"
+            "per-process metrics are off: GPUs are not attributed to jobs, so no GPU cost is counted (docs/cost.md)"
         )
     backends, cluster = create_backends(config, clock=clock)
     use_otlp = config.otlp == "on" or (config.otlp == "auto" and telemetry.otlp_endpoint_configured())
