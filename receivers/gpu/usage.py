@@ -131,8 +131,9 @@ class UsageMeter:
         profile = identity.get("gpu.mig.profile")
         fraction = mig_fraction(str(identity.get("hw.name", "")), str(profile)) if profile else 1.0
         measured = {"utilization": utilization, "sm_activity": sm_activity}
-        if previous_s is not None and 0 < now - previous_s <= self.max_gap_s:
-            dt = now - previous_s
+        dt = now - previous_s if previous_s is not None else 0.0
+        charged = 0 < dt <= self.max_gap_s
+        if charged:
             energy_delta = 0.0
             if energy_j is not None and previous_energy is not None and energy_j >= previous_energy:
                 energy_delta = (energy_j - previous_energy) * fraction
@@ -154,11 +155,14 @@ class UsageMeter:
                                 ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": basis}, dt * share * busy, now
                             )
         if holders is None:
-            unallocated = {"factorylens.allocation.state": "unallocated"}
-            self._add(ALLOCATION_TIME, identity, unallocated, 0.0, now)
-            self._add(ALLOCATION_ENERGY, identity, unallocated, 0.0, now)
+            if not charged or previous_holders is not None:  # free since this scrape: open at zero
+                unallocated = {"factorylens.allocation.state": "unallocated"}
+                self._add(ALLOCATION_TIME, identity, unallocated, 0.0, now)
+                self._add(ALLOCATION_ENERGY, identity, unallocated, 0.0, now)
             return
         for job, team in holders:
+            if charged and previous_holders is not None and (job, team) in previous_holders:
+                continue  # charged above: its counters exist
             who = {k: v for k, v in ((JOB, job), (TEAM, team)) if v}
             state = {**who, "factorylens.allocation.state": "allocated"}
             self._add(ALLOCATION_TIME, identity, state, 0.0, now)

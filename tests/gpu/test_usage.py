@@ -200,3 +200,15 @@ def test_mig_shares_follow_the_profile() -> None:
     assert mig_fraction("NVIDIA A30", "2g.12gb") == pytest.approx(2 / 4)
     assert mig_fraction(f"{h100} MIG 1g.10gb") == pytest.approx(1 / 7)  # from the name NVML gives a slice
     assert mig_fraction(h100) == 1.0 and mig_fraction(h100, "odd") == 1.0
+
+
+def test_after_a_long_gap_the_holders_counters_go_on_without_losing_an_interval() -> None:
+    clock = ManualClock(0.0)
+    meter = UsageMeter(clock=clock, max_gap_s=60, forget_after_s=600)
+    meter.observe(scrape(GPU, [("a", "")]))
+    clock.advance(10)
+    meter.observe(scrape(GPU, [("a", "")]))
+    clock.advance(3600)  # an hour away: the gap is charged to nobody, and a's counter is kept open
+    assert totals(meter.observe(scrape(GPU, [("a", "")])), ALLOCATION_TIME) == {"a": 10.0}
+    clock.advance(10)
+    assert totals(meter.observe(scrape(GPU, [("a", "")])), ALLOCATION_TIME) == {"a": 20.0}
