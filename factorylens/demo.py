@@ -47,6 +47,7 @@ LOADER_DELAY_S = 0.002
 CHECKPOINT_EVERY_STEPS = 200
 CHECKPOINT_TIME_S = 0.5
 BATCH_SIZE = 64
+SEQUENCE_LENGTH = 2048  # tokens per sample of the 7B job the loop stands in for
 HEALTHY_MFU = 0.45
 
 
@@ -123,6 +124,7 @@ class TrainingJob:
         train(
             steps=10**9,
             batch_size=BATCH_SIZE,
+            tokens_per_sample=SEQUENCE_LENGTH,
             device_time_s=DEVICE_TIME_S,
             slowdown=lambda: 1.0 / max(cluster.job_compute_speed(TRAINING_JOB), 0.05),
             collective_time_s=COLLECTIVE_TIME_S,

@@ -84,6 +84,7 @@ def test_the_demo_runs_the_whole_pipeline_and_the_injected_fault_reaches_the_ser
     }
     assert set(rows) == {"foundation-models", "serving", "research", "TOTAL"}, summary
     assert "100%" in rows["research"]  # the notebook holds its GPU and does nothing
+    assert rows["foundation-models"].split()[8] != "-"  # cost per 1M tokens of the training job
     assert "Top " in summary and "notebook-0" in summary
 
 

@@ -43,6 +43,7 @@ def batches(rng: np.random.Generator, batch_size: int, features: int, delay_s: C
 def train(
     steps: int = 200,
     batch_size: int = 64,
+    tokens_per_sample: int = 0,
     features: int = 16,
     hidden: int = 64,
     lr: float = 0.05,
@@ -59,7 +60,8 @@ def train(
     seed: int = 0,
     stop: threading.Event | None = None,
 ) -> dict[str, float]:
-    """Train and return the first and last loss; instrumented when ``fl.init()`` was called."""
+    """Train and return the first and last loss; instrumented when ``fl.init()`` was called.
+    ``tokens_per_sample``: the sequence length the loop stands in for (reported as tokens; 0: none)."""
     rng = np.random.default_rng(seed)
     w1 = rng.normal(scale=1 / np.sqrt(features), size=(features, hidden))
     w2 = rng.normal(scale=1 / np.sqrt(hidden), size=(hidden, 1))
@@ -69,7 +71,7 @@ def train(
     for number, (x, y) in enumerate(fl.timed(pipeline), start=1):
         if number > steps or (stop is not None and stop.is_set()):
             break
-        with fl.step(samples=batch_size):
+        with fl.step(samples=batch_size, tokens=batch_size * tokens_per_sample):
             with fl.forward():
                 h = np.tanh(x @ w1)
                 prediction = h @ w2
@@ -107,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument(
+        "--tokens-per-sample", type=int, default=0, metavar="N", help="report N tokens per sample (a sequence length)"
+    )
     parser.add_argument("--job-id", default=None, help="default: FACTORYLENS_JOB_ID or 'local'")
     parser.add_argument("--team", default=None)
     parser.add_argument(
@@ -135,6 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train(
             steps=args.steps,
             batch_size=args.batch_size,
+            tokens_per_sample=args.tokens_per_sample,
             device_time_s=args.device_time,
             loader_delay_s=args.loader_delay,
         )
