@@ -111,6 +111,45 @@ class Report:
 
 
 # ---- sources ------------------------------------------------------------------------------------
+@dataclass
+class _Answer:
+    """One cost report answer of the RCA service, whichever way it was asked."""
+
+    groups: dict[str, Any]  # group -> CostTotals
+    teams: dict[str, str]
+    currency: str
+    example_prices: bool
+    catalog: str
+    unpriced_models: list[str]
+    predictability: dict[str, float] = field(default_factory=dict)
+
+
+def _assemble(
+    fetch: Callable[[float, float, str], _Answer], start_s: float, end_s: float, group_by: str, source: str
+) -> Report:
+    """The range, the same range a week earlier, and the range by job (for the top idle jobs)."""
+    current = fetch(start_s, end_s, group_by)
+    jobs = current if group_by == "job" else fetch(start_s, end_s, "job")
+    report = Report(
+        start_s,
+        end_s,
+        group_by,
+        source,
+        currency=current.currency or "USD",
+        example_prices=current.example_prices,
+        catalog=current.catalog,
+        groups=current.groups,
+        previous=fetch(start_s - WEEK_S, end_s - WEEK_S, group_by).groups,
+        jobs={k: v for k, v in jobs.groups.items() if k != UNALLOCATED},
+        teams=jobs.teams,
+        predictability=current.predictability,
+        unpriced_models=current.unpriced_models,
+    )
+    if not current.catalog:
+        report.notes.append("the service runs without a price catalog (--price-catalog): every GPU-hour is unpriced")
+    return report
+
+
 def from_service(
     target: str,
     start_s: float,
@@ -124,7 +163,7 @@ def from_service(
     """The report from the RCA service's store (its window: the retention, a day by default)."""
     import grpc
 
-    from factorylens.processors.cost import CostTotals
+    from factorylens.rca_service.api.servicer import cost_totals_of
     from factorylens.rca_service.api.v1 import rca_pb2
     from factorylens.rca_service.client import connect
 
@@ -133,89 +172,37 @@ def from_service(
     except (OSError, ValueError) as exc:
         raise ReportError(f"cannot connect to the RCA service at {target}: {exc}") from None
 
-    def fetch(start: float, end: float, by: str) -> Any:
+    def fetch(start: float, end: float, by: str) -> _Answer:
         request = rca_pb2.GetCostReportRequest(
             start_time_unix_nano=int(max(0.0, start) * 1e9), end_time_unix_nano=int(end * 1e9), group_by=by
         )
         try:
-            return stub.GetCostReport(request, timeout=timeout_s)
+            answer = stub.GetCostReport(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise ReportError(f"the RCA service at {target} answered {exc.code().name}: {exc.details()}") from None
+        return _Answer(
+            {g.group: cost_totals_of(g) for g in answer.groups},
+            {g.group: g.team for g in answer.groups if g.team},
+            answer.currency,
+            answer.example_prices,
+            answer.catalog,
+            list(answer.unpriced_models),
+            dict(answer.predictability),
+        )
 
-    def totals(message: Any) -> dict[str, Any]:
-        out = {}
-        for g in message.groups:
-            t = CostTotals(
-                allocated_h=g.allocated_gpu_hours,
-                active_h=g.active_gpu_hours,
-                active_sm_h=g.active_sm_gpu_hours,
-                measured_h=g.measured_gpu_hours,
-                idle_h=g.idle_gpu_hours,
-                unallocated_h=g.unallocated_gpu_hours,
-                unpriced_h=g.unpriced_gpu_hours,
-                useful_h=g.useful_gpu_hours,
-                useful_basis_h=g.useful_basis_gpu_hours,
-                energy_kwh=g.energy_kwh,
-                unallocated_energy_kwh=g.unallocated_energy_kwh,
-                gpu_time_cost=g.gpu_time_cost,
-                energy_cost=g.energy_cost,
-                idle_cost=g.idle_cost,
-                unallocated_cost=g.unallocated_cost,
-                useful_cost=g.useful_cost,
-                samples=g.samples,
-                tokens=g.tokens,
-                sample_jobs_cost=g.sample_jobs_cost,
-                token_jobs_cost=g.token_jobs_cost,
-            )
-            out[g.group] = t
-        return out
-
-    current = fetch(start_s, end_s, group_by)
-    previous = fetch(start_s - WEEK_S, end_s - WEEK_S, group_by)
-    jobs = current if group_by == "job" else fetch(start_s, end_s, "job")
-    report = Report(
-        start_s,
-        end_s,
-        group_by,
-        f"RCA service {target}",
-        currency=current.currency or "USD",
-        example_prices=current.example_prices,
-        catalog=current.catalog,
-        groups=totals(current),
-        previous=totals(previous),
-        jobs={k: v for k, v in totals(jobs).items() if k != UNALLOCATED},
-        teams={g.group: g.team for g in jobs.groups if g.team},
-        predictability=dict(current.predictability),
-        unpriced_models=list(current.unpriced_models),
-    )
-    if not current.catalog:
-        report.notes.append("the service runs without a price catalog (--price-catalog): every GPU-hour is unpriced")
-    return report
+    return _assemble(fetch, start_s, end_s, group_by, f"RCA service {target}")
 
 
 def from_tracker(tracker: Any, store: Any, start_s: float, end_s: float, group_by: str, source: str) -> Report:
     """The report from an RCA service in this process (``service.cost``, ``service.store``)."""
-    ns = 1_000_000_000
 
-    def fetch(start: float, end: float, by: str) -> Any:
-        return tracker.report(store, int(max(0.0, start) * ns), int(end * ns), by)
+    def fetch(start: float, end: float, by: str) -> _Answer:
+        data = tracker.report(store, int(max(0.0, start) * 1e9), int(end * 1e9), by)
+        catalog = data.catalog
+        origin = catalog.origin if catalog.models else ""
+        return _Answer(data.groups, data.teams, catalog.currency, catalog.example, origin, data.unpriced_models)
 
-    current = fetch(start_s, end_s, group_by)
-    jobs = current if group_by == "job" else fetch(start_s, end_s, "job")
-    return Report(
-        start_s,
-        end_s,
-        group_by,
-        source,
-        currency=current.catalog.currency,
-        example_prices=current.catalog.example,
-        catalog=current.catalog.origin if current.catalog.models else "",
-        groups=current.groups,
-        previous=fetch(start_s - WEEK_S, end_s - WEEK_S, group_by).groups,
-        jobs={k: v for k, v in jobs.groups.items() if k != UNALLOCATED},
-        teams=jobs.teams,
-        unpriced_models=current.unpriced_models,
-    )
+    return _assemble(fetch, start_s, end_s, group_by, source)
 
 
 class PrometheusClient:

@@ -342,36 +342,41 @@ def cost_report_message(report: CostReportData, predictability: Mapping[str, flo
     )
 
 
+# the additive CostTotals fields and their names in the CostFigures message (both ways)
+COST_FIELDS = {
+    "allocated_h": "allocated_gpu_hours",
+    "active_h": "active_gpu_hours",
+    "active_sm_h": "active_sm_gpu_hours",
+    "measured_h": "measured_gpu_hours",
+    "idle_h": "idle_gpu_hours",
+    "unallocated_h": "unallocated_gpu_hours",
+    "unpriced_h": "unpriced_gpu_hours",
+    "useful_h": "useful_gpu_hours",
+    "useful_basis_h": "useful_basis_gpu_hours",
+    "energy_kwh": "energy_kwh",
+    "unallocated_energy_kwh": "unallocated_energy_kwh",
+    "gpu_time_cost": "gpu_time_cost",
+    "energy_cost": "energy_cost",
+    "idle_cost": "idle_cost",
+    "unallocated_cost": "unallocated_cost",
+    "useful_cost": "useful_cost",
+    "samples": "samples",
+    "tokens": "tokens",
+    "sample_jobs_cost": "sample_jobs_cost",
+    "token_jobs_cost": "token_jobs_cost",
+}
+# ratios and totals derived from them, sent for clients that do not recompute them
+COST_DERIVED = ("total_cost", "cost_per_1k_samples", "cost_per_1m_tokens", "efficiency", "idle_ratio")
+
+
 def cost_figures_message(group: str, t: CostTotals, team: str = "") -> rca_pb2.CostFigures:
-    return rca_pb2.CostFigures(
-        group=group,
-        team=team,
-        allocated_gpu_hours=t.allocated_h,
-        active_gpu_hours=t.active_h,
-        active_sm_gpu_hours=t.active_sm_h,
-        idle_gpu_hours=t.idle_h,
-        unallocated_gpu_hours=t.unallocated_h,
-        unpriced_gpu_hours=t.unpriced_h,
-        useful_gpu_hours=t.useful_h,
-        energy_kwh=t.energy_kwh,
-        unallocated_energy_kwh=t.unallocated_energy_kwh,
-        gpu_time_cost=t.gpu_time_cost,
-        energy_cost=t.energy_cost,
-        idle_cost=t.idle_cost,
-        unallocated_cost=t.unallocated_cost,
-        useful_cost=t.useful_cost,
-        total_cost=t.total_cost,
-        samples=t.samples,
-        tokens=t.tokens,
-        cost_per_1k_samples=t.cost_per_1k_samples,
-        cost_per_1m_tokens=t.cost_per_1m_tokens,
-        efficiency=t.efficiency,
-        idle_ratio=t.idle_ratio,
-        measured_gpu_hours=t.measured_h,
-        sample_jobs_cost=t.sample_jobs_cost,
-        token_jobs_cost=t.token_jobs_cost,
-        useful_basis_gpu_hours=t.useful_basis_h,
-    )
+    values = {field: getattr(t, name) for name, field in COST_FIELDS.items()}
+    return rca_pb2.CostFigures(group=group, team=team, **values, **{name: getattr(t, name) for name in COST_DERIVED})
+
+
+def cost_totals_of(message: rca_pb2.CostFigures) -> CostTotals:
+    """The additive sums a CostFigures message carries (the ratios follow from them)."""
+    return CostTotals(**{name: getattr(message, field) for name, field in COST_FIELDS.items()})
 
 
 def _workload_predictability(store: SeriesStore, analyzer: Analyzer) -> dict[str, float]:
