@@ -44,7 +44,7 @@ def measure(hosts: int, warmup_min: float, minutes: float) -> dict[str, float]:
         analyzer.analyze(store, ts)
         if ts >= timed_from:
             passes.append(time.perf_counter() - start)
-    series = len(store.series)
+    series = len(store)
     gpus = hosts * GPUS_PER_HOST
     per_pass = statistics.mean(passes)
     return {

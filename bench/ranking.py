@@ -5,9 +5,9 @@ utilization, temperature, latency, errors, traffic...), ``--rows`` rows at 10-s 
 dependency edges per entity and a planted cause (one entity's temperature jumps, the KPI follows).
 Pinned to one CPU and timed (best of ``--repeat``):
 
-- engine: ``RankingEngine.rank`` on the ready frame (target: under 2 s for 10,000 series);
+- engine: ``RankingEngine.find_root_causes`` on the ready frame (target: under 2 s for 10,000 series);
 - BARO on the same frame, for comparison in the same run (the machines are noisy: read ratios);
-- live: the service's whole ranking pass for one incident, ``KpiRankingAnalyzer._rank``: reading
+- live: the service's whole ranking pass for one incident, the ``IncidentRanker``: reading
   the series from the store, building the topology from their resources, aligning them on one grid,
   ranking and writing the causes.
 
@@ -91,13 +91,11 @@ def live_pass(frame: pd.DataFrame, topology: Topology, t0: pd.Timestamp, repeat:
         if (entity, signal) == KPI:
             kpi_id = series.info.id
     analyzer = KpiRankingAnalyzer(topology=topology)
-    analyzer._kpis["bench"] = {kpi_id}
-    analyzer._t0["bench"] = int(t0.value)
-    analyzer._intervals[kpi_id] = STEP_S * 10**9
+    analyzer.detection.intervals[kpi_id] = STEP_S * 10**9
     incident = Incident(
         "bench", IncidentState.OPEN, "", int(t0.value), int(t0.value) + 1, int(times[-1]), kpi_series_id=kpi_id
     )
-    seconds, _ = best_of(repeat, lambda: analyzer._rank(store, incident))
+    seconds, _ = best_of(repeat, lambda: analyzer.ranker(store, incident, [kpi_id], int(t0.value)))
     return seconds, incident.causes[0].entity if incident.causes else ""
 
 
@@ -119,8 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{frame.columns[planted][0]}",
         file=sys.stderr,
     )
-    engine_s, result = best_of(args.repeat, lambda: RankingEngine().rank(frame, topology, [KPI], t0))
-    baro_s, _ = best_of(args.repeat, lambda: BaroRanker().rank(frame, [KPI], t0))
+    engine_s, result = best_of(
+        args.repeat, lambda: RankingEngine().find_root_causes(frame, [KPI], t0, topology=topology)
+    )
+    baro_s, _ = best_of(args.repeat, lambda: BaroRanker().find_root_causes(frame, [KPI], t0))
     live_s, live_top = live_pass(frame, topology, t0, args.repeat)
     top_is_planted = result.causes[0].entity == frame.columns[planted][0] == live_top
     print(f"{'path':<28}{'seconds':>10}")

@@ -34,34 +34,32 @@ import pandas as pd
 
 from factorylens.datasets import dataset_or_exit
 from factorylens.rca_service.evaluation import OVERALL, CaseResult, RcaCase, load_nezha, load_petshop, summarize
-from factorylens.rca_service.ranking import BaroConfig, BaroRanker, RankingConfig, RankingEngine
+from factorylens.rca_service.ranking import BaroConfig, BaroRanker, Ranker, RankingConfig, RankingEngine
 
-Ranker = Callable[[RcaCase], list[str]]
+Method = Callable[[RcaCase], list[str]]
 ENGINE = "engine"
 BASELINE = "BARO (t0 given)"
 
 
-def methods() -> dict[str, Ranker]:
+def methods() -> dict[str, Method]:
     """Name -> ranking function: ours, the baseline the JSON line reports, and BARO finding the anomaly
     time itself."""
     engine = RankingEngine(RankingConfig())
     baro = BaroRanker(BaroConfig())
     baro_bocpd = BaroRanker(BaroConfig(detect_change_point=True))
 
-    def ours(case: RcaCase) -> list[str]:
-        result = engine.rank(
-            case.frame, case.topology, case.kpi, case.t0, history=case.history, candidates=case.candidates
+    def ranked(ranker: Ranker) -> Callable[[RcaCase], list[str]]:
+        """Every method through the one :class:`Ranker` signature (BARO reads no topology or history)."""
+        return lambda case: (
+            ranker.find_root_causes(
+                case.frame, case.kpi, case.t0, topology=case.topology, history=case.history, candidates=case.candidates
+            ).entities
         )
-        return [cause.entity for cause in result.causes]
 
-    return {
-        ENGINE: ours,
-        BASELINE: lambda case: baro.rank(case.frame, case.kpi, case.t0, case.candidates),
-        "BARO (BOCPD)": lambda case: baro_bocpd.rank(case.frame, case.kpi, case.t0, case.candidates),
-    }
+    return {ENGINE: ranked(engine), BASELINE: ranked(baro), "BARO (BOCPD)": ranked(baro_bocpd)}
 
 
-def evaluate(cases: list[RcaCase], rank: Ranker, label: str) -> list[CaseResult]:
+def evaluate(cases: list[RcaCase], rank: Method, label: str) -> list[CaseResult]:
     results = []
     started = time.perf_counter()
     for i, case in enumerate(cases, 1):

@@ -114,7 +114,7 @@ def run_one(fault: str | None, seed: int, size: tuple[int, int]) -> dict[str, An
         "onset_to_incident_s": first_ranked,
         "false_incidents": len(false),
         "incidents": len(incidents),
-        "series": len(store.series),
+        "series": len(store),
         "generate_cpu_s": generate_s,
         "analyze_cpu_s": analyze_s,
         "simulated_s": run.duration_s,

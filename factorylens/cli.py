@@ -446,10 +446,10 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--analyzer",
         default=d.analyzer,
-        choices=("kpi-ranking", "zscore"),
-        help="kpi-ranking: an incident opens when a KPI (step time, throughput, goodput, server "
-        "latency or errors, an alert) breaks, with causes ranked over the topology; zscore: "
-        "any anomalous series opens one (default %(default)s)",
+        choices=("kpi-ranking", "every-series"),
+        help="kpi-ranking: an incident opens when a KPI (step time, throughput, server latency or "
+        "errors, an alert) breaks, with causes ranked over the topology; every-series: any series "
+        "that breaks its baseline opens one, ranked the same way (default %(default)s)",
     )
     g.add_argument(
         "--kpi-metrics",

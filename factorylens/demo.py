@@ -176,22 +176,9 @@ def scaled_analyzer(speed: float, interval_s: float) -> Any:
     """The RCA service's analyzer for a simulated cluster that lives ``speed`` times faster than the
     wall clock stamping its points: every window shrinks by the same factor (an hour of history is 6
     minutes at speed 10), and an incident resolves after at least three scrapes."""
-    from factorylens.rca_service.analysis import KpiRankingAnalyzer, KpiRankingConfig, RobustZScoreConfig
+    from factorylens.rca_service.analysis import KpiRankingAnalyzer, scaled_config
 
-    defaults, settings = RobustZScoreConfig(), KpiRankingConfig()
-    return KpiRankingAnalyzer(
-        KpiRankingConfig(
-            detection=RobustZScoreConfig(
-                window_s=defaults.window_s / speed,
-                merge_window_s=defaults.merge_window_s / speed,
-                resolve_after_s=max(defaults.resolve_after_s / speed, 3 * interval_s),
-            ),
-            lookback_s=settings.lookback_s / speed,
-            rerank_for_s=settings.rerank_for_s / speed,
-            rerank_interval_s=settings.rerank_interval_s / speed,
-            lead_s=settings.lead_s / speed,
-        )
-    )
+    return KpiRankingAnalyzer(scaled_config(speed, interval_s))
 
 
 def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:

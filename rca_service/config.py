@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 ENV_PREFIX = "FACTORYLENS_RCA_"
 
 
-ANALYZERS = ("kpi-ranking", "zscore")
+ANALYZERS = ("kpi-ranking", "every-series")
 
 
 class ConfigError(ValueError):
@@ -80,7 +80,7 @@ class RcaServiceConfig:
     # wall-clock budget of one analysis pass; series not reached are analysed in the next pass
     analysis_budget_s: float = _default("analysis_budget_s", 5.0)  # type: ignore[assignment]
     # "kpi-ranking": incidents open when a KPI breaks, causes ranked over the topology (the default);
-    # "zscore": every anomalous series opens or joins an incident, causes ordered by onset
+    # "every-series": every series is a KPI: any break opens or joins an incident
     analyzer: str = _default("analyzer", "kpi-ranking")  # type: ignore[assignment]
     # comma-separated metric names or globs whose series are KPIs (empty: the training KPIs)
     kpi_metrics: str = _default("kpi_metrics", "")  # type: ignore[assignment]
@@ -216,6 +216,17 @@ class RcaServiceConfig:
             raise ConfigError(f"enrich_file: {exc}") from None
 
     def validate(self) -> None:
+        self._validate_numbers()
+        self._validate_security()
+        self.enrich_config()
+        self.price_catalog_config()
+        self.waste_config()
+        self.remote_write_config()
+        data_dir = Path(self.data_dir)
+        if data_dir.exists() and not data_dir.is_dir():
+            raise ConfigError(f"data_dir={self.data_dir!r} exists and is not a directory")
+
+    def _validate_numbers(self) -> None:
         for name in ("listen", "metrics_listen"):
             value = getattr(self, name)
             if name == "metrics_listen" and value in ("", "off", "none"):
@@ -257,25 +268,20 @@ class RcaServiceConfig:
             raise ConfigError(f"analyzer={self.analyzer!r}: expected one of {', '.join(ANALYZERS)}")
         if self.max_message_mb > 2047:
             raise ConfigError("max_message_mb must be below 2048 (gRPC's limit)")
+        if not 0 <= self.waste_idle_threshold <= 1:
+            raise ConfigError(f"waste_idle_threshold={self.waste_idle_threshold!r}: expected a share in [0, 1]")
+
+    def _validate_security(self) -> None:
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ConfigError("tls_cert and tls_key go together")
         if self.tls_client_ca and not self.tls_cert:
             raise ConfigError("tls_client_ca (mTLS) needs tls_cert and tls_key")
-        if not 0 <= self.waste_idle_threshold <= 1:
-            raise ConfigError(f"waste_idle_threshold={self.waste_idle_threshold!r}: expected a share in [0, 1]")
         for name in ("tls_cert", "tls_key", "tls_client_ca", "bearer_token_file", "enrich_file", "price_catalog"):
             path = getattr(self, name)
             if path and not Path(path).is_file():
                 raise ConfigError(f"{name}={path!r}: no such file")
         if self.bearer_token_file and not self.bearer_token():
             raise ConfigError(f"bearer_token_file={self.bearer_token_file!r} is empty")
-        self.enrich_config()
-        self.price_catalog_config()
-        self.waste_config()
-        self.remote_write_config()
-        data_dir = Path(self.data_dir)
-        if data_dir.exists() and not data_dir.is_dir():
-            raise ConfigError(f"data_dir={self.data_dir!r} exists and is not a directory")
 
 
 def memory_limit_bytes(max_memory_mb: int) -> int:

@@ -274,21 +274,7 @@ class OtlpIngest:
             )
         try:
             if not self.memory.admits(len(raw)):
-                self.stats.refuse(signal.name, "memory")
-                limited_log.log(
-                    logging.WARNING,
-                    "memory",
-                    "memory bound reached (%.0f of %.0f MB resident): "
-                    "exports refused with RESOURCE_EXHAUSTED until memory is freed (lower --retention "
-                    "or --max-series, or raise --max-memory)",
-                    self.memory.rss_bytes() / 1e6,
-                    self.memory.limit_bytes / 1e6,
-                )
-                context.abort_with_status(
-                    retry_later_status(
-                        "RCA service memory bound reached; retry later", self.retry_after_s, code_pb2.RESOURCE_EXHAUSTED
-                    )
-                )
+                self._refuse_for_memory(signal, context)
             try:
                 request, undecodable = decode(signal, raw)
             except ValueError as exc:
@@ -301,17 +287,7 @@ class OtlpIngest:
                 # UNAVAILABLE, not CANCELLED: a collector retries the one and drops the other (rotel does),
                 # and nothing was stored
                 context.abort(grpc.StatusCode.UNAVAILABLE, "the call was cancelled or the server is stopping; retry")
-            with self.gate.shared():
-                try:
-                    self.wal.append(signal.kind, raw)
-                except WalError as exc:
-                    self.writes_failing = True
-                    self.stats.refuse(signal.name, "wal")
-                    context.abort_with_status(
-                        retry_later_status(f"cannot persist the request: {exc}", self.retry_after_s)
-                    )
-                self.writes_failing = False
-                result = self.apply(signal, request)
+            result = self._persist_and_apply(signal, raw, request, context)
             result.merge(undecodable)
             self.stats.record(signal.name, result)
             if signal.kind is RecordKind.METRICS and result.accepted:
@@ -325,6 +301,37 @@ class OtlpIngest:
             )
         finally:
             self._leave(len(raw))
+
+    def _refuse_for_memory(self, signal: Signal, context: grpc.ServicerContext) -> None:
+        self.stats.refuse(signal.name, "memory")
+        limited_log.log(
+            logging.WARNING,
+            "memory",
+            "memory bound reached (%.0f of %.0f MB resident): "
+            "exports refused with RESOURCE_EXHAUSTED until memory is freed (lower --retention "
+            "or --max-series, or raise --max-memory)",
+            self.memory.rss_bytes() / 1e6,
+            self.memory.limit_bytes / 1e6,
+        )
+        context.abort_with_status(
+            retry_later_status(
+                "RCA service memory bound reached; retry later", self.retry_after_s, code_pb2.RESOURCE_EXHAUSTED
+            )
+        )
+
+    def _persist_and_apply(
+        self, signal: Signal, raw: bytes, request: Any, context: grpc.ServicerContext
+    ) -> IngestResult:
+        """To the WAL first (acknowledged = durable), then into the store."""
+        with self.gate.shared():
+            try:
+                self.wal.append(signal.kind, raw)
+            except WalError as exc:
+                self.writes_failing = True
+                self.stats.refuse(signal.name, "wal")
+                context.abort_with_status(retry_later_status(f"cannot persist the request: {exc}", self.retry_after_s))
+            self.writes_failing = False
+            return self.apply(signal, request)
 
     def _notify(self, request: Any) -> None:
         """The listeners, after the reply's fate is sealed: a failing one never fails the export."""

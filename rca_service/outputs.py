@@ -90,10 +90,9 @@ def finding_points(store: SeriesStore, analyzer: Analyzer, now_unix_nano: int) -
     lower: TimedPoints = []
     upper: TimedPoints = []
     for sid in watched:
-        series = store.series.get(sid)
-        if series is None:
+        info = store.info(sid)
+        if info is None:
             continue
-        info = series.info
         attributes = {
             "factorylens.series.id": sid,
             "factorylens.metric": info.metric,
@@ -144,8 +143,8 @@ def workload_of(info: SeriesInfo) -> str:
 
 def workload_predictability_points(store: SeriesStore, per_series: dict[str, float]) -> Points:
     """Each workload's predictability (the median over its series), by workload name."""
-    with store.lock:
-        workloads = {sid: workload_of(store.series[sid].info) for sid in per_series if sid in store.series}
+    infos = store.infos()
+    workloads = {sid: workload_of(infos[sid]) for sid in per_series if sid in infos}
     table = workload_predictability(per_series, workloads)
     ranked = sorted(table.items())[:MAX_SCORED_SERIES]
     return [({"factorylens.workload": w}, value) for w, value in ranked]

@@ -10,6 +10,7 @@ it would have found them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ def replay(
     # the defaults assume 10-s scrapes; coarser data gets its time constants restated in scrapes
     config = config or (config_for_interval(interval_s) if interval_s > DEFAULT_INTERVAL_S else KpiRankingConfig())
     if kpi_metrics:
-        config = KpiRankingConfig(**{**config.__dict__, "kpi_metrics": tuple(kpi_metrics)})
+        config = dataclasses.replace(config, kpi_metrics=tuple(kpi_metrics))
     interval_ns = int(interval_s * NS)
     if path.suffix.lower() in OTLP_JSON_SUFFIXES:
         batches = sorted(_otlp_batches(path), key=lambda b: b.time_unix_nano)

@@ -32,7 +32,6 @@ from factorylens.rca_service.analysis import (
     IncidentChange,
     KpiRankingAnalyzer,
     KpiRankingConfig,
-    RobustZScoreAnalyzer,
 )
 from factorylens.rca_service.api.servicer import RcaApiServicer
 from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
@@ -64,13 +63,11 @@ _SIGNAL_OF_SERVICE = {s.service: s.name for s in SIGNALS}
 
 def make_analyzer(config: RcaServiceConfig) -> Analyzer:
     baselines = BaselineBank(BaselineBankConfig(max_series=config.max_baselines))
-    inner: Analyzer
-    if config.analyzer == "zscore":
-        inner = RobustZScoreAnalyzer(baselines=baselines)
-    else:
-        kpis = tuple(k.strip() for k in config.kpi_metrics.split(",") if k.strip())
-        inner = KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=kpis) if kpis else None, baselines)
-    return with_cost(inner, config)
+    kpis = tuple(k.strip() for k in config.kpi_metrics.split(",") if k.strip())
+    if config.analyzer == "every-series":
+        kpis = ("*",)
+    settings = KpiRankingConfig(kpi_metrics=kpis) if kpis else KpiRankingConfig()
+    return with_cost(KpiRankingAnalyzer(settings, baselines), config)
 
 
 def with_cost(analyzer: Analyzer, config: RcaServiceConfig) -> Analyzer:
@@ -141,6 +138,9 @@ class RcaService:
         self.server: grpc.Server | None = None
         self.metrics_server: MetricsServer | None = None
         self.port = 0
+        self._init_bookkeeping()
+
+    def _init_bookkeeping(self) -> None:
         self.snapshot_lsn = 0
         self._last_snapshot = time.monotonic()
         self._snapshot_lock = threading.Lock()
@@ -163,6 +163,25 @@ class RcaService:
         self._recover()
         token = self.config.bearer_token()
         self._warn_if_exposed(token)
+        self._start_grpc(token)
+        if self.config.metrics_listen not in ("", "off", "none"):
+            self._start_metrics(token)
+        self._start_outputs()
+        for target, name in ((self._housekeeping_loop, "rca-housekeeping"), (self._analysis_loop, "rca-analysis")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "RCA service listening on %s (OTLP gRPC + factorylens.rca.v1%s%s); data in %s",
+            self.address,
+            ", TLS" if self.config.tls_cert else "",
+            ", bearer token" if token else "",
+            self.data_dir,
+        )
+        if self.metrics_server:
+            log.info("RCA service metrics at %s", self.metrics_server.url)
+
+    def _start_grpc(self, token: str | None) -> None:
         interceptors = [BearerTokenInterceptor(token, self._count_unauthenticated)] if token else []
         max_message = self.config.max_message_mb << 20
         # every admitted export holds a thread while it waits for the WAL; the extra workers keep the
@@ -183,6 +202,7 @@ class RcaService:
         rca_pb2_grpc.add_RcaServiceServicer_to_server(
             RcaApiServicer(self.store, self.analyzer, self.health, cost=self.cost), self.server
         )
+        bind_error: Exception | None = None
         try:
             if self.config.tls_cert:
                 creds = server_credentials(self.config.tls_cert, self.config.tls_key, self.config.tls_client_ca)
@@ -190,10 +210,7 @@ class RcaService:
             else:
                 self.port = self.server.add_insecure_port(self.config.listen)
         except RuntimeError as exc:
-            self.port = 0
-            bind_error: Exception | None = exc
-        else:
-            bind_error = None
+            self.port, bind_error = 0, exc
         if not self.port:
             self.wal.close()
             raise ServiceError(
@@ -201,39 +218,36 @@ class RcaService:
                 + (f": {bind_error}" if bind_error else "")
             )
         self.server.start()
-        if self.config.metrics_listen not in ("", "off", "none"):
-            host, port = split_host_port(self.config.metrics_listen)
 
-            def source():
-                return {
-                    **health_series(
-                        self.stats,
-                        self.store,
-                        self.wal,
-                        self.analyzer,
-                        self.snapshot_age_s,
-                        self.store_counts(),
-                    ),
-                    **self._robustness_series(),
-                    **(self.remote_write.health_series() if self.remote_write else {}),
-                    **self.cost.price_points(),
-                    **self.cost.figure_points(),
-                }
+    def _metrics_source(self) -> dict:
+        return {
+            **health_series(self.stats, self.store, self.wal, self.analyzer, self.snapshot_age_s, self.store_counts()),
+            **self._robustness_series(),
+            **(self.remote_write.health_series() if self.remote_write else {}),
+            **self.cost.price_points(),
+            **self.cost.figure_points(),
+        }
 
-            try:
-                self.metrics_server = MetricsServer(
-                    [SnapshotCollector(source, {"service.name": "factorylens-rca"})],
-                    host,
-                    port,
-                    bearer_token=token,
-                    tls_cert=self.config.tls_cert or None,
-                    tls_key=self.config.tls_key or None,
-                    tls_client_ca=self.config.tls_client_ca or None,
-                )
-            except OSError as exc:
+    def _start_metrics(self, token: str | None) -> None:
+        host, port = split_host_port(self.config.metrics_listen)
+        try:
+            self.metrics_server = MetricsServer(
+                [SnapshotCollector(self._metrics_source, {"service.name": "factorylens-rca"})],
+                host,
+                port,
+                bearer_token=token,
+                tls_cert=self.config.tls_cert or None,
+                tls_key=self.config.tls_key or None,
+                tls_client_ca=self.config.tls_client_ca or None,
+            )
+        except OSError as exc:
+            if self.server is not None:
                 self.server.stop(0)
-                self.wal.close()
-                raise ServiceError(f"cannot serve /metrics on {self.config.metrics_listen}: {exc}") from exc
+            self.wal.close()
+            raise ServiceError(f"cannot serve /metrics on {self.config.metrics_listen}: {exc}") from exc
+
+    def _start_outputs(self) -> None:
+        """Incidents as OTLP logs and metrics, findings by remote-write."""
         self.publisher = IncidentPublisher(self._incident_exporters()) if self._incident_exporters() else None
         if self.config.incidents_otlp_endpoint and self.findings_meter is None:
             self.findings_meter = FindingsMeter.otlp(
@@ -247,19 +261,6 @@ class RcaService:
                 {"service.name": "factorylens-rca", "service.instance.id": self.address}
             )
             self.remote_write.start()
-        for target, name in ((self._housekeeping_loop, "rca-housekeeping"), (self._analysis_loop, "rca-analysis")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        log.info(
-            "RCA service listening on %s (OTLP gRPC + factorylens.rca.v1%s%s); data in %s",
-            self.address,
-            ", TLS" if self.config.tls_cert else "",
-            ", bearer token" if token else "",
-            self.data_dir,
-        )
-        if self.metrics_server:
-            log.info("RCA service metrics at %s", self.metrics_server.url)
 
     def _incident_exporters(self) -> list:
         if self.config.incidents_otlp_endpoint and not self._log_exporters:
@@ -292,7 +293,7 @@ class RcaService:
         lsn, state = load_latest(self.data_dir / "snapshots")
         if state is not None:
             self.store.restore(state["store"])
-            log.info("loaded snapshot at WAL position %d (%d series)", lsn, len(self.store.series))
+            log.info("loaded snapshot at WAL position %d (%d series)", lsn, len(self.store))
         self.snapshot_lsn = lsn
         segments = self.wal.segments()
         first_wal_lsn = int(segments[0].stem) if segments else lsn + 1

@@ -104,7 +104,7 @@ def _attributes(values: Mapping[str, Any]) -> list[rca_pb2.Attribute]:
 
 
 def series_info_message(info: SeriesInfo, store: SeriesStore) -> rca_pb2.SeriesInfo:
-    series = store.series.get(info.id)
+    points, first, last = store.extent(info.id)
     return rca_pb2.SeriesInfo(
         id=info.id,
         metric=info.metric,
@@ -114,9 +114,9 @@ def series_info_message(info: SeriesInfo, store: SeriesStore) -> rca_pb2.SeriesI
         entity=info.entity,
         resource=_attributes(info.resource),
         attributes=_attributes(info.attributes),
-        points=series.point_count if series else 0,
-        first_time_unix_nano=series.first_ts if series else 0,
-        last_time_unix_nano=series.last_ts if series else 0,
+        points=points,
+        first_time_unix_nano=first,
+        last_time_unix_nano=last,
         default_view=info.default_view.value,
         description=info.description,
     )
@@ -295,7 +295,7 @@ class RcaApiServicer(rca_pb2_grpc.RcaServiceServicer):
         start, end = _range(request.start_time_unix_nano, request.end_time_unix_nano, context)
         try:
             baseline = self._analyzer.baseline(self._store, request.series_id, start, end, view)
-            info = self._store.series[request.series_id].info
+            info = self._store.require_info(request.series_id)
         except KeyError:
             context.abort(grpc.StatusCode.NOT_FOUND, f"no series {request.series_id!r}")
         except ViewError as exc:

@@ -11,6 +11,7 @@ from factorylens.rca_service.baselines._baseline import (
 from factorylens.rca_service.baselines._detector import ALARM_SCORE, StreamingDetector, StreamingDetectorConfig
 from factorylens.rca_service.baselines._history import History, query_prometheus_range, read_history_file
 from factorylens.rca_service.baselines._season import DAY_S, WEEK_S, Season, find_seasons
+from factorylens.rca_service.baselines._seasonal_detector import SeasonalDetector
 
 __all__ = [
     "ALARM_SCORE",
@@ -22,6 +23,7 @@ __all__ = [
     "History",
     "Season",
     "SeasonalBaseline",
+    "SeasonalDetector",
     "SeasonalProfile",
     "StreamingDetector",
     "StreamingDetectorConfig",

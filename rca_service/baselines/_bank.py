@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from factorylens.rca_service.baselines._baseline import SeasonalBaseline
-from factorylens.rca_service.baselines._detector import StreamingDetector, StreamingDetectorConfig
+from factorylens.rca_service.baselines._detector import StreamingDetectorConfig
+from factorylens.rca_service.baselines._seasonal_detector import SeasonalDetector
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class BaselineBank:
         self.config = config or BaselineBankConfig()
         self.config.validate()
         self._lock = threading.Lock()
-        self._detectors: OrderedDict[str, StreamingDetector] = OrderedDict()
+        self._detectors: OrderedDict[str, SeasonalDetector] = OrderedDict()
         self._scores: dict[str, float] = {}
         self._unmodelled: set[str] = set()  # series too costly to model (bounded by the store's series)
         self._fed: dict[str, float] = {}  # series → when its detector was last fed (monotonic s)
@@ -74,9 +75,7 @@ class BaselineBank:
         if detector is None:
             return np.zeros(0)
         try:
-            scores = detector.score(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
-            if detector.baseline is not None:
-                detector.baseline.update(times_s, values)
+            scores = detector.observe(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
         except MemoryError:
             self._give_up(series_id, "its model does not fit in memory")
             return np.zeros(0)
@@ -95,7 +94,7 @@ class BaselineBank:
         if detector is None:
             return
         try:
-            detector.warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
+            detector.streaming.warm_start(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float))
         except MemoryError:
             self._give_up(series_id, "its model does not fit in memory")
             return
@@ -114,7 +113,7 @@ class BaselineBank:
             self._unmodelled.add(series_id)
         log.warning("series %s is no longer modelled with a seasonal baseline: %s", series_id, why)
 
-    def _detector_for(self, series_id: str) -> StreamingDetector | None:
+    def _detector_for(self, series_id: str) -> SeasonalDetector | None:
         """The series' detector (created on first use), marked most recently fed; None while the
         bank is full of series fed within ``idle_s`` (see :class:`BaselineBankConfig`)."""
         now = time.monotonic()
@@ -128,7 +127,7 @@ class BaselineBank:
                 self._detectors.pop(oldest)
                 self._scores.pop(oldest, None)
                 self._fed.pop(oldest, None)
-            detector = detector or StreamingDetector(self.config.detector)
+            detector = detector or SeasonalDetector(self.config.detector)
             self._detectors[series_id] = detector
             self._fed[series_id] = now
             return detector
@@ -140,6 +139,12 @@ class BaselineBank:
                 del self._detectors[series_id]
                 self._scores.pop(series_id, None)
                 self._fed.pop(series_id, None)
+
+    def detector(self, series_id: str) -> SeasonalDetector | None:
+        """The series' seasonal detector once its baseline is fitted (None before)."""
+        with self._lock:
+            detector = self._detectors.get(series_id)
+        return detector if detector is not None and detector.ready else None
 
     def baseline(self, series_id: str) -> SeasonalBaseline | None:
         with self._lock:

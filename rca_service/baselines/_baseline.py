@@ -254,6 +254,34 @@ def predictability_of(values: np.ndarray, residuals: np.ndarray) -> float:
     return float(np.clip(1.0 - noise / reference, 0.0, 1.0))
 
 
+def _seasonal_profiles(
+    t: np.ndarray, v: np.ndarray, seasons: list[Season], step: float, config: BaselineConfig
+) -> tuple[str, list[SeasonalProfile]]:
+    """The seasonal shapes: STL/MSTL where the history holds enough cycles, else robust per-slot
+    profiles, fitted one season after another on what the previous ones left."""
+    origin = float(np.floor(t[0] / DAY_S) * DAY_S)
+    span = float(t[-1] - t[0])
+    if seasons and all(span >= config.stl_min_cycles * s.period_s for s in seasons):
+        try:
+            stl = _stl_profiles(t, v, seasons, origin, config)
+        except (ValueError, np.linalg.LinAlgError) as exc:
+            log.debug("STL fit failed, using per-slot profiles: %s", exc)
+            stl = None
+        if stl is not None:
+            return ("mstl" if len(seasons) > 1 else "stl"), stl
+    if not seasons:
+        return "level", []
+    profiles = []
+    rest = v.copy()
+    for season in seasons:
+        slots = int(min(config.max_slots, max(4, round(season.period_s / step))))
+        shape = _slot_profile(t, rest, season.period_s, origin, slots, config.smooth_slots)
+        profile = SeasonalProfile(season.period_s, origin, shape, season.strength, season.kind)
+        rest = rest - profile.at(t)
+        profiles.append(profile)
+    return "profile", profiles
+
+
 def fit_baseline(times_s: np.ndarray, values: np.ndarray, config: BaselineConfig | None = None) -> SeasonalBaseline:
     """Fit a baseline on a history of (time in seconds, value); NaNs and unsorted input are fine."""
     config = config or BaselineConfig()
@@ -274,28 +302,7 @@ def fit_baseline(times_s: np.ndarray, values: np.ndarray, config: BaselineConfig
         min_strength=config.min_strength,
         min_cycles=config.min_cycles,
     )[: config.max_periods]
-    origin = float(np.floor(t[0] / DAY_S) * DAY_S)
-    span = float(t[-1] - t[0])
-    profiles: list[SeasonalProfile] | None = None
-    method = "level"
-    if seasons and all(span >= config.stl_min_cycles * s.period_s for s in seasons):
-        try:
-            profiles = _stl_profiles(t, v, seasons, origin, config)
-            method = "mstl" if len(seasons) > 1 else "stl"
-        except (ValueError, np.linalg.LinAlgError) as exc:
-            log.debug("STL fit failed, using per-slot profiles: %s", exc)
-            profiles = None
-    if profiles is None and seasons:
-        profiles = []
-        rest = v.copy()
-        for season in seasons:
-            slots = int(min(config.max_slots, max(4, round(season.period_s / step))))
-            shape = _slot_profile(t, rest, season.period_s, origin, slots, config.smooth_slots)
-            profile = SeasonalProfile(season.period_s, origin, shape, season.strength, season.kind)
-            rest = rest - profile.at(t)
-            profiles.append(profile)
-        method = "profile"
-    profiles = profiles or []
+    method, profiles = _seasonal_profiles(t, v, seasons, step, config)
     seasonal = np.zeros_like(v)
     for profile in profiles:
         seasonal += profile.at(t)

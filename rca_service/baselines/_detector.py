@@ -160,8 +160,14 @@ class StreamingDetector:
         self._block_high, self._block_low = -math.inf, math.inf
         self._bars = [-math.inf] * 3
         self._seen_high, self._seen_low = -math.inf, math.inf
+        self._deviations: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     # ---- public ------------------------------------------------------------------------------
+    @property
+    def stats(self) -> tuple[float, float, float, float] | None:
+        """The residuals' level, spread, step change and its spread (robust), when known."""
+        return self._stats
+
     @property
     def in_probation(self) -> bool:
         return self.baseline is None
@@ -176,7 +182,19 @@ class StreamingDetector:
 
     def score(self, times_s: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Anomaly scores in [0, 1] for new points (times in seconds, ascending)."""
+        self._deviations = []
         return self._run(np.asarray(times_s, dtype=float), np.asarray(values, dtype=float), scoring=True)
+
+    def last_deviations(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the points of the last :meth:`score` call that were scored against a baseline (the
+        last ones): the ratio of their largest deviation to its alarm bar (1: alarm, before the
+        refractory period), their signed deviation from the baseline in robust standard deviations,
+        and the baseline's expected value."""
+        if not self._deviations:
+            empty = np.zeros(0)
+            return empty, empty, empty
+        ratio, signed, expected = (np.concatenate(parts) for parts in zip(*self._deviations, strict=True))
+        return ratio, signed, expected
 
     # ---- internals ---------------------------------------------------------------------------
     def _run(self, t: np.ndarray, x: np.ndarray, scoring: bool) -> np.ndarray:
@@ -296,6 +314,8 @@ class StreamingDetector:
         self._block_high, self._block_low = max(self._block_high, run_high[-1]), min(self._block_low, run_low[-1])
         run_high, run_low = run_high[:-1], run_low[:-1]
         if self._stats is None:
+            if alarms:
+                self._deviations.append((np.zeros(x.size), np.zeros(x.size), np.full(x.size, np.nan)))
             return np.zeros(x.size)
         level, spread, change, change_spread = self._stats
         with np.errstate(invalid="ignore"):
@@ -325,6 +345,9 @@ class StreamingDetector:
             outside = np.fmax(x - run_high, run_low - x) / np.where(seen_range > 0, seen_range, np.nan)
         ratio = np.maximum(ratio, np.nan_to_num(outside, nan=0.0, posinf=0.0) / cfg.range_tolerance)
         ratio[~finite] = 0.0
+        if alarms:
+            signed = np.nan_to_num((residual - level) / np.maximum(spread, floor), nan=0.0, posinf=0.0, neginf=0.0)
+            self._deviations.append((ratio.copy(), signed, self.baseline.seasonal(np.where(finite, t, 0.0))))
         score = ratio / (1.0 + ratio)
         for j in np.flatnonzero(score >= ALARM_SCORE):
             position = self.points_seen + int(j)

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from factorylens.rca_service.analysis import Incident, KpiRankingConfig, config_for_interval
-from factorylens.rca_service.analysis._zscore import IQR_TO_SIGMA
+from factorylens.rca_service.detection import RobustZDetector, harmful
 from factorylens.rca_service.evaluation._datasets import (
     FAULT_DURATION,
     _load_balancer_targets,
@@ -259,25 +259,24 @@ def kpi_breaks(
 ) -> list[bool]:
     """Per injection: does some KPI visibly break in ``[injection - 1 scrape, injection + 5 min]``?
 
-    An oracle independent of the analyzer's online state: each KPI's median and robust scale (the
-    analyzer's estimator) over the day's normal scrapes, and a break is ``kpi_points`` scrapes in a
-    row beyond the analyzer's threshold in the KPI's bad direction. Faults that break no KPI (a
-    slow e-mail service behind an asynchronous call) cannot and should not open a KPI incident."""
+    An oracle independent of the analyzer's online state: each KPI against the day's normal scrapes
+    through the analyzer's robust-z detector, and a break is ``kpi_points`` scrapes in a row beyond
+    its threshold in the KPI's bad direction. Faults that break no KPI (a slow e-mail service behind
+    an asynchronous call) cannot and should not open a KPI incident."""
     detection = config.detection
+    detector = RobustZDetector(detection.robust)
     reference = kpis[normal]
     broke = [False] * len(injections)
     for column in kpis.columns:
         values = reference[column].dropna().to_numpy()
         if len(values) < detection.min_points:
             continue
-        q1, median, q3 = np.percentile(values, [25, 50, 75])
-        scale = max((q3 - q1) / IQR_TO_SIGMA, abs(median) * detection.relative_floor, 1e-9)
+        z = detector.scores(values[:, None], kpis[column].to_numpy(dtype=float)[:, None]).z[:, 0]
         direction = describe_signal(column[1] if isinstance(column, tuple) else column).kind.bad_direction
-        z = (kpis[column] - median) / scale
-        harm = (direction * z if direction else z.abs()) > detection.threshold
+        harm = pd.Series(harmful(z, direction) > detection.threshold, index=kpis.index)
         for n, t in enumerate(injections):
             window = harm[(kpis.index >= t - scrape) & (kpis.index <= t + DETECTION_WINDOW)].to_numpy()
-            broke[n] = broke[n] or _longest_run(window) >= config.kpi_points
+            broke[n] = broke[n] or _longest_run(window) >= config.incidents.kpi_points
     return broke
 
 

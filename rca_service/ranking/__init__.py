@@ -4,14 +4,15 @@ The same engine serves the live service, ``factorylens rca replay`` and the benc
 """
 
 from factorylens.rca_service.ranking._baro import BaroConfig, BaroRanker
-from factorylens.rca_service.ranking._engine import (
-    EvidenceSeries,
-    RankedCause,
-    RankingConfig,
-    RankingEngine,
-    RankingResult,
+from factorylens.rca_service.ranking._base import EvidenceSeries, RankedCause, Ranker, RankingResult
+from factorylens.rca_service.ranking._engine import RankingConfig, RankingEngine
+from factorylens.rca_service.ranking._signals import (
+    SignalDescriber,
+    SignalInfo,
+    SignalKind,
+    SignalSide,
+    describe_signal,
 )
-from factorylens.rca_service.ranking._signals import SignalInfo, SignalKind, SignalSide, describe_signal
 from factorylens.rca_service.ranking._topology import RELATIONS, Topology, kind_of, topology_from_series
 
 __all__ = [
@@ -20,9 +21,11 @@ __all__ = [
     "BaroRanker",
     "EvidenceSeries",
     "RankedCause",
+    "Ranker",
     "RankingConfig",
     "RankingEngine",
     "RankingResult",
+    "SignalDescriber",
     "SignalInfo",
     "SignalKind",
     "SignalSide",

@@ -36,12 +36,16 @@ on windows of a handful of 1- or 5-minute samples it seldom finds a change and f
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.special import gammaln, logsumexp
+
+from factorylens.rca_service.ranking._base import Column, RankedCause, Ranker, RankingResult
+from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo
+from factorylens.rca_service.ranking._topology import Topology
 
 _CHANGE_SIGNAL = re.compile(r"latenc|duration|response.?time|delay|error|fail|success|availab", re.IGNORECASE)
 
@@ -64,22 +68,42 @@ class BaroConfig:
     absolute: bool = False
 
 
-class BaroRanker:
+class BaroRanker(Ranker):
     """Ranks the entities of a wide (entity, signal) frame by BARO's robust score, best first."""
+
+    name = "baro"
 
     def __init__(self, config: BaroConfig | None = None) -> None:
         self.config = config or BaroConfig()
 
-    def rank(
+    def find_root_causes(
         self,
         frame: pd.DataFrame,
-        kpi: Sequence[tuple[str, str]] = (),
+        kpi: Sequence[Column],
         t0: pd.Timestamp | None = None,
-        candidates: Sequence[str] | None = None,
-    ) -> list[str]:
+        *,
+        topology: Topology | None = None,
+        candidates: Iterable[str] | None = None,
+        describe: SignalDescriber | Mapping[str, SignalInfo] | None = None,
+        lead: pd.Timedelta | None = None,
+        history: pd.DataFrame | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> RankingResult:
         """Entities best first: ``candidates`` (all of them, in that order on ties) or every entity of
         ``frame``. Rows ``<= t0`` are before the incident. ``t0`` is required unless the change point is
-        detected."""
+        detected. BARO reads neither the topology nor what signals mean; its score is its robust
+        score (a multiple of the reference's interquartile range), not calibrated."""
+        columns: list[Column] = [(str(k[0]), str(k[1])) for k in kpi]  # lists too
+        ranked = self._ranked(frame, columns, t0, None if candidates is None else list(candidates))
+        causes = [
+            RankedCause(n, entity, "", "", None, score, f"BARO robust score {score:.3g} (x the normal IQR)")
+            for n, (entity, score) in enumerate(ranked, start=1)
+        ]
+        return RankingResult(causes, columns, t0)
+
+    def _ranked(
+        self, frame: pd.DataFrame, kpi: list, t0: pd.Timestamp | None, candidates: list[str] | None
+    ) -> list[tuple[str, float]]:
         if t0 is None and not self.config.detect_change_point:
             raise ValueError("BARO needs t0 unless BaroConfig.detect_change_point is set")
         start = self._anomaly_start(frame, t0)
@@ -91,7 +115,7 @@ class BaroRanker:
         entities = list(candidates) if candidates is not None else list(by_entity.index)
         values = by_entity.reindex(entities).fillna(-np.inf).to_numpy()
         order = np.argsort(-values, kind="stable")
-        return [entities[i] for i in order]
+        return [(entities[i], float(values[i])) for i in order]
 
     def _window(self, frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
         keep = np.ones(len(frame), dtype=bool)

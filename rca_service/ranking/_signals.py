@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -55,13 +56,20 @@ class SignalSide(str, enum.Enum):
 @dataclass(frozen=True)
 class SignalInfo:
     """``resolution``: the smallest change that means anything in the signal's unit (0.01 for a
-    utilization ratio: one percentage point), when the caller knows the unit."""
+    utilization ratio: one percentage point), when the caller knows the unit. ``can_slow``: whether a
+    change in the bad direction can slow or fail a workload by itself (corrected ECC errors cannot).
+    ``name`` and ``unit``: how to say it to people."""
 
     kind: SignalKind
     side: SignalSide = SignalSide.OWN
     domain: str = "app"
     resolution: float = 0.0
+    can_slow: bool = True
+    name: str = ""
+    unit: str = ""
 
+
+SignalDescriber = Callable[[str], "SignalInfo"]
 
 # idleness rises and clocks fall when a GPU waits for work: symptoms of trouble elsewhere
 _SYMPTOM = re.compile(r"\bidle\b|\.idle$|gpu_idle|\.speed\b|clocks?_?mhz", re.I)

@@ -414,47 +414,9 @@ class SeriesStore:
             if point.flags & NO_RECORDED_VALUE:
                 result.accepted += 1
                 continue
-            if exponential:
-                positive = np.asarray(point.positive.bucket_counts, dtype=float)
-                zero = float(point.zero_count) + float(sum(point.negative.bucket_counts))
-                counts = np.concatenate([[zero], positive])
-                hp = HistogramPoint(
-                    point.time_unix_nano,
-                    point.start_time_unix_nano,
-                    float(point.count),
-                    point.sum if point.HasField("sum") else math.nan,
-                    (),
-                    counts,
-                    int(point.scale),
-                    int(point.positive.offset),
-                )
-                if not -10 <= point.scale <= 20:
-                    result.reject("exponential histogram scale outside [-10, 20]")
-                    continue
-            else:
-                bounds = tuple(point.explicit_bounds)
-                if len(point.bucket_counts) != len(bounds) + 1 and len(point.bucket_counts) != 0:
-                    result.reject("histogram bucket_counts length is not len(explicit_bounds) + 1")
-                    continue
-                if not all(map(math.isfinite, bounds)):
-                    result.reject("histogram explicit_bounds not finite")
-                    continue
-                if any(b >= a for b, a in itertools.pairwise(bounds)):
-                    result.reject("histogram explicit_bounds not strictly increasing")
-                    continue
-                counts = (
-                    np.asarray(point.bucket_counts, dtype=float)
-                    if len(point.bucket_counts)
-                    else np.array([float(point.count)])
-                )
-                hp = HistogramPoint(
-                    point.time_unix_nano,
-                    point.start_time_unix_nano,
-                    float(point.count),
-                    point.sum if point.HasField("sum") else math.nan,
-                    bounds if len(point.bucket_counts) else (),
-                    counts,
-                )
+            hp = _exponential_point(point, result) if exponential else _explicit_point(point, result)
+            if hp is None:
+                continue
             series = self._cached(
                 cache, HistogramSeries, res, metric, SeriesKind.HISTOGRAM, point, result, cumulative=cumulative
             )
@@ -598,6 +560,59 @@ class SeriesStore:
                     break
         return found
 
+    # ---- the read API: everything outside the store reads through these ---------------------------
+    def __len__(self) -> int:
+        return len(self.series)
+
+    def info(self, series_id_: str) -> SeriesInfo | None:
+        """What the series is, or None when the store does not have it (any more)."""
+        series = self.series.get(series_id_)
+        return series.info if series is not None else None
+
+    def require_info(self, series_id_: str) -> SeriesInfo:
+        """What the series is; KeyError when the store does not have it."""
+        info = self.info(series_id_)
+        if info is None:
+            raise KeyError(series_id_)
+        return info
+
+    def infos(self, exclude_domains: Iterable[str] = ()) -> dict[str, SeriesInfo]:
+        """Every series' identity by id (a snapshot), leaving out those of ``exclude_domains``."""
+        excluded = set(exclude_domains)
+        with self.lock:
+            return {sid: s.info for sid, s in self.series.items() if s.info.domain not in excluded}
+
+    def updated_since(
+        self, seen: Mapping[str, int], until_ns: int, exclude_domains: Iterable[str] = ()
+    ) -> tuple[list[SeriesInfo], set[str]]:
+        """The series with a point after ``seen[id]`` (and at or before ``until_ns``, a bound on clock
+        skew), and the ids of every series the store holds: one lock for both."""
+        excluded = set(exclude_domains)
+        with self.lock:
+            live = set(self.series)
+            fresh = [
+                s.info
+                for s in self.series.values()
+                if min(s.last_ts, until_ns) > seen.get(s.info.id, 0) and s.info.domain not in excluded
+            ]
+        return fresh, live
+
+    def extent(self, series_id_: str) -> tuple[int, int, int]:
+        """``(points, first, last)`` time of a series; zeros when the store does not have it."""
+        with self.lock:
+            series = self.series.get(series_id_)
+            return (series.point_count, series.first_ts, series.last_ts) if series is not None else (0, 0, 0)
+
+    def call_edges(self) -> list[tuple[str, str]]:
+        """``(caller, callee)`` services seen calling each other in spans."""
+        with self.lock:
+            return list(self.call_graph.edges)
+
+    def example_spans(self, service: str, span_name: str) -> list[dict[str, Any]]:
+        """The sampled spans of one operation, slowest and failed first."""
+        with self.lock:
+            return list(self.span_sample.spans(service, span_name))
+
     def of_metric(self, metric: str) -> list[SeriesInfo]:
         """Every series of one metric (an index lookup, unlike :meth:`list_series`'s scan)."""
         with self.lock:
@@ -729,6 +744,51 @@ class SeriesStore:
             self.events.extend(state["events"])
             self.span_sample.restore(state["span_sample"])
             self.call_graph.restore(state.get("call_edges", []))
+
+
+def _exponential_point(point: Any, result: IngestResult) -> HistogramPoint | None:
+    """An exponential histogram point as stored (negative buckets join the zero bucket), or None when
+    its scale is out of range."""
+    if not -10 <= point.scale <= 20:
+        result.reject("exponential histogram scale outside [-10, 20]")
+        return None
+    positive = np.asarray(point.positive.bucket_counts, dtype=float)
+    zero = float(point.zero_count) + float(sum(point.negative.bucket_counts))
+    return HistogramPoint(
+        point.time_unix_nano,
+        point.start_time_unix_nano,
+        float(point.count),
+        point.sum if point.HasField("sum") else math.nan,
+        (),
+        np.concatenate([[zero], positive]),
+        int(point.scale),
+        int(point.positive.offset),
+    )
+
+
+def _explicit_point(point: Any, result: IngestResult) -> HistogramPoint | None:
+    """An explicit-bounds histogram point as stored, or None when its bounds are malformed."""
+    bounds = tuple(point.explicit_bounds)
+    if len(point.bucket_counts) != len(bounds) + 1 and len(point.bucket_counts) != 0:
+        result.reject("histogram bucket_counts length is not len(explicit_bounds) + 1")
+        return None
+    if not all(map(math.isfinite, bounds)):
+        result.reject("histogram explicit_bounds not finite")
+        return None
+    if any(b >= a for b, a in itertools.pairwise(bounds)):
+        result.reject("histogram explicit_bounds not strictly increasing")
+        return None
+    counts = (
+        np.asarray(point.bucket_counts, dtype=float) if len(point.bucket_counts) else np.array([float(point.count)])
+    )
+    return HistogramPoint(
+        point.time_unix_nano,
+        point.start_time_unix_nano,
+        float(point.count),
+        point.sum if point.HasField("sum") else math.nan,
+        bounds if len(point.bucket_counts) else (),
+        counts,
+    )
 
 
 def _point_count(metric: Any, data: str | None) -> int:

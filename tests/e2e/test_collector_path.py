@@ -430,7 +430,7 @@ INTERVAL_S = 1.0  # scrape, export and analysis interval
 FAULT_HOST, FAULT_GPU = "sim-node-1", 3
 # simulated: 24 s into the run, between the training loop's checkpoints (every 200 steps, about 15 s apart):
 # a KPI break that starts within a scrape of a checkpoint's end is taken for that checkpoint and held back
-# for as long as it lasts (KpiRankingAnalyzer._held_back), so a fault landing on a checkpoint opens nothing
+# for as long as it lasts (analysis._pauses), so a fault landing on a checkpoint opens nothing
 FAULT_AT_S = 240.0
 INCIDENT_WITHIN_S = 40.0  # wall seconds after the onset (about 5 measured)
 SCENARIO = (
@@ -443,7 +443,9 @@ SCENARIO = (
 )
 # what the catalog says a thermal fault shows on its GPU (factorylens/scenarios/_catalog.py)
 THERMAL_SIGNALS = ("hw.gpu.clock_event.active", "hw.temperature", "hw.gpu.speed", "hw.status")
-RERANK_S = KpiRankingConfig().rerank_interval_s / SPEED  # the scaled service re-ranks a young incident this often
+RERANK_S = (
+    KpiRankingConfig().incidents.rerank_interval_s / SPEED
+)  # the scaled service re-ranks a young incident this often
 
 
 class ClusterRun:

@@ -18,7 +18,7 @@ from factorylens.rca_service.ranking import (
     Topology,
     describe_signal,
 )
-from factorylens.rca_service.ranking._scoring import robust_scores
+from factorylens.rca_service.detection import RobustZConfig, RobustZDetector, calibrated, one_in
 
 STEP = "factorylens.train.step.duration"
 N, FAULT = 120, 90
@@ -73,8 +73,8 @@ KPI = [("rank:j/0", STEP), ("rank:j/1", STEP)]
 
 def rank(series, topology=None, **config):
     frame = frame_of(series)
-    return RankingEngine(RankingConfig(**config)).rank(
-        frame, topology or training_topology(), KPI, frame.index[FAULT - 1]
+    return RankingEngine(RankingConfig(**config)).find_root_causes(
+        frame, KPI, frame.index[FAULT - 1], topology=topology or training_topology()
     )
 
 
@@ -173,12 +173,14 @@ def test_candidates_restrict_the_answer_and_bad_input_is_refused():
     s[("gpu:G0", "hw.temperature")] = shifted(s[("gpu:G0", "hw.temperature")], 20)
     frame = frame_of(s)
     engine = RankingEngine()
-    only = engine.rank(frame, training_topology(), KPI, frame.index[FAULT - 1], candidates=["host:h", "gpu:G1"])
+    only = engine.find_root_causes(
+        frame, KPI, frame.index[FAULT - 1], topology=training_topology(), candidates=["host:h", "gpu:G1"]
+    )
     assert set(only.entities) <= {"host:h", "gpu:G1"}
     with pytest.raises(ValueError, match="at least one KPI"):
-        engine.rank(frame, None, [], frame.index[0])
+        engine.find_root_causes(frame, [], frame.index[0])
     with pytest.raises(ValueError, match="has data"):
-        engine.rank(frame, None, [("nope", "x")], frame.index[0])
+        engine.find_root_causes(frame, [("nope", "x")], frame.index[0])
     with pytest.raises(ValueError):
         RankingConfig(threshold=0)
 
@@ -194,11 +196,25 @@ def test_signal_descriptions_follow_the_words_of_the_name():
 
 
 def test_robust_scores_ignore_one_earlier_jump_and_score_flat_series_by_magnitude():
+    detector = RobustZDetector(RobustZConfig(relative_floor=0.05, center_points=10, new_behaviour_z=0.0))
     reference = np.r_[np.full(50, 70.0), [95.0]][:, None]  # the cause began one sample before t0
-    scores = robust_scores(reference, np.array([[95.0]]))
+    scores = detector.scores(reference, np.array([[95.0]]))
     assert scores.z[0, 0] > 5
-    flat = robust_scores(np.zeros((20, 1)), np.array([[3.0]]))
-    assert flat.z[0, 0] == pytest.approx(np.log1p(3.0))
+    flat = detector.scores(np.zeros((20, 1)), np.array([[3.0]]))
+    assert flat.z[0, 0] == pytest.approx(np.log1p(3.0)) and np.isnan(flat.spread[0])
+
+
+def test_scores_are_calibrated_tail_probabilities_the_same_on_every_series():
+    assert calibrated(0.0) == 0.0 and calibrated(1.0) == pytest.approx(0.6827, abs=1e-4)
+    assert calibrated(4.0) == pytest.approx(1 - 6.334e-5, rel=1e-6)  # the alarm threshold
+    assert calibrated(-4.0) == calibrated(4.0)
+    assert one_in(float(calibrated(4.0))) == "1 in 16,000" and one_in(0.9) == "1 in 10"
+    rng = np.random.default_rng(0)
+    detector = RobustZDetector()
+    for scale, level in ((0.01, 1.0), (50.0, 3000.0)):  # the same share of normal points scores above 0.9
+        history, fresh = rng.normal(level, scale, (2000, 1)), rng.normal(level, scale, (20000, 1))
+        share = float(np.mean(calibrated(detector.scores(history, fresh).z[:, 0]) > 0.9))
+        assert share == pytest.approx(0.1, abs=0.03)
 
 
 def test_topology_files_paths_and_tenants(tmp_path):

@@ -219,13 +219,17 @@ def planted_frame(rows: int = 40, fault_row: int = 30) -> tuple[pd.DataFrame, pd
 def test_baro_ranks_the_planted_series_entity_first():
     frame, t0 = planted_frame()
     kpi = [("frontend", "latency_p99")]
-    assert BaroRanker().rank(frame, kpi, t0)[0] == "db"
-    assert BaroRanker(BaroConfig(detect_change_point=True, lookback=None)).rank(frame, kpi)[0] == "db"
-    ranked = BaroRanker().rank(frame, kpi, t0, candidates=["cache", "db", "nowhere"])
+    assert BaroRanker().find_root_causes(frame, kpi, t0).entities[0] == "db"
+    assert (
+        BaroRanker(BaroConfig(detect_change_point=True, lookback=None)).find_root_causes(frame, kpi).entities[0] == "db"
+    )
+    ranked = BaroRanker().find_root_causes(frame, kpi, t0, candidates=["cache", "db", "nowhere"]).entities
     assert ranked[0] == "db" and ranked[-1] == "nowhere" and len(ranked) == 3
-    assert "frontend" not in BaroRanker().rank(frame, kpi, t0)  # the KPI is the symptom, not a candidate
+    assert (
+        "frontend" not in BaroRanker().find_root_causes(frame, kpi, t0).entities
+    )  # the KPI is the symptom, not a candidate
     with pytest.raises(ValueError, match="t0"):
-        BaroRanker().rank(frame, kpi)
+        BaroRanker().find_root_causes(frame, kpi)
 
 
 def test_baro_ignores_masked_rows_and_constant_references():
@@ -233,7 +237,7 @@ def test_baro_ignores_masked_rows_and_constant_references():
     frame.iloc[5:15] = np.nan  # an earlier incident, masked
     frame[("cache", "flag")] = 1.0
     frame.loc[frame.index[-1], ("cache", "flag")] = 1000.0  # no spread before t0: dropped, as BARO does
-    assert BaroRanker().rank(frame, [("frontend", "latency_p99")], t0)[0] == "db"
+    assert BaroRanker().find_root_causes(frame, [("frontend", "latency_p99")], t0).entities[0] == "db"
 
 
 # ---- engine against BARO -------------------------------------------------------------------------
@@ -254,10 +258,10 @@ def test_engine_beats_baro_on_both_datasets(petshop, nezha):
                 cases,
                 lambda c: [
                     x.entity
-                    for x in engine.rank(
-                        c.frame, c.topology, c.kpi, c.t0, history=c.history, candidates=c.candidates
+                    for x in engine.find_root_causes(
+                        c.frame, c.kpi, c.t0, topology=c.topology, history=c.history, candidates=c.candidates
                     ).causes
                 ],
             )
-            theirs = ac3(cases, lambda c: baro.rank(c.frame, c.kpi, c.t0, c.candidates))
+            theirs = ac3(cases, lambda c: baro.find_root_causes(c.frame, c.kpi, c.t0, candidates=c.candidates).entities)
             assert ours > theirs + 0.1, (ours, theirs)

@@ -79,12 +79,13 @@ def test_petshop_normal_operation_opens_few_incidents(petshop_normal: Specificit
 def test_config_for_interval_restates_the_defaults_in_scrapes() -> None:
     at_60 = config_for_interval(60.0, ("LatencyP99(s)",))
     assert at_60.kpi_metrics == ("LatencyP99(s)",)
-    assert at_60.detection.window_s == 3600 and at_60.lookback_s == 3600
+    assert at_60.detection.window_s == 3600 and at_60.causes.lookback_s == 3600
     assert at_60.detection.resolve_after_s == 180 and at_60.detection.merge_window_s == 300
-    assert at_60.lead_s == 120 and at_60.rerank_for_s == 600 and at_60.rerank_interval_s == 60
+    assert at_60.causes.lead_s == 120 and at_60.incidents.rerank_for_s == 600
+    assert at_60.incidents.rerank_interval_s == 60
     at_300 = config_for_interval(300.0)
     assert at_300.detection.window_s == 18000 and at_300.detection.resolve_after_s == 900
-    assert at_300.detection.merge_window_s == 1500 and at_300.lead_s == 600
+    assert at_300.detection.merge_window_s == 1500 and at_300.causes.lead_s == 600
     assert at_300.detection.window_s / 300 >= at_300.detection.min_points
     assert at_300.detection.threshold == at_60.detection.threshold  # thresholds are not scaled
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 
 from factorylens.rca_service.analysis import (
+    DetectionConfig,
     IncidentChange,
     IncidentState,
     KpiRankingAnalyzer,
     KpiRankingConfig,
-    RobustZScoreConfig,
     change_point,
 )
 from factorylens.rca_service.store import SeriesStore
@@ -38,7 +38,7 @@ class Cluster:
     def __init__(self, seed: int = 0) -> None:
         self.rng = np.random.default_rng(seed)
         self.store = SeriesStore(clock=lambda: self.now / 1e9)
-        self.analyzer = KpiRankingAnalyzer(KpiRankingConfig(detection=RobustZScoreConfig(resolve_after_s=30)))
+        self.analyzer = KpiRankingAnalyzer(KpiRankingConfig(detection=DetectionConfig(resolve_after_s=30)))
         self.now = T0
         self.step = {("llm", 0): 0.5, ("llm", 1): 0.5, ("other", 0): 0.3}
         self.temperature = {"GPU-a": 70.0, "GPU-b": 70.0, "GPU-x": 60.0}
@@ -105,11 +105,11 @@ def test_a_kpi_break_opens_one_ranked_incident_that_resolves_on_recovery():
     assert incident.opened_unix_nano - onset <= 30 * S
     top = incident.causes[0]
     assert (top.entity, top.domain, top.signal) == ("gpu:GPU-a", "gpu", "hw.temperature")
-    assert "hw.temperature on gpu:GPU-a" in top.explanation and "rank:llm/0 -> gpu:GPU-a" in top.explanation
+    assert "hw.temperature on gpu:GPU-a" in top.explanation and "llm rank 0 -> gpu:GPU-a" in top.explanation
     assert top.evidence[0].series_id and top.evidence[0].observed > 85
     assert "gpu:GPU-x" not in [c.entity for c in incident.causes[:2]]
     # both ranks' step times broke: one incident holds them
-    assert len(cluster.analyzer._kpis[incident.id]) == 2
+    assert len(cluster.analyzer.tracker.kpis_of(incident.id)) == 2
     assert cluster.tick(30) == [] or all(c is IncidentChange.UPDATED for c, _ in cluster.tick(0))
     cluster.temperature["GPU-a"] = 70.0
     cluster.step[("llm", 0)] = cluster.step[("llm", 1)] = 0.5
@@ -133,7 +133,7 @@ def test_an_unrelated_job_breaking_at_the_same_time_is_its_own_incident():
     cluster.tick(6)
     incidents = cluster.analyzer.incidents()
     assert len(incidents) == 2
-    other = next(i for i in incidents if "other" in i.kpi_series_id or "rank:other" in i.title)
+    other = next(i for i in incidents if "other rank 0" in i.title)
     assert other.causes[0].entity == "gpu:GPU-x"
 
 

@@ -64,7 +64,7 @@ def test_a_long_table_replays_into_one_ranked_incident(tmp_path, suffix):
     assert incident.onset_unix_nano == T0 + FAULT * 10 * S
     top = incident.causes[0]
     assert (top.entity, top.signal, top.domain) == ("gpu:A", "hw.temperature", "gpu")
-    assert "hw.temperature on gpu:A" in top.explanation and "rank:j/0 -> gpu:A" in top.explanation
+    assert "hw.temperature on gpu:A" in top.explanation and "j rank 0 -> gpu:A" in top.explanation
 
 
 @pytest.mark.slow
@@ -109,7 +109,7 @@ def test_otlp_json_lines_replay_with_entities_and_topology_from_resources(tmp_pa
     path.write_text("\n".join(json.dumps(MessageToDict(r)) for r in lines) + "\n")
     incidents = replay(path)
     assert len(incidents) == 1 and incidents[0].causes[0].entity == "gpu:GPU-1"
-    assert "rank:j/0 -> gpu:GPU-1" in incidents[0].causes[0].explanation
+    assert "j rank 0 -> gpu:GPU-1" in incidents[0].causes[0].explanation
 
 
 def test_bad_files_get_clear_errors(tmp_path):

@@ -75,6 +75,7 @@ class RobustScores:
     z: np.ndarray  # signed robust z of the scored rows (rows × columns)
     delta: np.ndarray  # change from the centre, in the series' own units
     center: np.ndarray  # per column
+    spread: np.ndarray  # per column: one robust standard deviation (NaN: the reference is flat)
 
 
 def robust_scores(
@@ -89,15 +90,18 @@ def robust_scores(
     seen_range_cap: float = 3.0,
     new_behaviour_z: float = 0.0,
     resolution: np.ndarray | None = None,
+    composite: bool = True,
 ) -> RobustScores:
     """Score the ``scored`` rows against the ``reference`` rows (NaN = missing or masked).
 
     ``history`` (older normal operation, same columns) contributes only its spread, never its level;
     ``resolution`` (per column) is the least spread, the smallest change that means anything.
-    With ``seen_range_points``, a series with at least that many reference points scores a value
-    inside the range its reference already visited at most ``seen_range_cap`` (plus how far it
-    leaves that range): a checkpoint spike every ten minutes is normal, however far it is from the
-    median.
+    ``composite=False`` keeps only IQR/1.349 and the relative floor: the sensitive spread for one
+    series against its own history (a KPI), where the composite's tail estimate would count an
+    earlier incident's level as normal variation. With ``seen_range_points``, a series with at
+    least that many reference points scores a value inside the range its reference already visited
+    at most ``seen_range_cap`` (plus how far it leaves that range): a checkpoint spike every ten
+    minutes is normal, however far it is from the median.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -107,19 +111,7 @@ def robust_scores(
             center = nan_median(np.where(valid & (from_end <= center_points), reference, np.nan))
         else:
             center = nan_median(reference)
-        q25, median, q75, low, high = nan_quantiles(reference, [0.25, 0.5, 0.75, 1 - tail_quantile, tail_quantile])
-        spread = _finite(np.fmax(nan_mad(reference), (q75 - q25) / IQR_TO_SIGMA))
-        if reference.shape[0] >= 3:
-            spread = np.fmax(spread, _finite(nan_mad(np.diff(reference, axis=0)) / np.sqrt(2)))
-        if reference.shape[0] >= 5:
-            spread = np.fmax(spread, _finite(np.fmax(high - median, median - low) / Q90_TO_SIGMA))
-        steps_from = reference
-        if history is not None and history.shape[0] >= 3:
-            spread = np.fmax(spread, _finite(nan_mad(np.diff(history, axis=0)) / np.sqrt(2)))
-            steps_from = np.vstack([reference, history])
-        level = np.abs(_finite(center))
-        step = typical_step(steps_from, relative_floor * level)
-        spread = np.fmax(spread, np.fmax(_finite(step) / 2, relative_floor * level))
+        spread = _spread(reference, history, center, relative_floor, tail_quantile, composite)
         if resolution is not None:
             spread = np.fmax(spread, resolution)
         flat = ~(spread > 0)
@@ -129,14 +121,48 @@ def robust_scores(
             new = scored[:, flat]
             z[:, flat] = np.sign(new) * (np.log1p(np.abs(new)) + np.where(new != 0, new_behaviour_z, 0.0))
         if seen_range_points:
-            known = np.isfinite(reference).sum(axis=0) >= seen_range_points
-            # the range visited repeatedly (1 % of the time), not a one-off excursion
-            bottom, top = nan_quantiles(np.where(known, reference, np.nan), [0.01, 0.99])
-            unit = np.where(flat, np.nan, spread)
-            above = seen_range_cap + np.clip((scored - top) / unit, 0, None)
-            below = -seen_range_cap - np.clip((bottom - scored) / unit, 0, None)
-            z = np.where(known & ~flat, np.clip(z, below, above), z)
-    return RobustScores(z, delta, center)
+            z = _within_seen_range(
+                z, reference, scored, np.where(flat, np.nan, spread), seen_range_points, seen_range_cap
+            )
+    return RobustScores(z, delta, center, np.where(flat, np.nan, spread))
+
+
+def _spread(
+    reference: np.ndarray,
+    history: np.ndarray | None,
+    center: np.ndarray,
+    relative_floor: float,
+    tail_quantile: float,
+    composite: bool,
+) -> np.ndarray:
+    """One robust standard deviation per column (see the module docstring); 0 where flat."""
+    q25, median, q75, low, high = nan_quantiles(reference, [0.25, 0.5, 0.75, 1 - tail_quantile, tail_quantile])
+    level = np.abs(_finite(center))
+    if not composite:
+        return np.fmax(_finite((q75 - q25) / IQR_TO_SIGMA), relative_floor * level)
+    spread = _finite(np.fmax(nan_mad(reference), (q75 - q25) / IQR_TO_SIGMA))
+    if reference.shape[0] >= 3:
+        spread = np.fmax(spread, _finite(nan_mad(np.diff(reference, axis=0)) / np.sqrt(2)))
+    if reference.shape[0] >= 5:
+        spread = np.fmax(spread, _finite(np.fmax(high - median, median - low) / Q90_TO_SIGMA))
+    steps_from = reference
+    if history is not None and history.shape[0] >= 3:
+        spread = np.fmax(spread, _finite(nan_mad(np.diff(history, axis=0)) / np.sqrt(2)))
+        steps_from = np.vstack([reference, history])
+    step = typical_step(steps_from, relative_floor * level)
+    return np.fmax(spread, np.fmax(_finite(step) / 2, relative_floor * level))
+
+
+def _within_seen_range(
+    z: np.ndarray, reference: np.ndarray, scored: np.ndarray, unit: np.ndarray, points: int, cap: float
+) -> np.ndarray:
+    """A value inside the range the reference visited repeatedly (1 % of the time, not a one-off
+    excursion) deviates at most ``cap``, plus how far it leaves that range."""
+    known = np.isfinite(reference).sum(axis=0) >= points
+    bottom, top = nan_quantiles(np.where(known, reference, np.nan), [0.01, 0.99])
+    above = cap + np.clip((scored - top) / unit, 0, None)
+    below = -cap - np.clip((bottom - scored) / unit, 0, None)
+    return np.where(known & np.isfinite(unit), np.clip(z, below, above), z)
 
 
 def _finite(values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,56 @@
+"""Which series are KPIs, which workload a series belongs to, and which way a KPI breaks."""
+
+from __future__ import annotations
+
+import fnmatch
+
+import numpy as np
+
+from factorylens.rca_service.ranking import describe_signal
+from factorylens.rca_service.store import SeriesInfo
+
+# goodput is cumulative since the job started: its breaks lag and linger, so it explains, not detects
+DEFAULT_KPI_METRICS = (
+    "factorylens.train.step.duration",
+    "factorylens.train.samples.rate",
+    "factorylens.train.tokens.rate",
+)
+SERVER_SPAN_KPIS = ("factorylens.span.duration", "factorylens.span.errors")
+ALERT_EVENT_METRIC = "factorylens.events"
+DEFAULT_ALERT_EVENTS = ("alert", "alertmanager.alert", "factorylens.alert")
+
+
+def is_kpi(
+    info: SeriesInfo, kpi_metrics: tuple[str, ...], server_spans_are_kpis: bool, alert_events: tuple[str, ...]
+) -> bool:
+    """A KPI's break opens an incident: a job's step time or throughput, a service's server-side
+    latency or errors, an external alert arriving as a log record."""
+    if any(fnmatch.fnmatchcase(info.metric, pattern) for pattern in kpi_metrics):
+        return True
+    if server_spans_are_kpis and info.metric in SERVER_SPAN_KPIS:
+        return info.attributes.get("span.kind") == "server"
+    return info.metric == ALERT_EVENT_METRIC and info.attributes.get("event.name") in alert_events
+
+
+def is_alert(info: SeriesInfo) -> bool:
+    return info.metric == ALERT_EVENT_METRIC
+
+
+def workload(info: SeriesInfo) -> str:
+    """The job (its ranks break together), else the service, else the entity itself."""
+    if info.resource.get("factorylens.job.id"):
+        return f"job:{info.resource['factorylens.job.id']}"
+    if info.entity.startswith("rank:"):
+        return "job:" + info.entity[len("rank:") :].rsplit("/", 1)[0]
+    return str(info.resource.get("service.name") or info.entity)
+
+
+def bad_direction(info: SeriesInfo) -> int:
+    """+1 when only rises hurt, -1 when only falls do, 0 when both do."""
+    return describe_signal(info.label).kind.bad_direction
+
+
+def harmful(info: SeriesInfo, z: float) -> bool:
+    """A KPI breaks only in its bad direction: a faster step or more throughput is not an incident."""
+    direction = bad_direction(info)
+    return direction == 0 or np.sign(z) == direction

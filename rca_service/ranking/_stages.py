@@ -1,0 +1,455 @@
+"""The ranking engine's stages, each a function over small records (see :mod:`._engine` for the
+method): inputs → strength → evidence per entity → explain-away → topology and timing → order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import cast
+
+import numpy as np
+import pandas as pd
+
+from factorylens.rca_service.detection import RobustScores, RobustZDetector, harmful
+from factorylens.rca_service.ranking._base import Column
+from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo, SignalKind, SignalSide
+from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, Topology, kind_of
+
+FULLY_EXPLAINING_Z = 5  # a saturated dependency this many thresholds out clears a dependent entirely
+MIN_REFERENCE_ROWS = 20  # the lead never leaves the reference shorter than this
+AMOUNTS = ["evidence", "channel", "clearing", "saturation", "load", "change0", "change1", "clear0", "clear1"]
+
+
+@dataclass
+class Inputs:
+    """The frame as the stages read it: values, what each column means, which rows are normal."""
+
+    frame: pd.DataFrame
+    columns: list[Column]
+    infos: list[SignalInfo]
+    kpi: list[Column]
+    values: np.ndarray
+    before: np.ndarray  # reference rows of the candidates (they may lead the KPI)
+    kpi_before: np.ndarray  # reference rows of the KPI
+    history: np.ndarray | None
+    silent: set[str]
+    t0: pd.Timestamp
+
+    @property
+    def entities(self) -> np.ndarray:
+        return np.array([c[0] for c in self.columns], dtype=object)
+
+    @property
+    def kinds(self) -> np.ndarray:
+        return np.array([i.kind.value for i in self.infos], dtype=object)
+
+    @property
+    def directions(self) -> np.ndarray:
+        return np.array([i.kind.bad_direction for i in self.infos])
+
+    @property
+    def is_kpi(self) -> np.ndarray:
+        kpi = set(self.kpi)
+        return np.array([c in kpi for c in self.columns])
+
+    @property
+    def kpi_index(self) -> np.ndarray:
+        return np.flatnonzero(self.is_kpi)
+
+    @property
+    def lead_rows(self) -> int:
+        return int((self.before != self.kpi_before).sum())
+
+
+@dataclass
+class Strength:
+    """How anomalous every column is after ``t0``, up to the KPI's worst point."""
+
+    kpi_scores: RobustScores
+    kpi_harm: np.ndarray  # rows × KPI columns, harmful side only
+    kpi_rows: int  # scored rows up to the KPI's worst point
+    kpi_onset_row: float
+    rows: int
+    after_index: pd.DatetimeIndex
+    scores: RobustScores
+    strength: np.ndarray  # rows × columns, harmful side only
+    peak: np.ndarray
+    peak_row: np.ndarray
+    change: np.ndarray
+    onset_row: np.ndarray
+
+
+@dataclass
+class Evidence:
+    """Per column: which kind of evidence it is and how strong; per entity: the aggregate."""
+
+    evidence: np.ndarray  # column counts as its entity's trouble
+    own: np.ndarray
+    weighted: np.ndarray  # peak strength as the ranking weighs it
+    load: np.ndarray  # how much more work a column shows (traffic rising, saturation)
+    anomalous: np.ndarray
+    per_entity: pd.DataFrame
+    explained_by: dict[str, list[str]] = field(default_factory=dict)
+    consumers: set[str] = field(default_factory=set)  # entities blamed for what they consumed
+
+
+def prepare(
+    frame: pd.DataFrame,
+    kpi: Iterable[Column],
+    t0: pd.Timestamp,
+    lead: pd.Timedelta | None,
+    describe: SignalDescriber,
+    history: pd.DataFrame | None,
+) -> Inputs:
+    kpi = [cast(Column, tuple(k)) for k in kpi]
+    if not kpi:
+        raise ValueError("rank() needs at least one KPI column")
+    silent = silent_entities(frame, t0)
+    frame = frame.loc[:, frame.notna().any(axis=0)]
+    present = [k for k in kpi if k in frame.columns]
+    if not present:
+        raise ValueError(f"none of the KPI columns {kpi} has data in the frame")
+    columns: list[Column] = list(cast(pd.MultiIndex, frame.columns))
+    kpi_before = np.asarray(frame.index <= t0)
+    before = np.asarray(frame.index <= t0 - (lead or pd.Timedelta(0)))
+    if before.sum() < MIN_REFERENCE_ROWS <= kpi_before.sum():  # a short history keeps a reference
+        before = kpi_before & (np.cumsum(kpi_before) <= MIN_REFERENCE_ROWS)
+    older = None if history is None else history.reindex(columns=frame.columns).to_numpy(dtype=float)
+    return Inputs(
+        frame,
+        columns,
+        [describe(c[1]) for c in columns],
+        present,
+        frame.to_numpy(dtype=float),
+        before,
+        kpi_before,
+        older,
+        silent,
+        t0,
+    )
+
+
+def strength(inputs: Inputs, kpi_detector: RobustZDetector, detector: RobustZDetector, threshold: float) -> Strength:
+    """Each column's robust z after ``t0`` (harmful side), scored up to the KPI's worst point: a
+    cause is present by then, later rows pile up side effects."""
+    values, k = inputs.values, inputs.kpi_index
+    resolution = np.array([i.resolution for i in inputs.infos])
+    kpi_scores = kpi_detector.scores(
+        values[inputs.kpi_before][:, k],
+        values[~inputs.kpi_before][:, k],
+        None if inputs.history is None else inputs.history[:, k],
+        resolution=resolution[k],
+    )
+    kpi_harm = harmful(kpi_scores.z, inputs.directions[k])
+    kpi_rows = int(np.argmax(kpi_harm.max(axis=1))) + 1 if kpi_harm.size else 0
+    lead_rows = inputs.lead_rows
+    rows = kpi_rows + lead_rows if kpi_rows else 0
+    after_index = cast(pd.DatetimeIndex, inputs.frame.index[~inputs.before][:rows])
+    kpi_onset_row = (
+        first_above(kpi_harm[:kpi_rows].max(axis=1, keepdims=True), threshold)[0] + lead_rows if kpi_rows else np.inf
+    )
+    scores = detector.scores(
+        values[inputs.before], values[~inputs.before][:rows], inputs.history, resolution=resolution
+    )
+    harm = harmful(scores.z, inputs.directions)
+    n = len(inputs.columns)
+    peak = harm.max(axis=0) if rows else np.zeros(n)
+    peak_row = harm.argmax(axis=0) if rows else np.zeros(n, dtype=int)
+    change = harmful(scores.delta, inputs.directions).max(axis=0) if rows else np.zeros(n)
+    return Strength(
+        kpi_scores,
+        kpi_harm,
+        kpi_rows,
+        float(kpi_onset_row),
+        rows,
+        after_index,
+        scores,
+        harm,
+        peak,
+        peak_row,
+        change,
+        run_start(harm, peak_row, threshold),
+    )
+
+
+def kpi_kinds(inputs: Inputs, describe: SignalDescriber) -> set[SignalKind]:
+    """The kinds of trouble that travel to the KPI: its own kind (errors with success rates;
+    latency too for a throughput KPI: less work gets done when anything on its path is slower)."""
+    kinds = {describe(s).kind for _, s in inputs.kpi}
+    if kinds & {SignalKind.ERRORS, SignalKind.GOOD}:
+        kinds |= {SignalKind.ERRORS, SignalKind.GOOD}
+    if SignalKind.THROUGHPUT in kinds:
+        kinds |= {SignalKind.LATENCY}
+    return kinds
+
+
+def evidence(
+    inputs: Inputs, s: Strength, channel_kinds: set[SignalKind], threshold: float, min_latency_share: float
+) -> Evidence:
+    """Per entity: its strongest own series of the KPI's channel or of saturation, errors and lost
+    capacity (the USE method's direct indicators); traffic and outbound measurements are not its
+    own trouble, outcomes (MFU, goodput) are the KPI's kin."""
+    kinds = inputs.kinds
+    sides = np.array([i.side.value for i in inputs.infos], dtype=object)
+    can_slow = np.array([i.can_slow for i in inputs.infos])
+    own = ~inputs.is_kpi & np.isin(sides, [SignalSide.OWN.value, SignalSide.CALLER_VIEW.value])
+    channel = own & np.isin(kinds, [k.value for k in channel_kinds])
+    saturation = own & np.isin(kinds, [SignalKind.SATURATION.value, SignalKind.ERRORS.value, SignalKind.GOOD.value])
+    is_evidence = channel | saturation
+    clears = is_evidence & (sides != SignalSide.CALLER_VIEW.value) & can_slow  # what may clear a dependent
+    anomalous = s.peak > threshold
+    group = np.where(
+        kinds == SignalKind.LATENCY.value,
+        0,
+        np.where(np.isin(kinds, [SignalKind.ERRORS.value, SignalKind.GOOD.value]), 1, -1),
+    )
+    weighted = _latency_weighted(inputs, s, channel, group, channel_kinds, min_latency_share)
+    # a tenant's own load: its saturation, or its traffic rising (a neighbour's burst of work)
+    rising_rows = np.where(np.isfinite(s.scores.z), np.clip(s.scores.z, 0, None), 0.0)
+    rising = rising_rows.max(axis=0) if s.rows else np.zeros(len(inputs.columns))
+    is_traffic = own & (kinds == SignalKind.TRAFFIC.value)
+    load_onset = np.where(
+        is_traffic, first_above(rising_rows, threshold), np.where(saturation & anomalous, s.onset_row, np.inf)
+    )
+    load = np.where(is_traffic, rising, np.where(saturation, weighted, 0.0))
+    table = pd.DataFrame(
+        {
+            "entity": inputs.entities,
+            "evidence": np.where(is_evidence, weighted, 0.0),
+            "channel": np.where(channel, weighted, 0.0),
+            "clearing": np.where(clears, weighted, 0.0),
+            "saturation": np.where(saturation, weighted, 0.0),
+            "load": load,
+            "load_onset": load_onset,
+            "change0": np.where(channel & anomalous & (group == 0), s.change, 0.0),
+            "change1": np.where(channel & anomalous & (group == 1), s.change, 0.0),
+            "clear0": np.where(clears & anomalous & (group == 0), s.change, 0.0),
+            "clear1": np.where(clears & anomalous & (group == 1), s.change, 0.0),
+            "onset": np.where(is_evidence & anomalous, s.onset_row, np.inf),
+            "can_slow": np.where(is_evidence & anomalous, can_slow, False),
+        }
+    )
+    return Evidence(is_evidence, own, weighted, load, anomalous, _per_entity(table))
+
+
+def _latency_weighted(
+    inputs: Inputs,
+    s: Strength,
+    channel: np.ndarray,
+    group: np.ndarray,
+    channel_kinds: set[SignalKind],
+    min_share: float,
+) -> np.ndarray:
+    """Latencies add up: a part that grew by a sliver of a latency KPI's growth cannot have caused it."""
+    kpi_latency = [i for i, c in enumerate(inputs.kpi_index) if group[c] == 0]
+    if not (SignalKind.LATENCY in channel_kinds and kpi_latency and s.kpi_rows):
+        return s.peak
+    kpi_change = harmful(s.kpi_scores.delta[: s.kpi_rows, kpi_latency], 1).max()
+    if kpi_change <= 0:
+        return s.peak
+    share = np.where(channel & (group == 0), s.change / kpi_change, np.inf)
+    return s.peak * np.clip(share / min_share, 0.0, 1.0)
+
+
+def _per_entity(table: pd.DataFrame) -> pd.DataFrame:
+    aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min"}
+    per_entity = table.groupby("entity").agg(aggregate)
+    # an entity's trouble began when its strongest anomaly did (not with a side series' blip), and it
+    # can slow the workload when that strongest anomaly can
+    strongest = table[np.isfinite(table["onset"])].sort_values("evidence", ascending=False, kind="mergesort")
+    first = strongest.groupby("entity")[["onset", "can_slow"]].first()
+    per_entity["onset"] = first["onset"]
+    per_entity["can_slow"] = first["can_slow"]
+    return per_entity
+
+
+def complete(ev: Evidence, entities: Iterable[str], silent: set[str], silence_z: float) -> None:
+    """Every entity the topology knows gets a row; one that stopped reporting altogether after
+    ``t0`` (a GPU off the bus) is strongly anomalous from the start."""
+    per_entity = ev.per_entity.reindex(sorted(set(entities)))
+    per_entity[AMOUNTS] = per_entity[AMOUNTS].fillna(0.0)
+    per_entity[["onset", "load_onset"]] = per_entity[["onset", "load_onset"]].fillna(np.inf)
+    per_entity["can_slow"] = per_entity["can_slow"].astype("boolean").fillna(False).astype(bool)
+    for entity in silent:
+        per_entity.loc[entity, ["evidence", "clearing", "saturation"]] = silence_z
+        per_entity.loc[entity, ["onset", "can_slow"]] = [0, True]
+    ev.per_entity = per_entity
+
+
+def explain_away(
+    ev: Evidence, topology: Topology, kpi_entities: set[str], threshold: float, onset_tolerance_rows: int
+) -> np.ndarray:
+    """The fraction of each entity's evidence that an anomalous dependency (or tenant) accounts for
+    (the propagation reasoning of MicroRCA/CausalRCA-style graph methods, reduced to what the data
+    supports); records who explains whom in ``ev``."""
+    pe = ev.per_entity
+    log_evidence = np.log1p(pe["evidence"])
+    fraction = pd.Series(0.0, index=pe.index)
+    down, up = topology.dependencies(), topology.dependents()
+    for entity in pe.index[log_evidence > np.log1p(threshold)]:
+        explainers = _dependency_shares(pe, entity, down.get(entity, ()), kpi_entities, threshold, onset_tolerance_rows)
+        tenants = _tenant_shares(
+            pe, entity, up.get(entity, ()), topology, kpi_entities, threshold, onset_tolerance_rows
+        )
+        explainers.update(tenants)
+        if explainers:
+            best = max(explainers, key=explainers.__getitem__)
+            fraction[entity] = explainers[best]
+            ev.explained_by.setdefault(best, []).append(entity)
+            if best in tenants:
+                ev.consumers.add(best)
+    return fraction.to_numpy()
+
+
+def _dependency_shares(
+    pe: pd.DataFrame, entity: str, dependencies: Iterable[str], kpi_entities: set[str], threshold: float, tolerance: int
+) -> dict[str, float]:
+    """An anomalous dependency that did not start later accounts for at most the part of the change it
+    made itself in the same units; a saturated one clears a dependent that is not itself saturated."""
+    log_t, full = np.log1p(threshold), np.log1p(FULLY_EXPLAINING_Z * threshold)
+    out: dict[str, float] = {}
+    for dependency in dependencies:
+        if dependency in kpi_entities or dependency not in pe.index:
+            continue
+        if (
+            np.log1p(_cell(pe, dependency, "clearing")) <= log_t
+            or _cell(pe, dependency, "onset") > _cell(pe, entity, "onset") + tolerance
+        ):
+            continue
+        shares = []
+        if np.log1p(_cell(pe, dependency, "channel")) > log_t and np.log1p(_cell(pe, entity, "channel")) > log_t:
+            strength_share = np.log1p(_cell(pe, dependency, "clearing")) / np.log1p(_cell(pe, entity, "evidence"))
+            shares.append(min(strength_share, _magnitude_share(pe, dependency, entity)))
+        if _cell(pe, dependency, "saturation") > threshold and not _cell(pe, entity, "saturation") > threshold:
+            # a resource's z and a latency's are not comparable: it clears as far as it is anomalous,
+            # nothing at the threshold, all at FULLY_EXPLAINING_Z thresholds
+            shares.append((np.log1p(_cell(pe, dependency, "saturation")) - log_t) / (full - log_t))
+        if shares:
+            out[dependency] = min(max(shares), 1.0)
+    return out
+
+
+def _tenant_shares(
+    pe: pd.DataFrame,
+    entity: str,
+    tenants: Iterable[str],
+    topology: Topology,
+    kpi_entities: set[str],
+    threshold: float,
+    tolerance: int,
+) -> dict[str, float]:
+    """A saturated shared host or port is explained by a tenant whose own consumption rose first (a
+    noisy neighbour, which then takes the blame)."""
+    if kind_of(entity) not in INFRASTRUCTURE_KINDS or not _cell(pe, entity, "saturation") > threshold:
+        return {}
+    out = {}
+    for tenant in tenants:
+        if (
+            tenant in pe.index
+            and _cell(pe, tenant, "load") > threshold
+            and tenant not in kpi_entities
+            and _cell(pe, tenant, "load_onset") <= _cell(pe, entity, "onset") + tolerance
+            and topology.edges.get((tenant, entity)) in ("runs_on", "uses")
+        ):
+            out[tenant] = min(np.log1p(_cell(pe, tenant, "load")) / np.log1p(_cell(pe, entity, "evidence")), 1.0)
+    return out
+
+
+def _magnitude_share(pe: pd.DataFrame, dependency: str, entity: str) -> float:
+    """A dependency explains at most the part of the change it made itself (same units)."""
+    ratios = [
+        _cell(pe, dependency, f"clear{g}") / _cell(pe, entity, f"change{g}")
+        for g in ("0", "1")
+        if _cell(pe, entity, f"change{g}") > 0
+    ]
+    return max(ratios) if ratios else 1.0
+
+
+def reach(
+    pe: pd.DataFrame,
+    topology: Topology,
+    kpi_entities: set[str],
+    threshold: float,
+    reach_factor: float,
+    distance_decay: float,
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Per entity: the factor for its place in the topology (one the KPI does not depend on is
+    discounted; a farther one slightly), and the hop counts."""
+    in_trouble = pe.index[pe["saturation"] > threshold]
+    distance = topology.related(kpi_entities, shared=in_trouble) if topology.edges else {}
+    if not distance:
+        return np.ones(len(pe)), distance
+    hops = pd.Series([distance.get(e, np.nan) for e in pe.index], index=pe.index)
+    factor = np.where(
+        hops.isna(), reach_factor, np.clip(1 - distance_decay * (hops.fillna(1) - 1).clip(lower=0), 0.5, 1)
+    )
+    return factor, distance
+
+
+def kpi_dependence(inputs: Inputs, eligible: np.ndarray, all_entities: Iterable[str]) -> np.ndarray:
+    """Per entity: the largest |correlation| between a KPI and one of its anomalous own series."""
+    filled = pd.DataFrame(inputs.values).ffill().bfill().fillna(0.0).to_numpy()
+    std = filled.std(axis=0)
+    standardized = (filled - filled.mean(axis=0)) / np.where(std > 0, std, np.inf)
+    kpis = standardized[:, inputs.kpi_index]
+    correlation = np.abs(standardized.T @ kpis / max(len(filled), 1)).max(axis=1)
+    per_entity = pd.Series(np.where(eligible, correlation, 0.0)).groupby(inputs.entities).max()
+    return per_entity.reindex(list(all_entities)).fillna(0.0).to_numpy()
+
+
+def order(
+    score: pd.Series, pe: pd.DataFrame, kpi_onset_row: float, kpi: list[Column], candidates: Iterable[str] | None
+) -> pd.Series:
+    """Causes best first. A candidate whose trouble can slow the workload by itself and began no
+    later than the KPI broke (within a row: exporters sample a scrape apart) always ranks above one
+    that cannot or came after — those stay in the list, below, as consequences or bystanders."""
+    keep = score.index if candidates is None else list(dict.fromkeys(candidates))
+    score = score.reindex(keep).fillna(0.0)
+    if candidates is None:  # a KPI's own entity is a cause only through its other signals
+        score = score.drop(
+            index=[e for e, _ in kpi if e in score.index and pe.loc[e, "evidence"] == 0], errors="ignore"
+        )
+    score = score[score > 0]  # no anomaly, no cause
+    onset = pe["onset"].reindex(score.index).fillna(np.inf)
+    can_slow = pe["can_slow"].reindex(score.index).fillna(False).astype(bool)
+    leading = can_slow & (~np.isfinite(onset) | (onset <= kpi_onset_row + 1))
+    ranked = pd.DataFrame({"score": score, "tier": np.where(leading, 0, 1)})
+    ranked = ranked.sort_values(["tier", "score"], ascending=[True, False], kind="mergesort")
+    return ranked["score"]
+
+
+def silent_entities(frame: pd.DataFrame, t0: pd.Timestamp, recent_rows: int = 3) -> set[str]:
+    """Entities that reported right up to ``t0`` and then nothing at all, while others went on."""
+    after = frame.index > t0
+    if after.sum() < 2 or (~after).sum() < 1:
+        return set()
+    reported_before = frame.loc[~after].iloc[-recent_rows:].notna().any(axis=0)
+    reported_after = frame.loc[after].notna().any(axis=0)
+    by_entity = pd.DataFrame({"before": reported_before, "after": reported_after}).groupby(level=0).any()
+    if not by_entity["after"].any():
+        return set()
+    return set(by_entity.index[by_entity["before"] & ~by_entity["after"]])
+
+
+def first_above(strength: np.ndarray, threshold: float) -> np.ndarray:
+    above = strength > threshold
+    return np.where(above.any(axis=0), above.argmax(axis=0).astype(float), np.inf)
+
+
+def run_start(strength: np.ndarray, peak_row: np.ndarray, threshold: float) -> np.ndarray:
+    """Per column: the first row of the anomalous run that leads to its peak (inf when not anomalous).
+
+    A transient blip earlier in the window is not when the trouble began.
+    """
+    if not strength.size:
+        return np.full(strength.shape[1], np.inf)
+    rows = np.arange(strength.shape[0])[:, None]
+    calm = (strength <= threshold) & (rows <= peak_row[None, :])
+    start = np.where(calm, rows, -1).max(axis=0) + 1
+    peaked = strength[peak_row, np.arange(strength.shape[1])] > threshold
+    return np.where(peaked, start.astype(float), np.inf)
+
+
+def _cell(frame: pd.DataFrame, row: str, column: str) -> float:
+    """``frame.at[row, column]`` of a float column (the stubs type a cell as any scalar)."""
+    return cast(float, frame.at[row, column])
