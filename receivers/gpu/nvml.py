@@ -26,7 +26,7 @@ from factorylens.receivers.gpu.backend import (
     ScrapeResult,
 )
 from factorylens.receivers.gpu.jobs import JobResolver, ProcJobResolver
-from factorylens.registry import CLOCK_EVENT_REASONS
+from factorylens.registry import CLOCK_EVENT_REASONS, XID_NAMES
 
 _log = logging.getLogger(__name__)
 
@@ -743,28 +743,10 @@ NvmlBackend._READERS = (
 )
 del NvmlBackend._clock_reader, NvmlBackend._ecc_reader, NvmlBackend._pcie_reader
 
-_XID_DESCRIPTIONS = {
-    13: "Graphics engine exception",
-    31: "GPU memory page fault",
-    43: "GPU stopped processing",
-    45: "Preemptive cleanup, due to previous errors",
-    48: "Double-bit ECC error",
-    61: "Internal micro-controller breakpoint/warning",
-    62: "Internal micro-controller halt",
-    63: "ECC page retirement or row remapping recording event",
-    64: "ECC page retirement or row remapper recording failure",
-    74: "NVLink error",
-    79: "GPU has fallen off the bus",
-    92: "High single-bit ECC error rate",
-    94: "Contained ECC error",
-    95: "Uncontained ECC error",
-    119: "GSP RPC timeout",
-    120: "GSP error",
-}
-
 
 def xid_description(code: int) -> str:
-    return _XID_DESCRIPTIONS.get(code, "see NVIDIA's XID catalogue")
+    """What an XID code means, in plain words (the registry's ``XID_NAMES``)."""
+    return XID_NAMES.get(code, "see NVIDIA's XID catalogue")
 
 
 def _status_points(ident: Attributes, current: str) -> list[Point]:
