@@ -1016,9 +1016,61 @@ def _print_translations() -> None:
         print(f"| {a.producer.value} | `{a.source}` | {target} | {where} | {note or '-'} |")
 
 
+def _meaning_json(meaning: Any) -> dict[str, Any] | None:
+    """A Meaning or ValueMeaning's fields as JSON (enum values; a ValueMeaning's unset fields left out)."""
+    if meaning is None:
+        return None
+    fields = ("kind", "bad", "can_slow", "name", "side", "domain")
+    values = {f: getattr(meaning, f) for f in fields if getattr(meaning, f) is not None}
+    return {f: v.name.lower() if f == "bad" else getattr(v, "value", v) for f, v in values.items()}
+
+
+def _print_meanings(metrics: list[Any]) -> None:
+    """The second markdown table: what each signal means for ranking causes, a row per attribute value
+    that means something else."""
+    from factorylens.registry import ANY_VALUE
+
+    print(
+        "\nWhat each signal means for ranking causes (`REGISTRY.meaning(metric, attributes)`): its kind, "
+        "the direction of change that is trouble, whether such a change can slow or fail a workload by "
+        "itself, whose behaviour it measures (`outbound`: time waiting on others; `outcome`: how well the "
+        "whole works) and where the trouble lives. A row per attribute value that means something else; "
+        "`*` is any value.\n"
+    )
+    header = ("signal", "kind", "bad", "can slow", "side", "domain", "in plain words")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for m in metrics:
+        labels: list[tuple[str, dict[str, object]]] = [(m.name, {})] + [
+            (f"{m.name}{{{v.attribute}={v.value}}}", {v.attribute: "{value}" if v.value == ANY_VALUE else v.value})
+            for v in m.value_meanings
+        ]
+        for label, attributes in labels:
+            meaning = REGISTRY.meaning(m.name, attributes)
+            if meaning is None:
+                continue
+            cells = (
+                f"`{label}`",
+                meaning.kind.value,
+                meaning.bad.name.lower(),
+                "yes" if meaning.can_slow else "no",
+                meaning.side.value,
+                meaning.domain.value if meaning.domain else "-",
+                meaning.name,
+            )
+            print("| " + " | ".join(cells) + " |")
+
+
 def _run_metrics(args: argparse.Namespace) -> int:
     if args.translations:
         _print_translations()
+        return 0
+    if args.format == "python":
+        if args.domain is not None:
+            raise SystemExit("factorylens metrics: --format python writes every name; leave out --domain")
+        from factorylens.registry import python_names
+
+        sys.stdout.write(python_names(REGISTRY))
         return 0
     metrics = [m for m in REGISTRY.metrics if args.domain is None or m.domain.value == args.domain]
     if args.format == "json":
@@ -1035,6 +1087,11 @@ def _run_metrics(args: argparse.Namespace) -> int:
                         "prometheus": m.prometheus_name,
                         "attributes": list(REGISTRY.allowed_attributes(m)),
                         "description": m.description,
+                        "meaning": _meaning_json(m.meaning),
+                        "value_meanings": [
+                            {"attribute": v.attribute, "value": v.value, **(_meaning_json(v) or {})}
+                            for v in m.value_meanings
+                        ],
                     }
                     for m in metrics
                 ],
@@ -1061,6 +1118,7 @@ def _run_metrics(args: argparse.Namespace) -> int:
         print("|" + "---|" * len(header))
         for r in rows:
             print("| " + " | ".join(f"`{c}`" if i in (0, 5) else c for i, c in enumerate(r)) + " |")
+        _print_meanings(metrics)
         return 0
     widths = [max(len(str(r[i])) for r in [*rows, header]) for i in range(len(header) - 1)]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) + "  " + r[-1]  # noqa: E731
@@ -1244,7 +1302,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print every metric factorylens emits: name, instrument, unit, domain, "
         "origin of the name, Prometheus name, attributes and description.",
     )
-    m.add_argument("--format", choices=("table", "json", "markdown"), default="table")
+    m.add_argument(
+        "--format",
+        choices=("table", "json", "markdown", "python"),
+        default="table",
+        help="python: the typed name constants (factorylens/registry/names.py)",
+    )
     m.add_argument("--domain", choices=[d.value for d in Domain], help="only this domain")
     m.add_argument(
         "--translations",

@@ -21,6 +21,7 @@ from opentelemetry.sdk.resources import OTELResourceDetector, Resource
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from factorylens import __version__
+from factorylens.registry import Attributes
 
 
 def otlp_endpoint_configured(signal: str = "metrics") -> bool:
@@ -98,10 +99,12 @@ def periodic_reader(exporter: MetricExporter, default_interval_s: float) -> Metr
 
 def make_resource(attributes: Mapping[str, Any], service_name: str) -> Resource:
     """Our detected attributes, overridden by ``OTEL_RESOURCE_ATTRIBUTES`` and ``OTEL_SERVICE_NAME``."""
-    resource = Resource.create({"service.name": service_name, "service.version": __version__, **attributes})
+    resource = Resource.create(
+        {Attributes.SERVICE_NAME: service_name, Attributes.SERVICE_VERSION: __version__, **attributes}
+    )
     resource = resource.merge(OTELResourceDetector().detect())
     if os.environ.get("OTEL_SERVICE_NAME"):
-        resource = resource.merge(Resource({"service.name": os.environ["OTEL_SERVICE_NAME"]}))
+        resource = resource.merge(Resource({Attributes.SERVICE_NAME: os.environ["OTEL_SERVICE_NAME"]}))
     return resource
 
 

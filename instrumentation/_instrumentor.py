@@ -19,6 +19,7 @@ from factorylens.instrumentation._console import ConsoleStepExporter
 from factorylens.instrumentation._gpus import discover_gpus
 from factorylens.instrumentation._recorder import Phase, Step, StepRecorder
 from factorylens.instrumentation._telemetry import TrainingTelemetry
+from factorylens.registry import Attributes
 
 log = logging.getLogger(__name__)
 
@@ -67,18 +68,18 @@ class TrainingInstrumentor:
         """Resource attributes: job, team, rank, host and the rank's GPUs (``hw.id``)."""
         c = self.config
         attributes: dict[str, Any] = {
-            "factorylens.job.id": c.job_id,
-            "factorylens.rank": c.rank,
-            "factorylens.world_size": c.world_size,
-            "host.name": c.host,
+            Attributes.FACTORYLENS_JOB_ID: c.job_id,
+            Attributes.FACTORYLENS_RANK: c.rank,
+            Attributes.FACTORYLENS_WORLD_SIZE: c.world_size,
+            Attributes.HOST_NAME: c.host,
         }
         if c.team:
-            attributes["factorylens.team"] = c.team
+            attributes[Attributes.FACTORYLENS_TEAM] = c.team
         if c.gpu_ids:
-            attributes["factorylens.gpu.ids"] = list(c.gpu_ids)
+            attributes[Attributes.FACTORYLENS_GPU_IDS] = list(c.gpu_ids)
             if len(c.gpu_ids) == 1:
-                attributes["hw.id"] = c.gpu_ids[0]
-        for variable, key in (("SLURM_JOB_ID", "slurm.job.id"),):
+                attributes[Attributes.HW_ID] = c.gpu_ids[0]
+        for variable, key in (("SLURM_JOB_ID", Attributes.SLURM_JOB_ID),):
             if os.environ.get(variable):
                 attributes[key] = os.environ[variable]
         return attributes

@@ -27,7 +27,7 @@ from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
 
 from factorylens.instrumentation._config import TrainingConfig
 from factorylens.instrumentation._recorder import StepRecord, StepRecorder
-from factorylens.registry import REGISTRY
+from factorylens.registry import REGISTRY, Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def mountpoint(path: str) -> str:
 @functools.lru_cache(maxsize=256)
 def _phase_attributes(name: str) -> dict[str, str]:
     """One attribute dict per phase name, reused (the SDK only reads it)."""
-    return {"factorylens.train.phase": name}
+    return {Attributes.FACTORYLENS_TRAIN_PHASE: name}
 
 
 def path_size(path: str, modified_since_ns: int = 0) -> int:
@@ -184,15 +184,15 @@ class TrainingTelemetry:
             m = REGISTRY.metric(name)
             return {"name": m.name, "unit": m.unit, "description": m.description}
 
-        self.step_duration = meter.create_histogram(**spec("factorylens.train.step.duration"))
-        self.phase_duration = meter.create_histogram(**spec("factorylens.train.phase.duration"))
-        self.checkpoint_duration = meter.create_histogram(**spec("factorylens.checkpoint.duration"))
-        self.collective_duration = meter.create_histogram(**spec("factorylens.collective.duration"))
-        self.steps = meter.create_counter(**spec("factorylens.train.steps"))
-        self.samples = meter.create_counter(**spec("factorylens.train.samples"))
-        self.tokens = meter.create_counter(**spec("factorylens.train.tokens"))
-        self.checkpoint_io = meter.create_counter(**spec("factorylens.checkpoint.io"))
-        self.collective_io = meter.create_counter(**spec("factorylens.collective.io"))
+        self.step_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_TRAIN_STEP_DURATION))
+        self.phase_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_TRAIN_PHASE_DURATION))
+        self.checkpoint_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_CHECKPOINT_DURATION))
+        self.collective_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_COLLECTIVE_DURATION))
+        self.steps = meter.create_counter(**spec(Metrics.FACTORYLENS_TRAIN_STEPS))
+        self.samples = meter.create_counter(**spec(Metrics.FACTORYLENS_TRAIN_SAMPLES))
+        self.tokens = meter.create_counter(**spec(Metrics.FACTORYLENS_TRAIN_TOKENS))
+        self.checkpoint_io = meter.create_counter(**spec(Metrics.FACTORYLENS_CHECKPOINT_IO))
+        self.collective_io = meter.create_counter(**spec(Metrics.FACTORYLENS_COLLECTIVE_IO))
         # observable instruments live as long as the meter and cannot be unregistered: they are created
         # once per meter and read whichever telemetry is current (an in-process re-init joins them)
         current = _OBSERVED.get(meter)
@@ -205,15 +205,17 @@ class TrainingTelemetry:
             return lambda options: getattr(current[0], method)(options)
 
         for name, method in (
-            ("factorylens.train.samples.rate", "_rates"),
-            ("factorylens.train.tokens.rate", "_token_rate"),
-            ("factorylens.data.wait.ratio", "_data_wait"),
-            ("factorylens.train.goodput", "_goodput"),
-            ("factorylens.checkpoint.throughput", "_checkpoint_throughput"),
-            ("factorylens.train.mfu", "_mfu"),
+            (Metrics.FACTORYLENS_TRAIN_SAMPLES_RATE, "_rates"),
+            (Metrics.FACTORYLENS_TRAIN_TOKENS_RATE, "_token_rate"),
+            (Metrics.FACTORYLENS_DATA_WAIT_RATIO, "_data_wait"),
+            (Metrics.FACTORYLENS_TRAIN_GOODPUT, "_goodput"),
+            (Metrics.FACTORYLENS_CHECKPOINT_THROUGHPUT, "_checkpoint_throughput"),
+            (Metrics.FACTORYLENS_TRAIN_MFU, "_mfu"),
         ):
             meter.create_observable_gauge(callbacks=[observe(method)], **spec(name))
-        meter.create_observable_counter(callbacks=[observe("_dropped")], **spec("factorylens.train.telemetry.dropped"))
+        meter.create_observable_counter(
+            callbacks=[observe("_dropped")], **spec(Metrics.FACTORYLENS_TRAIN_TELEMETRY_DROPPED)
+        )
 
     # ---- observable callbacks (the reader's thread) ---------------------------------------------
     def _window_sums(self) -> tuple[float, int, int, float, float]:
@@ -257,7 +259,9 @@ class TrainingTelemetry:
         with self._lock:
             rates = dict(self._checkpoint_rate)
         return [
-            Observation(rate, {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": mount})
+            Observation(
+                rate, {Attributes.FACTORYLENS_CHECKPOINT_OPERATION: op, Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT: mount}
+            )
             for (op, mount), rate in rates.items()
         ]
 
@@ -342,7 +346,7 @@ class TrainingTelemetry:
                 since = record.wall_start_ns + (start - record.start)
                 saved |= self._checkpoint(name, seconds, attributes or {}, since) and name == "checkpoint.save"
             elif name == "collective":
-                op = {"factorylens.collective.op": (attributes or {}).get("op", "unknown")}
+                op = {Attributes.FACTORYLENS_COLLECTIVE_OP: (attributes or {}).get("op", "unknown")}
                 self.collective_duration.record(seconds, op)
                 if attributes and attributes.get("bytes"):
                     self.collective_io.add(int(attributes["bytes"]), op)
@@ -378,7 +382,10 @@ class TrainingTelemetry:
         if not path:
             return False  # e.g. torch.save into a buffer: not a checkpoint on storage
         op = name.split(".", 1)[1]
-        labels = {"factorylens.checkpoint.operation": op, "system.filesystem.mountpoint": self._mountpoint_of(path)}
+        labels = {
+            Attributes.FACTORYLENS_CHECKPOINT_OPERATION: op,
+            Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT: self._mountpoint_of(path),
+        }
         self.checkpoint_duration.record(seconds, labels)
         size = int(attributes.get("bytes") or 0) or path_size(path, since_wall_ns if op == "save" else 0)
         attributes["bytes"] = size
@@ -386,16 +393,16 @@ class TrainingTelemetry:
             self.checkpoint_io.add(size, labels)
             if seconds > 0:
                 with self._lock:
-                    self._checkpoint_rate[(op, labels["system.filesystem.mountpoint"])] = size / seconds
+                    self._checkpoint_rate[(op, labels[Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT])] = size / seconds
         return True
 
     def _span_tree(self, record: StepRecord, slow: bool) -> None:
         def wall(ns: int) -> int:
             return record.wall_start_ns + (ns - record.start)
 
-        attributes = {**self.span_attributes, "factorylens.train.step": record.number}
+        attributes = {**self.span_attributes, Attributes.FACTORYLENS_TRAIN_STEP: record.number}
         if record.samples:
-            attributes["factorylens.train.samples"] = record.samples
+            attributes[Metrics.FACTORYLENS_TRAIN_SAMPLES] = record.samples
         if slow:
             attributes["factorylens.train.slow"] = True
         root = self.tracer.start_span("train.step", start_time=record.wall_start_ns, attributes=attributes)
@@ -409,7 +416,7 @@ class TrainingTelemetry:
                 f"train.{name}",
                 context=context,
                 start_time=wall(start),
-                attributes={"factorylens.train.phase": name, **extra},
+                attributes={Attributes.FACTORYLENS_TRAIN_PHASE: name, **extra},
             )
             child.end(end_time=wall(end))
         root.end(end_time=wall(record.end))

@@ -18,18 +18,19 @@ from typing import Any
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from factorylens.processors._normalize import MAX_CACHED_IDENTITY_BYTES, point_identity
+from factorylens.registry import Attributes
 
-JOB = "factorylens.job.id"
-TEAM = "factorylens.team"
+JOB = Attributes.FACTORYLENS_JOB_ID
+TEAM = Attributes.FACTORYLENS_TEAM
 POD_LABEL_PREFIX = "k8s.pod.labels."  # how the collector's k8sattributes names extracted pod labels
 DEFAULT_JOB_LABELS = (
-    "factorylens.job.id",
+    Attributes.FACTORYLENS_JOB_ID,
     "batch.kubernetes.io/job-name",
     "job-name",
     "training.kubeflow.org/job-name",
     "app.kubernetes.io/instance",
 )
-DEFAULT_TEAM_LABELS = ("factorylens.team", "team")
+DEFAULT_TEAM_LABELS = (Attributes.FACTORYLENS_TEAM, "team")
 GPU_METRIC_PREFIXES = ("hw.", "process.gpu.", "factorylens.gpu.")  # the series a GPU's job is stamped on (usage too)
 MAX_CACHED_DECISIONS = 20_000
 MAX_CACHED_RESOURCES = 64  # (resource job, index version) pairs with a decision cache
@@ -180,7 +181,7 @@ def enrich_metrics(
         stats.labels_dropped += _drop_pod_labels(resource_metrics.resource.attributes, config.allowed_pod_labels)
         resource_job = resource.get(JOB) or _first_label(resource, config.job_labels)
         resource_team = resource.get(TEAM) or _first_label(resource, config.team_labels)
-        resource_team = resource_team or _team(config, resource_job, resource.get("k8s.namespace.name", ""))
+        resource_team = resource_team or _team(config, resource_job, resource.get(Attributes.K8S_NAMESPACE_NAME, ""))
         attributes = resource_metrics.resource.attributes
         if resource_job and JOB not in resource:
             attributes.add(key=JOB).value.string_value = resource_job
@@ -227,8 +228,8 @@ def learn_jobs(request: Any, index: GpuJobIndex) -> None:
                 kind = metric.WhichOneof("data")
                 for point in getattr(metric, kind).data_points if kind else ():
                     values = string_attributes_of(point.attributes)
-                    if values.get("hw.id") and values.get(JOB):
-                        index.learn(values["hw.id"], Assignment(values[JOB], values.get(TEAM, "")))
+                    if values.get(Attributes.HW_ID) and values.get(JOB):
+                        index.learn(values[Attributes.HW_ID], Assignment(values[JOB], values.get(TEAM, "")))
 
 
 class EnrichLabels:
@@ -257,17 +258,17 @@ def _decide(attributes: Any, config: EnrichConfig, index: GpuJobIndex | None, re
     gpu = job = team = namespace = pod = ""
     for kv in attributes:
         key = kv.key
-        if key == "hw.id":
+        if key == Attributes.HW_ID:
             gpu = kv.value.string_value
         elif key == JOB:
             job = kv.value.string_value
         elif key == TEAM:
             team = kv.value.string_value
-        elif key == "k8s.namespace.name":
+        elif key == Attributes.K8S_NAMESPACE_NAME:
             namespace = kv.value.string_value
-        elif key == "k8s.pod.name":
+        elif key == Attributes.K8S_POD_NAME:
             pod = kv.value.string_value
-        elif key == "factorylens.allocation.state" and kv.value.string_value == "unallocated":
+        elif key == Attributes.FACTORYLENS_ALLOCATION_STATE and kv.value.string_value == "unallocated":
             return b"", 0, 0  # a free GPU's time belongs to no job, whoever the GPU is assigned to
     if not gpu and not job and not pod:
         return b"", 0, 0

@@ -38,9 +38,10 @@ from factorylens.processors._enrich import (
     enrich_metrics,
     string_attributes_of,
 )
+from factorylens.registry import Attributes
 
 PRIMARY = "factorylens.route.primary"  # on the first copy only: the one a Prometheus pipeline keeps
-HOST_KEYS = ("host.name", "k8s.node.name")
+HOST_KEYS = (Attributes.HOST_NAME, Attributes.K8S_NODE_NAME)
 NS = 1_000_000_000
 
 

@@ -19,14 +19,15 @@ import numpy as np
 
 from factorylens.processors.cost import JobOutput, UsageRow
 from factorylens.rca_service.store import SeriesInfo, SeriesKind, SeriesStore
+from factorylens.registry import Attributes, Metrics
 
 NS = 1_000_000_000
-JOB, TEAM, CLUSTER = "factorylens.job.id", "factorylens.team", "factorylens.cluster.name"
-ALLOCATION_TIME = "factorylens.gpu.allocation.time"
-ACTIVE_TIME = "factorylens.gpu.active.time"
-ALLOCATION_ENERGY = "factorylens.gpu.allocation.energy"
-OUTPUT_COUNTERS = {"factorylens.train.samples": "samples", "factorylens.train.tokens": "tokens"}
-MFU = "factorylens.train.mfu"
+JOB, TEAM, CLUSTER = Attributes.FACTORYLENS_JOB_ID, Attributes.FACTORYLENS_TEAM, Attributes.FACTORYLENS_CLUSTER_NAME
+ALLOCATION_TIME = Metrics.FACTORYLENS_GPU_ALLOCATION_TIME
+ACTIVE_TIME = Metrics.FACTORYLENS_GPU_ACTIVE_TIME
+ALLOCATION_ENERGY = Metrics.FACTORYLENS_GPU_ALLOCATION_ENERGY
+OUTPUT_COUNTERS = {Metrics.FACTORYLENS_TRAIN_SAMPLES: "samples", Metrics.FACTORYLENS_TRAIN_TOKENS: "tokens"}
+MFU = Metrics.FACTORYLENS_TRAIN_MFU
 USAGE_METRICS = (ALLOCATION_TIME, ACTIVE_TIME, ALLOCATION_ENERGY)
 _VECTOR_FROM = 32  # new points per series above which a read is processed with numpy
 
@@ -34,9 +35,9 @@ _VECTOR_FROM = 32  # new points per series above which a read is processed with 
 def usage_field(info: SeriesInfo) -> str:
     """Which :class:`UsageRow` field a usage counter adds to."""
     a = info.attributes
-    unallocated = a.get("factorylens.allocation.state") == "unallocated"
+    unallocated = a.get(Attributes.FACTORYLENS_ALLOCATION_STATE) == "unallocated"
     if info.metric == ACTIVE_TIME:
-        return "active_sm_s" if a.get("factorylens.cost.basis") == "sm_activity" else "active_s"
+        return "active_sm_s" if a.get(Attributes.FACTORYLENS_COST_BASIS) == "sm_activity" else "active_s"
     if info.metric == ALLOCATION_TIME:
         return "unallocated_s" if unallocated else "allocated_s"
     return "unallocated_energy_j" if unallocated else "energy_j"
@@ -46,11 +47,11 @@ def usage_key(info: SeriesInfo) -> tuple[str, str, str, str, str, str, bool]:
     """(GPU, GPU name, job, team, cluster, host, unallocated) of a usage counter. Unallocated time has no
     job, and its own row: a process of no known job holding the GPU is not the GPU being free."""
     a = info.attributes
-    unallocated = a.get("factorylens.allocation.state") == "unallocated"
+    unallocated = a.get(Attributes.FACTORYLENS_ALLOCATION_STATE) == "unallocated"
     job, team = ("", "") if unallocated else (str(a.get(JOB, "")), str(a.get(TEAM, "")))
-    cluster = str(a.get(CLUSTER) or info.resource.get(CLUSTER) or info.resource.get("k8s.cluster.name") or "")
-    host = str(info.resource.get("host.name", ""))
-    return (str(a.get("hw.id", "")), str(a.get("hw.name", "")), job, team, cluster, host, unallocated)
+    cluster = str(a.get(CLUSTER) or info.resource.get(CLUSTER) or info.resource.get(Attributes.K8S_CLUSTER_NAME) or "")
+    host = str(info.resource.get(Attributes.HOST_NAME, ""))
+    return (str(a.get(Attributes.HW_ID, "")), str(a.get(Attributes.HW_NAME, "")), job, team, cluster, host, unallocated)
 
 
 def job_of(info: SeriesInfo) -> str:

@@ -39,12 +39,13 @@ from factorylens.rca_service.analysis import (
     IncidentState,
 )
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 Points = list[tuple[Mapping[str, Any], float]]
-JOB, TEAM, CLUSTER = "factorylens.job.id", "factorylens.team", "factorylens.cluster.name"
+JOB, TEAM, CLUSTER = Attributes.FACTORYLENS_JOB_ID, Attributes.FACTORYLENS_TEAM, Attributes.FACTORYLENS_CLUSTER_NAME
 WASTE = "waste"  # the incident kind; the analyzer's are "performance"
 MAX_RESOLVED = 1000
 MAX_LIVE_GROUPS = 5000  # /metrics groups (job x team x cluster x model); the largest spenders first
@@ -114,13 +115,13 @@ def job_outputs(store: SeriesStore, start_ns: int, end_ns: int) -> dict[str, Job
     """Samples, tokens and mean MFU per job over the range, from the instrumentation."""
     sums: dict[str, dict[str, float]] = {}
     mfus: dict[str, list[float]] = {}
-    for metric, name in (("factorylens.train.samples", "samples"), ("factorylens.train.tokens", "tokens")):
+    for metric, name in ((Metrics.FACTORYLENS_TRAIN_SAMPLES, "samples"), (Metrics.FACTORYLENS_TRAIN_TOKENS, "tokens")):
         for info in store.of_metric(metric):
             job = job_of(info)
             amount = store.increase(info.id, start_ns, end_ns)
             if job and math.isfinite(amount):
                 sums.setdefault(job, {})[name] = sums.get(job, {}).get(name, 0.0) + amount
-    for info in store.of_metric("factorylens.train.mfu"):
+    for info in store.of_metric(Metrics.FACTORYLENS_TRAIN_MFU):
         job = job_of(info)
         value = store.mean(info.id, start_ns, end_ns)
         if job and math.isfinite(value):
@@ -204,17 +205,17 @@ class CostTracker:
         prices: Points = []
         energy: Points = []
         for p in self.catalog.prices:
-            scope = {"hw.model": p.model}
+            scope = {Attributes.HW_MODEL: p.model}
             if p.cluster:
                 scope[CLUSTER] = p.cluster
             if p.team:
                 scope[TEAM] = p.team
-            extra = {"factorylens.price.basis": p.basis}
+            extra = {Attributes.FACTORYLENS_PRICE_BASIS: p.basis}
             if p.contract:
-                extra["factorylens.price.contract"] = p.contract
+                extra[Attributes.FACTORYLENS_PRICE_CONTRACT] = p.contract
             prices.append(({**scope, **extra}, p.per_gpu_hour))
             energy.append((scope, p.energy_per_kwh))
-        return {"factorylens.gpu.price": prices, "factorylens.gpu.energy.price": energy}
+        return {Metrics.FACTORYLENS_GPU_PRICE: prices, Metrics.FACTORYLENS_GPU_ENERGY_PRICE: energy}
 
     def figure_points(self) -> dict[str, Points]:
         """The live figures as ``{metric: [(attributes, value)]}`` (registry names, domain cost)."""
@@ -225,7 +226,7 @@ class CostTracker:
         spend: Points = []
         jobs: dict[tuple[str, str, str], CostTotals] = {}
         for (job, team, cluster, model), t in live.items():
-            group = {k: v for k, v in ((JOB, job), (TEAM, team), (CLUSTER, cluster), ("hw.model", model)) if v}
+            group = {k: v for k, v in ((JOB, job), (TEAM, team), (CLUSTER, cluster), (Attributes.HW_MODEL, model)) if v}
             usage = {
                 "allocated": t.allocated_h,
                 "active": t.active_h,
@@ -235,9 +236,9 @@ class CostTracker:
                 "useful": t.useful_h,
                 "unpriced": t.unpriced_h,
             }
-            hours += [({**group, "factorylens.cost.usage": k}, v) for k, v in usage.items()]
-            energy.append(({**group, "factorylens.allocation.state": "allocated"}, t.energy_kwh))
-            energy.append(({**group, "factorylens.allocation.state": "unallocated"}, t.unallocated_energy_kwh))
+            hours += [({**group, Attributes.FACTORYLENS_COST_USAGE: k}, v) for k, v in usage.items()]
+            energy.append(({**group, Attributes.FACTORYLENS_ALLOCATION_STATE: "allocated"}, t.energy_kwh))
+            energy.append(({**group, Attributes.FACTORYLENS_ALLOCATION_STATE: "unallocated"}, t.unallocated_energy_kwh))
             components = {
                 "gpu_time": t.gpu_time_cost,
                 "energy": t.energy_cost,
@@ -246,7 +247,7 @@ class CostTracker:
                 "unallocated": t.unallocated_cost,
                 "useful": t.useful_cost,
             }
-            spend += [({**group, "factorylens.cost.component": k}, v) for k, v in components.items()]
+            spend += [({**group, Attributes.FACTORYLENS_COST_COMPONENT: k}, v) for k, v in components.items()]
             if job:
                 jobs.setdefault((job, team, cluster), CostTotals()).add(t)
         efficiency: Points = []
@@ -256,15 +257,15 @@ class CostTracker:
             if math.isfinite(t.efficiency):
                 efficiency.append(({**who, **({CLUSTER: cluster} if cluster else {})}, t.efficiency))
             if math.isfinite(t.cost_per_1k_samples):
-                unit.append(({**who, "factorylens.cost.output": "1k_samples"}, t.cost_per_1k_samples))
+                unit.append(({**who, Attributes.FACTORYLENS_COST_OUTPUT: "1k_samples"}, t.cost_per_1k_samples))
             if math.isfinite(t.cost_per_1m_tokens):
-                unit.append(({**who, "factorylens.cost.output": "1m_tokens"}, t.cost_per_1m_tokens))
+                unit.append(({**who, Attributes.FACTORYLENS_COST_OUTPUT: "1m_tokens"}, t.cost_per_1m_tokens))
         return {
-            "factorylens.cost.gpu.time": hours,
-            "factorylens.cost.energy": energy,
-            "factorylens.cost.spend": spend,
-            "factorylens.cost.efficiency": efficiency,
-            "factorylens.cost.unit": unit,
+            Metrics.FACTORYLENS_COST_GPU_TIME: hours,
+            Metrics.FACTORYLENS_COST_ENERGY: energy,
+            Metrics.FACTORYLENS_COST_SPEND: spend,
+            Metrics.FACTORYLENS_COST_EFFICIENCY: efficiency,
+            Metrics.FACTORYLENS_COST_UNIT: unit,
         }
 
     # ---- waste ---------------------------------------------------------------------------------
@@ -402,11 +403,11 @@ class CostTracker:
 
 def _idle_reason(store: SeriesStore, job: str, start_ns: int, end_ns: int) -> tuple[str, str, str, Evidence | None]:
     """Why a job's GPUs sit idle, from its instrumentation: (domain, signal, words, evidence)."""
-    steps = [i for i in store.of_metric("factorylens.train.steps") if job_of(i) == job]
+    steps = [i for i in store.of_metric(Metrics.FACTORYLENS_TRAIN_STEPS) if job_of(i) == job]
     if not steps:
         return (
             "app",
-            "factorylens.train.steps",
+            Metrics.FACTORYLENS_TRAIN_STEPS,
             "nothing running that reports progress: the job's processes hold the GPUs, but it reports no "
             "training steps (no factorylens instrumentation, or an interactive session left open)",
             None,
@@ -415,16 +416,16 @@ def _idle_reason(store: SeriesStore, job: str, start_ns: int, end_ns: int) -> tu
     if done == 0:
         return (
             "app",
-            "factorylens.train.steps",
+            Metrics.FACTORYLENS_TRAIN_STEPS,
             "nothing running: the job holds its GPUs but completed no training step in the window (stalled, "
             "hung in a collective, or waiting on something outside the job)",
             _evidence(steps[0].id, "training steps completed in the window", 0.0),
         )
     phase_time: dict[str, float] = {}
-    for info in store.of_metric("factorylens.train.phase.duration"):
+    for info in store.of_metric(Metrics.FACTORYLENS_TRAIN_PHASE_DURATION):
         if job_of(info) != job:
             continue
-        phase = str(info.attributes.get("factorylens.train.phase", ""))
+        phase = str(info.attributes.get(Attributes.FACTORYLENS_TRAIN_PHASE, ""))
         _, rate = store.query(info.id, View.COUNT, start_ns, end_ns)[1:]
         _, mean = store.query(info.id, View.MEAN, start_ns, end_ns)[1:]
         busy = rate * mean
@@ -438,13 +439,13 @@ def _idle_reason(store: SeriesStore, job: str, start_ns: int, end_ns: int) -> tu
         if share >= 0.25:
             return (
                 domain,
-                "factorylens.train.phase.duration",
+                Metrics.FACTORYLENS_TRAIN_PHASE_DURATION,
                 f"{words} took {share:.0%} of the step time",
                 _evidence(f"phase:{phases[0]}", f"share of step time in {', '.join(phases)}", share),
             )
     return (
         "app",
-        "factorylens.train.phase.duration",
+        Metrics.FACTORYLENS_TRAIN_PHASE_DURATION,
         "the job runs steps but leaves its GPUs idle: its work is not GPU-bound (CPU-side work, small batches, "
         "or more GPUs than it uses)",
         None,

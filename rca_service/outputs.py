@@ -24,7 +24,7 @@ from factorylens.rca_service.baselines import workload_predictability
 from factorylens.rca_service.ingest import IngestStats
 from factorylens.rca_service.store import SeriesInfo, SeriesStore
 from factorylens.rca_service.wal import WriteAheadLog
-from factorylens.registry import RCA_SERVICE, REGISTRY, Domain, Instrument
+from factorylens.registry import RCA_SERVICE, REGISTRY, Attributes, Domain, Events, Instrument, Metrics
 from factorylens.telemetry import make_logger_provider, make_meter_provider, make_resource
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ TimedPoints = list[tuple[Mapping[str, Any], float, int]]
 MAX_SCORED_SERIES = 200
 MAX_KPIS_EXPORTED = 1000
 MAX_CAUSES_EXPORTED = 5
-INCIDENT_EVENT = "factorylens.incident"
+INCIDENT_EVENT = Events.FACTORYLENS_INCIDENT
 
 
 def health_series(
@@ -54,20 +54,24 @@ def health_series(
         for metric, points in finding_points(store, analyzer, time.time_ns()).items()
     }
     return {
-        "factorylens.rca.ingest.accepted": [({"otlp.signal": s}, n) for s, n in sorted(accepted.items())],
-        "factorylens.rca.ingest.rejected": [
-            ({"otlp.signal": s, "factorylens.rca.reason": r}, n) for (s, r), n in sorted(rejected.items())
+        Metrics.FACTORYLENS_RCA_INGEST_ACCEPTED: [
+            ({Attributes.OTLP_SIGNAL: s}, n) for s, n in sorted(accepted.items())
         ],
-        "factorylens.rca.requests.refused": [
-            ({"otlp.signal": s, "factorylens.rca.reason": r}, n) for (s, r), n in sorted(refused.items())
+        Metrics.FACTORYLENS_RCA_INGEST_REJECTED: [
+            ({Attributes.OTLP_SIGNAL: s, Attributes.FACTORYLENS_RCA_REASON: r}, n)
+            for (s, r), n in sorted(rejected.items())
         ],
-        "factorylens.rca.queue.depth": [({}, stats.pending_requests)],
-        "factorylens.rca.wal.size": [({}, wal.size_bytes())],
-        "factorylens.rca.wal.lag": [({}, wal.unsynced_bytes)],
-        "factorylens.rca.snapshot.age": [({}, snapshot_age_s())],
-        "factorylens.rca.store.series": [({}, store_stats["series"])],
-        "factorylens.rca.store.points": [({}, store_stats["points"])],
-        "factorylens.rca.store.memory": [({}, store_stats["bytes"])],
+        Metrics.FACTORYLENS_RCA_REQUESTS_REFUSED: [
+            ({Attributes.OTLP_SIGNAL: s, Attributes.FACTORYLENS_RCA_REASON: r}, n)
+            for (s, r), n in sorted(refused.items())
+        ],
+        Metrics.FACTORYLENS_RCA_QUEUE_DEPTH: [({}, stats.pending_requests)],
+        Metrics.FACTORYLENS_RCA_WAL_SIZE: [({}, wal.size_bytes())],
+        Metrics.FACTORYLENS_RCA_WAL_LAG: [({}, wal.unsynced_bytes)],
+        Metrics.FACTORYLENS_RCA_SNAPSHOT_AGE: [({}, snapshot_age_s())],
+        Metrics.FACTORYLENS_RCA_STORE_SERIES: [({}, store_stats["series"])],
+        Metrics.FACTORYLENS_RCA_STORE_POINTS: [({}, store_stats["points"])],
+        Metrics.FACTORYLENS_RCA_STORE_MEMORY: [({}, store_stats["bytes"])],
         **findings,
     }
 
@@ -94,10 +98,10 @@ def finding_points(store: SeriesStore, analyzer: Analyzer, now_unix_nano: int) -
         if info is None:
             continue
         attributes = {
-            "factorylens.series.id": sid,
-            "factorylens.metric": info.metric,
-            "factorylens.entity": info.entity,
-            "factorylens.domain": info.domain,
+            Attributes.FACTORYLENS_SERIES_ID: sid,
+            Attributes.FACTORYLENS_METRIC: info.metric,
+            Attributes.FACTORYLENS_ENTITY: info.entity,
+            Attributes.FACTORYLENS_DOMAIN: info.domain,
         }
         band = bands.get(sid)
         at = band.time_unix_nano if band is not None else now_unix_nano
@@ -109,11 +113,11 @@ def finding_points(store: SeriesStore, analyzer: Analyzer, now_unix_nano: int) -
     causes: TimedPoints = [
         (
             {
-                "factorylens.incident.id": i.id,
-                "factorylens.cause.rank": c.rank,
-                "factorylens.entity": c.entity,
-                "factorylens.domain": c.domain,
-                "factorylens.metric": c.signal,
+                Attributes.FACTORYLENS_INCIDENT_ID: i.id,
+                Attributes.FACTORYLENS_CAUSE_RANK: c.rank,
+                Attributes.FACTORYLENS_ENTITY: c.entity,
+                Attributes.FACTORYLENS_DOMAIN: c.domain,
+                Attributes.FACTORYLENS_METRIC: c.signal,
             },
             c.score,
             now_unix_nano,
@@ -123,18 +127,18 @@ def finding_points(store: SeriesStore, analyzer: Analyzer, now_unix_nano: int) -
     ]
     predictable = workload_predictability_points(store, analyzer.predictability())
     return {
-        "factorylens.anomaly.score": scored,
-        "factorylens.baseline.lower": lower,
-        "factorylens.baseline.upper": upper,
-        "factorylens.baseline.predictability": [(a, v, now_unix_nano) for a, v in predictable],
-        "factorylens.incidents.open": [({}, len(open_incidents), now_unix_nano)],
-        "factorylens.incident.cause.score": causes,
+        Metrics.FACTORYLENS_ANOMALY_SCORE: scored,
+        Metrics.FACTORYLENS_BASELINE_LOWER: lower,
+        Metrics.FACTORYLENS_BASELINE_UPPER: upper,
+        Metrics.FACTORYLENS_BASELINE_PREDICTABILITY: [(a, v, now_unix_nano) for a, v in predictable],
+        Metrics.FACTORYLENS_INCIDENTS_OPEN: [({}, len(open_incidents), now_unix_nano)],
+        Metrics.FACTORYLENS_INCIDENT_CAUSE_SCORE: causes,
     }
 
 
 def workload_of(info: SeriesInfo) -> str:
     """The job a series belongs to where it has one, else its service, else its entity."""
-    for key in ("factorylens.job.id", "service.name"):
+    for key in (Attributes.FACTORYLENS_JOB_ID, Attributes.SERVICE_NAME):
         value = info.resource.get(key) or info.attributes.get(key)
         if value and not str(value).startswith("unknown_service"):
             return str(value)
@@ -147,7 +151,7 @@ def workload_predictability_points(store: SeriesStore, per_series: dict[str, flo
     workloads = {sid: workload_of(infos[sid]) for sid in per_series if sid in infos}
     table = workload_predictability(per_series, workloads)
     ranked = sorted(table.items())[:MAX_SCORED_SERIES]
-    return [({"factorylens.workload": w}, value) for w, value in ranked]
+    return [({Attributes.FACTORYLENS_WORKLOAD: w}, value) for w, value in ranked]
 
 
 class IncidentLog:
@@ -189,17 +193,17 @@ class IncidentPublisher:
     def publish(self, change: IncidentChange, incident: Incident) -> None:
         top = incident.causes[0] if incident.causes else None
         attributes: dict[str, Any] = {
-            "factorylens.incident.id": incident.id,
-            "factorylens.incident.state": incident.state.value,
-            "factorylens.incident.change": change.value,
+            Attributes.FACTORYLENS_INCIDENT_ID: incident.id,
+            Attributes.FACTORYLENS_INCIDENT_STATE: incident.state.value,
+            Attributes.FACTORYLENS_INCIDENT_CHANGE: change.value,
         }
         if top is not None:
             attributes.update(
                 {
-                    "factorylens.entity": top.entity,
-                    "factorylens.domain": top.domain,
-                    "factorylens.metric": top.signal,
-                    "factorylens.series.id": top.series_id,
+                    Attributes.FACTORYLENS_ENTITY: top.entity,
+                    Attributes.FACTORYLENS_DOMAIN: top.domain,
+                    Attributes.FACTORYLENS_METRIC: top.signal,
+                    Attributes.FACTORYLENS_SERIES_ID: top.series_id,
                 }
             )
         quiet = change is IncidentChange.RESOLVED or incident.severity == "low"

@@ -44,7 +44,7 @@ from factorylens import __version__
 from factorylens.rca_service._ratelimit import RateLimitedLog
 from factorylens.rca_service.api.prompb import remote_pb2, types_pb2
 from factorylens.rca_service.store import MAX_BUCKETS, MAX_QUANTILES, AttributeDecoder
-from factorylens.registry import REGISTRY, Instrument, prometheus_label, prometheus_name
+from factorylens.registry import REGISTRY, Attributes, Instrument, Metrics, prometheus_label, prometheus_name
 
 log = logging.getLogger(__name__)
 limited_log = RateLimitedLog(log)
@@ -62,13 +62,13 @@ STALE_NAN = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
 # resource_to_telemetry_conversion (they would be target_info in Prometheus's OTLP model)
 IDENTITY_RESOURCE_ATTRIBUTES = frozenset(
     (
-        "host.name",
-        "hw.id",
-        "factorylens.cluster.name",
-        "factorylens.job.id",
-        "factorylens.team",
-        "factorylens.rank",
-        "slurm.job.id",
+        Attributes.HOST_NAME,
+        Attributes.HW_ID,
+        Attributes.FACTORYLENS_CLUSTER_NAME,
+        Attributes.FACTORYLENS_JOB_ID,
+        Attributes.FACTORYLENS_TEAM,
+        Attributes.FACTORYLENS_RANK,
+        Attributes.SLURM_JOB_ID,
     )
 )
 IDENTITY_RESOURCE_PREFIXES = ("k8s.",)
@@ -354,7 +354,7 @@ def resource_labels(attributes: Mapping[str, Any]) -> dict[str, str]:
             if k in IDENTITY_RESOURCE_ATTRIBUTES or k.startswith(IDENTITY_RESOURCE_PREFIXES)
         }
     )
-    service = attributes.get("service.name")
+    service = attributes.get(Attributes.SERVICE_NAME)
     if service not in (None, ""):
         namespace = attributes.get("service.namespace")
         labels["job"] = f"{_text(namespace)}/{_text(service)}" if namespace else _text(service)
@@ -695,12 +695,12 @@ class RemoteWriteExporter:
             depth = len(self._queue) + self._in_flight
             retries = self._retries
         return {
-            "factorylens.rca.remote_write.samples": [
-                ({"factorylens.rca.outcome": outcome, "factorylens.rca.reason": reason}, n)
+            Metrics.FACTORYLENS_RCA_REMOTE_WRITE_SAMPLES: [
+                ({Attributes.FACTORYLENS_RCA_OUTCOME: outcome, Attributes.FACTORYLENS_RCA_REASON: reason}, n)
                 for (outcome, reason), n in counts
             ],
-            "factorylens.rca.remote_write.queue.depth": [({}, depth)],
-            "factorylens.rca.remote_write.retries": [({}, retries)],
+            Metrics.FACTORYLENS_RCA_REMOTE_WRITE_QUEUE_DEPTH: [({}, depth)],
+            Metrics.FACTORYLENS_RCA_REMOTE_WRITE_RETRIES: [({}, retries)],
         }
 
     def counts(self) -> dict[tuple[str, str], int]:

@@ -1,7 +1,9 @@
 """The factorylens signal registry: one source of truth for names, units and attributes.
 
 The receivers create their instruments from it, ``factorylens metrics`` prints it, the Prometheus
-endpoint takes its names from it, and tests fail when emitted data drifts from it.
+endpoint takes its names from it, and tests fail when emitted data drifts from it. It also says what
+each signal means for ranking causes (``REGISTRY.meaning(metric, attributes)``), and code names
+signals through the generated constants ``Metrics``, ``Attributes`` and ``Events`` (``names.py``).
 """
 
 from factorylens.registry._catalog import (
@@ -21,15 +23,23 @@ from factorylens.registry._catalog import (
     RCA_SERVICE,
     REGISTRY,
     TRAIN_PHASES,
+    XID_NAMES,
 )
+from factorylens.registry._generate import python_names
 from factorylens.registry._model import (
+    ANY_VALUE,
     AttributeSpec,
+    Direction,
     Domain,
     EventSpec,
     Instrument,
+    Meaning,
     MetricSpec,
     Registry,
+    Side,
+    SignalKind,
     Source,
+    ValueMeaning,
     prometheus_label,
     prometheus_name,
 )
@@ -45,10 +55,12 @@ from factorylens.registry._translations import (
     MetricTranslation,
     Producer,
 )
+from factorylens.registry.names import Attributes, Events, Metrics
 
 __all__ = [
     "ACTIVITY_BASES",
     "ALLOCATION_STATES",
+    "ANY_VALUE",
     "ATTRIBUTE_TRANSLATIONS",
     "CLOCK_EVENT_REASONS",
     "COMPONENTS",
@@ -69,17 +81,27 @@ __all__ = [
     "RCA_SERVICE",
     "REGISTRY",
     "TRAIN_PHASES",
+    "XID_NAMES",
     "AttributeSpec",
     "AttributeTranslation",
+    "Attributes",
     "DerivedTranslation",
+    "Direction",
     "Domain",
     "EventSpec",
+    "Events",
     "Instrument",
+    "Meaning",
     "MetricSpec",
     "MetricTranslation",
+    "Metrics",
     "Producer",
     "Registry",
+    "Side",
+    "SignalKind",
     "Source",
+    "ValueMeaning",
     "prometheus_label",
     "prometheus_name",
+    "python_names",
 ]

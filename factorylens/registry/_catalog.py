@@ -11,13 +11,19 @@ from __future__ import annotations
 from dataclasses import replace
 
 from factorylens.registry._model import (
+    ANY_VALUE,
     AttributeSpec,
+    Direction,
     Domain,
     EventSpec,
     Instrument,
+    Meaning,
     MetricSpec,
     Registry,
+    Side,
+    SignalKind,
     Source,
+    ValueMeaning,
 )
 
 S, O, F = Source.SEMCONV, Source.OPENLIT, Source.FACTORYLENS  # noqa: E741 - the table reads better
@@ -1258,6 +1264,460 @@ METRICS = (
         ),
     )
 )
+
+# ---------------------------------------------------------------------------------------------------
+# What each metric means for ranking causes (Registry.meaning). The ranking reads this, not the name.
+#
+# The rules, and the choices that are not obvious:
+#
+# ===========================  ========================================================================
+# utilization                  bad UP: a busier shared resource (GPU engine, SM, memory bandwidth, host
+#                              CPU) leaves less for the workload (time-slicing, a neighbour's process,
+#                              the data loader's CPUs); a *fall* is the resource waiting, a symptom of
+#                              trouble elsewhere, so it is not the bad direction. can_slow: yes, except
+#                              SM occupancy (high occupancy is not contention) and the fan.
+# mirrors                      ``hw.gpu.idle`` and CPU ``state=idle`` are utilization seen from the other
+#                              side: bad DOWN, can_slow as the utilization they mirror.
+# free memory, space, swap     capacity, bad DOWN: free falling is how a resource fills up (OOM,
+#                              swapping, a failed checkpoint write); free rising is harmless.
+# page cache, buffers          capacity, bad DOWN, can_slow no: reclaimable; it shrinks because
+#                              something else took the memory, which is the cause.
+# clocks (hw.gpu.speed)        capacity, bad DOWN, can_slow no: falling clocks are how throttling (and
+#                              an idle GPU) shows; the cause is the clock-event reason beside them.
+# power draw, energy           saturation, bad UP, can_slow no: they follow the work; at the limit,
+#                              ``hw.gpu.clock_event.active{reason=power_cap}`` is what slows.
+# temperature                  saturation, bad UP, can_slow yes: a hot GPU throttles (failed cooling).
+# clock-event reasons          state, bad UP. can_slow only for power_cap, hw_slowdown, sw_thermal,
+#                              hw_thermal, hw_power_brake; gpu_idle (the GPU waits), clocks_setting and
+#                              display_clocks (configuration, usually always on), sync_boost do not.
+# hw.status                    the gauge is 1 for the current state: ok is bad DOWN (leaving ok),
+#                              degraded, failed and predicted_failure bad UP; all can slow.
+# hw.errors                    errors, bad UP, can slow, except corrected ECC errors (corrected, no
+#                              effect on the workload) and XID 63 (a row remap recorded, applied at the
+#                              next reset) and XID 92 (a high corrected-error rate: a warning). Port
+#                              error types live in the network domain.
+# hw.gpu.xid.last              error, bad EITHER: the last XID's code; any change is a new XID.
+# hw.gpu.allocated             state, bad DOWN, can_slow no: the job's process left the GPU (a crash
+#                              shows this way); a consequence, not a cause.
+# traffic                      bytes, packets, operations, calls: bad EITHER, can_slow no. Volume
+#                              follows the work; the ranking reads a rise as load (a neighbour's burst)
+#                              on its own terms. The per-second rates of the dcgm-exporter profiling
+#                              fields (hw.gpu.io.rate, hw.gpu.interconnect.io.rate) are traffic too.
+# step counters                steps, samples, tokens (their rate is the default view) are throughput,
+#                              bad DOWN, like the *.rate gauges; can_slow no: the workload's speed is
+#                              what slows, not what slows it. So is the step duration (latency): the
+#                              KPI itself. Its phases (what it is made of) can slow.
+# summed operation time        system.disk.time and factorylens.storage.operation.time: the total time
+#                              operations took (its rate over the operations' rate is the latency):
+#                              latency, bad UP, can slow.
+# data wait ratio              latency, bad UP, domain data: the data phase's share of the step, a time
+#                              normalised (it adds to the step like the phase does).
+# MFU, goodput                 throughput, bad DOWN, side outcome: how well the whole works.
+# ECN, CNP, xmit_wait          saturation (congestion: queueing in the fabric), bad UP, can slow;
+#                              out-of-sequence and sequence errors are errors (loss, retransmission).
+# outbound                     collectives, checkpoints (phases and metrics), client spans, the
+#                              unattributed ``other`` phase, CPU iowait (the host waiting on storage):
+#                              time the entity waits on others, never its own trouble.
+# self, cost, rca              never slow a workload (can_slow no); self keeps honest kinds for its own
+#                              alerts, cost and rca are info.
+# ===========================  ========================================================================
+# ---------------------------------------------------------------------------------------------------
+
+UTIL, SAT, ERR, LAT = SignalKind.UTILIZATION, SignalKind.SATURATION, SignalKind.ERROR, SignalKind.LATENCY
+THR, TRF, CAP, STA, INF = (
+    SignalKind.THROUGHPUT,
+    SignalKind.TRAFFIC,
+    SignalKind.CAPACITY,
+    SignalKind.STATE,
+    SignalKind.INFO,
+)
+UP, DOWN, EITHER = Direction.UP, Direction.DOWN, Direction.EITHER
+OUTBOUND, OUTCOME = Side.OUTBOUND, Side.OUTCOME
+V = ValueMeaning
+
+# NVIDIA XID codes in plain words (NVIDIA's XID catalogue); any other code reads "XID <code> error"
+XID_NAMES = {
+    13: "GPU engine exception, often a kernel fault",
+    31: "GPU memory page fault (illegal address)",
+    32: "corrupted push buffer stream",
+    38: "driver firmware error",
+    43: "GPU stopped processing",
+    44: "engine fault during a context switch",
+    45: "work cleaned up after an earlier error",
+    48: "uncorrectable (double-bit) ECC error",
+    61: "GPU micro-controller warning",
+    62: "GPU micro-controller halted",
+    63: "ECC page retirement or row remapping recorded",
+    64: "ECC page retirement or row remapping failed",
+    68: "video decoder exception",
+    69: "graphics engine class error",
+    74: "NVLink error",
+    79: "GPU fell off the bus",
+    92: "high corrected (single-bit) ECC error rate",
+    94: "contained uncorrectable ECC error",
+    95: "uncontained uncorrectable ECC error",
+    109: "context switch timeout",
+    119: "GSP firmware RPC timeout",
+    120: "GSP firmware error",
+}
+# XIDs that record or warn and do not slow a workload by themselves
+XID_HARMLESS = (63, 92)
+
+
+def _xid_meanings() -> tuple[ValueMeaning, ...]:
+    codes = (
+        V("hw.gpu.xid.code", str(code), name=f"{name} (XID {code})", can_slow=False if code in XID_HARMLESS else None)
+        for code, name in XID_NAMES.items()
+    )
+    return (V("hw.gpu.xid.code", ANY_VALUE, name="XID {value} error"), *codes)
+
+
+_CPU_STATES = (
+    V("state", "idle", bad=DOWN, name="host CPU idle"),
+    V(
+        "state",
+        "iowait",
+        kind=SAT,
+        can_slow=False,
+        name="host CPU waiting on I/O",
+        side=OUTBOUND,
+        domain=Domain.STORAGE,
+    ),
+    V("state", "steal", kind=SAT, name="CPU time taken by the hypervisor (steal)"),
+)
+_MEMORY_STATES = (
+    V("state", "used", name="host memory used"),
+    V("state", "free", kind=CAP, bad=DOWN, name="host memory free"),
+    V("state", "available", kind=CAP, bad=DOWN, name="host memory available"),
+    V("state", "cached", kind=CAP, bad=DOWN, can_slow=False, name="page cache"),
+    V("state", "buffered", kind=CAP, bad=DOWN, can_slow=False, name="kernel buffers"),
+    V("state", "slab_reclaimable", kind=CAP, bad=DOWN, can_slow=False, name="kernel slab memory (reclaimable)"),
+    V("state", "slab_unreclaimable", name="kernel slab memory (unreclaimable)"),
+)
+_SWAP_STATES = (
+    V("state", "used", name="swap used"),
+    V("state", "free", kind=CAP, bad=DOWN, name="swap free"),
+)
+
+
+def _directions(what: str, attribute: str = "network.io.direction") -> tuple[ValueMeaning, ...]:
+    return tuple(
+        V(attribute, value, name=f"{what} {label}")
+        for value, label in {
+            "network.io.direction": (("receive", "received"), ("transmit", "transmitted")),
+            "direction": (("read", "read"), ("write", "written"), ("receive", "received"), ("transmit", "transmitted")),
+            "disk.io.direction": (("read", "read"), ("write", "written")),
+        }[attribute]
+    )
+
+
+_CLIENT_SPANS = V("span.kind", "client", side=OUTBOUND)
+_GPU_BUSY = Meaning(UTIL, UP, True, "GPU utilization")
+
+MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
+    # --- GPU ---
+    "hw.gpu.utilization": (
+        _GPU_BUSY,
+        (
+            V("hw.gpu.task", "general", name="GPU utilization"),
+            V("hw.gpu.task", "encoder", name="GPU video encoder utilization"),
+            V("hw.gpu.task", "decoder", name="GPU video decoder utilization"),
+        ),
+    ),
+    "hw.gpu.engine.utilization": (Meaning(UTIL, UP, True, "GPU engine activity"), ()),
+    "hw.gpu.sm.utilization": (Meaning(UTIL, UP, True, "GPU SM activity"), ()),
+    "hw.gpu.sm.occupancy": (Meaning(UTIL, UP, False, "GPU SM occupancy"), ()),
+    "hw.gpu.pipe.utilization": (
+        Meaning(UTIL, UP, True, "GPU pipe activity"),
+        tuple(V("hw.gpu.pipe", p, name=f"GPU {p} pipe activity") for p in ("tensor", "fp16", "fp32", "fp64")),
+    ),
+    "hw.gpu.memory.bandwidth.utilization": (Meaning(UTIL, UP, True, "GPU memory bandwidth used"), ()),
+    "hw.gpu.memory.controller.utilization": (Meaning(UTIL, UP, True, "GPU memory controller busy"), ()),
+    "hw.gpu.idle": (Meaning(UTIL, DOWN, True, "GPU idle share"), ()),
+    "process.gpu.utilization": (Meaning(UTIL, UP, True, "GPU utilization of a process"), ()),
+    "hw.gpu.memory.usage": (Meaning(SAT, UP, True, "GPU memory used"), ()),
+    "hw.gpu.memory.utilization": (Meaning(SAT, UP, True, "GPU memory used (share)"), ()),
+    "process.gpu.memory.usage": (Meaning(SAT, UP, True, "GPU memory held by a process"), ()),
+    "hw.gpu.memory.free": (Meaning(CAP, DOWN, True, "GPU memory free"), ()),
+    "hw.gpu.memory.limit": (Meaning(CAP, DOWN, True, "GPU memory size"), ()),
+    "hw.temperature": (
+        Meaning(SAT, UP, True, "GPU temperature"),
+        (
+            V("hw.sensor_location", "die", name="GPU die temperature"),
+            V("hw.sensor_location", "memory", name="GPU memory temperature"),
+        ),
+    ),
+    "hw.fan.speed_ratio": (Meaning(UTIL, UP, False, "GPU fan speed"), ()),
+    "hw.power": (Meaning(SAT, UP, False, "GPU power draw"), ()),
+    "hw.energy": (Meaning(SAT, UP, False, "GPU energy (its rate is the power draw)"), ()),
+    "hw.power.limit": (Meaning(CAP, DOWN, True, "GPU power limit"), ()),
+    "hw.gpu.speed": (
+        Meaning(CAP, DOWN, False, "GPU clock speed"),
+        (
+            V("hw.gpu.clock_domain", "graphics", name="GPU graphics clock"),
+            V("hw.gpu.clock_domain", "sm", name="GPU SM clock"),
+            V("hw.gpu.clock_domain", "memory", name="GPU memory clock"),
+        ),
+    ),
+    "hw.gpu.clock_event.active": (
+        Meaning(STA, UP, True, "GPU clocks held down"),
+        (
+            V("hw.gpu.clock_event.reason", "gpu_idle", can_slow=False, name="clocks lowered while the GPU is idle"),
+            V("hw.gpu.clock_event.reason", "clocks_setting", can_slow=False, name="clocks held by the clock setting"),
+            V("hw.gpu.clock_event.reason", "display_clocks", can_slow=False, name="clocks held by the display setting"),
+            V("hw.gpu.clock_event.reason", "sync_boost", can_slow=False, name="clocks held to match other GPUs"),
+            V("hw.gpu.clock_event.reason", "power_cap", name="power capping (software power limit)"),
+            V("hw.gpu.clock_event.reason", "hw_slowdown", name="hardware slowdown (heat or power)"),
+            V("hw.gpu.clock_event.reason", "sw_thermal", name="thermal slowdown (software)"),
+            V("hw.gpu.clock_event.reason", "hw_thermal", name="thermal slowdown (hardware)"),
+            V("hw.gpu.clock_event.reason", "hw_power_brake", name="power brake slowdown (hardware)"),
+        ),
+    ),
+    "hw.status": (
+        Meaning(STA, UP, True, "GPU health state"),
+        (
+            V("hw.state", "ok", bad=DOWN, name="GPU healthy"),
+            V("hw.state", "degraded", name="GPU degraded"),
+            V("hw.state", "failed", name="GPU failed"),
+            V("hw.state", "predicted_failure", name="GPU failure predicted"),
+        ),
+    ),
+    "hw.gpu.allocated": (Meaning(STA, DOWN, False, "a process holds the GPU"), ()),
+    "hw.errors": (
+        Meaning(ERR, UP, True, "hardware errors"),
+        (
+            V("error.type", "corrected", can_slow=False, name="corrected ECC errors"),
+            V("error.type", "uncorrected", name="uncorrected ECC errors"),
+            V("error.type", "pcie_replay", name="PCIe replays (link retransmissions)"),
+            V("error.type", "xid", name="XID errors"),
+            V("error.type", "nvlink_crc_data", name="NVLink CRC errors (data)"),
+            V("error.type", "nvlink_crc_flit", name="NVLink CRC errors (flits)"),
+            V("error.type", "nvlink_replay", name="NVLink replays"),
+            V("error.type", "nvlink_recovery", name="NVLink link recoveries"),
+            V("error.type", "symbol", name="port symbol errors", domain=Domain.NETWORK),
+            V("error.type", "link_downed", name="port link went down", domain=Domain.NETWORK),
+            V("error.type", "link_recovery", name="port link error recoveries", domain=Domain.NETWORK),
+            V("error.type", "receive", name="port receive errors", domain=Domain.NETWORK),
+            V("error.type", "transmit_discard", name="port transmit discards", domain=Domain.NETWORK),
+            *_xid_meanings(),
+        ),
+    ),
+    "hw.gpu.xid.last": (Meaning(ERR, EITHER, True, "last XID code"), ()),
+    "hw.gpu.io": (Meaning(TRF, EITHER, False, "PCIe traffic"), _directions("PCIe bytes")),
+    "hw.gpu.io.rate": (Meaning(TRF, EITHER, False, "PCIe throughput"), _directions("PCIe bytes/s")),
+    "hw.gpu.interconnect.io": (Meaning(TRF, EITHER, False, "NVLink traffic"), _directions("NVLink bytes")),
+    "hw.gpu.interconnect.io.rate": (
+        Meaning(TRF, EITHER, False, "NVLink throughput"),
+        _directions("NVLink bytes/s"),
+    ),
+    # --- host ---
+    "system.cpu.time": (Meaning(UTIL, UP, True, "host CPU time"), _CPU_STATES),
+    "system.cpu.utilization": (Meaning(UTIL, UP, True, "host CPU utilization"), _CPU_STATES),
+    "system.memory.usage": (Meaning(SAT, UP, True, "host memory"), _MEMORY_STATES),
+    "system.memory.utilization": (Meaning(SAT, UP, True, "host memory (share)"), _MEMORY_STATES),
+    "system.swap.usage": (Meaning(SAT, UP, True, "swap"), _SWAP_STATES),
+    "system.swap.utilization": (Meaning(SAT, UP, True, "swap (share)"), _SWAP_STATES),
+    # --- storage ---
+    "system.disk.io": (Meaning(TRF, EITHER, False, "disk bytes"), _directions("disk bytes", "direction")),
+    "system.disk.operations": (
+        Meaning(TRF, EITHER, False, "disk operations"),
+        _directions("disk operations", "direction"),
+    ),
+    "system.disk.time": (Meaning(LAT, UP, True, "disk operation time"), ()),
+    "factorylens.storage.io": (
+        Meaning(TRF, EITHER, False, "file system bytes"),
+        _directions("file system bytes", "disk.io.direction"),
+    ),
+    "factorylens.storage.operations": (
+        Meaning(TRF, EITHER, False, "file system operations"),
+        _directions("file system operations", "disk.io.direction"),
+    ),
+    "factorylens.storage.operation.time": (Meaning(LAT, UP, True, "file system operation time"), ()),
+    "system.filesystem.usage": (
+        Meaning(SAT, UP, True, "file system space"),
+        (
+            V("system.filesystem.state", "used", name="file system space used"),
+            V("system.filesystem.state", "free", kind=CAP, bad=DOWN, name="file system space free"),
+        ),
+    ),
+    "system.filesystem.utilization": (Meaning(SAT, UP, True, "file system space used (share)"), ()),
+    # --- network ---
+    "system.network.io": (Meaning(TRF, EITHER, False, "network bytes"), _directions("network bytes", "direction")),
+    "system.network.packets": (
+        Meaning(TRF, EITHER, False, "network packets"),
+        _directions("network packets", "direction"),
+    ),
+    "system.network.errors": (Meaning(ERR, UP, True, "network errors"), ()),
+    "system.network.dropped_packets": (Meaning(ERR, UP, True, "dropped network packets"), ()),
+    "hw.network.io": (Meaning(TRF, EITHER, False, "port traffic"), _directions("port bytes")),
+    "hw.network.packets": (Meaning(TRF, EITHER, False, "port packets"), _directions("port packets")),
+    "hw.network.up": (Meaning(STA, DOWN, True, "port link up"), ()),
+    "hw.network.bandwidth.limit": (Meaning(CAP, DOWN, True, "port link rate"), ()),
+    "factorylens.network.xmit_wait": (Meaning(SAT, UP, True, "port waiting for credits (congestion)"), ()),
+    "factorylens.network.roce.events": (
+        Meaning(SAT, UP, True, "RoCE congestion events"),
+        (
+            V("factorylens.network.roce.event", "ecn_marked", name="ECN-marked packets (congestion)"),
+            V("factorylens.network.roce.event", "cnp_sent", name="congestion notifications sent"),
+            V("factorylens.network.roce.event", "cnp_handled", name="congestion notifications handled"),
+            V("factorylens.network.roce.event", "out_of_sequence", kind=ERR, name="out-of-sequence packets"),
+            V("factorylens.network.roce.event", "packet_sequence_error", kind=ERR, name="packet sequence errors"),
+        ),
+    ),
+    # --- training (instrumentation) ---
+    "factorylens.train.step.duration": (Meaning(LAT, UP, False, "training step time"), ()),
+    "factorylens.train.phase.duration": (
+        Meaning(LAT, UP, True, "training phase time"),
+        (
+            V("factorylens.train.phase", "data", name="waiting for input data", domain=Domain.DATA),
+            V("factorylens.train.phase", "h2d", name="host-to-device copies", domain=Domain.DATA),
+            V("factorylens.train.phase", "forward", name="forward pass", domain=Domain.GPU),
+            V("factorylens.train.phase", "backward", name="backward pass", domain=Domain.GPU),
+            V("factorylens.train.phase", "optimizer", name="optimizer step", domain=Domain.GPU),
+            V("factorylens.train.phase", "collective", name="collectives", side=OUTBOUND, domain=Domain.NETWORK),
+            V(
+                "factorylens.train.phase",
+                "checkpoint.save",
+                name="checkpoint save",
+                side=OUTBOUND,
+                domain=Domain.STORAGE,
+            ),
+            V(
+                "factorylens.train.phase",
+                "checkpoint.load",
+                name="checkpoint load",
+                side=OUTBOUND,
+                domain=Domain.STORAGE,
+            ),
+            V("factorylens.train.phase", "eval", name="evaluation"),
+            V("factorylens.train.phase", "other", name="step time outside any phase", side=OUTBOUND),
+        ),
+    ),
+    "factorylens.train.steps": (Meaning(THR, DOWN, False, "training steps"), ()),
+    "factorylens.train.samples": (Meaning(THR, DOWN, False, "samples trained"), ()),
+    "factorylens.train.tokens": (Meaning(THR, DOWN, False, "tokens trained"), ()),
+    "factorylens.train.samples.rate": (Meaning(THR, DOWN, False, "samples per second"), ()),
+    "factorylens.train.tokens.rate": (Meaning(THR, DOWN, False, "tokens per second"), ()),
+    "factorylens.data.wait.ratio": (Meaning(LAT, UP, True, "share of the step waiting for input data"), ()),
+    "factorylens.train.mfu": (Meaning(THR, DOWN, False, "model FLOPs utilization", OUTCOME), ()),
+    "factorylens.train.goodput": (Meaning(THR, DOWN, False, "goodput", OUTCOME), ()),
+    "factorylens.checkpoint.io": (
+        Meaning(TRF, EITHER, False, "checkpoint bytes", OUTBOUND),
+        (
+            V("factorylens.checkpoint.operation", "save", name="checkpoint bytes written"),
+            V("factorylens.checkpoint.operation", "load", name="checkpoint bytes read"),
+        ),
+    ),
+    "factorylens.checkpoint.duration": (
+        Meaning(LAT, UP, True, "checkpoint time", OUTBOUND),
+        (
+            V("factorylens.checkpoint.operation", "save", name="checkpoint save time"),
+            V("factorylens.checkpoint.operation", "load", name="checkpoint load time"),
+        ),
+    ),
+    "factorylens.checkpoint.throughput": (
+        Meaning(THR, DOWN, True, "checkpoint speed", OUTBOUND),
+        (
+            V("factorylens.checkpoint.operation", "save", name="checkpoint write speed"),
+            V("factorylens.checkpoint.operation", "load", name="checkpoint read speed"),
+        ),
+    ),
+    "factorylens.collective.io": (Meaning(TRF, EITHER, False, "collective bytes", OUTBOUND), ()),
+    "factorylens.collective.duration": (Meaning(LAT, UP, True, "collective time", OUTBOUND), ()),
+    # --- what the RCA service derives from spans and log records ---
+    "factorylens.span.calls": (
+        Meaning(TRF, EITHER, False, "calls"),
+        (_CLIENT_SPANS, V("span.kind", "server", name="requests served")),
+    ),
+    "factorylens.span.errors": (
+        Meaning(ERR, UP, True, "failed calls"),
+        (V("span.kind", "client", side=OUTBOUND, name="failed outgoing calls"),),
+    ),
+    "factorylens.span.duration": (
+        Meaning(LAT, UP, True, "operation time"),
+        (
+            V("span.kind", "client", side=OUTBOUND, name="time waiting on a callee"),
+            V("span.kind", "server", name="request latency"),
+        ),
+    ),
+    "factorylens.events": (
+        Meaning(TRF, EITHER, False, "events"),
+        (
+            V("event.name", "hw.gpu.xid", kind=ERR, bad=UP, can_slow=True, name="XID events", domain=Domain.GPU),
+            V("event.name", "factorylens.incident", kind=INF, name="incident events", domain=Domain.RCA),
+        ),
+    ),
+    # --- the agents' and services' own health: never slows a workload ---
+    "factorylens.receiver.scrape.errors": (Meaning(ERR, UP, False, "failed NVML calls"), ()),
+    "factorylens.receiver.devices": (Meaning(CAP, DOWN, False, "GPUs the receiver sees"), ()),
+    "factorylens.receiver.scrape.duration": (Meaning(LAT, UP, False, "receiver scrape time"), ()),
+    "factorylens.receiver.source.up": (Meaning(STA, DOWN, False, "node source reading"), ()),
+    "factorylens.train.telemetry.dropped": (Meaning(ERR, UP, False, "training telemetry dropped"), ()),
+    "factorylens.processors.unmapped": (Meaning(INF, EITHER, False, "points under a producer's own name"), ()),
+    "factorylens.rca.ingest.accepted": (Meaning(TRF, EITHER, False, "items the RCA service stored"), ()),
+    "factorylens.rca.ingest.rejected": (Meaning(ERR, UP, False, "items the RCA service refused"), ()),
+    "factorylens.rca.requests.refused": (Meaning(ERR, UP, False, "export requests refused"), ()),
+    "factorylens.rca.queue.depth": (Meaning(SAT, UP, False, "export requests in flight"), ()),
+    "factorylens.rca.wal.size": (Meaning(SAT, UP, False, "write-ahead log size"), ()),
+    "factorylens.rca.wal.lag": (Meaning(SAT, UP, False, "write-ahead log bytes not yet synced"), ()),
+    "factorylens.rca.snapshot.age": (Meaning(LAT, UP, False, "time since the last snapshot"), ()),
+    "factorylens.rca.store.series": (Meaning(SAT, UP, False, "series stored"), ()),
+    "factorylens.rca.store.points": (Meaning(SAT, UP, False, "points stored"), ()),
+    "factorylens.rca.store.memory": (Meaning(SAT, UP, False, "store memory"), ()),
+    "factorylens.rca.memory.resident": (Meaning(SAT, UP, False, "RCA service memory"), ()),
+    "factorylens.rca.memory.limit": (Meaning(CAP, DOWN, False, "RCA service memory limit"), ()),
+    "factorylens.rca.attributes.truncated": (Meaning(ERR, UP, False, "attributes truncated"), ()),
+    "factorylens.rca.wal.quarantined": (Meaning(ERR, UP, False, "write-ahead log records quarantined"), ()),
+    "factorylens.rca.recovery.lost_records": (Meaning(ERR, UP, False, "records lost at start-up"), ()),
+    "factorylens.rca.snapshot.failures": (Meaning(ERR, UP, False, "failed snapshots"), ()),
+    "factorylens.rca.analysis.skipped": (Meaning(ERR, UP, False, "series left out of analysis"), ()),
+    "factorylens.rca.remote_write.samples": (
+        Meaning(TRF, EITHER, False, "samples forwarded to remote-write"),
+        (
+            V("factorylens.rca.outcome", "sent", name="samples sent to remote-write"),
+            V("factorylens.rca.outcome", "dropped", kind=ERR, bad=UP, name="samples dropped before remote-write"),
+            V("factorylens.rca.outcome", "failed", kind=ERR, bad=UP, name="samples remote-write rejected"),
+        ),
+    ),
+    "factorylens.rca.remote_write.queue.depth": (Meaning(SAT, UP, False, "samples waiting for remote-write"), ()),
+    "factorylens.rca.remote_write.retries": (Meaning(ERR, UP, False, "remote-write retries"), ()),
+    # --- our own findings ---
+    "factorylens.anomaly.score": (Meaning(INF, EITHER, False, "anomaly score"), ()),
+    "factorylens.baseline.predictability": (Meaning(INF, EITHER, False, "baseline predictability"), ()),
+    "factorylens.baseline.lower": (Meaning(INF, EITHER, False, "baseline band, lower edge"), ()),
+    "factorylens.baseline.upper": (Meaning(INF, EITHER, False, "baseline band, upper edge"), ()),
+    "factorylens.incidents.open": (Meaning(INF, EITHER, False, "open incidents"), ()),
+    "factorylens.incident.cause.score": (Meaning(INF, EITHER, False, "cause score"), ()),
+    # --- cost ---
+    "factorylens.gpu.allocation.time": (Meaning(INF, EITHER, False, "GPU time by allocation"), ()),
+    "factorylens.gpu.active.time": (Meaning(INF, EITHER, False, "activity-weighted GPU time"), ()),
+    "factorylens.gpu.allocation.energy": (Meaning(INF, EITHER, False, "GPU energy by allocation"), ()),
+    "factorylens.gpu.price": (Meaning(INF, EITHER, False, "GPU-hour price"), ()),
+    "factorylens.gpu.energy.price": (Meaning(INF, EITHER, False, "energy price"), ()),
+    "factorylens.cost.gpu.time": (Meaning(INF, EITHER, False, "GPU-hours"), ()),
+    "factorylens.cost.energy": (Meaning(INF, EITHER, False, "GPU energy"), ()),
+    "factorylens.cost.spend": (Meaning(INF, EITHER, False, "spend"), ()),
+    "factorylens.cost.efficiency": (Meaning(INF, EITHER, False, "cost efficiency"), ()),
+    "factorylens.cost.unit": (Meaning(INF, EITHER, False, "unit cost"), ()),
+}
+
+
+def _with_meaning(metric: MetricSpec) -> MetricSpec:
+    try:
+        meaning, values = MEANINGS[metric.name]
+    except KeyError:
+        return metric
+    return replace(metric, meaning=meaning, value_meanings=values)
+
+
+def _with_meanings(metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    unknown = set(MEANINGS) - {m.name for m in metrics}
+    if unknown:
+        raise ValueError(f"meanings for metrics the registry does not declare: {sorted(unknown)}")
+    return tuple(_with_meaning(m) for m in metrics)
+
+
+METRICS = _with_meanings(METRICS)
 
 EVENTS = (
     EventSpec(

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from factorylens.processors.cost._catalog import PriceCatalog
-from factorylens.registry import REGISTRY
+from factorylens.registry import REGISTRY, Metrics
 
 GROUP = "factorylens-cost-hourly"
 INTERVAL = "1h"
@@ -143,12 +143,12 @@ def _per_job(metric: str, operation: str) -> str:
 
 def recording_rules(catalog: PriceCatalog) -> dict[str, Any]:
     """The rule file (as a dict to dump as YAML)."""
-    allocation = _metric("factorylens.gpu.allocation.time")
-    active = _metric("factorylens.gpu.active.time")
-    energy = _metric("factorylens.gpu.allocation.energy")
+    allocation = _metric(Metrics.FACTORYLENS_GPU_ALLOCATION_TIME)
+    active = _metric(Metrics.FACTORYLENS_GPU_ACTIVE_TIME)
+    energy = _metric(Metrics.FACTORYLENS_GPU_ALLOCATION_ENERGY)
     gpu_job = _by(*GPU_LABELS, *JOB_LABELS)
-    price = REGISTRY.metric("factorylens.gpu.price").prometheus_name
-    energy_price = REGISTRY.metric("factorylens.gpu.energy.price").prometheus_name
+    price = REGISTRY.metric(Metrics.FACTORYLENS_GPU_PRICE).prometheus_name
+    energy_price = REGISTRY.metric(Metrics.FACTORYLENS_GPU_ENERGY_PRICE).prometheus_name
     usage = f"({ALLOCATED_HOURS} or {UNALLOCATED_HOURS})"
     rules = [
         (
@@ -175,9 +175,9 @@ def recording_rules(catalog: PriceCatalog) -> dict[str, Any]:
             ENERGY_KWH,
             _with_model(f"sum by ({gpu_job}, factorylens_allocation_state) (increase({energy}[1h])) / 3.6e6", catalog),
         ),
-        (SAMPLES, _per_job(_metric("factorylens.train.samples"), "increase")),
-        (TOKENS, _per_job(_metric("factorylens.train.tokens"), "increase")),
-        (MFU, _per_job(_metric("factorylens.train.mfu"), "avg_over_time")),
+        (SAMPLES, _per_job(_metric(Metrics.FACTORYLENS_TRAIN_SAMPLES), "increase")),
+        (TOKENS, _per_job(_metric(Metrics.FACTORYLENS_TRAIN_TOKENS), "increase")),
+        (MFU, _per_job(_metric(Metrics.FACTORYLENS_TRAIN_MFU), "avg_over_time")),
         (PRICE, _resolved(price, usage)),
         (ENERGY_PRICE, _resolved(energy_price, usage)),
         (UNPRICED_HOURS, f"{usage} unless {PRICE}"),

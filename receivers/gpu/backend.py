@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 AttributeValue = str | int | float | bool
-Attributes = Mapping[str, AttributeValue]
+AttributeMap = Mapping[str, AttributeValue]
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,7 @@ class Point:
 
     metric: str
     value: float
-    attributes: Attributes
+    attributes: AttributeMap
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class GpuEvent:
     name: str
     timestamp_ns: int
     xid_code: int
-    attributes: Attributes
+    attributes: AttributeMap
     message: str
 
 

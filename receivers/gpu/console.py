@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from factorylens.receivers.gpu.receiver import HostPipeline
 from factorylens.receivers.gpu.scraper import Snapshot
+from factorylens.registry import Attributes, Metrics
 
 if TYPE_CHECKING:
     from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
@@ -38,7 +39,7 @@ class ConsoleTable:
         out.append(_HEADER)
         for pipeline, snapshot in results:
             out.extend(self._rows(pipeline.name, snapshot))
-            errors = snapshot.get("factorylens.receiver.scrape.errors")
+            errors = snapshot.get(Metrics.FACTORYLENS_RECEIVER_SCRAPE_ERRORS)
             lost = [f"{a['nvml.function']}:{a['factorylens.receiver.error']}×{int(v)}" for a, v in errors]
             if lost:
                 out.append(f"{'':<12} receiver errors so far: {', '.join(lost[:6])}")
@@ -60,10 +61,10 @@ class ConsoleTable:
 
         def row(attributes: Any) -> dict[str, Any]:
             return gpus.setdefault(
-                attributes["hw.id"],
+                attributes[Attributes.HW_ID],
                 {
-                    "index": attributes.get("gpu.index", "?"),
-                    "mig": attributes.get("hw.parent"),
+                    "index": attributes.get(Attributes.GPU_INDEX, "?"),
+                    "mig": attributes.get(Attributes.HW_PARENT),
                     "throttle": [],
                     "errors": {},
                     "status": "?",
@@ -71,39 +72,39 @@ class ConsoleTable:
                 },
             )
 
-        for attributes, value in snapshot.get("hw.gpu.utilization"):
-            if attributes.get("hw.gpu.task") == "general":
+        for attributes, value in snapshot.get(Metrics.HW_GPU_UTILIZATION):
+            if attributes.get(Attributes.HW_GPU_TASK) == "general":
                 row(attributes)["util"] = value
         for metric, key in (
-            ("hw.gpu.memory.usage", "used"),
-            ("hw.gpu.memory.limit", "total"),
-            ("hw.power", "power"),
-            ("hw.power.limit", "limit"),
+            (Metrics.HW_GPU_MEMORY_USAGE, "used"),
+            (Metrics.HW_GPU_MEMORY_LIMIT, "total"),
+            (Metrics.HW_POWER, "power"),
+            (Metrics.HW_POWER_LIMIT, "limit"),
         ):
             for attributes, value in snapshot.get(metric):
                 row(attributes)[key] = value
-        for attributes, value in snapshot.get("hw.temperature"):
-            if attributes.get("hw.sensor_location") == "die":
+        for attributes, value in snapshot.get(Metrics.HW_TEMPERATURE):
+            if attributes.get(Attributes.HW_SENSOR_LOCATION) == "die":
                 row(attributes)["temp"] = value
-        for attributes, value in snapshot.get("hw.gpu.speed"):
-            if attributes.get("hw.gpu.clock_domain") == "sm":
+        for attributes, value in snapshot.get(Metrics.HW_GPU_SPEED):
+            if attributes.get(Attributes.HW_GPU_CLOCK_DOMAIN) == "sm":
                 row(attributes)["sm"] = value
-        for attributes, value in snapshot.get("hw.gpu.clock_event.active"):
-            reason = attributes["hw.gpu.clock_event.reason"]
+        for attributes, value in snapshot.get(Metrics.HW_GPU_CLOCK_EVENT_ACTIVE):
+            reason = attributes[Attributes.HW_GPU_CLOCK_EVENT_REASON]
             if value and reason in _THROTTLE_SHORT:
                 row(attributes)["throttle"].append(_THROTTLE_SHORT[reason])
-        for attributes, value in snapshot.get("hw.errors"):
+        for attributes, value in snapshot.get(Metrics.HW_ERRORS):
             if value:
-                kind = attributes["error.type"]
+                kind = attributes[Attributes.ERROR_TYPE]
                 if kind == "xid":
                     kind = f"xid{attributes['hw.gpu.xid.code']}"
                 row(attributes)["errors"][kind] = int(value)
-        for attributes, value in snapshot.get("hw.status"):
+        for attributes, value in snapshot.get(Metrics.HW_STATUS):
             if value:
-                row(attributes)["status"] = attributes["hw.state"]
-        for attributes, _ in snapshot.get("process.gpu.memory.usage"):
+                row(attributes)["status"] = attributes[Attributes.HW_STATE]
+        for attributes, _ in snapshot.get(Metrics.PROCESS_GPU_MEMORY_USAGE):
             r = row(attributes)
-            r["job"] = ",".join(filter(None, {r["job"], str(attributes.get("factorylens.job.id", ""))}))
+            r["job"] = ",".join(filter(None, {r["job"], str(attributes.get(Attributes.FACTORYLENS_JOB_ID, ""))}))
 
         lines = []
         for r in sorted(gpus.values(), key=lambda r: (r["mig"] is not None, str(r["index"]))):

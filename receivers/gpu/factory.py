@@ -30,6 +30,7 @@ from factorylens.receivers.node import (
     StorageSource,
     attach_system_metrics,
 )
+from factorylens.registry import Attributes
 
 if TYPE_CHECKING:
     from factorylens.receivers.gpu.sim.cluster import SimulatedCluster
@@ -44,8 +45,8 @@ _log = logging.getLogger(__name__)
 
 def _cluster_of(resource: Mapping[str, Any]) -> dict[str, str]:
     """The cluster the usage counters are grouped by (``factorylens.cluster.name``, else the Kubernetes one)."""
-    cluster = resource.get("factorylens.cluster.name") or resource.get("k8s.cluster.name")
-    return {"factorylens.cluster.name": str(cluster)} if cluster else {}
+    cluster = resource.get(Attributes.FACTORYLENS_CLUSTER_NAME) or resource.get(Attributes.K8S_CLUSTER_NAME)
+    return {Attributes.FACTORYLENS_CLUSTER_NAME: str(cluster)} if cluster else {}
 
 
 def create_default_config() -> GpuReceiverConfig:
@@ -64,7 +65,7 @@ def create_backends(
     if config.backend == "nvml":
         host = socket.gethostname()
         backend = NvmlBackend(None, ProcJobResolver(config.proc_root), **kwargs)
-        return [(host, {"host.name": host}, backend)], None
+        return [(host, {Attributes.HOST_NAME: host}, backend)], None
     from factorylens.receivers.gpu.sim import SimulatedCluster, SimulatedNvml  # the sim extra (numpy)
 
     sim_kwargs: dict[str, Any] = {"clock": clock} if clock else {}
@@ -83,7 +84,9 @@ def create_backends(
     backends: list[tuple[str, dict[str, Any], GpuBackend]] = []
     for sim_host in cluster.hosts:
         backend = NvmlBackend(SimulatedNvml(sim_host), StaticJobResolver(cluster.jobs_by_pid(sim_host)), **kwargs)
-        backends.append((sim_host.name, {"host.name": sim_host.name, "factorylens.simulated": True}, backend))
+        backends.append(
+            (sim_host.name, {Attributes.HOST_NAME: sim_host.name, Attributes.FACTORYLENS_SIMULATED: True}, backend)
+        )
     return backends, cluster
 
 

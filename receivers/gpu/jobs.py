@@ -12,7 +12,8 @@ import os
 import re
 from collections.abc import Mapping
 
-from factorylens.receivers.gpu.backend import Attributes
+from factorylens.receivers.gpu.backend import AttributeMap
+from factorylens.registry import Attributes
 
 _POD_UID = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})", re.IGNORECASE)
 _ENVIRON_LIMIT_BYTES = 1 << 20
@@ -20,7 +21,7 @@ _ENVIRON_LIMIT_BYTES = 1 << 20
 
 class JobResolver(abc.ABC):
     @abc.abstractmethod
-    def resolve(self, pid: int) -> Attributes:
+    def resolve(self, pid: int) -> AttributeMap:
         """Registry attributes for the process (may be empty; never raises)."""
 
     def forget_except(self, live_pids: set[int]) -> None:  # noqa: B027 - an optional hook
@@ -30,9 +31,9 @@ class JobResolver(abc.ABC):
 class ProcJobResolver(JobResolver):
     def __init__(self, proc_root: str = "/proc") -> None:
         self._proc_root = proc_root
-        self._cache: dict[int, Attributes] = {}
+        self._cache: dict[int, AttributeMap] = {}
 
-    def resolve(self, pid: int) -> Attributes:
+    def resolve(self, pid: int) -> AttributeMap:
         cached = self._cache.get(pid)
         if cached is None:
             cached = self._cache[pid] = self._read(pid)
@@ -42,33 +43,33 @@ class ProcJobResolver(JobResolver):
         for pid in [p for p in self._cache if p not in live_pids]:
             del self._cache[pid]
 
-    def _read(self, pid: int) -> Attributes:
+    def _read(self, pid: int) -> AttributeMap:
         base = os.path.join(self._proc_root, str(pid))
         attrs: dict[str, str] = {}
         comm = _read_text(os.path.join(base, "comm"))
         if comm:
-            attrs["process.executable.name"] = comm.strip()
+            attrs[Attributes.PROCESS_EXECUTABLE_NAME] = comm.strip()
         env = _parse_environ(_read_bytes(os.path.join(base, "environ")))
         pod_uid = _pod_uid(_read_text(os.path.join(base, "cgroup")) or "")
         if pod_uid:
-            attrs["k8s.pod.uid"] = pod_uid
+            attrs[Attributes.K8S_POD_UID] = pod_uid
         if env.get("SLURM_JOB_ID"):
-            attrs["slurm.job.id"] = env["SLURM_JOB_ID"]
+            attrs[Attributes.SLURM_JOB_ID] = env["SLURM_JOB_ID"]
         if env.get("FACTORYLENS_TEAM"):
-            attrs["factorylens.team"] = env["FACTORYLENS_TEAM"]
+            attrs[Attributes.FACTORYLENS_TEAM] = env["FACTORYLENS_TEAM"]
         job = env.get("FACTORYLENS_JOB_ID") or env.get("SLURM_JOB_ID") or pod_uid
         if job:
-            attrs["factorylens.job.id"] = job
+            attrs[Attributes.FACTORYLENS_JOB_ID] = job
         return attrs
 
 
 class StaticJobResolver(JobResolver):
     """A fixed pid → attributes table (the simulator's processes live in no /proc)."""
 
-    def __init__(self, table: Mapping[int, Attributes]) -> None:
+    def __init__(self, table: Mapping[int, AttributeMap]) -> None:
         self._table = table
 
-    def resolve(self, pid: int) -> Attributes:
+    def resolve(self, pid: int) -> AttributeMap:
         return self._table.get(pid, {})
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from factorylens.receivers._counters import MonotonicCounter
 from factorylens.receivers.gpu.backend import (
-    Attributes,
+    AttributeMap,
     GpuBackend,
     GpuEvent,
     Point,
@@ -26,7 +26,7 @@ from factorylens.receivers.gpu.backend import (
     ScrapeResult,
 )
 from factorylens.receivers.gpu.jobs import JobResolver, ProcJobResolver
-from factorylens.registry import CLOCK_EVENT_REASONS
+from factorylens.registry import CLOCK_EVENT_REASONS, XID_NAMES, Attributes, Events, Metrics
 
 _log = logging.getLogger(__name__)
 
@@ -101,13 +101,13 @@ _FIELD_IDS = (_FI_MEMORY_TEMP, _FI_NVLINK_TX, _FI_NVLINK_RX, *_FI_NVLINK_COUNTER
 
 # GPM metric ids → (registry metric, extra attributes).
 _GPM_METRICS: tuple[tuple[int, str, dict[str, str]], ...] = (
-    (2, "hw.gpu.sm.utilization", {}),
-    (3, "hw.gpu.sm.occupancy", {}),
-    (5, "hw.gpu.pipe.utilization", {"hw.gpu.pipe": "tensor"}),
-    (13, "hw.gpu.pipe.utilization", {"hw.gpu.pipe": "fp16"}),
-    (12, "hw.gpu.pipe.utilization", {"hw.gpu.pipe": "fp32"}),
-    (11, "hw.gpu.pipe.utilization", {"hw.gpu.pipe": "fp64"}),
-    (10, "hw.gpu.memory.bandwidth.utilization", {}),
+    (2, Metrics.HW_GPU_SM_UTILIZATION, {}),
+    (3, Metrics.HW_GPU_SM_OCCUPANCY, {}),
+    (5, Metrics.HW_GPU_PIPE_UTILIZATION, {Attributes.HW_GPU_PIPE: "tensor"}),
+    (13, Metrics.HW_GPU_PIPE_UTILIZATION, {Attributes.HW_GPU_PIPE: "fp16"}),
+    (12, Metrics.HW_GPU_PIPE_UTILIZATION, {Attributes.HW_GPU_PIPE: "fp32"}),
+    (11, Metrics.HW_GPU_PIPE_UTILIZATION, {Attributes.HW_GPU_PIPE: "fp64"}),
+    (10, Metrics.HW_GPU_MEMORY_BANDWIDTH_UTILIZATION, {}),
 )
 
 
@@ -293,7 +293,11 @@ class NvmlBackend(GpuBackend):
         health = "predicted_failure" if state["predicted_failure"] else ("degraded" if state["degraded"] else "ok")
         s.points.extend(_status_points({**ident, **d.details}, health))
         for code, count in d.xid_counts.items():
-            s.points.append(Point("hw.errors", count, {**ident, "error.type": "xid", "hw.gpu.xid.code": code}))
+            s.points.append(
+                Point(
+                    Metrics.HW_ERRORS, count, {**ident, Attributes.ERROR_TYPE: "xid", Attributes.HW_GPU_XID_CODE: code}
+                )
+            )
 
     def _call(self, d: _Device, s: _Scrape, field_name: str, fn_name: str, *args: Any) -> Any:
         """One NVML call; on failure classify the error and return None."""
@@ -322,7 +326,9 @@ class NvmlBackend(GpuBackend):
         elif error in _DEVICE_LOST:
             d.lost = True
             s.errors.append(ScrapeError(fn_name, error))
-            _log.error("GPU %s (%s) lost: %s; will re-initialise NVML", d.index, d.identity.get("hw.id"), error)
+            _log.error(
+                "GPU %s (%s) lost: %s; will re-initialise NVML", d.index, d.identity.get(Attributes.HW_ID), error
+            )
         elif error == "NotFound" and field_name == "process_utilization":
             pass  # no samples since the last timestamp: an idle GPU, not an error
         else:
@@ -334,55 +340,63 @@ class NvmlBackend(GpuBackend):
         rates = self._call(d, s, "utilization", "nvmlDeviceGetUtilizationRates")
         if rates is not None:
             general = rates.gpu / 100.0
-            s.points.append(Point("hw.gpu.utilization", general, {**ident, "hw.gpu.task": "general"}))
-            s.points.append(Point("hw.gpu.idle", 1.0 - general, ident))
-            s.points.append(Point("hw.gpu.memory.controller.utilization", rates.memory / 100.0, ident))
+            s.points.append(Point(Metrics.HW_GPU_UTILIZATION, general, {**ident, Attributes.HW_GPU_TASK: "general"}))
+            s.points.append(Point(Metrics.HW_GPU_IDLE, 1.0 - general, ident))
+            s.points.append(Point(Metrics.HW_GPU_MEMORY_CONTROLLER_UTILIZATION, rates.memory / 100.0, ident))
 
     def _read_encoder(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "encoder", "nvmlDeviceGetEncoderUtilization")
         if value is not None:
-            s.points.append(Point("hw.gpu.utilization", value[0] / 100.0, {**ident, "hw.gpu.task": "encoder"}))
+            s.points.append(
+                Point(Metrics.HW_GPU_UTILIZATION, value[0] / 100.0, {**ident, Attributes.HW_GPU_TASK: "encoder"})
+            )
 
     def _read_decoder(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "decoder", "nvmlDeviceGetDecoderUtilization")
         if value is not None:
-            s.points.append(Point("hw.gpu.utilization", value[0] / 100.0, {**ident, "hw.gpu.task": "decoder"}))
+            s.points.append(
+                Point(Metrics.HW_GPU_UTILIZATION, value[0] / 100.0, {**ident, Attributes.HW_GPU_TASK: "decoder"})
+            )
 
     def _read_memory(self, d, s, ident, now, state, live_pids):
         mem = self._call(d, s, "memory", "nvmlDeviceGetMemoryInfo")
         if mem is not None:
-            s.points.append(Point("hw.gpu.memory.usage", int(mem.used), ident))
-            s.points.append(Point("hw.gpu.memory.limit", int(mem.total), ident))
-            s.points.append(Point("hw.gpu.memory.free", int(mem.free), ident))
+            s.points.append(Point(Metrics.HW_GPU_MEMORY_USAGE, int(mem.used), ident))
+            s.points.append(Point(Metrics.HW_GPU_MEMORY_LIMIT, int(mem.total), ident))
+            s.points.append(Point(Metrics.HW_GPU_MEMORY_FREE, int(mem.free), ident))
             if mem.total:
-                s.points.append(Point("hw.gpu.memory.utilization", mem.used / mem.total, ident))
+                s.points.append(Point(Metrics.HW_GPU_MEMORY_UTILIZATION, mem.used / mem.total, ident))
 
     def _read_temperature(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "temperature", "nvmlDeviceGetTemperature", 0)  # NVML_TEMPERATURE_GPU
         if value is not None:
-            s.points.append(Point("hw.temperature", float(value), {**ident, "hw.sensor_location": "die"}))
+            s.points.append(
+                Point(Metrics.HW_TEMPERATURE, float(value), {**ident, Attributes.HW_SENSOR_LOCATION: "die"})
+            )
 
     def _read_power(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "power", "nvmlDeviceGetPowerUsage")
         if value is not None:
-            s.points.append(Point("hw.power", value / 1000.0, ident))
+            s.points.append(Point(Metrics.HW_POWER, value / 1000.0, ident))
 
     def _read_power_limit(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "power_limit", "nvmlDeviceGetEnforcedPowerLimit")
         if value is not None:
-            s.points.append(Point("hw.power.limit", value / 1000.0, ident))
+            s.points.append(Point(Metrics.HW_POWER_LIMIT, value / 1000.0, ident))
 
     def _read_energy(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "energy", "nvmlDeviceGetTotalEnergyConsumption")
         if value is not None:
-            s.points.append(Point("hw.energy", d.counter("energy").update(value) / 1000.0, ident))
+            s.points.append(Point(Metrics.HW_ENERGY, d.counter("energy").update(value) / 1000.0, ident))
 
     @staticmethod
     def _clock_reader(domain: str, nvml_clock: int) -> Callable[..., None]:  # builds a reader at class creation
         def read(self, d, s, ident, now, state, live_pids):
             mhz = self._call(d, s, f"clock_{domain}", "nvmlDeviceGetClockInfo", nvml_clock)
             if mhz is not None:
-                s.points.append(Point("hw.gpu.speed", mhz * 1e6, {**ident, "hw.gpu.clock_domain": domain}))
+                s.points.append(
+                    Point(Metrics.HW_GPU_SPEED, mhz * 1e6, {**ident, Attributes.HW_GPU_CLOCK_DOMAIN: domain})
+                )
 
         return read
 
@@ -392,7 +406,11 @@ class NvmlBackend(GpuBackend):
             return
         for bit, reason in _CLOCK_EVENT_BITS:
             active = 1 if mask & bit else 0
-            s.points.append(Point("hw.gpu.clock_event.active", active, {**ident, "hw.gpu.clock_event.reason": reason}))
+            s.points.append(
+                Point(
+                    Metrics.HW_GPU_CLOCK_EVENT_ACTIVE, active, {**ident, Attributes.HW_GPU_CLOCK_EVENT_REASON: reason}
+                )
+            )
             if active and reason in _DEGRADING_REASONS:
                 state["degraded"] = True
 
@@ -404,7 +422,7 @@ class NvmlBackend(GpuBackend):
             if value is None:
                 return
             total = d.counter(f"ecc_{kind}").update(value)
-            s.points.append(Point("hw.errors", int(total), {**ident, "error.type": kind}))
+            s.points.append(Point(Metrics.HW_ERRORS, int(total), {**ident, Attributes.ERROR_TYPE: kind}))
             if kind == "uncorrected":
                 if d.last_uncorrected is not None and total > d.last_uncorrected:
                     state["degraded"] = True
@@ -418,7 +436,9 @@ class NvmlBackend(GpuBackend):
             kb_per_s = self._call(d, s, f"pcie_{direction}", "nvmlDeviceGetPcieThroughput", counter)
             if kb_per_s is not None:
                 total = d.rate(f"pcie_{direction}").update(kb_per_s * _KB, now)
-                s.points.append(Point("hw.gpu.io", int(total), {**ident, "network.io.direction": direction}))
+                s.points.append(
+                    Point(Metrics.HW_GPU_IO, int(total), {**ident, Attributes.NETWORK_IO_DIRECTION: direction})
+                )
 
         return read
 
@@ -426,7 +446,7 @@ class NvmlBackend(GpuBackend):
         value = self._call(d, s, "pcie_replay", "nvmlDeviceGetPcieReplayCounter")
         if value is not None:
             total = d.counter("pcie_replay").update(value)
-            s.points.append(Point("hw.errors", int(total), {**ident, "error.type": "pcie_replay"}))
+            s.points.append(Point(Metrics.HW_ERRORS, int(total), {**ident, Attributes.ERROR_TYPE: "pcie_replay"}))
 
     def _read_field_values(self, d, s, ident, now, state, live_pids):
         if not d.field_ids:
@@ -446,26 +466,32 @@ class NvmlBackend(GpuBackend):
                 continue
             value = _field_value(fv)
             if fid == _FI_MEMORY_TEMP:
-                s.points.append(Point("hw.temperature", float(value), {**ident, "hw.sensor_location": "memory"}))
+                s.points.append(
+                    Point(Metrics.HW_TEMPERATURE, float(value), {**ident, Attributes.HW_SENSOR_LOCATION: "memory"})
+                )
             elif fid in (_FI_NVLINK_TX, _FI_NVLINK_RX):
                 direction = "transmit" if fid == _FI_NVLINK_TX else "receive"
                 total = d.counter(f"nvlink_{direction}").update(value) * _KB  # KiB counter
                 s.points.append(
                     Point(
-                        "hw.gpu.interconnect.io",
+                        Metrics.HW_GPU_INTERCONNECT_IO,
                         int(total),
-                        {**ident, "hw.gpu.interconnect.type": "nvlink", "network.io.direction": direction},
+                        {
+                            **ident,
+                            Attributes.HW_GPU_INTERCONNECT_TYPE: "nvlink",
+                            Attributes.NETWORK_IO_DIRECTION: direction,
+                        },
                     )
                 )
             else:
                 error_type = _FI_NVLINK_COUNTERS[fid]
                 total = d.counter(error_type).update(value)
-                s.points.append(Point("hw.errors", int(total), {**ident, "error.type": error_type}))
+                s.points.append(Point(Metrics.HW_ERRORS, int(total), {**ident, Attributes.ERROR_TYPE: error_type}))
 
     def _read_fan(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "fan", "nvmlDeviceGetFanSpeed")
         if value is not None:
-            s.points.append(Point("hw.fan.speed_ratio", value / 100.0, ident))
+            s.points.append(Point(Metrics.HW_FAN_SPEED_RATIO, value / 100.0, ident))
 
     def _read_remapped_rows(self, d, s, ident, now, state, live_pids):
         value = self._call(d, s, "remapped_rows", "nvmlDeviceGetRemappedRows")
@@ -478,14 +504,14 @@ class NvmlBackend(GpuBackend):
         procs = self._call(d, s, "processes", "nvmlDeviceGetComputeRunningProcesses")
         if procs is None:
             return
-        s.points.append(Point("hw.gpu.allocated", 1 if procs else 0, ident))
+        s.points.append(Point(Metrics.HW_GPU_ALLOCATED, 1 if procs else 0, ident))
         d.process_attrs = {}
         for proc in sorted(procs, key=lambda p: -(p.usedGpuMemory or 0))[: self._max_processes]:
-            attrs = {**ident, "process.pid": int(proc.pid), **self._jobs.resolve(int(proc.pid))}
+            attrs = {**ident, Attributes.PROCESS_PID: int(proc.pid), **self._jobs.resolve(int(proc.pid))}
             d.process_attrs[int(proc.pid)] = attrs
             live_pids.add(int(proc.pid))
             if proc.usedGpuMemory is not None:
-                s.points.append(Point("process.gpu.memory.usage", int(proc.usedGpuMemory), attrs))
+                s.points.append(Point(Metrics.PROCESS_GPU_MEMORY_USAGE, int(proc.usedGpuMemory), attrs))
 
     def _read_process_utilization(self, d, s, ident, now, state, live_pids):
         samples = self._call(d, s, "process_utilization", "nvmlDeviceGetProcessUtilization", d.process_util_ts)
@@ -501,7 +527,7 @@ class NvmlBackend(GpuBackend):
             attrs = d.process_attrs.get(pid)
             if attrs is None:  # over the cardinality bound, or a process that just left
                 continue
-            s.points.append(Point("process.gpu.utilization", sample.smUtil / 100.0, attrs))
+            s.points.append(Point(Metrics.PROCESS_GPU_UTILIZATION, sample.smUtil / 100.0, attrs))
 
     def _read_gpm_sample(self, d, s, ident, now, state, live_pids):
         d.gpm_samples.reverse()  # samples[0] becomes the older one, samples[1] gets the new reading
@@ -521,7 +547,7 @@ class NvmlBackend(GpuBackend):
         except Exception as exc:
             self._on_error(d, s, "gpm_metrics", "nvmlGpmMetricsGet", exc)
             return
-        src = {**ident, "gpu.measurement.source": "nvml_gpm"}
+        src = {**ident, Attributes.GPU_MEASUREMENT_SOURCE: "nvml_gpm"}
         for i, (_, metric, extra) in enumerate(_GPM_METRICS):
             m = result.metrics[i]
             if m.nvmlReturn == 0:
@@ -576,13 +602,13 @@ class NvmlBackend(GpuBackend):
                 self._pending_errors.append(ScrapeError("discovery", error))
                 previous = self._known.get(index)
                 if previous is not None:
-                    self._lost_status[previous.identity["hw.id"]] = {**previous.identity, **previous.details}
+                    self._lost_status[previous.identity[Attributes.HW_ID]] = {**previous.identity, **previous.details}
                 _log.warning(
                     "GPU %d could not be opened (%s); retrying every %.0f s", index, error, self._retry_interval_s
                 )
                 continue
             previous = self._known.get(index)
-            if previous is not None and previous.identity["hw.id"] == device.identity["hw.id"]:
+            if previous is not None and previous.identity[Attributes.HW_ID] == device.identity[Attributes.HW_ID]:
                 device.inherit(previous)
             self._known[index] = device
             self._devices.append(device)
@@ -604,28 +630,28 @@ class NvmlBackend(GpuBackend):
         """Per-point identity, and the descriptive attributes that ride on ``hw.status`` only."""
         nvml = self._nvml
         ident: dict[str, Any] = {
-            "hw.id": _text(nvml.nvmlDeviceGetUUID(handle)),
-            "hw.type": "gpu",
-            "hw.vendor": self._vendor,
-            "gpu.index": index,
+            Attributes.HW_ID: _text(nvml.nvmlDeviceGetUUID(handle)),
+            Attributes.HW_TYPE: "gpu",
+            Attributes.HW_VENDOR: self._vendor,
+            Attributes.GPU_INDEX: index,
         }
         details: dict[str, Any] = {}
         name = _text(_optional(nvml.nvmlDeviceGetName, handle))
         if name:
-            ident["hw.name"] = name
-            details["hw.model"] = name
+            ident[Attributes.HW_NAME] = name
+            details[Attributes.HW_MODEL] = name
         for key, fn in (
-            ("hw.serial_number", "nvmlDeviceGetSerial"),
-            ("hw.firmware_version", "nvmlDeviceGetVbiosVersion"),
+            (Attributes.HW_SERIAL_NUMBER, "nvmlDeviceGetSerial"),
+            (Attributes.HW_FIRMWARE_VERSION, "nvmlDeviceGetVbiosVersion"),
         ):
             value = _text(_optional(getattr(nvml, fn), handle))
             if value:
                 details[key] = value
         if driver:
-            details["hw.driver_version"] = driver
+            details[Attributes.HW_DRIVER_VERSION] = driver
         pci = _optional(nvml.nvmlDeviceGetPciInfo, handle)
         if pci is not None:
-            ident["gpu.pci_address"] = _text(pci.busId)
+            ident[Attributes.GPU_PCI_ADDRESS] = _text(pci.busId)
         return ident, details
 
     def _discover_migs(self, handle: Any, parent: dict[str, Any], details: dict[str, Any]) -> list[_Device]:
@@ -639,12 +665,16 @@ class NvmlBackend(GpuBackend):
             if mig is None:
                 continue
             name = _text(_optional(nvml.nvmlDeviceGetName, mig)) or ""
-            ident = {**parent, "hw.id": _text(nvml.nvmlDeviceGetUUID(mig)), "hw.parent": parent["hw.id"]}
+            ident = {
+                **parent,
+                Attributes.HW_ID: _text(nvml.nvmlDeviceGetUUID(mig)),
+                Attributes.HW_PARENT: parent[Attributes.HW_ID],
+            }
             if " MIG " in name:
-                ident["gpu.mig.profile"] = name.rsplit(" MIG ", 1)[1]
+                ident[Attributes.GPU_MIG_PROFILE] = name.rsplit(" MIG ", 1)[1]
             gi = _optional(nvml.nvmlDeviceGetGpuInstanceId, mig)
             if gi is not None:
-                ident["gpu.mig.instance_id"] = int(gi)
+                ident[Attributes.GPU_MIG_INSTANCE_ID] = int(gi)
             migs.append(_Device(handle=mig, index=i, identity=ident, key=_handle_key(mig), details=details))
         return migs
 
@@ -706,10 +736,10 @@ class NvmlBackend(GpuBackend):
             device.xid_counts[code] = device.xid_counts.get(code, 0) + 1
             return [
                 GpuEvent(
-                    name="hw.gpu.xid",
+                    name=Events.HW_GPU_XID,
                     timestamp_ns=time.time_ns(),
                     xid_code=code,
-                    attributes={**device.identity, "error.type": "xid", "hw.gpu.xid.code": code},
+                    attributes={**device.identity, Attributes.ERROR_TYPE: "xid", Attributes.HW_GPU_XID_CODE: code},
                     message=f"XID {code} on GPU {device.index} ({device.identity['hw.id']}): {xid_description(code)}",
                 )
             ]
@@ -743,33 +773,15 @@ NvmlBackend._READERS = (
 )
 del NvmlBackend._clock_reader, NvmlBackend._ecc_reader, NvmlBackend._pcie_reader
 
-_XID_DESCRIPTIONS = {
-    13: "Graphics engine exception",
-    31: "GPU memory page fault",
-    43: "GPU stopped processing",
-    45: "Preemptive cleanup, due to previous errors",
-    48: "Double-bit ECC error",
-    61: "Internal micro-controller breakpoint/warning",
-    62: "Internal micro-controller halt",
-    63: "ECC page retirement or row remapping recording event",
-    64: "ECC page retirement or row remapper recording failure",
-    74: "NVLink error",
-    79: "GPU has fallen off the bus",
-    92: "High single-bit ECC error rate",
-    94: "Contained ECC error",
-    95: "Uncontained ECC error",
-    119: "GSP RPC timeout",
-    120: "GSP error",
-}
-
 
 def xid_description(code: int) -> str:
-    return _XID_DESCRIPTIONS.get(code, "see NVIDIA's XID catalogue")
+    """What an XID code means, in plain words (the registry's ``XID_NAMES``)."""
+    return XID_NAMES.get(code, "see NVIDIA's XID catalogue")
 
 
-def _status_points(ident: Attributes, current: str) -> list[Point]:
+def _status_points(ident: AttributeMap, current: str) -> list[Point]:
     return [
-        Point("hw.status", 1 if state == current else 0, {**ident, "hw.state": state})
+        Point(Metrics.HW_STATUS, 1 if state == current else 0, {**ident, Attributes.HW_STATE: state})
         for state in ("ok", "degraded", "failed", "predicted_failure")
     ]
 

@@ -25,7 +25,7 @@ from factorylens.exposition import MetricsServer, SnapshotCollector
 from factorylens.receivers.gpu.backend import GpuEvent
 from factorylens.receivers.gpu.scraper import GpuScraper, Snapshot
 from factorylens.receivers.node import NodeSource, Points, SourceUnavailable, host_metric_names
-from factorylens.registry import GPU_RECEIVER, REGISTRY, Instrument, MetricSpec, Registry
+from factorylens.registry import GPU_RECEIVER, REGISTRY, Attributes, Instrument, Metrics, MetricSpec, Registry
 
 _log = logging.getLogger(__name__)
 INSTRUMENTATION_SCOPE = "factorylens.receivers.gpu"
@@ -72,8 +72,8 @@ class HostPipeline:
 
     def points(self, metric: str) -> list[tuple[Mapping[str, Any], float]]:
         """The latest values of ``metric`` from the GPUs and every node source."""
-        if metric == "factorylens.receiver.source.up":
-            return [({"factorylens.receiver.source": name}, up) for name, up in list(self.source_up.items())]
+        if metric == Metrics.FACTORYLENS_RECEIVER_SOURCE_UP:
+            return [({Attributes.FACTORYLENS_RECEIVER_SOURCE: name}, up) for name, up in list(self.source_up.items())]
         found = list(self.scraper.snapshot.get(metric))
         for points in list(self.source_points.values()):  # a copy: the scrape thread may add a source
             found.extend(points.get(metric, ()))
@@ -103,7 +103,7 @@ class HostPipeline:
             for name, values in points.items():
                 merged.setdefault(name, []).extend(values)
         if self.source_up:
-            merged["factorylens.receiver.source.up"] = self.points("factorylens.receiver.source.up")
+            merged[Metrics.FACTORYLENS_RECEIVER_SOURCE_UP] = self.points(Metrics.FACTORYLENS_RECEIVER_SOURCE_UP)
         return merged
 
     def emit_event(self, event: GpuEvent) -> None:

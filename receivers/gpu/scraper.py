@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from factorylens.receivers.gpu.backend import Attributes, GpuBackend, GpuEvent
+from factorylens.receivers.gpu.backend import AttributeMap, GpuBackend, GpuEvent
 from factorylens.receivers.gpu.usage import UsageMeter
-from factorylens.registry import REGISTRY, Registry
+from factorylens.registry import REGISTRY, Attributes, Metrics, Registry
 
 _log = logging.getLogger(__name__)
 
@@ -28,9 +28,9 @@ class Snapshot:
     """The values of one scrape, by metric name: ``[(attributes, value), ...]``."""
 
     timestamp_s: float
-    series: Mapping[str, list[tuple[Attributes, float]]] = field(default_factory=dict)
+    series: Mapping[str, list[tuple[AttributeMap, float]]] = field(default_factory=dict)
 
-    def get(self, metric: str) -> list[tuple[Attributes, float]]:
+    def get(self, metric: str) -> list[tuple[AttributeMap, float]]:
         return self.series.get(metric, [])
 
 
@@ -73,24 +73,25 @@ class GpuScraper:
     def wait_events(self, timeout_ms: int) -> list[GpuEvent]:
         events = self.backend.wait_events(timeout_ms)
         for event in events:
-            self._check("hw.errors", event.attributes)
+            self._check(Metrics.HW_ERRORS, event.attributes)
         return events
 
     def scrape(self) -> Snapshot:
         started = time.perf_counter()
         result = self.backend.scrape()
-        series: dict[str, list[tuple[Attributes, float]]] = {}
+        series: dict[str, list[tuple[AttributeMap, float]]] = {}
         for point in [*result.points, *self.usage.observe(result.points)]:
             if self._check(point.metric, point.attributes):
                 series.setdefault(point.metric, []).append((point.attributes, point.value))
         for error in result.errors:
             key = (error.function, error.error)
             self._errors[key] = self._errors.get(key, 0) + 1
-        series["factorylens.receiver.scrape.errors"] = [
-            ({"nvml.function": fn, "factorylens.receiver.error": err}, n) for (fn, err), n in self._errors.items()
+        series[Metrics.FACTORYLENS_RECEIVER_SCRAPE_ERRORS] = [
+            ({Attributes.NVML_FUNCTION: fn, Attributes.FACTORYLENS_RECEIVER_ERROR: err}, n)
+            for (fn, err), n in self._errors.items()
         ]
-        series["factorylens.receiver.devices"] = [({}, result.devices)]
-        series["factorylens.receiver.scrape.duration"] = [({}, time.perf_counter() - started)]
+        series[Metrics.FACTORYLENS_RECEIVER_DEVICES] = [({}, result.devices)]
+        series[Metrics.FACTORYLENS_RECEIVER_SCRAPE_DURATION] = [({}, time.perf_counter() - started)]
         self.snapshot = Snapshot(time.time(), series)
         return self.snapshot
 

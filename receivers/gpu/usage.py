@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from factorylens.gpus import mig_fraction
-from factorylens.receivers.gpu.backend import Attributes, Point
+from factorylens.receivers.gpu.backend import AttributeMap, Point
+from factorylens.registry import Attributes, Metrics
 
-JOB, TEAM = "factorylens.job.id", "factorylens.team"
-ALLOCATION_TIME = "factorylens.gpu.allocation.time"
-ACTIVE_TIME = "factorylens.gpu.active.time"
-ALLOCATION_ENERGY = "factorylens.gpu.allocation.energy"
+JOB, TEAM = Attributes.FACTORYLENS_JOB_ID, Attributes.FACTORYLENS_TEAM
+ALLOCATION_TIME = Metrics.FACTORYLENS_GPU_ALLOCATION_TIME
+ACTIVE_TIME = Metrics.FACTORYLENS_GPU_ACTIVE_TIME
+ALLOCATION_ENERGY = Metrics.FACTORYLENS_GPU_ALLOCATION_ENERGY
 
 
 @dataclass
@@ -65,36 +66,39 @@ class UsageMeter:
     def observe(self, points: list[Point]) -> list[Point]:
         """The usage counters after one scrape's ``points`` (all of them, every scrape)."""
         now = self.clock()
-        identities: dict[str, Attributes] = {}
+        identities: dict[str, AttributeMap] = {}
         allocated: dict[str, bool] = {}
         utilization: dict[str, float] = {}
         sm_activity: dict[str, float] = {}
         energy: dict[str, float] = {}
         jobs: dict[str, set[tuple[str, str]]] = {}
         for point in points:
-            gpu = point.attributes.get("hw.id")
+            gpu = point.attributes.get(Attributes.HW_ID)
             if not gpu:
                 continue
             gpu = str(gpu)
             metric = point.metric
             value = float(point.value)
-            if metric == "hw.gpu.allocated":
+            if metric == Metrics.HW_GPU_ALLOCATED:
                 allocated[gpu] = value > 0  # NaN: not held
                 identities[gpu] = point.attributes
-            elif metric == "hw.gpu.utilization" and point.attributes.get("hw.gpu.task", "general") == "general":
+            elif (
+                metric == Metrics.HW_GPU_UTILIZATION
+                and point.attributes.get(Attributes.HW_GPU_TASK, "general") == "general"
+            ):
                 utilization[gpu] = value
-            elif metric == "hw.gpu.sm.utilization":
+            elif metric == Metrics.HW_GPU_SM_UTILIZATION:
                 sm_activity[gpu] = value
-            elif metric == "hw.energy":
+            elif metric == Metrics.HW_ENERGY:
                 energy[gpu] = value
-            elif metric == "process.gpu.memory.usage":
+            elif metric == Metrics.PROCESS_GPU_MEMORY_USAGE:
                 job = str(point.attributes.get(JOB, ""))
                 jobs.setdefault(gpu, set()).add((job, str(point.attributes.get(TEAM, ""))))
-        parents = {str(a["hw.parent"]) for a in identities.values() if a.get("hw.parent")}
+        parents = {str(a[Attributes.HW_PARENT]) for a in identities.values() if a.get(Attributes.HW_PARENT)}
         for gpu, identity in identities.items():
             if gpu in parents:  # a GPU in MIG mode is charged through its slices
                 continue
-            parent = str(identity.get("hw.parent") or "")
+            parent = str(identity.get(Attributes.HW_PARENT) or "")
             held = allocated[gpu]
             self._charge(
                 now,
@@ -112,7 +116,7 @@ class UsageMeter:
         self,
         now: float,
         gpu: str,
-        identity: Attributes,
+        identity: AttributeMap,
         *,
         holders: list[tuple[str, str]] | None,
         utilization: float | None,
@@ -128,8 +132,8 @@ class UsageMeter:
         device.last_s, device.updated_s, device.holders = now, now, holders
         if energy_j is not None and math.isfinite(energy_j):
             device.last_energy_j = energy_j
-        profile = identity.get("gpu.mig.profile")
-        fraction = mig_fraction(str(identity.get("hw.name", "")), str(profile)) if profile else 1.0
+        profile = identity.get(Attributes.GPU_MIG_PROFILE)
+        fraction = mig_fraction(str(identity.get(Attributes.HW_NAME, "")), str(profile)) if profile else 1.0
         measured = {"utilization": utilization, "sm_activity": sm_activity}
         dt = now - previous_s if previous_s is not None else 0.0
         charged = 0 < dt <= self.max_gap_s
@@ -138,25 +142,29 @@ class UsageMeter:
             if energy_j is not None and previous_energy is not None and energy_j >= previous_energy:
                 energy_delta = (energy_j - previous_energy) * fraction
             if previous_holders is None:
-                unallocated = {"factorylens.allocation.state": "unallocated"}
+                unallocated = {Attributes.FACTORYLENS_ALLOCATION_STATE: "unallocated"}
                 self._add(ALLOCATION_TIME, identity, unallocated, dt * fraction, now)
                 self._add(ALLOCATION_ENERGY, identity, unallocated, energy_delta, now)
             else:
                 share = fraction / len(previous_holders)
                 for job, team in previous_holders:
                     who = {k: v for k, v in ((JOB, job), (TEAM, team)) if v}
-                    state = {**who, "factorylens.allocation.state": "allocated"}
+                    state = {**who, Attributes.FACTORYLENS_ALLOCATION_STATE: "allocated"}
                     self._add(ALLOCATION_TIME, identity, state, dt * share, now)
                     self._add(ALLOCATION_ENERGY, identity, state, energy_delta / len(previous_holders), now)
                     for basis, busy in measured.items():
                         if busy is not None:
                             busy = min(1.0, max(0.0, busy)) if math.isfinite(busy) else 0.0
                             self._add(
-                                ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": basis}, dt * share * busy, now
+                                ACTIVE_TIME,
+                                identity,
+                                {**who, Attributes.FACTORYLENS_COST_BASIS: basis},
+                                dt * share * busy,
+                                now,
                             )
         if holders is None:
             if not charged or previous_holders is not None:  # free since this scrape: open at zero
-                unallocated = {"factorylens.allocation.state": "unallocated"}
+                unallocated = {Attributes.FACTORYLENS_ALLOCATION_STATE: "unallocated"}
                 self._add(ALLOCATION_TIME, identity, unallocated, 0.0, now)
                 self._add(ALLOCATION_ENERGY, identity, unallocated, 0.0, now)
             return
@@ -164,14 +172,14 @@ class UsageMeter:
             if charged and previous_holders is not None and (job, team) in previous_holders:
                 continue  # charged above: its counters exist
             who = {k: v for k, v in ((JOB, job), (TEAM, team)) if v}
-            state = {**who, "factorylens.allocation.state": "allocated"}
+            state = {**who, Attributes.FACTORYLENS_ALLOCATION_STATE: "allocated"}
             self._add(ALLOCATION_TIME, identity, state, 0.0, now)
             self._add(ALLOCATION_ENERGY, identity, state, 0.0, now)
             for basis, busy in measured.items():
                 if busy is not None:
-                    self._add(ACTIVE_TIME, identity, {**who, "factorylens.cost.basis": basis}, 0.0, now)
+                    self._add(ACTIVE_TIME, identity, {**who, Attributes.FACTORYLENS_COST_BASIS: basis}, 0.0, now)
 
-    def _add(self, metric: str, identity: Attributes, extra: Mapping[str, Any], amount: float, now: float) -> None:
+    def _add(self, metric: str, identity: AttributeMap, extra: Mapping[str, Any], amount: float, now: float) -> None:
         key = (metric, tuple(sorted({**identity, **self.attributes, **extra}.items())))
         total = self._counters.get(key)
         if total is None:

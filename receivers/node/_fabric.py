@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from factorylens.receivers.node._source import Counters, NodeSource, Points, SourceUnavailable, add
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -72,18 +73,18 @@ class FabricSource(NodeSource):
 
     def _port(self, points: Points, device: str, guid: str, port: Path) -> None:
         ident = {
-            "hw.id": f"{guid}/{port.name}",
-            "hw.type": "network",
-            "hw.name": device,
-            "network.interface.name": f"{device}/{port.name}",
+            Attributes.HW_ID: f"{guid}/{port.name}",
+            Attributes.HW_TYPE: "network",
+            Attributes.HW_NAME: device,
+            Attributes.NETWORK_INTERFACE_NAME: f"{device}/{port.name}",
         }
         state = self._read(port / "state")
         if state is not None:
-            add(points, "hw.network.up", ident, 1 if "ACTIVE" in state.upper() else 0)
+            add(points, Metrics.HW_NETWORK_UP, ident, 1 if "ACTIVE" in state.upper() else 0)
         rate = self._read(port / "rate")
         match = _RATE.match(rate or "")
         if match:
-            add(points, "hw.network.bandwidth.limit", ident, int(float(match.group(1)) * 1e9 / 8))
+            add(points, Metrics.HW_NETWORK_BANDWIDTH_LIMIT, ident, int(float(match.group(1)) * 1e9 / 8))
         key = (device, port.name)
 
         def counter(name: str, folder: str = "counters") -> float | None:
@@ -100,8 +101,8 @@ class FabricSource(NodeSource):
                     if value is not None:
                         add(
                             points,
-                            "factorylens.network.roce.events",
-                            {**ident, "factorylens.network.roce.event": event},
+                            Metrics.FACTORYLENS_NETWORK_ROCE_EVENTS,
+                            {**ident, Attributes.FACTORYLENS_NETWORK_ROCE_EVENT: event},
                             int(value),
                         )
         if not (port / "counters").is_dir():
@@ -109,15 +110,25 @@ class FabricSource(NodeSource):
         for name, direction in (("port_xmit_data", "transmit"), ("port_rcv_data", "receive")):
             value = counter(name)
             if value is not None:
-                add(points, "hw.network.io", {**ident, "network.io.direction": direction}, int(value) * WORD_BYTES)
+                add(
+                    points,
+                    Metrics.HW_NETWORK_IO,
+                    {**ident, Attributes.NETWORK_IO_DIRECTION: direction},
+                    int(value) * WORD_BYTES,
+                )
         for name, direction in (("port_xmit_packets", "transmit"), ("port_rcv_packets", "receive")):
             value = counter(name)
             if value is not None:
-                add(points, "hw.network.packets", {**ident, "network.io.direction": direction}, int(value))
+                add(
+                    points,
+                    Metrics.HW_NETWORK_PACKETS,
+                    {**ident, Attributes.NETWORK_IO_DIRECTION: direction},
+                    int(value),
+                )
         wait = counter("port_xmit_wait")
         if wait is not None:
-            add(points, "factorylens.network.xmit_wait", ident, int(wait))
+            add(points, Metrics.FACTORYLENS_NETWORK_XMIT_WAIT, ident, int(wait))
         for name, error_type in ERROR_COUNTERS.items():
             value = counter(name)
             if value is not None:
-                add(points, "hw.errors", {**ident, "error.type": error_type}, int(value))
+                add(points, Metrics.HW_ERRORS, {**ident, Attributes.ERROR_TYPE: error_type}, int(value))

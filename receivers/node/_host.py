@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from factorylens.receivers.node._source import Points, SimulatedSource, add
-from factorylens.registry import GPU_RECEIVER, REGISTRY
+from factorylens.registry import GPU_RECEIVER, REGISTRY, Attributes, Metrics
 
 CPU_STATES = ("user", "system", "idle", "iowait")
 
 
 # registry name → the instrumentor's configuration key, where they differ
-_INSTRUMENTOR_KEYS = {"system.network.dropped_packets": "system.network.dropped.packets"}
+_INSTRUMENTOR_KEYS = {Metrics.SYSTEM_NETWORK_DROPPED_PACKETS: "system.network.dropped.packets"}
 
 
 def host_metric_names() -> list[str]:
@@ -77,24 +77,34 @@ class SimHostSource(SimulatedSource):
                 ("idle", idle, 1 - busy),
                 ("iowait", iowait, 0.0),
             ):
-                add(points, "system.cpu.time", {"cpu": cpu, "state": state}, seconds)
-                add(points, "system.cpu.utilization", {"cpu": cpu, "state": state}, share)
+                add(points, Metrics.SYSTEM_CPU_TIME, {Attributes.CPU: cpu, Attributes.STATE: state}, seconds)
+                add(points, Metrics.SYSTEM_CPU_UTILIZATION, {Attributes.CPU: cpu, Attributes.STATE: state}, share)
         used = n.memory_used_fraction * n.memory_bytes
         for state, value in (("used", used), ("free", n.memory_bytes - used)):
-            add(points, "system.memory.usage", {"state": state}, value)
-            add(points, "system.memory.utilization", {"state": state}, value / n.memory_bytes)
+            add(points, Metrics.SYSTEM_MEMORY_USAGE, {Attributes.STATE: state}, value)
+            add(points, Metrics.SYSTEM_MEMORY_UTILIZATION, {Attributes.STATE: state}, value / n.memory_bytes)
         # in bytes, as psutil (and so the real host layer) reports swap, whatever its declared unit says
         for state, pages in (("used", n.swap_used_pages), ("free", n.swap_pages - n.swap_used_pages)):
-            add(points, "system.swap.usage", {"state": state}, pages * 4096)
-            add(points, "system.swap.utilization", {"state": state}, pages / n.swap_pages)
+            add(points, Metrics.SYSTEM_SWAP_USAGE, {Attributes.STATE: state}, pages * 4096)
+            add(points, Metrics.SYSTEM_SWAP_UTILIZATION, {Attributes.STATE: state}, pages / n.swap_pages)
         for direction, value in (("read", n.disk_read_bytes), ("write", n.mounts["/"].write_bytes)):
-            add(points, "system.disk.io", {"device": "nvme0n1", "direction": direction}, value)
-            add(points, "system.disk.operations", {"device": "nvme0n1", "direction": direction}, value / 131072)
-            add(points, "system.disk.time", {"device": "nvme0n1", "direction": direction}, value / 131072 * 0.0002)
+            add(points, Metrics.SYSTEM_DISK_IO, {Attributes.DEVICE: "nvme0n1", Attributes.DIRECTION: direction}, value)
+            add(
+                points,
+                Metrics.SYSTEM_DISK_OPERATIONS,
+                {Attributes.DEVICE: "nvme0n1", Attributes.DIRECTION: direction},
+                value / 131072,
+            )
+            add(
+                points,
+                Metrics.SYSTEM_DISK_TIME,
+                {Attributes.DEVICE: "nvme0n1", Attributes.DIRECTION: direction},
+                value / 131072 * 0.0002,
+            )
         for direction, value in (("transmit", n.eth_tx_bytes), ("receive", n.eth_rx_bytes)):
-            labels = {"device": "eth0", "direction": direction}
-            add(points, "system.network.io", labels, value)
-            add(points, "system.network.packets", labels, value / 1500)
-            add(points, "system.network.errors", labels, 0)
-            add(points, "system.network.dropped_packets", labels, 0)
+            labels = {Attributes.DEVICE: "eth0", Attributes.DIRECTION: direction}
+            add(points, Metrics.SYSTEM_NETWORK_IO, labels, value)
+            add(points, Metrics.SYSTEM_NETWORK_PACKETS, labels, value / 1500)
+            add(points, Metrics.SYSTEM_NETWORK_ERRORS, labels, 0)
+            add(points, Metrics.SYSTEM_NETWORK_DROPPED_PACKETS, labels, 0)
         return points

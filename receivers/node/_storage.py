@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from factorylens.receivers.node._source import Counters, NodeSource, Points, SourceUnavailable, add
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ class StorageSource(NodeSource):
         points: Points = {}
         counted_devices: set[str] = set()
         for device, mountpoint, fstype in mounts:
-            base = {"system.filesystem.mountpoint": mountpoint, "system.filesystem.type": fstype}
+            base = {Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT: mountpoint, Attributes.SYSTEM_FILESYSTEM_TYPE: fstype}
             if fstype in NFS_TYPES and mountpoint in nfs:
                 for op, direction in (("READ", "read"), ("WRITE", "write")):
                     ops, size, ms = nfs[mountpoint].get(op, (0, 0, 0))
@@ -148,12 +149,12 @@ class StorageSource(NodeSource):
     def _io(
         self, points: Points, base: dict[str, Any], direction: str, ops: int, size: int, seconds: float | None
     ) -> None:
-        labels = {**base, "disk.io.direction": direction}
-        key = (base["system.filesystem.mountpoint"], direction)
-        add(points, "factorylens.storage.operations", labels, int(self._counters.total((*key, "ops"), ops)))
-        add(points, "factorylens.storage.io", labels, int(self._counters.total((*key, "bytes"), size)))
+        labels = {**base, Attributes.DISK_IO_DIRECTION: direction}
+        key = (base[Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT], direction)
+        add(points, Metrics.FACTORYLENS_STORAGE_OPERATIONS, labels, int(self._counters.total((*key, "ops"), ops)))
+        add(points, Metrics.FACTORYLENS_STORAGE_IO, labels, int(self._counters.total((*key, "bytes"), size)))
         if seconds is not None:
-            add(points, "factorylens.storage.operation.time", labels, self._counters.total((*key, "s"), seconds))
+            add(points, Metrics.FACTORYLENS_STORAGE_OPERATION_TIME, labels, self._counters.total((*key, "s"), seconds))
 
     def _lustre(self, points: Points, base: dict[str, Any], device: str) -> None:
         fsname = device.rsplit(":/", 1)[-1].strip("/")
@@ -185,10 +186,10 @@ class StorageSource(NodeSource):
         total = st.f_blocks * st.f_frsize
         free = st.f_bavail * st.f_frsize
         used = total - st.f_bfree * st.f_frsize
-        add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "used"}, used)
-        add(points, "system.filesystem.usage", {**base, "system.filesystem.state": "free"}, free)
+        add(points, Metrics.SYSTEM_FILESYSTEM_USAGE, {**base, Attributes.SYSTEM_FILESYSTEM_STATE: "used"}, used)
+        add(points, Metrics.SYSTEM_FILESYSTEM_USAGE, {**base, Attributes.SYSTEM_FILESYSTEM_STATE: "free"}, free)
         if used + free:
-            add(points, "system.filesystem.utilization", base, used / (used + free))
+            add(points, Metrics.SYSTEM_FILESYSTEM_UTILIZATION, base, used / (used + free))
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -228,7 +228,7 @@ def test_xid_becomes_a_counter_and_a_log_record(sim_factory):
     record = records[0].log_record
     assert record.event_name == "hw.gpu.xid" and record.attributes["hw.gpu.xid.code"] == 94
     assert record.attributes["hw.id"] == sim.cluster.hosts[0].gpus[4].uuid
-    assert "Contained ECC error" in record.body
+    assert "contained uncorrectable ECC error" in record.body
 
 
 def test_nvlink_and_pcie_degradation(sim_factory):

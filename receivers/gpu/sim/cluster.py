@@ -21,6 +21,7 @@ from factorylens.receivers.gpu.sim.faults import NODE_FAULTS, Fault, Scenario
 from factorylens.receivers.gpu.sim.models import GpuModel
 from factorylens.receivers.gpu.sim.models import model as lookup_model
 from factorylens.receivers.gpu.sim.node import SimulatedNode, fabric_speed
+from factorylens.registry import Attributes
 
 AMBIENT_C = 28.0
 THERMAL_TAU_S = 45.0
@@ -243,9 +244,9 @@ class SimulatedCluster:
     def jobs_by_pid(self, host: SimulatedHost) -> dict[int, dict[str, str]]:
         return {
             g.process.pid: {
-                "process.executable.name": g.process.name,
-                "factorylens.job.id": g.process.job.job_id,
-                "factorylens.team": g.process.job.team,
+                Attributes.PROCESS_EXECUTABLE_NAME: g.process.name,
+                Attributes.FACTORYLENS_JOB_ID: g.process.job.job_id,
+                Attributes.FACTORYLENS_TEAM: g.process.job.team,
             }
             for g in host.gpus
             if g.process
