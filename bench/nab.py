@@ -8,7 +8,7 @@ number). A row is a detection when its score is ``>= 0.5`` (``ALARM_SCORE``): th
 every parameter of the detector were tuned once on NAB's development split (the project's shared
 data; ``factorylens datasets fetch nab`` downloads it) and are frozen in the code,
 so the same numbers come out for all three profiles and on any other folder. The scorer
-(``factorylens.rca_service.evaluation``) reproduces NAB's published numbers for its six detectors on
+(``factorylens.evaluation``) reproduces NAB's published numbers for its six detectors on
 this folder (tests check it); when the folder has NAB's ``results/`` and ``config/thresholds.json``
 those detectors are scored here too, at their published thresholds.
 
@@ -33,8 +33,7 @@ import numpy as np
 import pandas as pd
 
 from factorylens.datasets import dataset_or_exit
-from factorylens.rca_service.baselines import ALARM_SCORE, StreamingDetector, StreamingDetectorConfig
-from factorylens.rca_service.evaluation import (
+from factorylens.evaluation import (
     PROFILES,
     NabCorpus,
     file_weights,
@@ -43,6 +42,7 @@ from factorylens.rca_service.evaluation import (
     read_result_scores,
     score_corpus,
 )
+from factorylens.rca_service.baselines import ALARM_SCORE, StreamingDetector, StreamingDetectorConfig
 
 PUBLISHED = ("null", "random", "windowedGaussian", "twitterADVec", "numenta", "ARTime")
 

@@ -1,6 +1,6 @@
 """Root-cause ranking accuracy on real labelled incidents: our engine next to BARO, on the same frames.
 
-Method. Each dataset folder is read by its adapter (``factorylens.rca_service.evaluation``) into
+Method. Each dataset folder is read by its adapter (``factorylens.evaluation``) into
 generic cases: a wide (entity, signal) frame, the topology, the KPI that broke, the time it broke and
 the true root cause. Our engine (``RankingEngine`` with its default ``RankingConfig``) and BARO (Pham
 et al., FSE 2024, ``BaroRanker``) rank the candidates of every case from exactly the same inputs; BARO
@@ -33,7 +33,7 @@ from pathlib import Path
 import pandas as pd
 
 from factorylens.datasets import dataset_or_exit
-from factorylens.rca_service.evaluation import OVERALL, CaseResult, RcaCase, load_nezha, load_petshop, summarize
+from factorylens.evaluation import OVERALL, CaseResult, RcaCase, load_nezha, load_petshop, summarize
 from factorylens.rca_service.ranking import BaroConfig, BaroRanker, Ranker, RankingConfig, RankingEngine
 
 Method = Callable[[RcaCase], list[str]]

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from factorylens.datasets import dataset_or_exit
-from factorylens.rca_service.evaluation import Specificity, nezha_specificity, petshop_specificity
+from factorylens.evaluation import Specificity, nezha_specificity, petshop_specificity
 
 
 def progress(message: str) -> None:

@@ -16,6 +16,7 @@ from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_FOLDERS = ("receivers", "instrumentation", "processors", "rca_service")
+HARNESSES = {"evaluation": "bench/evaluation"}  # above the pipeline: the benchmarks' and tests' packages
 RCA_ONLY = ("pandas", "statsmodels", "pyarrow", "scipy", "grpc_tools", "grpc_status")
 
 
@@ -23,6 +24,9 @@ def test_every_pipeline_folder_is_linked_into_the_namespace_and_every_package_im
     for folder in PIPELINE_FOLDERS:
         link = ROOT / "factorylens" / folder
         assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), f"factorylens/{folder}"
+    for name, folder in HARNESSES.items():
+        link = ROOT / "factorylens" / name
+        assert link.is_symlink() and link.resolve() == (ROOT / folder).resolve(), f"factorylens/{name}"
     tool = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     packages = find_packages(str(ROOT), include=tool["packages"]["find"]["include"])
     for folder in PIPELINE_FOLDERS:

@@ -25,6 +25,7 @@ from factorylens.rca_service.ranking import (
     RankedCause,
     Ranker,
     SignalInfo,
+    SignalSide,
     Topology,
     describe_signal,
     topology_from_series,
@@ -238,13 +239,18 @@ def display_names(infos: Iterable[SeriesInfo]) -> dict[str, str]:
 
 
 def _describer(infos: dict[str, SeriesInfo], columns: dict[str, tuple[str, str]]) -> dict[str, SignalInfo]:
-    """What the registry knows beyond the name: a ratio (unit ``1``) moves in steps of a percentage
-    point at least, so an idle GPU going from 2 % to 8 % busy is a small change, not 60 sigmas."""
+    """What each column means (the registry's meaning of its series) with its unit: a ratio (unit
+    ``1``) moves in steps of a percentage point at least, so an idle GPU going from 2 % to 8 % busy is
+    a small change, not 60 sigmas. A rank's view of the file system it checkpoints to is that file
+    system's trouble as its caller sees it (it may not clear the caller)."""
     described = {}
-    for sid, (_, signal) in columns.items():
-        info = dataclasses.replace(describe_signal(signal), unit=infos[sid].display_unit)
-        if infos[sid].unit == "1":
+    for sid, (entity, signal) in columns.items():
+        series = infos[sid]
+        info = dataclasses.replace(describe_signal(series.label), unit=series.display_unit)
+        if series.unit == "1":
             info = dataclasses.replace(info, resolution=RATIO_RESOLUTION, unit="")
+        if entity != series.entity:
+            info = dataclasses.replace(info, side=SignalSide.CALLER_VIEW)
         described[signal] = info
     return described
 

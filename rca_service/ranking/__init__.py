@@ -6,12 +6,13 @@ The same engine serves the live service, ``factorylens rca replay`` and the benc
 from factorylens.rca_service.ranking._baro import BaroConfig, BaroRanker
 from factorylens.rca_service.ranking._base import EvidenceSeries, RankedCause, Ranker, RankingResult
 from factorylens.rca_service.ranking._engine import RankingConfig, RankingEngine
+from factorylens.rca_service.ranking._foreign import foreign_signal
+from factorylens.rca_service.ranking._meaning import describe_signal, from_meaning, parse_label
 from factorylens.rca_service.ranking._signals import (
     SignalDescriber,
     SignalInfo,
     SignalKind,
     SignalSide,
-    describe_signal,
 )
 from factorylens.rca_service.ranking._topology import RELATIONS, Topology, kind_of, topology_from_series
 
@@ -31,6 +32,9 @@ __all__ = [
     "SignalSide",
     "Topology",
     "describe_signal",
+    "foreign_signal",
+    "from_meaning",
     "kind_of",
+    "parse_label",
     "topology_from_series",
 ]

@@ -47,7 +47,8 @@ from factorylens.rca_service.detection import RobustZConfig, RobustZDetector
 from factorylens.rca_service.ranking import _stages as stages
 from factorylens.rca_service.ranking._base import Column, Ranker, RankingResult
 from factorylens.rca_service.ranking._explain import Explainer
-from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo, describe_signal
+from factorylens.rca_service.ranking._meaning import describe_signal
+from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo
 from factorylens.rca_service.ranking._topology import Topology
 
 
@@ -139,7 +140,7 @@ class RankingEngine(Ranker):
             evidence, set(inputs.entities) | topology.entities | inputs.silent, inputs.silent, cfg.silence_z
         )
         score, distance = self._score(inputs, strength, evidence, topology)
-        ordered = stages.order(score, evidence.per_entity, strength.kpi_onset_row, inputs.kpi, candidates)
+        ordered = stages.order(score, evidence, strength.kpi_onset_row, inputs.kpi, candidates)
         explainer = Explainer(inputs, strength, evidence, topology, distance, describe_fn, names or {}, cfg.threshold)
         causes = [
             explainer.cause(rank, str(entity), float(1.0 - np.exp(-value)))

@@ -80,9 +80,9 @@ class Explainer:
             if c[0] == entity and (self.evidence.load[i] > 0 if consumer else self.evidence.evidence[i])
         ]
         own.sort(key=lambda i: -strength[i])
-        return [self._item(i, float(strength[i])) for i in own[:MAX_EVIDENCE]]
+        return [self._item(i, float(strength[i]), consumer) for i in own[:MAX_EVIDENCE]]
 
-    def _item(self, i: int, z: float) -> EvidenceSeries:
+    def _item(self, i: int, z: float, consumer: bool = False) -> EvidenceSeries:
         s = self.strength
         center = float(s.scores.center[i])
         spread = float(s.scores.spread[i])
@@ -93,8 +93,9 @@ class Explainer:
             run = s.scores.delta[start : int(s.peak_row[i]) + 1, i]
             observed = center + float(np.nanmedian(run)) if np.isfinite(run).any() else center
         column = self.inputs.columns[i]
+        onset = self.evidence.load_onset[i] if consumer else s.onset_row[i]
         return EvidenceSeries(
-            column[0], column[1], z, center, observed, self._time(s.onset_row[i]), center - half, center + half
+            column[0], column[1], z, center, observed, self._time(onset), center - half, center + half
         )
 
     def _time(self, row: float) -> pd.Timestamp | None:

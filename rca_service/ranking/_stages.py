@@ -87,6 +87,7 @@ class Evidence:
     own: np.ndarray
     weighted: np.ndarray  # peak strength as the ranking weighs it
     load: np.ndarray  # how much more work a column shows (traffic rising, saturation)
+    load_onset: np.ndarray  # per column: the row its load first rose beyond the threshold
     anomalous: np.ndarray
     per_entity: pd.DataFrame
     explained_by: dict[str, list[str]] = field(default_factory=dict)
@@ -204,10 +205,10 @@ def evidence(
         np.where(np.isin(kinds, [SignalKind.ERRORS.value, SignalKind.GOOD.value]), 1, -1),
     )
     weighted = _latency_weighted(inputs, s, channel, group, channel_kinds, min_latency_share)
-    # a tenant's own load: its saturation, or its traffic rising (a neighbour's burst of work)
+    # a tenant's own load: its saturation, or its traffic or work rising (a neighbour's burst of work)
     rising_rows = np.where(np.isfinite(s.scores.z), np.clip(s.scores.z, 0, None), 0.0)
     rising = rising_rows.max(axis=0) if s.rows else np.zeros(len(inputs.columns))
-    is_traffic = own & (kinds == SignalKind.TRAFFIC.value)
+    is_traffic = own & np.isin(kinds, [SignalKind.TRAFFIC.value, SignalKind.THROUGHPUT.value])
     load_onset = np.where(
         is_traffic, first_above(rising_rows, threshold), np.where(saturation & anomalous, s.onset_row, np.inf)
     )
@@ -229,7 +230,7 @@ def evidence(
             "can_slow": np.where(is_evidence & anomalous, can_slow, False),
         }
     )
-    return Evidence(is_evidence, own, weighted, load, anomalous, _per_entity(table))
+    return Evidence(is_evidence, own, weighted, load, load_onset, anomalous, _per_entity(table))
 
 
 def _latency_weighted(
@@ -398,11 +399,17 @@ def kpi_dependence(inputs: Inputs, eligible: np.ndarray, all_entities: Iterable[
 
 
 def order(
-    score: pd.Series, pe: pd.DataFrame, kpi_onset_row: float, kpi: list[Column], candidates: Iterable[str] | None
+    score: pd.Series,
+    ev: Evidence,
+    kpi_onset_row: float,
+    kpi: list[Column],
+    candidates: Iterable[str] | None,
 ) -> pd.Series:
     """Causes best first. A candidate whose trouble can slow the workload by itself and began no
     later than the KPI broke (within a row: exporters sample a scrape apart) always ranks above one
-    that cannot or came after — those stay in the list, below, as consequences or bystanders."""
+    that cannot or came after — those stay in the list, below, as consequences or bystanders. A
+    noisy neighbour's trouble is the load it put on what it shares, from when that load rose."""
+    pe = ev.per_entity
     keep = score.index if candidates is None else list(dict.fromkeys(candidates))
     score = score.reindex(keep).fillna(0.0)
     if candidates is None:  # a KPI's own entity is a cause only through its other signals
@@ -410,8 +417,10 @@ def order(
             index=[e for e, _ in kpi if e in score.index and pe.loc[e, "evidence"] == 0], errors="ignore"
         )
     score = score[score > 0]  # no anomaly, no cause
-    onset = pe["onset"].reindex(score.index).fillna(np.inf)
-    can_slow = pe["can_slow"].reindex(score.index).fillna(False).astype(bool)
+    consumer = score.index.isin(list(ev.consumers))
+    onset = pe["onset"].reindex(score.index).fillna(np.inf).to_numpy()
+    onset = np.where(consumer, pe["load_onset"].reindex(score.index).fillna(np.inf).to_numpy(), onset)
+    can_slow = pe["can_slow"].reindex(score.index).fillna(False).astype(bool).to_numpy() | consumer
     leading = can_slow & (~np.isfinite(onset) | (onset <= kpi_onset_row + 1))
     ranked = pd.DataFrame({"score": score, "tier": np.where(leading, 0, 1)})
     ranked = ranked.sort_values(["tier", "score"], ascending=[True, False], kind="mergesort")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factorylens.rca_service.evaluation import (
+from factorylens.evaluation import (
     PROFILES,
     NabCorpus,
     file_weights,

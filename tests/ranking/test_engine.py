@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from factorylens.rca_service.detection import RobustZConfig, RobustZDetector, calibrated, one_in
 from factorylens.rca_service.ranking import (
     RankingConfig,
     RankingEngine,
@@ -18,7 +19,6 @@ from factorylens.rca_service.ranking import (
     Topology,
     describe_signal,
 )
-from factorylens.rca_service.detection import RobustZConfig, RobustZDetector, calibrated, one_in
 
 STEP = "factorylens.train.step.duration"
 N, FAULT = 120, 90

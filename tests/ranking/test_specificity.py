@@ -3,7 +3,7 @@ and still opens one for the injected faults that break the KPI.
 
 One Nezha day (2022-08-23, 12 h at 60 s, 32 faults in its first 5 h) and PetShop's low-traffic
 ``noissue`` data (47 h at 300 s) are replayed through ``KpiRankingAnalyzer`` as the service runs it
-(see ``factorylens.rca_service.evaluation._specificity``); together about 45 s. ``bench/specificity.py``
+(see ``factorylens.evaluation._specificity``); together about 45 s. ``bench/specificity.py``
 reports both Nezha days and the PetShop run with every node's latency as a KPI.
 """
 
@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from factorylens.rca_service.analysis import config_for_interval
-from factorylens.rca_service.evaluation import (
+from factorylens.evaluation import (
     Specificity,
     nezha_day_specificity,
     petshop_scenario_specificity,
     petshop_specificity,
 )
-from factorylens.rca_service.evaluation._specificity import kpi_breaks, long_table, replay_frame
+from factorylens.evaluation._specificity import kpi_breaks, long_table, replay_frame
+from factorylens.rca_service.analysis import config_for_interval
 
 pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
 

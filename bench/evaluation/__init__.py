@@ -1,8 +1,8 @@
 """Accuracy scoring against public labelled data: the NAB scorer for detection; AC@k and Avg@k for
 root-cause ranking, with adapters from the PetShop and Nezha datasets."""
 
-from factorylens.rca_service.evaluation._datasets import RcaCase, load_nezha, load_petshop, pod_to_service
-from factorylens.rca_service.evaluation._nab import (
+from factorylens.evaluation._datasets import RcaCase, load_nezha, load_petshop, pod_to_service
+from factorylens.evaluation._nab import (
     PROFILE_BY_NAME,
     PROFILES,
     CorpusScore,
@@ -19,7 +19,7 @@ from factorylens.rca_service.evaluation._nab import (
     score_corpus,
     score_file,
 )
-from factorylens.rca_service.evaluation._ranking import (
+from factorylens.evaluation._ranking import (
     OVERALL,
     CaseResult,
     accuracy_at,
@@ -27,7 +27,7 @@ from factorylens.rca_service.evaluation._ranking import (
     rank_of,
     summarize,
 )
-from factorylens.rca_service.evaluation._specificity import (
+from factorylens.evaluation._specificity import (
     Specificity,
     nezha_day_specificity,
     nezha_specificity,

@@ -54,9 +54,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from factorylens.rca_service.analysis import Incident, KpiRankingConfig, config_for_interval
-from factorylens.rca_service.detection import RobustZDetector, harmful
-from factorylens.rca_service.evaluation._datasets import (
+from factorylens.evaluation._datasets import (
     FAULT_DURATION,
     _load_balancer_targets,
     _nezha_days,
@@ -67,6 +65,8 @@ from factorylens.rca_service.evaluation._datasets import (
     _with_caller_views,
     nezha_day_frame,
 )
+from factorylens.rca_service.analysis import Incident, KpiRankingConfig, config_for_interval
+from factorylens.rca_service.detection import RobustZDetector, harmful
 from factorylens.rca_service.ranking import Topology, describe_signal
 from factorylens.rca_service.replay import replay
 
