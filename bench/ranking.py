@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     top_is_planted = result.causes[0].entity == frame.columns[planted][0] == live_top
     print(f"{'path':<28}{'seconds':>10}")
     for name, seconds in (
-        ("engine (RankingEngine.rank)", engine_s),
+        ("engine (find_root_causes)", engine_s),
         ("BARO, same frame", baro_s),
         ("live pass (store -> causes)", live_s),
     ):

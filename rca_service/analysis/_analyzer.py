@@ -120,7 +120,7 @@ class KpiRankingAnalyzer(Analyzer):
         ranker: Ranker | None = None,
     ) -> None:
         self.config = config or KpiRankingConfig()
-        self.baselines = baselines or BaselineBank()
+        self.baselines = baselines if baselines is not None else BaselineBank()  # an empty bank is falsy
         self.detection = SeriesDetection(self.config.detection, self.baselines)
         self.ranker = IncidentRanker(
             dataclasses.replace(self.config.causes, ignore_domains=self.config.detection.ignore_domains),

@@ -106,7 +106,9 @@ def robust_scores(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         valid = np.isfinite(reference)
-        if center_points and reference.shape[0] > center_points:
+        if center_points and reference.shape[0] > center_points and valid[-center_points:].all():
+            center = nan_median(reference[-center_points:])  # the usual case: no gap at the end
+        elif center_points and reference.shape[0] > center_points:
             from_end = np.cumsum(valid[::-1], axis=0)[::-1]
             center = nan_median(np.where(valid & (from_end <= center_points), reference, np.nan))
         else:

@@ -660,14 +660,23 @@ class SeriesStore:
     def frame(
         self, series_ids: Iterable[str], start_ns: int = 0, end_ns: int = 2**63 - 1, view: View | None = None
     ) -> pd.DataFrame:
-        """A wide frame, one column per series (its default view unless ``view``), indexed by time (UTC)."""
-        columns = {}
-        for sid in series_ids:
+        """A wide frame, one column per series (its default view unless ``view``), indexed by time (UTC):
+        every series' points placed on the union of their times in one array (a point repeated at one
+        time keeps its last value)."""
+        ids: list[str] = []
+        points: list[tuple[np.ndarray, np.ndarray]] = []
+        for sid in dict.fromkeys(series_ids):
             _, ts, values = self.query(sid, view, start_ns, end_ns)
-            columns[sid] = pd.Series(values, index=pd.to_datetime(ts, unit="ns", utc=True))
-        if not columns:
+            ids.append(sid)
+            points.append((ts, values))
+        if not ids:
             return pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC"))
-        return pd.DataFrame(columns).sort_index()
+        times = np.unique(np.concatenate([ts for ts, _ in points])) if points else np.zeros(0, dtype=np.int64)
+        grid = np.full((len(times), len(ids)), np.nan)
+        for column, (ts, values) in enumerate(points):
+            if len(ts):
+                grid[np.searchsorted(times, ts), column] = values
+        return pd.DataFrame(grid, index=pd.to_datetime(times, unit="ns", utc=True), columns=ids)
 
     def stats(self, max_age_s: float = 0.0) -> dict[str, int]:
         """Series, points, bytes and events. Counting points and bytes walks every series, so callers
