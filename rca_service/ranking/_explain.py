@@ -79,7 +79,9 @@ class Explainer:
             for i, c in enumerate(columns)
             if c[0] == entity and (self.evidence.load[i] > 0 if consumer else self.evidence.evidence[i])
         ]
-        own.sort(key=lambda i: -strength[i])
+        # what can slow the workload first (the link's errors, not the idle flag they cause), strongest first
+        infos, anomalous = self.inputs.infos, self.evidence.anomalous
+        own.sort(key=lambda i: (not (infos[i].can_slow and anomalous[i]), -strength[i]))
         return [self._item(i, float(strength[i]), consumer) for i in own[:MAX_EVIDENCE]]
 
     def _item(self, i: int, z: float, consumer: bool = False) -> EvidenceSeries:

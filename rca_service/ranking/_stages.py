@@ -253,11 +253,15 @@ def _latency_weighted(
 
 
 def _per_entity(table: pd.DataFrame) -> pd.DataFrame:
+    """Per entity: the strongest of its evidence that can slow the workload (only when none can, the
+    strongest of the rest: a GPU's idle flag is a symptom, its link errors the trouble), and when
+    that trouble began (not with a side series' blip)."""
     aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min"}
     per_entity = table.groupby("entity").agg(aggregate)
-    # an entity's trouble began when its strongest anomaly did (not with a side series' blip), and it
-    # can slow the workload when that strongest anomaly can
-    strongest = table[np.isfinite(table["onset"])].sort_values("evidence", ascending=False, kind="mergesort")
+    can = table[table["can_slow"]].groupby("entity")["evidence"].max().reindex(per_entity.index)
+    per_entity["evidence"] = can.where(can > 0).fillna(per_entity["evidence"])
+    anomalous = table[np.isfinite(table["onset"])]
+    strongest = anomalous.sort_values(["can_slow", "evidence"], ascending=[False, False], kind="mergesort")
     first = strongest.groupby("entity")[["onset", "can_slow"]].first()
     per_entity["onset"] = first["onset"]
     per_entity["can_slow"] = first["can_slow"]
