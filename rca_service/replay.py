@@ -28,9 +28,10 @@ from factorylens.rca_service.analysis import Incident, KpiRankingAnalyzer, KpiRa
 from factorylens.rca_service.baselines._history import TIME_COLUMNS, _seconds
 from factorylens.rca_service.ranking import Topology
 from factorylens.rca_service.store import ScalarSeries, SeriesKind, SeriesStore, StoreLimits
+from factorylens.registry import Attributes
 
 NS = 1_000_000_000
-ENTITY_ATTRIBUTE = "factorylens.entity"  # a long table's entity, taken verbatim as the series' entity
+ENTITY_ATTRIBUTE = Attributes.FACTORYLENS_ENTITY  # a long table's entity, taken verbatim as the series' entity
 OTLP_JSON_SUFFIXES = (".json", ".jsonl", ".ndjson")
 DEFAULT_INTERVAL_S = 10.0
 

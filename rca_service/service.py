@@ -50,6 +50,7 @@ from factorylens.rca_service.remote_write import RemoteWriteExporter, resource_l
 from factorylens.rca_service.snapshot import load_latest, write_snapshot
 from factorylens.rca_service.store import SeriesStore, StoreLimits
 from factorylens.rca_service.wal import FsyncPolicy, WriteAheadLog
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -232,7 +233,7 @@ class RcaService:
         host, port = split_host_port(self.config.metrics_listen)
         try:
             self.metrics_server = MetricsServer(
-                [SnapshotCollector(self._metrics_source, {"service.name": "factorylens-rca"})],
+                [SnapshotCollector(self._metrics_source, {Attributes.SERVICE_NAME: "factorylens-rca"})],
                 host,
                 port,
                 bearer_token=token,
@@ -258,7 +259,7 @@ class RcaService:
         if self.remote_write is not None:
             # the findings' own series are this service's: job factorylens-rca, instance its address
             self.remote_write.findings_resource = resource_labels(
-                {"service.name": "factorylens-rca", "service.instance.id": self.address}
+                {Attributes.SERVICE_NAME: "factorylens-rca", "service.instance.id": self.address}
             )
             self.remote_write.start()
 
@@ -353,17 +354,18 @@ class RcaService:
 
     def _robustness_series(self) -> dict[str, list]:
         return {
-            "factorylens.rca.wal.quarantined": [({}, self.records_quarantined)],
-            "factorylens.rca.recovery.lost_records": [({}, self.recovery_data_loss)],
-            "factorylens.rca.snapshot.failures": [({}, self._snapshot_failures)],
-            "factorylens.rca.attributes.truncated": [({}, self.store.decoder.truncated)],
-            "factorylens.rca.analysis.skipped": [
-                ({"factorylens.rca.reason": reason}, n) for reason, n in sorted(self.analyzer.skipped().items())
+            Metrics.FACTORYLENS_RCA_WAL_QUARANTINED: [({}, self.records_quarantined)],
+            Metrics.FACTORYLENS_RCA_RECOVERY_LOST_RECORDS: [({}, self.recovery_data_loss)],
+            Metrics.FACTORYLENS_RCA_SNAPSHOT_FAILURES: [({}, self._snapshot_failures)],
+            Metrics.FACTORYLENS_RCA_ATTRIBUTES_TRUNCATED: [({}, self.store.decoder.truncated)],
+            Metrics.FACTORYLENS_RCA_ANALYSIS_SKIPPED: [
+                ({Attributes.FACTORYLENS_RCA_REASON: reason}, n)
+                for reason, n in sorted(self.analyzer.skipped().items())
             ],
-            "factorylens.rca.memory.resident": [({}, self.memory.rss_bytes())],
-            "factorylens.rca.memory.limit": [({}, self.memory.limit_bytes)],
-            "factorylens.processors.unmapped": [
-                ({"factorylens.producer": producer, "factorylens.source.metric": name}, n)
+            Metrics.FACTORYLENS_RCA_MEMORY_RESIDENT: [({}, self.memory.rss_bytes())],
+            Metrics.FACTORYLENS_RCA_MEMORY_LIMIT: [({}, self.memory.limit_bytes)],
+            Metrics.FACTORYLENS_PROCESSORS_UNMAPPED: [
+                ({Attributes.FACTORYLENS_PRODUCER: producer, Attributes.FACTORYLENS_SOURCE_METRIC: name}, n)
                 for (producer, name), n in sorted(self.ingest.processors.unmapped().items())
             ],
         }

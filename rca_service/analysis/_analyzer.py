@@ -25,6 +25,7 @@ from factorylens.rca_service.baselines import BaselineBank
 from factorylens.rca_service.detection import RobustZDetector, calibrated
 from factorylens.rca_service.ranking import Ranker, RankingConfig, RankingEngine, Topology
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
+from factorylens.registry import Metrics
 
 NS = 1_000_000_000
 
@@ -156,7 +157,7 @@ class KpiRankingAnalyzer(Analyzer):
                 now_unix_nano,
                 deadline=deadline,
                 should_stop=should_stop,
-                alert_series=lambda info: info.metric == "factorylens.events" and self.is_kpi(info),
+                alert_series=lambda info: info.metric == Metrics.FACTORYLENS_EVENTS and self.is_kpi(info),
             )
             live = self.detection.seen_until.keys()
             for sid in [s for s in self._kpi_cache if s not in live]:

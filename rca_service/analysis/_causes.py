@@ -31,6 +31,7 @@ from factorylens.rca_service.ranking import (
     topology_from_series,
 )
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
+from factorylens.registry import Attributes
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +208,9 @@ def _example_traces(store: SeriesStore, info: SeriesInfo | None) -> list[str]:
     """For a span-derived series: the sampled traces of that operation, slowest and failed first."""
     if info is None or not info.metric.startswith("factorylens.span."):
         return []
-    spans = store.example_spans(str(info.resource.get("service.name", "")), str(info.attributes.get("span.name", "")))
+    spans = store.example_spans(
+        str(info.resource.get(Attributes.SERVICE_NAME, "")), str(info.attributes.get(Attributes.SPAN_NAME, ""))
+    )
     return list(dict.fromkeys(s["trace_id"] for s in spans))[:MAX_EXAMPLE_TRACES]
 
 
@@ -220,9 +223,9 @@ def display_names(infos: Iterable[SeriesInfo]) -> dict[str, str]:
         if entity in names:
             continue
         kind, _, rest = entity.partition(":")
-        host = info.resource.get("host.name")
+        host = info.resource.get(Attributes.HOST_NAME)
         if kind == "gpu":
-            index = info.attributes.get("gpu.index")
+            index = info.attributes.get(Attributes.GPU_INDEX)
             if host is not None and index is not None:
                 names[entity] = f"{host}/gpu{index} ({rest[:12]}…)"
         elif kind == "nic":
@@ -258,8 +261,8 @@ def _describer(infos: dict[str, SeriesInfo], columns: dict[str, tuple[str, str]]
 def _column(info: SeriesInfo) -> tuple[str, str]:
     """``(entity, signal)``; a rank's measurement of the file system it checkpoints to belongs to that
     file system, as the caller's view of it (a slow checkpoint is the file system's trouble)."""
-    mount = info.attributes.get("system.filesystem.mountpoint")
-    host = info.resource.get("host.name")
+    mount = info.attributes.get(Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT)
+    host = info.resource.get(Attributes.HOST_NAME)
     if info.metric.startswith(CHECKPOINT_PREFIX) and mount and host:
         return f"fs:{host}/{mount}", f"{info.label} seen by {info.entity}"
     return info.entity, info.label

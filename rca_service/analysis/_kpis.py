@@ -8,15 +8,16 @@ import numpy as np
 
 from factorylens.rca_service.ranking import describe_signal
 from factorylens.rca_service.store import SeriesInfo
+from factorylens.registry import Attributes, Metrics
 
 # goodput is cumulative since the job started: its breaks lag and linger, so it explains, not detects
 DEFAULT_KPI_METRICS = (
-    "factorylens.train.step.duration",
-    "factorylens.train.samples.rate",
-    "factorylens.train.tokens.rate",
+    Metrics.FACTORYLENS_TRAIN_STEP_DURATION,
+    Metrics.FACTORYLENS_TRAIN_SAMPLES_RATE,
+    Metrics.FACTORYLENS_TRAIN_TOKENS_RATE,
 )
-SERVER_SPAN_KPIS = ("factorylens.span.duration", "factorylens.span.errors")
-ALERT_EVENT_METRIC = "factorylens.events"
+SERVER_SPAN_KPIS = (Metrics.FACTORYLENS_SPAN_DURATION, Metrics.FACTORYLENS_SPAN_ERRORS)
+ALERT_EVENT_METRIC = Metrics.FACTORYLENS_EVENTS
 DEFAULT_ALERT_EVENTS = ("alert", "alertmanager.alert", "factorylens.alert")
 
 
@@ -28,8 +29,8 @@ def is_kpi(
     if any(fnmatch.fnmatchcase(info.metric, pattern) for pattern in kpi_metrics):
         return True
     if server_spans_are_kpis and info.metric in SERVER_SPAN_KPIS:
-        return info.attributes.get("span.kind") == "server"
-    return info.metric == ALERT_EVENT_METRIC and info.attributes.get("event.name") in alert_events
+        return info.attributes.get(Attributes.SPAN_KIND) == "server"
+    return info.metric == ALERT_EVENT_METRIC and info.attributes.get(Attributes.EVENT_NAME) in alert_events
 
 
 def is_alert(info: SeriesInfo) -> bool:
@@ -38,11 +39,11 @@ def is_alert(info: SeriesInfo) -> bool:
 
 def workload(info: SeriesInfo) -> str:
     """The job (its ranks break together), else the service, else the entity itself."""
-    if info.resource.get("factorylens.job.id"):
+    if info.resource.get(Attributes.FACTORYLENS_JOB_ID):
         return f"job:{info.resource['factorylens.job.id']}"
     if info.entity.startswith("rank:"):
         return "job:" + info.entity[len("rank:") :].rsplit("/", 1)[0]
-    return str(info.resource.get("service.name") or info.entity)
+    return str(info.resource.get(Attributes.SERVICE_NAME) or info.entity)
 
 
 def bad_direction(info: SeriesInfo) -> int:

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from factorylens.rca_service.store import SeriesStore
+from factorylens.registry import Attributes, Metrics
 
 NS = 1_000_000_000
-PHASE_METRIC = "factorylens.train.phase.duration"
-PHASE_ATTRIBUTE = "factorylens.train.phase"
+PHASE_METRIC = Metrics.FACTORYLENS_TRAIN_PHASE_DURATION
+PHASE_ATTRIBUTE = Attributes.FACTORYLENS_TRAIN_PHASE
 PLANNED_PHASES = ("checkpoint", "eval")
-PLANNED_PAUSE_METRICS = (PHASE_METRIC, "factorylens.checkpoint.duration")
+PLANNED_PAUSE_METRICS = (PHASE_METRIC, Metrics.FACTORYLENS_CHECKPOINT_DURATION)
 CHECKPOINT_DUE_TOLERANCE = 0.15  # a job's checkpoints recur within this share of their period
 
 
@@ -38,7 +39,7 @@ def job_pauses(store: SeriesStore, job: str) -> list[tuple[np.ndarray, np.ndarra
     """``(end times, durations)`` of the checkpoints (and evaluations) a job reported."""
     out = []
     for info in (info for metric in PLANNED_PAUSE_METRICS for info in store.of_metric(metric)):
-        if info.resource.get("factorylens.job.id") != job:
+        if info.resource.get(Attributes.FACTORYLENS_JOB_ID) != job:
             continue
         if info.metric == PHASE_METRIC and not str(info.attributes.get(PHASE_ATTRIBUTE, "")).startswith(PLANNED_PHASES):
             continue

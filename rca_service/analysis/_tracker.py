@@ -28,6 +28,7 @@ from factorylens.rca_service.analysis._pauses import job_pauses, judge
 from factorylens.rca_service.detection import Anomaly, RobustZDetector
 from factorylens.rca_service.ranking import Topology
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
+from factorylens.registry import Attributes
 
 NS = 1_000_000_000
 MAX_RESOLVED_INCIDENTS = 1000
@@ -160,7 +161,7 @@ class IncidentTracker:
             return None
         if _points_since(store, info.id, anomaly.onset_unix_nano) < self.config.kpi_points:
             return None
-        job = info.resource.get("factorylens.job.id")
+        job = info.resource.get(Attributes.FACTORYLENS_JOB_ID)
         if not job:
             return anomaly.onset_unix_nano
         interval = self.detection.intervals.get(info.id, 0)

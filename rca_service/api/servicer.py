@@ -28,6 +28,7 @@ from factorylens.rca_service.api.v1 import rca_pb2, rca_pb2_grpc
 from factorylens.rca_service.cost import CostReportData, CostTracker
 from factorylens.rca_service.outputs import workload_predictability_points
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View, ViewError
+from factorylens.registry import Attributes
 
 MAX_QUERY_SERIES = 1000
 _TOKEN_VERSION = 1
@@ -381,6 +382,6 @@ def cost_totals_of(message: rca_pb2.CostFigures) -> CostTotals:
 
 def _workload_predictability(store: SeriesStore, analyzer: Analyzer) -> dict[str, float]:
     return {
-        str(attributes["factorylens.workload"]): value
+        str(attributes[Attributes.FACTORYLENS_WORKLOAD]): value
         for attributes, value in workload_predictability_points(store, analyzer.predictability())
     }

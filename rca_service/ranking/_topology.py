@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from factorylens.registry import Attributes
+
 RELATIONS = ("contains", "uses", "runs_on", "calls")
 INFRASTRUCTURE_KINDS = frozenset({"host", "nic", "fs", "disk", "gpu"})
 
@@ -164,9 +166,9 @@ def topology_from_series(series: Iterable[tuple[str, Mapping[str, Any], Mapping[
         topology.add_entity(entity)
         merged = {**resource, **attributes}
         kind = kind_of(entity)
-        host_name = merged.get("host.name") or merged.get("k8s.node.name")
+        host_name = merged.get(Attributes.HOST_NAME) or merged.get(Attributes.K8S_NODE_NAME)
         host = f"host:{host_name}" if host_name else ""
-        job_id = merged.get("factorylens.job.id")
+        job_id = merged.get(Attributes.FACTORYLENS_JOB_ID)
         if host and kind not in ("host", "job"):
             topology.add_edge(entity, host, "runs_on")
         if kind == "rank":
@@ -199,13 +201,13 @@ def topology_from_series(series: Iterable[tuple[str, Mapping[str, Any], Mapping[
 
 def _gpu_ids(attributes: Mapping[str, Any]) -> list[str]:
     """The rank's GPUs: ``factorylens.gpu.ids`` (an OTLP array, stored as JSON text) and ``hw.id``."""
-    ids = attributes.get("factorylens.gpu.ids") or []
+    ids = attributes.get(Attributes.FACTORYLENS_GPU_IDS) or []
     if isinstance(ids, str):
         try:
             ids = json.loads(ids) if ids.startswith("[") else [ids]
         except json.JSONDecodeError:
             ids = [ids]
     found = [str(i) for i in ids] if isinstance(ids, (list, tuple)) else []
-    if attributes.get("hw.id"):
-        found.append(str(attributes["hw.id"]))
+    if attributes.get(Attributes.HW_ID):
+        found.append(str(attributes[Attributes.HW_ID]))
     return list(dict.fromkeys(found))

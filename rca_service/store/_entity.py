@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from factorylens.registry import REGISTRY, Domain, Registry
+from factorylens.registry import REGISTRY, Attributes, Domain, Registry
 
 _PREFIX_DOMAINS = (
     ("hw.gpu.", Domain.GPU),
@@ -48,23 +48,23 @@ _PREFIX_DOMAINS = (
 
 # most specific first: (attribute, entity kind)
 _ENTITY_KEYS = (
-    ("factorylens.entity", ""),  # given verbatim (a replayed table's entity column)
-    ("factorylens.rank", "rank"),  # a training process: its GPUs (hw.id on its resource) are related entities
-    ("network.interface.name", "nic"),  # a fabric port (its hw.id is the port's GUID)
-    ("hw.id", "gpu"),
+    (Attributes.FACTORYLENS_ENTITY, ""),  # given verbatim (a replayed table's entity column)
+    (Attributes.FACTORYLENS_RANK, "rank"),  # a training process: its GPUs (hw.id on its resource) are related entities
+    (Attributes.NETWORK_INTERFACE_NAME, "nic"),  # a fabric port (its hw.id is the port's GUID)
+    (Attributes.HW_ID, "gpu"),
     ("hw.network.port", "nic"),
-    ("system.filesystem.mountpoint", "fs"),
+    (Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT, "fs"),
     ("system.device", "disk"),
-    ("factorylens.job.id", "job"),
-    ("k8s.pod.name", "pod"),
-    ("service.name", "service"),
-    ("host.name", "host"),
+    (Attributes.FACTORYLENS_JOB_ID, "job"),
+    (Attributes.K8S_POD_NAME, "pod"),
+    (Attributes.SERVICE_NAME, "service"),
+    (Attributes.HOST_NAME, "host"),
 )
 _HOST_SCOPED = {"nic", "fs", "disk"}
 # attributes that say *which* thing a series is about (shown as its entity), not *what* is measured
 IDENTITY_ATTRIBUTES = (
     frozenset(REGISTRY.attribute_groups["gpu"])
-    | {"hw.model", "hw.serial_number", "hw.driver_version", "hw.firmware_version"}
+    | {Attributes.HW_MODEL, Attributes.HW_SERIAL_NUMBER, Attributes.HW_DRIVER_VERSION, Attributes.HW_FIRMWARE_VERSION}
     | {k for k, _ in _ENTITY_KEYS}
 )
 
@@ -83,7 +83,7 @@ def domain_of(metric: str, registry: Registry = REGISTRY) -> Domain:
 def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str:
     """``kind:name`` of the most specific thing the point is about, e.g. ``gpu:GPU-1f2e…``."""
     merged = {**resource, **attributes}
-    host = merged.get("host.name") or merged.get("k8s.node.name")
+    host = merged.get(Attributes.HOST_NAME) or merged.get(Attributes.K8S_NODE_NAME)
     for key, kind in _ENTITY_KEYS:
         value = merged.get(key)
         if value in (None, ""):

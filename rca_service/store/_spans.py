@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from factorylens.rca_service.store._series import HistogramPoint, SeriesKind
+from factorylens.registry import Attributes, Metrics
 
 if TYPE_CHECKING:
     from factorylens.rca_service.store._store import IngestResult, SeriesStore
 
-SPAN_CALLS = "factorylens.span.calls"
-SPAN_ERRORS = "factorylens.span.errors"
-SPAN_DURATION = "factorylens.span.duration"
+SPAN_CALLS = Metrics.FACTORYLENS_SPAN_CALLS
+SPAN_ERRORS = Metrics.FACTORYLENS_SPAN_ERRORS
+SPAN_DURATION = Metrics.FACTORYLENS_SPAN_DURATION
 # seconds: 100 µs .. ~105 s, doubling
 DURATION_BOUNDS = tuple(float(1e-4 * 2**i) for i in range(21))
 _BOUNDS = np.asarray(DURATION_BOUNDS)
@@ -52,7 +53,7 @@ class SpanAggregator:
         bin_ns = self._bin_ns
         for index, rs in enumerate(request.resource_spans):
             resources[index] = self._store._resource(rs.resource)
-            service = str(resources[index].attributes.get("service.name", ""))
+            service = str(resources[index].attributes.get(Attributes.SERVICE_NAME, ""))
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     start, end = span.start_time_unix_nano, span.end_time_unix_nano
@@ -104,7 +105,10 @@ class SpanAggregator:
         if made is not None:
             return made
         store, resource = self._store, res.attributes
-        attributes = {"span.name": name, "span.kind": SPAN_KINDS[kind] if kind < len(SPAN_KINDS) else str(kind)}
+        attributes = {
+            Attributes.SPAN_NAME: name,
+            Attributes.SPAN_KIND: SPAN_KINDS[kind] if kind < len(SPAN_KINDS) else str(kind),
+        }
         made = (
             store.get_or_create(
                 SPAN_CALLS, SeriesKind.DELTA, "{call}", resource, attributes, "Spans ended, per operation."

@@ -46,6 +46,7 @@ from factorylens.rca_service.store._series import (
     View,
 )
 from factorylens.rca_service.store._spans import CallGraph, SpanAggregator, SpanSample
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ MAX_EVENT_ATTRIBUTE_BYTES = 16384  # per kept log record: max_events of them mus
 RESOURCE_CACHE_MAX_BYTES = 65536
 SERIES_OVERHEAD_BYTES = 600  # a series' objects beyond its points and attributes (measured with tracemalloc)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
-EVENT_COUNT_METRIC = "factorylens.events"
+EVENT_COUNT_METRIC = Metrics.FACTORYLENS_EVENTS
 
 
 @dataclass(frozen=True)
@@ -503,7 +504,7 @@ class SeriesStore:
                         if attributes_nbytes(attributes) > MAX_EVENT_ATTRIBUTE_BYTES:
                             attributes = _first_within(attributes, MAX_EVENT_ATTRIBUTE_BYTES)
                             result.warn(f"log record attributes cut to about {MAX_EVENT_ATTRIBUTE_BYTES} bytes")
-                        name = decoder.text(str(record.event_name or attributes.get("event.name") or "log"))
+                        name = decoder.text(str(record.event_name or attributes.get(Attributes.EVENT_NAME) or "log"))
                         self.events.append(
                             {
                                 "time_unix_nano": ts,
@@ -525,7 +526,7 @@ class SeriesStore:
                     SeriesKind.DELTA,
                     "{event}",
                     resources[index],
-                    {"event.name": name},
+                    {Attributes.EVENT_NAME: name},
                     "Log records (events) received.",
                 )
                 if series is not None:
