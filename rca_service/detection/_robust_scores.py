@@ -50,10 +50,11 @@ def nan_median(values: np.ndarray) -> np.ndarray:
     return nan_quantiles(values, [0.5])[0]
 
 
-def nan_mad(values: np.ndarray) -> np.ndarray:
+def nan_mad(values: np.ndarray, median: np.ndarray | None = None) -> np.ndarray:
+    """Normal-consistent median absolute deviation per column (``median``: when already known)."""
     if values.shape[0] == 0:
         return np.full(values.shape[1], np.nan)
-    return MAD_TO_SIGMA * nan_median(np.abs(values - nan_median(values)))
+    return MAD_TO_SIGMA * nan_median(np.abs(values - (nan_median(values) if median is None else median)))
 
 
 def typical_step(values: np.ndarray, tolerance: np.ndarray) -> np.ndarray:
@@ -142,7 +143,7 @@ def _spread(
     level = np.abs(_finite(center))
     if not composite:
         return np.fmax(_finite((q75 - q25) / IQR_TO_SIGMA), relative_floor * level)
-    spread = _finite(np.fmax(nan_mad(reference), (q75 - q25) / IQR_TO_SIGMA))
+    spread = _finite(np.fmax(nan_mad(reference, median), (q75 - q25) / IQR_TO_SIGMA))
     if reference.shape[0] >= 3:
         spread = np.fmax(spread, _finite(nan_mad(np.diff(reference, axis=0)) / np.sqrt(2)))
     if reference.shape[0] >= 5:

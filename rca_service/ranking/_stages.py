@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import cast
 
 import numpy as np
@@ -35,28 +36,28 @@ class Inputs:
     silent: set[str]
     t0: pd.Timestamp
 
-    @property
+    @cached_property
     def entities(self) -> np.ndarray:
         return np.array([c[0] for c in self.columns], dtype=object)
 
-    @property
+    @cached_property
     def kinds(self) -> np.ndarray:
         return np.array([i.kind.value for i in self.infos], dtype=object)
 
-    @property
+    @cached_property
     def directions(self) -> np.ndarray:
         return np.array([i.kind.bad_direction for i in self.infos])
 
-    @property
+    @cached_property
     def is_kpi(self) -> np.ndarray:
         kpi = set(self.kpi)
         return np.array([c in kpi for c in self.columns])
 
-    @property
+    @cached_property
     def kpi_index(self) -> np.ndarray:
         return np.flatnonzero(self.is_kpi)
 
-    @property
+    @cached_property
     def lead_rows(self) -> int:
         return int((self.before != self.kpi_before).sum())
 
@@ -392,12 +393,15 @@ def reach(
 
 
 def kpi_dependence(inputs: Inputs, eligible: np.ndarray, all_entities: Iterable[str]) -> np.ndarray:
-    """Per entity: the largest |correlation| between a KPI and one of its anomalous own series."""
-    filled = pd.DataFrame(inputs.values).ffill().bfill().fillna(0.0).to_numpy()
+    """Per entity: the largest |correlation| between a KPI and one of its anomalous own series (only
+    those are computed: a few hundred of thousands)."""
+    columns = np.union1d(np.flatnonzero(eligible), inputs.kpi_index)
+    filled = pd.DataFrame(inputs.values[:, columns]).ffill().bfill().fillna(0.0).to_numpy()
     std = filled.std(axis=0)
     standardized = (filled - filled.mean(axis=0)) / np.where(std > 0, std, np.inf)
-    kpis = standardized[:, inputs.kpi_index]
-    correlation = np.abs(standardized.T @ kpis / max(len(filled), 1)).max(axis=1)
+    kpis = standardized[:, np.searchsorted(columns, inputs.kpi_index)]
+    correlation = np.zeros(len(inputs.columns))
+    correlation[columns] = np.abs(standardized.T @ kpis / max(len(filled), 1)).max(axis=1)
     per_entity = pd.Series(np.where(eligible, correlation, 0.0)).groupby(inputs.entities).max()
     return per_entity.reindex(list(all_entities)).fillna(0.0).to_numpy()
 

@@ -100,7 +100,7 @@ def test_a_hot_gpu_explains_its_rank_and_the_rank_waiting_on_it():
     assert "rank:j/0" in top.explains
     # rank 1's collective wait is an outbound measurement: not its own trouble
     assert "rank:j/1" not in result.entities[:2]
-    assert re.search(r"hw\.temperature on gpu:G0 \(gpu\) rose from (69|70)\.\d+ to 9\d", top.explanation)
+    assert re.search(r"\(hw\.temperature\) on gpu:G0 \(gpu\) rose from (69|70)\.\d+ to 9\d", top.explanation)
     assert "rank:j/0 depends on it (rank:j/0 -> gpu:G0)" in top.explanation
     assert top.evidence[0].z > 5 and top.onset == result.kpi_onset
 

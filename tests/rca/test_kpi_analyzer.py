@@ -105,7 +105,7 @@ def test_a_kpi_break_opens_one_ranked_incident_that_resolves_on_recovery():
     assert incident.opened_unix_nano - onset <= 30 * S
     top = incident.causes[0]
     assert (top.entity, top.domain, top.signal) == ("gpu:GPU-a", "gpu", "hw.temperature")
-    assert "hw.temperature on gpu:GPU-a" in top.explanation and "llm rank 0 -> gpu:GPU-a" in top.explanation
+    assert "(hw.temperature) on gpu:GPU-a" in top.explanation and "llm rank 0 -> gpu:GPU-a" in top.explanation
     assert top.evidence[0].series_id and top.evidence[0].observed > 85
     assert "gpu:GPU-x" not in [c.entity for c in incident.causes[:2]]
     # both ranks' step times broke: one incident holds them

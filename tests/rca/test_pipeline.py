@@ -63,7 +63,10 @@ def test_the_seasonal_detector_drives_incidents_once_fitted_and_ignores_the_dail
     cycle, and still opens the incident for a real step."""
     t, values = _daily(8)
     store = SeriesStore(clock=lambda: T0 / NS + float(t[-1] + 2 * DAY))
-    bank = BaselineBank(BaselineBankConfig(detector=StreamingDetectorConfig(probation_points=700)))
+    # no cost limit: on a loaded machine the week's fit may take longer than the bank's default 2 s
+    bank = BaselineBank(
+        BaselineBankConfig(detector=StreamingDetectorConfig(probation_points=700), max_series_cost_s=600.0)
+    )
     analyzer = KpiRankingAnalyzer(KpiRankingConfig(kpi_metrics=("latency",)), bank)
     history = [(T0 + int(ts) * NS, float(v)) for ts, v in zip(t, values, strict=True)]
     store.ingest_metrics(metrics_request([gauge("latency", history, unit="s")]))

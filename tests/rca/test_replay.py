@@ -64,7 +64,7 @@ def test_a_long_table_replays_into_one_ranked_incident(tmp_path, suffix):
     assert incident.onset_unix_nano == T0 + FAULT * 10 * S
     top = incident.causes[0]
     assert (top.entity, top.signal, top.domain) == ("gpu:A", "hw.temperature", "gpu")
-    assert "hw.temperature on gpu:A" in top.explanation and "j rank 0 -> gpu:A" in top.explanation
+    assert "(hw.temperature) on gpu:A" in top.explanation and "j rank 0 -> gpu:A" in top.explanation
 
 
 @pytest.mark.slow
