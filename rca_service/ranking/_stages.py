@@ -210,10 +210,11 @@ def evidence(
     rising_rows = np.where(np.isfinite(s.scores.z), np.clip(s.scores.z, 0, None), 0.0)
     rising = rising_rows.max(axis=0) if s.rows else np.zeros(len(inputs.columns))
     is_traffic = own & np.isin(kinds, [SignalKind.TRAFFIC.value, SignalKind.THROUGHPUT.value])
+    consuming = saturation & can_slow  # a symptom (an idle flag, clocks falling) is no load on what it shares
     load_onset = np.where(
-        is_traffic, first_above(rising_rows, threshold), np.where(saturation & anomalous, s.onset_row, np.inf)
+        is_traffic, first_above(rising_rows, threshold), np.where(consuming & anomalous, s.onset_row, np.inf)
     )
-    load = np.where(is_traffic, rising, np.where(saturation, weighted, 0.0))
+    load = np.where(is_traffic, rising, np.where(consuming, weighted, 0.0))
     table = pd.DataFrame(
         {
             "entity": inputs.entities,
