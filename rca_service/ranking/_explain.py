@@ -182,7 +182,8 @@ class Explainer:
     def _standing(self, entity: str, onset: pd.Timestamp | None) -> str:
         """Why a cause sits below the leading ones, when it does."""
         pe = self.evidence.per_entity
-        if entity in pe.index and not bool(pe.at[entity, "can_slow"]) and entity not in self.inputs.silent:
+        anomalous = entity in pe.index and bool(np.isfinite(pe.at[entity, "onset"]))
+        if anomalous and not bool(pe.at[entity, "can_slow"]) and entity not in self.evidence.consumers:
             return " It cannot slow the workload by itself, so it ranks below causes that can."
         kpi_onset = self.kpi_onset()
         if onset is not None and kpi_onset is not None and onset > kpi_onset + _row(self.strength):

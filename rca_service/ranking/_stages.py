@@ -414,9 +414,10 @@ def order(
     kpi: list[Column],
     candidates: Iterable[str] | None,
 ) -> pd.Series:
-    """Causes best first. A candidate whose trouble can slow the workload by itself and began no
-    later than the KPI broke (within a row: exporters sample a scrape apart) always ranks above one
-    that cannot or came after — those stay in the list, below, as consequences or bystanders. A
+    """Causes best first. A candidate known to be harmless — its anomalies cannot slow the workload by
+    themselves, or they began after the KPI broke (by more than a row: exporters sample a scrape
+    apart) — never ranks above one that is not; it stays in the list, below, as a bystander or a
+    consequence. A candidate with no anomaly past the threshold is not judged, only scored. A
     noisy neighbour's trouble is the load it put on what it shares, from when that load rose."""
     pe = ev.per_entity
     keep = score.index if candidates is None else list(dict.fromkeys(candidates))
@@ -430,8 +431,8 @@ def order(
     onset = pe["onset"].reindex(score.index).fillna(np.inf).to_numpy()
     onset = np.where(consumer, pe["load_onset"].reindex(score.index).fillna(np.inf).to_numpy(), onset)
     can_slow = pe["can_slow"].reindex(score.index).fillna(False).astype(bool).to_numpy() | consumer
-    leading = can_slow & (~np.isfinite(onset) | (onset <= kpi_onset_row + 1))
-    ranked = pd.DataFrame({"score": score, "tier": np.where(leading, 0, 1)})
+    harmless = np.isfinite(onset) & (~can_slow | (onset > kpi_onset_row + 1))
+    ranked = pd.DataFrame({"score": score, "tier": np.where(harmless, 1, 0)})
     ranked = ranked.sort_values(["tier", "score"], ascending=[True, False], kind="mergesort")
     return ranked["score"]
 
