@@ -1,7 +1,11 @@
 """The GPU-cluster scenario suite: a deterministic, simulated-time generator of what a real cluster's
 node agents and instrumented training ranks export, with one injected fault (of a catalog of
 thirteen covering eleven fault types) and its true root cause, background noise and a benign
-anomaly. ``bench/scenarios.py`` scores the RCA service's analyzer on it.
+anomaly; or a case of several faults at awkward moments (``CASES``: a fault inside a checkpoint,
+harmless signals beside the real one, two faults at once, gradual faults, a fault on an unused GPU)
+with its true causes (``run.truths``) and decoys (``run.decoys``); or a scored scenario file of
+one's own (``load_scenario_file(path).run()``). ``bench/scenarios.py`` scores the RCA service's
+analyzer on them.
 
     from factorylens.scenarios import CATALOG, ScenarioRun, ingest
     run = ScenarioRun("gpu_power_cap", seed=1, hosts=2, gpus_per_host=8)
@@ -10,26 +14,43 @@ anomaly. ``bench/scenarios.py`` scores the RCA service's analyzer on it.
     run.truth.entity                     # e.g. "gpu:GPU-…", the answer
 """
 
-from factorylens.scenarios._catalog import CATALOG, FAULT_TYPES, FaultSpec, Targets, Truth, fault_spec
+from factorylens.scenarios._cases import CASES
+from factorylens.scenarios._catalog import (
+    CATALOG,
+    FAULT_TYPES,
+    Decoy,
+    FaultSpec,
+    Injected,
+    Targets,
+    Truth,
+    fault_spec,
+)
+from factorylens.scenarios._file import Expectation, ScenarioFile, load_scenario_file
 from factorylens.scenarios._otlp import LogExport, MetricExport
 from factorylens.scenarios._run import START_TIME, TRAINING_JOB, BenignAnomaly, ScenarioRun, ingest
 from factorylens.scenarios._workload import HEALTHY_STEP_S, RankInfo, WorkloadFault
 
 __all__ = [
+    "CASES",
     "CATALOG",
     "FAULT_TYPES",
     "HEALTHY_STEP_S",
     "START_TIME",
     "TRAINING_JOB",
     "BenignAnomaly",
+    "Decoy",
+    "Expectation",
     "FaultSpec",
+    "Injected",
     "LogExport",
     "MetricExport",
     "RankInfo",
+    "ScenarioFile",
     "ScenarioRun",
     "Targets",
     "Truth",
     "WorkloadFault",
     "fault_spec",
     "ingest",
+    "load_scenario_file",
 ]

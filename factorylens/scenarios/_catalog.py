@@ -22,6 +22,7 @@ Choices a user would make, written down:
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,20 +32,52 @@ from factorylens.scenarios._workload import WorkloadFault
 
 @dataclass(frozen=True)
 class Truth:
-    """The true root cause: its entity and domain; ``also`` lists other names of the same cause."""
+    """A true root cause: its entity and domain; ``also`` lists other names of the same cause (globs).
+    ``onset_s``: when this cause began, where a run's faults begin at different times (None: the
+    run's onset)."""
 
     entity: str
     domain: str
     also: tuple[str, ...] = ()
+    onset_s: float | None = None
 
     def matches(self, entity: str) -> bool:
-        return entity == self.entity or any(fnmatch.fnmatchcase(entity, pattern) for pattern in self.also)
+        return (
+            entity == self.entity
+            or (_GLOB.search(self.entity) is not None and fnmatch.fnmatchcase(entity, self.entity))
+            or any(fnmatch.fnmatchcase(entity, pattern) for pattern in self.also)
+        )
+
+
+@dataclass(frozen=True)
+class Decoy:
+    """Something that moves in a run but causes nothing: a harmless signal, a fault on a GPU no job
+    uses. It may be listed among an incident's causes (as a consequence, or unrelated) but must never
+    outrank a true cause; with no true cause in the run, nothing may open an incident at all.
+
+    ``entity`` and ``signal`` are globs over a cause's entity and signal (``signal="*"``: any signal
+    of the entity; ``entity="*"``: that signal wherever it is, e.g. free memory rising on any host)."""
+
+    entity: str
+    why: str
+    signal: str = "*"
+    onset_s: float | None = None
+
+    def matches(self, entity: str, signal: str = "") -> bool:
+        return fnmatch.fnmatchcase(entity, self.entity) and fnmatch.fnmatchcase(signal, self.signal)
+
+
+_GLOB = re.compile(r"[*?\[]")
 
 
 @dataclass(frozen=True)
 class Targets:
-    """Where a run's fault can land (chosen per seed): the victim host, one of its training GPUs and
-    that GPU's rank, one of its fabric ports, the training job and the neighbour job."""
+    """Where a run's faults can land (chosen per seed): the victim host, one of its training GPUs and
+    that GPU's rank, one of its fabric ports, the training job and the neighbour job; then (for runs
+    with more than one fault) a training GPU of the same job on another host (``other_*``; the
+    victim's host when there is one host) with its rank and a port of that host, and a GPU that no
+    process uses (``free_gpu``: host index, GPU index, hw.id; None when every GPU is taken). ``hosts``
+    and ``gpu_ids`` (per host, by index) name every host and GPU of the cluster."""
 
     host_index: int
     host: str
@@ -54,17 +87,45 @@ class Targets:
     port: str
     job_id: str
     neighbour_job: str
+    other_host_index: int = 0
+    other_host: str = ""
+    other_gpu_index: int = 0
+    other_gpu_id: str = ""
+    other_rank: int = 0
+    other_port: str = ""
+    free_gpu: tuple[int, int, str] | None = None
+    hosts: tuple[str, ...] = ()
+    gpu_ids: tuple[tuple[str, ...], ...] = ()
 
 
 Injection = tuple[list[dict[str, Any]], list[WorkloadFault], Truth]
 
 
 @dataclass(frozen=True)
+class Injected:
+    """What a run injects: the simulator's faults, the workload's, the true causes (none: nothing
+    should open an incident) and the decoys (what must not outrank them)."""
+
+    sim: list[dict[str, Any]]
+    workload: list[WorkloadFault]
+    truths: tuple[Truth, ...]
+    decoys: tuple[Decoy, ...] = ()
+
+    @classmethod
+    def of(cls, injection: Injection | Injected) -> Injected:
+        if isinstance(injection, Injected):
+            return injection
+        sim, workload, truth = injection
+        return cls(sim, workload, (truth,))
+
+
+@dataclass(frozen=True)
 class FaultSpec:
-    """One fault of the catalog.
+    """One fault of the catalog (or one case of several faults).
 
     ``inject(targets, onset_s)`` gives the simulator's faults (scenario dicts, ``FAULT_KINDS``), the
-    workload's own faults and the true root cause.
+    workload's own faults and the true root cause (an :data:`Injection`), or an :class:`Injected`
+    with several true causes and decoys.
     """
 
     name: str
@@ -72,8 +133,15 @@ class FaultSpec:
     domain: str
     injected: str
     signals: tuple[str, ...]
-    inject: Callable[[Targets, float], Injection]
+    inject: Callable[[Targets, float], Injection | Injected]
     align_to_checkpoint: bool = False  # the onset falls shortly before the job's next checkpoint
+    # the onset is this long after a checkpoint falls due (its save starts at the end of the step
+    # running then, about 2 s later), the first one due at or after the nominal onset
+    checkpoint_offset_s: float | None = None
+    post_onset_s: float | None = None  # how long the run goes on after the onset (None: the suite's default)
+    # the fault grows: it is scored from when it bites (the job computes 10 % slower; ScenarioRun.bite_s),
+    # not from its onset
+    gradual: bool = False
 
 
 def _sim(
@@ -310,7 +378,10 @@ FAULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(spec.fault_type for spec in C
 
 
 def fault_spec(name: str) -> FaultSpec:
-    try:
-        return CATALOG[name]
-    except KeyError:
-        raise ValueError(f"unknown fault {name!r}; one of {', '.join(CATALOG)}") from None
+    """A catalog fault or a case (``factorylens.scenarios.CASES``) by name."""
+    from factorylens.scenarios._cases import CASES
+
+    spec = CATALOG.get(name) or CASES.get(name)
+    if spec is None:
+        raise ValueError(f"unknown fault {name!r}; one of {', '.join([*CATALOG, *CASES])}")
+    return spec

@@ -39,7 +39,7 @@ from factorylens.receivers.gpu.sim.faults import Scenario
 from factorylens.receivers.gpu.sim.node import PORTS
 from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
 from factorylens.receivers.gpu.usage import UsageMeter
-from factorylens.scenarios._catalog import FaultSpec, Targets, Truth, fault_spec
+from factorylens.scenarios._catalog import Decoy, FaultSpec, Injected, Targets, Truth, fault_spec
 from factorylens.scenarios._otlp import LogExport, MetricExport
 from factorylens.scenarios._workload import (
     CHECKPOINT_EVERY_S,
@@ -67,6 +67,9 @@ POST_ONSET_S = 420.0
 BENIGN_OFFSET_S = (-90.0, 30.0)  # the benign anomaly starts this close to the fault
 BENIGN_DURATION_S = (180.0, 300.0)
 CHECKPOINT_LEAD_S = (5.0, 20.0)  # a checkpoint-storage fault starts this long before a checkpoint
+# the fault bites when the job computes this much slower than healthy (pace: healthy step time over the
+# step's, checkpoints left out), or stops: what a gradual fault's scoring counts from
+BITE_PACE = 0.9
 Request = ExportMetricsServiceRequest | ExportLogsServiceRequest
 
 
@@ -84,10 +87,12 @@ class BenignAnomaly:
 
 
 class ScenarioRun:
-    """A deterministic (per seed) simulated run with one fault of the catalog, or none.
+    """A deterministic (per seed) simulated run with one fault of the catalog, a case of several, or none.
 
     Args:
-        fault_type: a catalog name (``factorylens.scenarios.CATALOG``), or None for a fault-free run.
+        fault_type: a catalog name (``factorylens.scenarios.CATALOG``), a case name
+            (``factorylens.scenarios.CASES``), a :class:`FaultSpec` of one's own (e.g. from a scenario
+            file), or None for a fault-free run.
         seed: everything random (noise, where the fault lands, onset, the benign anomaly) follows it;
             the same seed gives the same world and the same history before the onset whatever the fault.
         hosts, gpus_per_host: cluster size (at least 4 GPUs per host: training, inference, a spare).
@@ -112,7 +117,7 @@ class ScenarioRun:
 
     def __init__(
         self,
-        fault_type: str | None,
+        fault_type: str | FaultSpec | None,
         seed: int = 0,
         hosts: int = 2,
         gpus_per_host: int = 4,
@@ -129,8 +134,11 @@ class ScenarioRun:
             raise ValueError("a scenario needs at least one host and 4 GPUs per host (training, serving, a spare)")
         if not scrape_interval_s > 0:
             raise ValueError("scrape_interval_s must be positive")
-        self.spec: FaultSpec | None = fault_spec(fault_type) if fault_type is not None else None
-        self.fault_type = fault_type
+        if isinstance(fault_type, FaultSpec):
+            self.spec: FaultSpec | None = fault_type
+        else:
+            self.spec = fault_spec(fault_type) if fault_type is not None else None
+        self.fault_type = self.spec.name if self.spec is not None else None
         self.seed = seed
         self.hosts, self.gpus_per_host = hosts, gpus_per_host
         self.scrape_interval_s = float(scrape_interval_s)
@@ -153,11 +161,14 @@ class ScenarioRun:
 
         if onset_s is None:
             onset_s = nominal_onset
+            k = max(0, math.ceil((nominal_onset - CHECKPOINT_FIRST_S) / CHECKPOINT_EVERY_S))
             if self.spec is not None and self.spec.align_to_checkpoint:
-                k = max(0, math.ceil((nominal_onset - CHECKPOINT_FIRST_S) / CHECKPOINT_EVERY_S))
                 onset_s = CHECKPOINT_FIRST_S + k * CHECKPOINT_EVERY_S - lead
+            elif self.spec is not None and self.spec.checkpoint_offset_s is not None:
+                onset_s = CHECKPOINT_FIRST_S + k * CHECKPOINT_EVERY_S + self.spec.checkpoint_offset_s
         self.onset_s = float(onset_s)
-        self.duration_s = float(duration_s) if duration_s is not None else self.onset_s + POST_ONSET_S
+        post_onset_s = self.spec.post_onset_s if self.spec is not None else None
+        self.duration_s = float(duration_s) if duration_s is not None else self.onset_s + (post_onset_s or POST_ONSET_S)
         if self.duration_s <= 0:
             raise ValueError("duration_s must be positive")
         self.onset_unix_nano = self.epoch_ns + int(self.onset_s * 1e9)
@@ -165,6 +176,7 @@ class ScenarioRun:
 
         # the world: the cluster places its jobs; ours replace them where the workload drives them
         self._now = 0.0
+        self.bite_s: float | None = None  # set while running: when the job first computed BITE_PACE slower
         self.cluster = SimulatedCluster(
             hosts, gpus_per_host, model, None, seed=seed, clock=lambda: self._now, start_time=START_TIME
         )
@@ -182,6 +194,22 @@ class ScenarioRun:
         victim_host = self.cluster.hosts[victim]
         victim_gpu = victim_host.gpus[local_gpu]
         self.neighbour_job = f"embed-batch-{victim}"
+        # where a second fault lands: drawn from a stream of its own, so the draws above stay the same
+        more = np.random.default_rng([seed, 3])
+        other = (victim + 1 + int(more.integers(max(1, hosts - 1)))) % hosts if hosts > 1 else victim
+        other_choices = [g for g in range(n_train) if other != victim or g != local_gpu] or [local_gpu]
+        other_gpu = other_choices[int(more.integers(len(other_choices)))]
+        other_port = PORTS[int(more.integers(len(PORTS)))]
+        neighbour_gpu = (victim, gpus_per_host - 1)  # the neighbour job takes it (below)
+        free = next(
+            (
+                (host.index, gpu.index, gpu.uuid)
+                for host in sorted(self.cluster.hosts, key=lambda h: (h.index == victim, h.index))
+                for gpu in host.gpus
+                if gpu.process is None and (host.index, gpu.index) != neighbour_gpu
+            ),
+            None,
+        )
         self.targets = Targets(
             victim,
             victim_host.name,
@@ -191,13 +219,28 @@ class ScenarioRun:
             port,
             TRAINING_JOB,
             self.neighbour_job,
+            other,
+            self.cluster.hosts[other].name,
+            other_gpu,
+            self.cluster.hosts[other].gpus[other_gpu].uuid,
+            other * n_train + other_gpu,
+            other_port,
+            free,
+            tuple(h.name for h in self.cluster.hosts),
+            tuple(tuple(g.uuid for g in h.gpus) for h in self.cluster.hosts),
         )
 
         sim_faults: list[dict[str, Any]] = []
         workload_faults: list[WorkloadFault] = []
-        self.truth: Truth | None = None
+        self.truths: tuple[Truth, ...] = ()
+        self.decoys: tuple[Decoy, ...] = ()
         if self.spec is not None:
-            sim_faults, workload_faults, self.truth = self.spec.inject(self.targets, self.onset_s)
+            injected = Injected.of(self.spec.inject(self.targets, self.onset_s))
+            sim_faults, workload_faults = list(injected.sim), list(injected.workload)
+            self.truths, self.decoys = injected.truths, injected.decoys
+        # the (first) true root cause; a case of several faults lists them all in ``truths``, and one
+        # whose faults should open no incident has none
+        self.truth: Truth | None = self.truths[0] if self.truths else None
 
         self.benign: BenignAnomaly | None = None
         if benign_anomaly:
@@ -373,7 +416,10 @@ class ScenarioRun:
                 for record in self.neighbour.advance_to(t):
                     neighbour[0].recorder.deliver(record)
                 self._now = t
-                self.cluster.job_pace[TRAINING_JOB] = self.workload.pace(t)
+                pace = self.workload.pace(t)
+                self.cluster.job_pace[TRAINING_JOB] = pace
+                if self.bite_s is None and t >= self.onset_s and pace < BITE_PACE:
+                    self.bite_s = t
                 self.cluster.advance()
                 for pipeline in receiver.pipelines:
                     while True:
@@ -406,6 +452,10 @@ class ScenarioRun:
             for provider in providers:
                 provider.shutdown()
 
+    def truth_onset_s(self, truth: Truth | Decoy) -> float:
+        """When a true cause (or a decoy) began, in simulated seconds from the start."""
+        return self.onset_s if truth.onset_s is None else float(truth.onset_s)
+
     def describe(self) -> dict[str, Any]:
         """What was injected where, and the answer (for reports)."""
         return {
@@ -416,6 +466,8 @@ class ScenarioRun:
             "onset_s": round(self.onset_s, 3),
             "duration_s": round(self.duration_s, 3),
             "truth": {"entity": self.truth.entity, "domain": self.truth.domain} if self.truth else None,
+            "truths": [{"entity": t.entity, "domain": t.domain, "onset_s": self.truth_onset_s(t)} for t in self.truths],
+            "decoys": [{"entity": d.entity, "signal": d.signal, "why": d.why} for d in self.decoys],
             "benign": {"kind": self.benign.kind, "entity": self.benign.entity, "onset_s": round(self.benign.onset_s, 3)}
             if self.benign
             else None,

@@ -130,7 +130,7 @@ class SimulatedHost:
     def faults_for(self, gpu_index: int | None, kind: str) -> list[Fault]:
         t = self.cluster.sim_elapsed()
         return [
-            f
+            f.at(t)
             for f in self.cluster.scenario.faults
             if f.kind == kind and f.active(t) and f.targets(self.index, self.name, gpu_index)
         ]
@@ -363,6 +363,7 @@ class SimulatedCluster:
                 "stuck_utilization",
                 "memory_leak",
                 "ecc_burst",
+                "ecc_corrected",
             )
         }
         g.lost = bool(active["gpu_lost"])
@@ -449,3 +450,5 @@ class SimulatedCluster:
             if key not in host.fired:
                 host.fired.add(key)
                 g.ecc_uncorrected += int(f.params["uncorrected"])
+        for f in active["ecc_corrected"]:  # corrected in place: nothing else notices
+            g.ecc_corrected += float(f.params["corrected_per_s"]) * dt

@@ -7,7 +7,17 @@ A scenario is a YAML or JSON file::
         target: {host: 0, gpu: 3}     # host index or name; gpu index, or "*" for every GPU
         start: 2m                     # simulated time after the simulation starts (s, m, h)
         duration: 5m                  # omit for "until the end"
+        ramp: 3m                      # optional: grow from harmless to ``params`` over this long
         params: {extra_celsius: 30}
+
+A ``ramp`` makes a fault gradual (a fan slowly failing, a file server degrading): its numeric params
+move linearly from the value that does nothing (``RAMP_FROM``: 0 °C extra, the full power limit, the
+full link, 1× latency, no errors) to the given ones over the ramp, then stay. Kinds that are events or
+switches (``RAMP_KINDS`` lists the others) take no ramp.
+
+A scored scenario (``bench/scenarios.py --scenario FILE``, ``factorylens.scenarios.load_scenario_file``)
+adds ``cluster``, ``seed``, ``duration`` and ``scrape_interval`` at the top and an ``expect`` per fault;
+the simulator ignores them.
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +38,10 @@ from factorylens.receivers.gpu.nvml import NVML_ERROR_NAMES
 FAULT_KINDS: dict[str, tuple[dict[str, Any], str]] = {
     "xid": ({"code": 79, "count": 1, "interval": 0.0}, "raise XID event(s) through the NVML event API"),
     "ecc_burst": ({"corrected_per_s": 50.0, "uncorrected": 1}, "volatile ECC errors at a rate, plus uncorrected ones"),
+    "ecc_corrected": (
+        {"corrected_per_s": 2.0},
+        "single-bit ECC errors that the memory corrects: the count rises, nothing slows (no XID, no row remap)",
+    ),
     "thermal_throttle": ({"extra_celsius": 30.0}, "cooling failure: temperature rises into thermal slowdown"),
     "power_cap": ({"limit_fraction": 0.5}, "power limit lowered to a fraction of TDP (power-cap throttling)"),
     "nvlink_degradation": (
@@ -78,6 +92,39 @@ NODE_FAULTS = frozenset(
     }
 )
 _HOST_ONLY = {"driver_missing"} | NODE_FAULTS
+# what each rampable param is when the fault does nothing yet (a ramp starts there)
+RAMP_FROM: dict[str, float] = {
+    "extra_celsius": 0.0,
+    "limit_fraction": 1.0,
+    "throughput_fraction": 1.0,
+    "latency_factor": 1.0,
+    "corrected_per_s": 0.0,
+    "replays_per_s": 0.0,
+    "crc_errors_per_s": 0.0,
+    "bytes_per_s": 0.0,
+    "xmit_wait_per_s": 0.0,
+    "per_s": 0.0,
+    "utilization": 0.0,  # cpu_saturation takes the higher of this and the host's own load
+    "used_fraction": 0.0,  # likewise memory_pressure and filesystem_full
+    "swap_pages_per_s": 0.0,
+}
+RAMP_KINDS = frozenset(
+    {
+        "ecc_corrected",
+        "thermal_throttle",
+        "power_cap",
+        "nvlink_degradation",
+        "pcie_degradation",
+        "memory_leak",
+        "slow_storage",
+        "filesystem_full",
+        "ib_symbol_errors",
+        "ib_congestion",
+        "cpu_saturation",
+        "memory_pressure",
+    }
+)
+SCORING_KEYS = ("cluster", "seed", "duration", "scrape_interval")  # top level, for scored runs only
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -94,9 +141,21 @@ class Fault:
     start_s: float
     duration_s: float = math.inf
     params: Mapping[str, Any] = field(default_factory=dict)
+    ramp_s: float = 0.0  # > 0: the params grow from RAMP_FROM to their values over this long
 
     def active(self, t_s: float) -> bool:
         return self.start_s <= t_s < self.start_s + self.duration_s
+
+    def at(self, t_s: float) -> Fault:
+        """The fault as it is at ``t_s``: itself, or part of the way up its ramp."""
+        if self.ramp_s <= 0 or t_s >= self.start_s + self.ramp_s:
+            return self
+        share = min(1.0, max(0.0, (t_s - self.start_s) / self.ramp_s))
+        params = {
+            name: RAMP_FROM[name] + (float(value) - RAMP_FROM[name]) * share if name in RAMP_FROM else value
+            for name, value in self.params.items()
+        }
+        return replace(self, params=params)
 
     def targets(self, host_index: int, host_name: str, gpu_index: int | None) -> bool:
         if self.host not in (host_index, host_name):
@@ -106,7 +165,8 @@ class Fault:
     def describe(self) -> str:
         where = f"host {self.host}" + ("" if self.gpu is None else f" gpu {self.gpu}")
         until = "" if math.isinf(self.duration_s) else f" for {self.duration_s:g}s"
-        return f"{self.kind} on {where} at +{self.start_s:g}s{until}"
+        ramp = f" (ramping over {self.ramp_s:g}s)" if self.ramp_s > 0 else ""
+        return f"{self.kind} on {where} at +{self.start_s:g}s{until}{ramp}"
 
 
 @dataclass(frozen=True)
@@ -131,8 +191,13 @@ class Scenario:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
-        if not isinstance(data, Mapping) or set(data) - {"faults"}:
-            raise ScenarioError("a scenario is a mapping with one key, 'faults' (a list)")
+        # a scored scenario (bench/scenarios.py --scenario) also says its cluster, seed, duration and, per
+        # fault, what to expect: the simulator ignores those (factorylens.scenarios reads them)
+        if not isinstance(data, Mapping) or set(data) - {"faults", *SCORING_KEYS}:
+            raise ScenarioError(
+                "a scenario is a mapping with the key 'faults' (a list) and, to be scored, "
+                + ", ".join(repr(k) for k in SCORING_KEYS)
+            )
         faults = data.get("faults") or []
         if not isinstance(faults, list):
             raise ScenarioError("'faults' must be a list")
@@ -183,7 +248,7 @@ def _parse_fault(index: int, raw: Any) -> Fault:
     where = f"fault #{index + 1}"
     if not isinstance(raw, Mapping):
         raise ScenarioError(f"{where} must be a mapping")
-    unknown = set(raw) - {"kind", "target", "start", "duration", "params"}
+    unknown = set(raw) - {"kind", "target", "start", "duration", "ramp", "params", "expect"}
     if unknown:
         raise ScenarioError(f"{where}: unknown keys {sorted(unknown)}")
     kind = raw.get("kind")
@@ -205,6 +270,9 @@ def _parse_fault(index: int, raw: Any) -> Fault:
         raise ScenarioError(f"{where}: 'start' is required")
     start = parse_duration(raw["start"], f"{where}: start")
     duration = parse_duration(raw["duration"], f"{where}: duration") if "duration" in raw else math.inf
+    ramp = parse_duration(raw["ramp"], f"{where}: ramp") if "ramp" in raw else 0.0
+    if ramp and kind not in RAMP_KINDS:
+        raise ScenarioError(f"{where}: takes no ramp (an event or a switch); rampable: {', '.join(sorted(RAMP_KINDS))}")
     defaults, _ = FAULT_KINDS[kind]
     params = dict(raw.get("params") or {})
     extra = set(params) - set(defaults)
@@ -222,4 +290,10 @@ def _parse_fault(index: int, raw: Any) -> Fault:
         raise ScenarioError(f"{where}: code must be a positive XID number")
     if kind in NODE_FAULTS:
         _check_node_params(where, merged)
-    return Fault(kind, host, None if gpu == "*" else gpu, start, duration, merged)
+    if ramp:
+        for name in set(merged) & set(RAMP_FROM):
+            try:
+                merged[name] = float(merged[name])
+            except (TypeError, ValueError):
+                raise ScenarioError(f"{where}: {name} must be a number (got {merged[name]!r})") from None
+    return Fault(kind, host, None if gpu == "*" else gpu, start, duration, merged, ramp)
