@@ -182,7 +182,7 @@ class Explainer:
     def _standing(self, entity: str, onset: pd.Timestamp | None) -> str:
         """Why a cause sits below the leading ones, when it does."""
         pe = self.evidence.per_entity
-        anomalous = entity in pe.index and bool(np.isfinite(pe.at[entity, "onset"]))
+        anomalous = entity in pe.index and bool(np.isfinite(pe["onset"][entity]))
         if anomalous and not bool(pe.at[entity, "can_slow"]) and entity not in self.evidence.consumers:
             return " It cannot slow the workload by itself, so it ranks below causes that can."
         kpi_onset = self.kpi_onset()
