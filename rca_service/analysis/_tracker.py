@@ -128,10 +128,10 @@ class IncidentTracker:
     def _attach_breaks(self, store: SeriesStore, now: int, changed: dict[str, IncidentChange]) -> set[str]:
         """Each broken KPI into its incident (existing, related or new); the incidents that grew."""
         grown: set[str] = set()
-        for info, onset in self.broken_kpis(store):
+        for info, onset, after_pause in self.broken_kpis(store):
             home = self._home(store, info, onset)
             if home is None:
-                home = self._open_incident(store, info, onset, now)
+                home = self._open_incident(store, info, onset, now, after_pause)
                 changed[home.id] = IncidentChange.OPENED
             state = self._open[home.id]
             if info.id not in state.kpis:
@@ -141,8 +141,9 @@ class IncidentTracker:
                 changed.setdefault(home.id, IncidentChange.UPDATED)
         return grown
 
-    def broken_kpis(self, store: SeriesStore) -> list[tuple[SeriesInfo, int]]:
-        """KPIs whose anomaly counts as a break now, with the break's onset."""
+    def broken_kpis(self, store: SeriesStore) -> list[tuple[SeriesInfo, int, bool]]:
+        """KPIs whose anomaly counts as a break now, with the break's onset and whether it began
+        where a planned pause ended (a fault that started during the pause)."""
         out = []
         for sid, anomaly in sorted(self.detection.anomalies().items(), key=lambda item: item[1].onset_unix_nano):
             info = store.info(sid)
@@ -150,7 +151,7 @@ class IncidentTracker:
                 continue
             onset = self._unplanned_onset(store, info, anomaly)
             if onset is not None and onset > self._quiet_until.get(sid, 0):
-                out.append((info, onset))
+                out.append((info, onset, onset > anomaly.onset_unix_nano))
         return out
 
     def _unplanned_onset(self, store: SeriesStore, info: SeriesInfo, anomaly: Anomaly) -> int | None:
@@ -193,8 +194,11 @@ class IncidentTracker:
             None,
         )
 
-    def _open_incident(self, store: SeriesStore, info: SeriesInfo, onset: int, now: int) -> Incident:
-        t0 = self._change_point(store, info, onset)
+    def _open_incident(
+        self, store: SeriesStore, info: SeriesInfo, onset: int, now: int, after_pause: bool = False
+    ) -> Incident:
+        # after a planned pause the break is measured from where the pause ended, not from its start
+        t0 = self._change_point(store, info, onset, search=not after_pause)
         key = f"{info.id}:{t0}".encode()
         incident = Incident(
             id="inc-" + hashlib.blake2b(key, digest_size=6).hexdigest(),
@@ -218,14 +222,15 @@ class IncidentTracker:
         near = topology.related({info.entity})
         return any(o.entity in near or info.entity in topology.related({o.entity}) for o in others)
 
-    def _change_point(self, store: SeriesStore, info: SeriesInfo, onset: int) -> int:
-        """The last normal moment: the point before the KPI's change point, at or before ``onset``."""
+    def _change_point(self, store: SeriesStore, info: SeriesInfo, onset: int, *, search: bool = True) -> int:
+        """The last normal moment: the point before the KPI's change point, at or before ``onset``
+        (``search=False``: the point right before ``onset``)."""
         _, ts, values = store.query(info.id, None, onset - int(self.config.lookback_s * NS))
         ok = np.isfinite(values)
         ts, values = ts[ok], values[ok]
         at_onset = int(np.searchsorted(ts, onset))
-        if at_onset < 2:
-            return onset - 1
+        if at_onset < 2 or not search:
+            return int(ts[at_onset - 1]) if at_onset else onset - 1
         first = max(0, at_onset - self.config.change_point_points)
         window = values[first : min(len(values), at_onset + self.detecting.consecutive)]
         split = first + change_point(window)
