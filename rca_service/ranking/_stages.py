@@ -346,13 +346,15 @@ def _tenant_shares(
     tolerance: int,
 ) -> dict[str, float]:
     """A saturated shared host or port is explained by a tenant whose own consumption rose first (a
-    noisy neighbour, which then takes the blame)."""
+    noisy neighbour, which then takes the blame). Tenants are workloads (jobs, ranks, pods,
+    services); a host's own devices (its GPUs, ports, disks) are not its neighbours."""
     if kind_of(entity) not in INFRASTRUCTURE_KINDS or not _cell(pe, entity, "saturation") > threshold:
         return {}
     out = {}
     for tenant in tenants:
         if (
             tenant in pe.index
+            and kind_of(tenant) not in INFRASTRUCTURE_KINDS
             and _cell(pe, tenant, "load") > threshold
             and tenant not in kpi_entities
             and _cell(pe, tenant, "load_onset") <= _cell(pe, entity, "onset") + tolerance

@@ -65,6 +65,7 @@ class Topology:
         roots depend on, directly or not, plus the other tenants of the shared infrastructure found
         (a noisy neighbour on the same host, a job sharing a NIC); with ``shared``, only of those
         pieces of infrastructure (the ones in trouble: a busy neighbour on a healthy host harms no one).
+        Tenants are workloads: the host's other devices (a GPU serving someone else) are not.
         """
         down, up = self.dependencies(), self.dependents()
         distance = _bfs(roots, down)
@@ -73,7 +74,11 @@ class Topology:
             if kind_of(entity) not in INFRASTRUCTURE_KINDS or (allowed is not None and entity not in allowed):
                 continue
             for tenant in up.get(entity, ()):
-                if tenant not in distance and self.edges[(tenant, entity)] in ("runs_on", "uses"):
+                if (
+                    tenant not in distance
+                    and kind_of(tenant) not in INFRASTRUCTURE_KINDS
+                    and self.edges[(tenant, entity)] in ("runs_on", "uses")
+                ):
                     distance[tenant] = hops + 1
         return distance
 
