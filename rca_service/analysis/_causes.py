@@ -31,12 +31,13 @@ from factorylens.rca_service.ranking import (
     topology_from_series,
 )
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
-from factorylens.registry import Attributes
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 CHECKPOINT_PREFIX = "factorylens.checkpoint."
+H2D_PHASE = "h2d"
 OPERATION_TIME, OPERATIONS, OPERATION_LATENCY = ".operation.time", ".operations", ".operation.latency"
 RATIO_RESOLUTION = 0.01
 MAX_EXAMPLE_TRACES = 5
@@ -259,12 +260,22 @@ def _describer(infos: dict[str, SeriesInfo], columns: dict[str, tuple[str, str]]
 
 
 def _column(info: SeriesInfo) -> tuple[str, str]:
-    """``(entity, signal)``; a rank's measurement of the file system it checkpoints to belongs to that
-    file system, as the caller's view of it (a slow checkpoint is the file system's trouble)."""
+    """``(entity, signal)``. A rank's measurement of something it goes through belongs to that thing,
+    as the caller's view of it: the file system it checkpoints to (a slow checkpoint is the file
+    system's trouble), and the host-to-device link of its one GPU (a slow copy to the GPU is that
+    link's, a PCIe link trained down shows nowhere else)."""
     mount = info.attributes.get(Attributes.SYSTEM_FILESYSTEM_MOUNTPOINT)
     host = info.resource.get(Attributes.HOST_NAME)
     if info.metric.startswith(CHECKPOINT_PREFIX) and mount and host:
         return f"fs:{host}/{mount}", f"{info.label} seen by {info.entity}"
+    gpu = info.resource.get(Attributes.HW_ID)
+    if (
+        info.metric == Metrics.FACTORYLENS_TRAIN_PHASE_DURATION
+        and info.attributes.get(Attributes.FACTORYLENS_TRAIN_PHASE) == H2D_PHASE
+        and gpu
+        and info.entity.startswith("rank:")
+    ):
+        return f"gpu:{gpu}", f"{info.label} seen by {info.entity}"
     return info.entity, info.label
 
 
