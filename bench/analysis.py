@@ -24,7 +24,7 @@ import time
 from factorylens.rca_service.analysis import KpiRankingAnalyzer
 from factorylens.rca_service.config import RcaServiceConfig
 from factorylens.rca_service.store import SeriesStore
-from factorylens.scenarios import ScenarioRun, ingest
+from factorylens.simulation import ScenarioRun, ingest
 
 NS = 1_000_000_000
 GPUS_PER_HOST = 8

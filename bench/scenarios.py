@@ -1,7 +1,7 @@
 """GPU-cluster scenario suite: does the RCA service name the injected fault, and how fast?
 
-For every fault of ``factorylens.scenarios.CATALOG`` × seed × cluster size, and every case of
-``factorylens.scenarios.CASES`` (several faults, faults at awkward moments: issue 17) × its own seeds
+For every fault of ``factorylens.simulation.CATALOG`` × seed × cluster size, and every case of
+``factorylens.simulation.CASES`` (several faults, faults at awkward moments: issue 17) × its own seeds
 and layouts, a simulated run (the GPU receiver and node layers of every host, the instrumented ranks
 of a multi-node training job, a neighbour job, background noise and an unrelated benign anomaly near
 the fault) is fed, scrape by scrape in simulated time, into a fresh ``SeriesStore``, and the analyzer
@@ -69,7 +69,7 @@ def simulate(
     scrape, in simulated time (``on_tick(time_unix_nano, analyzer)`` after each); ``(store, analyzer)``.
     ``timings`` gets the CPU seconds spent generating (``generate``) and analysing (``analyze``)."""
     from factorylens.rca_service.store import SeriesStore
-    from factorylens.scenarios import ingest
+    from factorylens.simulation import ingest
 
     logging.getLogger("factorylens.receivers").setLevel(logging.ERROR)  # XIDs and lost GPUs are the point
     now = [run.epoch_ns / NS]
@@ -203,7 +203,7 @@ def _incident_summary(incident: Any, run: Any) -> dict[str, Any]:
 def run_one(fault: str | None, seed: int, size: tuple[int, int], scenario_file: str | None = None) -> dict[str, Any]:
     """Generate one run (a catalog fault, a case, a scenario file, or none), feed it to a fresh store
     and analyzer, score it."""
-    from factorylens.scenarios import ScenarioRun, load_scenario_file
+    from factorylens.simulation import ScenarioRun, load_scenario_file
 
     if scenario_file is not None:
         run = load_scenario_file(scenario_file).run(logs=True)
@@ -305,7 +305,7 @@ def print_incidents(result: dict[str, Any], out: Any = None) -> None:
 
 def report(results: list[dict[str, Any]], out: Any = None) -> dict[str, Any]:
     out = out or sys.stdout
-    from factorylens.scenarios import CASES, CATALOG, FAULT_TYPES
+    from factorylens.simulation import CASES, CATALOG, FAULT_TYPES
 
     faulted = [r for r in results if r["fault"] is not None]
     control = [r for r in results if r["fault"] is None]
@@ -395,7 +395,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def _faults(names: list[str] | None, cases: bool = True) -> tuple[list[str], list[str]]:
     """(catalog faults, cases) chosen by name or type; "cases" chooses every case."""
-    from factorylens.scenarios import CASES, CATALOG
+    from factorylens.simulation import CASES, CATALOG
 
     if not names:
         return list(CATALOG), list(CASES) if cases else []
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME",
         help="catalog names or fault types, case names, or 'cases' (default: all of them)",
     )
-    parser.add_argument("--no-cases", action="store_true", help="leave out the cases (factorylens.scenarios.CASES)")
+    parser.add_argument("--no-cases", action="store_true", help="leave out the cases (factorylens.simulation.CASES)")
     parser.add_argument("--case-seeds", type=int, nargs="+", default=list(CASE_SEEDS))
     parser.add_argument("--case-sizes", type=_size, nargs="+", default=list(CASE_SIZES), metavar="HOSTSxGPUS")
     parser.add_argument(
@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from factorylens.receivers.gpu.receiver import tune_gc_for_agent
     from factorylens.receivers.gpu.sim.faults import ScenarioError
-    from factorylens.scenarios import load_scenario_file
+    from factorylens.simulation import load_scenario_file
 
     tune_gc_for_agent()  # thousands of short-lived SDK objects per scrape, as in the node agent
     for path in args.scenario:  # a broken file fails here, with its message, before anything runs

@@ -143,7 +143,7 @@ class TrainingTelemetry:
 
     ``clock`` (monotonic seconds: the rate window), ``wall_clock_ns`` (goodput's wall clock) and
     ``mountpoint_of`` (a checkpoint path's file system) are injectable, so a simulation can run the
-    real telemetry in simulated time with simulated mounts (``factorylens.scenarios``).
+    real telemetry in simulated time with simulated mounts (``factorylens.simulation``).
     """
 
     def __init__(

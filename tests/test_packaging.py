@@ -16,7 +16,8 @@ from setuptools import find_packages
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE_FOLDERS = ("receivers", "instrumentation", "processors", "rca_service")
-HARNESSES = {"evaluation": "bench/evaluation"}  # above the pipeline: the benchmarks' and tests' packages
+# above the pipeline: the packages the benchmarks and tests score and simulate with
+HARNESSES = {"evaluation": "bench/evaluation", "simulation": "bench/simulation"}
 RCA_ONLY = ("pandas", "statsmodels", "pyarrow", "scipy", "grpc_tools", "grpc_status")
 
 

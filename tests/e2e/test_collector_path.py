@@ -441,7 +441,7 @@ SCENARIO = (
     "    duration: 60m\n"
     "    params: {extra_celsius: 32}\n"
 )
-# what the catalog says a thermal fault shows on its GPU (factorylens/scenarios/_catalog.py)
+# what the catalog says a thermal fault shows on its GPU (bench/simulation/_catalog.py)
 THERMAL_SIGNALS = ("hw.gpu.clock_event.active", "hw.temperature", "hw.gpu.speed", "hw.status")
 RERANK_S = (
     KpiRankingConfig().incidents.rerank_interval_s / SPEED

@@ -38,7 +38,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from factorylens.processors import EnrichConfig, GpuJobIndex, HostFanOut, enrich_metrics
 from factorylens.rca_service.analysis import KpiRankingAnalyzer
 from factorylens.rca_service.store import SeriesStore
-from factorylens.scenarios import TRAINING_JOB, ScenarioRun, ingest
+from factorylens.simulation import TRAINING_JOB, ScenarioRun, ingest
 
 NS = 1_000_000_000
 JOB = "factorylens.job.id"

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from factorylens.scenarios import Decoy, Truth
+from factorylens.simulation import Decoy, Truth
 from tests.scenarios._bench import bench
 
 NS = 1_000_000_000
@@ -101,7 +101,7 @@ def _args(**overrides):
 
 
 def test_the_plan_runs_the_catalog_the_cases_and_the_control():
-    from factorylens.scenarios import CASES, CATALOG
+    from factorylens.simulation import CASES, CATALOG
 
     plan = bench.plan_runs(_args())
     assert [p[0] for p in plan] == [*CATALOG, None, *CASES]

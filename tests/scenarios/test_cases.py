@@ -16,7 +16,7 @@ import pytest
 from factorylens.rca_service.store import SeriesStore, View
 from factorylens.receivers.gpu.sim import FAULT_KINDS, Scenario, ScenarioError
 from factorylens.receivers.gpu.sim.faults import RAMP_FROM, RAMP_KINDS
-from factorylens.scenarios import (
+from factorylens.simulation import (
     CASES,
     CATALOG,
     TRAINING_JOB,

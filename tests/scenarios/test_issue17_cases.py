@@ -1,4 +1,4 @@
-"""Issue 17, item 4: the RCA service on the scenario cases it got wrong (``factorylens.scenarios.CASES``),
+"""Issue 17, item 4: the RCA service on the scenario cases it got wrong (``factorylens.simulation.CASES``),
 driven exactly as ``bench/scenarios.py`` drives it (its ``simulate``: a fresh store, the service's
 default analyzer after every simulated scrape).
 
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from factorylens.scenarios import TRAINING_JOB, ScenarioRun
+from factorylens.simulation import TRAINING_JOB, ScenarioRun
 from tests.scenarios._bench import bench
 
 pytestmark = pytest.mark.slow  # about 3 minutes together: simulated 20-minute runs, analysed scrape by scrape

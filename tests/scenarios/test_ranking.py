@@ -10,7 +10,7 @@ import pytest
 
 from factorylens.rca_service.analysis import KpiRankingAnalyzer
 from factorylens.rca_service.store import SeriesStore
-from factorylens.scenarios import CATALOG, ScenarioRun, ingest
+from factorylens.simulation import CATALOG, ScenarioRun, ingest
 
 pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from factorylens.rca_service.store import SeriesStore, View
-from factorylens.scenarios import CATALOG, FAULT_TYPES, TRAINING_JOB, ScenarioRun, ingest
+from factorylens.simulation import CATALOG, FAULT_TYPES, TRAINING_JOB, ScenarioRun, ingest
 
 pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs them
 

@@ -15,7 +15,7 @@ move linearly from the value that does nothing (``RAMP_FROM``: 0 °C extra, the 
 full link, 1× latency, no errors) to the given ones over the ramp, then stay. Kinds that are events or
 switches (``RAMP_KINDS`` lists the others) take no ramp.
 
-A scored scenario (``bench/scenarios.py --scenario FILE``, ``factorylens.scenarios.load_scenario_file``)
+A scored scenario (``bench/scenarios.py --scenario FILE``, ``factorylens.simulation.load_scenario_file``)
 adds ``cluster``, ``seed``, ``duration`` and ``scrape_interval`` at the top and an ``expect`` per fault;
 the simulator ignores them.
 """
@@ -192,7 +192,7 @@ class Scenario:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Scenario:
         # a scored scenario (bench/scenarios.py --scenario) also says its cluster, seed, duration and, per
-        # fault, what to expect: the simulator ignores those (factorylens.scenarios reads them)
+        # fault, what to expect: the simulator ignores those (factorylens.simulation reads them)
         if not isinstance(data, Mapping) or set(data) - {"faults", *SCORING_KEYS}:
             raise ScenarioError(
                 "a scenario is a mapping with the key 'faults' (a list) and, to be scored, "

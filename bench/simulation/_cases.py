@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from factorylens.scenarios._catalog import Decoy, FaultSpec, Injected, Targets, Truth
+from factorylens.simulation._catalog import Decoy, FaultSpec, Injected, Targets, Truth
 
 PCIE_FRACTION = 0.10
 ECC_CORRECTED_PER_S = 5.0

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from factorylens.scenarios._workload import WorkloadFault
+from factorylens.simulation._workload import WorkloadFault
 
 
 @dataclass(frozen=True)
@@ -378,8 +378,8 @@ FAULT_TYPES: tuple[str, ...] = tuple(dict.fromkeys(spec.fault_type for spec in C
 
 
 def fault_spec(name: str) -> FaultSpec:
-    """A catalog fault or a case (``factorylens.scenarios.CASES``) by name."""
-    from factorylens.scenarios._cases import CASES
+    """A catalog fault or a case (``factorylens.simulation.CASES``) by name."""
+    from factorylens.simulation._cases import CASES
 
     spec = CATALOG.get(name) or CASES.get(name)
     if spec is None:

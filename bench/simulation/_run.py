@@ -39,9 +39,9 @@ from factorylens.receivers.gpu.sim.faults import Scenario
 from factorylens.receivers.gpu.sim.node import PORTS
 from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
 from factorylens.receivers.gpu.usage import UsageMeter
-from factorylens.scenarios._catalog import Decoy, FaultSpec, Injected, Targets, Truth, fault_spec
-from factorylens.scenarios._otlp import LogExport, MetricExport
-from factorylens.scenarios._workload import (
+from factorylens.simulation._catalog import Decoy, FaultSpec, Injected, Targets, Truth, fault_spec
+from factorylens.simulation._otlp import LogExport, MetricExport
+from factorylens.simulation._workload import (
     CHECKPOINT_EVERY_S,
     CHECKPOINT_FIRST_S,
     HEALTHY_MFU,
@@ -90,8 +90,8 @@ class ScenarioRun:
     """A deterministic (per seed) simulated run with one fault of the catalog, a case of several, or none.
 
     Args:
-        fault_type: a catalog name (``factorylens.scenarios.CATALOG``), a case name
-            (``factorylens.scenarios.CASES``), a :class:`FaultSpec` of one's own (e.g. from a scenario
+        fault_type: a catalog name (``factorylens.simulation.CATALOG``), a case name
+            (``factorylens.simulation.CASES``), a :class:`FaultSpec` of one's own (e.g. from a scenario
             file), or None for a fault-free run.
         seed: everything random (noise, where the fault lands, onset, the benign anomaly) follows it;
             the same seed gives the same world and the same history before the onset whatever the fault.
@@ -102,7 +102,7 @@ class ScenarioRun:
         duration_s: run length (default: onset + 7 minutes).
         benign_anomaly: add an unrelated anomaly near the onset (on another host when there is one).
         logs: also yield the node agents' XID events as OTLP log requests.
-        reuse_encoding: see :class:`factorylens.scenarios._otlp.MetricExport`.
+        reuse_encoding: see :class:`factorylens.simulation._otlp.MetricExport`.
 
     Iterate it (once) for ``(time_unix_nano, [request, ...])`` every scrape interval: one
     ``ExportMetricsServiceRequest`` per node agent, per training rank and for the neighbour job (and,

@@ -41,7 +41,7 @@ import yaml
 
 from factorylens.receivers.gpu.sim.faults import NODE_FAULTS, Scenario, ScenarioError, parse_duration
 from factorylens.receivers.gpu.sim.models import MODELS
-from factorylens.scenarios._catalog import Decoy, FaultSpec, Injected, Targets, Truth
+from factorylens.simulation._catalog import Decoy, FaultSpec, Injected, Targets, Truth
 
 POST_LAST_FAULT_S = 420.0
 _GPU_REF = re.compile(r"\{host=([^,{}]+),\s*gpu=(\d+)\}")
@@ -90,7 +90,7 @@ class ScenarioFile:
         return any(self.scenario.faults[e.fault].ramp_s > 0 for e in self.expectations if e.incident)
 
     def spec(self) -> FaultSpec:
-        """The file as a :class:`FaultSpec` that :class:`~factorylens.scenarios.ScenarioRun` runs."""
+        """The file as a :class:`FaultSpec` that :class:`~factorylens.simulation.ScenarioRun` runs."""
         kinds = ", ".join(f.describe() for f in self.scenario.faults)
         return FaultSpec(
             self.name,
@@ -103,8 +103,8 @@ class ScenarioFile:
         )
 
     def run(self, **kwargs: Any) -> Any:
-        """A :class:`~factorylens.scenarios.ScenarioRun` of this file (keyword arguments override it)."""
-        from factorylens.scenarios._run import ScenarioRun
+        """A :class:`~factorylens.simulation.ScenarioRun` of this file (keyword arguments override it)."""
+        from factorylens.simulation._run import ScenarioRun
 
         options: dict[str, Any] = {
             "seed": self.seed,

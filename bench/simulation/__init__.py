@@ -7,15 +7,15 @@ with its true causes (``run.truths``) and decoys (``run.decoys``); or a scored s
 one's own (``load_scenario_file(path).run()``). ``bench/scenarios.py`` scores the RCA service's
 analyzer on them.
 
-    from factorylens.scenarios import CATALOG, ScenarioRun, ingest
+    from factorylens.simulation import CATALOG, ScenarioRun, ingest
     run = ScenarioRun("gpu_power_cap", seed=1, hosts=2, gpus_per_host=8)
     for time_unix_nano, requests in run:
         ingest(store, requests)          # OTLP requests, stamped with simulated time
     run.truth.entity                     # e.g. "gpu:GPU-…", the answer
 """
 
-from factorylens.scenarios._cases import CASES
-from factorylens.scenarios._catalog import (
+from factorylens.simulation._cases import CASES
+from factorylens.simulation._catalog import (
     CATALOG,
     FAULT_TYPES,
     Decoy,
@@ -25,10 +25,10 @@ from factorylens.scenarios._catalog import (
     Truth,
     fault_spec,
 )
-from factorylens.scenarios._file import Expectation, ScenarioFile, load_scenario_file
-from factorylens.scenarios._otlp import LogExport, MetricExport
-from factorylens.scenarios._run import START_TIME, TRAINING_JOB, BenignAnomaly, ScenarioRun, ingest
-from factorylens.scenarios._workload import HEALTHY_STEP_S, RankInfo, WorkloadFault
+from factorylens.simulation._file import Expectation, ScenarioFile, load_scenario_file
+from factorylens.simulation._otlp import LogExport, MetricExport
+from factorylens.simulation._run import START_TIME, TRAINING_JOB, BenignAnomaly, ScenarioRun, ingest
+from factorylens.simulation._workload import HEALTHY_STEP_S, RankInfo, WorkloadFault
 
 __all__ = [
     "CASES",
