@@ -38,3 +38,28 @@ def test_nothing_outside_the_store_reads_its_internals():
             if STORE_INTERNALS.search(line):
                 readers.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not readers, readers
+
+
+def test_code_names_registry_signals_through_the_constants_not_literals():
+    """``Metrics.HW_GPU_UTILIZATION``, not ``"hw.gpu.utilization"``: a misspelt constant fails at import
+    and in the type checker; a misspelt string emits or queries a series nobody declared."""
+    import io
+    import tokenize
+
+    from factorylens.registry import REGISTRY
+
+    names = {n for n in [*(m.name for m in REGISTRY.metrics), *(a.name for a in REGISTRY.attributes)] if "." in n}
+    data = ("registry/_catalog.py", "registry/_translations.py", "registry/names.py", "api/v1/", "api/prompb/")
+    statement_start = (tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, None)  # a docstring
+    literals = []
+    packages = ("rca_service", "receivers", "processors", "instrumentation", "factorylens", "bench/simulation")
+    for path in _sources(*packages, "bench/evaluation"):
+        if path.is_symlink() or any(part in path.as_posix() for part in data):
+            continue
+        previous = None
+        for token in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+            if token.type == tokenize.STRING and token.string[1:-1] in names and previous not in statement_start:
+                literals.append(f"{path.relative_to(ROOT)}:{token.start[0]}: {token.string}")
+            if token.type not in (tokenize.COMMENT, tokenize.NL):
+                previous = token.type
+    assert not literals, literals

@@ -39,6 +39,7 @@ from factorylens.receivers.gpu.sim.faults import Scenario
 from factorylens.receivers.gpu.sim.node import PORTS
 from factorylens.receivers.gpu.sim.nvml import SimulatedNvml
 from factorylens.receivers.gpu.usage import UsageMeter
+from factorylens.registry import Attributes
 from factorylens.simulation._catalog import Decoy, FaultSpec, Injected, Targets, Truth, fault_spec
 from factorylens.simulation._otlp import LogExport, MetricExport
 from factorylens.simulation._workload import (
@@ -311,7 +312,9 @@ class ScenarioRun:
                 discovery_retry_interval_s=config.discovery_retry_interval_s,
                 clock=self._elapsed,
             )
-            resource = telemetry.make_resource({"host.name": host.name, "factorylens.simulated": True}, SERVICE_NAME)
+            resource = telemetry.make_resource(
+                {Attributes.HOST_NAME: host.name, Attributes.FACTORYLENS_SIMULATED: True}, SERVICE_NAME
+            )
             reader = InMemoryMetricReader()
             logger_provider = None
             if self._logs:
