@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from factorylens.rca_service.baselines import BaselineBank
-from factorylens.rca_service.detection import MAX_Z, Anomaly, RobustZConfig, RobustZDetector, RunTracker, calibrated
+from factorylens.rca_service.detection import MAX_Z, Anomaly, RobustZConfig, RobustZDetector, RunTracker
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
 
 log = logging.getLogger(__name__)
@@ -186,19 +186,10 @@ class SeriesDetection:
             center, spread = float(result.center[column]), float(result.spread[column])
             half = threshold * spread if np.isfinite(spread) else 0.0
             runs = self._runs.setdefault(pending.info.id, RunTracker())
-            for t, x, deviation in zip(pending.times, pending.values, z, strict=True):
-                runs.step(
-                    int(t),
-                    abs(deviation) > threshold,
-                    float(deviation),
-                    float(calibrated(deviation)),
-                    float(x),
-                    center,
-                    half,
-                )
+            score = runs.feed(pending.times, pending.values, z, center, half, threshold)
             anomaly = runs.anomaly(self.config.consecutive, self.robust.method)
             band = (np.array([center]), np.array([center - half]), np.array([center + half]))
-            self._record(pending.info.id, anomaly, float(calibrated(z[-1])), band, int(pending.times[-1]))
+            self._record(pending.info.id, anomaly, score, band, int(pending.times[-1]))
 
     def _record(
         self,

@@ -125,6 +125,17 @@ class RunTracker:
         if self.peak is None or abs(z) >= abs(self.peak[0]):
             self.peak = (z, score, observed, expected, half)
 
+    def feed(
+        self, times_ns: np.ndarray, values: np.ndarray, z: np.ndarray, expected: float, half: float, threshold: float
+    ) -> float:
+        """Points with their deviations against one band (``expected`` ± ``half``, ``threshold``
+        deviations wide); the calibrated score of the last."""
+        score = 0.0
+        for t, x, deviation in zip(times_ns, values, z, strict=True):
+            score = float(calibrated(deviation))
+            self.step(int(t), abs(deviation) > threshold, float(deviation), score, float(x), expected, half)
+        return score
+
     def anomaly(self, consecutive: int, method: str) -> Anomaly | None:
         if self.length < consecutive or self.peak is None:
             return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from factorylens.rca_service.detection._base import Anomaly, Detector, RunTracker, calibrated
+from factorylens.rca_service.detection._base import Anomaly, Detector, RunTracker
 from factorylens.rca_service.detection._robust_scores import RobustScores, robust_scores
 
 MAX_Z = 1000.0  # beyond this (a constant history that moved) the deviation no longer grows
@@ -94,13 +94,6 @@ class RobustZDetector(Detector):
             composite=cfg.composite,
         )
 
-    def anomalous_runs(self, z: np.ndarray) -> np.ndarray:
-        """Per column of signed deviations: how many rows in a row end beyond the threshold."""
-        above = np.abs(np.nan_to_num(z, nan=0.0)) > self.config.threshold
-        rows = np.arange(1, above.shape[0] + 1)[:, None]
-        last_calm = np.where(~above, rows, 0).max(axis=0)
-        return above.shape[0] - last_calm
-
     # ---- one series --------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
@@ -121,17 +114,11 @@ class RobustZDetector(Detector):
             self._history[:, None], np.asarray(values, dtype=float)[:, None], resolution=np.array([self.resolution])
         )
         z = np.clip(np.nan_to_num(scores.z[:, 0], nan=0.0), -MAX_Z, MAX_Z)
-        return self.track(np.asarray(times_ns), np.asarray(values, dtype=float), z, scores.center[0])
-
-    def track(self, times_ns: np.ndarray, values: np.ndarray, z: np.ndarray, center: float) -> Anomaly | None:
-        """Carry the run of anomalous points across updates; the anomaly once it is ``consecutive`` long."""
         cfg = self.config
         half = cfg.threshold * self._spread
-        for t, x, deviation in zip(times_ns, values, z, strict=True):
-            self._latest = float(calibrated(deviation))
-            self._runs.step(
-                int(t), abs(deviation) > cfg.threshold, float(deviation), self._latest, float(x), center, half
-            )
+        self._latest = self._runs.feed(
+            np.asarray(times_ns), np.asarray(values, dtype=float), z, self._center, half, cfg.threshold
+        )
         return self._runs.anomaly(cfg.consecutive, self.method)
 
     def band(self, times_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
