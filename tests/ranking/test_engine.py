@@ -233,5 +233,5 @@ def test_topology_files_paths_and_tenants(tmp_path):
         t.add_edge("a", "b", "likes")
     related = t.related({"rank:j/0"})
     assert related["gpu:G0"] == 1 and related["host:h"] == 1 and related["job:other"] == 2
-    assert "gpu:G1" in related  # a GPU on the same host is a tenant of it
+    assert "gpu:G1" not in related  # a host's devices are not its tenants: only workloads are neighbours
     assert t.path("job:j", "gpu:G1") == ["job:j", "rank:j/1", "gpu:G1"]
