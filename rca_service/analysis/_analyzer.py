@@ -128,6 +128,7 @@ class KpiRankingAnalyzer(Analyzer):
             ranker or RankingEngine(self.config.ranking),
             intervals=self.detection.intervals,
             known_topology=topology,
+            anomalies=self.detection.anomalies,
         )
         self.tracker = IncidentTracker(
             self.config.incidents, self.detection, self.is_kpi, self.ranker, self.ranker.topology

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import cast
@@ -21,6 +21,7 @@ import pandas as pd
 
 from factorylens.rca_service.analysis._base import Cause, Evidence, Incident
 from factorylens.rca_service.analysis._kpis import is_alert, workload
+from factorylens.rca_service.detection import Anomaly
 from factorylens.rca_service.ranking import (
     RankedCause,
     Ranker,
@@ -49,30 +50,40 @@ class CauseConfig:
     :param lookback_s: history given to the ranker before the change point
     :param lead_s: how long before the KPI's change point a cause may have begun (a GPU heats up
         for minutes before it throttles): the ranker's normal reference ends this much earlier
+    :param max_lead_s: longer, up to this, when the detectors saw a related signal that can slow
+        the workload go anomalous earlier and stay so (a fault that crept up before it bit)
     :param max_series: at most this many series are ranked per incident (related entities first)
     :param ignore_domains: domains never ranked
     """
 
     lookback_s: float = 3600.0
     lead_s: float = 120.0
+    max_lead_s: float = 600.0
     max_series: int = 10_000
     ignore_domains: tuple[str, ...] = ("self", "rca", "cost")
 
     def __post_init__(self) -> None:
-        if self.lookback_s <= 0 or self.lead_s < 0 or self.max_series < 1:
-            raise ValueError("lookback_s must be positive, lead_s >= 0, max_series >= 1")
+        if self.lookback_s <= 0 or self.lead_s < 0 or self.max_series < 1 or self.max_lead_s < self.lead_s:
+            raise ValueError("lookback_s must be positive, 0 <= lead_s <= max_lead_s, max_series >= 1")
 
 
 class IncidentRanker:
     """Ranks one incident's causes with a :class:`Ranker` over the store's series."""
 
     def __init__(
-        self, config: CauseConfig, ranker: Ranker, *, intervals: dict[str, int], known_topology: Topology | None = None
+        self,
+        config: CauseConfig,
+        ranker: Ranker,
+        *,
+        intervals: dict[str, int],
+        known_topology: Topology | None = None,
+        anomalies: Callable[[], Mapping[str, Anomaly]] = dict,
     ) -> None:
         self.config = config
         self.ranker = ranker
         self.intervals = intervals  # the detection stage's sampling intervals, by series
         self.known_topology = known_topology
+        self.anomalies = anomalies  # the detection stage's anomalies in progress
 
     def __call__(self, store: SeriesStore, incident: Incident, kpis: list[str], t0: int) -> None:
         infos = store.infos(self.config.ignore_domains)
@@ -81,7 +92,8 @@ class IncidentRanker:
             return
         topology = self.topology(store)
         chosen = self._candidate_series(infos, kpis, topology)
-        frame, columns = self._frame(store, chosen, infos, kpis, t0 - int(self.config.lead_s * NS))
+        lead_ns = self._lead_ns(infos, kpis, topology, t0)
+        frame, columns = self._frame(store, chosen, infos, kpis, t0 - lead_ns)
         # the KPIs of the workload that broke first; another service's KPI that joined is evidence
         primary = workload(infos.get(incident.kpi_series_id) or infos[kpis[0]])
         kpi_columns = [columns[k] for k in kpis if k in columns and workload(infos[k]) == primary]
@@ -98,7 +110,7 @@ class IncidentRanker:
                 kpi_columns,
                 t0_row,
                 topology=topology,
-                lead=pd.Timedelta(self.config.lead_s, unit="s"),
+                lead=pd.Timedelta(lead_ns, unit="ns"),
                 describe=_describer(infos, columns),
                 names=display_names(infos[sid] for sid in chosen),
             )
@@ -108,6 +120,26 @@ class IncidentRanker:
         by_column = {column: sid for sid, column in columns.items()}
         incident.causes = [_cause(store, c, by_column) for c in result.causes]
         _summarize(incident, infos, kpis, result.kpi)
+
+    def _lead_ns(self, infos: dict[str, SeriesInfo], kpis: list[str], topology: Topology, t0: int) -> int:
+        """How long before the break a cause may have begun: ``lead_s``, or back to when the
+        detectors first saw a signal the KPIs depend on, that can slow them, go anomalous (and it
+        still is), up to ``max_lead_s``: a link whose errors crept up for minutes before the job
+        slowed is compared with the time before it started to creep."""
+        base = int(self.config.lead_s * NS)
+        related = topology.related({infos[k].entity for k in kpis})
+        onsets = [
+            anomaly.onset_unix_nano
+            for sid, anomaly in self.anomalies().items()
+            if sid in infos
+            and sid not in kpis
+            and infos[sid].entity in related
+            and anomaly.onset_unix_nano < t0 - base
+            and describe_signal(infos[sid].label).can_slow
+        ]
+        if not onsets:
+            return base
+        return min(t0 - min(onsets) + self.intervals.get(kpis[0], 0), int(self.config.max_lead_s * NS))
 
     def topology(self, store: SeriesStore) -> Topology:
         """The graph from every series' join keys plus the service calls seen in traces."""

@@ -170,21 +170,7 @@ def test_two_concurrent_faults_on_different_hosts_each_surface():
 # ---- (d) a gradual fault is found once it bites --------------------------------------------------------
 
 
-GRADUAL_PCIE_GAP = (
-    "known gap (issue 17 stays open): the replays creep up for minutes before the job slows, so the "
-    "ranking's reference, which ends 2 minutes before the break, already holds them and the GPU's "
-    "link scores weak; the fix is a lead taken from when the detectors first saw the related "
-    "anomaly. Strict: this fails as soon as it passes, to be turned back into a plain case."
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        "gradual_cooling_failure",
-        pytest.param("gradual_pcie_degradation", marks=pytest.mark.xfail(reason=GRADUAL_PCIE_GAP, strict=True)),
-    ],
-)
+@pytest.mark.parametrize("case", ["gradual_cooling_failure", "gradual_pcie_degradation"])
 def test_a_gradual_fault_is_found_once_it_bites(case):
     a = analysed(case)
     _no_incident_before_the_onset(a)
