@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from factorylens.rca_service.ranking import SignalKind as EngineKind
-from factorylens.rca_service.ranking import describe_signal
+from factorylens.rca_service.ranking import foreign_signal
 from factorylens.registry import (
     ANY_VALUE,
     REGISTRY,
@@ -201,7 +201,7 @@ _COST = "cost bookkeeping: info, never a cause (the analysis never scores the co
 _SELF = "the service's own health: the direction an operator alerts on (the analysis never scores self)"
 _FINDINGS = "our own findings: info (the analysis never scores rca)"
 
-# every way the registry's meaning differs from describe_signal's guess from the name, on purpose
+# every way the registry's meaning differs from the name-based guess (foreign_signal, for signals the registry does not know), on purpose
 DELIBERATE_DIFFERENCES = {
     "hw.gpu.memory.free": _FREE,
     "hw.energy": "its rate is the power draw: saturation, bad up, like hw.power (the regexes found no word)",
@@ -316,13 +316,13 @@ def test_differences_from_the_name_regexes_are_the_documented_ones():
         for label, attributes in labels:
             meaning = REGISTRY.meaning(spec.name, attributes)
             assert meaning is not None
-            guessed = describe_signal(label)
+            guessed = foreign_signal(label)
             old = (guessed.kind.value, guessed.kind.bad_direction, guessed.side.value, guessed.domain)
             if engine_view(meaning) != old:
                 found[label] = f"{old} -> {engine_view(meaning)}"
     undocumented = {k: v for k, v in found.items() if k not in DELIBERATE_DIFFERENCES}
     gone = sorted(set(DELIBERATE_DIFFERENCES) - set(found))
-    assert not undocumented, "new differences from describe_signal; document them in DELIBERATE_DIFFERENCES:\n" + (
+    assert not undocumented, "new differences from foreign_signal; document them in DELIBERATE_DIFFERENCES:\n" + (
         "\n".join(f"  {k}: {v}" for k, v in undocumented.items())
     )
     assert not gone, f"documented differences that are gone (remove them): {gone}"
