@@ -201,7 +201,7 @@ _COST = "cost bookkeeping: info, never a cause (the analysis never scores the co
 _SELF = "the service's own health: the direction an operator alerts on (the analysis never scores self)"
 _FINDINGS = "our own findings: info (the analysis never scores rca)"
 
-# every way the registry's meaning differs from the name-based guess (foreign_signal, for signals the registry does not know), on purpose
+# every way the registry's meaning differs, on purpose, from the name-based guess (foreign_signal)
 DELIBERATE_DIFFERENCES = {
     "hw.gpu.memory.free": _FREE,
     "hw.energy": "its rate is the power draw: saturation, bad up, like hw.power (the regexes found no word)",
