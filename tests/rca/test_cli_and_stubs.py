@@ -76,7 +76,9 @@ def test_client_commands_show_health_series_and_incidents(make_service, tmp_path
     incident_id = incidents.stdout.split()[0]
     one = factorylens("rca", "incident", incident_id, *target)
     assert one.returncode == 0
-    assert re.search(r"hw\.temperature on gpu:GPU-c \(gpu\) rose from 10(\.\d+)? to 99", " ".join(one.stdout.split()))
+    assert re.search(
+        r"\(hw\.temperature\) on gpu:GPU-c \(gpu\) rose from 10(\.\d+)?( \S+)? to 99", " ".join(one.stdout.split())
+    )
     missing = factorylens("rca", "incident", "inc-nope", *target)
     assert missing.returncode == 1 and "NOT_FOUND" in missing.stderr
 
