@@ -90,9 +90,10 @@ class IncidentRanker:
         kpis = [k for k in kpis if k in infos]
         if not kpis:
             return
-        topology = self.topology(store)
-        chosen = self._candidate_series(infos, kpis, topology)
-        lead_ns = self._lead_ns(infos, kpis, topology, t0)
+        topology = self.topology(store, infos)
+        related = topology.related({infos[k].entity for k in kpis})
+        chosen = self._candidate_series(infos, related)
+        lead_ns = self._lead_ns(infos, kpis, related, t0)
         frame, columns = self._frame(store, chosen, infos, kpis, t0 - lead_ns)
         # the KPIs of the workload that broke first; another service's KPI that joined is evidence
         primary = workload(infos.get(incident.kpi_series_id) or infos[kpis[0]])
@@ -121,13 +122,12 @@ class IncidentRanker:
         incident.causes = [_cause(store, c, by_column) for c in result.causes]
         _summarize(incident, infos, kpis, result.kpi)
 
-    def _lead_ns(self, infos: dict[str, SeriesInfo], kpis: list[str], topology: Topology, t0: int) -> int:
+    def _lead_ns(self, infos: dict[str, SeriesInfo], kpis: list[str], related: dict[str, int], t0: int) -> int:
         """How long before the break a cause may have begun: ``lead_s``, or back to when the
         detectors first saw a signal the KPIs depend on, that can slow them, go anomalous (and it
         still is), up to ``max_lead_s``: a link whose errors crept up for minutes before the job
         slowed is compared with the time before it started to creep."""
         base = int(self.config.lead_s * NS)
-        related = topology.related({infos[k].entity for k in kpis})
         onsets = [
             anomaly.onset_unix_nano
             for sid, anomaly in self.anomalies().items()
@@ -141,9 +141,9 @@ class IncidentRanker:
             return base
         return min(t0 - min(onsets) + self.intervals.get(kpis[0], 0), int(self.config.max_lead_s * NS))
 
-    def topology(self, store: SeriesStore) -> Topology:
+    def topology(self, store: SeriesStore, infos: dict[str, SeriesInfo] | None = None) -> Topology:
         """The graph from every series' join keys plus the service calls seen in traces."""
-        infos = store.infos(self.config.ignore_domains)
+        infos = infos if infos is not None else store.infos(self.config.ignore_domains)
         topology = topology_from_series([(i.entity, i.resource, i.attributes) for i in infos.values()])
         if self.known_topology is not None:
             topology.merge(self.known_topology)
@@ -151,9 +151,8 @@ class IncidentRanker:
             topology.add_edge(f"service:{caller}", f"service:{callee}", "calls")
         return topology
 
-    def _candidate_series(self, infos: dict[str, SeriesInfo], kpis: list[str], topology: Topology) -> list[str]:
+    def _candidate_series(self, infos: dict[str, SeriesInfo], related: dict[str, int]) -> list[str]:
         """Series of the entities related to the KPIs first, then the rest, up to ``max_series``."""
-        related = topology.related({infos[k].entity for k in kpis})
         ordered = sorted(infos, key=lambda sid: (related.get(infos[sid].entity, 1 << 30), sid))
         return ordered[: self.config.max_series]
 
