@@ -12,6 +12,7 @@ or two of CPU.
 from __future__ import annotations
 
 import math
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from typing import Any
@@ -20,6 +21,7 @@ import numpy as np
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID
 from opentelemetry.trace import NoOpTracer
 
 from factorylens import __version__, telemetry
@@ -313,7 +315,12 @@ class ScenarioRun:
                 clock=self._elapsed,
             )
             resource = telemetry.make_resource(
-                {Attributes.HOST_NAME: host.name, Attributes.FACTORYLENS_SIMULATED: True}, SERVICE_NAME
+                {
+                    Attributes.HOST_NAME: host.name,
+                    Attributes.FACTORYLENS_SIMULATED: True,
+                    SERVICE_INSTANCE_ID: self._instance_id(host.name),
+                },
+                SERVICE_NAME,
             )
             reader = InMemoryMetricReader()
             logger_provider = None
@@ -339,9 +346,15 @@ class ScenarioRun:
                 source.start()
         return receiver, exports, logs
 
+    def _instance_id(self, name: str) -> str:
+        """The SDK draws a random ``service.instance.id`` per process; a seed's run keeps one (and with
+        it the series' ids, which order ties downstream)."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"factorylens-simulation/{self.seed}/{name}"))
+
     def _instrumented(self, config: TrainingConfig) -> tuple[TrainingTelemetry, Any, MetricExport]:
         identity = TrainingInstrumentor(config).identity()
-        resource = telemetry.make_resource(identity, "factorylens-training")
+        instance = self._instance_id(f"{config.job_id}/{config.rank}")
+        resource = telemetry.make_resource({**identity, SERVICE_INSTANCE_ID: instance}, "factorylens-training")
         reader = InMemoryMetricReader()
         provider = telemetry.make_meter_provider(resource, [reader])
         stepped = TrainingTelemetry(

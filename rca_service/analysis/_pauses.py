@@ -1,10 +1,13 @@
 """Planned pauses: a training job's checkpoints (and evaluations) slow its steps on purpose.
 
 Every N steps a job stops to write a checkpoint; its throughput drops for as long as that takes,
-and the ranks report each checkpoint's duration once it is done. A KPI break is held back while it
-is no longer than the longest checkpoint so far (plus the two scrapes it straddles), and dropped
-while it holds a finished checkpoint no slower than ``factor`` times the ones before it and lasts no
-longer than that checkpoint. Anything longer or slower is an incident — and when a fault begins
+and the ranks report each checkpoint's duration once it is done. A KPI break that starts when a
+checkpoint is due is held back while it is no longer than the longest checkpoint so far (plus the
+two scrapes it straddles) — unless a signal that can slow the job is further out than it ever was
+during the job's earlier saves (:func:`save_windows`; the tracker's judgement: the checkpoint mount's
+latency up): then the break is that fault's effect, not a save like the others. A break is dropped
+while it holds a finished checkpoint no slower than ``factor`` times the ones before it and ends by
+the scrape after that checkpoint was reported. Anything longer or slower is an incident — and when a fault begins
 *during* a checkpoint, the part of the break after the checkpoint ended is the fault: it opens its
 incident with its onset at the checkpoint's end.
 """
@@ -29,10 +32,12 @@ CHECKPOINT_DUE_TOLERANCE = 0.15  # a job's checkpoints recur within this share o
 @dataclass(frozen=True)
 class PauseVerdict:
     """``held``: the break is (or may still be) planned work. ``onset``: when the unplanned part of
-    the break began (the end of the planned pause it started in), when it is not held."""
+    the break began (the end of the planned pause it started in), when it is not held.
+    ``unreported``: held only because a checkpoint may be in progress (none reported yet)."""
 
     held: bool
     onset: int
+    unreported: bool = False
 
 
 def job_pauses(store: SeriesStore, job: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -66,13 +71,23 @@ def judge(
         if not len(during) or (len(earlier) and during.max() > factor * earlier.max()):
             continue
         # the checkpoint explains a break as long as itself (plus the two scrapes it straddles)
-        if last - onset <= float(during.max()) * NS + 2 * interval:
+        # that ends by the scrape after the checkpoint was reported
+        if last - onset <= float(during.max()) * NS + 2 * interval and last <= int(ts[inside][-1]) + interval:
             return PauseVerdict(True, onset)
         # longer: a fault began during or right after it; its own onset is where the pause ended
         return PauseVerdict(False, max(onset, int(ts[inside][0])))
     if not (interval and longest) or not _checkpoint_due(pauses, since, longest):
         return PauseVerdict(False, onset)
-    return PauseVerdict(points_since_onset < longest * NS / interval + 2, onset)
+    return PauseVerdict(points_since_onset < longest * NS / interval + 2, onset, unreported=True)
+
+
+def save_windows(pauses: list[tuple[np.ndarray, np.ndarray]], before: int, interval: int) -> list[tuple[int, int]]:
+    """The spans of the job's pauses that ended before ``before``, each with the scrapes around it."""
+    longest: dict[int, float] = {}
+    for ts, values in pauses:
+        for end, seconds in zip(ts[ts < before].tolist(), values[ts < before].tolist(), strict=True):
+            longest[end] = max(longest.get(end, 0.0), seconds)
+    return [(end - int(seconds * NS) - interval, end + interval) for end, seconds in longest.items()]
 
 
 def _checkpoint_due(pauses: list[tuple[np.ndarray, np.ndarray]], since: int, longest_s: float) -> bool:

@@ -24,9 +24,9 @@ import numpy as np
 from factorylens.rca_service.analysis._base import Incident, IncidentChange, IncidentState
 from factorylens.rca_service.analysis._detecting import DetectionConfig, SeriesDetection
 from factorylens.rca_service.analysis._kpis import bad_direction, harmful, is_alert, workload
-from factorylens.rca_service.analysis._pauses import job_pauses, judge
+from factorylens.rca_service.analysis._pauses import job_pauses, judge, save_windows
 from factorylens.rca_service.detection import Anomaly, RobustZDetector
-from factorylens.rca_service.ranking import Topology
+from factorylens.rca_service.ranking import Topology, describe_signal
 from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
 from factorylens.registry import Attributes
 
@@ -47,7 +47,7 @@ class TrackerConfig:
     :param rerank_interval_s: and at most this often (ranking 10,000 series takes about a second)
     """
 
-    kpi_points: int = 3
+    kpi_points: int = 2
     planned_pause_factor: float = 1.5
     change_point_points: int = 12
     lookback_s: float = 3600.0
@@ -166,15 +166,16 @@ class IncidentTracker:
         if not job:
             return anomaly.onset_unix_nano
         interval = self.detection.intervals.get(info.id, 0)
+        pauses = job_pauses(store, str(job))
         verdict = judge(
-            job_pauses(store, str(job)),
+            pauses,
             anomaly.onset_unix_nano,
             anomaly.last_unix_nano,
             interval,
             _points_since(store, info.id, anomaly.onset_unix_nano),
             self.config.planned_pause_factor,
         )
-        if verdict.held:
+        if verdict.held and not (verdict.unreported and self._unlike_earlier_saves(store, info, anomaly, pauses)):
             return None
         if (
             verdict.onset != anomaly.onset_unix_nano
@@ -182,6 +183,34 @@ class IncidentTracker:
         ):
             return None
         return verdict.onset
+
+    def _unlike_earlier_saves(
+        self, store: SeriesStore, info: SeriesInfo, kpi: Anomaly, pauses: list[tuple[np.ndarray, np.ndarray]]
+    ) -> bool:
+        """Whether a signal the KPI depends on, that can slow it, went anomalous in its bad direction
+        before the KPI broke and is further out than it ever was during the job's earlier saves: then
+        a break when a save is due is that fault's effect (the checkpoint's mount got slow), not a
+        save like the others. (Trouble that began during the save waits for the save to end: the
+        break is measured from there.)"""
+        interval = self.detection.intervals.get(info.id, 0)
+        windows = save_windows(pauses, kpi.onset_unix_nano - interval, interval)
+        others = {
+            sid: a
+            for sid, a in self.detection.anomalies().items()
+            if sid != info.id and a.onset_unix_nano < kpi.onset_unix_nano
+        }
+        if not windows or not others:
+            return False
+        related = self.topology(store).related({info.entity})
+        for sid, anomaly in others.items():
+            other = store.info(sid)
+            if other is None or other.entity not in related or self.is_kpi(other):
+                continue
+            meaning = describe_signal(other.label)
+            if meaning.can_slow and meaning.kind.bad_direction in (0, anomaly.direction):
+                if _beyond_saves(store, sid, windows, anomaly, self.config.planned_pause_factor):
+                    return True
+        return False
 
     def _home(self, store: SeriesStore, info: SeriesInfo, onset: int) -> Incident | None:
         open_incidents = [i for i in self.incidents.values() if i.state is IncidentState.OPEN]
@@ -310,6 +339,25 @@ class IncidentTracker:
             i.id: _Open(kpis={i.kpi_series_id} if i.kpi_series_id else set(), t0=i.onset_unix_nano - 1)
             for i in incidents
         }
+
+
+def _beyond_saves(
+    store: SeriesStore, sid: str, windows: list[tuple[int, int]], anomaly: Anomaly, factor: float
+) -> bool:
+    """Whether the anomaly's peak is more than ``factor`` times as far from normal (and past its
+    band) as the series ever was during the earlier saves: a save does not explain it."""
+    _, ts, values = store.query(sid, None, min(start for start, _ in windows))
+    during = np.zeros(len(ts), dtype=bool)
+    for start, end in windows:
+        during |= (ts >= start) & (ts <= end)
+    seen = values[during & np.isfinite(values)]
+    if not len(seen):
+        return False
+    direction = anomaly.direction
+    worst = float(seen.max() if direction > 0 else seen.min())
+    excess = direction * (anomaly.observed - anomaly.expected)
+    routine = max(direction * (worst - anomaly.expected), 0.0)
+    return excess > factor * routine and direction * (anomaly.observed - worst) > abs(anomaly.upper - anomaly.expected)
 
 
 def _points_since(store: SeriesStore, sid: str, since: int) -> int:

@@ -79,9 +79,11 @@ class Explainer:
             for i, c in enumerate(columns)
             if c[0] == entity and (self.evidence.load[i] > 0 if consumer else self.evidence.evidence[i])
         ]
-        # what can slow the workload first (the link's errors, not the idle flag they cause), strongest first
+        # what can slow the workload first (the link's errors, not the idle flag they cause), strongest
+        # first, of equals the earliest (then by name: the frame's column order never decides)
         infos, anomalous = self.inputs.infos, self.evidence.anomalous
-        own.sort(key=lambda i: (not (infos[i].can_slow and anomalous[i]), -strength[i]))
+        onsets = self.evidence.load_onset if consumer else self.strength.onset_row
+        own.sort(key=lambda i: (not (infos[i].can_slow and anomalous[i]), -strength[i], onsets[i], columns[i][1]))
         return [self._item(i, float(strength[i]), consumer) for i in own[:MAX_EVIDENCE]]
 
     def _item(self, i: int, z: float, consumer: bool = False) -> EvidenceSeries:

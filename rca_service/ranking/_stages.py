@@ -18,6 +18,7 @@ from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, Topo
 
 FULLY_EXPLAINING_Z = 5  # a saturated dependency this many thresholds out clears a dependent entirely
 MIN_REFERENCE_ROWS = 20  # the lead never leaves the reference shorter than this
+STRONG_SHARE = 0.9  # of the strongest evidence (log scale): series this strong date an entity's trouble
 AMOUNTS = ["evidence", "channel", "clearing", "saturation", "load", "change0", "change1", "clear0", "clear1"]
 
 
@@ -257,16 +258,20 @@ def _latency_weighted(
 def _per_entity(table: pd.DataFrame) -> pd.DataFrame:
     """Per entity: the strongest of its evidence that can slow the workload (only when none can, the
     strongest of the rest: a GPU's idle flag is a symptom, its link errors the trouble), and when
-    that trouble began (not with a side series' blip)."""
+    that trouble began: the earliest onset among its series at least ``STRONG_SHARE`` as strong as
+    that (a throttle flag and the degraded status both at the cap: the first of them; not a side
+    series' blip). Independent of the columns' order."""
     aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min"}
     per_entity = table.groupby("entity").agg(aggregate)
     can = table[table["can_slow"]].groupby("entity")["evidence"].max().reindex(per_entity.index)
     per_entity["evidence"] = can.where(can > 0).fillna(per_entity["evidence"])
     anomalous = table[np.isfinite(table["onset"])]
-    strongest = anomalous.sort_values(["can_slow", "evidence"], ascending=[False, False], kind="mergesort")
-    first = strongest.groupby("entity")[["onset", "can_slow"]].first()
-    per_entity["onset"] = first["onset"]
-    per_entity["can_slow"] = first["can_slow"]
+    can_slow = anomalous.groupby("entity")["can_slow"].any()
+    kept = anomalous[anomalous["can_slow"] == can_slow.reindex(anomalous["entity"]).to_numpy()]
+    strongest = kept.groupby("entity")["evidence"].transform("max")
+    strong = kept[np.log1p(kept["evidence"]) >= STRONG_SHARE * np.log1p(strongest)]
+    per_entity["onset"] = strong.groupby("entity")["onset"].min()
+    per_entity["can_slow"] = can_slow
     return per_entity
 
 
@@ -300,7 +305,7 @@ def explain_away(
         )
         explainers.update(tenants)
         if explainers:
-            best = max(explainers, key=explainers.__getitem__)
+            best = max(sorted(explainers), key=explainers.__getitem__)
             fraction[entity] = explainers[best]
             ev.explained_by.setdefault(best, []).append(entity)
             if best in tenants:

@@ -235,3 +235,33 @@ def test_topology_files_paths_and_tenants(tmp_path):
     assert related["gpu:G0"] == 1 and related["host:h"] == 1 and related["job:other"] == 2
     assert "gpu:G1" not in related  # a host's devices are not its tenants: only workloads are neighbours
     assert t.path("job:j", "gpu:G1") == ["job:j", "rank:j/1", "gpu:G1"]
+
+
+def test_an_entitys_trouble_dates_from_its_first_strongest_series_whatever_the_column_order():
+    """A throttle flag and the degraded status both jump to their cap, a scrape apart: the GPU's
+    trouble began with the first. Before, the first of the tied columns in the frame's order dated it,
+    and a rank whose work on that GPU rose in between took the blame in one order and not the other."""
+    rng = np.random.default_rng(11)
+    flag = np.zeros(N)
+    series = {
+        ("rank:j/0", STEP): shifted(noisy(rng, 2.0, 0.01), 1.0, FAULT + 1),
+        ("gpu:A", "hw.gpu.clock_event.active{hw.gpu.clock_event.reason=sw_thermal}"): shifted(flag, 1.0, FAULT),
+        ("gpu:A", "hw.status{hw.state=degraded}"): shifted(flag, 1.0, FAULT + 2),
+        ("rank:j/1", "factorylens.train.phase.duration{factorylens.train.phase=backward}"): shifted(
+            noisy(rng, 0.5, 0.01), 0.5, FAULT + 1
+        ),
+    }
+    frame = frame_of(series)
+    topology = Topology()
+    topology.add_edge("rank:j/0", "gpu:A", "uses")
+    topology.add_edge("rank:j/1", "gpu:A", "runs_on")
+    kpi = [("rank:j/0", STEP)]
+    t0 = frame.index[FAULT - 1]
+    results = [
+        RankingEngine().find_root_causes(frame[columns], kpi, t0, topology=topology)
+        for columns in (list(frame.columns), list(reversed(frame.columns)))
+    ]
+    ranked = [[(c.entity, round(c.score, 6), c.onset) for c in r.causes] for r in results]
+    assert ranked[0] == ranked[1]
+    top = results[0].causes[0]
+    assert top.entity == "gpu:A" and top.onset == frame.index[FAULT]

@@ -13,7 +13,7 @@ from factorylens.rca_service.analysis import (
     KpiRankingAnalyzer,
     KpiRankingConfig,
 )
-from factorylens.rca_service.analysis._pauses import judge
+from factorylens.rca_service.analysis._pauses import judge, save_windows
 from factorylens.rca_service.baselines import (
     BaselineBank,
     BaselineBankConfig,
@@ -99,6 +99,30 @@ def test_a_break_that_outlasts_its_planned_pause_opens_from_where_the_pause_ende
     assert short.held  # no longer than the checkpoint: it may be just the checkpoint
     long = judge(pauses, 800 * NS, 1200 * NS, interval, 40, 1.5)
     assert not long.held and long.onset == 820 * NS  # the fault's own onset: where the pause ended
+    # still broken two scrapes after the save was reported: no longer the save, though within its length
+    after = judge(pauses, 810 * NS, 840 * NS, interval, 4, 1.5)
+    assert not after.held and after.onset == 820 * NS
+
+
+def test_a_break_when_a_checkpoint_is_due_is_held_only_until_the_longest_save_could_end():
+    interval = 10 * NS
+    pauses = [(np.array([100, 460]) * NS, np.full(2, 20.0))]
+    # the next save falls due at about 800 s and none is reported yet
+    early = judge(pauses, 800 * NS, 820 * NS, interval, 3, 1.5)
+    assert early.held and early.unreported  # the tracker may still open it: the mount was slow before
+    assert not judge(pauses, 800 * NS, 840 * NS, interval, 5, 1.5).held
+    off_rhythm = judge(pauses, 600 * NS, 620 * NS, interval, 3, 1.5)
+    assert not off_rhythm.held  # no save is due at 600 s
+
+
+def test_earlier_saves_span_once_each_with_the_scrapes_around_them():
+    # two ranks report the same saves (ranks differ a little); the one still running is not earlier
+    pauses = [
+        (np.array([100, 460]) * NS, np.array([20.0, 22.0])),
+        (np.array([100, 460, 820]) * NS, np.array([21.0, 20.0, 30.0])),
+    ]
+    windows = sorted(save_windows(pauses, 800 * NS, 10 * NS))
+    assert windows == [(69 * NS, 110 * NS), (428 * NS, 470 * NS)]
 
 
 def test_engine_and_baro_share_one_ranker_signature():

@@ -1,4 +1,4 @@
-"""The RCA service on the simulated cluster: each fault type opens one incident within a minute, its
+"""The RCA service on the simulated cluster: each fault type opens one incident within 45 s, its
 top cause is the injected one, and the explanation names that entity and its signal; a fault-free
 run opens nothing. (bench/scenarios.py measures the same over more seeds and sizes.)"""
 
@@ -16,6 +16,7 @@ pytestmark = pytest.mark.slow  # `make check` leaves these out; `make test` runs
 
 NS = 1_000_000_000
 SEED = 0
+OPENED_WITHIN_S = 45  # issue 17's target (a heating GPU and a slow checkpoint mount were the slowest)
 
 
 def analyze(fault: str | None, seed: int = SEED) -> tuple[ScenarioRun, list]:
@@ -52,7 +53,7 @@ def test_each_fault_is_found_named_and_explained(fault):
     after = sorted((i for i in incidents if i.causes), key=lambda i: i.opened_unix_nano)
     assert after, f"no incident for {fault}"
     incident = after[0]
-    assert (incident.opened_unix_nano - run.onset_unix_nano) / NS <= 60
+    assert (incident.opened_unix_nano - run.onset_unix_nano) / NS <= OPENED_WITHIN_S
     top = incident.causes[0]
     assert run.truth.matches(top.entity), [(c.entity, c.signal) for c in incident.causes[:3]]
     signal = top.signal.split("{")[0]

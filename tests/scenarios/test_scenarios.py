@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -88,6 +90,25 @@ def test_deterministic_per_seed_and_the_same_history_whatever_the_fault():
     assert [ts for ts, _ in first] == [ts for ts, _ in fault_free]
     differs = [ts for (ts, a), (_, b) in zip(first, fault_free, strict=False) if a != b]
     assert differs and (differs[0] - first[0][0]) / NS == pytest.approx(90.0)  # the tick at the onset (100 s)
+
+
+_FIRST_TICK = """
+from factorylens.simulation import ScenarioRun
+run = ScenarioRun(None, seed=5, hosts=1, gpus_per_host=4, onset_s=100.0, duration_s=20.0)
+_, requests = next(iter(run))
+print(sorted(str(sorted((kv.key, str(kv.value)) for kv in rm.resource.attributes))
+             for r in requests for rm in r.resource_metrics))
+"""
+
+
+def test_the_same_seed_gives_the_same_resources_in_another_process():
+    """The SDK draws ``service.instance.id`` per process; a seed's run must not (series ids follow it)."""
+    runs = [
+        subprocess.run([sys.executable, "-c", _FIRST_TICK], capture_output=True, text=True, check=True, timeout=120)
+        for _ in range(2)
+    ]
+    assert "service.instance.id" in runs[0].stdout
+    assert runs[0].stdout == runs[1].stdout
 
 
 def test_timestamps_are_simulated_and_every_interval_exports():
