@@ -6,8 +6,10 @@ subprocess of this script pinned to one CPU; the load generator runs here, pinne
 Payloads are realistic OTLP built with the generated ``opentelemetry.proto`` messages and serialized
 before anything is timed: metrics requests of 2 hosts x 20 GPU metrics (gauges and cumulative sums)
 x N GPUs, one point per series per request (attributes ``hw.id``, ``gpu.index``, ``hw.type``), so the
-series set is fixed and every request brings new points; trace requests of spans from 4 services
-and 20 operations with random 16/8-byte ids, ~3% errors and two attributes. A few templates are
+series set is fixed and every request brings new points; trace requests of whole traces down 4
+services (a server and a client span in each, a database call at the end; 20 operations), ~3%
+errors and two attributes, so the service's trace assembly (exclusive time, error origins, call
+edges; ``--span-settle`` 10 s) joins every span to its parent. A few templates are
 built and each request is a template whose timestamps are moved to its own 2**32 ns (~4.3 s) slot by
 rewriting their high 32 bits, so the client only sends bytes (``request_serializer=None``) with
 ``--concurrency`` requests in flight. A warm-up (which creates the series) precedes each timed phase.
@@ -157,31 +159,49 @@ def metrics_template(rng: random.Random, fleet: list[list[tuple[str, int]]], slo
 
 
 def traces_template(rng: random.Random, spans: int, slot: int) -> bytes:
+    """Whole traces down a chain of the services (a server span in each, a client span at each call,
+    a database call at the end), ids carrying the slot so that every restamped request brings new
+    spans and new traces to join: the service's trace assembly does its full work on each."""
     request = ExportTraceServiceRequest()
     services = list(SERVICES.items())
-    for i, (service, names) in enumerate(services):
+    scopes = []
+    for i, (service, _) in enumerate(services):
         rs = request.resource_spans.add()
         rs.resource.attributes.extend([_kv("service.name", service), _kv("host.name", f"gpu-node-{i:03d}")])
         ss = rs.scope_spans.add()
         ss.scope.name = "factorylens.bench"
-        share = spans // len(services) + (1 if i < spans % len(services) else 0)
-        for _ in range(share):
-            start = (slot << SLOT_SHIFT) + rng.randrange(1 << 31)
-            duration = min(int(rng.lognormvariate(math.log(20e6), 1.2)), (1 << 31) - 1)  # ~20 ms, < 2.1 s
-            span = ss.spans.add(
-                trace_id=rng.randbytes(16),
-                span_id=rng.randbytes(8),
-                name=rng.choice(names),
-                kind=trace_pb2.Span.SPAN_KIND_SERVER if rng.random() < 0.5 else trace_pb2.Span.SPAN_KIND_INTERNAL,
-                start_time_unix_nano=start,
-                end_time_unix_nano=start + duration,
-            )
-            if rng.random() < 0.7:
-                span.parent_span_id = rng.randbytes(8)
-            span.attributes.extend([_kv("job.id", f"job-{rng.randrange(64)}"), _kv("gpu.index", rng.randrange(8))])
-            if rng.random() < ERROR_RATE:
-                span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
-                span.status.message = "CUDA error: an illegal memory access was encountered"
+        scopes.append(ss)
+    tag = _slot_bytes(slot)
+    made = 0
+    while made < spans:
+        trace_id = tag + rng.randbytes(12)
+        start = (slot << SLOT_SHIFT) + rng.randrange(1 << 30)
+        duration = min(int(rng.lognormvariate(math.log(40e6), 1.0)), (1 << 30) - 1)  # ~40 ms, < 1.07 s
+        parent = b""
+        for depth, (ss, (_, names)) in enumerate(zip(scopes, services, strict=True)):
+            for kind in (trace_pb2.Span.SPAN_KIND_SERVER, trace_pb2.Span.SPAN_KIND_CLIENT):
+                if made == spans:
+                    break
+                span_id = tag + rng.randbytes(4)
+                span = ss.spans.add(
+                    trace_id=trace_id,
+                    span_id=span_id,
+                    parent_span_id=parent,
+                    name=names[depth % len(names)] if kind == trace_pb2.Span.SPAN_KIND_SERVER else rng.choice(names),
+                    kind=kind,
+                    start_time_unix_nano=start,
+                    end_time_unix_nano=start + duration,
+                )
+                span.attributes.extend([_kv("job.id", f"job-{rng.randrange(64)}"), _kv("gpu.index", rng.randrange(8))])
+                if kind == trace_pb2.Span.SPAN_KIND_CLIENT and depth == len(scopes) - 1:
+                    span.attributes.append(_kv("db.system", "postgresql"))
+                if rng.random() < ERROR_RATE:
+                    span.status.code = trace_pb2.Status.STATUS_CODE_ERROR
+                    span.status.message = "CUDA error: an illegal memory access was encountered"
+                parent = span_id
+                made += 1
+                start += duration // 10
+                duration = duration * 8 // 10
     return request.SerializeToString()
 
 
@@ -215,16 +235,26 @@ def _timestamps(payload: bytes, kind: str) -> list[int]:
 
 
 def checked_templates(build: Callable[[random.Random], bytes], kind: str, slot: int) -> list[bytes]:
-    """Templates whose slot bytes occur exactly at their timestamps (a random value may collide: retry)."""
+    """Templates whose slot bytes occur exactly at their timestamps and ids (a random value may collide:
+    retry)."""
     rng = random.Random(1)
     templates: list[bytes] = []
     while len(templates) < TEMPLATES:
         template = build(rng)
         expected = _timestamps(template, kind)
         moved = _timestamps(restamp(template, slot, slot + 1), kind)
-        if template.count(_slot_bytes(slot)) == len(expected) and moved == [t + (1 << SLOT_SHIFT) for t in expected]:
+        tags = len(expected) + _tagged_ids(template, kind)
+        if template.count(_slot_bytes(slot)) == tags and moved == [t + (1 << SLOT_SHIFT) for t in expected]:
             templates.append(template)
     return templates
+
+
+def _tagged_ids(payload: bytes, kind: str) -> int:
+    """Span, trace and parent ids, which begin with the slot bytes (see :func:`traces_template`)."""
+    if kind == "metrics":
+        return 0
+    request = ExportTraceServiceRequest.FromString(payload)
+    return sum(2 + bool(s.parent_span_id) for rs in request.resource_spans for ss in rs.scope_spans for s in ss.spans)
 
 
 def payloads(templates: list[bytes], slot: int, count: int) -> list[bytes]:

@@ -10,14 +10,20 @@ load-balancer node to the service behind it, which X-Ray's graph leaves out (see
 
 Data (cite when reporting): PetShop (Hardt et al., CLeaR 2024, arXiv:2311.04806; CC-BY-4.0), one case
 per issue of every traffic scenario in the folder; Nezha Online Boutique (Yu et al., ESEC/FSE 2023; MIT),
-one case per injected fault, ranked at service level.
+one case per injected fault, ranked at service level. A Nezha-format folder is ranked from its metrics
+alone and, where its days have ``trace/`` span files, again from metrics + traces: the spans go through
+the RCA service's own span ingest (``factorylens.evaluation._spans``), whose call edges replace the
+service-mesh files when a day has none. Each case is also reported in its subset ("with spans": the
+minute of the injection has a span file; "without spans"). Datasets are named from their folders; a
+dataset that fails to load is reported in the JSON line with its error and the others still run.
 
 Reported per fault type and overall: AC@1, AC@3 (share of cases whose true cause is in the top 1 / 3),
 Avg@5 (mean of AC@1..AC@5), the number of cases and seconds per case.
 
-Usage: python bench/rca.py [--petshop DIR] [--nezha DIR] [--per-case] [--json-only]
-Last line: {"bench": "rca", "petshop": {"cases": n, "ac1": x, "ac3": x, "avg5": x}, "nezha": {...},
-"baro_petshop": {...}, "baro_nezha": {...}}
+Usage: python bench/rca.py [--petshop DIR] [--nezha DIR] [--no-traces] [--per-case] [--json-only]
+Last line: {"bench": "rca", "petshop": {"name": ..., "cases": n, "ac1": x, "ac3": x, "avg5": x}, "nezha": {...,
+"with spans": {...}, "without spans": {...}}, "nezha_traces": {...}, "baro_petshop": {...}, ...}; a dataset that
+failed: {"name": ..., "error": "..."}. Exit status 2 only when no dataset loaded.
 """
 
 from __future__ import annotations
@@ -32,12 +38,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from factorylens.datasets import dataset_or_exit
+from factorylens.datasets import DatasetNotFound, find_dataset
 from factorylens.evaluation import OVERALL, CaseResult, RcaCase, load_nezha, load_petshop, summarize
 from factorylens.rca_service.ranking import BaroConfig, BaroRanker, Ranker, RankingConfig, RankingEngine
 
 Method = Callable[[RcaCase], list[str]]
 ENGINE = "engine"
+LAYOUT_FOLDERS = {"dataset", "rca_data", "data", "metric", "trace"}
 BASELINE = "BARO (t0 given)"
 
 
@@ -98,6 +105,41 @@ def headline(table: pd.DataFrame) -> dict[str, float | int]:
     }
 
 
+def dataset_name(folder: Path) -> str:
+    """A dataset's name from its folder: the nearest folder name that is not a layout folder
+    and not a date: ``.../nezha/rca_data`` and ``.../nezha/rca_data/2022-08-22`` are both "nezha")."""
+    parts = [p for p in folder.resolve().parts if p not in ("/", "") and p not in LAYOUT_FOLDERS]
+    named = [p for p in parts if not p[:4].isdigit()]
+    return named[-1] if named else folder.name
+
+
+def datasets_to_run(args: argparse.Namespace) -> list[tuple[str, str, Callable[[], Iterator[RcaCase]], Path | str]]:
+    """(JSON key, title, case loader, folder or the reason it is missing) for every dataset asked for."""
+    runs: list[tuple[str, str, Callable[[], Iterator[RcaCase]], Path | str]] = []
+    for fmt, folder, sub in (("petshop", args.petshop, "dataset"), ("nezha", args.nezha, "rca_data")):
+        if folder is None:
+            try:
+                folder = find_dataset(fmt) / sub
+            except DatasetNotFound as exc:
+                runs.append((fmt, fmt, lambda: iter(()), str(exc)))
+                continue
+        name = dataset_name(folder)
+        if fmt == "petshop":
+            runs.append((fmt, f"{name} (PetShop format, metrics)", lambda f=folder: load_petshop(f), folder))
+            continue
+        runs.append((fmt, f"{name} (Nezha format, metrics only)", lambda f=folder: load_nezha(f), folder))
+        if args.traces and any(Path(folder).rglob("trace/*_trace.csv*")):
+            runs.append(
+                (
+                    f"{fmt}_traces",
+                    f"{name} (Nezha format, metrics + traces)",
+                    lambda f=folder: load_nezha(f, True),
+                    folder,
+                )
+            )
+    return runs
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -114,44 +156,51 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         help="a folder in Nezha's layout (rca_data/, one day, or their parent; default: the nezha "
-        "dataset as factorylens.datasets finds it)",
+        "dataset as factorylens.datasets finds it); days with trace/ folders are also ranked with their spans",
+    )
+    parser.add_argument(
+        "--no-traces", dest="traces", action="store_false", help="rank Nezha-format days from metrics only"
     )
     parser.add_argument("--per-case", action="store_true", help="also print every case's rank and top 3")
     parser.add_argument("--json-only", action="store_true", help="print only the final JSON line")
     args = parser.parse_args(argv)
-    if args.petshop is None:
-        args.petshop = dataset_or_exit("petshop") / "dataset"
-    if args.nezha is None:
-        args.nezha = dataset_or_exit("nezha") / "rca_data"
 
     def show(text: str) -> None:
         if not args.json_only:
             print(text)
 
-    datasets: dict[str, tuple[str, Callable[[Path], Iterator[RcaCase]], Path]] = {
-        "petshop": ("PetShop (Hardt et al., CLeaR 2024)", load_petshop, args.petshop),
-        "nezha": ("Nezha Online Boutique (Yu et al., ESEC/FSE 2023)", load_nezha, args.nezha),
-    }
     line: dict[str, object] = {"bench": "rca"}
     baseline: dict[str, object] = {}
     rankers = methods()
-    for key, (title, loader, folder) in datasets.items():
+    loaded = 0
+    for key, title, loader, folder in datasets_to_run(args):
         started = time.perf_counter()
         try:
-            cases = list(loader(folder))
-        except (FileNotFoundError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+            if isinstance(folder, str):
+                raise FileNotFoundError(folder)
+            cases = list(loader())
+        except (FileNotFoundError, ValueError, OSError) as exc:
+            print(f"error: {title}: {exc}", file=sys.stderr)
+            line[key] = {"name": title, "error": str(exc)}
+            continue
+        loaded += 1
         print(
             f"{title}: {len(cases)} cases from {folder} (read in {time.perf_counter() - started:.1f} s)",
             file=sys.stderr,
         )
+        subsets = sorted({case.subset for case in cases if case.subset})
         for name, rank in rankers.items():
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 results = evaluate(cases, rank, f"{key} {name}")
             table = summarize(results)
             show(f"\n{title} :: {name}\n{table_text(table)}")
+            figures: dict[str, object] = {"name": title, **headline(table)}
+            for subset in subsets:
+                chosen = {case.case_id for case in cases if case.subset == subset}
+                part = summarize([r for r in results if r.case_id in chosen])
+                show(f"  {subset}: {headline(part)}")
+                figures[subset] = headline(part)
             if args.per_case:
                 for r in results:
                     show(
@@ -159,12 +208,12 @@ def main(argv: list[str] | None = None) -> int:
                         f"top3 {', '.join(r.top[:3])}"
                     )
             if name == ENGINE:
-                line[key] = headline(table)
+                line[key] = figures
             elif name == BASELINE:
-                baseline[f"baro_{key}"] = headline(table)
+                baseline[f"baro_{key}"] = figures
     line.update(baseline)
     print(json.dumps(line))
-    return 0
+    return 0 if loaded else 2
 
 
 if __name__ == "__main__":

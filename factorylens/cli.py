@@ -427,6 +427,15 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         help="log records kept as events (default %(default)s)",
     )
     g.add_argument(
+        "--span-settle",
+        type=float,
+        default=d.span_settle_s,
+        metavar="SECONDS",
+        dest="span_settle_s",
+        help="how long a span waits for the rest of its trace before its own time, error origin and call "
+        "edge are derived; the services' export delay must fit in it (default %(default)s)",
+    )
+    g.add_argument(
         "--analysis-interval",
         type=float,
         default=d.analysis_interval_s,

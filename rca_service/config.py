@@ -73,6 +73,9 @@ class RcaServiceConfig:
     retention_s: float = _default("retention_s", 24 * 3600.0)  # type: ignore[assignment]
     max_series: int = _default("max_series", 200_000)  # type: ignore[assignment]
     max_events: int = _default("max_events", 100_000)  # type: ignore[assignment]
+    # a span waits this long for the rest of its trace before its exclusive time, error origin and
+    # call edge are derived (export delays of the services' batch processors must fit in it)
+    span_settle_s: float = _default("span_settle_s", 10.0)  # type: ignore[assignment]
     # live points further ahead of this machine's clock are refused (older than the retention too)
     max_future_s: float = _default("max_future_s", 3600.0)  # type: ignore[assignment]
     # analysis
@@ -264,6 +267,8 @@ class RcaServiceConfig:
             raise ConfigError(f"max_memory_mb={self.max_memory_mb!r}: expected MB, 0 (automatic) or -1 (no bound)")
         if self.max_future_s < 0:
             raise ConfigError(f"max_future_s={self.max_future_s!r} must be >= 0")
+        if self.span_settle_s < 0:
+            raise ConfigError(f"span_settle_s={self.span_settle_s!r} must be >= 0")
         if self.analyzer not in ANALYZERS:
             raise ConfigError(f"analyzer={self.analyzer!r}: expected one of {', '.join(ANALYZERS)}")
         if self.max_message_mb > 2047:

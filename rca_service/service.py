@@ -105,6 +105,7 @@ class RcaService:
                 max_series=config.max_series,
                 retention_s=config.retention_s,
                 max_events=config.max_events,
+                span_settle_s=config.span_settle_s,
                 max_future_s=config.max_future_s,
             )
         )

@@ -139,7 +139,11 @@ def test_the_meanings_an_sre_expects():
     assert meaning("factorylens.train.mfu").side is Side.OUTCOME
     assert meaning("factorylens.train.goodput").side is Side.OUTCOME
     assert meaning("factorylens.span.duration", span__kind="client").side is Side.OUTBOUND
-    assert meaning("factorylens.span.duration", span__kind="server").side is Side.OWN
+    # a request's whole time includes its callees': how it went; the service's own share is its exclusive time
+    assert meaning("factorylens.span.duration", span__kind="server").side is Side.OUTCOME
+    assert meaning("factorylens.span.self_duration", span__kind="server").side is Side.OWN
+    assert meaning("factorylens.span.self_duration", span__kind="client").side is Side.OUTBOUND
+    assert meaning("factorylens.span.error_origins").side is Side.OWN
     assert meaning("factorylens.events", event__name="hw.gpu.xid").kind is SignalKind.ERROR
 
 
@@ -202,7 +206,13 @@ _SELF = "the service's own health: the direction an operator alerts on (the anal
 _FINDINGS = "our own findings: info (the analysis never scores rca)"
 
 # every way the registry's meaning differs, on purpose, from the name-based guess (foreign_signal)
+_INCLUSIVE = "a span's whole time and failure include its callees': the outcome; the own share is self_duration"
 DELIBERATE_DIFFERENCES = {
+    "factorylens.span.errors": _INCLUSIVE + " and error_origins",
+    "factorylens.span.duration": _INCLUSIVE,
+    "factorylens.span.duration{span.kind=server}": _INCLUSIVE,
+    "factorylens.span.edge.errors": _INCLUSIVE + " and error_origins (seen from the caller)",
+    "factorylens.span.edge.duration": _INCLUSIVE + " (seen from the caller)",
     "hw.gpu.memory.free": _FREE,
     "hw.energy": "its rate is the power draw: saturation, bad up, like hw.power (the regexes found no word)",
     "hw.gpu.speed": "clocks are capacity: bad when they fall (how throttling shows); cannot slow by itself",

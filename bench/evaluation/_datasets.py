@@ -20,6 +20,7 @@ BARO see only the generic convention.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -30,7 +31,9 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
+from factorylens.evaluation._spans import replay_spans, span_frame
 from factorylens.rca_service.ranking import Topology
+from factorylens.rca_service.store import SeriesStore
 
 
 @dataclass
@@ -47,6 +50,7 @@ class RcaCase:
     fault_type: str
     history: pd.DataFrame | None = None
     candidates: list[str] | None = None
+    subset: str = ""  # a part of the dataset reported on its own (e.g. the faults that have spans)
 
 
 # ---- PetShop ---------------------------------------------------------------------------------------
@@ -191,10 +195,11 @@ def _with_caller_views(frame: pd.DataFrame, behind: dict[str, str]) -> pd.DataFr
 # ---- Nezha -------------------------------------------------------------------------------------------
 
 _NEZHA_LAYOUT = (
-    "<day>/<day>-fault_list.json and <day>/metric/{front_service,dependency,source_50,"
-    "destination_50}.csv + <pod>_metric.csv"
+    "<day>/<day>-fault_list.json and <day>/metric/front_service.csv + <pod>_metric.csv (optional: "
+    "metric/{dependency,source_50,destination_50}.csv, trace/HH_MM_trace.csv[.gz])"
 )
-_NEZHA_FILES = ("front_service.csv", "dependency.csv", "source_50.csv", "destination_50.csv")
+_NEZHA_FILES = ("front_service.csv",)
+WITH_SPANS, WITHOUT_SPANS = "with spans", "without spans"
 _POD_HASHES = re.compile(r"-[a-z0-9]+-[a-z0-9]+$")
 _IPV4 = re.compile(r"^\d+\.\d+\.\d+\.\d+$")
 _HOST_SIGNALS = ("NodeCpuUsageRate(%)", "NodeMemoryUsageRate(%)", "NodeNetworkReceiveBytes")
@@ -211,17 +216,21 @@ def pod_to_service(pod: str) -> str:
     return _POD_HASHES.sub("", pod)
 
 
-def load_nezha(root: str | Path) -> Iterator[RcaCase]:
+def load_nezha(root: str | Path, traces: bool = False) -> Iterator[RcaCase]:
     """Every fault under ``root``: Nezha's ``rca_data/`` (one folder per day), its parent, or one day.
 
     Per fault: the entry-service SLI is the KPI on its own entity ``entry``, which depends on the
     services nobody else calls; the reference reaches back ``LOOKBACK`` with every earlier fault of
     the day masked (NaN) for its duration plus ``RECOVERY``, because faults are only minutes apart;
     the incident window runs ``AFTER`` past the injection or to the next fault. Candidates are the
-    services."""
+    services. With ``traces``, the day's span files go through the RCA service's span ingest and the
+    series and call edges it derives join the frame and topology (see ``_spans``); a case's
+    ``subset`` says whether the minute of its injection has spans. A day without the service-mesh
+    files (``dependency.csv``, ``source_50.csv``, ``destination_50.csv``) takes its call graph from
+    its spans."""
     root = Path(root)
     days = _nezha_days(root)
-    return (case for day in days for case in _nezha_day_cases(day))
+    return (case for day in days for case in _nezha_day_cases(day, traces))
 
 
 def _nezha_days(root: Path) -> list[Path]:
@@ -268,9 +277,10 @@ def _read_table(
         raise ValueError(f"{path}: not a Nezha metric file with a {time_column!r} column ({exc!r})") from exc
 
 
-def _nezha_day_cases(day: Path) -> Iterator[RcaCase]:
-    frame, topology, kpi, services = nezha_day_frame(day)
+def _nezha_day_cases(day: Path, traces: bool = False) -> Iterator[RcaCase]:
+    frame, topology, kpi, services = nezha_day_frame(day, traces)
     faults = _nezha_faults(day / f"{day.name}-fault_list.json")
+    span_minutes = {path.name[:5] for path in _span_files(day)}
     starts = [t for t, _, _ in faults]
     for i, (start, pod, fault_type) in enumerate(faults):
         end = start + AFTER
@@ -288,20 +298,30 @@ def _nezha_day_cases(day: Path) -> Iterator[RcaCase]:
             pod_to_service(pod),
             fault_type,
             candidates=services,
+            subset=WITH_SPANS if f"{start:%H_%M}" in span_minutes else WITHOUT_SPANS,
         )
 
 
-def nezha_day_frame(day: Path) -> tuple[pd.DataFrame, Topology, list[tuple[str, str]], list[str]]:
-    """One day's whole metric frame (columns ``(entity, signal)`` on the 60 s grid, nothing masked),
-    its topology, the entry-service KPI columns and the services (the candidates)."""
+def _span_files(day: Path) -> list[Path]:
+    return sorted((day / "trace").glob("*_trace.csv*")) if (day / "trace").is_dir() else []
+
+
+def nezha_day_frame(day: Path, traces: bool = False) -> tuple[pd.DataFrame, Topology, list[tuple[str, str]], list[str]]:
+    """One day's whole frame (columns ``(entity, signal)`` on the 60 s grid, nothing masked), its
+    topology, the entry-service KPI columns and the services (the candidates); with ``traces``, the
+    series and call edges the service derives from the day's spans too."""
     metric_dir = day / "metric"
     entry = _read_table(metric_dir / "front_service.csv", "Time", drop=("ServiceName",))
     base = entry.index[0]
-    try:
-        dependencies = pd.read_csv(metric_dir / "dependency.csv")
-        pairs = list(zip(dependencies["Source"].astype(str), dependencies["Target"].astype(str), strict=False))
-    except (KeyError, ValueError, pd.errors.ParserError) as exc:
-        raise ValueError(f"{metric_dir / 'dependency.csv'}: not a Source,Target,Weight call graph ({exc!r})") from exc
+    pairs: list[tuple[str, str]] = []
+    if (metric_dir / "dependency.csv").is_file():
+        try:
+            dependencies = pd.read_csv(metric_dir / "dependency.csv")
+            pairs = list(zip(dependencies["Source"].astype(str), dependencies["Target"].astype(str), strict=False))
+        except (KeyError, ValueError, pd.errors.ParserError) as exc:
+            raise ValueError(
+                f"{metric_dir / 'dependency.csv'}: not a Source,Target,Weight call graph ({exc!r})"
+            ) from exc
     topology = Topology()
     host_of: dict[str, str] = {}
     for source, target in pairs:
@@ -333,13 +353,22 @@ def nezha_day_frame(day: Path) -> tuple[pd.DataFrame, Topology, list[tuple[str, 
         ("source_50.csv", "latency_seen_by_caller_{}(s)"),
         ("destination_50.csv", "latency_seen_by_self_from_{}(s)"),
     ):
+        if not (metric_dir / name).is_file():
+            continue
         table = _read_table(metric_dir / name, "time", base)
         edges = [c.split("_", 1) for c in table.columns]
         if any(len(edge) != 2 for edge in edges):
             raise ValueError(f"{metric_dir / name}: columns must be <caller>_<callee>, got {list(table.columns)}")
         table.columns = pd.MultiIndex.from_tuples([(callee, label.format(caller)) for caller, callee in edges])
         parts.append(table)
-    frame = pd.concat(parts, axis=1).sort_index().sort_index(axis=1)
+    frame = pd.concat(parts, axis=1).sort_index()
+    if traces and _span_files(day):
+        store = _replayed_spans(day)
+        parts.append(span_frame(store, pd.DatetimeIndex(frame.index)))
+        frame = pd.concat(parts, axis=1).sort_index()
+        for (caller, callee), _ in sorted(store.call_counts().items()):
+            topology.add_edge(caller, callee, "calls")
+    frame = frame.sort_index(axis=1)
     frame.columns.names = ["entity", "signal"]
 
     services = sorted({e for e in frame.columns.get_level_values(0) if e != ENTRY and e not in hosts})
@@ -349,6 +378,13 @@ def nezha_day_frame(day: Path) -> tuple[pd.DataFrame, Topology, list[tuple[str, 
             topology.add_edge(ENTRY, service, "calls")
     kpi = [(ENTRY, c) for c in entry.columns.get_level_values(1)]
     return frame, topology, kpi, services
+
+
+@functools.lru_cache(maxsize=4)
+def _replayed_spans(day: Path) -> SeriesStore:
+    """The day's spans through the service's span ingest (once per day and process: about a minute)."""
+    store, _ = replay_spans(_span_files(day), pod_to_service)
+    return store
 
 
 def _nezha_faults(path: Path) -> list[tuple[pd.Timestamp, str, str]]:

@@ -177,6 +177,7 @@ ATTRIBUTES = (
     AttributeSpec(
         "span.kind", "string", "Span kind.", F, ("unspecified", "internal", "server", "client", "producer", "consumer")
     ),
+    AttributeSpec("factorylens.span.caller", "string", "The service (or peer) that made the calls of a call edge.", F),
     AttributeSpec("event.name", "string", "Event (log record) name.", S),
     # resource
     AttributeSpec("service.name", "string", "Service name.", S),
@@ -858,6 +859,51 @@ METRICS = (
                 Domain.APP,
                 F,
                 ("span.name", "span.kind"),
+            ),
+            MetricSpec(
+                "factorylens.span.self_duration",
+                Instrument.HISTOGRAM,
+                "s",
+                "Exclusive span time: the duration less the time its child spans cover, per operation.",
+                Domain.APP,
+                F,
+                ("span.name", "span.kind"),
+            ),
+            MetricSpec(
+                "factorylens.span.error_origins",
+                C,
+                "{call}",
+                "Failed spans none of whose children failed: where an error began, per operation.",
+                Domain.APP,
+                F,
+                ("span.name", "span.kind"),
+            ),
+            MetricSpec(
+                "factorylens.span.edge.calls",
+                C,
+                "{call}",
+                "Calls on a call edge, on the callee's resource (a peer's own when it sends no spans).",
+                Domain.APP,
+                F,
+                ("factorylens.span.caller",),
+            ),
+            MetricSpec(
+                "factorylens.span.edge.errors",
+                C,
+                "{call}",
+                "Failed calls on a call edge, on the callee's resource.",
+                Domain.APP,
+                F,
+                ("factorylens.span.caller",),
+            ),
+            MetricSpec(
+                "factorylens.span.edge.duration",
+                Instrument.HISTOGRAM,
+                "s",
+                "Call durations on a call edge as the callee served them (as the caller waited, for a peer).",
+                Domain.APP,
+                F,
+                ("factorylens.span.caller",),
             ),
             MetricSpec(
                 "factorylens.events",
@@ -1629,17 +1675,27 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
         Meaning(TRF, EITHER, False, "calls"),
         (_CLIENT_SPANS, V("span.kind", "server", name="requests served")),
     ),
+    # a span's duration and failure include its callees': how the request went (the KPI's kin), while
+    # the service's own share is its exclusive time and the errors that began in it (see below)
     "factorylens.span.errors": (
-        Meaning(ERR, UP, True, "failed calls"),
+        Meaning(ERR, UP, True, "failed calls", OUTCOME),
         (V("span.kind", "client", side=OUTBOUND, name="failed outgoing calls"),),
     ),
     "factorylens.span.duration": (
-        Meaning(LAT, UP, True, "operation time"),
+        Meaning(LAT, UP, True, "operation time", OUTCOME),
         (
             V("span.kind", "client", side=OUTBOUND, name="time waiting on a callee"),
             V("span.kind", "server", name="request latency"),
         ),
     ),
+    "factorylens.span.self_duration": (
+        Meaning(LAT, UP, True, "own time"),
+        (V("span.kind", "client", side=OUTBOUND, name="time on the wire to a callee"),),
+    ),
+    "factorylens.span.error_origins": (Meaning(ERR, UP, True, "errors begun here"), ()),
+    "factorylens.span.edge.calls": (Meaning(TRF, EITHER, False, "calls received"), ()),
+    "factorylens.span.edge.errors": (Meaning(ERR, UP, True, "failed calls received", OUTCOME), ()),
+    "factorylens.span.edge.duration": (Meaning(LAT, UP, True, "latency seen by callers", OUTCOME), ()),
     "factorylens.events": (
         Meaning(TRF, EITHER, False, "events"),
         (

@@ -153,6 +153,7 @@ class KpiRankingAnalyzer(Analyzer):
         should_stop: Callable[[], bool] | None = None,
     ) -> list[tuple[IncidentChange, Incident]]:
         with self._pass_lock:
+            store.settle_spans(now_unix_nano)
             self.detection.run(
                 store,
                 now_unix_nano,

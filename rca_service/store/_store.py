@@ -45,7 +45,8 @@ from factorylens.rca_service.store._series import (
     SeriesKind,
     View,
 )
-from factorylens.rca_service.store._spans import CallGraph, SpanAggregator, SpanSample
+from factorylens.rca_service.store._spans import DURATION_BOUNDS, SpanAggregator, SpanSample
+from factorylens.rca_service.store._traces import CallGraph, TraceAssembler
 from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ class StoreLimits:
     retention_s: float = 24 * 3600.0
     max_events: int = 100_000
     span_bin_s: float = 10.0
+    # a span waits this long (data time) for the rest of its trace before its exclusive time, error
+    # origin and call edge are derived (see _traces)
+    span_settle_s: float = 10.0
     span_sample_per_operation: int = 16
     attributes: AttributeLimits = field(default_factory=AttributeLimits)
     # live ingest refuses points older than the retention or further ahead than this (None: accept
@@ -79,6 +83,8 @@ class StoreLimits:
     def validate(self) -> None:
         if self.max_series < 1 or self.retention_s <= 0 or self.max_events < 1 or self.span_bin_s <= 0:
             raise ValueError("max_series, retention_s, max_events and span_bin_s must be positive")
+        if self.span_settle_s < 0:
+            raise ValueError("span_settle_s must be >= 0")
         if self.max_future_s is not None and self.max_future_s < 0:
             raise ValueError("max_future_s must be >= 0")
         self.attributes.validate()
@@ -154,6 +160,9 @@ class SeriesStore:
         self.spans = SpanAggregator(self, self.limits.span_bin_s)
         self.span_sample = SpanSample(self.limits.span_sample_per_operation)
         self.call_graph = CallGraph()
+        self.traces = TraceAssembler(
+            self._delta_series, self.call_graph, self.limits.span_bin_s, self.limits.span_settle_s, DURATION_BOUNDS
+        )
         self._clock = clock
         self._on_cardinality_limit = on_cardinality_limit
         self._last_limit_log = 0.0
@@ -482,6 +491,23 @@ class SeriesStore:
             self._note_truncation(truncated, result)
             return result
 
+    def settle_spans(self, now_unix_nano: int | None = None, *, flush: bool = False) -> None:
+        """Derive the trace series of spans whose trace has had time to arrive (see ``_traces``):
+        the analysis calls this with its clock so a trace that ends the traffic still counts."""
+        with self.lock:
+            self.traces.settle(now_unix_nano, flush=flush)
+
+    def _delta_series(
+        self,
+        metric: str,
+        kind: SeriesKind,
+        unit: str,
+        resource: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        description: str,
+    ) -> Series | None:
+        return self.get_or_create(metric, kind, unit, resource, attributes, description, cumulative=False)
+
     def ingest_logs(self, request: ExportLogsServiceRequest) -> IngestResult:
         """Log records are kept as events (bounded) and counted per event name as a delta series."""
         result = IngestResult()
@@ -608,6 +634,11 @@ class SeriesStore:
         """``(caller, callee)`` services seen calling each other in spans."""
         with self.lock:
             return list(self.call_graph.edges)
+
+    def call_counts(self) -> dict[tuple[str, str], int]:
+        """Calls seen per ``(caller, callee)`` edge (a peer that sends no spans is a callee too)."""
+        with self.lock:
+            return {edge: calls for edge, (calls, _) in self.call_graph.edges.items()}
 
     def example_spans(self, service: str, span_name: str) -> list[dict[str, Any]]:
         """The sampled spans of one operation, slowest and failed first."""

@@ -92,7 +92,8 @@ def test_span_latency_cause_points_to_example_traces():
     feed(store, "step.duration", [(T0 + (60 + i) * 10 * S, 2.0) for i in range(4)])
     changes = analyzer.analyze(store, T0 + 640 * S)
     assert changes
-    duration = next(c for c in changes[0][1].causes if c.signal.startswith("factorylens.span.duration"))
+    # the operation's own time is the cause (its whole duration is an outcome: callees included)
+    duration = next(c for c in changes[0][1].causes if c.signal.startswith("factorylens.span.self_duration"))
     assert duration.entity == "service:trainer"
     assert duration.evidence[0].trace_ids[0] == slow.hex()
 

@@ -186,6 +186,8 @@ def test_server_span_latency_is_a_kpi_and_call_edges_explain_the_caller():
             service="frontend",
         )
     )
+    assert not store.call_graph.edges  # the trace is still settling: its parts may yet arrive
+    store.settle_spans(flush=True)
     assert {("checkout", "payments"), ("frontend", "checkout")} <= set(store.call_graph.edges)
     for i in range(1, 200):
         slow = i >= 180

@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from opentelemetry import trace as trace_api
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.metrics.v1 import metrics_pb2
@@ -126,6 +127,62 @@ def test_sdk_span_exporter_round_trip(make_service):
     provider.shutdown()
     sample = service.store.span_sample.spans("loader", "read_shard")
     assert len(sample) == 3 and all(s["duration_s"] >= 0.01 for s in sample)
+
+
+def test_the_service_builds_its_call_graph_and_edge_latencies_from_sdk_spans(make_service):
+    """Three services traced by the OpenTelemetry SDK, each exporting its own spans over OTLP/gRPC as they
+    end (children first): the service joins them into call edges with counts, per-edge latency on the
+    callee, each service's own time, and the database the SDK names only as ``db.system``."""
+    service = make_service(span_settle_s=0.0)
+    providers = {}
+    for name in ("frontend", "checkout", "payments"):
+        providers[name] = TracerProvider(resource=Resource.create({"service.name": name}))
+        providers[name].add_span_processor(
+            SimpleSpanProcessor(OTLPSpanExporter(endpoint=service.address, insecure=True))
+        )
+    tracer = {name: provider.get_tracer("test") for name, provider in providers.items()}
+    server, client = trace_api.SpanKind.SERVER, trace_api.SpanKind.CLIENT
+    for _ in range(3):
+        with tracer["frontend"].start_as_current_span("GET /buy", kind=server):
+            with tracer["frontend"].start_as_current_span("PlaceOrder", kind=client):
+                with tracer["checkout"].start_as_current_span("PlaceOrder", kind=server):
+                    with tracer["checkout"].start_as_current_span("Charge", kind=client):
+                        with tracer["payments"].start_as_current_span("Charge", kind=server):
+                            time.sleep(0.03)
+                    with tracer["checkout"].start_as_current_span(
+                        "SELECT", kind=client, attributes={"db.system": "postgresql"}
+                    ):
+                        time.sleep(0.005)
+    for provider in providers.values():
+        provider.shutdown()
+    service.analyze_now()  # settles what the last export left waiting
+    assert service.store.call_counts() == {
+        ("frontend", "checkout"): 3,
+        ("checkout", "payments"): 3,
+        ("checkout", "db:postgresql"): 3,
+    }
+    topology = service.analyzer.ranker.topology(service.store)
+    assert {("service:frontend", "service:checkout"), ("service:checkout", "service:payments")} <= set(topology.edges)
+    stub = api(grpc.insecure_channel(service.address))
+    edges = {
+        (s.entity, {a.key: a.value for a in s.attributes}["factorylens.span.caller"]): s.id
+        for s in stub.ListSeries(rca_pb2.ListSeriesRequest(metric="factorylens.span.edge.duration")).series
+    }
+    assert set(edges) == {
+        ("service:checkout", "frontend"),
+        ("service:payments", "checkout"),
+        ("service:db:postgresql", "checkout"),
+    }
+    payments_p95 = values_of(stub, edges[("service:payments", "checkout")], "p95")
+    assert payments_p95 and min(payments_p95) >= 0.03
+    own = {
+        s.entity: values_of(stub, s.id, "p95")
+        for s in stub.ListSeries(rca_pb2.ListSeriesRequest(metric="factorylens.span.self_duration")).series
+        if {a.key: a.value for a in s.attributes}["span.kind"] == "server"
+    }
+    # the 30 ms sleep is payments' own time; checkout's and frontend's own time is what they add around it
+    assert min(own["service:payments"]) >= 0.03 and max(own["service:checkout"]) < 0.03
+    assert max(own["service:frontend"]) < 0.03
 
 
 def test_counter_reset_out_of_order_and_duplicates_over_the_wire(make_service):
