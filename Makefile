@@ -80,6 +80,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/baselines.py
 	$(PY) bench/nab.py
 	$(PY) bench/rca.py
+	$(PY) bench/crossval.py
 	$(PY) bench/ranking.py
 	$(PY) bench/scenarios.py
 	$(PY) bench/specificity.py

@@ -1,6 +1,18 @@
 """Accuracy scoring against public labelled data: the NAB scorer for detection; AC@k and Avg@k for
-root-cause ranking, with adapters from the PetShop and Nezha datasets."""
+root-cause ranking, with adapters from the PetShop and Nezha datasets, and leave-one-group-out
+cross-validation of a ranker's parameters."""
 
+from factorylens.evaluation._crossval import (
+    CrossValidation,
+    Fold,
+    Overrides,
+    RankTable,
+    choose,
+    closeness,
+    joint,
+    leave_one_group_out,
+    one_at_a_time,
+)
 from factorylens.evaluation._datasets import RcaCase, load_nezha, load_petshop, pod_to_service
 from factorylens.evaluation._nab import (
     PROFILE_BY_NAME,
@@ -42,20 +54,29 @@ __all__ = [
     "CaseResult",
     "CorpusScore",
     "CostProfile",
+    "CrossValidation",
     "FileScore",
     "FileWeights",
+    "Fold",
     "NabCorpus",
     "NabFile",
+    "Overrides",
+    "RankTable",
     "RcaCase",
     "Specificity",
     "accuracy_at",
     "average_accuracy",
+    "choose",
+    "closeness",
     "file_weights",
+    "joint",
+    "leave_one_group_out",
     "load_nezha",
     "load_petshop",
     "load_thresholds",
     "nezha_day_specificity",
     "nezha_specificity",
+    "one_at_a_time",
     "petshop_scenario_specificity",
     "petshop_specificity",
     "pod_to_service",
