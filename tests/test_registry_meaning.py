@@ -204,6 +204,8 @@ _OUTCOME = "MFU and goodput are work done per capacity: throughput (outcome side
 _COST = "cost bookkeeping: info, never a cause (the analysis never scores the cost domain)"
 _SELF = "the service's own health: the direction an operator alerts on (the analysis never scores self)"
 _FINDINGS = "our own findings: info (the analysis never scores rca)"
+_LOG_VOLUME = "log lines are a volume, like calls: traffic (the regexes found no word, or 'templates' as saturation)"
+_LOG_TROUBLE = "warning and fatal log lines are errors, bad up (the regexes read no severity but 'error')"
 
 # every way the registry's meaning differs, on purpose, from the name-based guess (foreign_signal)
 _INCLUSIVE = "a span's whole time and failure include its callees': the outcome; the own share is self_duration"
@@ -272,6 +274,12 @@ DELIBERATE_DIFFERENCES = {
     "factorylens.events": "log records per event name: a volume (traffic)",
     "factorylens.events{event.name=hw.gpu.xid}": "XID events: the trouble lives in the GPU",
     "factorylens.events{event.name=factorylens.incident}": "our own incidents: info, in the rca domain",
+    "factorylens.log.records": _LOG_VOLUME,
+    "factorylens.log.records{log.severity=WARN}": _LOG_TROUBLE,
+    "factorylens.log.records{log.severity=FATAL}": _LOG_TROUBLE,
+    "factorylens.log.templates": _LOG_VOLUME,
+    "factorylens.log.templates{log.severity=WARN}": _LOG_TROUBLE,
+    "factorylens.log.templates{log.severity=FATAL}": _LOG_TROUBLE,
     "factorylens.gpu.allocation.time": _COST,
     "factorylens.gpu.active.time": _COST,
     "factorylens.gpu.allocation.energy": _COST,

@@ -179,6 +179,19 @@ ATTRIBUTES = (
     ),
     AttributeSpec("factorylens.span.caller", "string", "The service (or peer) that made the calls of a call edge.", F),
     AttributeSpec("event.name", "string", "Event (log record) name.", S),
+    AttributeSpec(
+        "log.severity",
+        "string",
+        "Severity of log records: the bucket of their OTel severity number (of their text when it is unset).",
+        F,
+        ("UNSPECIFIED", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"),
+    ),
+    AttributeSpec(
+        "log.template.id",
+        "string",
+        "A log template: a hash of the text it started with (`other`: past the resource's template limit).",
+        F,
+    ),
     # resource
     AttributeSpec("service.name", "string", "Service name.", S),
     AttributeSpec("service.version", "string", "Service version.", S),
@@ -913,6 +926,25 @@ METRICS = (
                 Domain.APP,
                 F,
                 ("event.name",),
+            ),
+            MetricSpec(
+                "factorylens.log.records",
+                C,
+                "{record}",
+                "Log records received, per severity.",
+                Domain.APP,
+                F,
+                ("log.severity",),
+            ),
+            MetricSpec(
+                "factorylens.log.templates",
+                C,
+                "{record}",
+                "Log records received, per template (lines alike but for numbers, ids and other "
+                "variables) and severity; the series' description is the template's text.",
+                Domain.APP,
+                F,
+                ("log.template.id", "log.severity"),
             ),
             # RCA service health
             MetricSpec(
@@ -1701,6 +1733,28 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
         (
             V("event.name", "hw.gpu.xid", kind=ERR, bad=UP, can_slow=True, name="XID events", domain=Domain.GPU),
             V("event.name", "factorylens.incident", kind=INF, name="incident events", domain=Domain.RCA),
+        ),
+    ),
+    # a service's log lines: a volume like its calls, except warnings and errors. A new template is
+    # new behaviour (its count was 0) whatever its severity, but only warning and error lines are the
+    # service's trouble: info lines follow the traffic. An error template can mean failed work;
+    # warnings alone are too common to blame for a KPI breaking. The count per severity sums the
+    # templates: it corroborates, and the template that rose (whose text the explanation quotes) is
+    # what can slow the workload
+    "factorylens.log.records": (
+        Meaning(TRF, EITHER, False, "log records"),
+        (
+            V("log.severity", "WARN", kind=ERR, bad=UP, name="warning log records"),
+            V("log.severity", "ERROR", kind=ERR, bad=UP, name="error log records"),
+            V("log.severity", "FATAL", kind=ERR, bad=UP, name="fatal log records"),
+        ),
+    ),
+    "factorylens.log.templates": (
+        Meaning(TRF, EITHER, False, "log lines of one template"),
+        (
+            V("log.severity", "WARN", kind=ERR, bad=UP, name="warning log lines of one template"),
+            V("log.severity", "ERROR", kind=ERR, bad=UP, can_slow=True, name="error log lines of one template"),
+            V("log.severity", "FATAL", kind=ERR, bad=UP, can_slow=True, name="fatal log lines of one template"),
         ),
     ),
     # --- the agents' and services' own health: never slows a workload ---

@@ -274,14 +274,17 @@ def display_names(infos: Iterable[SeriesInfo]) -> dict[str, str]:
 
 
 def _describer(infos: dict[str, SeriesInfo], columns: dict[str, tuple[str, str]]) -> dict[str, SignalInfo]:
-    """What each column means (the registry's meaning of its series) with its unit: a ratio (unit
-    ``1``) moves in steps of a percentage point at least, so an idle GPU going from 2 % to 8 % busy is
-    a small change, not 60 sigmas. A rank's view of the file system it checkpoints to is that file
-    system's trouble as its caller sees it (it may not clear the caller)."""
+    """What each column means (the registry's meaning of its series) with its unit, and a log
+    template's text: a ratio (unit ``1``) moves in steps of a percentage point at least, so an idle
+    GPU going from 2 % to 8 % busy is a small change, not 60 sigmas. A rank's view of the file
+    system it checkpoints to is that file system's trouble as its caller sees it (it may not clear
+    the caller)."""
     described = {}
     for sid, (entity, signal) in columns.items():
         series = infos[sid]
         info = dataclasses.replace(describe_signal(series.label), unit=series.display_unit)
+        if series.metric == Metrics.FACTORYLENS_LOG_TEMPLATES and series.description:
+            info = dataclasses.replace(info, name=f'{info.name} "{series.description}"')
         if series.unit == "1":
             info = dataclasses.replace(info, resolution=RATIO_RESOLUTION, unit="")
         if entity != series.entity:

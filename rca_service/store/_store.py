@@ -37,6 +37,7 @@ from factorylens.rca_service.store._attributes import (
     attributes_nbytes,
 )
 from factorylens.rca_service.store._entity import domain_of, entity_of
+from factorylens.rca_service.store._logs import Batch, LogCounts, severity_of
 from factorylens.rca_service.store._series import (
     HistogramPoint,
     HistogramSeries,
@@ -47,7 +48,7 @@ from factorylens.rca_service.store._series import (
 )
 from factorylens.rca_service.store._spans import DURATION_BOUNDS, SpanAggregator, SpanSample
 from factorylens.rca_service.store._traces import CallGraph, TraceAssembler
-from factorylens.registry import Attributes, Metrics
+from factorylens.registry import Attributes, Events, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ RESOURCE_CACHE_MAX_BYTES = 65536
 SERIES_OVERHEAD_BYTES = 600  # a series' objects beyond its points and attributes (measured with tracemalloc)
 NO_RECORDED_VALUE = 1  # DataPointFlags.FLAG_NO_RECORDED_VALUE
 EVENT_COUNT_METRIC = Metrics.FACTORYLENS_EVENTS
+INCIDENT_EVENT = Events.FACTORYLENS_INCIDENT
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class StoreLimits:
     # a span waits this long (data time) for the rest of its trace before its exclusive time, error
     # origin and call edge are derived (see _traces)
     span_settle_s: float = 10.0
+    log_bin_s: float = 10.0  # log records counted per severity and template (see LogCounts)
     span_sample_per_operation: int = 16
     attributes: AttributeLimits = field(default_factory=AttributeLimits)
     # live ingest refuses points older than the retention or further ahead than this (None: accept
@@ -81,8 +84,8 @@ class StoreLimits:
     max_future_s: float | None = None
 
     def validate(self) -> None:
-        if self.max_series < 1 or self.retention_s <= 0 or self.max_events < 1 or self.span_bin_s <= 0:
-            raise ValueError("max_series, retention_s, max_events and span_bin_s must be positive")
+        if min(self.max_series, self.retention_s, self.max_events, self.span_bin_s, self.log_bin_s) <= 0:
+            raise ValueError("max_series, retention_s, max_events, span_bin_s and log_bin_s must be positive")
         if self.span_settle_s < 0:
             raise ValueError("span_settle_s must be >= 0")
         if self.max_future_s is not None and self.max_future_s < 0:
@@ -163,6 +166,7 @@ class SeriesStore:
         self.traces = TraceAssembler(
             self._delta_series, self.call_graph, self.limits.span_bin_s, self.limits.span_settle_s, DURATION_BOUNDS
         )
+        self.logs = LogCounts(self, self.limits.log_bin_s)
         self._clock = clock
         self._on_cardinality_limit = on_cardinality_limit
         self._last_limit_log = 0.0
@@ -237,6 +241,11 @@ class SeriesStore:
         self._by_metric.setdefault(metric, {})[sid] = created
         self._info_bytes += _info_nbytes(info)
         return created
+
+    def redescribe(self, info: SeriesInfo, description: str) -> None:
+        """A derived series' description changed (a log template generalized)."""
+        self._info_bytes += len(description) - len(info.description)
+        info.description = description
 
     def _cardinality_limited(self, result: IngestResult | None) -> None:
         if result is not None:
@@ -509,7 +518,8 @@ class SeriesStore:
         return self.get_or_create(metric, kind, unit, resource, attributes, description, cumulative=False)
 
     def ingest_logs(self, request: ExportLogsServiceRequest) -> IngestResult:
-        """Log records are kept as events (bounded) and counted per event name as a delta series."""
+        """Log records are kept as events (bounded), counted per event name, and per resource by
+        severity and by template (see :class:`LogCounts`): delta series all."""
         result = IngestResult()
         decoder = self.decoder
         with self.lock:
@@ -517,9 +527,11 @@ class SeriesStore:
             truncated = decoder.truncated
             counts: dict[tuple[int, str, int], int] = {}
             resources: dict[int, dict[str, Any]] = {}
+            batch: Batch = {}
             for index, rl in enumerate(request.resource_logs):
                 resource = self._resource(rl.resource).attributes
                 resources[index] = resource
+                source = None
                 for sl in rl.scope_logs:
                     for record in sl.log_records:
                         ts = record.time_unix_nano or record.observed_time_unix_nano
@@ -531,12 +543,14 @@ class SeriesStore:
                             attributes = _first_within(attributes, MAX_EVENT_ATTRIBUTE_BYTES)
                             result.warn(f"log record attributes cut to about {MAX_EVENT_ATTRIBUTE_BYTES} bytes")
                         name = decoder.text(str(record.event_name or attributes.get(Attributes.EVENT_NAME) or "log"))
+                        severity_text = decoder.text(record.severity_text)
+                        body = str(decoder.value(record.body))
                         self.events.append(
                             {
                                 "time_unix_nano": ts,
                                 "event_name": name,
-                                "severity": decoder.text(record.severity_text) or str(record.severity_number),
-                                "body": str(decoder.value(record.body)),
+                                "severity": severity_text or str(record.severity_number),
+                                "body": body,
                                 "attributes": attributes,
                                 "resource": resource,
                                 "trace_id": record.trace_id.hex(),
@@ -545,20 +559,29 @@ class SeriesStore:
                         )
                         bin_ts = int(ts // 1_000_000_000 * 1_000_000_000)
                         counts[(index, str(name), bin_ts)] = counts.get((index, str(name), bin_ts), 0) + 1
+                        if name != INCIDENT_EVENT:  # our own findings fed back are no evidence
+                            source = source or self.logs.source(resource)
+                            severity = severity_of(record.severity_number, severity_text)
+                            self.logs.count(batch, source, ts, severity, body or name)
                         result.accepted += 1
-            for (index, name, bin_ts), n in counts.items():
-                series = self._scalar(
-                    EVENT_COUNT_METRIC,
-                    SeriesKind.DELTA,
-                    "{event}",
-                    resources[index],
-                    {Attributes.EVENT_NAME: name},
-                    "Log records (events) received.",
-                )
-                if series is not None:
-                    series.append(bin_ts, float(n))
+            self._count_events(counts, resources)
+            self.logs.write(batch)
             self._note_truncation(truncated, result)
         return result
+
+    def _count_events(self, counts: dict[tuple[int, str, int], int], resources: dict[int, dict[str, Any]]) -> None:
+        """Records per (resource, event name, second) as points of ``factorylens.events``."""
+        for (index, name, bin_ts), n in counts.items():
+            series = self._scalar(
+                EVENT_COUNT_METRIC,
+                SeriesKind.DELTA,
+                "{event}",
+                resources[index],
+                {Attributes.EVENT_NAME: name},
+                "Log records (events) received.",
+            )
+            if series is not None:
+                series.append(bin_ts, float(n))
 
     # ---- reads ---------------------------------------------------------------------------------
     def list_series(
@@ -748,6 +771,7 @@ class SeriesStore:
                 self.events.popleft()
             self.span_sample.drop_before(cutoff)
             self.call_graph.drop_before(cutoff)
+            self.logs.drop_before(cutoff)
         self.points_dropped_by_retention += dropped
         return dropped
 
@@ -766,6 +790,7 @@ class SeriesStore:
                 "events": list(self.events),
                 "span_sample": self.span_sample.state(),
                 "call_edges": self.call_graph.state(),
+                "log_sources": self.logs.state(),
             }
 
     def restore(self, state: Mapping[str, Any]) -> None:
@@ -785,6 +810,7 @@ class SeriesStore:
             self.events.extend(state["events"])
             self.span_sample.restore(state["span_sample"])
             self.call_graph.restore(state.get("call_edges", []))
+            self.logs.restore(state.get("log_sources", []))
 
 
 def _exponential_point(point: Any, result: IngestResult) -> HistogramPoint | None:

@@ -127,7 +127,10 @@ def logs_request(
     sl = rl.scope_logs.add()
     for r in records:
         record = sl.log_records.add(
-            time_unix_nano=r["time"], event_name=r.get("event_name", ""), severity_text=r.get("severity", "WARN")
+            time_unix_nano=r["time"],
+            event_name=r.get("event_name", ""),
+            severity_text=r.get("severity", "WARN"),
+            severity_number=r.get("severity_number", 0),
         )
         record.body.string_value = r.get("body", "")
         record.attributes.extend(key_values(r.get("attributes", {})))
