@@ -66,14 +66,21 @@ from factorylens.rca_service.baselines import ALARM_SCORE, StreamingDetector, St
 
 PUBLISHED = ("null", "random", "windowedGaussian", "twitterADVec", "numenta", "ARTime")
 DEFAULTS = StreamingDetectorConfig()
-# What the cross-validation chooses from, each parameter's frozen default first (ties go to the
-# defaults): the alarm threshold on the score, and the parameters the score moves most with when
-# changed one at a time (novelty_ratio moves it as much, but the alarm threshold scales it too).
+
+
+def default_first(default: float, *values: float) -> tuple[float, ...]:
+    """A grid axis: the frozen default first (the cross-validation's ties go to it), then the rest."""
+    return (default, *(v for v in values if v != default))
+
+
+# What the cross-validation chooses from: the alarm threshold on the score, and the parameters the
+# score moves most with when changed one at a time (novelty_ratio moves it as much, but the alarm
+# threshold scales it too).
 CV_GRID: dict[str, tuple[float, ...]] = {
-    "alarm_score": (ALARM_SCORE, 0.48, 0.52),
-    "short_points": (DEFAULTS.short_points, *(v for v in (5, 8, 12) if v != DEFAULTS.short_points)),
-    "range_tolerance": (DEFAULTS.range_tolerance, *(v for v in (0.03, 0.05, 0.08) if v != DEFAULTS.range_tolerance)),
-    "scale_floor": (DEFAULTS.scale_floor, *(v for v in (0.01, 0.02, 0.04) if v != DEFAULTS.scale_floor)),
+    "alarm_score": default_first(ALARM_SCORE, 0.48, 0.52),
+    "short_points": default_first(DEFAULTS.short_points, 5, 8, 12),
+    "range_tolerance": default_first(DEFAULTS.range_tolerance, 0.03, 0.05, 0.08),
+    "scale_floor": default_first(DEFAULTS.scale_floor, 0.01, 0.02, 0.04),
 }
 Params = tuple[tuple[str, float], ...]
 
