@@ -15,11 +15,14 @@ import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import numpy as np
 import pandas as pd
 
 PROBATION_FRACTION = 0.15
+
+K = TypeVar("K")
 PROBATION_CAP_ROWS = 750
 
 
@@ -132,6 +135,14 @@ def score_file(detections: np.ndarray, weights: FileWeights, profile: CostProfil
     return FileScore(raw, tp, int(false_pos.sum()), fn, delays)
 
 
+def normalized_score(raw: float, n_windows: int, profile: CostProfile) -> float:
+    """A corpus' summed raw score on NAB's scale: the null detector (every window missed) scores 0
+    and the perfect one (every window at its start, nothing else) 100; 0 when there are no windows."""
+    null_raw = -profile.fn_weight * n_windows
+    span = profile.tp_weight * n_windows - null_raw
+    return 100.0 * (raw - null_raw) / span if span else 0.0
+
+
 @dataclass
 class CorpusScore:
     profile: str
@@ -165,17 +176,13 @@ def score_corpus(
     per_file = {name: score_file(np.asarray(s) >= threshold, weights[name], profile) for name, s in scores.items()}
     n_windows = sum(weights[name].n_windows for name in scores)
     raw = sum(f.raw for f in per_file.values())
-    null_raw = -profile.fn_weight * n_windows
-    perfect_raw = profile.tp_weight * n_windows
-    span = perfect_raw - null_raw
-    normalized = 100.0 * (raw - null_raw) / span if span else 0.0
     return CorpusScore(
         profile.name,
         threshold,
         raw,
-        null_raw,
-        perfect_raw,
-        normalized,
+        -profile.fn_weight * n_windows,
+        profile.tp_weight * n_windows,
+        normalized_score(raw, n_windows, profile),
         sum(f.true_positives for f in per_file.values()),
         sum(f.false_positives for f in per_file.values()),
         sum(f.false_negatives for f in per_file.values()),
@@ -236,3 +243,44 @@ def read_result_scores(results_dir: str | Path, detector: str, name: str) -> np.
     category, file_name = name.split("/", 1)
     path = Path(results_dir) / detector / category / f"{detector}_{file_name}"
     return pd.read_csv(path, usecols=["anomaly_score"])["anomaly_score"].to_numpy(float)
+
+
+@dataclass
+class NabCrossValidation(Generic[K]):
+    """Leave-one-group-out: per held-out group, the candidate chosen on the other groups and its
+    normalised score there; per file, the raw score of its group's choice; and those held-out raw
+    scores normalised over all files, as :func:`score_corpus` normalises a corpus."""
+
+    chosen: dict[str, K]
+    training: dict[str, float]
+    held_out_raw: dict[str, float]
+    normalized: float
+
+
+def nab_leave_one_group_out(
+    raw: Mapping[K, Mapping[str, float]],
+    groups: Mapping[str, str],
+    n_windows: Mapping[str, int],
+    profile: CostProfile,
+) -> NabCrossValidation[K]:
+    """Choose a candidate (a parameter set) per group by the normalised score of ``raw`` (candidate
+    -> file -> raw score) on the files of the other groups only, then score each group's files with
+    its choice. The held-out scores measure how the choice generalises to a kind of series it never
+    saw. Ties go to the earlier candidate, so list the frozen defaults first."""
+    candidates = list(raw)
+    if not candidates:
+        raise ValueError("no candidates")
+    chosen: dict[str, K] = {}
+    training: dict[str, float] = {}
+    held_out: dict[str, float] = {}
+    for group in sorted(set(groups.values())):
+        others = [name for name, g in groups.items() if g != group]
+        windows = sum(n_windows[name] for name in others)
+        best = max(
+            candidates, key=lambda c: normalized_score(sum(raw[c][name] for name in others), windows, profile)
+        )  # max keeps the first of equals
+        chosen[group] = best
+        training[group] = normalized_score(sum(raw[best][name] for name in others), windows, profile)
+        held_out.update({name: raw[best][name] for name, g in groups.items() if g == group})
+    total = normalized_score(sum(held_out.values()), sum(n_windows[name] for name in groups), profile)
+    return NabCrossValidation(chosen, training, held_out, total)

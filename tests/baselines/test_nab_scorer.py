@@ -13,6 +13,8 @@ from factorylens.evaluation import (
     NabCorpus,
     file_weights,
     load_thresholds,
+    nab_leave_one_group_out,
+    normalized_score,
     probation_rows,
     read_result_scores,
     score_corpus,
@@ -91,3 +93,40 @@ def test_scoring_rules_on_a_hand_made_file():
 def test_not_a_nab_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"combined_windows.json"):
         NabCorpus(tmp_path)
+
+
+# Leave-one-group-out on hand-made per-file raw scores: groups a (two files, a window each), b (one
+# file, two windows) and c (one file, no windows: false detections only). Over all files "y" is
+# better, but on b and c alone "x" is.
+CV_GROUPS = {"a/1": "a", "a/2": "a", "b/1": "b", "c/1": "c"}
+CV_WINDOWS = {"a/1": 1, "a/2": 1, "b/1": 2, "c/1": 0}
+CV_RAW = {
+    "x": {"a/1": -1.0, "a/2": -1.0, "b/1": 1.5, "c/1": -0.11},
+    "y": {"a/1": 1.0, "a/2": 1.0, "b/1": 0.5, "c/1": -0.55},
+}
+
+
+def test_cross_validation_chooses_each_groups_parameters_without_its_files():
+    standard = PROFILES[0]
+    cv = nab_leave_one_group_out(CV_RAW, CV_GROUPS, CV_WINDOWS, standard)
+    # a's own files would pick y; chosen on b and c only, a gets x
+    assert cv.chosen == {"a": "x", "b": "y", "c": "y"}
+    assert cv.training["a"] == pytest.approx(100 * (1.5 - 0.11 + 2) / 4)  # b and c: 2 windows
+    # whatever a's files score, a's choice and its score on the others do not move
+    rigged = {c: {**raw, "a/1": raw["a/1"] + (50.0 if c == "y" else -50.0)} for c, raw in CV_RAW.items()}
+    again = nab_leave_one_group_out(rigged, CV_GROUPS, CV_WINDOWS, standard)
+    assert (again.chosen["a"], again.training["a"]) == (cv.chosen["a"], cv.training["a"])
+
+
+def test_cross_validation_normalises_the_held_out_raw_scores_as_one_corpus():
+    standard = PROFILES[0]
+    cv = nab_leave_one_group_out(CV_RAW, CV_GROUPS, CV_WINDOWS, standard)
+    # a scored with x, b and c with y; the windowless file's false detections still count
+    assert cv.held_out_raw == {"a/1": -1.0, "a/2": -1.0, "b/1": 0.5, "c/1": -0.55}
+    assert cv.normalized == pytest.approx(100 * (-2.05 + 4) / 8) == pytest.approx(normalized_score(-2.05, 4, standard))
+    assert normalized_score(-4.0, 4, standard) == 0.0 and normalized_score(4.0, 4, standard) == 100.0
+
+
+def test_cross_validation_ties_go_to_the_first_candidate():
+    tied = {"defaults": CV_RAW["x"], "other": dict(CV_RAW["x"])}
+    assert set(nab_leave_one_group_out(tied, CV_GROUPS, CV_WINDOWS, PROFILES[0]).chosen.values()) == {"defaults"}
