@@ -416,6 +416,17 @@ class ServerProcess:
     def health(self) -> rca_pb2.HealthResponse:
         return self._api.Health(rca_pb2.HealthRequest(), timeout=RPC_TIMEOUT_S)
 
+    def settled_health(self, points: int = 0, series: int = 0, deadline_s: float = 30.0) -> rca_pb2.HealthResponse:
+        """Health once it counts ``points`` stored and ``series``: the service recounts its store at most
+        once per ten times the count's own duration, so right after a burst the figures may lag (polled
+        until they arrive or the deadline passes)."""
+        deadline = time.monotonic() + deadline_s
+        health = self.health()
+        while (health.points < points or health.series < series) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            health = self.health()
+        return health
+
     def rss_bytes(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
@@ -538,7 +549,7 @@ def timed_run(
 
 def series_memory(cpu: int, args: argparse.Namespace) -> tuple[float, int]:
     """Fresh server: RSS growth per new series (one point each); returns it and the series created."""
-    warm, _ = fleet_requests("warm-node", args.points_per_request, args.points_per_request)
+    warm, warm_series = fleet_requests("warm-node", args.points_per_request, args.points_per_request)
     sent, series = fleet_requests("fleet-node", args.series, args.points_per_request)
     with ServerProcess(cpu, args.fsync) as server:
         assert server.channel is not None
@@ -551,7 +562,7 @@ def series_memory(cpu: int, args: argparse.Namespace) -> tuple[float, int]:
             math.inf,
             args.concurrency,
         )
-        before, rss_before = server.health(), server.rss_bytes()
+        before, rss_before = server.settled_health(series=warm_series), server.rss_bytes()
         drive(
             server.channel,
             METRICS_METHOD,
@@ -561,7 +572,7 @@ def series_memory(cpu: int, args: argparse.Namespace) -> tuple[float, int]:
             math.inf,
             args.concurrency,
         )
-        after, rss_after = server.health(), server.rss_bytes()
+        after, rss_after = server.settled_health(series=before.series + series), server.rss_bytes()
     created = after.series - before.series
     if created != series:
         raise AssertionError(f"{created} series created, {series} sent")
@@ -635,7 +646,7 @@ def main() -> int:
             ceiling.decode_points_per_s,
             args,
         )
-        after_metrics = server.health()
+        after_metrics = server.settled_health(metrics.items_sent)
         traces = timed_run(
             server,
             TRACES_METHOD,
