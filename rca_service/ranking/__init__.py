@@ -4,7 +4,7 @@ The same engine serves the live service, ``factorylens rca replay`` and the benc
 """
 
 from factorylens.rca_service.ranking._baro import BaroConfig, BaroRanker
-from factorylens.rca_service.ranking._base import EvidenceSeries, RankedCause, Ranker, RankingResult
+from factorylens.rca_service.ranking._base import EvidenceSeries, RankedCause, Ranker, RankingResult, Reference
 from factorylens.rca_service.ranking._engine import RankingConfig, RankingEngine
 from factorylens.rca_service.ranking._foreign import foreign_signal
 from factorylens.rca_service.ranking._meaning import describe_signal, from_meaning, parse_label
@@ -26,6 +26,7 @@ __all__ = [
     "RankingConfig",
     "RankingEngine",
     "RankingResult",
+    "Reference",
     "SignalDescriber",
     "SignalInfo",
     "SignalKind",

@@ -31,6 +31,13 @@ all (a masked earlier incident) are not observations for BOCPD; series constant 
 anomaly are kept (the authors' code drops them too, which on windows of a few samples throws away
 exactly the series that jumped to a new level and stayed there). BOCPD needs many samples per series:
 on windows of a handful of 1- or 5-minute samples it seldom finds a change and falls back to ``t0``.
+
+No usable reference (the authors' code raises, or scores nothing): when no series has a spread in the
+lookback (it is empty, one sample long, or wholly masked by an earlier incident), all the rows before
+the anomaly time serve; when none of those has one either, each series is scored by its change from
+its level (its sample before, else its first one after) in units of its own IQR after the anomaly
+time. Two samples already give an IQR and are scored as BARO does (PetShop's 10-minute lookback holds
+about two). Every cause says which it was (:class:`~._base.Reference`), in its explanation too.
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import gammaln, logsumexp
 
-from factorylens.rca_service.ranking._base import Column, RankedCause, Ranker, RankingResult
+from factorylens.rca_service.ranking._base import Column, RankedCause, Ranker, RankingResult, Reference
 from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo
 from factorylens.rca_service.ranking._topology import Topology
 
@@ -94,33 +101,48 @@ class BaroRanker(Ranker):
         detected. BARO reads neither the topology nor what signals mean; its score is its robust
         score (a multiple of the reference's interquartile range), not calibrated."""
         columns: list[Column] = [(str(k[0]), str(k[1])) for k in kpi]  # lists too
-        ranked = self._ranked(frame, columns, t0, None if candidates is None else list(candidates))
+        ranked, reference = self._ranked(frame, columns, t0, None if candidates is None else list(candidates))
+        note = _REFERENCE_NOTES[reference]
         causes = [
-            RankedCause(n, entity, "", "", None, score, f"BARO robust score {score:.3g} (x the normal IQR)")
+            RankedCause(n, entity, "", "", None, score, f"BARO robust score {score:.3g} {note}", reference=reference)
             for n, (entity, score) in enumerate(ranked, start=1)
         ]
-        return RankingResult(causes, columns, t0)
+        return RankingResult(causes, columns, t0, reference=reference)
 
     def _ranked(
         self, frame: pd.DataFrame, kpi: list, t0: pd.Timestamp | None, candidates: list[str] | None
-    ) -> list[tuple[str, float]]:
+    ) -> tuple[list[tuple[str, float]], Reference]:
         if t0 is None and not self.config.detect_change_point:
             raise ValueError("BARO needs t0 unless BaroConfig.detect_change_point is set")
         start = self._anomaly_start(frame, t0)
-        window = self._window(frame, start)
-        split = int((window.index < start).sum())
-        scores = self._series_scores(window, split)
+        scores, reference = self._scores(frame, start)
         scores = scores.drop(index=[k for k in kpi if k in scores.index])
         by_entity = scores.groupby(level=0, sort=True).max()
         entities = list(candidates) if candidates is not None else list(by_entity.index)
         values = by_entity.reindex(entities).fillna(-np.inf).to_numpy()
         order = np.argsort(-values, kind="stable")
-        return [(entities[i], float(values[i])) for i in order]
+        return [(entities[i], float(values[i])) for i in order], reference
 
-    def _window(self, frame: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    def _scores(self, frame: pd.DataFrame, start: pd.Timestamp) -> tuple[pd.Series, Reference]:
+        """Robust score per series, and what it was measured against. When no series has a usable
+        reference in the lookback (empty, one sample, wholly masked by an earlier incident), everything
+        before the anomaly serves; when nothing before it is usable either, each series is scored
+        without one (see :func:`_unreferenced_scores`) rather than not at all."""
+        window = self._window(frame, start, self.config.lookback)
+        scores = self._series_scores(window, start)
+        if not scores.empty:
+            return scores, Reference.RECENT
+        if self.config.lookback is not None and (frame.index < start - self.config.lookback).any():
+            window = self._window(frame, start, None)
+            scores = self._series_scores(window, start)
+            if not scores.empty:
+                return scores, Reference.EARLIER
+        return _unreferenced_scores(window, start, self.config.absolute)
+
+    def _window(self, frame: pd.DataFrame, start: pd.Timestamp, lookback: pd.Timedelta | None) -> pd.DataFrame:
         keep = np.ones(len(frame), dtype=bool)
-        if self.config.lookback is not None:
-            keep &= frame.index >= start - self.config.lookback
+        if lookback is not None:
+            keep &= frame.index >= start - lookback
         if self.config.horizon is not None:
             keep &= frame.index < start + self.config.horizon
         return frame.loc[keep]
@@ -140,14 +162,19 @@ class BaroRanker(Ranker):
         index = _bocpd_change_index(_min_max(window[selected] if selected else window), self.config.hazard)
         if index is not None:
             return window.index[index]
+        if given is None and not len(window):
+            raise ValueError("no observed sample: nothing to score")
         return given if given is not None else window.index[len(window) // 2]
 
-    def _series_scores(self, window: pd.DataFrame, split: int) -> pd.Series:
-        if split < 1 or split >= len(window):
-            raise ValueError(f"BARO needs samples on both sides of the anomaly time, got {split} of {len(window)}")
+    def _series_scores(self, window: pd.DataFrame, start: pd.Timestamp) -> pd.Series:
+        """BARO's score of every series with a spread before ``start`` and a value after it (none:
+        an empty series)."""
+        split = int((window.index < start).sum())
         values = window.to_numpy(float)
         normal, anomalous = values[:split], values[split:]
         seen = np.isfinite(normal).any(axis=0) & np.isfinite(anomalous).any(axis=0)
+        if not seen.any():
+            return pd.Series(dtype=float)
         normal, anomalous = normal[:, seen], anomalous[:, seen]
         median = np.nanmedian(normal, axis=0)
         q75, q25 = np.nanpercentile(normal, [75, 25], axis=0)
@@ -157,6 +184,43 @@ class BaroRanker(Ranker):
             z = np.abs(z)
         varying = np.nanmax(normal, axis=0) > np.nanmin(normal, axis=0)
         return pd.Series(np.nanmax(z, axis=0), index=window.columns[seen])[varying]
+
+
+_REFERENCE_NOTES = {
+    Reference.RECENT: "(x the normal IQR)",
+    Reference.EARLIER: "(x the normal IQR; the lookback before the anomaly held no usable reference, so all "
+    "the rows before it served)",
+    Reference.SHORT: "(x its IQR after the anomaly: before it there was a level but no spread to compare with)",
+    Reference.NONE: "(x its IQR after the anomaly, from its first sample after it: no reference before the "
+    "anomaly, so this ranking is a guess)",
+}
+
+
+def _unreferenced_scores(window: pd.DataFrame, start: pd.Timestamp, absolute: bool) -> tuple[pd.Series, Reference]:
+    """BARO's score without a spread before ``start``: the change from the series' level (the median of
+    its samples before, else its first sample after) in units of its own IQR after ``start`` (0
+    counting as 1, as BARO does). A step at ``start`` shows against a level of one sample; with no
+    sample before, only a change that develops after ``start`` does. Series that never move are
+    dropped, as BARO drops constant ones. ``SHORT`` when some series had a sample before, else ``NONE``."""
+    split = int((window.index < start).sum())
+    values = window.to_numpy(float)
+    normal, anomalous = values[:split], values[split:]
+    seen = np.isfinite(anomalous).any(axis=0)
+    normal, anomalous = normal[:, seen], anomalous[:, seen]
+    reference = Reference.SHORT if np.isfinite(normal).any() else Reference.NONE
+    if not seen.any():
+        return pd.Series(dtype=float), reference
+    first = anomalous[np.argmax(np.isfinite(anomalous), axis=0), np.arange(anomalous.shape[1])]
+    has_level = np.isfinite(normal).any(axis=0)
+    level = first.copy()
+    level[has_level] = np.nanmedian(normal[:, has_level], axis=0)
+    q75, q25 = np.nanpercentile(anomalous, [75, 25], axis=0)
+    iqr = np.where(q75 - q25 > 0, q75 - q25, 1.0)
+    z = (anomalous - level) / iqr
+    if absolute:
+        z = np.abs(z)
+    moved = np.nanmax(np.abs(anomalous - level), axis=0) > 0
+    return pd.Series(np.nanmax(z, axis=0), index=window.columns[seen])[moved], reference
 
 
 def _min_max(frame: pd.DataFrame) -> np.ndarray:

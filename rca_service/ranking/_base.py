@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -13,6 +14,18 @@ from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo
 from factorylens.rca_service.ranking._topology import Topology
 
 Column = tuple[str, str]
+SHORT_REFERENCE_POINTS = 3  # fewer samples before t0 give a series a level but no spread of its own
+
+
+class Reference(str, enum.Enum):
+    """What a series' normal behaviour was measured against. A ranking made without a proper
+    reference carries it (and says so in words), so that a guess is never passed off as a measurement."""
+
+    RECENT = "recent"  # its own samples in the reference window before t0: the usual case
+    EARLIER = "earlier"  # that window held nothing usable; older rows stood in (BARO: the frame before
+    # its lookback; the engine: the ``history``)
+    SHORT = "short"  # fewer than SHORT_REFERENCE_POINTS samples before t0: a level, no spread of its own
+    NONE = "none"  # no sample before t0 at all (the window empty, or wholly masked by an earlier incident)
 
 
 @dataclass
@@ -28,6 +41,7 @@ class EvidenceSeries:
     onset: pd.Timestamp | None
     lower: float = float("nan")
     upper: float = float("nan")
+    reference: Reference = Reference.RECENT
 
 
 @dataclass
@@ -41,6 +55,7 @@ class RankedCause:
     explanation: str
     evidence: list[EvidenceSeries] = field(default_factory=list)
     explains: list[str] = field(default_factory=list)  # related anomalous entities read as its effects
+    reference: Reference = Reference.RECENT  # what its leading evidence was measured against
 
 
 @dataclass
@@ -49,6 +64,7 @@ class RankingResult:
     kpi: list[Column]
     t0: pd.Timestamp | None
     kpi_onset: pd.Timestamp | None = None
+    reference: Reference = Reference.RECENT  # the frame's reference before t0 as a whole
 
     @property
     def entities(self) -> list[str]:

@@ -28,6 +28,11 @@ earlier incident), later rows the incident. The method, in the order it runs:
    signals can: corrected ECC errors cannot) and began no later than the KPI broke always ranks
    above one that cannot or began after (effects follow causes); the others stay, below, marked.
 
+Without a reference before ``t0`` (an empty window, or one wholly masked by an earlier incident)
+the ``history`` stands in, else the first sample after ``t0``; a series with only a sample or two
+before ``t0`` has a level but no spread. Each cause and its evidence say so (``reference``, see
+:class:`~._base.Reference`), in words too, rather than pass a guess for a measurement.
+
 Scores are in [0, 1]: ``1 - exp(-s)`` of the discounted log-strength ``s``, i.e. ``z/(1+z)`` of the
 discounted strength in robust standard deviations. Each stage is a function of :mod:`._stages`;
 the explanation is :mod:`._explain`.
@@ -148,7 +153,7 @@ class RankingEngine(Ranker):
         ]
         explained = inputs.kpi[explainer.kpi_column()]
         kpis = [explained] + [k for k in inputs.kpi if k != explained]
-        return RankingResult(causes, kpis, inputs.t0, explainer.kpi_onset())
+        return RankingResult(causes, kpis, inputs.t0, explainer.kpi_onset(), inputs.reference)
 
     def _score(
         self, inputs: stages.Inputs, strength: stages.Strength, evidence: stages.Evidence, topology: Topology

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from factorylens.rca_service.detection import calibrated, one_in
-from factorylens.rca_service.ranking._base import Column, EvidenceSeries, RankedCause
+from factorylens.rca_service.ranking._base import Column, EvidenceSeries, RankedCause, Reference
 from factorylens.rca_service.ranking._signals import SignalDescriber
 from factorylens.rca_service.ranking._stages import Evidence, Inputs, Strength
 from factorylens.rca_service.ranking._topology import Topology, kind_of
@@ -68,7 +68,12 @@ class Explainer:
             signal, domain, onset = "", entity_domain(entity), None
         effects = sorted(self.evidence.explained_by.get(entity, []))
         text = self._explain(entity, domain, signal, items, onset, effects, score)
-        return RankedCause(rank, entity, domain, signal, onset, score, text, items, effects)
+        return RankedCause(rank, entity, domain, signal, onset, score, text, items, effects, self._reference_of(items))
+
+    def _reference_of(self, items: list[EvidenceSeries]) -> Reference:
+        """A cause's reference: its leading evidence's, or the frame's (without a reference at all, or
+        without evidence)."""
+        return self.inputs.reference if self.inputs.reference is Reference.NONE or not items else items[0].reference
 
     def _items(self, entity: str) -> list[EvidenceSeries]:
         consumer = entity in self.evidence.consumers
@@ -99,7 +104,15 @@ class Explainer:
         column = self.inputs.columns[i]
         onset = self.evidence.load_onset[i] if consumer else s.onset_row[i]
         return EvidenceSeries(
-            column[0], column[1], z, center, observed, self._time(onset), center - half, center + half
+            column[0],
+            column[1],
+            z,
+            center,
+            observed,
+            self._time(onset),
+            center - half,
+            center + half,
+            self.inputs.references[i],
         )
 
     def _time(self, row: float) -> pd.Timestamp | None:
@@ -181,6 +194,23 @@ class Explainer:
             return f" The topology shows no dependency of {self.name(kpi_entity)} on it, so it ranks lower."
         return ""
 
+    def _reference(self, items: list[EvidenceSeries]) -> str:
+        """What the leading evidence was measured against, when it was not its own recent past."""
+        reference, subject = self._reference_of(items), items[0].signal if items else "the frame"
+        if self.inputs.reference is Reference.NONE:
+            return (
+                " No reference: nothing was observed before t0 (an empty or wholly masked window) and there is "
+                "no history, so every series is measured against its first sample after t0; this ranking is a guess."
+            )
+        return {
+            Reference.RECENT: "",
+            Reference.EARLIER: " Nothing was observed before t0 (an empty or wholly masked window): the older "
+            "normal history stood in for the reference.",
+            Reference.SHORT: f" {subject} had only one or two samples before t0: a level to compare with but no "
+            "spread of its own, so its strength is rough.",
+            Reference.NONE: f" {subject} had no sample before t0: it is scored as new behaviour, as if it had been 0.",
+        }[reference]
+
     def _standing(self, entity: str, onset: pd.Timestamp | None) -> str:
         """Why a cause sits below the leading ones, when it does."""
         pe = self.evidence.per_entity
@@ -213,8 +243,8 @@ class Explainer:
             "timing and the KPI's dependence on it)."
         )
         return (
-            f"{self._kpi_text()}. {self._what(entity, domain, items)}.{self._when(onset)}{self._path(entity)}"
-            f"{consequences}{self._standing(entity, onset)}{ranking}"
+            f"{self._kpi_text()}. {self._what(entity, domain, items)}.{self._reference(items)}{self._when(onset)}"
+            f"{self._path(entity)}{consequences}{self._standing(entity, onset)}{ranking}"
         )
 
 

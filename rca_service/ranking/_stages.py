@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from factorylens.rca_service.detection import RobustScores, RobustZDetector, harmful
-from factorylens.rca_service.ranking._base import Column
+from factorylens.rca_service.ranking._base import SHORT_REFERENCE_POINTS, Column, Reference
 from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo, SignalKind, SignalSide
 from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, Topology, kind_of
 
@@ -36,6 +36,34 @@ class Inputs:
     history: np.ndarray | None
     silent: set[str]
     t0: pd.Timestamp
+    reference: Reference  # the frame's as a whole (see :func:`prepare`)
+
+    @cached_property
+    def kpi_reference(self) -> np.ndarray:
+        """The rows the KPI is measured against."""
+        return self._reference_rows(self.kpi_before)
+
+    @cached_property
+    def candidate_reference(self) -> np.ndarray:
+        """The rows the candidates are measured against."""
+        return self._reference_rows(self.before)
+
+    def _reference_rows(self, rows: np.ndarray) -> np.ndarray:
+        if self.reference is Reference.EARLIER and self.history is not None:
+            return self.history
+        return self.values[rows]
+
+    @cached_property
+    def references(self) -> list[Reference]:
+        """Per column, what it was measured against: a column without a sample of its own there has
+        none (it is scored as new behaviour), one with a sample or two a level but no spread."""
+        if self.reference is Reference.NONE:
+            return [Reference.NONE] * len(self.columns)
+        points = np.isfinite(self.candidate_reference).sum(axis=0)
+        return [
+            Reference.NONE if n == 0 else Reference.SHORT if n < SHORT_REFERENCE_POINTS else self.reference
+            for n in points
+        ]
 
     @cached_property
     def entities(self) -> np.ndarray:
@@ -104,6 +132,12 @@ def prepare(
     describe: SignalDescriber,
     history: pd.DataFrame | None,
 ) -> Inputs:
+    """The frame as the stages read it, with its reference: rows up to ``t0`` (up to ``t0 - lead``
+    for the candidates, never fewer than ``MIN_REFERENCE_ROWS``, nor none observed while rows up to
+    ``t0`` were). When no row up to ``t0`` was observed at all (an empty window, or one wholly masked
+    by an earlier incident), the ``history`` stands in (``EARLIER``); without one, the first observed
+    row after ``t0`` does (``NONE``): only a change that develops after it shows, and the ranking says
+    it is a guess rather than raising or mistaking every series for new behaviour."""
     kpi = [cast(Column, tuple(k)) for k in kpi]
     if not kpi:
         raise ValueError("rank() needs at least one KPI column")
@@ -117,7 +151,17 @@ def prepare(
     before = np.asarray(frame.index <= t0 - (lead or pd.Timedelta(0)))
     if before.sum() < MIN_REFERENCE_ROWS <= kpi_before.sum():  # a short history keeps a reference
         before = kpi_before & (np.cumsum(kpi_before) <= MIN_REFERENCE_ROWS)
+    observed = frame.notna().any(axis=1).to_numpy()
+    if not observed[before].any():  # wholly masked before the lead: the first observed rows up to t0
+        before = kpi_before & (np.cumsum(kpi_before & observed) <= MIN_REFERENCE_ROWS)
     older = None if history is None else history.reindex(columns=frame.columns).to_numpy(dtype=float)
+    reference = Reference.RECENT if observed[before].sum() >= SHORT_REFERENCE_POINTS else Reference.SHORT
+    if not observed[kpi_before].any():
+        if older is not None and np.isfinite(older).any():
+            reference = Reference.EARLIER
+        else:
+            reference = Reference.NONE  # the first observed row (after t0: none is before) stands in
+            kpi_before = before = np.arange(len(frame)) <= np.flatnonzero(observed)[0]
     return Inputs(
         frame,
         columns,
@@ -129,6 +173,7 @@ def prepare(
         older,
         silent,
         t0,
+        reference,
     )
 
 
@@ -138,7 +183,7 @@ def strength(inputs: Inputs, kpi_detector: RobustZDetector, detector: RobustZDet
     values, k = inputs.values, inputs.kpi_index
     resolution = np.array([i.resolution for i in inputs.infos])
     kpi_scores = kpi_detector.scores(
-        values[inputs.kpi_before][:, k],
+        inputs.kpi_reference[:, k],
         values[~inputs.kpi_before][:, k],
         None if inputs.history is None else inputs.history[:, k],
         resolution=resolution[k],
@@ -152,7 +197,7 @@ def strength(inputs: Inputs, kpi_detector: RobustZDetector, detector: RobustZDet
         first_above(kpi_harm[:kpi_rows].max(axis=1, keepdims=True), threshold)[0] + lead_rows if kpi_rows else np.inf
     )
     scores = detector.scores(
-        values[inputs.before], values[~inputs.before][:rows], inputs.history, resolution=resolution
+        inputs.candidate_reference, values[~inputs.before][:rows], inputs.history, resolution=resolution
     )
     harm = harmful(scores.z, inputs.directions)
     n = len(inputs.columns)
@@ -458,6 +503,9 @@ def silent_entities(frame: pd.DataFrame, t0: pd.Timestamp, recent_rows: int = 3)
 
 
 def first_above(strength: np.ndarray, threshold: float) -> np.ndarray:
+    """Per column: the first row above ``threshold`` (inf when none, or no row was scored)."""
+    if not len(strength):
+        return np.full(strength.shape[1], np.inf)
     above = strength > threshold
     return np.where(above.any(axis=0), above.argmax(axis=0).astype(float), np.inf)
 
