@@ -98,6 +98,8 @@ class RankingConfig:
         for name in ("reach_factor", "late_onset_factor"):
             if not 0 < getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in (0, 1]")
+        if not 0 < self.min_latency_share <= 1:
+            raise ValueError("min_latency_share must be in (0, 1]: a share of the KPI's growth (0 divides by it)")
 
 
 class RankingEngine(Ranker):

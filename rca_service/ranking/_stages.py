@@ -200,6 +200,10 @@ def strength(inputs: Inputs, kpi_detector: RobustZDetector, detector: RobustZDet
         inputs.candidate_reference, values[~inputs.before][:rows], inputs.history, resolution=resolution
     )
     harm = harmful(scores.z, inputs.directions)
+    if inputs.reference is not Reference.SHORT:
+        # a sample or two before t0 give a level but no spread: such a series' z measures nothing
+        # (spans kept only around faults; a series begun just before), so it is shown, not weighed
+        harm[:, [r is Reference.SHORT for r in inputs.references]] = 0.0
     n = len(inputs.columns)
     peak = harm.max(axis=0) if rows else np.zeros(n)
     peak_row = harm.argmax(axis=0) if rows else np.zeros(n, dtype=int)

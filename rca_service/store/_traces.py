@@ -229,8 +229,9 @@ class TraceAssembler:
         duration = record.end - record.start
         covered = _union_ns(record.children, record.start, record.end)
         self._observe(record.resource, SELF_DURATION, record.name, record.kind, record.end, (duration - covered) / 1e9)
-        if record.error and not record.child_error:
-            self._count(record.resource, ERROR_ORIGINS, record.name, record.kind, record.end)
+        # a point in every bin the operation ran (0 without errors), so a first error is new behaviour
+        origins = self._acc(record.resource, ERROR_ORIGINS, record.name, record.kind, record.end)
+        origins[0] += record.error and not record.child_error
         if record.caller:
             self._call(record)
         remote_child = any(service != record.service for _, _, service in record.children)
@@ -265,9 +266,6 @@ class TraceAssembler:
         acc[0] += 1
         acc[2] += value_s
         acc[3].append(value_s)
-
-    def _count(self, resource: dict[str, Any], metric: str, name: str, kind: int, end: int) -> None:
-        self._acc(resource, metric, name, kind, end)[0] += 1
 
     def _acc(self, resource: dict[str, Any], metric: str, key: str, kind: int, end: int) -> list:
         self._resources[id(resource)] = resource

@@ -183,6 +183,8 @@ def test_candidates_restrict_the_answer_and_bad_input_is_refused():
         engine.find_root_causes(frame, [("nope", "x")], frame.index[0])
     with pytest.raises(ValueError):
         RankingConfig(threshold=0)
+    with pytest.raises(ValueError, match="min_latency_share"):
+        RankingConfig(min_latency_share=0)  # divided scores by zero, then crashed explaining a NaN
 
 
 def test_signal_descriptions_follow_the_words_of_the_name():

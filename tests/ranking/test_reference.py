@@ -105,6 +105,19 @@ def test_engine_with_one_or_two_samples_before_t0_marks_its_evidence_short(point
     assert "latency_p99 had only one or two samples before t0" in top.explanation
 
 
+def test_a_series_with_a_sample_or_two_before_t0_among_measured_ones_is_shown_not_weighed():
+    """Spans kept only around faults: a series whose reference is a lone sample has no spread, and a
+    modest wobble of it must not outrank a measured series that clearly broke."""
+    frame, t0 = planted()
+    frame[("api", "span_self_p95")] = np.nan
+    frame.loc[frame.index[FAULT - 1], ("api", "span_self_p95")] = 10.0
+    frame.loc[frame.index[FAULT:], ("api", "span_self_p95")] = 14.0  # +40% over one sample: no spread known
+    result = RankingEngine().find_root_causes(frame, KPI, t0)
+    assert result.reference is Reference.RECENT and result.entities[0] == "db"
+    api = next(c for c in result.causes if c.entity == "api")
+    assert api.score < 0.5 * result.causes[0].score
+
+
 def test_engine_with_a_wholly_masked_reference_and_no_history_says_it_has_none():
     """Before, every series counted as new behaviour (as if it had been 0): expected values NaN, no word of it."""
     frame, t0 = planted()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from factorylens.rca_service.analysis import KpiRankingAnalyzer
 from factorylens.rca_service.store import SeriesStore, StoreLimits, View
 from factorylens.registry import Metrics
 from tests.rca.otlp_builders import trace_request
@@ -97,9 +98,11 @@ def test_exclusive_time_stays_with_the_slow_callee_and_error_origin_is_the_deepe
     assert own["checkout"] == pytest.approx(np.full_like(own["checkout"], 0.02), rel=1e-6)
     assert own["frontend"] == pytest.approx(np.full_like(own["frontend"], 0.02), rel=1e-6)
     # all three spans failed in 10 traces; only payments, where nothing below it failed, began them
-    origins = store.of_metric(Metrics.FACTORYLENS_SPAN_ERROR_ORIGINS)
-    assert [i.resource["service.name"] for i in origins] == ["payments"]
-    assert _values(store, origins[0].id, View.RAW).sum() == 10
+    origins = {
+        i.resource["service.name"]: _values(store, i.id, View.RAW).sum()
+        for i in store.of_metric(Metrics.FACTORYLENS_SPAN_ERROR_ORIGINS)
+    }
+    assert origins == {"payments": 10, "checkout": 0, "frontend": 0}
     # the call graph with its counts, and each edge's calls and latency on the callee
     assert store.call_counts() == {("frontend", "checkout"): 20, ("checkout", "payments"): 20}
     edge = _one(store, Metrics.FACTORYLENS_SPAN_EDGE_DURATION, service_name="payments")
@@ -198,3 +201,33 @@ def test_retried_exports_count_each_span_once_and_pending_spans_are_bounded():
     small.traces._max_pending = 10
     small.ingest_spans(trace_request([{"name": "s", "start": T0 + i, "end": T0 + i + 1} for i in range(50)], "svc"))
     assert small.traces.pending <= 10 and small.traces.settled_early == 40
+
+
+def _traffic(store: SeriesStore, start: int, rng: np.random.Generator, payments_ms: float, fail: bool) -> None:
+    """Five requests a bin down frontend → checkout → payments, each service exporting its own spans."""
+    for _ in range(5):
+        _frontend_checkout_payments(store, start, rng.bytes(16), int(payments_ms + rng.normal(0, 1)), fail)
+
+
+@pytest.mark.parametrize("fault", ["slow", "failing"])
+def test_a_slow_or_failing_callee_explains_away_its_callers(fault):
+    """Every span on the path gets slower (or fails) with payments, but only payments' own time (or its
+    errors begun there) changed: payments is the cause; checkout, whose whole time and failures
+    followed, is not blamed for them."""
+    store = SeriesStore()
+    analyzer = KpiRankingAnalyzer()
+    rng = np.random.default_rng(3)
+    for i in range(200):
+        broken = i >= 180
+        slow = broken and fault == "slow"
+        _traffic(store, T0 + i * 10 * S, rng, 500 if slow else 20, fail=broken and fault == "failing")
+        analyzer.analyze(store, T0 + i * 10 * S + 15 * S)
+    incidents = analyzer.incidents()
+    assert incidents, "the frontend's latency or errors should have broken"
+    top = incidents[0].causes[0]
+    assert top.entity == "service:payments"
+    metric = "factorylens.span.self_duration" if fault == "slow" else "factorylens.span.error_origins"
+    evidence = {store.require_info(e.series_id).metric for e in top.evidence if e.series_id}
+    assert top.signal.startswith(metric) or metric in evidence, (top.signal, evidence)
+    checkout = [c for c in incidents[0].causes if c.entity == "service:checkout"]
+    assert not checkout or checkout[0].score < top.score
