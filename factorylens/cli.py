@@ -1043,7 +1043,8 @@ def _print_meanings(metrics: list[Any]) -> None:
         "\nWhat each signal means for ranking causes (`REGISTRY.meaning(metric, attributes)`): its kind, "
         "the direction of change that is trouble, whether such a change can slow or fail a workload by "
         "itself, whose behaviour it measures (`outbound`: time waiting on others; `outcome`: how well the "
-        "whole works) and where the trouble lives. A row per attribute value that means something else; "
+        "whole works; `caller_view`: how its callers see it) and where the trouble lives. A row per attribute "
+        "value that means something else; "
         "`*` is any value.\n"
     )
     header = ("signal", "kind", "bad", "can slow", "side", "domain", "in plain words")

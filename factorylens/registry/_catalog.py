@@ -1410,7 +1410,7 @@ THR, TRF, CAP, STA, INF = (
     SignalKind.INFO,
 )
 UP, DOWN, EITHER = Direction.UP, Direction.DOWN, Direction.EITHER
-OUTBOUND, OUTCOME = Side.OUTBOUND, Side.OUTCOME
+OUTBOUND, OUTCOME, CALLER_VIEW = Side.OUTBOUND, Side.OUTCOME, Side.CALLER_VIEW
 V = ValueMeaning
 
 # NVIDIA XID codes in plain words (NVIDIA's XID catalogue); any other code reads "XID <code> error"
@@ -1726,8 +1726,8 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     ),
     "factorylens.span.error_origins": (Meaning(ERR, UP, True, "errors begun here"), ()),
     "factorylens.span.edge.calls": (Meaning(TRF, EITHER, False, "calls received"), ()),
-    "factorylens.span.edge.errors": (Meaning(ERR, UP, True, "failed calls received", OUTCOME), ()),
-    "factorylens.span.edge.duration": (Meaning(LAT, UP, True, "latency seen by callers", OUTCOME), ()),
+    "factorylens.span.edge.errors": (Meaning(ERR, UP, True, "failed calls seen by callers", CALLER_VIEW), ()),
+    "factorylens.span.edge.duration": (Meaning(LAT, UP, True, "latency seen by callers", CALLER_VIEW), ()),
     "factorylens.events": (
         Meaning(TRF, EITHER, False, "events"),
         (

@@ -68,6 +68,9 @@ class Side(str, enum.Enum):
     OWN = "own"  # the entity's own behaviour
     OUTBOUND = "outbound"  # time the entity waits on others: a client span, a collective, a checkpoint write
     OUTCOME = "outcome"  # how well the whole works (MFU, goodput): kin of a KPI, not a cause
+    # how the entity's callers see it (a callee's latency as they waited, the wire included): its
+    # trouble, though the path to it may share it, so it cannot clear what depends on it
+    CALLER_VIEW = "caller_view"
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,12 @@ _KINDS = {
     Kind.CAPACITY: SignalKind.GOOD,  # lost capacity: bad when it falls
     Kind.INFO: SignalKind.OTHER,
 }
-_SIDES = {Side.OWN: SignalSide.OWN, Side.OUTBOUND: SignalSide.OUTBOUND, Side.OUTCOME: SignalSide.OUTCOME}
+_SIDES = {
+    Side.OWN: SignalSide.OWN,
+    Side.OUTBOUND: SignalSide.OUTBOUND,
+    Side.OUTCOME: SignalSide.OUTCOME,
+    Side.CALLER_VIEW: SignalSide.CALLER_VIEW,
+}
 
 
 def from_meaning(meaning: Meaning) -> SignalInfo:

@@ -8,6 +8,7 @@ registry. Decoding is the hot path of ingest: attribute sets are looked up by th
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
 import itertools
 import json
@@ -164,7 +165,11 @@ class SeriesStore:
         self.span_sample = SpanSample(self.limits.span_sample_per_operation)
         self.call_graph = CallGraph()
         self.traces = TraceAssembler(
-            self._delta_series, self.call_graph, self.limits.span_bin_s, self.limits.span_settle_s, DURATION_BOUNDS
+            functools.partial(self.get_or_create, cumulative=False),
+            self.call_graph,
+            self.limits.span_bin_s,
+            self.limits.span_settle_s,
+            DURATION_BOUNDS,
         )
         self.logs = LogCounts(self, self.limits.log_bin_s)
         self._clock = clock
@@ -505,17 +510,6 @@ class SeriesStore:
         the analysis calls this with its clock so a trace that ends the traffic still counts."""
         with self.lock:
             self.traces.settle(now_unix_nano, flush=flush)
-
-    def _delta_series(
-        self,
-        metric: str,
-        kind: SeriesKind,
-        unit: str,
-        resource: Mapping[str, Any],
-        attributes: Mapping[str, Any],
-        description: str,
-    ) -> Series | None:
-        return self.get_or_create(metric, kind, unit, resource, attributes, description, cumulative=False)
 
     def ingest_logs(self, request: ExportLogsServiceRequest) -> IngestResult:
         """Log records are kept as events (bounded), counted per event name, and per resource by

@@ -9,11 +9,13 @@ likely arrived. When a span settles:
 - its **exclusive time** is its duration less the union of its children's intervals (parallel children
   count once), so a slow callee raises the callee's own time, not its callers' (MicroRank and TraceRCA
   score services by the traces they sit on; the exclusive time is what separates a slow service from
-  the services waiting on it);
+  the services waiting on it); a call's own time (a client span's, or an undeclared span's whose
+  every child ran elsewhere) is time on the wire, kept as a client span's;
 - it is an **error origin** when it failed and none of its children did (TraceRCA's "deepest erroring
   span": a failure propagated upwards is counted once, where it started);
 - when its parent ran in another service it is a **call** on the edge caller → callee: calls, errors and
-  its duration as the callee served it, on the callee's resource with the caller as an attribute;
+  the time the caller waited on it (its parent's duration when the parent is the call, else its own),
+  on the callee's resource with the caller as an attribute: how the callers see the callee;
 - a client or producer span that reached no instrumented service but names its peer (``peer.service``,
   ``db.system``/``db.system.name``, ``messaging.system``, ``server.address``) is a call on the edge
   to that peer, which becomes an entity of its own (a database, a queue, an external API).
@@ -21,7 +23,7 @@ likely arrived. When a span settles:
 The series are deltas per ``span_bin_s`` bin of the span's end, like the per-operation RED series, and
 feed the detector and the ranker as any other series. A child whose parent arrives after the child
 settled still gets its edge then; a parent that settled before a late child keeps the child's time
-as its own (the price of a bounded wait, documented in README "Traces").
+as its own (the price of a bounded wait; see docs/rca-service.md, "Traces").
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ ERROR_ORIGINS = Metrics.FACTORYLENS_SPAN_ERROR_ORIGINS
 EDGE_CALLS = Metrics.FACTORYLENS_SPAN_EDGE_CALLS
 EDGE_ERRORS = Metrics.FACTORYLENS_SPAN_EDGE_ERRORS
 EDGE_DURATION = Metrics.FACTORYLENS_SPAN_EDGE_DURATION
-CLIENT_KINDS = (3, 4)  # SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER
+CLIENT_KIND = 3
+CLIENT_KINDS = (CLIENT_KIND, 4)  # SPAN_KIND_CLIENT, SPAN_KIND_PRODUCER
+UNDECLARED_KINDS = (0, 1)  # SPAN_KIND_UNSPECIFIED, SPAN_KIND_INTERNAL
 # attributes that name what a client span reached, best first: (attribute, prefix of the peer's name)
 PEER_ATTRIBUTES = (
     ("peer.service", ""),
@@ -98,6 +102,7 @@ class _Span:
         "error",
         "kind",
         "name",
+        "parent",
         "peer",
         "resource",
         "service",
@@ -113,7 +118,20 @@ class _Span:
         self.children: list[tuple[int, int, str]] = []
         self.child_error = False
         self.caller = ""
+        self.parent: _Span | None = None
         self.settled = False
+
+    @property
+    def is_call(self) -> bool:
+        """A client or producer span, or one whose every child ran in another service (a call left
+        undeclared, as in span tables without kinds): its own time is time on the wire."""
+        if self.kind in CLIENT_KINDS:
+            return True
+        return (
+            self.kind in UNDECLARED_KINDS
+            and bool(self.children)
+            and all(service != self.service for _, _, service in self.children)
+        )
 
 
 class TraceAssembler:
@@ -202,6 +220,7 @@ class TraceAssembler:
         parent.children.append((child.start, child.end, child.service))
         parent.child_error |= child.error
         child.caller = parent.service
+        child.parent = parent
         if child.settled:  # the parent came after the child settled: the edge is still owed
             self._call(child)
 
@@ -228,7 +247,8 @@ class TraceAssembler:
             self._settled.popitem(last=False)
         duration = record.end - record.start
         covered = _union_ns(record.children, record.start, record.end)
-        self._observe(record.resource, SELF_DURATION, record.name, record.kind, record.end, (duration - covered) / 1e9)
+        kind = CLIENT_KIND if record.is_call else record.kind
+        self._observe(record.resource, SELF_DURATION, record.name, kind, record.end, (duration - covered) / 1e9)
         # a point in every bin the operation ran (0 without errors), so a first error is new behaviour
         origins = self._acc(record.resource, ERROR_ORIGINS, record.name, record.kind, record.end)
         origins[0] += record.error and not record.child_error
@@ -241,15 +261,14 @@ class TraceAssembler:
                 self._edge(peer, record.service, record.peer, record.end, duration / 1e9, record.error)
 
     def _call(self, record: _Span) -> None:
-        if record.caller != record.service:
-            self._edge(
-                record.resource,
-                record.caller,
-                record.service,
-                record.end,
-                (record.end - record.start) / 1e9,
-                record.error,
-            )
+        """The edge's latency is what the caller waited when its side of the call is a span of its
+        own (the wire included: a network delay shows on the callee's edge), else what the callee took."""
+        if record.caller == record.service:
+            return
+        waited = record.parent if record.parent is not None and record.parent.is_call else record
+        self._edge(
+            record.resource, record.caller, record.service, record.end, (waited.end - waited.start) / 1e9, record.error
+        )
 
     def _edge(
         self, resource: dict[str, Any], caller: str, callee: str, end: int, duration_s: float, error: bool

@@ -231,3 +231,39 @@ def test_a_slow_or_failing_callee_explains_away_its_callers(fault):
     assert top.signal.startswith(metric) or metric in evidence, (top.signal, evidence)
     checkout = [c for c in incidents[0].causes if c.entity == "service:checkout"]
     assert not checkout or checkout[0].score < top.score
+
+
+def test_an_undeclared_call_is_time_on_the_wire_and_the_edge_keeps_what_the_caller_waited():
+    """Span tables without kinds (Nezha's): the frontend's span around its call to ads has ads' server
+    span as its only child. The 300 ms between them is the network's, not the frontend's own time, and
+    shows on the ads edge as the frontend waited it."""
+    store = SeriesStore()
+    trace, call = b"w" * 16, b"c" * 8
+    store.ingest_spans(
+        trace_request(
+            [
+                {
+                    "name": "GetAds",
+                    "start": T0 + 150 * MS,
+                    "end": T0 + 170 * MS,
+                    "trace_id": trace,
+                    "span_id": b"s" * 8,
+                    "parent_span_id": call,
+                    "kind": 0,
+                }
+            ],
+            service="ads",
+        )
+    )
+    store.ingest_spans(
+        trace_request(
+            [{"name": "ads.GetAds", "start": T0, "end": T0 + 320 * MS, "trace_id": trace, "span_id": call, "kind": 0}],
+            service="frontend",
+        )
+    )
+    store.settle_spans(flush=True)
+    own = _one(store, Metrics.FACTORYLENS_SPAN_SELF_DURATION, service_name="frontend")
+    assert own.attributes["span.kind"] == "client"  # outbound: never the frontend's own trouble
+    assert _values(store, own.id, View.MEAN) == pytest.approx([0.3])
+    edge = _one(store, Metrics.FACTORYLENS_SPAN_EDGE_DURATION, service_name="ads")
+    assert _values(store, edge.id, View.MEAN) == pytest.approx([0.32])
