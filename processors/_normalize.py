@@ -1,4 +1,5 @@
-"""Other producers' series under our names: dcgm-exporter, node-exporter, hostmetrics, OpenLIT.
+"""Other producers' series under our names: dcgm-exporter, node-exporter, hostmetrics, OpenLIT, and the LLM
+serving engines (vLLM, SGLang, TGI, Triton, whose histograms are renamed whole).
 
 The tables are the registry's (``factorylens.registry.METRIC_TRANSLATIONS`` and friends), so this
 code, the collector's ``transform`` statements and the docs cannot disagree. A metric is looked up
@@ -235,8 +236,10 @@ def _translate(
     hook_state: Hashable,
 ) -> int:
     kind = metric.WhichOneof("data")
+    if kind == "histogram" and rule.instrument is Instrument.HISTOGRAM:
+        return _translate_histogram(metric, rule, tables, labels)
     if kind not in ("gauge", "sum"):
-        return 0  # dcgm-exporter and node-exporter fields are all numbers; leave anything else alone
+        return 0  # a number rule meets a histogram or summary (or the reverse): leave it alone
     translation = rule.translation
     if not reshape and (
         translation.bits or translation.source in tables.derived_sources or kind != _KINDS[rule.instrument]
@@ -276,6 +279,31 @@ def _translate(
     metric.unit = rule.unit
     metric.description = rule.description
     return len(points) * (len(translation.bits) if translation.bits else 1)
+
+
+def _translate_histogram(metric: Any, rule: _Rule, tables: _Tables, labels: LabelHook | None) -> int:
+    """A serving engine's histogram (assembled by the receiver from ``_bucket``/``_sum``/``_count``): renamed
+    in place, labels translated, bounds and sum scaled (Triton's ms → s); bucket counts do not change."""
+    translation = rule.translation
+    renames = tables.renames(translation.producer, translation.target)
+    scale = translation.scale
+    points = metric.histogram.data_points
+    for point in points:
+        scratch = metrics_pb2.NumberDataPoint()
+        scratch.ParseFromString(_translated(point.attributes, renames, rule, labels)[0])
+        del point.attributes[:]
+        point.attributes.extend(scratch.attributes)
+        if scale != 1.0:
+            bounds = [bound * scale for bound in point.explicit_bounds]
+            del point.explicit_bounds[:]
+            point.explicit_bounds.extend(bounds)
+            for name in ("sum", "min", "max"):
+                if point.HasField(name):
+                    setattr(point, name, getattr(point, name) * scale)
+    metric.name = translation.target
+    metric.unit = rule.unit
+    metric.description = rule.description
+    return len(points)
 
 
 def point_identity(point: Any) -> bytes:

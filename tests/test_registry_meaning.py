@@ -206,10 +206,27 @@ _SELF = "the service's own health: the direction an operator alerts on (the anal
 _FINDINGS = "our own findings: info (the analysis never scores rca)"
 _LOG_VOLUME = "log lines are a volume, like calls: traffic (the regexes found no word, or 'templates' as saturation)"
 _LOG_TROUBLE = "warning and fatal log lines are errors, bad up (the regexes read no severity but 'error')"
+_SERVING_LATENCY = "a serving engine's per-request time (TTFT, TPOT, a phase): latency, bad up (no word matched)"
+_SERVING_SUMMED = "Triton's summed request or queue time: latency, bad up, like system.disk.time"
+_SERVING_VOLUME = "tokens or requests in a batch are volume: traffic (the regexes found no word)"
 
 # every way the registry's meaning differs, on purpose, from the name-based guess (foreign_signal)
 _INCLUSIVE = "a span's whole time and failure include its callees': the outcome; the own share is self_duration"
 DELIBERATE_DIFFERENCES = {
+    "gen_ai.server.time_to_first_token": _SERVING_LATENCY,
+    "gen_ai.server.time_per_output_token": _SERVING_LATENCY,
+    "factorylens.inference.request.queue_time": _SERVING_LATENCY + "; the regexes read 'queue' as saturation",
+    "factorylens.inference.request.prefill_time": _SERVING_LATENCY,
+    "factorylens.inference.request.decode_time": _SERVING_LATENCY,
+    "factorylens.inference.request.inference_time": _SERVING_LATENCY,
+    "factorylens.inference.request.time": _SERVING_SUMMED,
+    "factorylens.inference.queue.time": _SERVING_SUMMED + "; the regexes read 'queue' as saturation",
+    "gen_ai.client.token.usage": _SERVING_VOLUME + "; the server counts them, so it is not outbound",
+    "factorylens.inference.batch.size": _SERVING_VOLUME,
+    "factorylens.inference.kv_cache.usage": "the KV cache filling up: saturation, bad up (no word matched)",
+    "factorylens.inference.preemptions": "requests evicted to be recomputed: errors, bad up (no word matched)",
+    "factorylens.inference.requests.finished{factorylens.inference.finish_reason=abort}": "aborted requests are "
+    "failures: errors, bad up",
     "factorylens.span.errors": _INCLUSIVE + " and error_origins",
     "factorylens.span.duration": _INCLUSIVE,
     "factorylens.span.duration{span.kind=server}": _INCLUSIVE,

@@ -110,7 +110,12 @@ def edge_translations() -> tuple[MetricTranslation, ...]:
     """The translations done at the edge: all but the sources of derived series, which the service must still see
     under their own names to join them."""
     derived = {name for d in DERIVED_TRANSLATIONS for name in (d.minuend, d.subtrahend)}
-    return tuple(t for t in METRIC_TRANSLATIONS if t.source not in derived)
+    return tuple(t for t in METRIC_TRANSLATIONS if t.source not in derived and not _scaled_histogram(t))
+
+
+def _scaled_histogram(translation: MetricTranslation) -> bool:
+    """OTTL cannot multiply a histogram's bucket bounds (Triton's ms histogram): the service converts it."""
+    return translation.scale != 1.0 and REGISTRY.metric(translation.target).instrument is Instrument.HISTOGRAM
 
 
 def _bit_copy(name: str, bit: int) -> str:
@@ -244,8 +249,9 @@ def normalize_groups() -> list[StatementGroup]:
     for t in translations:
         spec = REGISTRY.metric(t.target)
         where = _any(_name_is(_streams(t)))
+        histogram = spec.instrument is Instrument.HISTOGRAM  # the receiver already made it one
         metric_statements += [
-            _kind_statement(spec.instrument, where),
+            *([] if histogram else [_kind_statement(spec.instrument, where)]),
             f"set(metric.unit, {_q(spec.unit)}){_where(where)}",
             f"set(metric.description, {_q(spec.description)}){_where(where)}",
             f"set(metric.name, {_q(t.target)}){_where(where)}",

@@ -73,6 +73,8 @@ COST_COMPONENTS = ("gpu_time", "energy", "total", "idle", "unallocated", "useful
 COST_OUTPUTS = ("1k_samples", "1m_tokens")
 PRICE_BASES = ("on_demand", "reserved", "amortized")
 ROCE_EVENTS = ("ecn_marked", "cnp_sent", "cnp_handled", "out_of_sequence", "packet_sequence_error")
+INFERENCE_ENGINES = ("vllm", "sglang", "tgi", "triton")
+FINISH_REASONS = ("stop", "length", "abort")
 NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
 ATTRIBUTES = (
@@ -206,13 +208,23 @@ ATTRIBUTES = (
     AttributeSpec("k8s.pod.name", "string", "Pod the GPU is assigned to or the process runs in.", S),
     AttributeSpec("k8s.namespace.name", "string", "Namespace of that pod.", S),
     AttributeSpec("k8s.container.name", "string", "Container of that pod.", S),
+    # LLM serving (OTel GenAI semantic conventions; factorylens.inference.* where they have no name)
+    AttributeSpec("gen_ai.request.model", "string", "Model the request asked for (the engine's model label).", S),
+    AttributeSpec(
+        "gen_ai.provider.name", "string", "The serving engine (no well-known GenAI value).", S, INFERENCE_ENGINES
+    ),
+    AttributeSpec("gen_ai.token.type", "string", "Which tokens a count is of.", S, ("input", "output")),
+    AttributeSpec("factorylens.inference.engine", "string", "Engine index inside one vLLM server (data parallel).", F),
+    AttributeSpec("factorylens.inference.engine_role", "string", "SGLang's engine_type: unified, prefill, decode.", F),
+    AttributeSpec("factorylens.inference.model_version", "string", "Version of the served model (Triton).", F),
+    AttributeSpec("factorylens.inference.finish_reason", "string", "Why a request finished.", F, FINISH_REASONS),
     # the processors' own accounting
     AttributeSpec(
         "factorylens.producer",
         "string",
         "Who emitted a series under a foreign name.",
         F,
-        ("dcgm-exporter", "node-exporter", "hostmetrics", "openlit"),
+        ("dcgm-exporter", "node-exporter", "hostmetrics", "openlit", "vllm", "sglang", "tgi", "triton"),
     ),
     AttributeSpec("factorylens.source.metric", "string", "A metric name as its producer spelled it.", F),
     # cost and ROI
@@ -300,6 +312,181 @@ INSTRUMENTATION = "instrumentation"
 RCA_SERVICE = "rca-service"
 PROCESSORS = "processors"  # metrics only the normalize processor emits (from dcgm-exporter fields)
 COMPONENTS = (GPU_RECEIVER, INSTRUMENTATION, RCA_SERVICE, PROCESSORS)
+
+# LLM serving engines' metrics (vLLM, SGLang, TGI, Triton) as the normalize processor renames them:
+# OTel GenAI names where they exist (gen_ai-metrics.md, v1.41.0, status Development), ours for the rest
+_SERVING = (
+    "gen_ai.request.model",
+    "gen_ai.provider.name",
+    "factorylens.inference.engine",
+    "factorylens.inference.engine_role",
+    "factorylens.inference.model_version",
+)
+_SERVING_PHASE = "(vLLM, SGLang, TGI; per request)"
+INFERENCE_METRICS = (
+    MetricSpec(
+        "gen_ai.server.time_to_first_token",
+        H,
+        "s",
+        "Time from a request's arrival to its first output token " + _SERVING_PHASE + ".",
+        Domain.APP,
+        S,
+        _SERVING,
+    ),
+    MetricSpec(
+        "gen_ai.server.time_per_output_token",
+        H,
+        "s",
+        "Decode time per output token after the first: (duration − TTFT) / (tokens − 1), per request.",
+        Domain.APP,
+        S,
+        _SERVING,
+    ),
+    MetricSpec(
+        "gen_ai.server.request.duration",
+        H,
+        "s",
+        "Time from a request's arrival to its last token (end to end, on the server).",
+        Domain.APP,
+        S,
+        _SERVING,
+    ),
+    MetricSpec(
+        "gen_ai.client.token.usage",
+        H,
+        "{token}",
+        "Tokens per request, input (prompt) or output (generated), as the server counted them.",
+        Domain.APP,
+        S,
+        (*_SERVING, "gen_ai.token.type"),
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.running",
+        G,
+        "{request}",
+        "Requests in the running batch (scheduled on the GPU).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.waiting",
+        G,
+        "{request}",
+        "Requests queued for scheduling (the queue depth; vLLM, SGLang and TGI queues are unbounded).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.kv_cache.usage",
+        G,
+        "1",
+        "Fraction of the KV-cache blocks (tokens) in use, 0-1.",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.preemptions",
+        C,
+        "{preemption}",
+        "Requests preempted (evicted from the KV cache, to be recomputed): vLLM's preemption counter.",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.batch.size",
+        G,
+        "{request}",
+        "Requests in the batch the engine runs now (TGI).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.finished",
+        C,
+        "{request}",
+        "Requests finished, by why: stop (a stop token), length (the token limit) or abort.",
+        Domain.APP,
+        F,
+        (*_SERVING, "factorylens.inference.finish_reason"),
+    ),
+    MetricSpec(
+        "factorylens.inference.tokens",
+        C,
+        "{token}",
+        "Tokens processed: input (prefilled prompt) or output (generated).",
+        Domain.APP,
+        F,
+        (*_SERVING, "gen_ai.token.type"),
+    ),
+    MetricSpec(
+        "factorylens.inference.request.queue_time",
+        H,
+        "s",
+        "Time a request waited before it was first scheduled " + _SERVING_PHASE + ".",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.request.prefill_time",
+        H,
+        "s",
+        "Time from a request's first scheduling to its first token (vLLM; preempted time included).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.request.decode_time",
+        H,
+        "s",
+        "Time from a request's first token to its last (vLLM; preempted time included).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.request.inference_time",
+        H,
+        "s",
+        "Time from a request's first scheduling to its last token: prefill plus decode (vLLM).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.inter_token_latency",
+        H,
+        "s",
+        "Time between consecutive output tokens, per token (not per request: TPOT is that).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.request.time",
+        C,
+        "s",
+        "Summed request time, queue included (Triton's cumulative nv_inference_request_duration_us).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.queue.time",
+        C,
+        "s",
+        "Summed time requests waited in the queue (Triton's cumulative nv_inference_queue_duration_us).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+)
 
 
 def _emitted_by(component: str, metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
@@ -1341,6 +1528,7 @@ METRICS = (
             ),
         ),
     )
+    + _emitted_by(PROCESSORS, INFERENCE_METRICS)
 )
 
 # ---------------------------------------------------------------------------------------------------
@@ -1791,6 +1979,34 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     ),
     "factorylens.rca.remote_write.queue.depth": (Meaning(SAT, UP, False, "samples waiting for remote-write"), ()),
     "factorylens.rca.remote_write.retries": (Meaning(ERR, UP, False, "remote-write retries"), ()),
+    # --- LLM serving ---
+    "gen_ai.server.time_to_first_token": (Meaning(LAT, UP, False, "time to first token"), ()),
+    "gen_ai.server.time_per_output_token": (Meaning(LAT, UP, False, "time per output token"), ()),
+    "gen_ai.server.request.duration": (Meaning(LAT, UP, False, "inference request duration"), ()),
+    "gen_ai.client.token.usage": (Meaning(TRF, EITHER, False, "tokens per inference request"), ()),
+    "factorylens.inference.requests.running": (Meaning(TRF, EITHER, False, "inference requests running"), ()),
+    "factorylens.inference.requests.waiting": (Meaning(SAT, UP, True, "inference requests queued"), ()),
+    "factorylens.inference.kv_cache.usage": (Meaning(SAT, UP, True, "KV cache used"), ()),
+    "factorylens.inference.preemptions": (Meaning(ERR, UP, True, "inference requests preempted"), ()),
+    "factorylens.inference.batch.size": (Meaning(TRF, EITHER, False, "inference batch size"), ()),
+    "factorylens.inference.requests.finished": (
+        Meaning(TRF, EITHER, False, "inference requests finished"),
+        (V("factorylens.inference.finish_reason", "abort", kind=ERR, bad=UP, name="inference requests aborted"),),
+    ),
+    "factorylens.inference.tokens": (
+        Meaning(TRF, EITHER, False, "tokens processed"),
+        (
+            V("gen_ai.token.type", "input", name="prompt tokens processed"),
+            V("gen_ai.token.type", "output", name="tokens generated"),
+        ),
+    ),
+    "factorylens.inference.request.queue_time": (Meaning(LAT, UP, True, "inference queue time"), ()),
+    "factorylens.inference.request.prefill_time": (Meaning(LAT, UP, True, "prefill time"), ()),
+    "factorylens.inference.request.decode_time": (Meaning(LAT, UP, True, "decode time"), ()),
+    "factorylens.inference.request.inference_time": (Meaning(LAT, UP, True, "inference time"), ()),
+    "factorylens.inference.inter_token_latency": (Meaning(LAT, UP, False, "inter-token latency"), ()),
+    "factorylens.inference.request.time": (Meaning(LAT, UP, False, "summed inference request time"), ()),
+    "factorylens.inference.queue.time": (Meaning(LAT, UP, True, "summed inference queue time"), ()),
     # --- our own findings ---
     "factorylens.anomaly.score": (Meaning(INF, EITHER, False, "anomaly score"), ()),
     "factorylens.baseline.predictability": (Meaning(INF, EITHER, False, "baseline predictability"), ()),

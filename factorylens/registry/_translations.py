@@ -3,7 +3,8 @@ statements (``factorylens otel-config``) and the docs all read.
 
 Producers: NVIDIA dcgm-exporter (``DCGM_FI_*`` field names, as the collector's ``prometheus``
 receiver turns a scrape into OTLP), Prometheus node-exporter, the collector's ``hostmetrics``
-receiver, and OpenLIT's GPU collector. Field names, units and labels: ``shared/research``
+receiver, OpenLIT's GPU collector, and the LLM serving engines vLLM (V1 and V0 names), SGLang,
+TGI and Triton (inference-serving.md). Field names, units and labels: ``shared/research``
 (gpu-telemetry.md section 3, stack-anchors.md sections 1.2-1.5); the fixtures in
 ``tests/fixtures/`` are upstream output these tables are tested against.
 """
@@ -25,6 +26,10 @@ class Producer(str, enum.Enum):
     NODE_EXPORTER = "node-exporter"
     HOSTMETRICS = "hostmetrics"
     OPENLIT = "openlit"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+    TGI = "tgi"
+    TRITON = "triton"
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class AttributeTranslation:
 
 
 D, N, H, O = Producer.DCGM_EXPORTER, Producer.NODE_EXPORTER, Producer.HOSTMETRICS, Producer.OPENLIT  # noqa: E741
+VL, SG, TG, TR = Producer.VLLM, Producer.SGLANG, Producer.TGI, Producer.TRITON
+_INPUT, _OUTPUT = (("gen_ai.token.type", "input"),), (("gen_ai.token.type", "output"),)
 
 _DCGM_PROF = (("gpu.measurement.source", "dcgm"),)
 _CLOCK_REASON = "hw.gpu.clock_event.reason"
@@ -195,6 +202,52 @@ METRIC_TRANSLATIONS: tuple[MetricTranslation, ...] = (
     MetricTranslation(O, "hw.gpu.power.draw", "hw.power"),
     MetricTranslation(O, "hw.gpu.energy.consumed", "hw.energy"),
     MetricTranslation(O, "hw.gpu.temperature", "hw.temperature", 1.0, (("hw.sensor_location", "die"),)),
+    # vLLM V1 (vllm/v1/metrics/loggers.py); histograms arrive assembled by the receiver, under the family name
+    MetricTranslation(VL, "vllm:num_requests_running", "factorylens.inference.requests.running"),
+    MetricTranslation(VL, "vllm:num_requests_waiting", "factorylens.inference.requests.waiting"),
+    MetricTranslation(VL, "vllm:kv_cache_usage_perc", "factorylens.inference.kv_cache.usage"),  # 0-1 despite _perc
+    MetricTranslation(VL, "vllm:num_preemptions_total", "factorylens.inference.preemptions"),
+    MetricTranslation(VL, "vllm:prompt_tokens_total", "factorylens.inference.tokens", 1.0, _INPUT),
+    MetricTranslation(VL, "vllm:generation_tokens_total", "factorylens.inference.tokens", 1.0, _OUTPUT),
+    MetricTranslation(VL, "vllm:request_success_total", "factorylens.inference.requests.finished"),
+    MetricTranslation(VL, "vllm:time_to_first_token_seconds", "gen_ai.server.time_to_first_token"),
+    # OTel's TPOT is per request, (duration - TTFT) / (tokens - 1): vLLM's request TPOT, not its ITL
+    MetricTranslation(VL, "vllm:request_time_per_output_token_seconds", "gen_ai.server.time_per_output_token"),
+    MetricTranslation(VL, "vllm:e2e_request_latency_seconds", "gen_ai.server.request.duration"),
+    MetricTranslation(VL, "vllm:inter_token_latency_seconds", "factorylens.inference.inter_token_latency"),
+    MetricTranslation(VL, "vllm:request_queue_time_seconds", "factorylens.inference.request.queue_time"),
+    MetricTranslation(VL, "vllm:request_prefill_time_seconds", "factorylens.inference.request.prefill_time"),
+    MetricTranslation(VL, "vllm:request_decode_time_seconds", "factorylens.inference.request.decode_time"),
+    MetricTranslation(VL, "vllm:request_inference_time_seconds", "factorylens.inference.request.inference_time"),
+    MetricTranslation(VL, "vllm:request_prompt_tokens", "gen_ai.client.token.usage", 1.0, _INPUT),
+    MetricTranslation(VL, "vllm:request_generation_tokens", "gen_ai.client.token.usage", 1.0, _OUTPUT),
+    # vLLM V0 names (deprecated, then hidden, then removed: a fleet mixes versions, so both are read)
+    MetricTranslation(VL, "vllm:gpu_cache_usage_perc", "factorylens.inference.kv_cache.usage"),
+    MetricTranslation(VL, "vllm:time_per_output_token_seconds", "factorylens.inference.inter_token_latency"),
+    MetricTranslation(VL, "vllm:time_in_queue_requests", "factorylens.inference.request.queue_time"),
+    # SGLang (python/sglang/srt/metrics/collector.py; with --enable-metrics)
+    MetricTranslation(SG, "sglang:num_running_reqs", "factorylens.inference.requests.running"),
+    MetricTranslation(SG, "sglang:num_queue_reqs", "factorylens.inference.requests.waiting"),
+    MetricTranslation(SG, "sglang:token_usage", "factorylens.inference.kv_cache.usage"),
+    MetricTranslation(SG, "sglang:prompt_tokens_total", "factorylens.inference.tokens", 1.0, _INPUT),
+    MetricTranslation(SG, "sglang:generation_tokens_total", "factorylens.inference.tokens", 1.0, _OUTPUT),
+    MetricTranslation(SG, "sglang:time_to_first_token_seconds", "gen_ai.server.time_to_first_token"),
+    MetricTranslation(SG, "sglang:e2e_request_latency_seconds", "gen_ai.server.request.duration"),
+    MetricTranslation(SG, "sglang:inter_token_latency_seconds", "factorylens.inference.inter_token_latency"),
+    MetricTranslation(SG, "sglang:queue_time_seconds", "factorylens.inference.request.queue_time"),
+    # TGI (docs/source/reference/metrics.md); no TTFT or KV usage there
+    MetricTranslation(TG, "tgi_queue_size", "factorylens.inference.requests.waiting"),
+    MetricTranslation(TG, "tgi_batch_current_size", "factorylens.inference.batch.size"),
+    MetricTranslation(TG, "tgi_request_queue_duration", "factorylens.inference.request.queue_time"),
+    MetricTranslation(TG, "tgi_request_mean_time_per_token_duration", "gen_ai.server.time_per_output_token"),
+    MetricTranslation(TG, "tgi_request_duration", "gen_ai.server.request.duration"),
+    MetricTranslation(TG, "tgi_request_input_length", "gen_ai.client.token.usage", 1.0, _INPUT),
+    MetricTranslation(TG, "tgi_request_generated_tokens", "gen_ai.client.token.usage", 1.0, _OUTPUT),
+    # Triton (docs/user_guide/metrics.md): cumulative microsecond counters, summed time in seconds
+    MetricTranslation(TR, "nv_inference_pending_request_count", "factorylens.inference.requests.waiting"),
+    MetricTranslation(TR, "nv_inference_request_duration_us", "factorylens.inference.request.time", 1e-6),
+    MetricTranslation(TR, "nv_inference_queue_duration_us", "factorylens.inference.queue.time", 1e-6),
+    MetricTranslation(TR, "nv_inference_first_response_histogram_ms", "gen_ai.server.time_to_first_token", 0.001),
 )
 
 DERIVED_TRANSLATIONS: tuple[DerivedTranslation, ...] = (
@@ -246,11 +299,22 @@ ATTRIBUTE_TRANSLATIONS: tuple[AttributeTranslation, ...] = (
     AttributeTranslation(H, "device", "", metrics=_FILESYSTEM),
     AttributeTranslation(H, "mode", "", metrics=_FILESYSTEM),
     AttributeTranslation(O, "gpu.parent.uuid", "hw.parent"),
+    AttributeTranslation(VL, "model_name", "gen_ai.request.model"),
+    AttributeTranslation(VL, "engine", "factorylens.inference.engine"),
+    AttributeTranslation(VL, "finished_reason", "factorylens.inference.finish_reason"),
+    AttributeTranslation(SG, "model_name", "gen_ai.request.model"),
+    AttributeTranslation(SG, "engine_type", "factorylens.inference.engine_role"),
+    AttributeTranslation(TR, "model", "gen_ai.request.model"),
+    AttributeTranslation(TR, "version", "factorylens.inference.model_version"),
 )
 
 # attributes every translated point of a producer carries (what a GPU is, for joins with ours)
 PRODUCER_ATTRIBUTES: dict[Producer, tuple[tuple[str, str], ...]] = {
     D: (("hw.type", "gpu"), ("hw.vendor", "nvidia")),
+    VL: (("gen_ai.provider.name", "vllm"),),
+    SG: (("gen_ai.provider.name", "sglang"),),
+    TG: (("gen_ai.provider.name", "tgi"),),
+    TR: (("gen_ai.provider.name", "triton"),),
 }
 
 # instrumentation scope names that identify a producer whose names overlap ours (hostmetrics

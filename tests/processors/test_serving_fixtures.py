@@ -1,0 +1,162 @@
+"""normalize over LLM serving engines' /metrics (vLLM V1 and V0, SGLang, TGI, Triton; see
+tests/fixtures/serving/SOURCE.md): every series the tables name lands under its GenAI or
+factorylens.inference name, with the engine and model as attributes, histograms kept whole."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from factorylens.processors import normalize_metrics
+from factorylens.processors._normalize import string_attributes
+from factorylens.registry import METRIC_TRANSLATIONS, REGISTRY, Instrument, Producer
+from tests.collector.prometheus_receiver import read_fixture, scrape_fixture
+
+T = 1_700_000_000 * 10**9
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+FIXTURES = {
+    "serving/vllm-v1.prom": Producer.VLLM,
+    "serving/vllm-v0.prom": Producer.VLLM,
+    "serving/sglang.prom": Producer.SGLANG,
+    "serving/tgi.prom": Producer.TGI,
+    "serving/triton.prom": Producer.TRITON,
+}
+MODELS = {
+    "serving/vllm-v1.prom": LLAMA,
+    "serving/vllm-v0.prom": LLAMA,
+    "serving/sglang.prom": "Qwen/Qwen2.5-7B-Instruct",
+    "serving/triton.prom": "ensemble_llm",
+}
+
+
+def scrape(path: str) -> Any:
+    return scrape_fixture(path, job="inference", instance="10.0.8.2:8000", timestamp_ns=T)
+
+
+def metrics(request: Any) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for rm in request.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                out.setdefault(m.name, []).append(m)
+    return out
+
+
+def data_points(metric: Any) -> list[Any]:
+    return list(getattr(metric, metric.WhichOneof("data")).data_points)
+
+
+@pytest.mark.parametrize("path", FIXTURES)
+def test_every_named_series_lands_under_its_registry_name(path: str) -> None:
+    producer = FIXTURES[path]
+    exposed = {line.split()[2] for line in read_fixture(path).splitlines() if line.startswith("# TYPE ")}
+    expected = {t.source: t.target for t in METRIC_TRANSLATIONS if t.producer is producer and t.source in exposed}
+    assert expected, "the fixture exposes none of the engine's translated names"
+    request = scrape(path)
+    stats = normalize_metrics(request)
+    got = metrics(request)
+    assert not set(expected) & set(got), "a translated name is left under the engine's spelling"
+    for target in set(expected.values()):
+        spec = REGISTRY.metric(target)
+        for metric in got[target]:
+            assert metric.unit == spec.unit
+            kind = metric.WhichOneof("data")
+            assert kind == {Instrument.HISTOGRAM: "histogram", Instrument.GAUGE: "gauge"}.get(spec.instrument, "sum")
+            for point in data_points(metric):
+                attributes = string_attributes(point.attributes)
+                assert attributes["gen_ai.provider.name"] == producer.value
+                assert set(attributes) <= set(REGISTRY.allowed_attributes(spec)), (target, attributes)
+                if path in MODELS:
+                    assert attributes["gen_ai.request.model"] == MODELS[path]
+    assert stats.translated == sum(len(data_points(m)) for t in set(expected.values()) for m in got[t])
+
+
+def normalized(path: str) -> dict[str, list[Any]]:
+    request = scrape(path)
+    normalize_metrics(request)
+    return metrics(request)
+
+
+def test_vllm_v0_and_v1_names_meet_under_one_name() -> None:
+    v0, v1 = normalized("serving/vllm-v0.prom"), normalized("serving/vllm-v1.prom")
+    for name in (
+        "factorylens.inference.kv_cache.usage",
+        "factorylens.inference.inter_token_latency",
+        "factorylens.inference.request.queue_time",
+        "gen_ai.server.time_to_first_token",
+        "gen_ai.server.request.duration",
+        "factorylens.inference.preemptions",
+        "factorylens.inference.tokens",
+    ):
+        assert name in v0 and name in v1, name
+    assert data_points(v0["factorylens.inference.kv_cache.usage"][0])[0].as_double == 0.87  # gpu_cache_usage_perc
+    itl = data_points(v0["factorylens.inference.inter_token_latency"][0])[0]  # time_per_output_token_seconds
+    assert (itl.count, itl.sum) == (20300, 507.5)
+    assert "vllm:num_requests_swapped" in v0  # V0-only, no name of ours: passes through
+
+
+def test_vllm_v1_histograms_keep_their_buckets_and_labels_become_attributes() -> None:
+    got = normalized("serving/vllm-v1.prom")
+    [ttft] = data_points(got["gen_ai.server.time_to_first_token"][0])
+    assert list(ttft.explicit_bounds)[:5] == [0.001, 0.005, 0.01, 0.02, 0.04] and len(ttft.explicit_bounds) == 22
+    assert (ttft.count, ttft.sum, sum(ttft.bucket_counts)) == (380, 41.7, 380)
+    assert string_attributes(ttft.attributes) == {
+        "factorylens.inference.engine": "0",
+        "gen_ai.request.model": LLAMA,
+        "gen_ai.provider.name": "vllm",
+    }
+    # OTel's TPOT is vLLM's per-request TPOT; its per-token ITL is ours
+    assert data_points(got["gen_ai.server.time_per_output_token"][0])[0].count == 380
+    assert data_points(got["factorylens.inference.inter_token_latency"][0])[0].count == 71500
+    finished = {
+        string_attributes(p.attributes)["factorylens.inference.finish_reason"]: p.as_double
+        for p in data_points(got["factorylens.inference.requests.finished"][0])
+    }
+    assert finished == {"stop": 245, "length": 131, "abort": 4}
+    tokens = {
+        string_attributes(p.attributes)["gen_ai.token.type"]: p.as_double
+        for m in got["factorylens.inference.tokens"]
+        for p in data_points(m)
+    }
+    assert tokens == {"input": 52310, "output": 71880}
+    usage = {
+        string_attributes(p.attributes)["gen_ai.token.type"]: p.sum
+        for m in got["gen_ai.client.token.usage"]
+        for p in data_points(m)
+    }
+    assert usage == {"input": 52310, "output": 71880}
+    assert got["factorylens.inference.preemptions"][0].sum.is_monotonic
+
+
+def test_triton_microseconds_and_milliseconds_become_seconds() -> None:
+    got = normalized("serving/triton.prom")
+    [request_time] = data_points(got["factorylens.inference.request.time"][0])
+    assert request_time.as_double == pytest.approx(2500.0)  # 2.5e9 us
+    assert data_points(got["factorylens.inference.queue.time"][0])[0].as_double == pytest.approx(120.0)
+    [first] = data_points(got["gen_ai.server.time_to_first_token"][0])
+    assert list(first.explicit_bounds) == pytest.approx([0.1, 0.5, 2.0, 5.0])
+    assert first.sum == pytest.approx(540.0) and first.count == 1200
+    assert string_attributes(first.attributes)["factorylens.inference.model_version"] == "1"
+    assert "nv_inference_request_failure" in got  # no name of ours yet
+
+
+def test_tgi_has_no_model_label_but_its_engine_is_said() -> None:
+    got = normalized("serving/tgi.prom")
+    assert data_points(got["factorylens.inference.requests.waiting"][0])[0].as_double == 6
+    assert data_points(got["factorylens.inference.batch.size"][0])[0].as_double == 16
+    [queue] = data_points(got["factorylens.inference.request.queue_time"][0])
+    assert string_attributes(queue.attributes) == {"gen_ai.provider.name": "tgi"}
+    assert "tgi_batch_forward_duration" in got
+
+
+def test_a_histogram_under_a_number_name_is_left_alone() -> None:
+    """A producer that exposes a gauge's name as a histogram (a version we have not read) is not half-renamed."""
+    request = scrape("serving/sglang.prom")
+    for rm in request.resource_metrics:
+        for m in rm.scope_metrics[0].metrics:
+            if m.name == "sglang:queue_time_seconds":
+                m.name = "sglang:num_queue_reqs"
+    normalize_metrics(request)
+    got = metrics(request)
+    assert "sglang:num_queue_reqs" in got and got["sglang:num_queue_reqs"][0].WhichOneof("data") == "histogram"
