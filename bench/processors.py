@@ -9,12 +9,17 @@ timed, in this process, on one core:
   ``pci_bus_id``, ``device``, ``modelName``, ``Hostname``, ``DCGM_FI_DRIVER_VERSION``, and one
   field we have no name for), ``--hosts`` hosts × 8 GPUs per request; enrichment with a mapping of
   every GPU to a job and team. Each timed call gets its own copy (copies made beforehand).
+- *vllm*: what the prometheus receiver makes of one vLLM V1 ``/metrics`` scrape per server (every
+  ``vllm:`` series the registry translates: gauges, counters by finish reason and token type, and the
+  latency and token histograms with vLLM's own buckets; labels ``model_name`` and ``engine``),
+  ``--servers`` servers per request, normalized to the GenAI and ``factorylens.inference`` names.
 - *ours*: the same GPUs under our names (``hw.*`` with the receiver's identity attributes) plus
   the host layer, through the processors, and through ``SeriesStore.ingest_metrics`` (the store
   alone, without the WAL and gRPC that the service adds, so the ratio is an upper bound).
 
-Usage: python bench/processors.py [--hosts 16] [--seconds 3]
-Last line: {"bench": "processors", "points_per_s": x, "ours_points_per_s": x, "ours_cost_ratio": x, ...}
+Usage: python bench/processors.py [--hosts 16] [--servers 16] [--seconds 3]
+Last line: {"bench": "processors", "points_per_s": x, "vllm_points_per_s": x, "ours_points_per_s": x,
+"ours_cost_ratio": x, ...}
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from factorylens.processors import (
 from factorylens.registry import METRIC_TRANSLATIONS, Producer
 
 GPUS_PER_HOST = 8
+CUMULATIVE = 2  # AGGREGATION_TEMPORALITY_CUMULATIVE
 PROMETHEUS_SCOPE = "github.com/open-telemetry/opentelemetry-collector-contrib/receiver/prometheusreceiver"
 OUR_GPU_METRICS = (
     "hw.gpu.utilization",
@@ -80,6 +86,66 @@ def dcgm_request(hosts: int, now_ns: int) -> ExportMetricsServiceRequest:
                     ("hostname", f"gpu-node-{host}"),
                     ("DCGM_FI_DRIVER_VERSION", "550.54.15"),
                 ):
+                    point.attributes.add(key=key).value.string_value = value
+    return request
+
+
+# vLLM V1's histogram buckets (vllm/v1/metrics/loggers.py, see ../shared/research/inference-serving.md)
+VLLM_TTFT_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80)
+VLLM_TOKEN_TIME_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80)
+VLLM_REQUEST_BOUNDS = (0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680)
+VLLM_TOKEN_BOUNDS = tuple(float(2**i) for i in range(15))
+VLLM_FINISH_REASONS = ("stop", "length", "abort")
+
+
+def vllm_request(servers: int, now_ns: int) -> ExportMetricsServiceRequest:
+    """One V1 scrape per server, as the collector's prometheus receiver hands it on."""
+    request = ExportMetricsServiceRequest()
+    sources = [
+        t.source
+        for t in METRIC_TRANSLATIONS
+        if t.producer is Producer.VLLM
+        and t.source not in ("vllm:gpu_cache_usage_perc", "vllm:time_in_queue_requests")
+        and t.source != "vllm:time_per_output_token_seconds"  # the V0 names: a server exports one generation
+    ]
+    for server in range(servers):
+        resource_metrics = request.resource_metrics.add()
+        for key, value in (("service.name", "vllm"), ("service.instance.id", f"10.1.{server}.1:8000")):
+            resource_metrics.resource.attributes.add(key=key).value.string_value = value
+        scope = resource_metrics.scope_metrics.add()
+        scope.scope.name = PROMETHEUS_SCOPE
+        for name in sources:
+            metric = scope.metrics.add(name=name)
+            labels = [("model_name", "meta-llama/Llama-3.1-8B-Instruct"), ("engine", "0")]
+            if name.endswith("_total"):
+                metric.sum.aggregation_temporality = CUMULATIVE
+                metric.sum.is_monotonic = True
+                reasons = VLLM_FINISH_REASONS if name == "vllm:request_success_total" else ("",)
+                for reason in reasons:
+                    point = metric.sum.data_points.add(time_unix_nano=now_ns, start_time_unix_nano=now_ns - 10**12)
+                    point.as_double = 1234.0
+                    for key, value in labels + ([("finished_reason", reason)] if reason else []):
+                        point.attributes.add(key=key).value.string_value = value
+            elif name.endswith(("_seconds", "_tokens")):
+                bounds = (
+                    VLLM_TTFT_BOUNDS
+                    if "first_token" in name
+                    else VLLM_TOKEN_TIME_BOUNDS
+                    if "token_" in name and name.endswith("_seconds")
+                    else VLLM_TOKEN_BOUNDS
+                    if name.endswith("_tokens")
+                    else VLLM_REQUEST_BOUNDS
+                )
+                metric.histogram.aggregation_temporality = CUMULATIVE
+                point = metric.histogram.data_points.add(time_unix_nano=now_ns, start_time_unix_nano=now_ns - 10**12)
+                point.explicit_bounds.extend(bounds)
+                point.bucket_counts.extend([3] * (len(bounds) + 1))
+                point.count, point.sum = 3 * (len(bounds) + 1), 42.0
+                for key, value in labels:
+                    point.attributes.add(key=key).value.string_value = value
+            else:
+                point = metric.gauge.data_points.add(time_unix_nano=now_ns, as_double=0.5)
+                for key, value in labels:
                     point.attributes.add(key=key).value.string_value = value
     return request
 
@@ -134,6 +200,7 @@ def rate(make: Callable[[int], ExportMetricsServiceRequest], work: Callable[[Any
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=16, help="hosts per request (8 GPUs each)")
+    parser.add_argument("--servers", type=int, default=16, help="vLLM servers per request")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per measurement")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity"):
@@ -149,6 +216,8 @@ def main() -> None:
     dcgm_template = dcgm_request(args.hosts, now).SerializeToString()
     dcgm_rate = rate(lambda i: ExportMetricsServiceRequest.FromString(dcgm_template), processors, args.seconds)
     normalize_rate = rate(lambda i: ExportMetricsServiceRequest.FromString(dcgm_template), normalize_metrics, 1.0)
+    vllm_template = vllm_request(args.servers, now).SerializeToString()
+    vllm_rate = rate(lambda i: ExportMetricsServiceRequest.FromString(vllm_template), processors, args.seconds)
 
     ours_template = our_request(args.hosts, now).SerializeToString()
     ours_rate = rate(
@@ -172,12 +241,13 @@ def main() -> None:
     rows = [
         ("dcgm batches: normalize + enrich", dcgm_rate),
         ("dcgm batches: normalize only", normalize_rate),
+        ("vLLM scrapes: normalize + enrich (target >= 200k)", vllm_rate),
         ("our names: normalize + enrich", ours_rate),
         ("our names: store ingest (same requests)", store_rate),
     ]
-    print(f"{'what':44s} {'points/s':>12s}")
+    print(f"{'what':50s} {'points/s':>12s}")
     for what, value in rows:
-        print(f"{what:44s} {value:12,.0f}")
+        print(f"{what:50s} {value:12,.0f}")
     print(f"processors' cost on our names: {ratio:.1%} of the store's ingest time (target <= 10%)")
     print(
         json.dumps(
@@ -185,6 +255,8 @@ def main() -> None:
                 "bench": "processors",
                 "points_per_s": round(dcgm_rate),
                 "normalize_points_per_s": round(normalize_rate),
+                "vllm_points_per_s": round(vllm_rate),
+                "points_per_request_vllm": count_points(vllm_request(args.servers, now)),
                 "ours_points_per_s": round(ours_rate),
                 "store_points_per_s": round(store_rate),
                 "ours_cost_ratio": round(ratio, 4),
