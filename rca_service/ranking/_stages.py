@@ -54,12 +54,24 @@ class Inputs:
         return self.values[rows]
 
     @cached_property
+    def reference_points(self) -> np.ndarray:
+        """Per column, its finite samples in the candidates' reference."""
+        return np.isfinite(self.candidate_reference).sum(axis=0)
+
+    @cached_property
+    def short_reference(self) -> np.ndarray:
+        """Per column: a sample or two of its own in a frame that has a reference (see :attr:`references`)."""
+        if self.reference in (Reference.NONE, Reference.SHORT):
+            return np.zeros(len(self.columns), dtype=bool)
+        return (self.reference_points > 0) & (self.reference_points < SHORT_REFERENCE_POINTS)
+
+    @cached_property
     def references(self) -> list[Reference]:
         """Per column, what it was measured against: a column without a sample of its own there has
         none (it is scored as new behaviour), one with a sample or two a level but no spread."""
         if self.reference is Reference.NONE:
             return [Reference.NONE] * len(self.columns)
-        points = np.isfinite(self.candidate_reference).sum(axis=0)
+        points = self.reference_points
         return [
             Reference.NONE if n == 0 else Reference.SHORT if n < SHORT_REFERENCE_POINTS else self.reference
             for n in points
@@ -200,10 +212,9 @@ def strength(inputs: Inputs, kpi_detector: RobustZDetector, detector: RobustZDet
         inputs.candidate_reference, values[~inputs.before][:rows], inputs.history, resolution=resolution
     )
     harm = harmful(scores.z, inputs.directions)
-    if inputs.reference is not Reference.SHORT:
-        # a sample or two before t0 give a level but no spread: such a series' z measures nothing
-        # (spans kept only around faults; a series begun just before), so it is shown, not weighed
-        harm[:, [r is Reference.SHORT for r in inputs.references]] = 0.0
+    # a sample or two before t0 give a level but no spread: such a series' z measures nothing (spans
+    # kept only around faults; a series begun just before), so it is shown, not weighed
+    harm[:, inputs.short_reference] = 0.0
     n = len(inputs.columns)
     peak = harm.max(axis=0) if rows else np.zeros(n)
     peak_row = harm.argmax(axis=0) if rows else np.zeros(n, dtype=int)

@@ -47,7 +47,7 @@ from factorylens.rca_service.store._series import (
     SeriesKind,
     View,
 )
-from factorylens.rca_service.store._spans import DURATION_BOUNDS, SpanAggregator, SpanSample
+from factorylens.rca_service.store._spans import SpanAggregator, SpanSample
 from factorylens.rca_service.store._traces import CallGraph, TraceAssembler
 from factorylens.registry import Attributes, Events, Metrics
 
@@ -169,7 +169,6 @@ class SeriesStore:
             self.call_graph,
             self.limits.span_bin_s,
             self.limits.span_settle_s,
-            DURATION_BOUNDS,
         )
         self.logs = LogCounts(self, self.limits.log_bin_s)
         self._clock = clock

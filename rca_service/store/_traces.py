@@ -39,6 +39,10 @@ import numpy as np
 from factorylens.rca_service.store._series import HistogramPoint, SeriesKind
 from factorylens.registry import Attributes, Metrics
 
+# seconds: 100 µs .. ~105 s, four buckets per doubling (an exponential histogram of scale 2: the p95 of a
+# bin is within 19% of the exact one, where doubling buckets were off by up to 100%)
+DURATION_BOUNDS = tuple(float(1e-4 * 2 ** (i / 4)) for i in range(81))
+_BOUNDS = np.asarray(DURATION_BOUNDS)
 SELF_DURATION = Metrics.FACTORYLENS_SPAN_SELF_DURATION
 ERROR_ORIGINS = Metrics.FACTORYLENS_SPAN_ERROR_ORIGINS
 EDGE_CALLS = Metrics.FACTORYLENS_SPAN_EDGE_CALLS
@@ -147,7 +151,6 @@ class TraceAssembler:
         call_graph: CallGraph,
         bin_s: float,
         settle_s: float,
-        bounds: tuple[float, ...],
         *,
         max_pending: int = 200_000,
         max_remembered: int = 200_000,
@@ -157,8 +160,6 @@ class TraceAssembler:
         self._call_graph = call_graph
         self._bin_ns = max(1, int(bin_s * 1e9))
         self._settle_ns = int(settle_s * 1e9)
-        self._bounds = bounds
-        self._bounds_array = np.asarray(bounds)
         self._max_pending = max_pending
         self._max_remembered = max_remembered
         self._max_peers = max_peers
@@ -316,7 +317,7 @@ class TraceAssembler:
                 if failed is not None:
                     failed.append(bin_ts, float(errors))
                 if latency is not None:
-                    latency.append(self._histogram(bin_ts, start, count, total, values))
+                    latency.append(duration_point(bin_ts, start, count, total, values))
                 continue
             attributes = {
                 Attributes.SPAN_NAME: name,
@@ -329,15 +330,15 @@ class TraceAssembler:
             else:
                 series = self._series(metric, SeriesKind.HISTOGRAM, "s", resource, attributes, "Exclusive span time.")
                 if series is not None:
-                    series.append(self._histogram(bin_ts, start, count, total, values))
+                    series.append(duration_point(bin_ts, start, count, total, values))
         self._deltas.clear()
         self._resources.clear()
 
-    def _histogram(self, bin_ts: int, start: int, count: int, total: float, values: list[float]) -> HistogramPoint:
-        counts = np.bincount(
-            np.searchsorted(self._bounds_array, values, side="left"), minlength=len(self._bounds) + 1
-        ).astype(float)
-        return HistogramPoint(bin_ts, start, float(count), total, self._bounds, counts)
+
+def duration_point(bin_ts: int, start: int, count: int, total: float, values: list[float]) -> HistogramPoint:
+    """One bin of span durations (seconds) as a delta histogram point on :data:`DURATION_BOUNDS`."""
+    counts = np.bincount(np.searchsorted(_BOUNDS, values, side="left"), minlength=len(DURATION_BOUNDS) + 1)
+    return HistogramPoint(bin_ts, start, float(count), total, DURATION_BOUNDS, counts.astype(float))
 
 
 def peer_of(span: Any) -> str:
