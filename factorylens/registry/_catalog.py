@@ -74,7 +74,8 @@ COST_OUTPUTS = ("1k_samples", "1m_tokens")
 PRICE_BASES = ("on_demand", "reserved", "amortized")
 ROCE_EVENTS = ("ecn_marked", "cnp_sent", "cnp_handled", "out_of_sequence", "packet_sequence_error")
 INFERENCE_ENGINES = ("vllm", "sglang", "tgi", "triton")
-FINISH_REASONS = ("stop", "length", "abort")
+# "error": a request that raised in a hand-instrumented server (factorylens.instrumentation.serving)
+FINISH_REASONS = ("stop", "length", "abort", "error")
 NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
 ATTRIBUTES = (
@@ -100,7 +101,14 @@ ATTRIBUTES = (
     AttributeSpec(
         "hw.gpu.clock_event.reason", "string", "Why clocks are held below their maximum.", F, CLOCK_EVENT_REASONS
     ),
-    AttributeSpec("error.type", "string", "Error class.", S, GPU_ERROR_TYPES + NETWORK_ERROR_TYPES),
+    AttributeSpec(
+        "error.type",
+        "string",
+        "Error class: one of the values on hardware metrics; the exception's class name (or _OTHER) on "
+        "gen_ai.server.request.duration, as the semantic conventions define it there.",
+        S,
+        GPU_ERROR_TYPES + NETWORK_ERROR_TYPES,
+    ),
     AttributeSpec("hw.gpu.xid.code", "int", "NVIDIA XID error code.", F),
     AttributeSpec("network.io.direction", "string", "Direction of transfer.", S, ("receive", "transmit")),
     AttributeSpec("hw.gpu.interconnect.type", "string", "GPU-to-GPU interconnect.", O, ("nvlink",)),
@@ -211,8 +219,15 @@ ATTRIBUTES = (
     # LLM serving (OTel GenAI semantic conventions; factorylens.inference.* where they have no name)
     AttributeSpec("gen_ai.request.model", "string", "Model the request asked for (the engine's model label).", S),
     AttributeSpec(
-        "gen_ai.provider.name", "string", "The serving engine (no well-known GenAI value).", S, INFERENCE_ENGINES
+        "gen_ai.provider.name",
+        "string",
+        f"The serving engine (no well-known GenAI value): {', '.join(INFERENCE_ENGINES)} when translated, "
+        "a hand-instrumented server's own name otherwise.",
+        S,
     ),
+    AttributeSpec("gen_ai.operation.name", "string", "What the server was asked to do (chat, text_completion).", S),
+    AttributeSpec("server.address", "string", "Address of the serving endpoint (the instrumented server).", S),
+    AttributeSpec("server.port", "int", "Port of the serving endpoint (the instrumented server).", S),
     AttributeSpec("gen_ai.token.type", "string", "Which tokens a count is of.", S, ("input", "output")),
     AttributeSpec("factorylens.inference.engine", "string", "Engine index inside one vLLM server (data parallel).", F),
     AttributeSpec("factorylens.inference.engine_role", "string", "SGLang's engine_type: unified, prefill, decode.", F),
@@ -321,6 +336,10 @@ _SERVING = (
     "factorylens.inference.engine",
     "factorylens.inference.engine_role",
     "factorylens.inference.model_version",
+    # a hand-instrumented server (factorylens.instrumentation.serving) also says these
+    "gen_ai.operation.name",
+    "server.address",
+    "server.port",
 )
 _SERVING_PHASE = "(vLLM, SGLang, TGI; per request)"
 INFERENCE_METRICS = (
@@ -349,7 +368,7 @@ INFERENCE_METRICS = (
         "Time from a request's arrival to its last token (end to end, on the server).",
         Domain.APP,
         S,
-        _SERVING,
+        (*_SERVING, "error.type"),
     ),
     MetricSpec(
         "gen_ai.client.token.usage",
@@ -409,7 +428,7 @@ INFERENCE_METRICS = (
         "factorylens.inference.requests.finished",
         C,
         "{request}",
-        "Requests finished, by why: stop (a stop token), length (the token limit) or abort.",
+        "Requests finished, by why: stop (a stop token), length (the token limit), abort, or error (raised).",
         Domain.APP,
         F,
         (*_SERVING, "factorylens.inference.finish_reason"),
@@ -1021,6 +1040,18 @@ METRICS = (
                 "{step}",
                 "Steps whose telemetry was dropped because "
                 "the exporting thread fell behind (the training loop never waits).",
+                Domain.SELF,
+                F,
+                (),
+                None,
+                int,
+            ),
+            MetricSpec(
+                "factorylens.inference.telemetry.dropped",
+                C,
+                "{request}",
+                "Finished requests whose telemetry was dropped because the exporting thread fell behind "
+                "(factorylens.instrumentation.serving; the server never waits).",
                 Domain.SELF,
                 F,
                 (),
@@ -1951,6 +1982,7 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     "factorylens.receiver.scrape.duration": (Meaning(LAT, UP, False, "receiver scrape time"), ()),
     "factorylens.receiver.source.up": (Meaning(STA, DOWN, False, "node source reading"), ()),
     "factorylens.train.telemetry.dropped": (Meaning(ERR, UP, False, "training telemetry dropped"), ()),
+    "factorylens.inference.telemetry.dropped": (Meaning(ERR, UP, False, "serving telemetry dropped"), ()),
     "factorylens.processors.unmapped": (Meaning(INF, EITHER, False, "points under a producer's own name"), ()),
     "factorylens.rca.ingest.accepted": (Meaning(TRF, EITHER, False, "items the RCA service stored"), ()),
     "factorylens.rca.ingest.rejected": (Meaning(ERR, UP, False, "items the RCA service refused"), ()),
@@ -1991,7 +2023,10 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     "factorylens.inference.batch.size": (Meaning(TRF, EITHER, False, "inference batch size"), ()),
     "factorylens.inference.requests.finished": (
         Meaning(TRF, EITHER, False, "inference requests finished"),
-        (V("factorylens.inference.finish_reason", "abort", kind=ERR, bad=UP, name="inference requests aborted"),),
+        (
+            V("factorylens.inference.finish_reason", "abort", kind=ERR, bad=UP, name="inference requests aborted"),
+            V("factorylens.inference.finish_reason", "error", kind=ERR, bad=UP, name="inference requests failed"),
+        ),
     ),
     "factorylens.inference.tokens": (
         Meaning(TRF, EITHER, False, "tokens processed"),
