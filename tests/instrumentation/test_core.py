@@ -63,7 +63,7 @@ def test_every_metric_is_declared_in_the_registry_with_its_unit(instrument):
         "factorylens.checkpoint.io",
         "factorylens.checkpoint.duration",
         "factorylens.checkpoint.throughput",
-        "factorylens.inference.telemetry.dropped",  # the serving instrumentation's (tests/instrumentation/test_serving.py)
+        "factorylens.inference.telemetry.dropped",  # the serving instrumentation's (test_serving.py)
     }
     assert expected <= set(emitted)
     for name, metric in emitted.items():
