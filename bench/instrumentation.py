@@ -24,10 +24,23 @@ the instrumented and the bare loop is the training thread's own cost (the step's
 the six phases = ``overhead_us_per_phase``. The same loop before ``fl.init()`` (every call a no-op) is
 timed too.
 
-Usage: python bench/instrumentation.py [--blocks 5] [--quick]
+Serving (``factorylens.instrumentation.serving``): a tight loop of requests with no work, through the
+module API with a real ``MeterProvider``: ``fls.request()`` → ``scheduled()`` → ``first_token()`` →
+``finish()`` (a non-streaming server's marks), and the same with ``token()`` per output token
+(``SERVING_TOKENS`` of them: a streaming server). Bare (the same loops without the calls), no-op
+(before ``fls.init()``) and instrumented blocks rotate; blocks stay under the queue bound and the
+drain interval, so the server thread's own cost is what the difference measures. Its fraction of a
+1 s request is that cost / 1 s (a request's work does not change it: the marks are clock reads and
+attribute stores, the end one queue append). The background thread's recording of the queued
+requests (``drain()``: the SDK histograms and counters) is timed after each block, per request.
+
+Usage: python bench/instrumentation.py [--blocks 5] [--quick] [--case all|training|serving]
 Last line: {"bench": "instrumentation", "overhead_us_per_phase": x, "overhead_ratio_10ms": x,
             "overhead_ratio_1ms": x, "overhead_ratio_100ms": x, "overhead_us_per_step": x,
-            "noop_us_per_phase": x, "telemetry_cpu_us_per_step_{1,10,100}ms": x, "blocks": n, "quick": bool}
+            "noop_us_per_phase": x, "telemetry_cpu_us_per_step_{1,10,100}ms": x,
+            "serving_overhead_ns_per_request": x, "serving_overhead_ns_per_token": x,
+            "serving_overhead_ratio_1s": x, "serving_noop_ns_per_request": x,
+            "serving_telemetry_cpu_us_per_request": x, "blocks": n, "quick": bool}
 """
 
 from __future__ import annotations
@@ -48,6 +61,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import factorylens.instrumentation as fl
+import factorylens.instrumentation.serving as fls
 
 perf_counter_ns = time.perf_counter_ns
 
@@ -63,6 +77,11 @@ SAMPLES = 32
 GPU_ID = "GPU-00000000-0000-0000-0000-000000000000"  # skips NVML discovery at each fl.init()
 TARGET_US_PER_PHASE = 20.0
 TARGET_RATIO_10MS = 0.01
+SERVING_REQUESTS_PER_BLOCK = 5000  # well under the queue bound (100,000): nothing is dropped
+SERVING_BLOCKS_PER_BLOCK = 6
+SERVING_TOKENS = 256  # output tokens of a streamed request, one token() each
+SERVING_REQUEST_S = 1.0  # the realistic request the per-request cost is a fraction of
+TARGET_SERVING_RATIO = 0.001  # 0.1% of a 1 s request, streamed
 
 Loop = Callable[[int, tuple[int, ...]], None]
 
@@ -224,16 +243,143 @@ def per_phase(steps: int, blocks: int) -> PerPhase:
     return PerPhase(*(statistics.median(samples[name]) for name in ("bare", "noop", "instrumented")))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--blocks", type=int, help="interleaved repetitions per step size (default 5, --quick 3)")
-    parser.add_argument("--quick", action="store_true", help=f"1/{QUICK_DIVISOR} of the steps: a smoke run")
-    args = parser.parse_args()
-    blocks = args.blocks or (3 if args.quick else 5)
-    if blocks < 1:
-        parser.error("--blocks must be at least 1")
-    divisor = QUICK_DIVISOR if args.quick else 1
+# ---- serving ---------------------------------------------------------------------------------------
+def bare_requests(requests: int, tokens: int) -> None:
+    for _ in range(requests):
+        for _ in range(tokens):
+            pass
 
+
+def marked_requests(requests: int, tokens: int) -> None:
+    """A non-streaming server's marks (``tokens`` is 0) or a streaming server's (a token() per token)."""
+    for _ in range(requests):
+        with fls.request(prompt_tokens=512) as r:
+            r.scheduled()
+            if tokens:
+                for _ in range(tokens):
+                    r.token()
+            else:
+                r.first_token()
+                r.finish(output_tokens=128)
+
+
+@dataclass
+class Serving:
+    bare_ns: dict[int, float]  # per request, by output tokens (0 = marks only)
+    noop_ns: dict[int, float]
+    instrumented_ns: dict[int, float]
+    drain_ns: float  # per request, the background thread's SDK recording
+
+    def overhead_ns(self, tokens: int) -> float:
+        return self.instrumented_ns[tokens] - self.bare_ns[tokens]
+
+    @property
+    def per_token_ns(self) -> float:
+        return (self.overhead_ns(SERVING_TOKENS) - self.overhead_ns(0)) / SERVING_TOKENS
+
+
+def serving(requests: int, blocks: int) -> Serving:
+    """Bare, no-op and instrumented request loops, rotated; medians of block means per request."""
+    samples: dict[str, list[float]] = {}
+    drains: list[float] = []
+
+    def timed(loop: Callable[[int, int], None], tokens: int) -> float:
+        start = perf_counter_ns()
+        loop(requests, tokens)
+        return (perf_counter_ns() - start) / requests
+
+    def instrumented_block(tokens: int) -> float:
+        provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+        inst = fls.init(model="bench", provider="bench", meter_provider=provider, otlp="off", flush_interval_s=3600.0)
+        try:
+            per_request = timed(marked_requests, tokens)
+            queued = len(inst.telemetry.pending) if inst.telemetry else 0
+            start = perf_counter_ns()
+            inst.force_flush()  # the background thread's work, here on this thread
+            drains.append((perf_counter_ns() - start) / max(1, queued))
+            assert inst.dropped == 0, "the bench must not overflow the queue"
+        finally:
+            fls.shutdown()
+            provider.shutdown()
+        return per_request
+
+    variants: list[tuple[str, Callable[[], float]]] = []
+    for tokens in (0, SERVING_TOKENS):
+        variants += [
+            (f"bare{tokens}", lambda t=tokens: timed(bare_requests, t)),
+            (f"noop{tokens}", lambda t=tokens: timed(marked_requests, t)),
+            (f"instrumented{tokens}", lambda t=tokens: instrumented_block(t)),
+        ]
+    for _, run in variants:  # warm-up
+        run()
+    drains.clear()
+    for rep in range(blocks):
+        first = rep % len(variants)
+        for name, run in variants[first:] + variants[:first]:
+            samples.setdefault(name, []).append(run())
+    by = {name: statistics.median(values) for name, values in samples.items()}
+    tokens_cases = (0, SERVING_TOKENS)
+    return Serving(
+        {t: by[f"bare{t}"] for t in tokens_cases},
+        {t: by[f"noop{t}"] for t in tokens_cases},
+        {t: by[f"instrumented{t}"] for t in tokens_cases},
+        statistics.median(drains),
+    )
+
+
+def print_serving(result: Serving) -> None:
+    print(
+        f"serving: request → scheduled → first_token → finish (marks), or scheduled + {SERVING_TOKENS} x token() "
+        f"(streamed); module API + MeterProvider; the server thread's cost per request, as a share of a "
+        f"{SERVING_REQUEST_S:g} s request"
+    )
+    header = ("request", "uninstrumented", "no-op (before init)", "instrumented", "overhead", "of 1 s", "target")
+    rows = []
+    for tokens, label in ((0, "marks only"), (SERVING_TOKENS, f"streamed, {SERVING_TOKENS} tokens")):
+        ratio = result.overhead_ns(tokens) / (SERVING_REQUEST_S * 1e9)
+        target = tokens == SERVING_TOKENS
+        rows.append(
+            (
+                label,
+                f"{result.bare_ns[tokens] / 1e3:.3f} µs",
+                f"{result.noop_ns[tokens] / 1e3:.3f} µs",
+                f"{result.instrumented_ns[tokens] / 1e3:.3f} µs",
+                f"{result.overhead_ns(tokens) / 1e3:+.3f} µs",
+                f"{ratio:.5%}",
+                f"< {TARGET_SERVING_RATIO:.1%}" if target else "",
+                (ratio < TARGET_SERVING_RATIO) if target else None,
+            )
+        )
+    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    print(
+        f"{header[0]:<{widths[0]}} "
+        + " ".join(f"{h:>{w}}" for h, w in zip(header[1:], widths[1:], strict=False))
+        + "  ok?"
+    )
+    for *cells, ok in rows:
+        print(
+            f"{cells[0]:<{widths[0]}} "
+            + " ".join(f"{c:>{w}}" for c, w in zip(cells[1:], widths[1:], strict=False))
+            + f"  {'' if ok is None else 'yes' if ok else 'NO'}"
+        )
+    print(
+        f"per token() call: {result.per_token_ns:.0f} ns; the telemetry thread's SDK recording (drain): "
+        f"{result.drain_ns / 1e3:.1f} µs CPU per request, off the server's thread"
+    )
+
+
+def serving_json(result: Serving) -> dict[str, float]:
+    return {
+        "serving_overhead_ns_per_request": round(result.overhead_ns(0), 1),
+        "serving_overhead_ns_per_token": round(result.per_token_ns, 1),
+        "serving_overhead_ratio_1s": round(result.overhead_ns(SERVING_TOKENS) / (SERVING_REQUEST_S * 1e9), 8),
+        "serving_noop_ns_per_request": round(result.noop_ns[0] - result.bare_ns[0], 1),
+        "serving_telemetry_cpu_us_per_request": round(result.drain_ns / 1e3, 2),
+    }
+
+
+def training(blocks: int, divisor: int) -> dict[str, float]:
+    """The training case: prints its table, returns its JSON fields."""
     print(
         f"empty phases: {EMPTY_BLOCKS_PER_BLOCK * blocks} x {EMPTY_STEPS_PER_BLOCK} steps per variant...",
         file=sys.stderr,
@@ -306,22 +452,41 @@ def main() -> int:
         + ", ".join(f"{r.telemetry_ns / 1e3:.1f} µs at {ms} ms" for ms, r in results.items())
         + f"; the training thread's own cost is {phase.step_overhead_ns / 1e3:.1f} µs/step"
     )
-    print(
-        json.dumps(
-            {
-                "bench": "instrumentation",
-                "overhead_us_per_phase": round(phase.phase_overhead_ns / 1e3, 3),
-                "overhead_ratio_10ms": round(results[10].ratio, 5),
-                "overhead_ratio_1ms": round(results[1].ratio, 5),
-                "overhead_ratio_100ms": round(results[100].ratio, 5),
-                "overhead_us_per_step": round(phase.step_overhead_ns / 1e3, 3),
-                "noop_us_per_phase": round((phase.noop_ns - phase.bare_ns) / PHASES / 1e3, 3),
-                **{f"telemetry_cpu_us_per_step_{ms}ms": round(r.telemetry_ns / 1e3, 2) for ms, r in results.items()},
-                "blocks": blocks,
-                "quick": args.quick,
-            }
+    return {
+        "overhead_us_per_phase": round(phase.phase_overhead_ns / 1e3, 3),
+        "overhead_ratio_10ms": round(results[10].ratio, 5),
+        "overhead_ratio_1ms": round(results[1].ratio, 5),
+        "overhead_ratio_100ms": round(results[100].ratio, 5),
+        "overhead_us_per_step": round(phase.step_overhead_ns / 1e3, 3),
+        "noop_us_per_phase": round((phase.noop_ns - phase.bare_ns) / PHASES / 1e3, 3),
+        **{f"telemetry_cpu_us_per_step_{ms}ms": round(r.telemetry_ns / 1e3, 2) for ms, r in results.items()},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--blocks", type=int, help="interleaved repetitions per case (default 5, --quick 3)")
+    parser.add_argument("--quick", action="store_true", help=f"1/{QUICK_DIVISOR} of the steps: a smoke run")
+    parser.add_argument("--case", choices=("all", "training", "serving"), default="all")
+    args = parser.parse_args()
+    blocks = args.blocks or (3 if args.quick else 5)
+    if blocks < 1:
+        parser.error("--blocks must be at least 1")
+    divisor = QUICK_DIVISOR if args.quick else 1
+    figures: dict[str, float] = {}
+    if args.case in ("all", "training"):
+        figures.update(training(blocks, divisor))
+    if args.case in ("all", "serving"):
+        requests = max(100, SERVING_REQUESTS_PER_BLOCK // divisor)
+        print(
+            f"serving: {SERVING_BLOCKS_PER_BLOCK * blocks} x {requests} requests per variant...",
+            file=sys.stderr,
+            flush=True,
         )
-    )
+        result = serving(requests, SERVING_BLOCKS_PER_BLOCK * blocks)
+        print_serving(result)
+        figures.update(serving_json(result))
+    print(json.dumps({"bench": "instrumentation", **figures, "blocks": blocks, "quick": args.quick}))
     return 0
 
 
