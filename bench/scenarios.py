@@ -46,6 +46,9 @@ from typing import Any
 
 NS = 1_000_000_000
 EARLY_S = 60.0
+SERVING_CONTROL = "serving_control"  # the serving fleet's fault-free run (a plan item, not a fault)
+SERVING_DAY = "serving_day"  # a whole simulated day of the serving fleet's daily load cycle, no fault
+DAY_SCRAPE_S = 30.0  # the day is scraped every 30 s (8640 analyses at 10 s would take over half an hour)
 TOP_SHOWN = 5  # causes printed per incident
 CASE_SEEDS = (10, 11, 12)
 CASE_SIZES = ((2, 4), (2, 8))
@@ -94,8 +97,9 @@ def simulate(
 
 
 def _cause_rank(incident: Any, matches: Any) -> int | None:
+    """Where the first cause ``matches(entity, signal)`` sits among the incident's causes."""
     for position, cause in enumerate(incident.causes, start=1):
-        if matches(cause.entity):
+        if matches(cause.entity, cause.signal):
             return position
     return None
 
@@ -104,9 +108,9 @@ def truth_rank(incident: Any, run: Any, truth: Any) -> int | None:
     """Where ``truth`` sits among the incident's causes, other true causes of the run not counted."""
     position = 0
     for cause in incident.causes:
-        if truth.matches(cause.entity):
+        if truth.matches_cause(cause.entity, cause.signal):
             return position + 1
-        if not any(other.matches(cause.entity) for other in run.truths if other is not truth):
+        if not any(other.matches_cause(cause.entity, cause.signal) for other in run.truths if other is not truth):
             position += 1
     return None
 
@@ -157,7 +161,7 @@ def _score(incidents: list[Any], run: Any, until_ns: int | None = None) -> dict[
     incident = found[0]
     benign = run.benign
     if len(run.truths) == 1:
-        ranks: list[int | None] = [_cause_rank(incident, run.truths[0].matches)]
+        ranks: list[int | None] = [_cause_rank(incident, run.truths[0].matches_cause)]
     else:  # each true cause where it ranks best: its own incident or one shared with the others
         ranks = []
         for truth in run.truths:
@@ -168,7 +172,7 @@ def _score(incidents: list[Any], run: Any, until_ns: int | None = None) -> dict[
         "rank": None if None in ranks else max(r for r in ranks if r is not None),
         "ranks": ranks,
         "top": incident.causes[0].entity,
-        "benign_rank": _cause_rank(incident, lambda e: e == benign.entity) if benign else None,
+        "benign_rank": _cause_rank(incident, lambda e, _: e == benign.entity) if benign else None,
         "decoy_top": _decoy(run, incident.causes[0]),
         "opened_s": (incident.opened_unix_nano - reference_ns(run)) / NS,
     }
@@ -176,7 +180,7 @@ def _score(incidents: list[Any], run: Any, until_ns: int | None = None) -> dict[
 
 def _incident_summary(incident: Any, run: Any) -> dict[str, Any]:
     def mark(cause: Any) -> str:
-        if any(t.matches(cause.entity) for t in run.truths):
+        if any(t.matches_cause(cause.entity, cause.signal) for t in run.truths):
             return "truth"
         return "decoy" if _decoy(run, cause) else ""
 
@@ -200,17 +204,44 @@ def _incident_summary(incident: Any, run: Any) -> dict[str, Any]:
     }
 
 
-def run_one(fault: str | None, seed: int, size: tuple[int, int], scenario_file: str | None = None) -> dict[str, Any]:
-    """Generate one run (a catalog fault, a case, a scenario file, or none), feed it to a fresh store
-    and analyzer, score it."""
-    from factorylens.simulation import ScenarioRun, load_scenario_file
+def make_run(fault: str | None, seed: int, size: tuple[int, int]) -> Any:
+    """The simulated run for a plan item: a serving fault or control (``SERVING_CONTROL``, the
+    fault-free ``SERVING_DAY``) on the serving fleet, else a training-cluster fault, case or none."""
+    from factorylens.simulation import SERVING_CATALOG, ScenarioRun, ServingRun
 
+    hosts, gpus = size
+    if fault in SERVING_CATALOG or fault == SERVING_CONTROL:
+        return ServingRun(
+            None if fault == SERVING_CONTROL else fault, seed=seed, hosts=hosts, gpus_per_host=gpus, logs=True
+        )
+    if fault == SERVING_DAY:
+        return ServingRun(
+            None,
+            seed=seed,
+            hosts=hosts,
+            gpus_per_host=gpus,
+            start_hour=0.0,
+            duration_s=86400.0,
+            scrape_interval_s=DAY_SCRAPE_S,
+            logs=True,
+        )
+    return ScenarioRun(fault, seed=seed, hosts=hosts, gpus_per_host=gpus, logs=True)
+
+
+def run_one(fault: str | None, seed: int, size: tuple[int, int], scenario_file: str | None = None) -> dict[str, Any]:
+    """Generate one run (a catalog fault, a case, a serving fault, a scenario file, or none), feed it
+    to a fresh store and analyzer, score it."""
+    from factorylens.simulation import load_scenario_file
+
+    world = "serving" if fault is not None and fault.startswith("serving_") else "training"
+    if fault == SERVING_DAY:
+        world = SERVING_DAY
     if scenario_file is not None:
         run = load_scenario_file(scenario_file).run(logs=True)
         fault = run.fault_type
     else:
-        hosts, gpus = size
-        run = ScenarioRun(fault, seed=seed, hosts=hosts, gpus_per_host=gpus, logs=True)
+        run = make_run(fault, seed, size)
+        fault = run.fault_type
     times: dict[str, float] = {}
     early: list[dict[str, Any]] = []
     first_ranked: list[int] = []  # when the first ranked incident opened (timed once the run is over)
@@ -235,6 +266,7 @@ def run_one(fault: str | None, seed: int, size: tuple[int, int], scenario_file: 
     false = [i for i in incidents if not run.truths or i.opened_unix_nano < run.onset_unix_nano]
     return {
         "fault": fault,
+        "world": world,
         "fault_type": run.spec.fault_type if run.spec else None,
         "file": scenario_file,
         "seed": run.seed,
@@ -286,7 +318,9 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 def print_incidents(result: dict[str, Any], out: Any = None) -> None:
     """Each incident of a run with its top causes (times relative to the fault's onset)."""
     out = out or sys.stdout
-    what = result["file"] or f"{result['fault'] or 'fault-free'} seed {result['seed']} {result['size']}"
+    what = (
+        result["file"] or f"{result['fault'] or 'fault-free ' + result['world']} seed {result['seed']} {result['size']}"
+    )
     truths = ", ".join(result["truths"]) or "none (no incident expected)"
     out.write(f"\n== {what}: {result['incidents']} incident(s); true cause(s): {truths}\n")
     for incident in result["incident_list"]:
@@ -353,11 +387,14 @@ def report(results: list[dict[str, Any]], out: Any = None) -> dict[str, Any]:
         rs = [r for r in faulted if r["fault_type"] == fault_type]
         if rs:
             per_type[fault_type] = row(f"[type] {fault_type}", rs)
-    if control:
-        incidents = sum(r["incidents"] for r in control)
+    controls: dict[str, int] = {}
+    for world in dict.fromkeys(r["world"] for r in control):
+        rs = [r for r in control if r["world"] == world]
+        incidents = controls[world] = sum(r["incidents"] for r in rs)
+        what = {SERVING_DAY: "a simulated day of the serving fleet's load cycle"}.get(world, f"{world} control")
         out.write(
-            f"\nfault-free control: {len(control)} runs, {incidents} incident(s) opened "
-            f"({incidents / len(control):.2f} per run)\n"
+            f"\nfault-free {what}: {len(rs)} run(s), {incidents} incident(s) opened "
+            f"({incidents / len(rs):.2f} per run)\n"
         )
     generate = [r["generate_cpu_s"] for r in results]
     simulated = [r["simulated_s"] for r in results]
@@ -378,6 +415,8 @@ def report(results: list[dict[str, Any]], out: Any = None) -> dict[str, Any]:
         "ac1": _rounded(_ac(faulted, "early", 1), 3),
         "ac3": _rounded(_ac(faulted, "early", 3), 3),
         "false_incidents": sum(r["false_incidents"] for r in results),
+        "ac1_by_type": {name: _rounded(stats["ac1"], 3) for name, stats in per_type.items()},
+        "control_incidents": controls,
     }
 
 
@@ -393,33 +432,49 @@ def _size(text: str) -> tuple[int, int]:
     return hosts, gpus
 
 
-def _faults(names: list[str] | None, cases: bool = True) -> tuple[list[str], list[str]]:
-    """(catalog faults, cases) chosen by name or type; "cases" chooses every case."""
-    from factorylens.simulation import CASES, CATALOG
+def _faults(names: list[str] | None, cases: bool = True) -> tuple[list[str], list[str], list[str]]:
+    """(training catalog faults, cases, serving faults) chosen by name or type; "cases" chooses every
+    case, "serving" every serving fault."""
+    from factorylens.simulation import CASES, CATALOG, SERVING_CATALOG
 
     if not names:
-        return list(CATALOG), list(CASES) if cases else []
+        return list(CATALOG), list(CASES) if cases else [], list(SERVING_CATALOG)
     chosen: list[str] = []
+    every = {**CATALOG, **CASES, **SERVING_CATALOG}
     for name in names:
-        every = {**CATALOG, **CASES}
-        matched = list(CASES) if name == "cases" else [n for n, spec in every.items() if name in (n, spec.fault_type)]
+        if name == "cases":
+            matched = list(CASES)
+        elif name == "serving":
+            matched = list(SERVING_CATALOG)
+        else:
+            matched = [n for n, spec in every.items() if name in (n, spec.fault_type)]
         if not matched:
-            raise SystemExit(f"unknown fault {name!r}: use a name or type from {', '.join(every)}, or 'cases'")
+            raise SystemExit(
+                f"unknown fault {name!r}: use a name or type from {', '.join(every)}, 'cases' or 'serving'"
+            )
         chosen.extend(m for m in matched if m not in chosen)
-    return [n for n in chosen if n in CATALOG], [n for n in chosen if n in CASES]
+    return (
+        [n for n in chosen if n in CATALOG],
+        [n for n in chosen if n in CASES],
+        [n for n in chosen if n in SERVING_CATALOG],
+    )
 
 
 def plan_runs(args: argparse.Namespace) -> list[tuple[str | None, int, tuple[int, int], str | None]]:
     """``(fault or case or None, seed, size, scenario file)`` for every run asked for."""
     if args.scenario:
         return [(None, 0, (0, 0), path) for path in args.scenario]
-    catalog, cases = _faults(args.fault_types, not args.no_cases)
+    catalog, cases, serving = _faults(args.fault_types, not args.no_cases)
     faults: list[str | None] = list(catalog)
     if not args.no_control and (catalog or not args.fault_types):
         faults.append(None)
-    plan: list[tuple[str | None, int, tuple[int, int], str | None]] = [
-        (fault, seed, size, None) for size in args.sizes for seed in args.seeds for fault in faults
-    ]
+    faults.extend(serving)
+    if not args.no_control and serving:
+        faults.append(SERVING_CONTROL)
+    plan: list[tuple[str | None, int, tuple[int, int], str | None]] = []
+    if serving and args.serving_day:  # the longest run first, so the others fill the other workers
+        plan.append((SERVING_DAY, args.seeds[0], args.sizes[0], None))
+    plan.extend((fault, seed, size, None) for size in args.sizes for seed in args.seeds for fault in faults)
     for case in cases:
         sizes = [s for s in args.case_sizes if s[1] >= CASE_MIN_GPUS.get(case, 4)]
         sizes = sizes or [(args.case_sizes[0][0], 8)]
@@ -453,6 +508,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="one seed, 2x4 (cases: one seed, their first size)")
     parser.add_argument("--no-control", action="store_true", help="skip the fault-free runs")
+    parser.add_argument(
+        "--serving-day",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="with the serving faults, also run a whole simulated day of the fleet's load cycle with no fault "
+        f"(scraped every {DAY_SCRAPE_S:.0f} s; ~10 minutes of CPU; default: on unless --quick)",
+    )
     parser.add_argument("--jobs", type=int, default=min(os.cpu_count() or 1, 8), help="runs in parallel")
     args = parser.parse_args(argv)
     from factorylens.receivers.gpu.receiver import tune_gc_for_agent
@@ -465,6 +527,8 @@ def main(argv: list[str] | None = None) -> int:
             load_scenario_file(path)
         except ScenarioError as exc:
             raise SystemExit(f"bench/scenarios.py: {exc}") from None
+    if args.serving_day is None:
+        args.serving_day = not args.quick
     if args.quick:
         args.seeds, args.sizes = args.seeds[:1], [(2, 4)]
         args.case_seeds, args.case_sizes = args.case_seeds[:1], args.case_sizes[:1]
@@ -479,7 +543,8 @@ def main(argv: list[str] | None = None) -> int:
             results.append(r)
             early, final = r["early"] or {}, r["final"] or {}
             sys.stderr.write(
-                f"[{n}/{len(plan)} {time.monotonic() - started:.0f}s] {r['fault'] or 'fault-free'} seed {r['seed']} "
+                f"[{n}/{len(plan)} {time.monotonic() - started:.0f}s] {r['fault'] or 'fault-free ' + r['world']} "
+                f"seed {r['seed']} "
                 f"{r['size']}: rank@60s {early.get('rank')} rank@end {final.get('rank')} top {final.get('top')} "
                 f"(truth {', '.join(r['truths']) or '-'}); onset→incident {_fmt(r['onset_to_incident_s'], '.0f')} s; "
                 f"false {r['false_incidents']}; benign rank {final.get('benign_rank')}; "

@@ -207,6 +207,8 @@ class ServingTelemetry:
         self.decode_time = histogram(Metrics.FACTORYLENS_INFERENCE_REQUEST_DECODE_TIME, DURATION_BUCKETS)
         self.inference_time = histogram(Metrics.FACTORYLENS_INFERENCE_REQUEST_INFERENCE_TIME, DURATION_BUCKETS)
         self.finished = meter.create_counter(**spec(Metrics.FACTORYLENS_INFERENCE_REQUESTS_FINISHED))
+        # failures counted from zero: the error rate is a series before the first failure, which is then a change
+        self.finished.add(0, self._finished["error"])
         self.tokens = meter.create_counter(**spec(Metrics.FACTORYLENS_INFERENCE_TOKENS))
         self.preemptions = meter.create_counter(**spec(Metrics.FACTORYLENS_INFERENCE_PREEMPTIONS))
         # observable instruments live as long as the meter: created once per meter, they read whichever

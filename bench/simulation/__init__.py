@@ -28,6 +28,14 @@ from factorylens.simulation._catalog import (
 from factorylens.simulation._file import Expectation, ScenarioFile, load_scenario_file
 from factorylens.simulation._otlp import LogExport, MetricExport
 from factorylens.simulation._run import START_TIME, TRAINING_JOB, BenignAnomaly, ScenarioRun, ingest
+from factorylens.simulation._serving import (
+    SERVING_CATALOG,
+    SERVING_FAULT_TYPES,
+    SERVING_JOB,
+    ServingFault,
+    ServingRun,
+)
+from factorylens.simulation._serving_model import ServedModel, Traffic
 from factorylens.simulation._workload import HEALTHY_STEP_S, RankInfo, WorkloadFault
 
 __all__ = [
@@ -35,6 +43,9 @@ __all__ = [
     "CATALOG",
     "FAULT_TYPES",
     "HEALTHY_STEP_S",
+    "SERVING_CATALOG",
+    "SERVING_FAULT_TYPES",
+    "SERVING_JOB",
     "START_TIME",
     "TRAINING_JOB",
     "BenignAnomaly",
@@ -47,7 +58,11 @@ __all__ = [
     "RankInfo",
     "ScenarioFile",
     "ScenarioRun",
+    "ServedModel",
+    "ServingFault",
+    "ServingRun",
     "Targets",
+    "Traffic",
     "Truth",
     "WorkloadFault",
     "fault_spec",

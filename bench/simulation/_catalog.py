@@ -34,18 +34,27 @@ from factorylens.simulation._workload import WorkloadFault
 class Truth:
     """A true root cause: its entity and domain; ``also`` lists other names of the same cause (globs).
     ``onset_s``: when this cause began, where a run's faults begin at different times (None: the
-    run's onset)."""
+    run's onset). ``signals``: globs over the cause's signal, when the entity alone does not tell the
+    answer (a service's own load names the service: the load signals do, not its queue as a symptom
+    of a slow GPU); empty: any signal."""
 
     entity: str
     domain: str
     also: tuple[str, ...] = ()
     onset_s: float | None = None
+    signals: tuple[str, ...] = ()
 
     def matches(self, entity: str) -> bool:
         return (
             entity == self.entity
             or (_GLOB.search(self.entity) is not None and fnmatch.fnmatchcase(entity, self.entity))
             or any(fnmatch.fnmatchcase(entity, pattern) for pattern in self.also)
+        )
+
+    def matches_cause(self, entity: str, signal: str) -> bool:
+        """The entity, and (where ``signals`` says) a signal that names this cause."""
+        return self.matches(entity) and (
+            not self.signals or any(fnmatch.fnmatchcase(signal, pattern) for pattern in self.signals)
         )
 
 

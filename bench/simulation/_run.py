@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -298,53 +298,15 @@ class ScenarioRun:
         return self.epoch_ns + int(round(self._now * 1e9))
 
     def _node_agents(self) -> tuple[GpuReceiver, list[MetricExport], list[LogExport]]:
-        from opentelemetry.sdk._logs import LoggerProvider
-        from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-
-        config = GpuReceiverConfig(
-            backend="sim", collection_interval_s=self.scrape_interval_s, prometheus_port=None, otlp="off"
+        return node_agents(
+            self.cluster,
+            self.scrape_interval_s,
+            self._elapsed,
+            self._instance_id,
+            self.epoch_ns,
+            self._logs,
+            self._reuse,
         )
-        pipelines, exports, logs = [], [], []
-        for host in self.cluster.hosts:
-            backend = NvmlBackend(
-                SimulatedNvml(host),
-                StaticJobResolver(self.cluster.jobs_by_pid(host)),
-                process_metrics=config.process_metrics,
-                max_processes_per_gpu=config.max_processes_per_gpu,
-                discovery_retry_interval_s=config.discovery_retry_interval_s,
-                clock=self._elapsed,
-            )
-            resource = telemetry.make_resource(
-                {
-                    Attributes.HOST_NAME: host.name,
-                    Attributes.FACTORYLENS_SIMULATED: True,
-                    SERVICE_INSTANCE_ID: self._instance_id(host.name),
-                },
-                SERVICE_NAME,
-            )
-            reader = InMemoryMetricReader()
-            logger_provider = None
-            if self._logs:
-                exporter = InMemoryLogRecordExporter()
-                logger_provider = LoggerProvider(resource=resource)
-                logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
-                logs.append(LogExport(exporter))
-            pipeline = HostPipeline(
-                host.name,
-                dict(resource.attributes),
-                GpuScraper(backend, usage=UsageMeter(clock=self._elapsed)),
-                telemetry.make_meter_provider(resource, [reader]),
-                logger_provider=logger_provider,
-            )
-            pipeline.sources = node_sources(config, host.node, self.cluster.advance)
-            pipelines.append(pipeline)
-            exports.append(MetricExport(reader, self.epoch_ns, reuse=self._reuse))
-        receiver = GpuReceiver(pipelines, self.scrape_interval_s)
-        for pipeline in pipelines:
-            pipeline.scraper.start()
-            for source in pipeline.sources:
-                source.start()
-        return receiver, exports, logs
 
     def _instance_id(self, name: str) -> str:
         """The SDK draws a random ``service.instance.id`` per process; a seed's run keeps one (and with
@@ -352,43 +314,19 @@ class ScenarioRun:
         return str(uuid.uuid5(uuid.NAMESPACE_URL, f"factorylens-simulation/{self.seed}/{name}"))
 
     def _instrumented(self, config: TrainingConfig) -> tuple[TrainingTelemetry, Any, MetricExport]:
-        identity = TrainingInstrumentor(config).identity()
-        instance = self._instance_id(f"{config.job_id}/{config.rank}")
-        resource = telemetry.make_resource({**identity, SERVICE_INSTANCE_ID: instance}, "factorylens-training")
-        reader = InMemoryMetricReader()
-        provider = telemetry.make_meter_provider(resource, [reader])
-        stepped = TrainingTelemetry(
+        return instrumented_rank(
             config,
-            StepRecorder(config.max_pending_steps),
-            provider.get_meter(INSTRUMENTATION_SCOPE, __version__),
-            NoOpTracer(),
-            identity,
-            clock=self._elapsed,
-            wall_clock_ns=self._wall_ns,
-            mountpoint_of=mountpoint_of,
+            self._instance_id(f"{config.job_id}/{config.rank}"),
+            self._elapsed,
+            self._wall_ns,
+            self.epoch_ns,
+            self._reuse,
         )
-        return stepped, provider, MetricExport(reader, self.epoch_ns, reuse=self._reuse)
 
     def _training_config(
         self, job_id: str, team: str, rank: int, world: int, host: str, gpu: Any, flops_per_sample: float
     ) -> TrainingConfig:
-        peak = (peak_tflops(gpu.model.name) or 0.0) * 1e12
-        # a hair under the scrape interval: the rate window holds exactly the steps of one interval
-        return TrainingConfig(
-            job_id=job_id,
-            team=team,
-            rank=rank,
-            world_size=world,
-            local_rank=gpu.index,
-            host=host,
-            gpu_ids=(gpu.uuid,),
-            gpu_name=gpu.model.name,
-            model_flops_per_sample=flops_per_sample,
-            peak_flops=peak,
-            span_every_steps=0,
-            state_dir="",
-            export_interval_s=self.scrape_interval_s * (1 - 1e-9),
-        )
+        return training_config(job_id, team, rank, world, host, gpu, flops_per_sample, self.scrape_interval_s)
 
     # ---- the run --------------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[int, list[Request]]]:
@@ -512,3 +450,117 @@ def ingest(store: Any, requests: list[Request]) -> None:
             store.ingest_logs(request)
         else:
             store.ingest_metrics(request)
+
+
+def node_agents(
+    cluster: SimulatedCluster,
+    scrape_interval_s: float,
+    elapsed: Callable[[], float],
+    instance_id: Callable[[str], str],
+    epoch_ns: int,
+    logs: bool,
+    reuse: bool,
+) -> tuple[GpuReceiver, list[MetricExport], list[LogExport]]:
+    """Every host's node agent over the simulated cluster: the GPU receiver's scraper and the node's
+    layers, each host with its own SDK pipeline (and, with ``logs``, its XID events as log records)."""
+    from opentelemetry.sdk._logs import LoggerProvider
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    config = GpuReceiverConfig(backend="sim", collection_interval_s=scrape_interval_s, prometheus_port=None, otlp="off")
+    pipelines, exports, log_exports = [], [], []
+    for host in cluster.hosts:
+        backend = NvmlBackend(
+            SimulatedNvml(host),
+            StaticJobResolver(cluster.jobs_by_pid(host)),
+            process_metrics=config.process_metrics,
+            max_processes_per_gpu=config.max_processes_per_gpu,
+            discovery_retry_interval_s=config.discovery_retry_interval_s,
+            clock=elapsed,
+        )
+        resource = telemetry.make_resource(
+            {
+                Attributes.HOST_NAME: host.name,
+                Attributes.FACTORYLENS_SIMULATED: True,
+                SERVICE_INSTANCE_ID: instance_id(host.name),
+            },
+            SERVICE_NAME,
+        )
+        reader = InMemoryMetricReader()
+        logger_provider = None
+        if logs:
+            exporter = InMemoryLogRecordExporter()
+            logger_provider = LoggerProvider(resource=resource)
+            logger_provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+            log_exports.append(LogExport(exporter))
+        pipeline = HostPipeline(
+            host.name,
+            dict(resource.attributes),
+            GpuScraper(backend, usage=UsageMeter(clock=elapsed)),
+            telemetry.make_meter_provider(resource, [reader]),
+            logger_provider=logger_provider,
+        )
+        pipeline.sources = node_sources(config, host.node, cluster.advance)
+        pipelines.append(pipeline)
+        exports.append(MetricExport(reader, epoch_ns, reuse=reuse))
+    receiver = GpuReceiver(pipelines, scrape_interval_s)
+    for pipeline in pipelines:
+        pipeline.scraper.start()
+        for source in pipeline.sources:
+            source.start()
+    return receiver, exports, log_exports
+
+
+def instrumented_rank(
+    config: TrainingConfig,
+    instance_id: str,
+    elapsed: Callable[[], float],
+    wall_ns: Callable[[], int],
+    epoch_ns: int,
+    reuse: bool,
+) -> tuple[TrainingTelemetry, Any, MetricExport]:
+    """One training process's real instrumentation (``StepRecorder`` → ``TrainingTelemetry``) on
+    simulated clocks, with its SDK pipeline and export."""
+    identity = TrainingInstrumentor(config).identity()
+    resource = telemetry.make_resource({**identity, SERVICE_INSTANCE_ID: instance_id}, "factorylens-training")
+    reader = InMemoryMetricReader()
+    provider = telemetry.make_meter_provider(resource, [reader])
+    stepped = TrainingTelemetry(
+        config,
+        StepRecorder(config.max_pending_steps),
+        provider.get_meter(INSTRUMENTATION_SCOPE, __version__),
+        NoOpTracer(),
+        identity,
+        clock=elapsed,
+        wall_clock_ns=wall_ns,
+        mountpoint_of=mountpoint_of,
+    )
+    return stepped, provider, MetricExport(reader, epoch_ns, reuse=reuse)
+
+
+def training_config(
+    job_id: str,
+    team: str,
+    rank: int,
+    world: int,
+    host: str,
+    gpu: Any,
+    flops_per_sample: float,
+    scrape_interval_s: float,
+) -> TrainingConfig:
+    peak = (peak_tflops(gpu.model.name) or 0.0) * 1e12
+    # a hair under the scrape interval: the rate window holds exactly the steps of one interval
+    return TrainingConfig(
+        job_id=job_id,
+        team=team,
+        rank=rank,
+        world_size=world,
+        local_rank=gpu.index,
+        host=host,
+        gpu_ids=(gpu.uuid,),
+        gpu_name=gpu.model.name,
+        model_flops_per_sample=flops_per_sample,
+        peak_flops=peak,
+        span_every_steps=0,
+        state_dir="",
+        export_interval_s=scrape_interval_s * (1 - 1e-9),
+    )

@@ -233,6 +233,12 @@ ATTRIBUTES = (
     AttributeSpec("factorylens.inference.engine_role", "string", "SGLang's engine_type: unified, prefill, decode.", F),
     AttributeSpec("factorylens.inference.model_version", "string", "Version of the served model (Triton).", F),
     AttributeSpec("factorylens.inference.finish_reason", "string", "Why a request finished.", F, FINISH_REASONS),
+    AttributeSpec(
+        "factorylens.inference.replica",
+        "string",
+        "One server process of a served model (a replica behind the router): the RCA entity replica:<job>/<n>.",
+        F,
+    ),
     # the processors' own accounting
     AttributeSpec(
         "factorylens.producer",
@@ -2012,15 +2018,18 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     "factorylens.rca.remote_write.queue.depth": (Meaning(SAT, UP, False, "samples waiting for remote-write"), ()),
     "factorylens.rca.remote_write.retries": (Meaning(ERR, UP, False, "remote-write retries"), ()),
     # --- LLM serving ---
-    "gen_ai.server.time_to_first_token": (Meaning(LAT, UP, False, "time to first token"), ()),
-    "gen_ai.server.time_per_output_token": (Meaning(LAT, UP, False, "time per output token"), ()),
-    "gen_ai.server.request.duration": (Meaning(LAT, UP, False, "inference request duration"), ()),
+    # what a request experiences (its latency and phases) is the outcome; a server's queue, cache and
+    # batch fill up when it serves slower or is asked more (occupancy: consequences); requests and
+    # tokens are its load
+    "gen_ai.server.time_to_first_token": (Meaning(LAT, UP, False, "time to first token", OUTCOME), ()),
+    "gen_ai.server.time_per_output_token": (Meaning(LAT, UP, False, "time per output token", OUTCOME), ()),
+    "gen_ai.server.request.duration": (Meaning(LAT, UP, False, "inference request duration", OUTCOME), ()),
     "gen_ai.client.token.usage": (Meaning(TRF, EITHER, False, "tokens per inference request"), ()),
-    "factorylens.inference.requests.running": (Meaning(TRF, EITHER, False, "inference requests running"), ()),
+    "factorylens.inference.requests.running": (Meaning(SAT, UP, False, "inference requests running"), ()),
     "factorylens.inference.requests.waiting": (Meaning(SAT, UP, True, "inference requests queued"), ()),
     "factorylens.inference.kv_cache.usage": (Meaning(SAT, UP, True, "KV cache used"), ()),
     "factorylens.inference.preemptions": (Meaning(ERR, UP, True, "inference requests preempted"), ()),
-    "factorylens.inference.batch.size": (Meaning(TRF, EITHER, False, "inference batch size"), ()),
+    "factorylens.inference.batch.size": (Meaning(SAT, UP, False, "inference batch size"), ()),
     "factorylens.inference.requests.finished": (
         Meaning(TRF, EITHER, False, "inference requests finished"),
         (
@@ -2035,13 +2044,13 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
             V("gen_ai.token.type", "output", name="tokens generated"),
         ),
     ),
-    "factorylens.inference.request.queue_time": (Meaning(LAT, UP, True, "inference queue time"), ()),
-    "factorylens.inference.request.prefill_time": (Meaning(LAT, UP, True, "prefill time"), ()),
-    "factorylens.inference.request.decode_time": (Meaning(LAT, UP, True, "decode time"), ()),
-    "factorylens.inference.request.inference_time": (Meaning(LAT, UP, True, "inference time"), ()),
-    "factorylens.inference.inter_token_latency": (Meaning(LAT, UP, False, "inter-token latency"), ()),
-    "factorylens.inference.request.time": (Meaning(LAT, UP, False, "summed inference request time"), ()),
-    "factorylens.inference.queue.time": (Meaning(LAT, UP, True, "summed inference queue time"), ()),
+    "factorylens.inference.request.queue_time": (Meaning(LAT, UP, True, "inference queue time", OUTCOME), ()),
+    "factorylens.inference.request.prefill_time": (Meaning(LAT, UP, True, "prefill time", OUTCOME), ()),
+    "factorylens.inference.request.decode_time": (Meaning(LAT, UP, True, "decode time", OUTCOME), ()),
+    "factorylens.inference.request.inference_time": (Meaning(LAT, UP, True, "inference time", OUTCOME), ()),
+    "factorylens.inference.inter_token_latency": (Meaning(LAT, UP, False, "inter-token latency", OUTCOME), ()),
+    "factorylens.inference.request.time": (Meaning(LAT, UP, False, "summed inference request time", OUTCOME), ()),
+    "factorylens.inference.queue.time": (Meaning(LAT, UP, True, "summed inference queue time", OUTCOME), ()),
     # --- our own findings ---
     "factorylens.anomaly.score": (Meaning(INF, EITHER, False, "anomaly score"), ()),
     "factorylens.baseline.predictability": (Meaning(INF, EITHER, False, "baseline predictability"), ()),

@@ -188,6 +188,7 @@ class Attributes:
     FACTORYLENS_INFERENCE_ENGINE_ROLE: Final[str] = "factorylens.inference.engine_role"
     FACTORYLENS_INFERENCE_FINISH_REASON: Final[str] = "factorylens.inference.finish_reason"
     FACTORYLENS_INFERENCE_MODEL_VERSION: Final[str] = "factorylens.inference.model_version"
+    FACTORYLENS_INFERENCE_REPLICA: Final[str] = "factorylens.inference.replica"
     FACTORYLENS_JOB_ID: Final[str] = "factorylens.job.id"
     FACTORYLENS_METRIC: Final[str] = "factorylens.metric"
     FACTORYLENS_NETWORK_ROCE_EVENT: Final[str] = "factorylens.network.roce.event"

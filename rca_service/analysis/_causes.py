@@ -268,6 +268,9 @@ def display_names(infos: Iterable[SeriesInfo]) -> dict[str, str]:
         elif kind == "rank":
             job, _, rank = rest.rpartition("/")
             names[entity] = f"{job} rank {rank}"
+        elif kind == "replica":
+            job, _, replica = rest.rpartition("/")
+            names[entity] = f"{job} replica {replica}" + (f" on {host}" if host else "")
         elif kind == "host":
             names[entity] = f"host {rest}"
     return names

@@ -11,11 +11,19 @@ from factorylens.rca_service.store import SeriesInfo
 from factorylens.registry import Attributes, Metrics
 
 # goodput is cumulative since the job started: its breaks lag and linger, so it explains, not detects
-DEFAULT_KPI_METRICS = (
+TRAINING_KPI_METRICS = (
     Metrics.FACTORYLENS_TRAIN_STEP_DURATION,
     Metrics.FACTORYLENS_TRAIN_SAMPLES_RATE,
     Metrics.FACTORYLENS_TRAIN_TOKENS_RATE,
 )
+# a serving SLO's terms: time to first token and per output token (read at p95), and failed requests;
+# a pattern with braces is matched against the series' label (metric{attributes})
+SERVING_KPI_METRICS = (
+    Metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+    Metrics.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
+    f"{Metrics.FACTORYLENS_INFERENCE_REQUESTS_FINISHED}{{*{Attributes.FACTORYLENS_INFERENCE_FINISH_REASON}=error*}}",
+)
+DEFAULT_KPI_METRICS = TRAINING_KPI_METRICS + SERVING_KPI_METRICS
 SERVER_SPAN_KPIS = (Metrics.FACTORYLENS_SPAN_DURATION, Metrics.FACTORYLENS_SPAN_ERRORS)
 ALERT_EVENT_METRIC = Metrics.FACTORYLENS_EVENTS
 DEFAULT_ALERT_EVENTS = ("alert", "alertmanager.alert", "factorylens.alert")
@@ -24,9 +32,10 @@ DEFAULT_ALERT_EVENTS = ("alert", "alertmanager.alert", "factorylens.alert")
 def is_kpi(
     info: SeriesInfo, kpi_metrics: tuple[str, ...], server_spans_are_kpis: bool, alert_events: tuple[str, ...]
 ) -> bool:
-    """A KPI's break opens an incident: a job's step time or throughput, a service's server-side
-    latency or errors, an external alert arriving as a log record."""
-    if any(fnmatch.fnmatchcase(info.metric, pattern) for pattern in kpi_metrics):
+    """A KPI's break opens an incident: a job's step time or throughput, a served model's time to
+    first token, time per output token or failed requests, a service's server-side latency or
+    errors, an external alert arriving as a log record."""
+    if any(fnmatch.fnmatchcase(info.label if "{" in pattern else info.metric, pattern) for pattern in kpi_metrics):
         return True
     if server_spans_are_kpis and info.metric in SERVER_SPAN_KPIS:
         return info.attributes.get(Attributes.SPAN_KIND) == "server"
@@ -41,8 +50,8 @@ def workload(info: SeriesInfo) -> str:
     """The job (its ranks break together), else the service, else the entity itself."""
     if info.resource.get(Attributes.FACTORYLENS_JOB_ID):
         return f"job:{info.resource['factorylens.job.id']}"
-    if info.entity.startswith("rank:"):
-        return "job:" + info.entity[len("rank:") :].rsplit("/", 1)[0]
+    if info.entity.startswith(("rank:", "replica:")):
+        return "job:" + info.entity.partition(":")[2].rsplit("/", 1)[0]
     return str(info.resource.get(Attributes.SERVICE_NAME) or info.entity)
 
 

@@ -165,6 +165,7 @@ class RankingEngine(Ranker):
         kpi_entities = {e for e, _ in inputs.kpi}
         score = pd.Series(np.log1p(pe["evidence"].to_numpy()), index=pe.index)
         fraction = stages.explain_away(evidence, topology, kpi_entities, cfg.threshold, cfg.onset_tolerance_rows)
+        stages.own_load(evidence, kpi_entities, fraction, cfg.threshold, cfg.onset_tolerance_rows)
         for consumer in evidence.consumers:  # a neighbour's burst of work is its trouble, however healthy it looks
             score[consumer] = max(score[consumer], np.log1p(pe["load"][consumer]))
         score = score * (1 - 0.999 * fraction)

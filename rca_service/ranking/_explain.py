@@ -14,7 +14,7 @@ import pandas as pd
 
 from factorylens.rca_service.detection import calibrated, one_in
 from factorylens.rca_service.ranking._base import Column, EvidenceSeries, RankedCause, Reference
-from factorylens.rca_service.ranking._signals import SignalDescriber
+from factorylens.rca_service.ranking._signals import SignalDescriber, SignalKind
 from factorylens.rca_service.ranking._stages import Evidence, Inputs, Strength
 from factorylens.rca_service.ranking._topology import Topology, kind_of
 
@@ -25,11 +25,13 @@ ENTITY_DOMAINS = {
     "fs": "storage",
     "disk": "storage",
     "rank": "app",
+    "replica": "app",
     "job": "app",
     "service": "app",
     "pod": "app",
 }
 MAX_EVIDENCE = 3
+LOAD_KINDS = frozenset({SignalKind.TRAFFIC, SignalKind.THROUGHPUT})
 
 
 def entity_domain(entity: str) -> str:
@@ -88,7 +90,10 @@ class Explainer:
         # first, of equals the earliest (then by name: the frame's column order never decides)
         infos, anomalous = self.inputs.infos, self.evidence.anomalous
         onsets = self.evidence.load_onset if consumer else self.strength.onset_row
-        own.sort(key=lambda i: (not (infos[i].can_slow and anomalous[i]), -strength[i], onsets[i], columns[i][1]))
+        if entity in self.evidence.own_load:  # its load leads: the requests or tokens that rose, then what filled up
+            own.sort(key=lambda i: (infos[i].kind not in LOAD_KINDS, -strength[i], onsets[i], columns[i][1]))
+        else:
+            own.sort(key=lambda i: (not (infos[i].can_slow and anomalous[i]), -strength[i], onsets[i], columns[i][1]))
         return [self._item(i, float(strength[i]), consumer) for i in own[:MAX_EVIDENCE]]
 
     def _item(self, i: int, z: float, consumer: bool = False) -> EvidenceSeries:
@@ -242,9 +247,14 @@ class Explainer:
             f" Ranking score {score:.2f} of 1 (its strength, discounted for what explains it, distance, "
             "timing and the KPI's dependence on it)."
         )
+        load = (
+            " More load, not a fault: its own load rose before it saturated, and nothing it depends on explains it."
+            if entity in self.evidence.own_load
+            else ""
+        )
         return (
-            f"{self._kpi_text()}. {self._what(entity, domain, items)}.{self._reference(items)}{self._when(onset)}"
-            f"{self._path(entity)}{consequences}{self._standing(entity, onset)}{ranking}"
+            f"{self._kpi_text()}.{load} {self._what(entity, domain, items)}.{self._reference(items)}"
+            f"{self._when(onset)}{self._path(entity)}{consequences}{self._standing(entity, onset)}{ranking}"
         )
 
 

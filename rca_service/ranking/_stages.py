@@ -14,7 +14,7 @@ import pandas as pd
 from factorylens.rca_service.detection import RobustScores, RobustZDetector, harmful
 from factorylens.rca_service.ranking._base import SHORT_REFERENCE_POINTS, Column, Reference
 from factorylens.rca_service.ranking._signals import SignalDescriber, SignalInfo, SignalKind, SignalSide
-from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, Topology, kind_of
+from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, QUEUEING_KINDS, Topology, kind_of
 
 FULLY_EXPLAINING_Z = 5  # a saturated dependency this many thresholds out clears a dependent entirely
 MIN_REFERENCE_ROWS = 20  # the lead never leaves the reference shorter than this
@@ -134,6 +134,7 @@ class Evidence:
     per_entity: pd.DataFrame
     explained_by: dict[str, list[str]] = field(default_factory=dict)
     consumers: set[str] = field(default_factory=set)  # entities blamed for what they consumed
+    own_load: set[str] = field(default_factory=set)  # KPI entities whose trouble is their own rising load
 
 
 def prepare(
@@ -396,9 +397,30 @@ def _dependency_shares(
             # a resource's z and a latency's are not comparable: it clears as far as it is anomalous,
             # nothing at the threshold, all at FULLY_EXPLAINING_Z thresholds
             shares.append((np.log1p(_cell(pe, dependency, "saturation")) - log_t) / (full - log_t))
+        if kind_of(entity) in QUEUEING_KINDS:
+            # a server's queue and cache fill up whenever what it runs on serves it slower: any trouble
+            # of its dependency that can slow it clears it, by the same measure
+            shares.append((np.log1p(_cell(pe, dependency, "clearing")) - log_t) / (full - log_t))
         if shares:
             out[dependency] = min(max(shares), 1.0)
     return out
+
+
+def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, threshold: float, tolerance: int) -> None:
+    """A KPI entity saturated by its own rising load (a server whose requests or tokens rose before
+    its queue grew), that nothing it depends on explains, is "more load", not a fault: it is blamed
+    for its load, which its explanation shows."""
+    pe = ev.per_entity
+    for row, entity in enumerate(pe.index):
+        if (
+            entity in kpi_entities
+            and fraction[row] < 0.5
+            and _cell(pe, entity, "saturation") > threshold
+            and _cell(pe, entity, "load") > threshold
+            and _cell(pe, entity, "load_onset") <= _cell(pe, entity, "onset") + tolerance
+        ):
+            ev.own_load.add(entity)
+            ev.consumers.add(entity)
 
 
 def _tenant_shares(

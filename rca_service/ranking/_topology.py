@@ -5,7 +5,8 @@ the rank computing on it, a starved host slows the ranks and services running on
 
 - ``contains``: a job depends on its ranks (a synchronous job runs at its slowest rank's pace);
 - ``uses``: a rank uses its GPUs (``hw.id``), its host's NICs and file systems, and (a synchronous
-  job waits for its slowest member) every GPU its job runs on; a job its GPUs;
+  job waits for its slowest member) every GPU its job runs on; a job its GPUs; a serving replica
+  its GPUs and its host's devices (replicas answer on their own: none waits for another's GPU);
 - ``runs_on``: ranks, GPUs, pods, services and per-host devices run on a host;
 - ``calls``: service call edges from spans (a parent span in one service, its child in another).
 
@@ -26,6 +27,9 @@ from factorylens.registry import Attributes
 
 RELATIONS = ("contains", "uses", "runs_on", "calls")
 INFRASTRUCTURE_KINDS = frozenset({"host", "nic", "fs", "disk", "gpu"})
+# servers whose saturation (requests queued, a full KV cache) is how a slower service rate shows: a
+# dependency's trouble clears it even though it is saturated itself
+QUEUEING_KINDS = frozenset({"replica"})
 
 
 @dataclass
@@ -176,14 +180,14 @@ def topology_from_series(series: Iterable[tuple[str, Mapping[str, Any], Mapping[
         job_id = merged.get(Attributes.FACTORYLENS_JOB_ID)
         if host and kind not in ("host", "job"):
             topology.add_edge(entity, host, "runs_on")
-        if kind == "rank":
+        if kind in ("rank", "replica"):
             if job_id:
                 topology.add_edge(f"job:{job_id}", entity, "contains")
             for gpu in _gpu_ids(merged):
                 topology.add_edge(entity, f"gpu:{gpu}", "uses")
             if host:
                 ranks_by_host.setdefault(host, set()).add(entity)
-            if job_id:
+            if job_id and kind == "rank":
                 ranks_by_job.setdefault(str(job_id), set()).add(entity)
         elif kind == "gpu" and job_id:
             topology.add_edge(f"job:{job_id}", entity, "uses")

@@ -50,6 +50,7 @@ _PREFIX_DOMAINS = (
 _ENTITY_KEYS = (
     (Attributes.FACTORYLENS_ENTITY, ""),  # given verbatim (a replayed table's entity column)
     (Attributes.FACTORYLENS_RANK, "rank"),  # a training process: its GPUs (hw.id on its resource) are related entities
+    (Attributes.FACTORYLENS_INFERENCE_REPLICA, "replica"),  # a serving process of a model: likewise its GPUs
     (Attributes.NETWORK_INTERFACE_NAME, "nic"),  # a fabric port (its hw.id is the port's GUID)
     (Attributes.HW_ID, "gpu"),
     ("hw.network.port", "nic"),
@@ -65,6 +66,13 @@ _HOST_SCOPED = {"nic", "fs", "disk"}
 IDENTITY_ATTRIBUTES = (
     frozenset(REGISTRY.attribute_groups["gpu"])
     | {Attributes.HW_MODEL, Attributes.HW_SERIAL_NUMBER, Attributes.HW_DRIVER_VERSION, Attributes.HW_FIRMWARE_VERSION}
+    # a server's endpoint and engine say which server it is, not what it measures
+    | {
+        Attributes.SERVER_ADDRESS,
+        Attributes.SERVER_PORT,
+        Attributes.GEN_AI_PROVIDER_NAME,
+        Attributes.GEN_AI_OPERATION_NAME,
+    }
     | {k for k, _ in _ENTITY_KEYS}
 )
 
@@ -94,7 +102,8 @@ def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str
             return str(value)
         if kind in _HOST_SCOPED and host:
             return f"{kind}:{host}/{value}"
-        if kind == "rank":
-            return f"rank:{merged.get('factorylens.job.id', '?')}/{value}"
+        if kind in ("rank", "replica"):
+            owner = merged.get(Attributes.FACTORYLENS_JOB_ID) or merged.get(Attributes.SERVICE_NAME) or "?"
+            return f"{kind}:{owner}/{value}"
         return f"{kind}:{value}"
     return "unknown"

@@ -59,8 +59,31 @@ DEFAULT_VIEW = {
 }
 # what the service derives from spans is read at its 95th percentile: requests' latency objectives are
 # on the tail, which a mean hides (a tenth of the calls ten times slower moves the mean by 2x, p95 by 10x)
-TAIL_LATENCY_METRICS = frozenset(
-    (Metrics.FACTORYLENS_SPAN_DURATION, Metrics.FACTORYLENS_SPAN_SELF_DURATION, Metrics.FACTORYLENS_SPAN_EDGE_DURATION)
+# a serving SLO's latencies are read at their tail over the last five minutes of requests, as
+# ``histogram_quantile(0.95, rate(x[5m]))`` reads them: one replica's ten seconds hold a few dozen
+# requests, whose p95 jumps between the engines' coarse buckets
+SERVING_LATENCY_METRICS = frozenset(
+    (
+        Metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN,
+        Metrics.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN,
+        Metrics.GEN_AI_SERVER_REQUEST_DURATION,
+        Metrics.FACTORYLENS_INFERENCE_REQUEST_QUEUE_TIME,
+        Metrics.FACTORYLENS_INFERENCE_REQUEST_PREFILL_TIME,
+        Metrics.FACTORYLENS_INFERENCE_REQUEST_DECODE_TIME,
+        Metrics.FACTORYLENS_INFERENCE_REQUEST_INFERENCE_TIME,
+        Metrics.FACTORYLENS_INFERENCE_INTER_TOKEN_LATENCY,
+    )
+)
+SERVING_QUANTILE_WINDOW_NS = 300 * NS
+TAIL_LATENCY_METRICS = (
+    frozenset(
+        (
+            Metrics.FACTORYLENS_SPAN_DURATION,
+            Metrics.FACTORYLENS_SPAN_SELF_DURATION,
+            Metrics.FACTORYLENS_SPAN_EDGE_DURATION,
+        )
+    )
+    | SERVING_LATENCY_METRICS
 )
 VIEWS_BY_KIND = {
     SeriesKind.GAUGE: (View.RAW,),
@@ -369,7 +392,10 @@ class HistogramSeries:
                 f"view {view.value!r} does not apply to a histogram series (use one of "
                 f"{[v.value for v in VIEWS_BY_KIND[SeriesKind.HISTOGRAM]]})"
             )
-        lookback = NS * 3600 if self.cumulative else 0
+        window = (
+            SERVING_QUANTILE_WINDOW_NS if view in QUANTILE_VIEWS and self.info.metric in SERVING_LATENCY_METRICS else 0
+        )
+        lookback = NS * 3600 if self.cumulative else window
         points = self._sorted(max(0, start_ns - lookback), end_ns)
         if not points:
             return np.empty(0, np.int64), np.empty(0)
@@ -398,6 +424,8 @@ class HistogramSeries:
             elif view is View.MEAN:
                 out = np.where(count > 0, total / count, np.nan)
             else:
+                if window:
+                    matrix = _trailing_sums(ts, matrix, window)
                 out = np.array([_quantile(QUANTILE_VIEWS[view], lower, upper, row) for row in matrix])
         keep = ts >= start_ns
         return ts[keep], out[keep]
@@ -462,6 +490,20 @@ def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray
     lower = np.concatenate([[0.0], edges[:-1]])
     upper = np.concatenate([[0.0], edges[1:]])
     return lower, upper, matrix
+
+
+def _trailing_sums(ts: np.ndarray, matrix: np.ndarray, window_ns: int) -> np.ndarray:
+    """Each row summed with the rows of the ``window_ns`` before it (unknown rows count nothing; a
+    window of nothing but unknown rows stays unknown)."""
+    known = np.isfinite(matrix).all(axis=1)
+    rows = np.where(known[:, None], matrix, 0.0)
+    cumulative = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
+    known_count = np.concatenate([[0], np.cumsum(known)])
+    first = np.searchsorted(ts, ts - window_ns, side="right")
+    last = np.arange(1, len(ts) + 1)
+    summed = cumulative[last] - cumulative[first]
+    summed[known_count[last] - known_count[first] == 0] = np.nan
+    return summed
 
 
 def _quantile(q: float, lower_edges: np.ndarray, upper_edges: np.ndarray, counts: np.ndarray) -> float:

@@ -26,6 +26,8 @@ KEYS = {
     "ac1",
     "ac3",
     "false_incidents",
+    "ac1_by_type",
+    "control_incidents",
 }
 
 
@@ -95,19 +97,29 @@ def _args(**overrides):
         "sizes": [(2, 4)],
         "case_seeds": [10],
         "case_sizes": [(2, 4)],
+        "serving_day": False,
     }
     values.update(overrides)
     return argparse.Namespace(**values)
 
 
-def test_the_plan_runs_the_catalog_the_cases_and_the_control():
-    from factorylens.simulation import CASES, CATALOG
+def test_the_plan_runs_the_catalog_the_cases_the_serving_faults_and_the_controls():
+    from factorylens.simulation import CASES, CATALOG, SERVING_CATALOG
 
     plan = bench.plan_runs(_args())
-    assert [p[0] for p in plan] == [*CATALOG, None, *CASES]
+    assert [p[0] for p in plan] == [*CATALOG, None, *SERVING_CATALOG, bench.SERVING_CONTROL, *CASES]
     assert next(p for p in plan if p[0] == "unused_gpu_fault")[2] == (2, 8)  # it needs a free GPU
     assert {p[0] for p in bench.plan_runs(_args(fault_types=["cases"]))} == set(CASES)  # no control
-    assert {p[0] for p in bench.plan_runs(_args(no_cases=True))} == {*CATALOG, None}
+    assert {p[0] for p in bench.plan_runs(_args(no_cases=True))} == {
+        *CATALOG,
+        None,
+        *SERVING_CATALOG,
+        bench.SERVING_CONTROL,
+    }
+    serving = bench.plan_runs(_args(fault_types=["serving"], serving_day=True))
+    assert [p[0] for p in serving] == [bench.SERVING_DAY, *SERVING_CATALOG, bench.SERVING_CONTROL]  # the day first
+    by_type = bench.plan_runs(_args(fault_types=["serving_gpu_throttling"], no_control=True))
+    assert [p[0] for p in by_type] == ["serving_gpu_throttle"]
     files = bench.plan_runs(_args(scenario=["a.yaml", "b.yaml"]))
     assert [p[3] for p in files] == ["a.yaml", "b.yaml"]
 

@@ -83,6 +83,10 @@ class SimulatedGpu:
     pci_bus_id: str
     rng: np.random.Generator
     process: Process | None = None
+    # processes time-sliced onto the GPU beside ``process`` (a shared GPU), and each one's share of its
+    # utilization by pid (unset: ``process`` has it all)
+    guests: list[Process] = field(default_factory=list)
+    utilization_shares: dict[int, float] = field(default_factory=dict)
     mig_enabled: bool = False
     phase_s: float = 0.0
     # physical state
@@ -114,6 +118,14 @@ class SimulatedGpu:
 
     def __post_init__(self) -> None:
         self.power_limit_w = self.model.tdp_w
+
+    def processes(self) -> list[Process]:
+        return ([self.process] if self.process is not None else []) + self.guests
+
+    def utilization_of(self, pid: int) -> float:
+        if not self.utilization_shares:
+            return self.utilization if self.process is not None and pid == self.process.pid else 0.0
+        return self.utilization * self.utilization_shares.get(pid, 0.0)
 
 
 @dataclass
@@ -243,13 +255,13 @@ class SimulatedCluster:
 
     def jobs_by_pid(self, host: SimulatedHost) -> dict[int, dict[str, str]]:
         return {
-            g.process.pid: {
-                Attributes.PROCESS_EXECUTABLE_NAME: g.process.name,
-                Attributes.FACTORYLENS_JOB_ID: g.process.job.job_id,
-                Attributes.FACTORYLENS_TEAM: g.process.job.team,
+            process.pid: {
+                Attributes.PROCESS_EXECUTABLE_NAME: process.name,
+                Attributes.FACTORYLENS_JOB_ID: process.job.job_id,
+                Attributes.FACTORYLENS_TEAM: process.job.team,
             }
             for g in host.gpus
-            if g.process
+            for process in g.processes()
         }
 
     # physics ---------------------------------------------------------------------------------

@@ -83,6 +83,9 @@ class SimulatedNode:
     # background noise (a numpy Generator): CPU and memory jitter, storage latency and throughput
     # wobble, fabric throughput jitter and a trickle of congestion ticks; None keeps the node noiseless
     noise: Any = None
+    # bytes per second workloads read from a mount besides the node's own traffic (a server loading
+    # its model's weights from the shared file system)
+    read_demand: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.mounts = {
@@ -148,6 +151,11 @@ class SimulatedNode:
             self._io(ckpt, "write", written, 1 << 20, wobble(0.1))
             ckpt.used_bytes = min(ckpt.size_bytes, ckpt.used_bytes + written * 0.01)
         self._io(ckpt, "read", 1e6 * dt * wobble(0.2), 64 * 1024, wobble(0.15))
+        for mount_name, bytes_per_s in self.read_demand.items():
+            mount = self.mounts.get(mount_name)
+            if mount is not None and bytes_per_s > 0:
+                read = min(bytes_per_s, mount.max_bytes_per_s * throughput_cap[mount_name]) * dt * wobble(0.05)
+                self._io(mount, "read", read, 1 << 20, wobble(0.1))
 
         # fabric: gradients flow while the job computes, not while it checkpoints
         was_up = {name: port.up for name, port in self.ports.items()}

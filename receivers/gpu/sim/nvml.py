@@ -294,13 +294,15 @@ class SimulatedNvml:
         gpu = self._gpu(h, "nvmlDeviceGetComputeRunningProcesses")
         if gpu.process is None or (gpu.mig_enabled and h.mig not in (None, 0)):
             return []  # in MIG mode the job runs on the first slice; the others are free
+        processes = gpu.processes()
         return [
             SimpleNamespace(
-                pid=gpu.process.pid,
-                usedGpuMemory=gpu.memory_used,
+                pid=process.pid,
+                usedGpuMemory=gpu.memory_used // len(processes),
                 gpuInstanceId=0xFFFFFFFF,
                 computeInstanceId=0xFFFFFFFF,
             )
+            for process in processes
         ]
 
     def nvmlDeviceGetProcessUtilization(self, h: _Handle, last_seen: int) -> list[SimpleNamespace]:
@@ -314,13 +316,16 @@ class SimulatedNvml:
             raise nvml_error("NotFound")
         return [
             SimpleNamespace(
-                pid=gpu.process.pid,
+                pid=process.pid,
                 timeStamp=now_us,
-                smUtil=int(round(gpu.utilization * 100)),
-                memUtil=int(round(gpu.memory_utilization * 100)),
+                smUtil=int(round(gpu.utilization_of(process.pid) * 100)),
+                memUtil=int(
+                    round(gpu.memory_utilization * gpu.utilization_of(process.pid) / max(gpu.utilization, 1e-9) * 100)
+                ),
                 encUtil=0,
                 decUtil=0,
             )
+            for process in gpu.processes()
         ]
 
     # GPM (Hopper+) ---------------------------------------------------------------------------
