@@ -199,8 +199,10 @@ def enrich_metrics(
             cache = decisions[(resource_job, index.version if index is not None else 0)] = {}
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
+                if id(metric) in done or not metric.name.startswith(GPU_METRIC_PREFIXES):
+                    continue
                 kind = metric.WhichOneof("data")
-                if kind is None or id(metric) in done or not metric.name.startswith(GPU_METRIC_PREFIXES):
+                if kind is None:
                     continue
                 for point in getattr(metric, kind).data_points:
                     identity = point_identity(point)

@@ -160,3 +160,102 @@ def test_a_histogram_under_a_number_name_is_left_alone() -> None:
     normalize_metrics(request)
     got = metrics(request)
     assert "sglang:num_queue_reqs" in got and got["sglang:num_queue_reqs"][0].WhichOneof("data") == "histogram"
+
+
+def test_a_number_under_a_histogram_name_is_left_alone_in_both_forms() -> None:
+    """The reverse: a gauge under a histogram's name is neither turned into a sum under the histogram's GenAI name
+    (the service's pass) nor a crash (the rotel adapter's, ``reshape=False``)."""
+    for reshape in (True, False):
+        request = scrape("serving/vllm-v1.prom")
+        for rm in request.resource_metrics:
+            for m in rm.scope_metrics[0].metrics:
+                if m.name == "vllm:num_requests_running":
+                    m.name = "vllm:request_decode_time_seconds"
+        normalize_metrics(request, reshape=reshape)
+        [metric] = metrics(request)["vllm:request_decode_time_seconds"]
+        assert metric.WhichOneof("data") == "gauge"
+        assert "gen_ai.request.model" not in string_attributes(data_points(metric)[0].attributes)
+
+
+def _histogram_request(points: list[dict[str, Any]]) -> Any:
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    request = ExportMetricsServiceRequest()
+    sm = request.resource_metrics.add().scope_metrics.add()
+    metric = sm.metrics.add(name="vllm:time_to_first_token_seconds")
+    metric.histogram.aggregation_temporality = 2
+    for spec in points:
+        point = metric.histogram.data_points.add(time_unix_nano=T, count=3, sum=1.5)
+        point.explicit_bounds.extend([0.1, 1.0])
+        point.bucket_counts.extend([1, 1, 1])
+        for key, value in spec.get("labels", {}).items():
+            point.attributes.add(key=key).value.string_value = value
+        for name in ("min", "max", "flags"):
+            if name in spec:
+                setattr(point, name, spec[name])
+        if "exemplar" in spec:
+            point.exemplars.add(time_unix_nano=T, as_double=spec["exemplar"])
+    return request
+
+
+def test_histogram_labels_are_translated_whatever_fields_surround_them() -> None:
+    """Histogram label sets are cached by their encoding: points with min, max, flags or exemplars around the
+    attributes, points with no labels and points of two models each get their own translation, and a second
+    request (the cache's) gets the same as the first."""
+    specs: list[dict[str, Any]] = [
+        {"labels": {"model_name": "a", "engine": "0"}},
+        {"labels": {"model_name": "b", "engine": "0"}, "min": 0.01, "max": 0.9},
+        {"labels": {"model_name": "a", "engine": "1"}, "flags": 1},
+        {"labels": {"model_name": "b", "engine": "1"}, "exemplar": 0.3},
+        {"labels": {}},
+        {"labels": {"model_name": "a", "engine": "0"}, "max": 0.5, "exemplar": 0.2},
+    ]
+    want = [
+        {"gen_ai.request.model": "a", "factorylens.inference.engine": "0", "gen_ai.provider.name": "vllm"},
+        {"gen_ai.request.model": "b", "factorylens.inference.engine": "0", "gen_ai.provider.name": "vllm"},
+        {"gen_ai.request.model": "a", "factorylens.inference.engine": "1", "gen_ai.provider.name": "vllm"},
+        {"gen_ai.request.model": "b", "factorylens.inference.engine": "1", "gen_ai.provider.name": "vllm"},
+        {"gen_ai.provider.name": "vllm"},
+        {"gen_ai.request.model": "a", "factorylens.inference.engine": "0", "gen_ai.provider.name": "vllm"},
+    ]
+    for _ in range(2):
+        request = _histogram_request(specs)
+        normalize_metrics(request)
+        [metric] = metrics(request)["gen_ai.server.time_to_first_token"]
+        got = data_points(metric)
+        assert [string_attributes(p.attributes) for p in got] == want
+        assert (got[1].min, got[1].max, got[2].flags, got[3].exemplars[0].as_double) == (0.01, 0.9, 1, 0.3)
+        assert all(list(p.bucket_counts) == [1, 1, 1] and p.sum == 1.5 for p in got)
+
+
+def test_the_translation_caches_are_bounded() -> None:
+    """Label values come from the senders: a rule keeps at most MAX_CACHED_LABEL_SETS translated label sets, and
+    caches are kept for at most MAX_HOOK_STATES label-hook states."""
+    from factorylens.processors import _normalize
+    from factorylens.processors._normalize import DEFAULT_TABLES
+
+    class Hook:
+        def __init__(self, version: int) -> None:
+            self.version = version
+
+        def state(self) -> int:
+            return self.version
+
+        def __call__(self, attributes: Any) -> None:
+            pass
+
+    limit = 50
+    original = _normalize.MAX_CACHED_LABEL_SETS
+    _normalize.MAX_CACHED_LABEL_SETS = limit
+    try:
+        for version in range(5):
+            request = _histogram_request([{"labels": {"model_name": f"m{i}"}} for i in range(3 * limit)])
+            normalize_metrics(request, labels=Hook(version))
+            assert len(DEFAULT_TABLES.translated_attributes) <= _normalize.MAX_HOOK_STATES
+            for caches in DEFAULT_TABLES.translated_attributes.values():
+                assert all(len(cache) <= limit for cache in caches.values())
+            [metric] = metrics(request)["gen_ai.server.time_to_first_token"]
+            models = [string_attributes(p.attributes)["gen_ai.request.model"] for p in data_points(metric)]
+            assert models == [f"m{i}" for i in range(3 * limit)]
+    finally:
+        _normalize.MAX_CACHED_LABEL_SETS = original
