@@ -227,6 +227,20 @@ DELIBERATE_DIFFERENCES = {
     "factorylens.inference.preemptions": "requests evicted to be recomputed: errors, bad up (no word matched)",
     "factorylens.inference.requests.finished{factorylens.inference.finish_reason=abort}": "aborted requests are "
     "failures: errors, bad up",
+    "factorylens.inference.compute.time": _SERVING_SUMMED,
+    "factorylens.inference.compute.time{factorylens.inference.compute.stage=input}": _SERVING_SUMMED,
+    "factorylens.inference.compute.time{factorylens.inference.compute.stage=output}": _SERVING_SUMMED,
+    "factorylens.inference.batch.forward_time": "a batch's forward pass (TGI): latency, bad up (no word matched)",
+    "factorylens.inference.batch.forward_time{factorylens.inference.phase=prefill}": "a batch's forward pass "
+    "(TGI): latency, bad up",
+    "factorylens.inference.batch.forward_time{factorylens.inference.phase=decode}": "a batch's forward pass "
+    "(TGI): latency, bad up",
+    "factorylens.inference.prefix_cache.queries": "prompt tokens looked up: a volume, traffic (no word matched)",
+    "factorylens.inference.prefix_cache.hits": "prompt tokens found cached: a volume, traffic (no word matched)",
+    "factorylens.inference.prefix_cache.hit_ratio": "fewer prompt tokens found cached means more prefill work: "
+    "bad when it falls (no word matched)",
+    "factorylens.inference.requests.retracted": "requests put back for lack of KV-cache room: KV-cache pressure, "
+    "saturation (the regexes read 'retracted' as errors)",
     "factorylens.span.errors": _INCLUSIVE + " and error_origins",
     "factorylens.span.duration": _INCLUSIVE,
     "factorylens.span.duration{span.kind=server}": _INCLUSIVE,

@@ -75,6 +75,8 @@ PRICE_BASES = ("on_demand", "reserved", "amortized")
 ROCE_EVENTS = ("ecn_marked", "cnp_sent", "cnp_handled", "out_of_sequence", "packet_sequence_error")
 INFERENCE_ENGINES = ("vllm", "sglang", "tgi", "triton")
 FINISH_REASONS = ("stop", "length", "abort")
+# Triton's nv_inference_request_failure{reason} (its docs/user_guide/metrics.md; the fixture has REJECTED)
+TRITON_FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
 ATTRIBUTES = (
@@ -100,7 +102,9 @@ ATTRIBUTES = (
     AttributeSpec(
         "hw.gpu.clock_event.reason", "string", "Why clocks are held below their maximum.", F, CLOCK_EVENT_REASONS
     ),
-    AttributeSpec("error.type", "string", "Error class.", S, GPU_ERROR_TYPES + NETWORK_ERROR_TYPES),
+    AttributeSpec(
+        "error.type", "string", "Error class.", S, GPU_ERROR_TYPES + NETWORK_ERROR_TYPES + TRITON_FAILURE_REASONS
+    ),
     AttributeSpec("hw.gpu.xid.code", "int", "NVIDIA XID error code.", F),
     AttributeSpec("network.io.direction", "string", "Direction of transfer.", S, ("receive", "transmit")),
     AttributeSpec("hw.gpu.interconnect.type", "string", "GPU-to-GPU interconnect.", O, ("nvlink",)),
@@ -218,6 +222,16 @@ ATTRIBUTES = (
     AttributeSpec("factorylens.inference.engine_role", "string", "SGLang's engine_type: unified, prefill, decode.", F),
     AttributeSpec("factorylens.inference.model_version", "string", "Version of the served model (Triton).", F),
     AttributeSpec("factorylens.inference.finish_reason", "string", "Why a request finished.", F, FINISH_REASONS),
+    AttributeSpec(
+        "factorylens.inference.phase", "string", "Phase a batch ran (TGI's method label).", F, ("prefill", "decode")
+    ),
+    AttributeSpec(
+        "factorylens.inference.compute.stage",
+        "string",
+        "Stage of Triton's compute time: input handling, inference, output handling.",
+        F,
+        ("input", "infer", "output"),
+    ),
     # the processors' own accounting
     AttributeSpec(
         "factorylens.producer",
@@ -482,6 +496,72 @@ INFERENCE_METRICS = (
         C,
         "s",
         "Summed time requests waited in the queue (Triton's cumulative nv_inference_queue_duration_us).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.compute.time",
+        C,
+        "s",
+        "Summed compute time by stage: input handling, inference, output handling (Triton's cumulative "
+        "nv_inference_compute_{input,infer,output}_duration_us; cached requests not included).",
+        Domain.APP,
+        F,
+        (*_SERVING, "factorylens.inference.compute.stage"),
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.failed",
+        C,
+        "{request}",
+        "Requests that failed, by error.type (Triton's failure reason: REJECTED, CANCELED, BACKEND, OTHER).",
+        Domain.APP,
+        F,
+        (*_SERVING, "error.type"),
+    ),
+    MetricSpec(
+        "factorylens.inference.batch.forward_time",
+        H,
+        "s",
+        "Time of one forward pass of the running batch, prefill or decode (TGI; per batch, not per request).",
+        Domain.APP,
+        F,
+        (*_SERVING, "factorylens.inference.phase"),
+    ),
+    MetricSpec(
+        "factorylens.inference.prefix_cache.queries",
+        C,
+        "{token}",
+        "Prompt tokens looked up in the prefix cache (vLLM counts its prefix-cache queries in tokens).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.prefix_cache.hits",
+        C,
+        "{token}",
+        "Prompt tokens found in the prefix cache, whose prefill is skipped (vLLM).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.prefix_cache.hit_ratio",
+        G,
+        "1",
+        "Fraction of prompt tokens found in the prefix cache, 0-1 (SGLang's cache_hit_rate; for vLLM, the ratio "
+        "of the hits and queries rates).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.retracted",
+        G,
+        "{request}",
+        "Requests retracted from the running batch for lack of KV-cache room, to be scheduled again (SGLang; "
+        "vLLM counts preemptions instead).",
         Domain.APP,
         F,
         _SERVING,
@@ -2007,6 +2087,32 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     "factorylens.inference.inter_token_latency": (Meaning(LAT, UP, False, "inter-token latency"), ()),
     "factorylens.inference.request.time": (Meaning(LAT, UP, False, "summed inference request time"), ()),
     "factorylens.inference.queue.time": (Meaning(LAT, UP, True, "summed inference queue time"), ()),
+    "factorylens.inference.compute.time": (
+        Meaning(LAT, UP, True, "summed inference compute time"),
+        (
+            V("factorylens.inference.compute.stage", "input", name="summed request input handling time"),
+            V("factorylens.inference.compute.stage", "output", name="summed response output handling time"),
+        ),
+    ),
+    "factorylens.inference.requests.failed": (
+        Meaning(ERR, UP, False, "inference requests failed"),
+        (V("error.type", "*", name="inference requests failed ({value})"),),
+    ),
+    "factorylens.inference.batch.forward_time": (
+        Meaning(LAT, UP, True, "batch forward time"),
+        (
+            V("factorylens.inference.phase", "prefill", name="prefill batch forward time"),
+            V("factorylens.inference.phase", "decode", name="decode batch forward time"),
+        ),
+    ),
+    "factorylens.inference.prefix_cache.queries": (Meaning(TRF, EITHER, False, "prefix cache lookups (tokens)"), ()),
+    "factorylens.inference.prefix_cache.hits": (Meaning(TRF, EITHER, False, "prefix cache hits (tokens)"), ()),
+    # fewer prompt tokens found cached: more prefill work per request, so a later first token
+    "factorylens.inference.prefix_cache.hit_ratio": (Meaning(CAP, DOWN, True, "prefix cache hit ratio"), ()),
+    "factorylens.inference.requests.retracted": (
+        Meaning(SAT, UP, True, "inference requests retracted (KV cache full)"),
+        (),
+    ),
     # --- our own findings ---
     "factorylens.anomaly.score": (Meaning(INF, EITHER, False, "anomaly score"), ()),
     "factorylens.baseline.predictability": (Meaning(INF, EITHER, False, "baseline predictability"), ()),

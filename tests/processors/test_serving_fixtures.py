@@ -138,7 +138,19 @@ def test_triton_microseconds_and_milliseconds_become_seconds() -> None:
     assert list(first.explicit_bounds) == pytest.approx([0.1, 0.5, 2.0, 5.0])
     assert first.sum == pytest.approx(540.0) and first.count == 1200
     assert string_attributes(first.attributes)["factorylens.inference.model_version"] == "1"
-    assert "nv_inference_request_failure" in got  # no name of ours yet
+    compute = {
+        string_attributes(p.attributes)["factorylens.inference.compute.stage"]: p.as_double
+        for p in data_points(got["factorylens.inference.compute.time"][0])
+    } | {
+        string_attributes(p.attributes)["factorylens.inference.compute.stage"]: p.as_double
+        for m in got["factorylens.inference.compute.time"][1:]
+        for p in data_points(m)
+    }
+    assert compute == pytest.approx({"input": 15.0, "infer": 2300.0, "output": 9.0})
+    [failed] = data_points(got["factorylens.inference.requests.failed"][0])
+    assert failed.as_double == 3 and string_attributes(failed.attributes)["error.type"] == "REJECTED"
+    assert got["factorylens.inference.requests.failed"][0].sum.is_monotonic
+    assert data_points(got["factorylens.inference.requests.finished"][0])[0].as_double == 1200
 
 
 def test_tgi_has_no_model_label_but_its_engine_is_said() -> None:
@@ -147,7 +159,11 @@ def test_tgi_has_no_model_label_but_its_engine_is_said() -> None:
     assert data_points(got["factorylens.inference.batch.size"][0])[0].as_double == 16
     [queue] = data_points(got["factorylens.inference.request.queue_time"][0])
     assert string_attributes(queue.attributes) == {"gen_ai.provider.name": "tgi"}
-    assert "tgi_batch_forward_duration" in got
+    forward = {
+        string_attributes(p.attributes)["factorylens.inference.phase"]: (p.count, p.sum)
+        for p in data_points(got["factorylens.inference.batch.forward_time"][0])
+    }
+    assert forward == {"prefill": (90, 4.1)}
 
 
 def test_a_histogram_under_a_number_name_is_left_alone() -> None:
@@ -259,3 +275,30 @@ def test_the_translation_caches_are_bounded() -> None:
             assert models == [f"m{i}" for i in range(3 * limit)]
     finally:
         _normalize.MAX_CACHED_LABEL_SETS = original
+
+
+def test_prefix_cache_and_retraction_series_get_our_names() -> None:
+    """vLLM's prefix-cache counters (V1, and the gpu_ names they replaced), SGLang's hit rate and retractions."""
+    from tests.collector.prometheus_receiver import exposition_to_otlp
+
+    v1 = normalized("serving/vllm-v1.prom")
+    assert data_points(v1["factorylens.inference.prefix_cache.queries"][0])[0].as_double == 52310
+    assert data_points(v1["factorylens.inference.prefix_cache.hits"][0])[0].as_double == 18400
+    assert v1["factorylens.inference.prefix_cache.hits"][0].sum.is_monotonic
+    older = exposition_to_otlp(
+        "# TYPE vllm:gpu_prefix_cache_queries_total counter\n"
+        'vllm:gpu_prefix_cache_queries_total{engine="0",model_name="m"} 100.0\n'
+        "# TYPE vllm:gpu_prefix_cache_hits_total counter\n"
+        'vllm:gpu_prefix_cache_hits_total{engine="0",model_name="m"} 40.0\n',
+        job="inference",
+        instance="10.0.8.2:8000",
+        timestamp_ns=T,
+    )
+    normalize_metrics(older)
+    got = metrics(older)
+    assert data_points(got["factorylens.inference.prefix_cache.queries"][0])[0].as_double == 100
+    [hits] = data_points(got["factorylens.inference.prefix_cache.hits"][0])
+    assert hits.as_double == 40 and string_attributes(hits.attributes)["gen_ai.request.model"] == "m"
+    sglang = normalized("serving/sglang.prom")
+    assert data_points(sglang["factorylens.inference.prefix_cache.hit_ratio"][0])[0].as_double == 0.3
+    assert data_points(sglang["factorylens.inference.requests.retracted"][0])[0].as_double == 2
