@@ -43,6 +43,7 @@ MAX_CACHED_IDENTITY_BYTES = 2048  # a GPU's labels encode to ~300 bytes; bigger 
 # NumberDataPoint's fixed64 fields before its attributes: start_time (2), time (3), as_double (4), as_int (6)
 _FIXED64_TAGS = frozenset({0x11, 0x19, 0x21, 0x31})
 _VALUE_TAGS = (b"\x21", b"\x31")
+GEN_AI_PREFIX = "gen_ai."
 _KINDS = {Instrument.GAUGE: "gauge", Instrument.COUNTER: "sum", Instrument.UPDOWNCOUNTER: "sum"}
 _Translated = tuple[bytes, tuple[tuple[str, str], ...]]  # encoded translated labels, those moved to the resource
 
@@ -76,6 +77,7 @@ class _Rule:
     unit: str
     description: str
     constants: tuple[tuple[str, str], ...]  # the producer's and the translation's fixed attributes
+    server: bool = False  # a GenAI metric: the scrape target's server.address and server.port go on its points
 
 
 class _Tables:
@@ -96,6 +98,7 @@ class _Tables:
                 spec.unit,
                 spec.description,
                 PRODUCER_ATTRIBUTES.get(translation.producer, ()) + translation.attributes,
+                translation.target.startswith(GEN_AI_PREFIX),
             )
             # as scraped; without `_total` (the receiver may trim it); lower case (the OTel SDKs
             # lower-case instrument names, so a bridge built on them sends dcgm_fi_dev_gpu_util)
@@ -176,7 +179,7 @@ def normalize_metrics(
     by_name, renamed = tables.by_name, stats.renamed
     caches = tables.label_caches(hook_state)
     for resource_metrics in request.resource_metrics:
-        work = _ResourceWork()
+        work = _ResourceWork(resource_metrics)
         for scope_metrics in resource_metrics.scope_metrics:
             scope_producer = producer_of_scope(scope_metrics.scope.name)
             # a derived metric's sources are gathered by the loop below, and the derived metric added and
@@ -190,7 +193,7 @@ def normalize_metrics(
                 rule = by_name.get(name)
                 if rule is not None:
                     if rule.instrument is Instrument.HISTOGRAM:
-                        stats.translated += _translate_histogram(metric, rule, tables, labels, caches)
+                        stats.translated += _translate_histogram(metric, rule, tables, work, labels, caches)
                     else:
                         stats.translated += _translate(metric, rule, tables, work, reshape, labels, caches)
                     renamed.append(metric)
@@ -217,10 +220,34 @@ class _ResourceWork:
     belong on the resource (dcgm-exporter's ``Hostname``), then the reshaping (one point per bit,
     gauge → sum) that replaces points."""
 
-    def __init__(self) -> None:
+    def __init__(self, resource_metrics: Any = None) -> None:
+        self.resource_metrics = resource_metrics
+        self._server: tuple[bytes, bytes] | None = None
         self.moved_points: list[tuple[Any, tuple[tuple[str, str], ...]]] = []  # (point labels, moved)
         self.moved_values: set[tuple[str, str]] = set()
         self.reshape: list[tuple[Any, str, _Rule]] = []
+
+    def server_attributes(self) -> tuple[bytes, bytes]:
+        """The scrape target's ``server.address`` and ``server.port`` (the prometheus receiver puts them on the
+        resource; the GenAI conventions want them on the points, the port as an integer and only with the
+        address), encoded as a number point's and a histogram point's attributes; read once per resource."""
+        if self._server is None:
+            found = {}
+            if self.resource_metrics is not None:
+                for kv in self.resource_metrics.resource.attributes:
+                    if kv.key in ("server.address", "server.port") and kv.key not in found:
+                        kind = kv.value.WhichOneof("value")
+                        found[kv.key] = getattr(kv.value, kind) if kind in ("string_value", "int_value") else None
+            number, histogram = metrics_pb2.NumberDataPoint(), metrics_pb2.HistogramDataPoint()
+            address, port = found.get("server.address"), found.get("server.port")
+            if isinstance(address, str) and address:
+                number.attributes.add(key="server.address").value.string_value = address
+                port = port if isinstance(port, int) else _parse_int(port) if isinstance(port, str) and port else None
+                if port is not None and 0 <= port < 65536:
+                    number.attributes.add(key="server.port").value.int_value = port
+                histogram.attributes.extend(number.attributes)
+            self._server = (number.SerializeToString(), histogram.SerializeToString())
+        return self._server
 
     def finish(self, resource_metrics: Any) -> None:
         if not self.moved_values and not self.reshape:
@@ -278,6 +305,7 @@ def _translate(
     cache = caches.get(id(rule))
     if cache is None:
         cache = caches[id(rule)] = {}
+    server = work.server_attributes()[0] if rule.server else b""
     scale = translation.scale
     for point in points:
         # a scrape repeats each GPU's labels in every field: translate each label set once
@@ -296,7 +324,8 @@ def _translate(
                     cache.clear()
                 cache[identity] = entry
         point.ClearField("attributes")
-        point.MergeFromString(entry[0])  # the translated labels, parsed by protobuf (faster than copying)
+        # the translated labels, parsed by protobuf (faster than copying)
+        point.MergeFromString(entry[0] + server if server else entry[0])
         if entry[1]:
             work.moved_points.append((point.attributes, entry[1]))
             work.moved_values.update(entry[1])
@@ -314,7 +343,12 @@ def _translate(
 
 
 def _translate_histogram(
-    metric: Any, rule: _Rule, tables: _Tables, labels: LabelHook | None, caches: dict[int, dict[bytes, Any]]
+    metric: Any,
+    rule: _Rule,
+    tables: _Tables,
+    work: _ResourceWork,
+    labels: LabelHook | None,
+    caches: dict[int, dict[bytes, Any]],
 ) -> int:
     """A serving engine's histogram (assembled by the receiver from ``_bucket``/``_sum``/``_count``): renamed
     in place, labels translated, bounds and sum scaled (Triton's ms → s); bucket counts do not change.
@@ -329,6 +363,7 @@ def _translate_histogram(
     cache = caches.get(id(rule))
     if cache is None:
         cache = caches[id(rule)] = {}
+    server = work.server_attributes()[1] if rule.server else b""
     for point in points:
         encoded = point.SerializeToString()
         point.ClearField("attributes")
@@ -346,7 +381,7 @@ def _translate_histogram(
                 if len(cache) >= MAX_CACHED_LABEL_SETS:
                     cache.clear()
                 cache[identity] = translated
-        point.MergeFromString(translated)
+        point.MergeFromString(translated + server if server else translated)
         if scale != 1.0:
             bounds = [bound * scale for bound in point.explicit_bounds]
             del point.explicit_bounds[:]

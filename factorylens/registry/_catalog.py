@@ -218,6 +218,8 @@ ATTRIBUTES = (
         "gen_ai.provider.name", "string", "The serving engine (no well-known GenAI value).", S, INFERENCE_ENGINES
     ),
     AttributeSpec("gen_ai.token.type", "string", "Which tokens a count is of.", S, ("input", "output")),
+    AttributeSpec("server.address", "string", "The serving engine's address (the scrape target's host).", S),
+    AttributeSpec("server.port", "int", "The serving engine's port (the scrape target's).", S),
     AttributeSpec("factorylens.inference.engine", "string", "Engine index inside one vLLM server (data parallel).", F),
     AttributeSpec("factorylens.inference.engine_role", "string", "SGLang's engine_type: unified, prefill, decode.", F),
     AttributeSpec("factorylens.inference.model_version", "string", "Version of the served model (Triton).", F),
@@ -336,6 +338,9 @@ _SERVING = (
     "factorylens.inference.engine_role",
     "factorylens.inference.model_version",
 )
+# the GenAI metrics also carry the scrape target's address (gen_ai-metrics.md: server.address recommended,
+# server.port when it is set); gen_ai.operation.name, required there, is unknown from a /metrics scrape
+_GEN_AI = (*_SERVING, "server.address", "server.port")
 _SERVING_PHASE = "(vLLM, SGLang, TGI; per request)"
 INFERENCE_METRICS = (
     MetricSpec(
@@ -345,7 +350,7 @@ INFERENCE_METRICS = (
         "Time from a request's arrival to its first output token " + _SERVING_PHASE + ".",
         Domain.APP,
         S,
-        _SERVING,
+        _GEN_AI,
     ),
     MetricSpec(
         "gen_ai.server.time_per_output_token",
@@ -354,7 +359,7 @@ INFERENCE_METRICS = (
         "Decode time per output token after the first: (duration − TTFT) / (tokens − 1), per request.",
         Domain.APP,
         S,
-        _SERVING,
+        _GEN_AI,
     ),
     MetricSpec(
         "gen_ai.server.request.duration",
@@ -363,7 +368,7 @@ INFERENCE_METRICS = (
         "Time from a request's arrival to its last token (end to end, on the server).",
         Domain.APP,
         S,
-        _SERVING,
+        _GEN_AI,
     ),
     MetricSpec(
         "gen_ai.client.token.usage",
@@ -372,7 +377,7 @@ INFERENCE_METRICS = (
         "Tokens per request, input (prompt) or output (generated), as the server counted them.",
         Domain.APP,
         S,
-        (*_SERVING, "gen_ai.token.type"),
+        (*_GEN_AI, "gen_ai.token.type"),
     ),
     MetricSpec(
         "factorylens.inference.requests.running",

@@ -256,6 +256,8 @@ class Attributes:
     OTLP_SIGNAL: Final[str] = "otlp.signal"
     PROCESS_EXECUTABLE_NAME: Final[str] = "process.executable.name"
     PROCESS_PID: Final[str] = "process.pid"
+    SERVER_ADDRESS: Final[str] = "server.address"
+    SERVER_PORT: Final[str] = "server.port"
     SERVICE_NAME: Final[str] = "service.name"
     SERVICE_VERSION: Final[str] = "service.version"
     SLURM_JOB_ID: Final[str] = "slurm.job.id"

@@ -105,7 +105,13 @@ def test_vllm_v1_histograms_keep_their_buckets_and_labels_become_attributes() ->
         "factorylens.inference.engine": "0",
         "gen_ai.request.model": LLAMA,
         "gen_ai.provider.name": "vllm",
+        "server.address": "10.0.8.2",  # the scrape target's, from the resource (GenAI: recommended)
+        "server.port": "8000",
     }
+    assert [kv.value.int_value for kv in ttft.attributes if kv.key == "server.port"] == [8000]  # an int
+    # factorylens.inference.* metrics keep the resource's address where it is
+    [running] = data_points(got["factorylens.inference.requests.running"][0])
+    assert "server.address" not in string_attributes(running.attributes)
     # OTel's TPOT is vLLM's per-request TPOT; its per-token ITL is ours
     assert data_points(got["gen_ai.server.time_per_output_token"][0])[0].count == 380
     assert data_points(got["factorylens.inference.inter_token_latency"][0])[0].count == 71500
@@ -302,3 +308,25 @@ def test_prefix_cache_and_retraction_series_get_our_names() -> None:
     sglang = normalized("serving/sglang.prom")
     assert data_points(sglang["factorylens.inference.prefix_cache.hit_ratio"][0])[0].as_double == 0.3
     assert data_points(sglang["factorylens.inference.requests.retracted"][0])[0].as_double == 2
+
+
+@pytest.mark.parametrize(
+    ("instance", "want"),
+    [
+        ("vllm-0.serving.svc:8000", {"server.address": "vllm-0.serving.svc", "server.port": 8000}),
+        ("localhost:8000", {}),  # not discernible: the receiver sets no server.address, so no port either
+        ("10.0.8.2", {"server.address": "10.0.8.2"}),  # no port in the instance: "" on the resource
+    ],
+)
+def test_genai_metrics_carry_the_scrape_targets_address(instance: str, want: dict[str, object]) -> None:
+    request = scrape_fixture("serving/vllm-v1.prom", job="inference", instance=instance, timestamp_ns=T)
+    normalize_metrics(request)
+    for name in ("gen_ai.server.time_to_first_token", "gen_ai.server.request.duration", "gen_ai.client.token.usage"):
+        for metric in metrics(request)[name]:
+            for point in data_points(metric):
+                got = {
+                    kv.key: getattr(kv.value, kv.value.WhichOneof("value"))
+                    for kv in point.attributes
+                    if kv.key.startswith("server.")
+                }
+                assert got == want, (name, got)
