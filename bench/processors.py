@@ -120,7 +120,13 @@ def vllm_request(servers: int, now_ns: int) -> ExportMetricsServiceRequest:
     ]
     for server in range(servers):
         resource_metrics = request.resource_metrics.add()
-        for key, value in (("service.name", "vllm"), ("service.instance.id", f"10.1.{server}.1:8000")):
+        for key, value in (  # the receiver's resource (CreateResource in its prom_to_otlp.go)
+            ("service.name", "vllm"),
+            ("server.address", f"10.1.{server}.1"),
+            ("service.instance.id", f"10.1.{server}.1:8000"),
+            ("server.port", "8000"),
+            ("url.scheme", "http"),
+        ):
             resource_metrics.resource.attributes.add(key=key).value.string_value = value
         scope = resource_metrics.scope_metrics.add()
         scope.scope.name = PROMETHEUS_SCOPE

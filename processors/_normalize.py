@@ -27,6 +27,7 @@ from factorylens.registry import (
     PRODUCER_ATTRIBUTES,
     PRODUCER_SCOPES,
     REGISTRY,
+    Attributes,
     AttributeTranslation,
     DerivedTranslation,
     Instrument,
@@ -39,6 +40,7 @@ _UNMAPPED_PREFIXES = DCGM_PREFIXES + tuple(p.lower() for p in DCGM_PREFIXES)
 MAX_UNMAPPED_NAMES = 100  # distinct unknown field names reported by name; the rest count as "other"
 MAX_CACHED_LABEL_SETS = 20_000  # translated label sets kept per source metric (a fleet's GPUs)
 MAX_HOOK_STATES = 2  # label hook states with translation caches (the service's hook, and none: rotel's)
+MAX_CACHED_RESOURCES = 20_000  # resources (scrape targets) whose server.address and port are kept
 MAX_CACHED_IDENTITY_BYTES = 2048  # a GPU's labels encode to ~300 bytes; bigger ones are not cached
 # NumberDataPoint's fixed64 fields before its attributes: start_time (2), time (3), as_double (4), as_int (6)
 _FIXED64_TAGS = frozenset({0x11, 0x19, 0x21, 0x31})
@@ -119,6 +121,7 @@ class _Tables:
         # the label hook's state → rule → a point's label identity → its translation (for a histogram rule,
         # the translated labels encoded as a histogram point's); the last MAX_HOOK_STATES states are kept
         self.translated_attributes: dict[Hashable, dict[int, dict[bytes, Any]]] = {}
+        self.server_attributes: dict[bytes, tuple[bytes, bytes]] = {}  # see _ResourceWork.server_attributes
 
     def label_caches(self, hook_state: Hashable) -> dict[int, dict[bytes, Any]]:
         """The rules' translated label sets made under the label hook's ``hook_state`` (when it changes,
@@ -179,7 +182,7 @@ def normalize_metrics(
     by_name, renamed = tables.by_name, stats.renamed
     caches = tables.label_caches(hook_state)
     for resource_metrics in request.resource_metrics:
-        work = _ResourceWork(resource_metrics)
+        work = _ResourceWork(resource_metrics, tables.server_attributes)
         for scope_metrics in resource_metrics.scope_metrics:
             scope_producer = producer_of_scope(scope_metrics.scope.name)
             # a derived metric's sources are gathered by the loop below, and the derived metric added and
@@ -220,8 +223,9 @@ class _ResourceWork:
     belong on the resource (dcgm-exporter's ``Hostname``), then the reshaping (one point per bit,
     gauge → sum) that replaces points."""
 
-    def __init__(self, resource_metrics: Any = None) -> None:
+    def __init__(self, resource_metrics: Any = None, known: dict[bytes, tuple[bytes, bytes]] | None = None) -> None:
         self.resource_metrics = resource_metrics
+        self._known = known if known is not None else {}  # a resource's encoding → its server attributes
         self._server: tuple[bytes, bytes] | None = None
         self.moved_points: list[tuple[Any, tuple[tuple[str, str], ...]]] = []  # (point labels, moved)
         self.moved_values: set[tuple[str, str]] = set()
@@ -230,23 +234,31 @@ class _ResourceWork:
     def server_attributes(self) -> tuple[bytes, bytes]:
         """The scrape target's ``server.address`` and ``server.port`` (the prometheus receiver puts them on the
         resource; the GenAI conventions want them on the points, the port as an integer and only with the
-        address), encoded as a number point's and a histogram point's attributes; read once per resource."""
+        address), encoded as a number point's and a histogram point's attributes; read once per resource, and
+        kept by the resource's encoding (a scrape target sends the same resource every time)."""
+        if self._server is None:
+            resource = self.resource_metrics.resource.SerializeToString() if self.resource_metrics is not None else b""
+            self._server = self._known.get(resource)
         if self._server is None:
             found = {}
             if self.resource_metrics is not None:
                 for kv in self.resource_metrics.resource.attributes:
-                    if kv.key in ("server.address", "server.port") and kv.key not in found:
+                    if kv.key in (Attributes.SERVER_ADDRESS, Attributes.SERVER_PORT) and kv.key not in found:
                         kind = kv.value.WhichOneof("value")
                         found[kv.key] = getattr(kv.value, kind) if kind in ("string_value", "int_value") else None
             number, histogram = metrics_pb2.NumberDataPoint(), metrics_pb2.HistogramDataPoint()
-            address, port = found.get("server.address"), found.get("server.port")
+            address, port = found.get(Attributes.SERVER_ADDRESS), found.get(Attributes.SERVER_PORT)
             if isinstance(address, str) and address:
-                number.attributes.add(key="server.address").value.string_value = address
+                number.attributes.add(key=Attributes.SERVER_ADDRESS).value.string_value = address
                 port = port if isinstance(port, int) else _parse_int(port) if isinstance(port, str) and port else None
                 if port is not None and 0 <= port < 65536:
-                    number.attributes.add(key="server.port").value.int_value = port
+                    number.attributes.add(key=Attributes.SERVER_PORT).value.int_value = port
                 histogram.attributes.extend(number.attributes)
             self._server = (number.SerializeToString(), histogram.SerializeToString())
+            if len(resource) <= MAX_CACHED_IDENTITY_BYTES:
+                if len(self._known) >= MAX_CACHED_RESOURCES:
+                    self._known.clear()
+                self._known[resource] = self._server
         return self._server
 
     def finish(self, resource_metrics: Any) -> None:

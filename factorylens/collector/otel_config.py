@@ -29,6 +29,7 @@ from factorylens.registry import (
     PRODUCER_ATTRIBUTES,
     PRODUCER_SCOPES,
     REGISTRY,
+    Attributes,
     AttributeTranslation,
     Instrument,
     MetricTranslation,
@@ -98,6 +99,9 @@ def _rename(scope: str, source: str, target: str, convert: str | None, where: st
 
 
 # ---------------------------------------------------------------------------- normalize (other producers → ours)
+
+
+GEN_AI_PREFIX = "gen_ai."  # the OTel GenAI metrics, which carry the scrape target's server.address and port
 
 
 def arriving_names(translation: MetricTranslation) -> tuple[str, ...]:
@@ -173,6 +177,14 @@ def _attribute_group(producer: Producer, translations: Sequence[MetricTranslatio
             statements += _rename("datapoint", rename.source, rename.target, "Int" if rename.integer else None, where)
     for key, value in PRODUCER_ATTRIBUTES.get(producer, ()):
         statements.append(f"set({_attr('datapoint', key)}, {_q(value)}){_where(translated)}")
+    # GenAI metrics: the scrape target's address and port (an int, only with the address), as the service adds them
+    gen_ai = _name_is(n for t in mine if t.target.startswith(GEN_AI_PREFIX) for n in streams[t])
+    if gen_ai:
+        address = _attr("resource", Attributes.SERVER_ADDRESS)
+        statements.append(f"set({_attr('datapoint', Attributes.SERVER_ADDRESS)}, {address}){_where(_any(gen_ai))}")
+        port = f"Int({_attr('resource', Attributes.SERVER_PORT)})"
+        where = _where(f"{address} != nil", _any(gen_ai))
+        statements.append(f"set({_attr('datapoint', Attributes.SERVER_PORT)}, {port}){where}")
     for t in mine:
         for key, value in t.attributes:
             statements.append(f"set({_attr('datapoint', key)}, {_q(value)}){_where(_any(_name_is(streams[t])))}")

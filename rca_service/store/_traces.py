@@ -57,7 +57,7 @@ PEER_ATTRIBUTES = (
     ("db.system.name", "db:"),
     ("db.system", "db:"),
     ("messaging.system", "messaging:"),
-    ("server.address", "host:"),
+    (Attributes.SERVER_ADDRESS, "host:"),
 )
 _PEER_PREFIX = dict(PEER_ATTRIBUTES)
 MAX_PEER_CHARS = 128
