@@ -346,8 +346,13 @@ def _translate(
                 point.as_double = point.as_int * scale
             else:
                 point.as_double *= scale
-    if reshape and (translation.bits or kind != "gauge" or instrument is not Instrument.GAUGE):
-        work.reshape.append((metric, kind, rule))  # a gauge that stays one with no bits needs nothing more
+    if reshape and (
+        translation.bits
+        or (kind == "gauge") != (instrument is Instrument.GAUGE)
+        or (kind == "sum" and metric.sum.is_monotonic != (instrument is Instrument.COUNTER))
+    ):
+        # what stays the data type it is, monotonic as declared, without bits, needs nothing more
+        work.reshape.append((metric, kind, rule))
     metric.name = translation.target
     metric.unit = rule.unit
     metric.description = rule.description
