@@ -393,7 +393,11 @@ def _translate_histogram(
         if translated is None:
             original = metrics_pb2.HistogramDataPoint.FromString(identity).attributes
             renames = tables.renames(translation.producer, translation.target)
-            translated = _as_histogram_attributes(_translated(original, renames, rule, labels)[0])
+            try:
+                translated = _as_histogram_attributes(_translated(original, renames, rule, labels)[0])
+            except BaseException:
+                point.MergeFromString(identity)  # a failing label hook leaves the point's labels as they were
+                raise
             if len(identity) <= MAX_CACHED_IDENTITY_BYTES:  # big label sets are translated, not kept
                 if len(cache) >= MAX_CACHED_LABEL_SETS:
                     cache.clear()

@@ -330,3 +330,18 @@ def test_genai_metrics_carry_the_scrape_targets_address(instance: str, want: dic
                     if kv.key.startswith("server.")
                 }
                 assert got == want, (name, got)
+
+
+def test_a_failing_label_hook_leaves_a_histograms_labels_as_they_were() -> None:
+    class Failing:
+        def state(self) -> int:
+            return 0
+
+        def __call__(self, attributes: Any) -> None:
+            raise RuntimeError("hook")
+
+    request = _histogram_request([{"labels": {"model_name": "z-failing", "engine": "9"}}])
+    with pytest.raises(RuntimeError):
+        normalize_metrics(request, labels=Failing())
+    [metric] = metrics(request)["vllm:time_to_first_token_seconds"]
+    assert string_attributes(data_points(metric)[0].attributes) == {"model_name": "z-failing", "engine": "9"}
