@@ -91,11 +91,21 @@ def dcgm_request(hosts: int, now_ns: int) -> ExportMetricsServiceRequest:
 
 
 # vLLM V1's histogram buckets (vllm/v1/metrics/loggers.py, see ../shared/research/inference-serving.md)
-VLLM_TTFT_BOUNDS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80)
+VLLM_TTFT_BOUNDS = (
+    *(0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640),
+    2560,
+)
 VLLM_TOKEN_TIME_BOUNDS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80)
 VLLM_REQUEST_BOUNDS = (0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680)
 VLLM_TOKEN_BOUNDS = tuple(float(2**i) for i in range(15))
 VLLM_FINISH_REASONS = ("stop", "length", "abort")
+VLLM_OLD_NAMES = (
+    "vllm:gpu_cache_usage_perc",
+    "vllm:time_in_queue_requests",
+    "vllm:time_per_output_token_seconds",
+    "vllm:gpu_prefix_cache_queries_total",
+    "vllm:gpu_prefix_cache_hits_total",
+)
 
 
 def vllm_request(servers: int, now_ns: int) -> ExportMetricsServiceRequest:
@@ -105,12 +115,18 @@ def vllm_request(servers: int, now_ns: int) -> ExportMetricsServiceRequest:
         t.source
         for t in METRIC_TRANSLATIONS
         if t.producer is Producer.VLLM
-        and t.source not in ("vllm:gpu_cache_usage_perc", "vllm:time_in_queue_requests")
-        and t.source != "vllm:time_per_output_token_seconds"  # the V0 names: a server exports one generation
+        # the V0 and deprecated names: a current server exports the V1 ones
+        and t.source not in VLLM_OLD_NAMES
     ]
     for server in range(servers):
         resource_metrics = request.resource_metrics.add()
-        for key, value in (("service.name", "vllm"), ("service.instance.id", f"10.1.{server}.1:8000")):
+        for key, value in (  # the receiver's resource (CreateResource in its prom_to_otlp.go)
+            ("service.name", "vllm"),
+            ("server.address", f"10.1.{server}.1"),
+            ("service.instance.id", f"10.1.{server}.1:8000"),
+            ("server.port", "8000"),
+            ("url.scheme", "http"),
+        ):
             resource_metrics.resource.attributes.add(key=key).value.string_value = value
         scope = resource_metrics.scope_metrics.add()
         scope.scope.name = PROMETHEUS_SCOPE

@@ -177,8 +177,11 @@ def enrich_metrics(
     if learn and index is not None and config.gpu_jobs_from_processes:
         learn_jobs(request, index)
     for resource_metrics in request.resource_metrics:
-        resource = string_attributes_of(resource_metrics.resource.attributes)
-        stats.labels_dropped += _drop_pod_labels(resource_metrics.resource.attributes, config.allowed_pod_labels)
+        resource, drop = _read_resource(resource_metrics.resource.attributes, config.allowed_pod_labels)
+        if drop:
+            for position in reversed(drop):
+                del resource_metrics.resource.attributes[position]
+            stats.labels_dropped += len(drop)
         resource_job = resource.get(JOB) or _first_label(resource, config.job_labels)
         resource_team = resource.get(TEAM) or _first_label(resource, config.team_labels)
         resource_team = resource_team or _team(config, resource_job, resource.get(Attributes.K8S_NAMESPACE_NAME, ""))
@@ -199,8 +202,10 @@ def enrich_metrics(
             cache = decisions[(resource_job, index.version if index is not None else 0)] = {}
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
+                if id(metric) in done or not metric.name.startswith(GPU_METRIC_PREFIXES):
+                    continue
                 kind = metric.WhichOneof("data")
-                if kind is None or id(metric) in done or not metric.name.startswith(GPU_METRIC_PREFIXES):
+                if kind is None:
                     continue
                 for point in getattr(metric, kind).data_points:
                     identity = point_identity(point)
@@ -318,15 +323,19 @@ def _first_label(resource: Mapping[str, str], labels: Iterable[str]) -> str:
     return ""
 
 
-def _drop_pod_labels(attributes: Any, allowed: frozenset[str]) -> int:
-    drop = [
-        i
-        for i, kv in enumerate(attributes)
-        if kv.key.startswith(POD_LABEL_PREFIX) and kv.key[len(POD_LABEL_PREFIX) :] not in allowed
-    ]
-    for index in reversed(drop):
-        del attributes[index]
-    return len(drop)
+def _read_resource(attributes: Any, allowed: frozenset[str]) -> tuple[dict[str, str], list[int]]:
+    """A resource's string attributes (as :func:`string_attributes_of`, pod labels not allowed included: they are
+    read before they go) and the indexes of those pod labels, in one pass."""
+    values: dict[str, str] = {}
+    drop: list[int] = []
+    for index, kv in enumerate(attributes):
+        key = kv.key
+        value = kv.value
+        if value.WhichOneof("value") == "string_value":
+            values[key] = value.string_value
+        if key.startswith(POD_LABEL_PREFIX) and key[len(POD_LABEL_PREFIX) :] not in allowed:
+            drop.append(index)
+    return values, drop
 
 
 def string_attributes_of(attributes: Any) -> dict[str, str]:

@@ -206,9 +206,16 @@ _SELF = "the service's own health: the direction an operator alerts on (the anal
 _FINDINGS = "our own findings: info (the analysis never scores rca)"
 _LOG_VOLUME = "log lines are a volume, like calls: traffic (the regexes found no word, or 'templates' as saturation)"
 _LOG_TROUBLE = "warning and fatal log lines are errors, bad up (the regexes read no severity but 'error')"
-_SERVING_LATENCY = "a serving engine's per-request time (TTFT, TPOT, a phase): latency, bad up (no word matched)"
+_SERVING_LATENCY = (
+    "a serving engine's per-request time (TTFT, TPOT, a phase): latency, bad up (no word matched); what a request "
+    "experiences is the outcome, the KPI's kin, not the server's own trouble"
+)
 _SERVING_SUMMED = "Triton's summed request or queue time: latency, bad up, like system.disk.time"
 _SERVING_VOLUME = "tokens or requests in a batch are volume: traffic (the regexes found no word)"
+_SERVING_OCCUPANCY = (
+    "requests running in the engine's batch fill up when it serves slower or is asked more: saturation, a "
+    "consequence (the regexes read it as traffic)"
+)
 
 # every way the registry's meaning differs, on purpose, from the name-based guess (foreign_signal)
 _INCLUSIVE = "a span's whole time and failure include its callees': the outcome; the own share is self_duration"
@@ -222,11 +229,28 @@ DELIBERATE_DIFFERENCES = {
     "factorylens.inference.request.time": _SERVING_SUMMED,
     "factorylens.inference.queue.time": _SERVING_SUMMED + "; the regexes read 'queue' as saturation",
     "gen_ai.client.token.usage": _SERVING_VOLUME + "; the server counts them, so it is not outbound",
-    "factorylens.inference.batch.size": _SERVING_VOLUME,
+    "factorylens.inference.batch.size": _SERVING_OCCUPANCY,
+    "factorylens.inference.requests.running": _SERVING_OCCUPANCY,
+    "gen_ai.server.request.duration": _SERVING_LATENCY,
+    "factorylens.inference.inter_token_latency": _SERVING_LATENCY,
     "factorylens.inference.kv_cache.usage": "the KV cache filling up: saturation, bad up (no word matched)",
     "factorylens.inference.preemptions": "requests evicted to be recomputed: errors, bad up (no word matched)",
     "factorylens.inference.requests.finished{factorylens.inference.finish_reason=abort}": "aborted requests are "
     "failures: errors, bad up",
+    "factorylens.inference.compute.time": _SERVING_SUMMED,
+    "factorylens.inference.compute.time{factorylens.inference.compute.stage=input}": _SERVING_SUMMED,
+    "factorylens.inference.compute.time{factorylens.inference.compute.stage=output}": _SERVING_SUMMED,
+    "factorylens.inference.batch.forward_time": "a batch's forward pass (TGI): latency, bad up (no word matched)",
+    "factorylens.inference.batch.forward_time{factorylens.inference.phase=prefill}": "a batch's forward pass "
+    "(TGI): latency, bad up",
+    "factorylens.inference.batch.forward_time{factorylens.inference.phase=decode}": "a batch's forward pass "
+    "(TGI): latency, bad up",
+    "factorylens.inference.prefix_cache.queries": "prompt tokens looked up: a volume, traffic (no word matched)",
+    "factorylens.inference.prefix_cache.hits": "prompt tokens found cached: a volume, traffic (no word matched)",
+    "factorylens.inference.prefix_cache.hit_ratio": "fewer prompt tokens found cached means more prefill work: "
+    "bad when it falls (no word matched)",
+    "factorylens.inference.requests.retracted": "requests put back for lack of KV-cache room: KV-cache pressure, "
+    "saturation (the regexes read 'retracted' as errors)",
     "factorylens.span.errors": _INCLUSIVE + " and error_origins",
     "factorylens.span.duration": _INCLUSIVE,
     "factorylens.span.duration{span.kind=server}": _INCLUSIVE,

@@ -29,6 +29,7 @@ from factorylens.registry import (
     PRODUCER_ATTRIBUTES,
     PRODUCER_SCOPES,
     REGISTRY,
+    Attributes,
     AttributeTranslation,
     Instrument,
     MetricTranslation,
@@ -98,6 +99,9 @@ def _rename(scope: str, source: str, target: str, convert: str | None, where: st
 
 
 # ---------------------------------------------------------------------------- normalize (other producers → ours)
+
+
+GEN_AI_PREFIX = "gen_ai."  # the OTel GenAI metrics, which carry the scrape target's server.address and port
 
 
 def arriving_names(translation: MetricTranslation) -> tuple[str, ...]:
@@ -173,6 +177,14 @@ def _attribute_group(producer: Producer, translations: Sequence[MetricTranslatio
             statements += _rename("datapoint", rename.source, rename.target, "Int" if rename.integer else None, where)
     for key, value in PRODUCER_ATTRIBUTES.get(producer, ()):
         statements.append(f"set({_attr('datapoint', key)}, {_q(value)}){_where(translated)}")
+    # GenAI metrics: the scrape target's address and port (an int, only with the address), as the service adds them
+    gen_ai = _name_is(n for t in mine if t.target.startswith(GEN_AI_PREFIX) for n in streams[t])
+    if gen_ai:
+        address = _attr("resource", Attributes.SERVER_ADDRESS)
+        statements.append(f"set({_attr('datapoint', Attributes.SERVER_ADDRESS)}, {address}){_where(_any(gen_ai))}")
+        port = f"Int({_attr('resource', Attributes.SERVER_PORT)})"
+        where = _where(f"{address} != nil", _any(gen_ai))
+        statements.append(f"set({_attr('datapoint', Attributes.SERVER_PORT)}, {port}){where}")
     for t in mine:
         for key, value in t.attributes:
             statements.append(f"set({_attr('datapoint', key)}, {_q(value)}){_where(_any(_name_is(streams[t])))}")
@@ -420,6 +432,30 @@ receivers:
               regex: (.+);
               replacement: $$1:9400
               target_label: __address__
+  # LLM serving engines on this node (vLLM, SGLang, TGI, Triton), each pod annotated with the port of its
+  # /metrics: factorylens.io/serving-metrics-port: "8000" (vLLM and SGLang serve it on their API port,
+  # TGI on its own, Triton on 8002); transform/normalize renames them to the OTel GenAI names
+  prometheus/serving:
+    config:
+      scrape_configs:
+        - job_name: llm-serving
+          scrape_interval: 10s
+          kubernetes_sd_configs:
+            - role: pod
+              selectors:
+                - role: pod
+                  field: spec.nodeName=${env:K8S_NODE_NAME}
+          relabel_configs:
+            - action: keep
+              source_labels: [__meta_kubernetes_pod_annotation_factorylens_io_serving_metrics_port]
+              regex: .+
+            # one target per pod (pod discovery lists every container port): the annotated one
+            - action: replace
+              source_labels: [__meta_kubernetes_pod_ip,
+                              __meta_kubernetes_pod_annotation_factorylens_io_serving_metrics_port]
+              regex: (.+);(.+)
+              replacement: $$1:$$2
+              target_label: __address__
   # our node agent's /metrics (`factorylens gpu --prometheus-port 9400`), for agents that do not export OTLP
   # here: scraping an agent that also exports OTLP would deliver each series twice
   prometheus/factorylens:
@@ -514,7 +550,7 @@ service:
   extensions: [health_check, file_storage]
   pipelines:
     metrics:
-      receivers: [otlp, hostmetrics, prometheus/dcgm]
+      receivers: [otlp, hostmetrics, prometheus/dcgm, prometheus/serving]
       processors: [memory_limiter, transform/normalize, resourcedetection, k8sattributes, batch]
       exporters: [otlp_grpc/upstream]
     metrics/factorylens_scrape:

@@ -76,6 +76,8 @@ ROCE_EVENTS = ("ecn_marked", "cnp_sent", "cnp_handled", "out_of_sequence", "pack
 INFERENCE_ENGINES = ("vllm", "sglang", "tgi", "triton")
 # "error": a request that raised in a hand-instrumented server (factorylens.instrumentation.serving)
 FINISH_REASONS = ("stop", "length", "abort", "error")
+# Triton's nv_inference_request_failure{reason} (its docs/user_guide/metrics.md; the fixture has REJECTED)
+TRITON_FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 NETWORK_ERROR_TYPES = ("symbol", "link_downed", "link_recovery", "receive", "transmit_discard")
 
 ATTRIBUTES = (
@@ -107,7 +109,7 @@ ATTRIBUTES = (
         "Error class: one of the values on hardware metrics; the exception's class name (or _OTHER) on "
         "gen_ai.server.request.duration, as the semantic conventions define it there.",
         S,
-        GPU_ERROR_TYPES + NETWORK_ERROR_TYPES,
+        GPU_ERROR_TYPES + NETWORK_ERROR_TYPES + TRITON_FAILURE_REASONS,
     ),
     AttributeSpec("hw.gpu.xid.code", "int", "NVIDIA XID error code.", F),
     AttributeSpec("network.io.direction", "string", "Direction of transfer.", S, ("receive", "transmit")),
@@ -229,6 +231,8 @@ ATTRIBUTES = (
     AttributeSpec("server.address", "string", "Address of the serving endpoint (the instrumented server).", S),
     AttributeSpec("server.port", "int", "Port of the serving endpoint (the instrumented server).", S),
     AttributeSpec("gen_ai.token.type", "string", "Which tokens a count is of.", S, ("input", "output")),
+    AttributeSpec("server.address", "string", "The serving engine's address (the scrape target's host).", S),
+    AttributeSpec("server.port", "int", "The serving engine's port (the scrape target's).", S),
     AttributeSpec("factorylens.inference.engine", "string", "Engine index inside one vLLM server (data parallel).", F),
     AttributeSpec("factorylens.inference.engine_role", "string", "SGLang's engine_type: unified, prefill, decode.", F),
     AttributeSpec("factorylens.inference.model_version", "string", "Version of the served model (Triton).", F),
@@ -238,6 +242,16 @@ ATTRIBUTES = (
         "string",
         "One server process of a served model (a replica behind the router): the RCA entity replica:<job>/<n>.",
         F,
+    ),
+    AttributeSpec(
+        "factorylens.inference.phase", "string", "Phase a batch ran (TGI's method label).", F, ("prefill", "decode")
+    ),
+    AttributeSpec(
+        "factorylens.inference.compute.stage",
+        "string",
+        "Stage of Triton's compute time: input handling, inference, output handling.",
+        F,
+        ("input", "infer", "output"),
     ),
     # the processors' own accounting
     AttributeSpec(
@@ -342,8 +356,11 @@ _SERVING = (
     "factorylens.inference.engine",
     "factorylens.inference.engine_role",
     "factorylens.inference.model_version",
-    # a hand-instrumented server (factorylens.instrumentation.serving) also says these
+    # a hand-instrumented server (factorylens.instrumentation.serving) also says what it was asked for;
+    # gen_ai.operation.name, required by gen_ai-metrics.md, is unknown from a /metrics scrape
     "gen_ai.operation.name",
+    # the server's endpoint (gen_ai-metrics.md: server.address recommended, server.port when it is set):
+    # the scrape target's, or what the hand-instrumented server says
     "server.address",
     "server.port",
 )
@@ -507,6 +524,72 @@ INFERENCE_METRICS = (
         C,
         "s",
         "Summed time requests waited in the queue (Triton's cumulative nv_inference_queue_duration_us).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.compute.time",
+        C,
+        "s",
+        "Summed compute time by stage: input handling, inference, output handling (Triton's cumulative "
+        "nv_inference_compute_{input,infer,output}_duration_us; cached requests not included).",
+        Domain.APP,
+        F,
+        (*_SERVING, "factorylens.inference.compute.stage"),
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.failed",
+        C,
+        "{request}",
+        "Requests that failed, by error.type (Triton's failure reason: REJECTED, CANCELED, BACKEND, OTHER).",
+        Domain.APP,
+        F,
+        (*_SERVING, "error.type"),
+    ),
+    MetricSpec(
+        "factorylens.inference.batch.forward_time",
+        H,
+        "s",
+        "Time of one forward pass of the running batch, prefill or decode (TGI; per batch, not per request).",
+        Domain.APP,
+        F,
+        (*_SERVING, "factorylens.inference.phase"),
+    ),
+    MetricSpec(
+        "factorylens.inference.prefix_cache.queries",
+        C,
+        "{token}",
+        "Prompt tokens looked up in the prefix cache (vLLM counts its prefix-cache queries in tokens).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.prefix_cache.hits",
+        C,
+        "{token}",
+        "Prompt tokens found in the prefix cache, whose prefill is skipped (vLLM).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.prefix_cache.hit_ratio",
+        G,
+        "1",
+        "Fraction of prompt tokens found in the prefix cache, 0-1 (SGLang's cache_hit_rate; for vLLM, the ratio "
+        "of the hits and queries rates).",
+        Domain.APP,
+        F,
+        _SERVING,
+    ),
+    MetricSpec(
+        "factorylens.inference.requests.retracted",
+        G,
+        "{request}",
+        "Requests retracted from the running batch for lack of KV-cache room, to be scheduled again (SGLang; "
+        "vLLM counts preemptions instead).",
         Domain.APP,
         F,
         _SERVING,
@@ -2051,6 +2134,32 @@ MEANINGS: dict[str, tuple[Meaning, tuple[ValueMeaning, ...]]] = {
     "factorylens.inference.inter_token_latency": (Meaning(LAT, UP, False, "inter-token latency", OUTCOME), ()),
     "factorylens.inference.request.time": (Meaning(LAT, UP, False, "summed inference request time", OUTCOME), ()),
     "factorylens.inference.queue.time": (Meaning(LAT, UP, True, "summed inference queue time", OUTCOME), ()),
+    "factorylens.inference.compute.time": (
+        Meaning(LAT, UP, True, "summed inference compute time", OUTCOME),
+        (
+            V("factorylens.inference.compute.stage", "input", name="summed request input handling time"),
+            V("factorylens.inference.compute.stage", "output", name="summed response output handling time"),
+        ),
+    ),
+    "factorylens.inference.requests.failed": (
+        Meaning(ERR, UP, False, "inference requests failed"),
+        (V("error.type", "*", name="inference requests failed ({value})"),),
+    ),
+    "factorylens.inference.batch.forward_time": (
+        Meaning(LAT, UP, True, "batch forward time"),
+        (
+            V("factorylens.inference.phase", "prefill", name="prefill batch forward time"),
+            V("factorylens.inference.phase", "decode", name="decode batch forward time"),
+        ),
+    ),
+    "factorylens.inference.prefix_cache.queries": (Meaning(TRF, EITHER, False, "prefix cache lookups (tokens)"), ()),
+    "factorylens.inference.prefix_cache.hits": (Meaning(TRF, EITHER, False, "prefix cache hits (tokens)"), ()),
+    # fewer prompt tokens found cached: more prefill work per request, so a later first token
+    "factorylens.inference.prefix_cache.hit_ratio": (Meaning(CAP, DOWN, True, "prefix cache hit ratio"), ()),
+    "factorylens.inference.requests.retracted": (
+        Meaning(SAT, UP, True, "inference requests retracted (KV cache full)"),
+        (),
+    ),
     # --- our own findings ---
     "factorylens.anomaly.score": (Meaning(INF, EITHER, False, "anomaly score"), ()),
     "factorylens.baseline.predictability": (Meaning(INF, EITHER, False, "baseline predictability"), ()),

@@ -221,14 +221,20 @@ METRIC_TRANSLATIONS: tuple[MetricTranslation, ...] = (
     MetricTranslation(VL, "vllm:request_inference_time_seconds", "factorylens.inference.request.inference_time"),
     MetricTranslation(VL, "vllm:request_prompt_tokens", "gen_ai.client.token.usage", 1.0, _INPUT),
     MetricTranslation(VL, "vllm:request_generation_tokens", "gen_ai.client.token.usage", 1.0, _OUTPUT),
+    MetricTranslation(VL, "vllm:prefix_cache_queries_total", "factorylens.inference.prefix_cache.queries"),
+    MetricTranslation(VL, "vllm:prefix_cache_hits_total", "factorylens.inference.prefix_cache.hits"),
     # vLLM V0 names (deprecated, then hidden, then removed: a fleet mixes versions, so both are read)
     MetricTranslation(VL, "vllm:gpu_cache_usage_perc", "factorylens.inference.kv_cache.usage"),
     MetricTranslation(VL, "vllm:time_per_output_token_seconds", "factorylens.inference.inter_token_latency"),
     MetricTranslation(VL, "vllm:time_in_queue_requests", "factorylens.inference.request.queue_time"),
+    MetricTranslation(VL, "vllm:gpu_prefix_cache_queries_total", "factorylens.inference.prefix_cache.queries"),
+    MetricTranslation(VL, "vllm:gpu_prefix_cache_hits_total", "factorylens.inference.prefix_cache.hits"),
     # SGLang (python/sglang/srt/metrics/collector.py; with --enable-metrics)
     MetricTranslation(SG, "sglang:num_running_reqs", "factorylens.inference.requests.running"),
     MetricTranslation(SG, "sglang:num_queue_reqs", "factorylens.inference.requests.waiting"),
     MetricTranslation(SG, "sglang:token_usage", "factorylens.inference.kv_cache.usage"),
+    MetricTranslation(SG, "sglang:cache_hit_rate", "factorylens.inference.prefix_cache.hit_ratio"),
+    MetricTranslation(SG, "sglang:num_retracted_reqs", "factorylens.inference.requests.retracted"),
     MetricTranslation(SG, "sglang:prompt_tokens_total", "factorylens.inference.tokens", 1.0, _INPUT),
     MetricTranslation(SG, "sglang:generation_tokens_total", "factorylens.inference.tokens", 1.0, _OUTPUT),
     MetricTranslation(SG, "sglang:time_to_first_token_seconds", "gen_ai.server.time_to_first_token"),
@@ -243,11 +249,24 @@ METRIC_TRANSLATIONS: tuple[MetricTranslation, ...] = (
     MetricTranslation(TG, "tgi_request_duration", "gen_ai.server.request.duration"),
     MetricTranslation(TG, "tgi_request_input_length", "gen_ai.client.token.usage", 1.0, _INPUT),
     MetricTranslation(TG, "tgi_request_generated_tokens", "gen_ai.client.token.usage", 1.0, _OUTPUT),
+    MetricTranslation(TG, "tgi_batch_forward_duration", "factorylens.inference.batch.forward_time"),  # by method
     # Triton (docs/user_guide/metrics.md): cumulative microsecond counters, summed time in seconds
     MetricTranslation(TR, "nv_inference_pending_request_count", "factorylens.inference.requests.waiting"),
     MetricTranslation(TR, "nv_inference_request_duration_us", "factorylens.inference.request.time", 1e-6),
     MetricTranslation(TR, "nv_inference_queue_duration_us", "factorylens.inference.queue.time", 1e-6),
     MetricTranslation(TR, "nv_inference_first_response_histogram_ms", "gen_ai.server.time_to_first_token", 0.001),
+    MetricTranslation(TR, "nv_inference_request_success", "factorylens.inference.requests.finished"),
+    MetricTranslation(TR, "nv_inference_request_failure", "factorylens.inference.requests.failed"),  # by reason
+    *(
+        MetricTranslation(
+            TR,
+            f"nv_inference_compute_{stage}_duration_us",
+            "factorylens.inference.compute.time",
+            1e-6,
+            (("factorylens.inference.compute.stage", stage),),
+        )
+        for stage in ("input", "infer", "output")
+    ),
 )
 
 DERIVED_TRANSLATIONS: tuple[DerivedTranslation, ...] = (
@@ -304,8 +323,10 @@ ATTRIBUTE_TRANSLATIONS: tuple[AttributeTranslation, ...] = (
     AttributeTranslation(VL, "finished_reason", "factorylens.inference.finish_reason"),
     AttributeTranslation(SG, "model_name", "gen_ai.request.model"),
     AttributeTranslation(SG, "engine_type", "factorylens.inference.engine_role"),
+    AttributeTranslation(TG, "method", "factorylens.inference.phase"),
     AttributeTranslation(TR, "model", "gen_ai.request.model"),
     AttributeTranslation(TR, "version", "factorylens.inference.model_version"),
+    AttributeTranslation(TR, "reason", "error.type"),
 )
 
 # attributes every translated point of a producer carries (what a GPU is, for joins with ours)

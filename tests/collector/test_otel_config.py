@@ -602,3 +602,56 @@ def test_our_scraped_metrics_come_back_under_our_names():
         "host.name": "gpu-node-7",
         "factorylens.simulated": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("resource", "want"),
+    [
+        ({"server.address": "10.0.8.2", "server.port": "8000"}, {"server.address": "10.0.8.2", "server.port": 8000}),
+        ({"server.port": "8000"}, {}),  # a loopback target: the receiver sets no address, so no port either
+        ({"server.address": "10.0.8.2", "server.port": ""}, {"server.address": "10.0.8.2"}),  # no port in the target
+    ],
+)
+def test_genai_metrics_get_the_targets_address_at_the_edge_as_in_the_service(resource, want):
+    """The agent adds server.address and server.port to the GenAI metrics as the service's processor does, and only
+    to them."""
+    from factorylens.processors import normalize_metrics
+
+    labels = {"model_name": "m", "engine": "0"}
+    metrics = [
+        Metric("vllm:time_to_first_token_seconds", [Point(dict(labels), 1.0)]),
+        Metric("vllm:num_requests_running", [Point(dict(labels), 3.0)]),
+    ]
+    edge = normalize(*metrics, resource=resource)
+    ttft, running = edge.metrics
+    assert ttft.name == "gen_ai.server.time_to_first_token" and running.name == "factorylens.inference.requests.running"
+    assert {k: v for k, v in ttft.points[0].attributes.items() if k.startswith("server.")} == want
+    assert not any(k.startswith("server.") for k in running.points[0].attributes)
+    # the service, on the same series (the histogram as a histogram)
+    request = _to_request(Batch([Metric("vllm:num_requests_running", [Point(dict(labels), 3.0)])], resource, "x"))
+    sm = request.resource_metrics[0].scope_metrics[0]
+    point = sm.metrics.add(name="vllm:time_to_first_token_seconds").histogram.data_points.add(time_unix_nano=1)
+    for key, value in labels.items():
+        point.attributes.add(key=key).value.string_value = value
+    normalize_metrics(request)
+    [served] = [m for m in sm.metrics if m.name == "gen_ai.server.time_to_first_token"]
+    got = {
+        kv.key: getattr(kv.value, kv.value.WhichOneof("value"))
+        for kv in served.histogram.data_points[0].attributes
+        if kv.key.startswith("server.")
+    }
+    assert got == want
+
+
+def test_the_agent_scrapes_annotated_llm_servers_into_the_normalized_pipeline():
+    """A vLLM/SGLang/TGI/Triton pod annotated with its metrics port is scraped on its node and its series go
+    through transform/normalize (the GenAI names), like dcgm-exporter's."""
+    config = load(OTEL_CONFIG / "agent.yaml")
+    job = config["receivers"]["prometheus/serving"]["config"]["scrape_configs"][0]
+    keep, address = job["relabel_configs"][:2]
+    assert keep["action"] == "keep" and keep["regex"] == ".+"
+    assert keep["source_labels"] == ["__meta_kubernetes_pod_annotation_factorylens_io_serving_metrics_port"]
+    assert address["target_label"] == "__address__" and address["replacement"] == "$$1:$$2"
+    assert job["kubernetes_sd_configs"][0]["selectors"][0]["field"] == "spec.nodeName=${env:K8S_NODE_NAME}"
+    pipeline = config["service"]["pipelines"]["metrics"]
+    assert "prometheus/serving" in pipeline["receivers"] and "transform/normalize" in pipeline["processors"]

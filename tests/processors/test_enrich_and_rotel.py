@@ -79,6 +79,19 @@ def test_pod_labels_outside_the_allow_list_are_dropped_and_name_the_job() -> Non
     assert "k8s.pod.labels.sha" not in attributes and stats.labels_dropped == 1
 
 
+def test_dropping_pod_labels_keeps_the_process_index_working() -> None:
+    """Two disallowed pod labels on a GPU's resource, and the GPU's job learned from its processes."""
+    index = GpuJobIndex()
+    index.learn("GPU-1", Assignment("train-9", "core"))
+    request = gpu_request()
+    resource = request.resource_metrics[0].resource.attributes
+    for key in ("k8s.pod.labels.sha", "k8s.pod.labels.rev"):
+        resource.add(key=key).value.string_value = "x"
+    stats = enrich_metrics(request, EnrichConfig(gpu_jobs_from_processes=True), index)
+    assert stats.labels_dropped == 2 and not any(kv.key.startswith("k8s.pod.labels.") for kv in resource)
+    assert points(request)[0][3]["factorylens.job.id"] == "train-9"
+
+
 def test_device_series_get_the_job_of_the_process_only_when_asked() -> None:
     def traffic() -> ExportMetricsServiceRequest:
         return request_with(
