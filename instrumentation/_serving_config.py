@@ -24,6 +24,12 @@ class ServingConfig:
     :param provider: the serving engine (``gen_ai.provider.name``, required by the conventions)
     :param operation: what requests ask for (``gen_ai.operation.name``: chat, text_completion, ...)
     :param server_address, server_port: the endpoint (``server.address``/``server.port``; empty/0: left out)
+    :param job_id: the served model's deployment (``factorylens.job.id``: its replicas' incidents are one
+        workload's; default the service name)
+    :param team: team or cost centre
+    :param replica: which replica of the deployment this process is (``factorylens.inference.replica``:
+        the RCA service's entity ``replica:<job>/<replica>``; default the host and port)
+    :param gpu_ids: hw.id (UUID) of every GPU this server uses, which joins it to them
     :param host: ``host.name`` of the resource
     :param flush_interval_s: how often the background thread turns finished requests into telemetry
     :param max_pending_requests: finished requests waiting for that thread; beyond it they are
@@ -38,6 +44,12 @@ class ServingConfig:
     operation: str = field(default_factory=lambda: _env("FACTORYLENS_SERVING_OPERATION", default="chat"))
     server_address: str = field(default_factory=lambda: _env("FACTORYLENS_SERVING_ADDRESS"))
     server_port: int = field(default_factory=lambda: _env_int("FACTORYLENS_SERVING_PORT", default=0))
+    job_id: str = field(default_factory=lambda: _env("FACTORYLENS_JOB_ID"))
+    team: str = field(default_factory=lambda: _env("FACTORYLENS_TEAM"))
+    replica: str = field(default_factory=lambda: _env("FACTORYLENS_SERVING_REPLICA"))
+    gpu_ids: tuple[str, ...] = field(
+        default_factory=lambda: tuple(g.strip() for g in _env("FACTORYLENS_GPU_IDS").split(",") if g.strip())
+    )
     host: str = field(default_factory=socket.gethostname)
     flush_interval_s: float = 1.0
     max_pending_requests: int = 100_000

@@ -197,8 +197,20 @@ class ServingInstrumentor:
         self.telemetry: ServingTelemetry | None = None
 
     def identity(self) -> dict[str, Any]:
-        """Resource attributes: the host (``service.name`` comes from the config)."""
-        return {Attributes.HOST_NAME: self.config.host}
+        """Resource attributes: the deployment (job), team, replica, host and GPUs (``service.name``
+        comes from the config): the join keys that tie this server's signals to its GPUs and host."""
+        c = self.config
+        replica = c.replica or (f"{c.host}:{c.server_port}" if c.server_port else c.host)
+        attributes: dict[str, Any] = {
+            Attributes.HOST_NAME: c.host,
+            Attributes.FACTORYLENS_JOB_ID: c.job_id or c.service_name or DEFAULT_SERVICE_NAME,
+            Attributes.FACTORYLENS_INFERENCE_REPLICA: replica,
+        }
+        if c.team:
+            attributes[Attributes.FACTORYLENS_TEAM] = c.team
+        if c.gpu_ids:
+            attributes[Attributes.FACTORYLENS_GPU_IDS] = list(c.gpu_ids)
+        return attributes
 
     def instrument(self) -> ServingInstrumentor:
         if self.telemetry is not None:

@@ -39,6 +39,7 @@ from factorylens import __version__, telemetry
 from factorylens.gpus import peak_tflops
 from factorylens.instrumentation._serving_config import ServingConfig
 from factorylens.instrumentation._serving_instrumentor import SCOPE as SERVING_SCOPE
+from factorylens.instrumentation._serving_instrumentor import ServingInstrumentor
 from factorylens.instrumentation._serving_telemetry import RequestRecord, ServingTelemetry
 from factorylens.receivers.gpu.sim.cluster import Job, Process, SimulatedCluster
 from factorylens.receivers.gpu.sim.faults import Scenario
@@ -71,8 +72,9 @@ LOAD_SIGNALS = (
 
 @dataclass(frozen=True)
 class ServingFault:
-    """A change of the serving workload itself: ``surge`` (the load × ``factor``), ``prompts`` (prompts
-    × ``factor`` in length), ``restart`` (replica ``replica`` restarts and reloads its weights)."""
+    """A change of the serving workload itself: ``surge`` (the load to ``factor`` × the daily peak),
+    ``prompts`` (prompts × ``factor`` in length), ``restart`` (replica ``replica`` restarts and reloads
+    its weights)."""
 
     kind: str
     start_s: float
@@ -107,8 +109,8 @@ SERVING_CATALOG: dict[str, FaultSpec] = {
             "serving_traffic_surge",
             "serving_traffic_surge",
             "load",
-            "the request rate triples over 30 s (a launch, a retry storm) and stays up for 6 minutes; "
-            "nothing is broken",
+            "the request rate climbs over 30 s to three times the daily peak the fleet is sized for (a launch, a "
+            "retry storm) and stays there for 6 minutes; nothing is broken",
             (
                 "every replica's finished requests and tokens up",
                 "running requests at the batch limit, then the queue grows",
@@ -171,8 +173,9 @@ SERVING_CATALOG: dict[str, FaultSpec] = {
             "serving_slow_weight_load",
             "serving_slow_weight_load",
             "storage",
-            f"one replica restarts while {MODEL_MOUNT} on its host is slow (8x latency, 5 % throughput): loading its "
-            "16 GB of weights takes minutes instead of seconds, and the requests routed to it wait",
+            f"one replica restarts while {MODEL_MOUNT} on its host is slow (8x latency, 20 % throughput): loading "
+            "its 16 GB of weights takes a minute instead of 28 s, and the requests routed to it wait; timed from when "
+            "a healthy load would have been done (a restart alone is routine)",
             (
                 "the mount's read latency up, read throughput capped",
                 "the replica's waiting requests up, TTFT up by minutes",
@@ -184,12 +187,13 @@ SERVING_CATALOG: dict[str, FaultSpec] = {
                         "kind": "slow_storage",
                         "target": {"host": t.host_index},
                         "start": on - 20.0,
-                        "params": {"mount": MODEL_MOUNT, "latency_factor": 8.0, "throughput_fraction": 0.05},
+                        "params": {"mount": MODEL_MOUNT, "latency_factor": 8.0, "throughput_fraction": 0.2},
                     }
                 ],
                 [ServingFault("restart", on, replica=t.rank)],
                 (Truth(f"fs:{t.host}/{MODEL_MOUNT}", "storage"),),
             ),
+            gradual=True,
         ),
     )
 }
@@ -354,6 +358,9 @@ class ServingRun:
             workload_faults = [f for f in injected.workload if isinstance(f, WorkloadFault)]
             self.truths, self.decoys = injected.truths, injected.decoys
         self.truth: Truth | None = self.truths[0] if self.truths else None
+        restart = next((f for f in self.faults if f.kind == "restart"), None)
+        if restart is not None:  # a slow load is told from a routine restart once a healthy one would be done
+            self.bite_s = restart.start_s + self.healthy_load_s()
         self.sim_faults = sim_faults
         self.cluster.scenario = Scenario.from_dict({"faults": sim_faults})
         self.neighbour = NeighbourWorkload(workload_faults, np.random.default_rng([seed, 2]), self.epoch_ns)
@@ -371,9 +378,11 @@ class ServingRun:
         return max((f.level(t_s) * (f.factor - 1.0) for f in self.faults if f.kind == kind), default=0.0)
 
     def rps(self, t_s: float) -> float:
-        """Requests per second per replica (of the whole fleet's share) at simulated second ``t_s``."""
+        """Requests per second per replica (of the whole fleet's share) at simulated second ``t_s``; a
+        surge climbs to ``factor`` times the daily peak the fleet is sized for, whatever the hour."""
         base = self.traffic.peak_rps * self.traffic.diurnal(self.start_time + t_s)
-        return base * (1.0 + self._level("surge", t_s))
+        surge = max((f.level(t_s) * f.factor for f in self.faults if f.kind == "surge"), default=0.0)
+        return base + max(0.0, surge * self.traffic.peak_rps - base)
 
     def _speed(self, replica: int, t_s: float) -> float:
         host, gpu_index = self.placement[replica]
@@ -392,6 +401,12 @@ class ServingRun:
             else:
                 routed.append(True)
         return routed
+
+    def healthy_load_s(self) -> float:
+        """How long a replica takes to load its weights and start with the model's file system healthy."""
+        host = self.cluster.hosts[0].node
+        assert host is not None
+        return self.model.weight_bytes / (host.mounts[MODEL_MOUNT].max_bytes_per_s * 0.8) + self.model.weight_load_s
 
     def _restarts(self, t0: float, t1: float) -> None:
         for f in self.faults:
@@ -432,16 +447,17 @@ class ServingRun:
             operation="chat",
             server_address=f"{host_name}",
             server_port=8000 + gpu_index,
+            job_id=SERVING_JOB,
+            team=SERVING_TEAM,
+            replica=str(index),
+            gpu_ids=(gpu.uuid,),
             host=host_name,
             export_interval_s=self.scrape_interval_s,
         )
+        identity = ServingInstrumentor(config).identity()
         resource = telemetry.make_resource(
             {
-                Attributes.HOST_NAME: host_name,
-                Attributes.FACTORYLENS_JOB_ID: SERVING_JOB,
-                Attributes.FACTORYLENS_TEAM: SERVING_TEAM,
-                Attributes.FACTORYLENS_GPU_IDS: [gpu.uuid],
-                Attributes.FACTORYLENS_INFERENCE_REPLICA: str(index),
+                **identity,
                 Attributes.FACTORYLENS_SIMULATED: True,
                 SERVICE_INSTANCE_ID: self._instance_id(f"replica-{index}"),
             },

@@ -19,7 +19,7 @@ import numpy as np
 
 from factorylens.rca_service.baselines import BaselineBank
 from factorylens.rca_service.detection import MAX_Z, Anomaly, RobustZConfig, RobustZDetector, RunTracker
-from factorylens.rca_service.store import SeriesInfo, SeriesStore, View
+from factorylens.rca_service.store import SERVING_LATENCY_METRICS, SeriesInfo, SeriesStore, View
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class DetectionConfig:
     :param robust: the robust-z detector (threshold, points in a row, history points needed)
     :param ratio_floor: a ratio (unit ``1``) moves in steps of at least this (an idle GPU going from
         0 to 1 % busy is not an anomaly)
+    :param serving_latency_resolution: a served model's p95 latency (TTFT, TPOT, a phase) moves in
+        steps of at least this share of its level
     :param seasonal: series with a fitted seasonal baseline are scored against it
     :param merge_window_s: KPI breaks starting this close to an open incident join it
     :param resolve_after_s: an anomaly (and an incident) ends after this long back inside its band
@@ -45,6 +47,7 @@ class DetectionConfig:
     window_s: float = 3600.0
     robust: RobustZConfig = field(default_factory=lambda: RobustZConfig(composite=False))
     ratio_floor: float = 0.01
+    serving_latency_resolution: float = 0.1
     seasonal: bool = True
     merge_window_s: float = 300.0
     resolve_after_s: float = 120.0
@@ -177,7 +180,7 @@ class SeriesDetection:
         for column, pending in enumerate(batch):
             reference[rows - len(pending.reference) :, column] = pending.reference
             scored[: len(pending.values), column] = pending.values
-        resolution = np.array([self.config.ratio_floor if p.info.unit == "1" else 0.0 for p in batch])
+        resolution = np.array([self._resolution(p) for p in batch])
         result = self.robust.scores(reference, scored, resolution=resolution)
         threshold = self.config.threshold
         for column, pending in enumerate(batch):
@@ -190,6 +193,18 @@ class SeriesDetection:
             anomaly = runs.anomaly(self.config.consecutive, self.robust.method)
             band = (np.array([center]), np.array([center - half]), np.array([center + half]))
             self._record(pending.info.id, anomaly, score, band, int(pending.times[-1]))
+
+    def _resolution(self, pending: _Pending) -> float:
+        """The smallest change of a series that means anything: a percentage point of a ratio; a tenth
+        of a served model's p95 latency (five minutes of one replica's requests estimate it no
+        closer: the quantile's sampling error and the interpolation inside the engines' coarse
+        buckets; and overlapping windows make the series smoother than that error)."""
+        if pending.info.unit == "1":
+            return self.config.ratio_floor
+        if pending.info.metric in SERVING_LATENCY_METRICS:
+            level = np.nanmedian(pending.reference) if len(pending.reference) else np.nan
+            return self.config.serving_latency_resolution * abs(float(level)) if np.isfinite(level) else 0.0
+        return 0.0
 
     def _record(
         self,

@@ -3,6 +3,7 @@
 from factorylens.rca_service.store._attributes import AttributeDecoder
 from factorylens.rca_service.store._entity import domain_of, entity_of
 from factorylens.rca_service.store._series import (
+    SERVING_LATENCY_METRICS,
     HistogramPoint,
     HistogramSeries,
     ScalarSeries,
@@ -16,6 +17,7 @@ from factorylens.rca_service.store._store import MAX_BUCKETS, MAX_QUANTILES, Ing
 __all__ = [
     "MAX_BUCKETS",
     "MAX_QUANTILES",
+    "SERVING_LATENCY_METRICS",
     "AttributeDecoder",
     "HistogramPoint",
     "HistogramSeries",

@@ -27,6 +27,7 @@ from factorylens.instrumentation.serving import (
     ServingInstrumentor,
     ServingTelemetry,
 )
+from factorylens.rca_service.store import entity_of
 from factorylens.registry import REGISTRY, Attributes, Metrics
 
 from ..conftest import wait_until
@@ -384,3 +385,19 @@ def test_config_defaults_from_the_environment_and_clear_errors(monkeypatch):
             config(**bad).validate()
     with pytest.raises(ConfigError, match="otlp"):
         ServingInstrumentor(config(), otlp="maybe")
+
+
+def test_the_servers_resource_carries_the_join_keys_of_a_replica(monkeypatch):
+    """The deployment, the replica and its GPUs: what makes the RCA service's ``replica:<job>/<n>``
+    entity and ties it to its GPUs and host."""
+    monkeypatch.setenv("FACTORYLENS_GPU_IDS", "GPU-aaa, GPU-bbb")
+    monkeypatch.setenv("FACTORYLENS_JOB_ID", "chat-serve")
+    identity = ServingInstrumentor(ServingConfig(service_name="chat", server_port=8000, host="node-3")).identity()
+    assert identity[Attributes.FACTORYLENS_JOB_ID] == "chat-serve"
+    assert identity[Attributes.FACTORYLENS_INFERENCE_REPLICA] == "node-3:8000"
+    assert identity[Attributes.FACTORYLENS_GPU_IDS] == ["GPU-aaa", "GPU-bbb"]
+    assert identity[Attributes.HOST_NAME] == "node-3"
+    monkeypatch.delenv("FACTORYLENS_JOB_ID")
+    named = ServingInstrumentor(ServingConfig(service_name="chat", replica="r7", host="n")).identity()
+    assert named[Attributes.FACTORYLENS_JOB_ID] == "chat" and named[Attributes.FACTORYLENS_INFERENCE_REPLICA] == "r7"
+    assert entity_of(named, {}) == "replica:chat/r7"
