@@ -375,36 +375,14 @@ class ScenarioRun:
                 if self.bite_s is None and t >= self.onset_s and pace < BITE_PACE:
                     self.bite_s = t
                 self.cluster.advance()
-                for pipeline in receiver.pipelines:
-                    while True:
-                        events = pipeline.scraper.wait_events(0)
-                        if not events:
-                            break
-                        if self._logs:
-                            for event in events:
-                                pipeline.emit_event(event)
-                receiver.scrape_once()
+                scrape_node_agents(receiver, self._logs)
                 now_ns = self._wall_ns()
-                requests: list[Request] = []
                 for stepped, _, _ in ranks:
                     stepped.drain()
                 neighbour[0].drain()
-                for export in host_exports + [r[2] for r in ranks] + [neighbour[2]]:
-                    request = export.export(now_ns)
-                    if request is not None:
-                        requests.append(request)
-                for log_export in log_exports:
-                    log_request = log_export.export(now_ns)
-                    if log_request is not None:
-                        requests.append(log_request)
-                yield now_ns, requests
+                yield now_ns, export_all(host_exports + [r[2] for r in ranks] + [neighbour[2]], log_exports, now_ns)
         finally:
-            for pipeline in receiver.pipelines:
-                pipeline.scraper.shutdown()
-                if pipeline.logger_provider is not None:
-                    pipeline.logger_provider.shutdown()
-            for provider in providers:
-                provider.shutdown()
+            shut_down(receiver, providers)
 
     def truth_onset_s(self, truth: Truth | Decoy) -> float:
         """When a true cause (or a decoy) began, in simulated seconds from the start."""
@@ -564,3 +542,40 @@ def training_config(
         state_dir="",
         export_interval_s=scrape_interval_s * (1 - 1e-9),
     )
+
+
+def scrape_node_agents(receiver: GpuReceiver, logs: bool) -> None:
+    """One scrape of every node agent; the XID events since the last one become log records (with
+    ``logs``) or are drained."""
+    for pipeline in receiver.pipelines:
+        while True:
+            events = pipeline.scraper.wait_events(0)
+            if not events:
+                break
+            if logs:
+                for event in events:
+                    pipeline.emit_event(event)
+    receiver.scrape_once()
+
+
+def export_all(exports: list[MetricExport], log_exports: list[LogExport], now_ns: int) -> list[Request]:
+    """What every component puts on the wire at ``now_ns``, those with something to say."""
+    requests: list[Request] = []
+    for export in exports:
+        request = export.export(now_ns)
+        if request is not None:
+            requests.append(request)
+    for log_export in log_exports:
+        log_request = log_export.export(now_ns)
+        if log_request is not None:
+            requests.append(log_request)
+    return requests
+
+
+def shut_down(receiver: GpuReceiver, providers: list[Any]) -> None:
+    for pipeline in receiver.pipelines:
+        pipeline.scraper.shutdown()
+        if pipeline.logger_provider is not None:
+            pipeline.logger_provider.shutdown()
+    for provider in providers:
+        provider.shutdown()

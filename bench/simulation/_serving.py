@@ -47,7 +47,15 @@ from factorylens.receivers.gpu.sim.node import CHECKPOINT_MOUNT
 from factorylens.registry import Attributes
 from factorylens.simulation._catalog import FaultSpec, Injected, Targets, Truth
 from factorylens.simulation._otlp import MetricExport
-from factorylens.simulation._run import Request, instrumented_rank, node_agents, training_config
+from factorylens.simulation._run import (
+    Request,
+    export_all,
+    instrumented_rank,
+    node_agents,
+    scrape_node_agents,
+    shut_down,
+    training_config,
+)
 from factorylens.simulation._serving_model import NS, Replica, ServedModel, Traffic
 from factorylens.simulation._workload import NeighbourWorkload, WorkloadFault
 
@@ -550,35 +558,13 @@ class ServingRun:
                 self._update_shares()
                 self.cluster.advance()
                 self._mark_lost()
-                for pipeline in receiver.pipelines:
-                    while True:
-                        events = pipeline.scraper.wait_events(0)
-                        if not events:
-                            break
-                        if self._logs:
-                            for event in events:
-                                pipeline.emit_event(event)
-                receiver.scrape_once()
+                scrape_node_agents(receiver, self._logs)
                 now_ns = self._wall_ns()
                 neighbour[0].drain()
-                requests: list[Request] = []
                 exports = host_exports + [neighbour[2]] + [s[2] for i, s in enumerate(servers) if self._exports(i)]
-                for export in exports:
-                    request = export.export(now_ns)
-                    if request is not None:
-                        requests.append(request)
-                for log_export in log_exports:
-                    log_request = log_export.export(now_ns)
-                    if log_request is not None:
-                        requests.append(log_request)
-                yield now_ns, requests
+                yield now_ns, export_all(exports, log_exports, now_ns)
         finally:
-            for pipeline in receiver.pipelines:
-                pipeline.scraper.shutdown()
-                if pipeline.logger_provider is not None:
-                    pipeline.logger_provider.shutdown()
-            for provider in providers:
-                provider.shutdown()
+            shut_down(receiver, providers)
 
     def _update_shares(self) -> None:
         gpu = self.shared_gpu
