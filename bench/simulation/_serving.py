@@ -32,7 +32,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+from opentelemetry.sdk.metrics import Histogram
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID
 
 from factorylens import __version__, telemetry
@@ -471,7 +473,9 @@ class ServingRun:
             },
             SERVING_JOB,
         )
-        reader = InMemoryMetricReader()
+        # base-2 exponential histograms (OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION), as
+        # ServingInstrumentor exports them: a p95 to a few per cent, not the engines' 0.1-0.25 s bucket
+        reader = InMemoryMetricReader(preferred_aggregation={Histogram: ExponentialBucketHistogramAggregation()})
         provider = telemetry.make_meter_provider(resource, [reader])
         served = ServingTelemetry(config, provider.get_meter(SERVING_SCOPE, __version__))
         return served, provider, MetricExport(reader, self.epoch_ns, reuse=self._reuse)
