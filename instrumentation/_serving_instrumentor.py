@@ -221,7 +221,11 @@ class ServingInstrumentor:
         if meter_provider is None:
             use_otlp = self._otlp == "on" or (self._otlp == "auto" and telemetry.otlp_endpoint_configured("metrics"))
             readers = (
-                [telemetry.periodic_reader(telemetry.otlp_metric_exporter(), self.config.export_interval_s)]
+                [
+                    telemetry.periodic_reader(
+                        telemetry.otlp_metric_exporter(exponential_histograms=True), self.config.export_interval_s
+                    )
+                ]
                 if use_otlp
                 else []
             )

@@ -112,11 +112,12 @@ Injection = tuple[list[dict[str, Any]], list[WorkloadFault], Truth]
 
 @dataclass(frozen=True)
 class Injected:
-    """What a run injects: the simulator's faults, the workload's, the true causes (none: nothing
-    should open an incident) and the decoys (what must not outrank them)."""
+    """What a run injects: the simulator's faults, the workload's (``WorkloadFault`` s of a training
+    run, ``ServingFault`` s of a serving one), the true causes (none: nothing should open an
+    incident) and the decoys (what must not outrank them)."""
 
     sim: list[dict[str, Any]]
-    workload: list[WorkloadFault]
+    workload: list[Any]
     truths: tuple[Truth, ...]
     decoys: tuple[Decoy, ...] = ()
 

@@ -485,7 +485,7 @@ class ServingRun:
             return None if t_s is None else int(round(t_s * NS))
 
         return RequestRecord(
-            ns(request.arrival_s),
+            int(round(request.arrival_s * NS)),
             ns(request.scheduled_s),
             ns(request.first_token_s),
             int(round(request.end_s * NS)),

@@ -9,8 +9,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics import Histogram, MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.view import ExplicitBucketHistogramAggregation, ExponentialBucketHistogramAggregation
 from opentelemetry.sdk.resources import Resource
 
 import factorylens.instrumentation._serving_instrumentor as serving_instrumentor
@@ -401,3 +402,17 @@ def test_the_servers_resource_carries_the_join_keys_of_a_replica(monkeypatch):
     named = ServingInstrumentor(ServingConfig(service_name="chat", replica="r7", host="n")).identity()
     assert named[Attributes.FACTORYLENS_JOB_ID] == "chat" and named[Attributes.FACTORYLENS_INFERENCE_REPLICA] == "r7"
     assert entity_of(named, {}) == "replica:chat/r7"
+
+
+def test_the_servers_own_exporter_sends_exponential_histograms_unless_told_otherwise(monkeypatch):
+    """A p95 read from base-2 exponential buckets is good to a few per cent; from the engines' explicit
+    ones it jumps across 0.1-0.25 s. OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION still wins."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", raising=False)
+    exporter = telemetry.otlp_metric_exporter(exponential_histograms=True)
+    assert isinstance(exporter._preferred_aggregation[Histogram], ExponentialBucketHistogramAggregation)
+    assert not isinstance(
+        telemetry.otlp_metric_exporter()._preferred_aggregation[Histogram], ExponentialBucketHistogramAggregation
+    )
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_DEFAULT_HISTOGRAM_AGGREGATION", "explicit_bucket_histogram")
+    told = telemetry.otlp_metric_exporter(exponential_histograms=True)
+    assert isinstance(told._preferred_aggregation[Histogram], ExplicitBucketHistogramAggregation)

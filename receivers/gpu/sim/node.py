@@ -152,10 +152,10 @@ class SimulatedNode:
             ckpt.used_bytes = min(ckpt.size_bytes, ckpt.used_bytes + written * 0.01)
         self._io(ckpt, "read", 1e6 * dt * wobble(0.2), 64 * 1024, wobble(0.15))
         for mount_name, bytes_per_s in self.read_demand.items():
-            mount = self.mounts.get(mount_name)
-            if mount is not None and bytes_per_s > 0:
-                read = min(bytes_per_s, mount.max_bytes_per_s * throughput_cap[mount_name]) * dt * wobble(0.05)
-                self._io(mount, "read", read, 1 << 20, wobble(0.1))
+            reading = self.mounts.get(mount_name)
+            if reading is not None and bytes_per_s > 0:
+                read = min(bytes_per_s, reading.max_bytes_per_s * throughput_cap[mount_name]) * dt * wobble(0.05)
+                self._io(reading, "read", read, 1 << 20, wobble(0.1))
 
         # fabric: gradients flow while the job computes, not while it checkpoints
         was_up = {name: port.up for name, port in self.ports.items()}
