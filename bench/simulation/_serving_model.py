@@ -49,6 +49,16 @@ class ServedModel:
     iteration_overhead_s: float = 0.003  # scheduling, sampling, detokenizing per iteration
     weight_load_s: float = 20.0  # engine start besides reading the weights (CUDA graphs, warm-up)
 
+    def __post_init__(self) -> None:
+        numbers = (self.parameters, self.weight_bytes, self.kv_bytes_per_token, self.kv_cache_tokens)
+        speeds = (self.hbm_bytes_per_s, self.flops)
+        if (
+            min(*numbers, *speeds) <= 0
+            or self.max_num_seqs < 1
+            or min(self.iteration_overhead_s, self.weight_load_s) < 0
+        ):
+            raise ValueError(f"a served model needs positive sizes, speeds and batch limit: {self}")
+
     @property
     def prefill_s_per_token(self) -> float:
         return 2.0 * self.parameters / self.flops
@@ -65,6 +75,12 @@ class Traffic:
     length_sigma: float = 0.6
     trough_share: float = 0.1  # the night's load as a share of the peak
     peak_hour: float = 15.0  # UTC
+
+    def __post_init__(self) -> None:
+        if self.peak_rps < 0 or min(self.prompt_tokens, self.output_tokens) < 1 or self.length_sigma < 0:
+            raise ValueError(f"traffic needs a rate >= 0, prompts and outputs of a token or more: {self}")
+        if not 0 <= self.trough_share <= 1:
+            raise ValueError(f"trough_share is a share of the peak, in [0, 1], not {self.trough_share}")
 
     def diurnal(self, epoch_s: float) -> float:
         """The share of the peak load at this time of day (a cosine from the night's trough)."""

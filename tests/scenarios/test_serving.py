@@ -89,6 +89,18 @@ def test_a_lost_replica_fails_what_it_gets_and_a_restarting_one_holds_requests_u
     assert after and max(r.first_token_s - r.arrival_s for r in after) > 30
 
 
+def test_nonsense_traffic_or_models_are_refused_with_what_is_wrong():
+    for bad in ({"peak_rps": -1.0}, {"prompt_tokens": 0.0}, {"trough_share": 1.5}):
+        with pytest.raises(ValueError, match=r"traffic|trough_share"):
+            Traffic(**bad)
+    with pytest.raises(ValueError, match="served model"):
+        ServedModel(kv_cache_tokens=0.0)
+    with pytest.raises(ValueError, match="at least two GPUs"):
+        ServingRun(None, hosts=1, gpus_per_host=1)
+    with pytest.raises(ValueError, match="unknown serving fault"):
+        ServingRun("gpu_power_cap")
+
+
 def test_the_daily_cycle_peaks_in_the_afternoon():
     traffic = Traffic()
     midnight = 1_699_920_000.0
