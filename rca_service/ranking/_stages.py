@@ -332,6 +332,7 @@ def _per_entity(table: pd.DataFrame) -> pd.DataFrame:
     strongest = kept.groupby("entity")["evidence"].transform("max")
     strong = kept[np.log1p(kept["evidence"]) >= STRONG_SHARE * np.log1p(strongest)]
     per_entity["onset"] = strong.groupby("entity")["onset"].min()
+    per_entity["first_onset"] = anomalous.groupby("entity")["onset"].min()
     per_entity["can_slow"] = can_slow
     return per_entity
 
@@ -341,7 +342,9 @@ def complete(ev: Evidence, entities: Iterable[str], silent: set[str], silence_z:
     ``t0`` (a GPU off the bus) is strongly anomalous from the start."""
     per_entity = ev.per_entity.reindex(sorted(set(entities)))
     per_entity[AMOUNTS] = per_entity[AMOUNTS].fillna(0.0)
-    per_entity[["onset", "load_onset"]] = per_entity[["onset", "load_onset"]].fillna(np.inf)
+    per_entity[["onset", "first_onset", "load_onset"]] = per_entity[["onset", "first_onset", "load_onset"]].fillna(
+        np.inf
+    )
     per_entity["can_slow"] = per_entity["can_slow"].astype("boolean").fillna(False).astype(bool)
     for entity in silent:
         per_entity.loc[entity, ["evidence", "clearing", "saturation"]] = silence_z
@@ -409,7 +412,8 @@ def _dependency_shares(
 def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, threshold: float, tolerance: int) -> None:
     """A KPI entity saturated by its own rising load (a server whose requests or tokens rose before
     its queue grew), that nothing it depends on explains, is "more load", not a fault: it is blamed
-    for its load, which its explanation shows."""
+    for its load, which its explanation shows. The load must lead its first trouble, not its worst: a
+    server that queued while it could not serve, then worked off the backlog, saw no more load."""
     pe = ev.per_entity
     for row, entity in enumerate(pe.index):
         if (
@@ -417,7 +421,7 @@ def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, thresho
             and fraction[row] < 0.5
             and _cell(pe, entity, "saturation") > threshold
             and _cell(pe, entity, "load") > threshold
-            and _cell(pe, entity, "load_onset") <= _cell(pe, entity, "onset") + tolerance
+            and _cell(pe, entity, "load_onset") <= _cell(pe, entity, "first_onset") + tolerance
         ):
             ev.own_load.add(entity)
             ev.consumers.add(entity)
