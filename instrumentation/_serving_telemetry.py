@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import logging
 import threading
-import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from factorylens.instrumentation._instruments import instrument_spec, observe_current
 from factorylens.instrumentation._serving_config import ServingConfig
 from factorylens.registry import REGISTRY, Attributes, Metrics
 
@@ -75,8 +75,6 @@ TOKEN_BUCKETS: tuple[float, ...] = tuple(float(4**i) for i in range(14))
 # (arrival, scheduled, first token, end, prompt tokens, output tokens, preemptions, finish reason,
 # error type): what the server's thread queues; a RequestRecord is built from it off that thread
 PendingRequest = tuple[int, int | None, int | None, int, int, int, int, str, str | None]
-
-_OBSERVED: weakref.WeakKeyDictionary[Meter, list[ServingTelemetry]] = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +189,8 @@ class ServingTelemetry:
         self._instruments(meter)
 
     def _instruments(self, meter: Meter) -> None:
-        def spec(name: str) -> dict[str, str]:
-            m = REGISTRY.metric(name)
-            return {"name": m.name, "unit": m.unit, "description": m.description}
-
         def histogram(name: str, buckets: Sequence[float]) -> Any:
-            return meter.create_histogram(**spec(name), explicit_bucket_boundaries_advisory=buckets)
+            return meter.create_histogram(**instrument_spec(name), explicit_bucket_boundaries_advisory=buckets)
 
         self.ttft = histogram(Metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN, TTFT_BUCKETS)
         self.tpot = histogram(Metrics.GEN_AI_SERVER_TIME_PER_OUTPUT_TOKEN, TPOT_BUCKETS)
@@ -206,31 +200,21 @@ class ServingTelemetry:
         self.prefill_time = histogram(Metrics.FACTORYLENS_INFERENCE_REQUEST_PREFILL_TIME, DURATION_BUCKETS)
         self.decode_time = histogram(Metrics.FACTORYLENS_INFERENCE_REQUEST_DECODE_TIME, DURATION_BUCKETS)
         self.inference_time = histogram(Metrics.FACTORYLENS_INFERENCE_REQUEST_INFERENCE_TIME, DURATION_BUCKETS)
-        self.finished = meter.create_counter(**spec(Metrics.FACTORYLENS_INFERENCE_REQUESTS_FINISHED))
+        self.finished = meter.create_counter(**instrument_spec(Metrics.FACTORYLENS_INFERENCE_REQUESTS_FINISHED))
         # failures counted from zero: the error rate is a series before the first failure, which is then a change
         self.finished.add(0, self._finished["error"])
-        self.tokens = meter.create_counter(**spec(Metrics.FACTORYLENS_INFERENCE_TOKENS))
-        self.preemptions = meter.create_counter(**spec(Metrics.FACTORYLENS_INFERENCE_PREEMPTIONS))
-        # observable instruments live as long as the meter: created once per meter, they read whichever
-        # telemetry is current (an in-process re-init joins them), as the training telemetry's do
-        current = _OBSERVED.get(meter)
-        if current is not None:
-            current[0] = self
-            return
-        current = _OBSERVED[meter] = [self]
-
-        def observe(method: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-            return lambda options: getattr(current[0], method)()
-
-        for name, method in (
-            (Metrics.FACTORYLENS_INFERENCE_REQUESTS_RUNNING, "_running"),
-            (Metrics.FACTORYLENS_INFERENCE_REQUESTS_WAITING, "_waiting"),
-            (Metrics.FACTORYLENS_INFERENCE_KV_CACHE_USAGE, "_kv_cache_usage"),
-            (Metrics.FACTORYLENS_INFERENCE_BATCH_SIZE, "_batch_size"),
-        ):
-            meter.create_observable_gauge(callbacks=[observe(method)], **spec(name))
-        meter.create_observable_counter(
-            callbacks=[observe("_dropped")], **spec(Metrics.FACTORYLENS_INFERENCE_TELEMETRY_DROPPED)
+        self.tokens = meter.create_counter(**instrument_spec(Metrics.FACTORYLENS_INFERENCE_TOKENS))
+        self.preemptions = meter.create_counter(**instrument_spec(Metrics.FACTORYLENS_INFERENCE_PREEMPTIONS))
+        observe_current(
+            meter,
+            self,
+            (
+                (Metrics.FACTORYLENS_INFERENCE_REQUESTS_RUNNING, "_running"),
+                (Metrics.FACTORYLENS_INFERENCE_REQUESTS_WAITING, "_waiting"),
+                (Metrics.FACTORYLENS_INFERENCE_KV_CACHE_USAGE, "_kv_cache_usage"),
+                (Metrics.FACTORYLENS_INFERENCE_BATCH_SIZE, "_batch_size"),
+            ),
+            (Metrics.FACTORYLENS_INFERENCE_TELEMETRY_DROPPED, "_dropped"),
         )
 
     # ---- the engine's state (any thread) and its gauges (the reader's thread) --------------------
@@ -245,19 +229,19 @@ class ServingTelemetry:
         value = None if state is None else state[index]
         return [] if value is None else [Observation(value, self.attributes)]
 
-    def _running(self) -> list[Observation]:
+    def _running(self, options: CallbackOptions | None = None) -> list[Observation]:
         return self._state_value(0)
 
-    def _waiting(self) -> list[Observation]:
+    def _waiting(self, options: CallbackOptions | None = None) -> list[Observation]:
         return self._state_value(1)
 
-    def _kv_cache_usage(self) -> list[Observation]:
+    def _kv_cache_usage(self, options: CallbackOptions | None = None) -> list[Observation]:
         return self._state_value(2)
 
-    def _batch_size(self) -> list[Observation]:
+    def _batch_size(self, options: CallbackOptions | None = None) -> list[Observation]:
         return self._state_value(3)
 
-    def _dropped(self) -> list[Observation]:
+    def _dropped(self, options: CallbackOptions | None = None) -> list[Observation]:
         return [Observation(self.dropped)]
 
     # ---- the hot path (the server's threads) ------------------------------------------------------

@@ -16,22 +16,21 @@ import os
 import statistics
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.trace import Status, StatusCode, Tracer, set_span_in_context
 
 from factorylens.instrumentation._config import TrainingConfig
+from factorylens.instrumentation._instruments import instrument_spec, observe_current
 from factorylens.instrumentation._recorder import StepRecord, StepRecorder
-from factorylens.registry import REGISTRY, Attributes, Metrics
+from factorylens.registry import Attributes, Metrics
 
 log = logging.getLogger(__name__)
 
-_OBSERVED: weakref.WeakKeyDictionary[Meter, list[TrainingTelemetry]] = weakref.WeakKeyDictionary()
 UNPRODUCTIVE_PHASES = frozenset({"data", "checkpoint.save", "checkpoint.load", "eval"})
 MEDIAN_WINDOW = 101
 MIN_STEPS_FOR_SLOW = 10
@@ -42,14 +41,6 @@ _SPAN_ATTRIBUTE_PREFIX = {
     "checkpoint.save": "factorylens.checkpoint",
     "checkpoint.load": "factorylens.checkpoint",
 }
-
-
-class _InstrumentSpec(TypedDict):
-    """The keyword arguments an OTel instrument is created with, from the registry."""
-
-    name: str
-    unit: str
-    description: str
 
 
 def mountpoint(path: str) -> str:
@@ -180,10 +171,7 @@ class TrainingTelemetry:
         self._instruments(meter)
 
     def _instruments(self, meter: Meter) -> None:
-        def spec(name: str) -> _InstrumentSpec:
-            m = REGISTRY.metric(name)
-            return {"name": m.name, "unit": m.unit, "description": m.description}
-
+        spec = instrument_spec
         self.step_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_TRAIN_STEP_DURATION))
         self.phase_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_TRAIN_PHASE_DURATION))
         self.checkpoint_duration = meter.create_histogram(**spec(Metrics.FACTORYLENS_CHECKPOINT_DURATION))
@@ -193,28 +181,18 @@ class TrainingTelemetry:
         self.tokens = meter.create_counter(**spec(Metrics.FACTORYLENS_TRAIN_TOKENS))
         self.checkpoint_io = meter.create_counter(**spec(Metrics.FACTORYLENS_CHECKPOINT_IO))
         self.collective_io = meter.create_counter(**spec(Metrics.FACTORYLENS_COLLECTIVE_IO))
-        # observable instruments live as long as the meter and cannot be unregistered: they are created
-        # once per meter and read whichever telemetry is current (an in-process re-init joins them)
-        current = _OBSERVED.get(meter)
-        if current is not None:
-            current[0] = self
-            return
-        current = _OBSERVED[meter] = [self]
-
-        def observe(method: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
-            return lambda options: getattr(current[0], method)(options)
-
-        for name, method in (
-            (Metrics.FACTORYLENS_TRAIN_SAMPLES_RATE, "_rates"),
-            (Metrics.FACTORYLENS_TRAIN_TOKENS_RATE, "_token_rate"),
-            (Metrics.FACTORYLENS_DATA_WAIT_RATIO, "_data_wait"),
-            (Metrics.FACTORYLENS_TRAIN_GOODPUT, "_goodput"),
-            (Metrics.FACTORYLENS_CHECKPOINT_THROUGHPUT, "_checkpoint_throughput"),
-            (Metrics.FACTORYLENS_TRAIN_MFU, "_mfu"),
-        ):
-            meter.create_observable_gauge(callbacks=[observe(method)], **spec(name))
-        meter.create_observable_counter(
-            callbacks=[observe("_dropped")], **spec(Metrics.FACTORYLENS_TRAIN_TELEMETRY_DROPPED)
+        observe_current(
+            meter,
+            self,
+            (
+                (Metrics.FACTORYLENS_TRAIN_SAMPLES_RATE, "_rates"),
+                (Metrics.FACTORYLENS_TRAIN_TOKENS_RATE, "_token_rate"),
+                (Metrics.FACTORYLENS_DATA_WAIT_RATIO, "_data_wait"),
+                (Metrics.FACTORYLENS_TRAIN_GOODPUT, "_goodput"),
+                (Metrics.FACTORYLENS_CHECKPOINT_THROUGHPUT, "_checkpoint_throughput"),
+                (Metrics.FACTORYLENS_TRAIN_MFU, "_mfu"),
+            ),
+            (Metrics.FACTORYLENS_TRAIN_TELEMETRY_DROPPED, "_dropped"),
         )
 
     # ---- observable callbacks (the reader's thread) ---------------------------------------------

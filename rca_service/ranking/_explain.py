@@ -94,7 +94,9 @@ class Explainer:
             own.sort(key=lambda i: (infos[i].kind not in LOAD_KINDS, -strength[i], onsets[i], columns[i][1]))
         else:
             own.sort(key=lambda i: (not (infos[i].can_slow and anomalous[i]), -strength[i], onsets[i], columns[i][1]))
-        return [self._item(i, float(strength[i]), consumer) for i in own[:MAX_EVIDENCE]]
+        # the ranking weighs a latency by its share of the KPI's growth; the reader is told how unusual it was
+        shown = strength if consumer else self.strength.peak
+        return [self._item(i, float(shown[i]), consumer) for i in own[:MAX_EVIDENCE]]
 
     def _item(self, i: int, z: float, consumer: bool = False) -> EvidenceSeries:
         s = self.strength

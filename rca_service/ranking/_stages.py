@@ -19,7 +19,18 @@ from factorylens.rca_service.ranking._topology import INFRASTRUCTURE_KINDS, QUEU
 FULLY_EXPLAINING_Z = 5  # a saturated dependency this many thresholds out clears a dependent entirely
 MIN_REFERENCE_ROWS = 20  # the lead never leaves the reference shorter than this
 STRONG_SHARE = 0.9  # of the strongest evidence (log scale): series this strong date an entity's trouble
-AMOUNTS = ["evidence", "channel", "clearing", "saturation", "load", "change0", "change1", "clear0", "clear1"]
+AMOUNTS = [
+    "evidence",
+    "channel",
+    "clearing",
+    "clearing_peak",
+    "saturation",
+    "load",
+    "change0",
+    "change1",
+    "clear0",
+    "clear1",
+]
 
 
 @dataclass
@@ -283,9 +294,11 @@ def evidence(
             "evidence": np.where(is_evidence, weighted, 0.0),
             "channel": np.where(channel, weighted, 0.0),
             "clearing": np.where(clears, weighted, 0.0),
+            "clearing_peak": np.where(clears, s.peak, 0.0),
             "saturation": np.where(saturation, weighted, 0.0),
             "load": load,
             "load_onset": load_onset,
+            "traffic_onset": np.where(is_traffic, load_onset, np.inf),
             "change0": np.where(channel & anomalous & (group == 0), s.change, 0.0),
             "change1": np.where(channel & anomalous & (group == 1), s.change, 0.0),
             "clear0": np.where(clears & anomalous & (group == 0), s.change, 0.0),
@@ -322,7 +335,7 @@ def _per_entity(table: pd.DataFrame) -> pd.DataFrame:
     that trouble began: the earliest onset among its series at least ``STRONG_SHARE`` as strong as
     that (a throttle flag and the degraded status both at the cap: the first of them; not a side
     series' blip). Independent of the columns' order."""
-    aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min"}
+    aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min", "traffic_onset": "min"}
     per_entity = table.groupby("entity").agg(aggregate)
     can = table[table["can_slow"]].groupby("entity")["evidence"].max().reindex(per_entity.index)
     per_entity["evidence"] = can.where(can > 0).fillna(per_entity["evidence"])
@@ -384,11 +397,12 @@ def _dependency_shares(
     made itself in the same units; a saturated one clears a dependent that is not itself saturated."""
     log_t, full = np.log1p(threshold), np.log1p(FULLY_EXPLAINING_Z * threshold)
     out: dict[str, float] = {}
+    queueing = kind_of(entity) in QUEUEING_KINDS
     for dependency in dependencies:
         if dependency in kpi_entities or dependency not in pe.index:
             continue
         if (
-            np.log1p(_cell(pe, dependency, "clearing")) <= log_t
+            np.log1p(_cell(pe, dependency, "clearing_peak" if queueing else "clearing")) <= log_t
             or _cell(pe, dependency, "onset") > _cell(pe, entity, "onset") + tolerance
         ):
             continue
@@ -400,10 +414,11 @@ def _dependency_shares(
             # a resource's z and a latency's are not comparable: it clears as far as it is anomalous,
             # nothing at the threshold, all at FULLY_EXPLAINING_Z thresholds
             shares.append((np.log1p(_cell(pe, dependency, "saturation")) - log_t) / (full - log_t))
-        if kind_of(entity) in QUEUEING_KINDS:
+        if queueing:
             # a server's queue and cache fill up whenever what it runs on serves it slower: any trouble
-            # of its dependency that can slow it clears it, by the same measure
-            shares.append((np.log1p(_cell(pe, dependency, "clearing")) - log_t) / (full - log_t))
+            # of its dependency that can slow it clears it, by the same measure, however small a part of
+            # a request's latency one of its operations is (a weight load is a million reads)
+            shares.append((np.log1p(_cell(pe, dependency, "clearing_peak")) - log_t) / (full - log_t))
         if shares:
             out[dependency] = min(max(shares), 1.0)
     return out
@@ -412,8 +427,9 @@ def _dependency_shares(
 def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, threshold: float, tolerance: int) -> None:
     """A KPI entity saturated by its own rising load (a server whose requests or tokens rose before
     its queue grew), that nothing it depends on explains, is "more load", not a fault: it is blamed
-    for its load, which its explanation shows. The load must lead its first trouble, not its worst: a
-    server that queued while it could not serve, then worked off the backlog, saw no more load."""
+    for its load, which its explanation shows. The load is its traffic (a full queue is the symptom
+    being explained, not load), and it must lead the first trouble, not the worst: a server that
+    queued while it could not serve, then worked off the backlog, saw no more load."""
     pe = ev.per_entity
     for row, entity in enumerate(pe.index):
         if (
@@ -421,7 +437,7 @@ def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, thresho
             and fraction[row] < 0.5
             and _cell(pe, entity, "saturation") > threshold
             and _cell(pe, entity, "load") > threshold
-            and _cell(pe, entity, "load_onset") <= _cell(pe, entity, "first_onset") + tolerance
+            and _cell(pe, entity, "traffic_onset") <= _cell(pe, entity, "first_onset") + tolerance
         ):
             ev.own_load.add(entity)
             ev.consumers.add(entity)

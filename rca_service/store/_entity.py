@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from factorylens.registry import REGISTRY, Attributes, Domain, Registry
+from factorylens.registry import INFERENCE_ENGINES, REGISTRY, Attributes, Domain, Registry
 
 _PREFIX_DOMAINS = (
     ("hw.gpu.", Domain.GPU),
@@ -62,6 +62,7 @@ _ENTITY_KEYS = (
     (Attributes.HOST_NAME, "host"),
 )
 _HOST_SCOPED = {"nic", "fs", "disk"}
+SERVICE_INSTANCE_ID = "service.instance.id"  # OTel resource semconv; the prometheus receiver sets host:port
 # attributes that say *which* thing a series is about (shown as its entity), not *what* is measured
 IDENTITY_ATTRIBUTES = (
     frozenset(REGISTRY.attribute_groups["gpu"])
@@ -92,6 +93,10 @@ def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str
     """``kind:name`` of the most specific thing the point is about, e.g. ``gpu:GPU-1f2e…``."""
     merged = {**resource, **attributes}
     host = merged.get(Attributes.HOST_NAME) or merged.get(Attributes.K8S_NODE_NAME)
+    if not merged.get(Attributes.FACTORYLENS_INFERENCE_REPLICA):
+        replica = _scraped_replica(merged)
+        if replica:
+            merged[Attributes.FACTORYLENS_INFERENCE_REPLICA] = replica
     for key, kind in _ENTITY_KEYS:
         value = merged.get(key)
         if value in (None, ""):
@@ -107,3 +112,15 @@ def entity_of(resource: Mapping[str, Any], attributes: Mapping[str, Any]) -> str
             return f"{kind}:{owner}/{value}"
         return f"{kind}:{value}"
     return "unknown"
+
+
+def _scraped_replica(merged: Mapping[str, Any]) -> str:
+    """A scraped serving engine (vLLM, SGLang, TGI, Triton) names no replica; its scrape target does: the
+    prometheus receiver's ``server.address``/``server.port`` or, for a loopback target, ``service.instance.id``
+    (``host:port``). Each engine process is then its own entity, as an instrumented replica is."""
+    if merged.get(Attributes.GEN_AI_PROVIDER_NAME) not in INFERENCE_ENGINES:
+        return ""
+    address, port = merged.get(Attributes.SERVER_ADDRESS), merged.get(Attributes.SERVER_PORT)
+    if address:
+        return f"{address}:{port}" if port else str(address)
+    return str(merged.get(SERVICE_INSTANCE_ID) or "")

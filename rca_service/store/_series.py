@@ -8,8 +8,8 @@ gauges and cumulative sums; deltas at the same timestamp add up, because each is
 
 from __future__ import annotations
 
+import bisect
 import enum
-import math
 import re
 from array import array
 from collections.abc import Mapping, Sequence
@@ -318,6 +318,7 @@ def _cumulative_increase(ts: np.ndarray, values: np.ndarray, starts: list[int]) 
 
 
 FIRST_POINT_MAX_SPAN_NS = 600 * NS
+MAX_PREVIOUS_GAP_NS = 3600 * NS  # a cumulative point further back is no base for an increase
 
 
 @dataclass
@@ -346,8 +347,11 @@ class HistogramSeries:
     cumulative: bool
     points: list[HistogramPoint] = field(default_factory=list)
     last_ts: int = 0
+    ordered: bool = True  # the points are in time order (as exporters send them): a read bisects
 
     def append(self, point: HistogramPoint) -> None:
+        if self.points and point.ts < self.points[-1].ts:
+            self.ordered = False
         self.points.append(point)
         if point.ts > self.last_ts:
             self.last_ts = point.ts
@@ -372,15 +376,26 @@ class HistogramSeries:
     def seal(self) -> None:
         """Histogram points are stored whole; nothing to compact."""
 
-    def _sorted(self, start_ns: int, end_ns: int) -> list[HistogramPoint]:
+    def _in_range(self, start_ns: int, end_ns: int, before: bool = False) -> list[HistogramPoint]:
+        """The points in ``[start_ns, end_ns]`` (with ``before``, also the last one before them, which a
+        cumulative series' first increase is taken from), in a read that does not grow with the history."""
+        if not self.ordered:
+            self.points.sort(key=lambda p: p.ts)  # stable: of points at one time, the last sent stays last
+            self.ordered = True
+        first = bisect.bisect_left(self.points, start_ns, key=lambda p: p.ts)
+        last = bisect.bisect_right(self.points, end_ns, key=lambda p: p.ts)
+        if before and first > 0:
+            first = bisect.bisect_left(self.points, self.points[first - 1].ts, key=lambda p: p.ts)
+        return self.points[first:last]
+
+    def _sorted(self, start_ns: int, end_ns: int, before: bool = False) -> list[HistogramPoint]:
         chosen: dict[int, HistogramPoint] = {}
-        for p in self.points:
-            if start_ns <= p.ts <= end_ns:
-                if not self.cumulative and p.ts in chosen:
-                    chosen[p.ts] = _add_histograms(chosen[p.ts], p)
-                else:
-                    chosen[p.ts] = p
-        return [chosen[t] for t in sorted(chosen)]
+        for p in self._in_range(start_ns, end_ns, before):
+            if not self.cumulative and p.ts in chosen:
+                chosen[p.ts] = _add_histograms(chosen[p.ts], p)
+            else:
+                chosen[p.ts] = p
+        return list(chosen.values())
 
     def raw(self, start_ns: int = 0, end_ns: int = 2**63 - 1) -> tuple[np.ndarray, np.ndarray]:
         points = self._sorted(start_ns, end_ns)
@@ -395,8 +410,10 @@ class HistogramSeries:
         window = (
             SERVING_QUANTILE_WINDOW_NS if view in QUANTILE_VIEWS and self.info.metric in SERVING_LATENCY_METRICS else 0
         )
-        lookback = NS * 3600 if self.cumulative else window
-        points = self._sorted(max(0, start_ns - lookback), end_ns)
+        # a cumulative point's increase is taken from the one before it (if that is not an hour older)
+        points = self._sorted(max(0, start_ns - window), end_ns, before=self.cumulative)
+        if len(points) > 1 and self.cumulative and points[1].ts - points[0].ts > MAX_PREVIOUS_GAP_NS:
+            points = points[1:]
         if not points:
             return np.empty(0, np.int64), np.empty(0)
         ts = np.array([p.ts for p in points], dtype=np.int64)
@@ -426,7 +443,7 @@ class HistogramSeries:
             else:
                 if window:
                     matrix = _trailing_sums(ts, matrix, window)
-                out = np.array([_quantile(QUANTILE_VIEWS[view], lower, upper, row) for row in matrix])
+                out = _quantiles(QUANTILE_VIEWS[view], lower, upper, matrix)
         keep = ts >= start_ns
         return ts[keep], out[keep]
 
@@ -436,6 +453,7 @@ class HistogramSeries:
     def restore(self, state: dict[str, Any]) -> None:
         self.points = list(state["points"])
         self.last_ts = state["last_ts"]
+        self.ordered = False  # sorted on the first read
 
 
 def _add_histograms(a: HistogramPoint, b: HistogramPoint) -> HistogramPoint:
@@ -506,22 +524,21 @@ def _trailing_sums(ts: np.ndarray, matrix: np.ndarray, window_ns: int) -> np.nda
     return summed
 
 
-def _quantile(q: float, lower_edges: np.ndarray, upper_edges: np.ndarray, counts: np.ndarray) -> float:
-    """Prometheus ``histogram_quantile``: linear interpolation inside the bucket holding rank q."""
-    if not np.all(np.isfinite(counts)):
-        return math.nan
-    total = counts.sum()
-    if total <= 0:
-        return math.nan
-    cumulative = np.cumsum(counts)
+def _quantiles(q: float, lower_edges: np.ndarray, upper_edges: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Prometheus ``histogram_quantile`` of each row: linear interpolation inside the bucket holding rank
+    q; unknown for a row with an unknown bucket or no observations, the lower edge of the +Inf bucket."""
+    known = np.isfinite(matrix).all(axis=1)
+    counts = np.where(known[:, None], matrix, 0.0)
+    cumulative = np.cumsum(counts, axis=1)
+    total = counts.sum(axis=1)
     rank = q * total
-    bucket = int(np.searchsorted(cumulative, rank, side="left"))
-    bucket = min(bucket, len(counts) - 1)
+    bucket = np.minimum((cumulative < rank[:, None]).sum(axis=1), counts.shape[1] - 1)
+    rows = np.arange(len(counts))
     upper, lower = upper_edges[bucket], lower_edges[bucket]
-    if math.isinf(upper):
-        return float(lower) if bucket > 0 else math.nan
-    below = cumulative[bucket - 1] if bucket > 0 else 0.0
-    in_bucket = counts[bucket]
-    if in_bucket <= 0:
-        return float(upper)
-    return float(lower + (upper - lower) * (rank - below) / in_bucket)
+    below = np.where(bucket > 0, cumulative[rows, bucket - 1], 0.0)
+    in_bucket = counts[rows, bucket]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inside = np.where(in_bucket > 0, lower + (upper - lower) * (rank - below) / in_bucket, upper)
+    out = np.where(np.isinf(upper), np.where(bucket > 0, lower, np.nan), inside)
+    out[~known | ~(total > 0)] = np.nan
+    return out

@@ -96,6 +96,10 @@ def test_a_scraped_vllm_page_is_stored_under_the_genai_names(make_service) -> No
     assert ttft["gen_ai.request.model"] == LLAMA and ttft["gen_ai.provider.name"] == "vllm"
     assert ttft["factorylens.inference.engine"] == "0"
     assert "server.address" not in ttft  # a loopback target is not "discernible": the receiver names no address
+    # each scraped engine is its own replica, named by its scrape target, owned by its scrape job
+    assert {s.info.entity for s in store.series.values() if s.info.metric.startswith("gen_ai.server.")} == {
+        f"replica:vllm/{target}"
+    }
     [series] = [s for s in store.series.values() if s.info.metric == "gen_ai.server.time_to_first_token"]
     last = series.points[-1]
     assert (last.count, last.sum) == (380, pytest.approx(41.7))

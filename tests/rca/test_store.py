@@ -130,6 +130,21 @@ def test_explicit_histogram_gives_interval_mean_count_and_quantiles():
     assert 0.39 < p99[2] <= 0.4
 
 
+def test_a_histogram_read_from_a_time_takes_its_first_increase_from_the_point_before_and_order_does_not_matter():
+    """A read of recent points costs what they are, not the history (the analyzer reads every tick), yet the
+    first of them is still an increase over the point before; points that arrive out of order read the same."""
+    bounds = [0.1, 0.2, 0.4]
+    points = [(T0, T0 + (10 + 10 * i) * S, bounds, [0, 10 * i, 0, 0], 1.5 * i) for i in range(8)]
+    in_order, shuffled = SeriesStore(), SeriesStore()
+    in_order.ingest_metrics(metrics_request([histogram("latency", points)]))
+    for chunk in (points[5:], points[:2], points[2:5]):
+        shuffled.ingest_metrics(metrics_request([histogram("latency", chunk)]))
+    for store in (in_order, shuffled):
+        _, ts, count = store.query(only(store, "latency").id, View.COUNT, start_ns=T0 + 60 * S)
+        assert ts.tolist() == [T0 + (10 + 10 * i) * S for i in (5, 6, 7)]
+        assert count.tolist() == pytest.approx([1.0, 1.0, 1.0])  # 10 more in each 10 s, the first one too
+
+
 def test_a_histogram_born_with_its_first_observation_keeps_it_and_an_old_one_does_not():
     store = SeriesStore()
     bounds = [10.0, 30.0]
@@ -371,3 +386,10 @@ def test_entities_name_what_a_series_is_about():
         "hw.id": "GPU-9",
     }
     assert entity_of(training, {}) == "rank:j/3"
+    # a scraped serving engine is its replica, named by its scrape target (its address, else the instance)
+    scraped = {"service.name": "llm", "server.address": "10.0.0.7", "server.port": 8000, "service.instance.id": "x"}
+    assert entity_of(scraped, {"gen_ai.provider.name": "vllm"}) == "replica:llm/10.0.0.7:8000"
+    loopback = {"service.name": "llm", "service.instance.id": "127.0.0.1:8000"}
+    assert entity_of(loopback, {"gen_ai.provider.name": "sglang"}) == "replica:llm/127.0.0.1:8000"
+    # an application's client-side view of a hosted model is not one of our replicas
+    assert entity_of(scraped, {"gen_ai.provider.name": "openai"}) == "service:llm"

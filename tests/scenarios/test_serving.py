@@ -229,22 +229,8 @@ def analyze(fault: str | None, seed: int = SEED, **kwargs: float) -> tuple[Servi
     return run, early, analyzer.incidents()
 
 
-SLOW_LOAD_MISS = (
-    "known miss (issue 19 stays open): with exponential histograms the restarted replica, working off its "
-    "backlog, is read as a tenant whose load saturated its GPU and outranks the slow mount (#2)"
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "fault",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=SLOW_LOAD_MISS))
-        if f == "serving_slow_weight_load"
-        else f
-        for f in sorted(SERVING_CATALOG)
-    ],
-)
+@pytest.mark.parametrize("fault", sorted(SERVING_CATALOG))
 def test_each_serving_fault_is_found_within_a_minute_and_load_is_named_as_load(fault):
     run, incidents, _ = analyze(fault)
     assert not [i for i in incidents if i.opened_unix_nano < run.onset_unix_nano], "an incident before the fault"
