@@ -282,6 +282,7 @@ def evidence(
     # a tenant's own load: its saturation, or its traffic or work rising (a neighbour's burst of work)
     rising_rows = np.where(np.isfinite(s.scores.z), np.clip(s.scores.z, 0, None), 0.0)
     rising = rising_rows.max(axis=0) if s.rows else np.zeros(len(inputs.columns))
+    falling_rows = np.where(np.isfinite(s.scores.z), np.clip(-s.scores.z, 0, None), 0.0)
     is_traffic = own & np.isin(kinds, [SignalKind.TRAFFIC.value, SignalKind.THROUGHPUT.value])
     consuming = saturation & can_slow  # a symptom (an idle flag, clocks falling) is no load on what it shares
     load_onset = np.where(
@@ -298,7 +299,7 @@ def evidence(
             "saturation": np.where(saturation, weighted, 0.0),
             "load": load,
             "load_onset": load_onset,
-            "traffic_onset": np.where(is_traffic, load_onset, np.inf),
+            "traffic_fall_onset": np.where(is_traffic, first_above(falling_rows, threshold), np.inf),
             "change0": np.where(channel & anomalous & (group == 0), s.change, 0.0),
             "change1": np.where(channel & anomalous & (group == 1), s.change, 0.0),
             "clear0": np.where(clears & anomalous & (group == 0), s.change, 0.0),
@@ -335,7 +336,7 @@ def _per_entity(table: pd.DataFrame) -> pd.DataFrame:
     that trouble began: the earliest onset among its series at least ``STRONG_SHARE`` as strong as
     that (a throttle flag and the degraded status both at the cap: the first of them; not a side
     series' blip). Independent of the columns' order."""
-    aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min", "traffic_onset": "min"}
+    aggregate = {name: "max" for name in AMOUNTS} | {"load_onset": "min", "traffic_fall_onset": "min"}
     per_entity = table.groupby("entity").agg(aggregate)
     can = table[table["can_slow"]].groupby("entity")["evidence"].max().reindex(per_entity.index)
     per_entity["evidence"] = can.where(can > 0).fillna(per_entity["evidence"])
@@ -427,9 +428,9 @@ def _dependency_shares(
 def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, threshold: float, tolerance: int) -> None:
     """A KPI entity saturated by its own rising load (a server whose requests or tokens rose before
     its queue grew), that nothing it depends on explains, is "more load", not a fault: it is blamed
-    for its load, which its explanation shows. The load is its traffic (a full queue is the symptom
-    being explained, not load), and it must lead the first trouble, not the worst: a server that
-    queued while it could not serve, then worked off the backlog, saw no more load."""
+    for its load, which its explanation shows. The load must lead its first trouble, not its worst,
+    and a server whose traffic fell first was not serving (a restart, a load of its weights): what
+    queued meanwhile, then the backlog it worked off, is no more load."""
     pe = ev.per_entity
     for row, entity in enumerate(pe.index):
         if (
@@ -437,7 +438,8 @@ def own_load(ev: Evidence, kpi_entities: set[str], fraction: np.ndarray, thresho
             and fraction[row] < 0.5
             and _cell(pe, entity, "saturation") > threshold
             and _cell(pe, entity, "load") > threshold
-            and _cell(pe, entity, "traffic_onset") <= _cell(pe, entity, "first_onset") + tolerance
+            and _cell(pe, entity, "load_onset") <= _cell(pe, entity, "first_onset") + tolerance
+            and not _cell(pe, entity, "traffic_fall_onset") <= _cell(pe, entity, "first_onset") + tolerance
         ):
             ev.own_load.add(entity)
             ev.consumers.add(entity)
