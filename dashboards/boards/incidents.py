@@ -127,11 +127,13 @@ BOARD = Board(
                     thresholds=((None, "green"), (0.8, "red")),
                 ),
                 table_panel(
-                    "Anomaly scores by domain",
-                    "How many series of each domain score above 0.8 now.",
+                    "Anomalous series by domain",
+                    "How many series of each domain scored above 0.8 at some time in the range.",
                     "none",
                     Query(
-                        f"count by ({_DOMAIN}) ({sel(Metrics.FACTORYLENS_ANOMALY_SCORE)} > 0.8)",
+                        f"count by ({_DOMAIN}) "
+                        f"(max by ({_ENTITY}, {_DOMAIN}, {_METRIC}) "
+                        f"(max_over_time({sel(Metrics.FACTORYLENS_ANOMALY_SCORE)}[$__range])) > 0.8)",
                         instant=True,
                         format="table",
                     ),
