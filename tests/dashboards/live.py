@@ -177,7 +177,8 @@ class RoceHost:
 
 
 class FedPrometheus:
-    """Prometheus, the RCA service, the simulated cluster and its training loop; ``stop()`` ends them all."""
+    """Prometheus, the RCA service, the simulated cluster and its training loop; ``stop()`` ends them all,
+    ``stop_pipeline()`` all but Prometheus."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -204,7 +205,6 @@ class FedPrometheus:
         os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{Attributes.FACTORYLENS_CLUSTER_NAME}={CLUSTER}"
         self.stops.append(lambda: os.environ.pop("OTEL_RESOURCE_ATTRIBUTES", None))
         self.prometheus.start()
-        self.stops.append(self.prometheus.stop)
         self.service = RcaService(
             RcaServiceConfig(
                 listen="127.0.0.1:0",
@@ -264,10 +264,15 @@ class FedPrometheus:
         self.stops.append(lambda: self.serving.join(timeout=120))
         return self
 
-    def stop(self) -> None:
+    def stop_pipeline(self) -> None:
+        """Stop everything that feeds Prometheus (Prometheus keeps serving what it holds)."""
         for stop in reversed(self.stops):
             try:
                 stop()
             except Exception:  # teardown goes on: every process must end
                 logging.getLogger(__name__).exception("stopping %s", stop)
         self.stops.clear()
+
+    def stop(self) -> None:
+        self.stop_pipeline()
+        self.prometheus.stop()

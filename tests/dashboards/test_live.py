@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,21 @@ def test_every_variable_offers_values(fed: FedPrometheus) -> None:
             if not {s.get(label) for s in found} - {None, ""}:
                 empty.append(f"{model['title']} / ${name}")
     assert empty == []
+
+
+def test_rendering_every_dashboard_takes_under_30_s(fed: FedPrometheus, tmp_path: Path) -> None:
+    """``factorylens dashboards render`` against the fed Prometheus once the pipeline has stopped (the
+    renderer is timed, not the simulation sharing its process); runs last in this module."""
+    from factorylens.dashboards._render import render_all
+
+    fed.stop_pipeline()
+    started = time.perf_counter()
+    results = render_all(fed.prometheus.url, tmp_path, range_s=time.time() - fed.started_s + 900)
+    elapsed = time.perf_counter() - started
+    print(f"\nrendered {len(results)} dashboards in {elapsed:.1f} s")
+    assert len(results) == len(dashboard_json())
+    for result in results:
+        assert result.path.stat().st_size > 20_000, result.path
+        titles = {f"{result.path.stem}: {title}" for title in result.empty}
+        assert titles <= {"factorylens-cost: Predictability per workload", "factorylens-incidents: Predictability"}
+    assert elapsed <= 30.0
