@@ -45,6 +45,7 @@ class Alert:
     firing: dict[str, str]  # input series (``metric{labels}``) → promtool values that fire the alert
     healthy: dict[str, str]  # the same for a GPU that must not fire
     fires_at: str  # evaluation time at which it fires (and the healthy twin does not)
+    quiet_at: str  # an earlier time at which the sick GPU does not fire yet (its ``for`` or threshold)
     labels: dict[str, str]  # labels of the firing alert, from the expression
 
 
@@ -89,6 +90,7 @@ ALERTS = (
         {_series(_STATUS, {**_SICK, _STATE: "failed"}): "0 0 1x10"},
         {_series(_STATUS, {**_WELL, _STATE: "failed"}): "0x12"},
         "5m",
+        "2m",
         _SICK,
     ),
     Alert(
@@ -101,6 +103,7 @@ ALERTS = (
         {_series(_UTIL, _SICK): "0.5x5"},
         {_series(_UTIL, _WELL): "0.5x30"},
         "15m",
+        "9m",
         _SICK,
     ),
     Alert(
@@ -113,6 +116,7 @@ ALERTS = (
         {_series(_ERRORS, {**_SICK, _ERROR: "xid", _XID_CODE: "79"}): "0 0 1 1 1 1"},
         {_series(_ERRORS, {**_WELL, _ERROR: "xid", _XID_CODE: "79"}): "0x5"},
         "3m",
+        "1m",
         _SICK,
     ),
     Alert(
@@ -125,6 +129,7 @@ ALERTS = (
         {_series(_ERRORS, {**_SICK, _ERROR: "xid", _XID_CODE: "13"}): "0+5x15"},
         {_series(_ERRORS, {**_WELL, _ERROR: "xid", _XID_CODE: "13"}): "0 1 1 1 2 2 2 2 2 2 2 2 2 2 2 2"},
         "8m",
+        "2m",
         _SICK,
     ),
     Alert(
@@ -137,6 +142,7 @@ ALERTS = (
         {_series(_ERRORS, {**_SICK, _ERROR: "uncorrected"}): "0 0 0 2 2 2 2"},
         {_series(_ERRORS, {**_WELL, _ERROR: "corrected"}): "0+1x6"},
         "4m",
+        "2m",
         _SICK,
     ),
     Alert(
@@ -149,6 +155,7 @@ ALERTS = (
         {_series(_CLOCKS, {**_SICK, _REASON: "hw_thermal"}): "1x15"},
         {_series(_CLOCKS, {**_WELL, _REASON: "hw_thermal"}): "1 1 1 0 0 0 0 0 0 0 0 0 0 0 0"},
         "10m",
+        "4m",
         _SICK,
     ),
     Alert(
@@ -161,6 +168,7 @@ ALERTS = (
         {_series(_CAUSE, {**_INCIDENT, label(Attributes.FACTORYLENS_CAUSE_RANK): "1"}): "0.9x10"},
         {_series(_CAUSE, {**_INCIDENT, label(Attributes.FACTORYLENS_CAUSE_RANK): "2"}): "0.4x10"},
         "5m",
+        "0m",
         _INCIDENT,
     ),
     Alert(
@@ -174,6 +182,7 @@ ALERTS = (
         {_series(_ALLOCATED, _SICK): "1x50", _series(_IDLE, _SICK): "0.99x50"},
         {_series(_ALLOCATED, _WELL): "1x50", _series(_IDLE, _WELL): "0.2x50"},
         "40m",
+        "29m",
         _SICK,
     ),
 )
@@ -200,7 +209,8 @@ def _expand(template: str, labels: dict[str, str]) -> str:
 
 
 def alert_tests() -> str:
-    """``promtool test rules`` cases: each alert fires for its sick GPU, not for the healthy one."""
+    """``promtool test rules`` cases: each alert fires for its sick GPU, not for the healthy one, and not
+    before its ``for`` has passed."""
     tests = []
     for a in ALERTS:
         series = {**a.firing, **a.healthy}
@@ -210,6 +220,7 @@ def alert_tests() -> str:
                 "interval": "1m",
                 "input_series": [{"series": s, "values": v} for s, v in series.items()],
                 "alert_rule_test": [
+                    {"eval_time": a.quiet_at, "alertname": a.name, "exp_alerts": []},
                     {
                         "eval_time": a.fires_at,
                         "alertname": a.name,
@@ -222,7 +233,7 @@ def alert_tests() -> str:
                                 },
                             }
                         ],
-                    }
+                    },
                 ],
             }
         )

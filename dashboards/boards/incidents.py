@@ -87,7 +87,6 @@ BOARD = Board(
                         f"max by ({_INCIDENT}, {_ENTITY}) ({_TOP_CAUSE})",
                         legend="{{factorylens_incident_id}} {{factorylens_entity}}",
                     ),
-                    Query(f"max({sel(Metrics.FACTORYLENS_INCIDENTS_OPEN)})", legend="open incidents"),
                     min=0,
                 ),
             ),

@@ -249,14 +249,23 @@ def test_alerting_rules_pass_promtool_check_and_their_unit_tests(tmp_path: Path,
         assert metric_names(rule["expr"]) <= registry_series_names(), rule["alert"]
 
 
-def test_promtool_tests_fail_when_a_threshold_no_longer_fires(tmp_path: Path, promtool: str) -> None:
-    """The unit tests have teeth: raise the XID-storm threshold above the test's burst and they fail."""
+@pytest.mark.parametrize(
+    ("before", "after", "alert"),
+    [
+        (") > 10\n", ") > 1000\n", "FactorylensXidStorm"),  # a threshold above the test's burst: never fires
+        ("  for: 5m\n", "  for: 0m\n", "FactorylensThermalThrottling"),  # no hold: fires before 5 minutes
+    ],
+)
+def test_promtool_tests_fail_when_a_rule_changes(
+    tmp_path: Path, promtool: str, before: str, after: str, alert: str
+) -> None:
+    """The unit tests have teeth: a threshold raised past its case, or a ``for`` dropped, fails them."""
     files = generated_files()
-    rules = files["alerts/factorylens-alerts.yaml"].replace(") > 10\n", ") > 1000\n")
+    rules = files["alerts/factorylens-alerts.yaml"].replace(before, after)
     assert rules != files["alerts/factorylens-alerts.yaml"]
     (tmp_path / "factorylens-alerts.yaml").write_text(rules)
     (tmp_path / "factorylens-alerts.test.yaml").write_text(files["alerts/factorylens-alerts.test.yaml"])
     test = subprocess.run(
         [promtool, "test", "rules", "factorylens-alerts.test.yaml"], cwd=tmp_path, capture_output=True, text=True
     )
-    assert test.returncode != 0 and "FactorylensXidStorm" in test.stdout + test.stderr
+    assert test.returncode != 0 and f"alertname: {alert}" in test.stdout + test.stderr
