@@ -182,8 +182,9 @@ def _draw(
             [_datetime(t) for t in xs], ys, linewidth=1,
             color=_PALETTE[i % len(_PALETTE)], label=name if i < MAX_LEGEND else None,
         )  # fmt: skip
-    for threshold, colour in steps:
-        if threshold is not None:
+    low, high = ax.get_ylim()
+    for threshold, colour in steps:  # those in the data's range: a far threshold would flatten the lines
+        if threshold is not None and low <= threshold <= high:
             ax.axhline(threshold, color=colour, linestyle="--", linewidth=0.8)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_value(v, unit)))
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
