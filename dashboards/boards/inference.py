@@ -29,7 +29,8 @@ TTFT_SLO_S = 0.5
 TPOT_SLO_S = 0.05
 E2E_SLO_S = 20.0
 _PER_MODEL = MODEL
-_PER_SERVER = f"{MODEL}, {SERVER}"
+# a replica: one engine on one GPU (or a tensor-parallel group), by its address and port
+_PER_SERVER = f"{MODEL}, {SERVER}, {label(Attributes.SERVER_PORT)}"
 _METRIC = label(Attributes.FACTORYLENS_METRIC)
 _OF_MODEL_ENTITY = match(Attributes.FACTORYLENS_ENTITY, ".*($model).*")
 
@@ -69,7 +70,7 @@ BOARD = Board(
     uid=UID,
     title="factorylens / Inference",
     description="Time to first token, time per output token and end-to-end latency against baseline bands and SLOs, "
-    "request rate, queue depth, KV-cache use, preemptions and tokens per second, per model and server.",
+    "request rate, queue depth, KV-cache use, preemptions and tokens per second, per model and replica.",
     extra_variables=(
         (
             "model",
@@ -135,28 +136,28 @@ BOARD = Board(
             ),
         ),
         Row(
-            "Load and capacity, per server",
+            "Load and capacity, per replica (server and port: one per GPU or GPU group)",
             (
                 ts(
                     "Queue depth",
-                    "Requests waiting and running per server: waiting grows when the server is saturated.",
+                    "Requests waiting and running per replica: waiting grows when the replica is saturated.",
                     "short",
                     Query(
                         f"sum by ({_PER_SERVER}) ({sel(Metrics.FACTORYLENS_INFERENCE_REQUESTS_WAITING, *SCOPE)})",
-                        legend="{{gen_ai_request_model}} {{server_address}} waiting",
+                        legend="{{gen_ai_request_model}} {{server_address}}:{{server_port}} waiting",
                     ),
                     Query(
                         f"sum by ({_PER_SERVER}) ({sel(Metrics.FACTORYLENS_INFERENCE_REQUESTS_RUNNING, *SCOPE)})",
-                        legend="{{gen_ai_request_model}} {{server_address}} running",
+                        legend="{{gen_ai_request_model}} {{server_address}}:{{server_port}} running",
                     ),
                 ),
                 ts(
                     "KV-cache usage",
-                    "Share of KV-cache blocks in use per server: near 100% the engine preempts requests.",
+                    "Share of KV-cache blocks in use per replica: near 100% the engine preempts requests.",
                     "percentunit",
                     Query(
                         f"max by ({_PER_SERVER}) ({sel(Metrics.FACTORYLENS_INFERENCE_KV_CACHE_USAGE, *SCOPE)})",
-                        legend="{{gen_ai_request_model}} {{server_address}}",
+                        legend="{{gen_ai_request_model}} {{server_address}}:{{server_port}}",
                     ),
                     min=0,
                     max=1,
@@ -168,7 +169,7 @@ BOARD = Board(
                     "ops",
                     Query(
                         f"sum by ({_PER_SERVER}) ({rate(sel(Metrics.FACTORYLENS_INFERENCE_PREEMPTIONS, *SCOPE))})",
-                        legend="{{gen_ai_request_model}} {{server_address}}",
+                        legend="{{gen_ai_request_model}} {{server_address}}:{{server_port}}",
                     ),
                 ),
                 ts(
@@ -183,11 +184,11 @@ BOARD = Board(
                 ),
                 ts(
                     "Batch size",
-                    "Requests per forward batch per server.",
+                    "Requests per forward batch per replica.",
                     "short",
                     Query(
                         f"max by ({_PER_SERVER}) ({sel(Metrics.FACTORYLENS_INFERENCE_BATCH_SIZE, *SCOPE)})",
-                        legend="{{gen_ai_request_model}} {{server_address}}",
+                        legend="{{gen_ai_request_model}} {{server_address}}:{{server_port}}",
                     ),
                 ),
                 ts(
