@@ -1,15 +1,15 @@
 """What a dashboard is made of, in our terms, and how it becomes grafana-foundation-sdk builders.
 
 Dashboards are declared as data (``Board`` → ``Row`` → ``Panel`` → ``Query``) so that one place sets
-the variables, the grid and the defaults every panel must have (a unit, a description, a legend),
-and tests and the renderer can walk the same objects. Metric and label names come from the
-registry through ``metric()`` and ``label()``, never typed by hand.
+the variables, the grid and the defaults every panel must have (a unit, a description, a legend).
+Metric and label names come from the registry through ``metric()`` and ``label()``, never typed by
+hand.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from factorylens.registry import REGISTRY, Attributes, Instrument, Metrics, prometheus_label
@@ -17,8 +17,9 @@ from factorylens.registry import REGISTRY, Attributes, Instrument, Metrics, prom
 with warnings.catch_warnings():
     # the SDK steers to its v2 model on import; the schemas we validate against (and provisioning) are v1's
     warnings.filterwarnings("ignore", "Prefer using dashboardv2", DeprecationWarning)
+    from grafana_foundation_sdk.builders import common as common_builders
+    from grafana_foundation_sdk.builders import dashboard as builders
     from grafana_foundation_sdk.builders import (
-        bargauge,
         heatmap,
         prometheus,
         stat,
@@ -26,8 +27,6 @@ with warnings.catch_warnings():
         table,
         timeseries,
     )
-    from grafana_foundation_sdk.builders import common as common_builders
-    from grafana_foundation_sdk.builders import dashboard as builders
     from grafana_foundation_sdk.models import common
     from grafana_foundation_sdk.models import dashboard as models
     from grafana_foundation_sdk.models import prometheus as prometheus_models
@@ -104,10 +103,6 @@ def mean(name: str, by: str, *matchers: str) -> str:
     return f"sum by ({by}) ({total}) / sum by ({by}) ({count})"
 
 
-def by(labels: str, expr: str, how: str = "sum") -> str:
-    return f"{how} by ({labels}) ({expr})"
-
-
 @dataclass(frozen=True)
 class Query:
     expr: str
@@ -116,7 +111,7 @@ class Query:
     format: Literal["time_series", "table", "heatmap"] = "time_series"
 
 
-Kind = Literal["timeseries", "stat", "heatmap", "table", "statetimeline", "bargauge"]
+Kind = Literal["timeseries", "stat", "heatmap", "table", "statetimeline"]
 
 
 @dataclass(frozen=True)
@@ -158,10 +153,6 @@ class Board:
     description: str
     rows: tuple[Row, ...]
     extra_variables: tuple[tuple[str, str, str], ...] = ()  # (name, label, label_values query)
-    tags: tuple[str, ...] = field(default=())
-
-    def panels(self) -> list[Panel]:
-        return [p for row in self.rows for p in row.panels]
 
 
 def ts(title: str, description: str, unit: str, *queries: Query, **kw: Any) -> Panel:
@@ -263,12 +254,8 @@ def build_panel(panel: Panel, panel_id: int, x: int, y: int) -> Any:
         builder = table.Panel().transformations(
             [models.DataTransformerConfig(id_val="merge", options={})] if len(panel.queries) > 1 else []
         )
-    elif panel.kind == "statetimeline":
-        builder = statetimeline.Panel().legend(_legend()).show_value(common.VisibilityMode.AUTO)
     else:
-        builder = bargauge.Panel().display_mode(common.BarGaugeDisplayMode.GRADIENT)
-        builder = builder.orientation(common.VizOrientation.HORIZONTAL)
-        builder = builder.reduce_options(common_builders.ReduceDataOptions().calcs(["lastNotNull"]))
+        builder = statetimeline.Panel().legend(_legend()).show_value(common.VisibilityMode.AUTO)
     builder = (
         builder.id(panel_id)
         .title(panel.title)
@@ -282,7 +269,7 @@ def build_panel(panel: Panel, panel_id: int, x: int, y: int) -> Any:
         builder = builder.thresholds(_thresholds(panel.thresholds)).color_scheme(
             builders.FieldColor().mode(
                 models.FieldColorModeId.THRESHOLDS
-                if panel.kind in ("stat", "bargauge", "statetimeline")
+                if panel.kind in ("stat", "statetimeline")
                 else models.FieldColorModeId.PALETTE_CLASSIC
             )
         )
@@ -325,7 +312,7 @@ def build_dashboard(board: Board) -> builders.Dashboard:
         builders.Dashboard(board.title)
         .uid(board.uid)
         .description(board.description)
-        .tags([*TAGS, *board.tags])
+        .tags(TAGS)
         .time("now-1h", "now")
         .refresh("30s")
         .tooltip(models.DashboardCursorSync.CROSSHAIR)

@@ -21,7 +21,6 @@ _ALL = ".*"  # every query variable's allValue
 class PanelQuery:
     dashboard: str  # the dashboard's title
     panel: str  # the panel's title
-    panel_type: str
     ref: str
     expr: str  # as stored in the JSON, with Grafana's variables
     legend: str
@@ -35,7 +34,6 @@ def panel_queries(model: dict[str, Any]) -> Iterator[PanelQuery]:
             yield PanelQuery(
                 dashboard=model["title"],
                 panel=panel["title"],
-                panel_type=panel["type"],
                 ref=target["refId"],
                 expr=target["expr"],
                 legend=target.get("legendFormat", ""),
