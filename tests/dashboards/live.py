@@ -202,8 +202,15 @@ class FedPrometheus:
 
         logging.getLogger("factorylens.receivers").setLevel(logging.ERROR)
         checkpoint_every = demo.CHECKPOINT_EVERY_STEPS
+        before = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
         os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{Attributes.FACTORYLENS_CLUSTER_NAME}={CLUSTER}"
-        self.stops.append(lambda: os.environ.pop("OTEL_RESOURCE_ATTRIBUTES", None))
+        self.stops.append(
+            lambda: (
+                os.environ.__setitem__("OTEL_RESOURCE_ATTRIBUTES", before)
+                if before is not None
+                else os.environ.pop("OTEL_RESOURCE_ATTRIBUTES", None)
+            )
+        )
         self.prometheus.start()
         self.service = RcaService(
             RcaServiceConfig(
