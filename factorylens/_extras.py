@@ -12,6 +12,7 @@ import importlib.util
 EXTRAS: dict[str, tuple[str, ...]] = {
     "sim": ("numpy",),
     "rca": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status", "cramjam"),
+    "dashboards": ("grafana_foundation_sdk", "yaml"),
 }
 
 

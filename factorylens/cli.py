@@ -1336,6 +1336,9 @@ def build_parser() -> argparse.ArgumentParser:
     from factorylens.cost_report import add_parser as add_cost_parser
 
     add_cost_parser(sub)
+    from factorylens.dashboards._cli import add_parser as add_dashboards_parser
+
+    add_dashboards_parser(sub)
     return parser
 
 
