@@ -12,6 +12,8 @@ import importlib.util
 EXTRAS: dict[str, tuple[str, ...]] = {
     "sim": ("numpy",),
     "rca": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status", "cramjam"),
+    # `factorylens demo`: the RCA service, rotel, the simulator and the live view
+    "demo": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status", "cramjam", "rotel", "rich"),
 }
 
 
