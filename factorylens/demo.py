@@ -354,6 +354,7 @@ def run_demo(
 
     if options.speed <= 0:
         raise DemoError("--speed must be positive")
+    began = time.monotonic()
     data_dir = Path(options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-"))
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir / "logs")
@@ -368,7 +369,7 @@ def run_demo(
         endpoints = start_stack(options, stack, world, data_dir)
         if on_started is not None:
             on_started(stack)
-        follower = Follower(world, endpoints, stack)
+        follower = Follower(world, endpoints, stack, began)
         view.start(follower)
         try:
             while world.sim_now() < world.duration_s + 2 * SCRAPE_S:

@@ -41,7 +41,13 @@ def svg_chart(
     if not times_s or not everything:
         return f'<p class="empty">{html.escape(title)}: no data</p>'
     x0, x1 = min(times_s), max(times_s)
-    y0, y1 = min(everything), max(everything)
+    # the scale follows the bulk of the data, so a few checkpoint spikes do not flatten the rest (they
+    # are drawn at the top edge)
+    ordered = sorted(everything)
+    y0, y1 = ordered[0], ordered[-1]
+    bulk = ordered[int(0.97 * (len(ordered) - 1))]
+    if y0 >= 0 and bulk > 0:
+        y1 = min(y1, 1.5 * bulk)
     if y1 - y0 < 1e-12:
         y0, y1 = y0 - 1, y1 + 1
     x1 = x1 if x1 > x0 else x0 + 1
@@ -50,7 +56,7 @@ def svg_chart(
         return PAD + (t - x0) / (x1 - x0) * (WIDTH - 2 * PAD)
 
     def y(v: float) -> float:
-        return HEIGHT - PAD + (v - y0) / (y1 - y0) * (2 * PAD - HEIGHT)
+        return HEIGHT - PAD + (min(v, y1) - y0) / (y1 - y0) * (2 * PAD - HEIGHT)
 
     def path(ys: Sequence[float]) -> str:
         parts, pen = [], "M"
@@ -65,7 +71,7 @@ def svg_chart(
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img">',
         f"<title>{html.escape(title)}</title>",
-        f'<text x="{PAD}" y="14" class="t">{html.escape(title)}</text>',
+        f'<text x="{PAD}" y="14" class="t">{html.escape(_short(title))}</text>',
         f'<line x1="{PAD}" y1="{HEIGHT - PAD}" x2="{WIDTH - PAD}" y2="{HEIGHT - PAD}" class="axis"/>',
         f'<text x="2" y="{y(y1) + 4:.1f}" class="l">{y1:.3g}</text>',
         f'<text x="2" y="{y(y0) + 4:.1f}" class="l">{y0:.3g}</text>',
@@ -95,6 +101,10 @@ def svg_chart(
     out.append(f'<text x="{PAD}" y="{HEIGHT - 20}" class="l">{legend}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _short(text: str, limit: int = 90) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def svg_bars(title: str, rows: Sequence[tuple[str, float, float]], currency: str) -> str:
@@ -167,9 +177,7 @@ def incident_section(data: ReportData, outcome: Outcome, incident: Any) -> str:
     end = (incident.resolved_time_unix_nano or incident.updated_time_unix_nano or incident.onset_time_unix_nano) / 1e9
     start_s, end_s = onset - BEFORE_S, max(end, onset) + AFTER_S
     fault = next((f for f in outcome.faults if f.incident is not None and f.incident.id == incident.id), None)
-    if incident.kind == "waste":
-        verdict = '<span class="dim">waste: GPUs held idle (an expected finding of the idle notebooks)</span>'
-    elif fault is not None:
+    if fault is not None:
         verdict = f'<span class="ok">matched the injected fault: {html.escape(fault.planned.what)}</span>'
     else:
         verdict = '<span class="bad">no injected fault explains it</span>'
@@ -226,8 +234,14 @@ def render(outcome: Outcome, follower: Follower) -> str:
         + "</td></tr>"
         for f in outcome.faults
     )
+    performance = [i for i in outcome.incidents if i.kind != "waste"]
     incidents = "".join(
-        incident_section(data, outcome, i) for i in sorted(outcome.incidents, key=lambda i: i.onset_time_unix_nano)
+        incident_section(data, outcome, i) for i in sorted(performance, key=lambda i: i.onset_time_unix_nano)
+    )
+    waste = "".join(
+        f"<tr><td>{html.escape(i.id)}</td><td>{html.escape(i.state)}</td><td>{html.escape(i.title)}</td>"
+        f"<td>{html.escape(i.causes[0].explanation if i.causes else '')}</td></tr>"
+        for i in outcome.waste
     )
     cost = ""
     if outcome.cost is not None:
@@ -243,7 +257,9 @@ def render(outcome: Outcome, follower: Follower) -> str:
         f"<p>{outcome.matched} of {len(outcome.faults)} injected faults were the top cause of their incident; "
         f"{len(outcome.unexplained)} incident(s) no injected fault explains; {len(outcome.waste)} waste finding(s).</p>"
         "<h2>Injected faults</h2><table><tr><th>onset</th><th>domain</th><th>fault</th><th>what</th><th>found</th></tr>"
-        f"{faults}</table><h2>Incidents</h2>{incidents}<h2>Cost</h2>{cost}"
+        f"{faults}</table><h2>Incidents</h2>{incidents}"
+        "<h2>Waste: GPUs held idle</h2><table><tr><th>id</th><th>state</th><th>finding</th><th>why</th></tr>"
+        f"{waste}</table><h2>Cost</h2>{cost}"
         f"<pre>{html.escape(chr(10).join(cost_lines(outcome)))}</pre></body></html>"
     )
 

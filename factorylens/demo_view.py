@@ -70,6 +70,7 @@ class Outcome:
     sim_s: float = 0.0
     wall_s: float = 0.0
     names: dict[str, str] = field(default_factory=dict)
+    steadiness: dict[str, float] = field(default_factory=dict)  # job -> share of steady scrapes
 
     @property
     def matched(self) -> int:
@@ -80,15 +81,17 @@ def _onset_s(world: World, unix_nano: int) -> float:
     return unix_nano / 1e9 - world.start_time
 
 
-def judge(world: World, incidents: list[Any]) -> tuple[list[FaultResult], list[Any], list[Any]]:
-    """Each planned fault's incident (its top cause is the fault, opened near its onset), and the
-    performance incidents no fault explains."""
+def judge(
+    world: World, incidents: list[Any], until_s: float = math.inf
+) -> tuple[list[FaultResult], list[Any], list[Any]]:
+    """Each planned fault that began before ``until_s`` with its incident (its top cause is the fault,
+    beginning after it and before the next), and the performance incidents no fault explains."""
     performance = [i for i in incidents if i.kind != "waste"]
     waste = [i for i in incidents if i.kind == "waste"]
     results = []
     explained: set[str] = set()
     onsets = sorted(p.onset_s for p in world.planned)
-    for planned in world.planned:
+    for planned in (p for p in world.planned if p.onset_s < until_s):
         # its incident begins after it does (a scrape early at most) and before the next fault
         until = min((t for t in onsets if t > planned.onset_s), default=math.inf)
         near = [
@@ -112,14 +115,14 @@ def judge(world: World, incidents: list[Any]) -> tuple[list[FaultResult], list[A
 class Follower:
     """Reads the stack's state from the RCA service's API (what any client of it could show)."""
 
-    def __init__(self, world: World, endpoints: Endpoints, stack: Stack) -> None:
+    def __init__(self, world: World, endpoints: Endpoints, stack: Stack, started: float) -> None:
         from factorylens.rca_service.client import connect
 
         self.world = world
         self.endpoints = endpoints
         self.stack = stack
         self.stub = connect(endpoints.rca)
-        self.started = time.monotonic()
+        self.started = started  # time.monotonic() when the demo began
         self._last: tuple[float, int, int] | None = None
         self._rates = (0.0, 0.0)
         self._grid_at = 0.0
@@ -232,9 +235,10 @@ class Follower:
             self.poll()
         except grpc.RpcError:  # the service may be gone after an interrupt: summarise what was read
             pass
-        faults, unexplained, waste = judge(self.world, self.incidents)
+        reached = min(self.world.sim_now(), self.world.duration_s)
+        faults, unexplained, waste = judge(self.world, self.incidents, reached)
         cost, error = None, ""
-        end = self.world.start_time + min(self.world.sim_now(), self.world.duration_s)
+        end = self.world.start_time + reached
         try:
             cost = from_service(self.endpoints.rca, self.world.start_time, end, "team", timeout_s=30.0)
         except ReportError as exc:
@@ -246,10 +250,31 @@ class Follower:
             waste,
             cost,
             error,
-            min(self.world.sim_now(), self.world.duration_s),
+            reached,
             time.monotonic() - self.started,
             self.world.gpu_names,
+            self._steadiness(),
         )
+
+    def _steadiness(self) -> dict[str, float]:
+        """Per job, the share of its ranks' scrapes whose mean step time is within 10 % of the rank's
+        median: how predictable its pace was over the run (the service's seasonal predictability needs
+        more history than a demo run has)."""
+        try:
+            series = self._series(Metrics.FACTORYLENS_TRAIN_STEP_DURATION)
+            data = self._latest([s.id for s in series], self.world.start_time)
+        except grpc.RpcError:
+            return {}
+        steady: dict[str, list[int]] = {}
+        for info, values in data.values():
+            finite = [v for v in values if math.isfinite(v)]
+            if not finite:
+                continue
+            median = sorted(finite)[len(finite) // 2]
+            counts = steady.setdefault(_attr(info.resource, Attributes.FACTORYLENS_JOB_ID), [0, 0])
+            counts[0] += sum(1 for v in finite if abs(v - median) <= 0.1 * median)
+            counts[1] += len(finite)
+        return {job: within / total for job, (within, total) in sorted(steady.items()) if total}
 
 
 def _attr(attributes: Any, key: str) -> str:
@@ -319,9 +344,15 @@ def cost_lines(outcome: Outcome) -> list[str]:
             f"{totals.idle_ratio:>6.0%} {per_token:>14}"
         )
     if report.predictability:
-        lines.append("predictability per job (1 = steady step time):")
+        lines.append("predictability per workload (the service's seasonal baselines; 1 = fully predictable):")
         for job, score in sorted(report.predictability.items()):
             lines.append(f"  {job:<28} {score:.2f}")
+    else:
+        lines.append("predictability: the service's seasonal baselines need more history than this run has")
+    if outcome.steadiness:
+        lines.append("steadiness per job (share of scrapes with a step time within 10 % of the usual):")
+        for job, share in outcome.steadiness.items():
+            lines.append(f"  {job:<28} {share:.0%}")
     return lines
 
 
@@ -343,7 +374,8 @@ class PlainView:
     def start(self, follower: Follower) -> None:
         self.world = follower.world
         self.say(
-            f"stack up: {', '.join(c.name for c in follower.stack.children)}; RCA service {follower.endpoints.rca}"
+            f"stack up in {time.monotonic() - follower.started:.1f} s: "
+            f"{', '.join(c.name for c in follower.stack.children)}; RCA service {follower.endpoints.rca}"
         )
 
     def update(self, snap: Snapshot) -> None:
@@ -397,6 +429,7 @@ class RichView(PlainView):
         self.world = follower.world
         self.live = Live(console=self.console, refresh_per_second=2, transient=False)
         self.live.start()
+        self.say(f"stack up in {time.monotonic() - follower.started:.1f} s; RCA service {follower.endpoints.rca}")
 
     def update(self, snap: Snapshot) -> None:
         if self.live is not None:

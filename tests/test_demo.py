@@ -148,3 +148,33 @@ def test_the_service_clock_runs_from_its_anchor_at_its_speed() -> None:
     assert abs(RcaServiceConfig().clock()() - time.time()) < 5.0
     with pytest.raises(ConfigError, match="SIM@WALL"):
         RcaServiceConfig(clock_anchor="yesterday").validate()
+
+
+def test_the_live_view_draws_the_grid_the_jobs_and_the_first_cause_by_host_and_gpu() -> None:
+    from rich.console import Console
+
+    from factorylens.demo_view import JobRow, RichView, Snapshot
+
+    world = small_world()
+    view = RichView(io.StringIO())
+    view.world = world
+    grid = {h.name: ["busy"] * 6 + ["idle", ""] for h in world.run.cluster.hosts}
+    grid["sim-node-1"][3] = "cause"
+    incident = _incident("inc-1", 1060.0, world.planned[1].truth.entity, "hw.gpu.clock_event.active{x=y}")
+    incident.state = "open"
+    snap = Snapshot(
+        1100.0,
+        [("rca-service", True), ("job-batch", False)],
+        3000.0,
+        0.0,
+        3080,
+        grid,
+        [JobRow("llm-pretrain-7b", "foundation-models", 20, 6.2, 2.1)],
+        [incident],
+    )
+    console = Console(record=True, width=120, force_terminal=True)
+    console.print(view.render(snap))
+    text = console.export_text()
+    assert "sim-node-1  █ █ █ ◆ █ █ ░ ·" in text
+    assert "GPU sim-node-1/gpu3 (GPU-" in text and "hw.gpu.clock_event.active" in text
+    assert "llm-pretrain-7b" in text and "slow" in text and "3,000 points/s" in text
