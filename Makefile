@@ -45,11 +45,11 @@ system-deps test-system-deps:
 	fi
 
 # A simulated AI factory through the real stack (docs/demo.md): the RCA service, rotel, Prometheus, the node
-# agents of 4 hosts x 8 H100s and the instrumented jobs of three teams as separate processes; five faults
+# agents of 4 hosts x 8 H100s and the instrumented jobs of two teams as separate processes; five faults
 # of five domains (a straggler rank, a throttled GPU, a data-loader stall, a congested fabric port, a slow
 # checkpoint file system) minutes apart, at 10x. A live view, then each incident with its ranked causes
 # and whether it named the injected fault, the cost per team, and an HTML report in demo-report/. About
-# 4.5 minutes; Ctrl-C stops everything. `make demo DEMO_ARGS="--plain --speed 20"`, `--keep-running`, ...
+# 5 minutes; Ctrl-C stops everything. `make demo DEMO_ARGS="--plain --speed 6"`, `--keep-running`, ...
 demo: $(DEMO_STAMP) system-deps
 	$(VENV)/bin/factorylens demo $(DEMO_ARGS)
 

@@ -988,6 +988,8 @@ def _run_demo(args: argparse.Namespace) -> int:
     except DemoError as exc:
         print(f"factorylens demo: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during the summary: every process is already stopped
+        return 130
     return 0 if outcome is not None else 130
 
 

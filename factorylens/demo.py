@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # the simulator needs numpy (the sim extra): the CLI builds i
 READY_TIMEOUT_S = 60.0
 POLL_S = 1.0
 STOP_GRACE_S = 10.0
+STARTUP_S = 8.0  # the stack starts in about 7 s on a loaded 2-core machine
 IDLE_NOTEBOOKS = "a notebook per host holds a GPU allocated but idle: idle cost, and a waste finding after 30 minutes"
 
 
@@ -179,7 +180,7 @@ class World:
 def build_world(options: DemoOptions) -> World:
     from factorylens.demo_world import FactoryRun
 
-    wall_start = time.time() + 2.0  # the world parts start within this
+    wall_start = time.time() + STARTUP_S  # simulated second 0: when the stack is up (the world catches up if later)
     probe = FactoryRun("agents", options.hosts, options.gpus_per_host, options.seed, 0.0, options.scenario)
     duration = options.duration_s if options.duration_s else probe.duration_s
     # the live part ends where the wall clock was when it began: every timestamp is real and in the past

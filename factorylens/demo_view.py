@@ -339,9 +339,10 @@ def cost_lines(outcome: Outcome) -> list[str]:
     ]
     for team, totals in sorted(report.groups.items(), key=lambda kv: -kv[1].total_cost):
         per_token = f"{totals.cost_per_1m_tokens:.2f}" if totals.tokens else "—"
+        idle = f"{totals.idle_ratio:.0%}" if math.isfinite(totals.idle_ratio) else "—"
         lines.append(
             f"  {team:<20} {totals.allocated_h:>8.2f} {totals.total_cost:>10.2f} {totals.idle_cost:>10.2f} "
-            f"{totals.idle_ratio:>6.0%} {per_token:>14}"
+            f"{idle:>6} {per_token:>14}"
         )
     if report.predictability:
         lines.append("predictability per workload (the service's seasonal baselines; 1 = fully predictable):")

@@ -178,3 +178,14 @@ def test_the_live_view_draws_the_grid_the_jobs_and_the_first_cause_by_host_and_g
     assert "sim-node-1  █ █ █ ◆ █ █ ░ ·" in text
     assert "GPU sim-node-1/gpu3 (GPU-" in text and "hw.gpu.clock_event.active" in text
     assert "llm-pretrain-7b" in text and "slow" in text and "3,000 points/s" in text
+
+
+def test_keep_running_says_where_everything_is_and_how_to_point_grafana_at_it(tmp_path: Path) -> None:
+    from factorylens.demo import Endpoints, keep_running_text
+
+    text = keep_running_text(
+        Endpoints("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4", "http://127.0.0.1:5"), tmp_path
+    )
+    assert "factorylens rca incidents --target 127.0.0.1:1" in text
+    assert "http://127.0.0.1:2/metrics" in text and "grpc 127.0.0.1:3, http 127.0.0.1:4" in text
+    assert "Grafana: add a Prometheus data source at http://127.0.0.1:5" in text
