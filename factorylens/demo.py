@@ -17,11 +17,12 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -52,7 +53,6 @@ class DemoOptions:
     data_dir: str = ""  # default: a temporary directory, removed at the end
     report_dir: str = "demo-report"
     price_catalog: str = ""  # default: the EXAMPLE catalog (list prices, labelled as such)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def free_port() -> int:
@@ -359,7 +359,8 @@ def run_demo(
     data_dir = Path(options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-"))
     (data_dir / "logs").mkdir(parents=True, exist_ok=True)
     stack = Stack(data_dir / "logs")
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
     view = make_view(options.plain, stream)
     outcome = None
     try:
@@ -398,7 +399,8 @@ def run_demo(
     finally:
         view.close()
         stack.stop()
-        signal.signal(signal.SIGTERM, previous)
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         if not options.data_dir and not options.keep_running:
             shutil.rmtree(data_dir, ignore_errors=True)
     return outcome
