@@ -364,8 +364,11 @@ def run_demo(
     view = make_view(options.plain, stream)
     outcome = None
     try:
-        view.say(f"factorylens demo: {options.hosts} hosts × {options.gpus_per_host} GPUs, speed {options.speed:g}×")
         world = build_world(options)
+        view.say(
+            f"factorylens demo: {world.run.hosts} hosts × {world.run.gpus_per_host} {world.run.cluster.model.key}s, "
+            f"{len(world.planned)} faults, {world.duration_s / 60:.0f} simulated minutes at {options.speed:g}×"
+        )
         for condition in expected_conditions(world.run.cluster.model):
             view.say(f"expected: {condition}")
         endpoints = start_stack(options, stack, world, data_dir)

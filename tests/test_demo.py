@@ -189,3 +189,11 @@ def test_keep_running_says_where_everything_is_and_how_to_point_grafana_at_it(tm
     assert "factorylens rca incidents --target 127.0.0.1:1" in text
     assert "http://127.0.0.1:2/metrics" in text and "grpc 127.0.0.1:3, http 127.0.0.1:4" in text
     assert "Grafana: add a Prometheus data source at http://127.0.0.1:5" in text
+
+
+def test_a_scored_scenario_file_brings_its_cluster_faults_and_answers() -> None:
+    scenario = Path(__file__).parent.parent / "receivers" / "gpu" / "scenarios" / "scored-pcie-vs-ecc.yaml"
+    run = FactoryRun("agents", 4, 8, 0, 1_700_000_000.0, str(scenario))
+    assert (run.hosts, run.gpus_per_host) == (2, 4)  # the file's cluster wins over the flags
+    assert [p.truth for p in run.planned] == list(run.truths) and run.planned
+    assert all(p.onset_s < run.duration_s for p in run.planned)
