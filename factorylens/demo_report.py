@@ -16,7 +16,7 @@ import grpc
 if TYPE_CHECKING:
     from factorylens.demo_view import Follower, Outcome
 
-WIDTH, HEIGHT, PAD = 560, 170, 36
+WIDTH, HEIGHT, PAD = 540, 170, 36  # two charts side by side on a 1200-pixel page
 BEFORE_S, AFTER_S = 600.0, 300.0  # what a plot shows around an incident's onset and its end
 CAUSES_PLOTTED = 2
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd")
@@ -103,7 +103,7 @@ def svg_chart(
     return "".join(out)
 
 
-def _short(text: str, limit: int = 90) -> str:
+def _short(text: str, limit: int = 72) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

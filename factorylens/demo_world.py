@@ -57,7 +57,7 @@ SCRAPE_S = 10.0  # the harness's scrape interval: the analyzer's defaults are tu
 FAULT_ONSETS_S = (630.0, 1050.0, 1470.0, 1980.0, 2370.0)
 FAULT_S = 120.0
 CHECKPOINT_LEAD_S = 15.0
-AFTER_LAST_S = 300.0
+AFTER_LAST_S = 210.0  # the last incident opens and is re-ranked within this
 
 
 @dataclass(frozen=True)
