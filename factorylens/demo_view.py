@@ -128,8 +128,8 @@ class Follower:
         self._grid_at = 0.0
         self._grid: dict[str, list[str]] = {}
         self._jobs: list[JobRow] = []
-        self._status_ids: list[str] = []
-        self._util_ids: list[str] = []
+        self._status: list[Any] = []  # the GPUs' hw.status and hw.gpu.utilization series (SeriesInfo)
+        self._util: list[Any] = []
         self.incidents: list[Any] = []
 
     # ---- reads -----------------------------------------------------------------------------------
@@ -184,17 +184,19 @@ class Follower:
     def _read_grid(self) -> dict[str, list[str]]:
         """Per host, each GPU: failed or degraded (``hw.status``), else busy or idle (utilization), and
         ``cause`` where an open incident's first cause is that GPU."""
-        if not self._status_ids:
-            self._status_ids = [s.id for s in self._series(Metrics.HW_STATUS, "gpu:*")]
-            self._util_ids = [s.id for s in self._series(Metrics.HW_GPU_UTILIZATION, "gpu:*")]
+        gpus = sum(len(h.gpus) for h in self.world.run.cluster.hosts)
+        if len({_gpu_of(s) for s in self._util}) < gpus:  # listed again until every GPU has reported
+            self._status = self._series(Metrics.HW_STATUS, "gpu:*")
+            self._util = self._series(Metrics.HW_GPU_UTILIZATION, "gpu:*")
         since = self.world.start_time + self.world.sim_now() - 3 * SCRAPE_S
-        state: dict[str, str] = {}
-        for info, values in self._latest(self._util_ids, since).values():
-            gpu = _attr(info.resource, Attributes.HW_ID) or info.entity.partition(":")[2]
-            if values:
-                state[gpu] = "busy" if values[-1] >= 0.3 else "idle"
-        for info, values in self._latest(self._status_ids, since).values():
-            gpu = _attr(info.resource, Attributes.HW_ID) or info.entity.partition(":")[2]
+        busiest: dict[str, float] = {}  # a GPU's utilization series (per engine): the busiest engine counts
+        for info, values in self._latest([s.id for s in self._util], since).values():
+            finite = [v for v in values if math.isfinite(v)]
+            if finite:
+                busiest[_gpu_of(info)] = max(busiest.get(_gpu_of(info), 0.0), finite[-1])
+        state = {gpu: "busy" if value >= 0.3 else "idle" for gpu, value in busiest.items()}
+        for info, values in self._latest([s.id for s in self._status], since).values():
+            gpu = _gpu_of(info)
             hw_state = _attr(info.attributes, Attributes.HW_STATE)
             if values and values[-1] >= 1 and hw_state in ("degraded", "failed", "predicted_failure"):
                 state[gpu] = "failed" if hw_state == "failed" else "degraded"
@@ -275,6 +277,10 @@ class Follower:
             counts[0] += sum(1 for v in finite if abs(v - median) <= 0.1 * median)
             counts[1] += len(finite)
         return {job: within / total for job, (within, total) in sorted(steady.items()) if total}
+
+
+def _gpu_of(info: Any) -> str:
+    return _attr(info.resource, Attributes.HW_ID) or info.entity.partition(":")[2]
 
 
 def _attr(attributes: Any, key: str) -> str:
@@ -443,11 +449,13 @@ class RichView(PlainView):
 
         assert self.world is not None
         world = self.world
-        head = Text(f"factorylens demo  simulated {_clock(snap.sim_s)} / {_clock(world.duration_s)}  ", style="bold")
+        now = min(snap.sim_s, world.duration_s)
+        head = Text(f"factorylens demo  simulated {_clock(now)} / {_clock(world.duration_s)}  ", style="bold")
         for name, up in snap.services:
             head.append(f"{name} ", style="green" if up else "red")
         head.append(f"\n{snap.points_per_s:,.0f} points/s  {snap.spans_per_s:,.0f} spans/s  {snap.series:,} series")
-        grid = Table(title="GPUs: █ busy  ░ idle  ▓ degraded  X failed  ◆ first cause", show_header=False, box=None)
+        legend = Text("GPUs  █ busy  ░ idle  ▓ degraded  X failed  ◆ first cause of an open incident", style="italic")
+        grid = Table(show_header=False, box=None)
         for host, states in snap.grid.items():
             cells = Text(f"{host:<12}")
             for state in states:
@@ -476,7 +484,7 @@ class RichView(PlainView):
                 _clock(_onset_s(world, i.onset_time_unix_nano)),
                 first_cause(world, i),
             )
-        return Group(head, grid, jobs, incidents, Text("\n".join(self._messages), style="dim"))
+        return Group(head, legend, grid, jobs, incidents, Text("\n".join(self._messages), style="dim"))
 
     def finish(self, outcome: Outcome) -> None:
         self.close()
