@@ -293,6 +293,10 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 3600):d}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
 
 
+def _seconds(value: float) -> str:
+    return f"{value:.2f} s" if math.isfinite(value) else "—"
+
+
 def first_cause(world: World, incident: Any) -> str:
     if not incident.causes:
         return "causes being ranked"
@@ -389,7 +393,7 @@ class PlainView:
         assert self.world is not None
         if snap.sim_s >= self._next:
             self._next = snap.sim_s + self.every_s
-            jobs = ", ".join(f"{j.job} {j.step_s:.2f}s (usual {j.baseline_s:.2f}s)" for j in snap.jobs)
+            jobs = ", ".join(f"{j.job} {_seconds(j.step_s)} (usual {_seconds(j.baseline_s)})" for j in snap.jobs)
             self.say(
                 f"[{_clock(snap.sim_s)}] {snap.points_per_s:.0f} points/s, {snap.series} series; "
                 f"{sum(1 for i in snap.incidents if i.state == 'open')} open incident(s); {jobs}"
@@ -470,8 +474,8 @@ class RichView(PlainView):
                 j.job,
                 j.team,
                 str(j.ranks),
-                f"{j.step_s:.2f} s",
-                f"{j.baseline_s:.2f} s",
+                _seconds(j.step_s),
+                _seconds(j.baseline_s),
                 Text("slow", "red") if slow else "",
             )
         incidents = Table(title="incidents", box=None)
