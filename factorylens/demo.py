@@ -143,6 +143,7 @@ class Endpoints:
     collector_grpc: str
     collector_http: str
     prometheus: str = ""  # empty: Debian's prometheus is not installed
+    node_metrics: tuple[str, ...] = ()  # the node agents' /metrics, one per host
 
 
 @dataclass
@@ -270,6 +271,8 @@ def start_stack(options: DemoOptions, stack: Stack, world: World, data_dir: Path
         ),
     )
     stack.wait_ready("the collector (rotel)", lambda: port_open(ports["grpc"]))
+    node_ports = [free_port() for _ in world.run.cluster.hosts]
+    ep.node_metrics = tuple(f"127.0.0.1:{port}" for port in node_ports)
     ep.prometheus = start_prometheus(stack, data_dir, ep)
     common = [
         "--endpoint",
@@ -286,16 +289,24 @@ def start_stack(options: DemoOptions, stack: Stack, world: World, data_dir: Path
         f"{world.wall_start:.3f}",
         "--start-time",
         f"{world.start_time:.3f}",
+        "--duration",
+        f"{world.duration_s:g}",
         *(["--scenario", options.scenario] if options.scenario else []),
     ]
-    for role, name in (("agents", "node-agents"), ("training", "job-training"), ("batch", "job-batch")):
-        stack.start(name, _python("-m", "factorylens.demo_world", role, *common), expected_exit=True)
+    agents = ["--metrics-ports", ",".join(str(port) for port in node_ports)]
+    for role, name, extra in (
+        ("agents", "node-agents", agents),
+        ("training", "job-training", []),
+        ("batch", "job-batch", []),
+    ):
+        stack.start(name, _python("-m", "factorylens.demo_world", role, *common, *extra), expected_exit=True)
     return ep
 
 
 def start_prometheus(stack: Stack, data_dir: Path, ep: Endpoints) -> str:
-    """Debian's Prometheus scraping the RCA service's /metrics (findings, baselines, cost) into a
-    TSDB in the data directory, when it is installed; its URL, else empty."""
+    """Debian's Prometheus scraping the RCA service's /metrics (findings, baselines, cost) and the node
+    agents' (dcgm-exporter's names) into a TSDB in the data directory, when it is installed; its URL,
+    else empty."""
     binary = shutil.which("prometheus")
     if binary is None:
         return ""
@@ -303,7 +314,9 @@ def start_prometheus(stack: Stack, data_dir: Path, ep: Endpoints) -> str:
     config = data_dir / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 5s, scrape_timeout: 4s}\n"
-        f"scrape_configs: [{{job_name: factorylens-rca, static_configs: [{{targets: ['{ep.rca_metrics}']}}]}}]\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: factorylens-rca, static_configs: [{{targets: ['{ep.rca_metrics}']}}]}}\n"
+        f"  - {{job_name: factorylens-node, static_configs: [{{targets: {list(ep.node_metrics)}}}]}}\n"
     )
     stack.start(
         "prometheus",
@@ -419,7 +432,12 @@ def keep_running_text(endpoints: Endpoints, data_dir: Path) -> str:
         f"  RCA service (OTLP gRPC + factorylens.rca.v1): {endpoints.rca}"
         f"   e.g. factorylens rca incidents --target {endpoints.rca}\n"
         f"  RCA service /metrics: http://{endpoints.rca_metrics}/metrics\n"
-        f"  collector (rotel) OTLP: grpc {endpoints.collector_grpc}, http {endpoints.collector_http}\n"
+        + (
+            f"  node agents /metrics: {', '.join(endpoints.node_metrics)} (up while the world runs)\n"
+            if endpoints.node_metrics
+            else ""
+        )
+        + f"  collector (rotel) OTLP: grpc {endpoints.collector_grpc}, http {endpoints.collector_http}\n"
         + (f"  Prometheus: {endpoints.prometheus}\n" if endpoints.prometheus else "")
         + f"  logs: {data_dir / 'logs'}\n"
         + "  Grafana: add a Prometheus data source at "

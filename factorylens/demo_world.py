@@ -29,6 +29,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2_grpc import LogsServ
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2_grpc import MetricsServiceStub
 
 from factorylens.gpus import peak_tflops
+from factorylens.receivers.gpu.receiver import metrics_server_for
 from factorylens.receivers.gpu.sim.node import PORTS
 from factorylens.simulation import FaultSpec, Injected, ScenarioRun, Truth, WorkloadFault, load_scenario_file
 from factorylens.simulation._run import (
@@ -166,11 +167,19 @@ class FactoryRun(ScenarioRun):
     whose ticks carry only one role's share, so that each process builds only what it sends."""
 
     def __init__(
-        self, role: str, hosts: int, gpus_per_host: int, seed: int, start_time: float, scenario: str = ""
+        self,
+        role: str,
+        hosts: int,
+        gpus_per_host: int,
+        seed: int,
+        start_time: float,
+        scenario: str = "",
+        metrics_ports: tuple[int, ...] = (),
     ) -> None:
         if role not in ROLES:
             raise ValueError(f"role {role!r} is not one of {', '.join(ROLES)}")
         self.role = role
+        self.metrics_ports = metrics_ports  # the node agents' /metrics, one port per host (dcgm-exporter's role)
         self.planned: list[PlannedFault] = []
         options: dict[str, Any] = {"benign_anomaly": False, "logs": role == "agents", "start_time": start_time}
         if scenario:
@@ -203,6 +212,10 @@ class FactoryRun(ScenarioRun):
         self._started = True
         agents = self.role == "agents"
         receiver, host_exports, log_exports = self._node_agents() if agents else (None, [], [])
+        servers = []
+        if receiver is not None:
+            for pipeline, port in zip(receiver.pipelines, self.metrics_ports, strict=False):
+                servers.append(metrics_server_for(pipeline, "127.0.0.1", port))
         peak = (peak_tflops(self.cluster.model.name) or 0.0) * 1e12
         instrumented: list[tuple[int | None, Any]] = []  # (rank index or None for the batch job, telemetry)
         if self.role == "training":
@@ -241,6 +254,8 @@ class FactoryRun(ScenarioRun):
                 now_ns = self._wall_ns()
                 yield now_ns, export_all(exports, log_exports, now_ns)
         finally:
+            for server in servers:
+                server.shutdown()
             if receiver is not None:
                 shut_down(receiver, providers)
             else:
@@ -258,9 +273,14 @@ def send(channel: grpc.Channel, requests: list[Request], timeout_s: float = 10.0
             metrics.Export(request, timeout=timeout_s)
 
 
-def run(role: str, endpoint: str, speed: float, wall_start: float, start_time: float, **world: Any) -> int:
-    """Send the role's ticks paced against the wall clock; ticks already due are sent at once."""
+def run(
+    role: str, endpoint: str, speed: float, wall_start: float, start_time: float, duration_s: float, **world: Any
+) -> int:
+    """Send the role's ticks paced against the wall clock (ticks already due at once) for
+    ``duration_s`` simulated seconds (0: the scenario's length)."""
     factory = FactoryRun(role, start_time=start_time, **world)
+    if duration_s > 0:
+        factory.duration_s = duration_s
     with grpc.insecure_channel(endpoint) as channel:
         for ts, requests in factory:
             due = wall_start + (ts / 1e9 - start_time) / speed
@@ -282,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=10.0)
     p.add_argument("--wall-start", type=float, required=True, help="wall time of simulated second 0")
     p.add_argument("--start-time", type=float, required=True, help="unix time stamped on simulated second 0")
+    p.add_argument("--metrics-ports", default="", help="agents: comma-separated /metrics ports, one per host")
+    p.add_argument("--duration", type=float, default=0.0, help="simulated seconds (default: the scenario's)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("factorylens.receivers").setLevel(logging.ERROR)  # the injected XIDs are the point
@@ -292,10 +314,12 @@ def main(argv: list[str] | None = None) -> int:
             args.speed,
             args.wall_start,
             args.start_time,
+            args.duration,
             hosts=args.hosts,
             gpus_per_host=args.gpus_per_host,
             seed=args.seed,
             scenario=args.scenario,
+            metrics_ports=tuple(int(p) for p in args.metrics_ports.split(",") if p),
         )
     except grpc.RpcError as exc:
         print(f"demo {args.role}: the collector at {args.endpoint} answered {exc.code().name}", file=sys.stderr)

@@ -197,3 +197,21 @@ def test_a_scored_scenario_file_brings_its_cluster_faults_and_answers() -> None:
     assert (run.hosts, run.gpus_per_host) == (2, 4)  # the file's cluster wins over the flags
     assert [p.truth for p in run.planned] == list(run.truths) and run.planned
     assert all(p.onset_s < run.duration_s for p in run.planned)
+
+
+def test_the_node_agents_serve_each_hosts_metrics_while_the_world_runs() -> None:
+    import urllib.error
+    import urllib.request
+
+    from factorylens.demo import free_port
+
+    ports = (free_port(), free_port())
+    run = FactoryRun("agents", 2, 4, 0, 1_800_000_000.0, metrics_ports=ports)
+    ticks = iter(run)
+    next(ticks)
+    pages = [urllib.request.urlopen(f"http://127.0.0.1:{p}/metrics", timeout=10).read().decode() for p in ports]
+    assert all("hw_gpu_utilization" in page for page in pages)
+    assert 'host_name="sim-node-1"' in pages[1]
+    ticks.close()  # the world's end stops its servers
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/metrics", timeout=5)
