@@ -4,25 +4,27 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
-# the demo needs the RCA service and the simulator only; the test stamp implies it
+# the demo needs the RCA service, rotel, the simulator and rich (the `demo` extra); the test stamp implies it
 DEMO_STAMP := $(VENV)/.installed-demo
 TEST_STAMP := $(VENV)/.installed-test
-# libpython3.11: rotel-agent (the rotel wheel's collector) links it and runs its Python processors in it
+# libpython3.11: rotel-agent (the rotel wheel's collector) links it and runs its Python processors in it;
+# chromium (tests only): the demo report's screenshot test
 APT_PACKAGES := prometheus libpython3.11
+TEST_APT_PACKAGES := $(APT_PACKAGES) chromium
 # the CPU build; a bare `torch` from PyPI would pull a multi-GB CUDA build
 TORCH ?= torch==2.13.0
-DEMO_ARGS ?= --duration 600
+DEMO_ARGS ?=
 # parallel test workers (pytest-xdist); 0 runs in one process
 TEST_WORKERS ?= 2
 
-.PHONY: demo test check lint types data venv system-deps bench clean
+.PHONY: demo test check lint types data venv system-deps test-system-deps bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
 $(DEMO_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[rca,sim]'
+	$(PIP) install --quiet -e '.[demo]'
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
@@ -31,22 +33,25 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 
 venv: $(TEST_STAMP)
 
-# Debian packages the tests run for real (Prometheus scrapes our /metrics endpoint; rotel-agent loads libpython).
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+# Debian packages the demo and the tests run for real (Prometheus scrapes our /metrics endpoint; rotel-agent
+# loads libpython; the tests also screenshot the demo report in chromium).
+system-deps test-system-deps: PACKAGES = $(if $(filter test-system-deps,$@),$(TEST_APT_PACKAGES),$(APT_PACKAGES))
+system-deps test-system-deps:
+	@missing=""; for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  echo "installing Debian packages:$$missing"; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-# A simulated 2-host x 8-GPU H100 cluster with one injected fault (a cooling failure), exporting
-# OTLP to the RCA service; GPUs and incidents printed live. Ctrl-C stops; `make demo DEMO_ARGS=` runs
-# until interrupted.
-demo: $(DEMO_STAMP)
-	$(VENV)/bin/factorylens demo --hosts 2 --gpus-per-host 8 --model H100 \
-	  --scenario receivers/gpu/scenarios/demo.yaml --speed 10 --collection-interval 2 \
-	  --prometheus-port 9400 $(DEMO_ARGS)
+# A simulated AI factory through the real stack (docs/demo.md): the RCA service, rotel, Prometheus, the node
+# agents of 4 hosts x 8 H100s and the instrumented jobs of two teams as separate processes; five faults
+# of five domains (a straggler rank, a throttled GPU, a data-loader stall, a congested fabric port, a slow
+# checkpoint file system) minutes apart, at 10x. A live view, then each incident with its ranked causes
+# and whether it named the injected fault, the cost per team, and an HTML report in demo-report/. About
+# 5 minutes; Ctrl-C stops everything. `make demo DEMO_ARGS="--plain --speed 6"`, `--keep-running`, ...
+demo: $(DEMO_STAMP) system-deps
+	$(VENV)/bin/factorylens demo $(DEMO_ARGS)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
@@ -63,7 +68,7 @@ check: lint types
 # Everything: lint, types and every test (the README's command; .ci/run calls it).
 # the end-to-end tests run real processes in real time (collector, RCA service, Prometheus, simulated GPUs
 # at 10x): they run alone after the rest, so another worker's load does not slow their clocks
-test: $(TEST_STAMP) system-deps lint types
+test: $(TEST_STAMP) test-system-deps lint types
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --ignore=tests/e2e
 	$(PY) -m pytest -q tests/e2e
 

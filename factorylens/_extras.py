@@ -13,6 +13,8 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "sim": ("numpy",),
     "rca": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status", "cramjam"),
     "dashboards": ("grafana_foundation_sdk", "yaml"),
+    # `factorylens demo`: the RCA service, rotel, the simulator and the live view
+    "demo": ("numpy", "pandas", "statsmodels", "pyarrow", "grpc_status", "cramjam", "rotel", "rich"),
 }
 
 

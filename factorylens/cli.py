@@ -436,6 +436,21 @@ def _add_rca_parser(sub: argparse._SubParsersAction) -> None:
         "edge are derived; the services' export delay must fit in it (default %(default)s)",
     )
     g.add_argument(
+        "--clock-anchor",
+        default=d.clock_anchor,
+        metavar="SIM@WALL",
+        help="run the service's clock (retention, --max-future, analysis) from SIM unix seconds at wall time "
+        "WALL, --clock-speed times faster: for simulations that run faster than real time (default: the wall "
+        "clock)",
+    )
+    g.add_argument(
+        "--clock-speed",
+        type=float,
+        default=d.clock_speed,
+        metavar="X",
+        help="clock seconds per wall second with --clock-anchor (default %(default)s)",
+    )
+    g.add_argument(
         "--analysis-interval",
         type=float,
         default=d.analysis_interval_s,
@@ -915,83 +930,67 @@ def _add_demo_parser(sub: argparse._SubParsersAction) -> None:
     d = DemoOptions()
     p = sub.add_parser(
         "demo",
-        help="the whole pipeline on one machine: simulated GPUs → RCA service → incidents",
-        description="Run a simulated GPU cluster with a fault scenario, export its telemetry over OTLP to an "
-        "RCA service in the same process, print the GPUs live and every incident with its "
-        "ranked, explained causes. No GPU needed.",
-        epilog="example: factorylens demo --scenario receivers/gpu/scenarios/demo.yaml --duration 300",
+        help="a whole simulated AI factory through the real stack: faults explained and costed",
+        description="Start the RCA service, rotel, simulated node agents and instrumented jobs as separate "
+        "processes; inject faults of several domains minutes apart; show the cluster, the jobs and every "
+        "incident live; summarise each incident (did it name the injected fault?) and the cost per team; "
+        "write an HTML report. No GPU needed.",
+        epilog="example: factorylens demo --plain --speed 20",
     )
-    p.add_argument("--scenario", default=d.scenario, metavar="FILE", help="fault scenario (YAML/JSON)")
+    p.add_argument(
+        "--scenario", default=d.scenario, metavar="FILE", help="a scored scenario file (default: five faults)"
+    )
     p.add_argument("--hosts", type=int, default=d.hosts, help="simulated hosts (default %(default)s)")
     p.add_argument("--gpus-per-host", type=int, default=d.gpus_per_host, help="GPUs per host (default %(default)s)")
-    p.add_argument("--model", default=d.model, type=str.upper, help="GPU model preset (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="noise and placement (default %(default)s)")
     p.add_argument("--speed", type=float, default=d.speed, help="simulated seconds per second (default %(default)s)")
-    p.add_argument(
-        "--collection-interval",
-        type=float,
-        default=d.collection_interval_s,
-        metavar="SECONDS",
-        dest="collection_interval_s",
-        help="seconds between scrapes/exports (default %(default)s)",
-    )
     p.add_argument(
         "--duration",
         type=float,
         default=d.duration_s,
         metavar="SECONDS",
         dest="duration_s",
-        help="stop after SECONDS; 0 runs until Ctrl-C (default %(default)s)",
+        help="simulated seconds to run (default: the scenario's length)",
     )
     p.add_argument(
-        "--prometheus-port",
-        type=int,
-        default=d.prometheus_port,
-        metavar="PORT",
-        help="GPU /metrics on PORT (+1 per host) (default %(default)s)",
+        "--keep-running",
+        action="store_true",
+        help="leave the stack up after the summary (until Ctrl-C) and print its endpoints",
     )
-    p.add_argument(
-        "--rca-listen",
-        default=d.rca_listen,
-        metavar="HOST:PORT",
-        help="RCA service gRPC address (default: a free port on 127.0.0.1)",
-    )
-    p.add_argument(
-        "--rca-metrics-listen",
-        default=d.rca_metrics_listen,
-        metavar="HOST:PORT",
-        help="RCA service /metrics, or 'off' (default %(default)s)",
-    )
+    p.add_argument("--plain", action="store_true", help="line-oriented output for logs and CI")
     p.add_argument(
         "--data-dir",
         default=d.data_dir,
         metavar="DIR",
-        help="keep the RCA service's WAL and incidents here (default: a temporary directory)",
+        help="keep the service's data and every process's log here (default: a temporary directory)",
+    )
+    p.add_argument(
+        "--report-dir",
+        default=d.report_dir,
+        metavar="DIR",
+        help="write the HTML report here; '' for none (default %(default)s)",
     )
     p.add_argument(
         "--price-catalog",
         default=d.price_catalog,
         metavar="YAML",
-        help="GPU prices for the cost summary (default: the shipped EXAMPLE catalog of list prices; "
-        "see factorylens cost catalog)",
-    )
-    p.add_argument("--no-console", action="store_false", dest="console", help="do not print the GPU table")
-    p.add_argument(
-        "--no-training",
-        action="store_false",
-        dest="training",
-        help="do not run the instrumented training loop as rank 0 of the simulated job",
+        help="GPU prices for the cost summary (default: the shipped EXAMPLE catalog of list prices)",
     )
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from factorylens.demo import DemoOptions, run_demo
+    from factorylens.demo import DemoError, DemoOptions, run_demo
 
     values = {k: v for k, v in vars(args).items() if k in DemoOptions.__dataclass_fields__}
-    if not values.get("duration_s"):
-        values["duration_s"] = None
-    run_demo(DemoOptions(**values))
-    return 0
+    try:
+        outcome = run_demo(DemoOptions(**values))
+    except DemoError as exc:
+        print(f"factorylens demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # a second Ctrl-C during the summary: every process is already stopped
+        return 130
+    return 0 if outcome is not None else 130
 
 
 def _print_translations() -> None:

@@ -1,280 +1,446 @@
-"""``factorylens demo``: the whole pipeline on one laptop, no GPU needed.
+"""``factorylens demo``: a whole simulated AI factory through the real stack, on one machine, no GPU.
 
-A simulated GPU cluster (the GPU receiver on its simulated backend, with a fault scenario) exports
-OTLP to an RCA service started in the same process; the GPUs are printed live, and every incident
-the RCA service opens, re-ranks or resolves is printed with its ranked, explained causes.
+Separate processes, as in production: the RCA service (``factorylens rca serve``), rotel (``factorylens
+collector`` with the committed ``otel-config/rotel.env``), the simulated node agents of every host, and
+the instrumented jobs (a training job across hosts, a smaller batch job of another team); notebooks hold
+GPUs idle. The default scenario injects five faults of five domains minutes apart; the view follows the
+service over its API, and the summary says for each incident whether it named the injected fault, and
+what the run cost per team. Every process is stopped on exit, on Ctrl-C and when any of them fails.
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import shutil
 import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
-log = logging.getLogger(__name__)
+if TYPE_CHECKING:  # the simulator needs numpy (the sim extra): the CLI builds its parsers without it
+    from factorylens.demo_world import FactoryRun, PlannedFault
+
+READY_TIMEOUT_S = 60.0
+POLL_S = 1.0
+STOP_GRACE_S = 10.0
+STARTUP_S = 8.0  # the stack starts in about 7 s on a loaded 2-core machine
+IDLE_NOTEBOOKS = "a notebook per host holds a GPU allocated but idle: idle cost, and a waste finding after 30 minutes"
+
+
+class DemoError(RuntimeError):
+    """The demo cannot go on (a process failed or did not start); the message says which and why."""
 
 
 @dataclass
 class DemoOptions:
-    hosts: int = 2
+    hosts: int = 4
     gpus_per_host: int = 8
-    model: str = "H100"
-    scenario: str = ""
-    speed: float = 10.0
-    collection_interval_s: float = 2.0
-    duration_s: float | None = 600.0
-    prometheus_port: int | None = 9400
-    rca_listen: str = "127.0.0.1:0"
-    rca_metrics_listen: str = "127.0.0.1:9464"
-    data_dir: str = ""
-    console: bool = True
-    training: bool = True
     seed: int = 0
-    price_catalog: str = ""  # default: the EXAMPLE catalog (list prices, labelled as such in every report)
-    extra: dict[str, Any] = field(default_factory=dict)
+    scenario: str = ""  # a scored scenario file (docs/node-agent.md); default: five faults of five domains
+    speed: float = 10.0
+    duration_s: float | None = None  # simulated seconds; None: the scenario's length
+    keep_running: bool = False
+    plain: bool = False
+    data_dir: str = ""  # default: a temporary directory, removed at the end
+    report_dir: str = "demo-report"
+    price_catalog: str = ""  # default: the EXAMPLE catalog (list prices, labelled as such)
 
 
-TRAINING_JOB = "llm-pretrain-7b"
-DEVICE_TIME_S = 0.05
-COLLECTIVE_TIME_S = 0.01
-LOADER_DELAY_S = 0.002
-CHECKPOINT_EVERY_STEPS = 200
-CHECKPOINT_TIME_S = 0.5
-BATCH_SIZE = 64
-SEQUENCE_LENGTH = 2048  # tokens per sample of the 7B job the loop stands in for
-HEALTHY_MFU = 0.45
+def free_port() -> int:
+    """A port free on 127.0.0.1 now (the OS picks it; a process binding it next is expected to win)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
-class TrainingJob:
-    """Rank 0 of the simulated cluster's training job as a real, instrumented training loop.
+def port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
-    The loop (``instrumentation/examples/train_numpy.py``) runs in a thread of this process and
-    exports its steps over OTLP to the RCA service, with the ``hw.id`` of its GPU on the resource.
-    Its phases follow the simulated cluster, as a synchronous job's would: compute follows the
-    slowest GPU's clocks (a throttled or lost GPU anywhere), the all-reduce the slowest node's fabric,
-    checkpoints the checkpoint mount, and the input pipeline the host's CPU and memory.
-    """
 
-    def __init__(self, cluster: Any, endpoint: str, options: DemoOptions) -> None:
-        self._cluster = cluster
-        self._endpoint = endpoint
-        self._options = options
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="demo-training", daemon=True)
-        self.instrumentor: Any = None
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    expected_exit: bool = False  # a world part ends by itself when its run is over
 
-    def start(self) -> None:
-        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
 
-        from factorylens.gpus import peak_tflops
-        from factorylens.instrumentation import TrainingConfig, TrainingInstrumentor
-        from factorylens.telemetry import make_meter_provider, make_resource, periodic_reader
 
-        gpus = self._cluster.job_gpus(TRAINING_JOB)
-        if not gpus:
-            return
-        host, gpu = gpus[0]
-        ranks = len(gpus)
-        config = TrainingConfig(
-            job_id=TRAINING_JOB,
-            team="foundation-models",
-            rank=0,
-            world_size=ranks,
-            host=host,
-            gpu_ids=(gpu.uuid,),
-            gpu_name=gpu.model.name,
-            model_flops_per_sample=self._flops_per_sample(peak_tflops(gpu.model.name) or 0.0),
-            export_interval_s=self._options.collection_interval_s,
-        )
-        instrumentor = TrainingInstrumentor(config)
-        resource = make_resource(instrumentor.identity(), "factorylens-demo-training")
-        meters = make_meter_provider(
-            resource,
-            [
-                periodic_reader(
-                    OTLPMetricExporter(endpoint=self._endpoint, insecure=True), self._options.collection_interval_s
-                )
-            ],
-        )
-        tracers = TracerProvider(resource=resource)
-        tracers.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=self._endpoint, insecure=True)))
-        self._providers = (meters, tracers)
-        self.instrumentor = TrainingInstrumentor(config, meter_provider=meters, tracer_provider=tracers).instrument()
-        self._thread.start()
+class Stack:
+    """The demo's processes: started in their own sessions (Ctrl-C reaches the demo, which stops them in
+    order), their output in log files, all stopped by :meth:`stop`."""
 
-    @staticmethod
-    def _flops_per_sample(peak_tflops: float) -> float:
-        """The loop stands in for the 7B job: its FLOPs per sample are what makes a healthy step run at
-        ``HEALTHY_MFU`` of the GPU's peak, so MFU falls when the job slows."""
-        return HEALTHY_MFU * peak_tflops * 1e12 * (DEVICE_TIME_S + COLLECTIVE_TIME_S + LOADER_DELAY_S) / BATCH_SIZE
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: list[Child] = []
 
-    def _run(self) -> None:
-        from factorylens.instrumentation.examples.train_numpy import train
+    def start(self, name: str, argv: list[str], *, expected_exit: bool = False) -> Child:
+        log_path = self.log_dir / f"{name}.log"
+        with open(log_path, "wb") as out:
+            process = subprocess.Popen(
+                argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        child = Child(name, process, log_path, expected_exit)
+        self.children.append(child)
+        return child
 
-        cluster = self._cluster
-        train(
-            steps=10**9,
-            batch_size=BATCH_SIZE,
-            tokens_per_sample=SEQUENCE_LENGTH,
-            device_time_s=DEVICE_TIME_S,
-            slowdown=lambda: 1.0 / max(cluster.job_compute_speed(TRAINING_JOB), 0.05),
-            collective_time_s=COLLECTIVE_TIME_S,
-            collective_slowdown=lambda: cluster.job_collective_slowdown(TRAINING_JOB),
-            checkpoint_every=CHECKPOINT_EVERY_STEPS,
-            checkpoint_time_s=CHECKPOINT_TIME_S,
-            checkpoint_slowdown=lambda: cluster.job_checkpoint_slowdown(TRAINING_JOB),
-            loader_delay_s=LOADER_DELAY_S,
-            data_slowdown=lambda: cluster.job_data_slowdown(TRAINING_JOB),
-            stop=self._stop,
-        )
+    def check(self) -> None:
+        """:class:`DemoError` when a process has died (or a world part failed)."""
+        for child in self.children:
+            code = child.process.poll()
+            if code is None or (child.expected_exit and code == 0):
+                continue
+            raise DemoError(f"{child.name} exited with status {code}; its last lines:\n{child.tail()}")
+
+    def wait_ready(self, what: str, ready: Callable[[], bool], timeout_s: float = READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            self.check()
+            if time.monotonic() > deadline:
+                raise DemoError(f"{what} was not ready within {timeout_s:g} s")
+            time.sleep(0.1)  # polling a port or an RPC, bounded by the deadline
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(10)
-        if self.instrumentor is not None:
-            self.instrumentor.uninstrument()
-            for provider in self._providers:
-                provider.shutdown()
+        """SIGTERM in reverse order of start, then SIGKILL after a grace period; safe to call twice."""
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for child in reversed(self.children):
+            try:
+                child.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait(5)
 
 
-class IncidentPrinter:
-    """Prints incidents as they open and resolve, with their top causes (what on-call would read);
-    a re-ranking is printed when the top entity changes, at most every ``update_every_s``."""
-
-    def __init__(self, stream: TextIO, update_every_s: float = 30.0) -> None:
-        self._stream = stream
-        self._lock = threading.Lock()
-        self._update_every_s = update_every_s
-        self._shown: dict[str, tuple[str, float]] = {}
-
-    def __call__(self, change: Any, incident: Any) -> None:
-        top = incident.causes[0].entity if incident.causes else ""
-        with self._lock:
-            if change.value == "updated":
-                entity, at = self._shown.get(incident.id, ("", 0.0))
-                if entity == top or time.monotonic() - at < self._update_every_s:
-                    return
-            self._shown[incident.id] = (top, time.monotonic())
-            lines = [f"*** incident {incident.id} {change.value}: {incident.title}"]
-            for cause in incident.causes[:3]:
-                lines.append(f"    #{cause.rank} ({cause.score:.2f}) {cause.explanation}")
-            self._stream.write("\n".join(lines) + "\n\n")
-            self._stream.flush()
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
 
 
-def scaled_analyzer(speed: float, interval_s: float) -> Any:
-    """The RCA service's analyzer for a simulated cluster that lives ``speed`` times faster than the
-    wall clock stamping its points: every window shrinks by the same factor (an hour of history is 6
-    minutes at speed 10), and an incident resolves after at least three scrapes."""
-    from factorylens.rca_service.analysis import KpiRankingAnalyzer, scaled_config
+@dataclass
+class Endpoints:
+    rca: str
+    rca_metrics: str
+    collector_grpc: str
+    collector_http: str
+    prometheus: str = ""  # empty: Debian's prometheus is not installed
+    node_metrics: tuple[str, ...] = ()  # the node agents' /metrics, one per host
 
-    return KpiRankingAnalyzer(scaled_config(speed, interval_s))
+
+@dataclass
+class World:
+    """What the demo knows of the simulated factory it starts (built in this process, never run)."""
+
+    run: FactoryRun
+    planned: list[PlannedFault]
+    duration_s: float
+    start_time: float  # unix time of simulated second 0
+    wall_start: float  # wall time when simulated second 0 is sent
+    speed: float
+    gpu_names: dict[str, str]  # hw.id -> "sim-node-1/gpu3"
+
+    def sim_now(self) -> float:
+        """Simulated seconds since the start, by the wall clock."""
+        return (time.time() - self.wall_start) * self.speed
+
+    def name_of(self, entity: str) -> str:
+        """An entity in plain words: a GPU by host and index (its UUID shortened), others as they are."""
+        kind, _, name = entity.partition(":")
+        if kind == "gpu" and name in self.gpu_names:
+            return f"GPU {self.gpu_names[name]} ({name[:12]}…)"
+        if kind == "fs":
+            host, _, mount = name.partition("/")
+            return f"file system {mount} on {host}"
+        if kind == "nic":
+            host, _, port = name.partition("/")
+            return f"fabric port {port} on {host}"
+        if kind == "rank":
+            return f"rank {name.rpartition('/')[2]} of {name.rpartition('/')[0]}"
+        return f"{kind} {name}" if name else entity
 
 
-def run_demo(options: DemoOptions, stream: TextIO = sys.stdout) -> list:
-    """Run until the duration passes (or Ctrl-C / SIGTERM); returns the incidents of the run."""
-    from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
-    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+def build_world(options: DemoOptions) -> World:
+    from factorylens.demo_world import FactoryRun
 
-    from factorylens.cost_report import example_catalog_path, from_tracker, render_table
-    from factorylens.rca_service import RcaService, RcaServiceConfig
-    from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
-    from factorylens.receivers.gpu.console import ConsoleTable
-    from factorylens.receivers.gpu.receiver import tune_gc_for_agent
-    from factorylens.telemetry import periodic_reader
+    wall_start = time.time() + STARTUP_S  # simulated second 0: when the stack is up (the world catches up if later)
+    probe = FactoryRun("agents", options.hosts, options.gpus_per_host, options.seed, 0.0, options.scenario)
+    duration = options.duration_s if options.duration_s else probe.duration_s
+    # the live part ends where the wall clock was when it began: every timestamp is real and in the past
+    start_time = wall_start - duration
+    names = {gpu.uuid: f"{host.name}/gpu{gpu.index}" for host in probe.cluster.hosts for gpu in host.gpus}
+    return World(probe, probe.planned, duration, start_time, wall_start, options.speed, names)
 
-    training = None
-    started_s = time.time()
-    data_dir = options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-")
-    printer = IncidentPrinter(stream)
-    analyzer = scaled_analyzer(options.speed, options.collection_interval_s)
-    service = RcaService(
-        RcaServiceConfig(
-            listen=options.rca_listen,
-            metrics_listen=options.rca_metrics_listen,
-            data_dir=data_dir,
-            analysis_interval_s=options.collection_interval_s,
-            fsync="interval",
-            price_catalog=options.price_catalog or str(example_catalog_path()),
-            cost_interval_s=options.collection_interval_s,
-            # waste: a job idle 80% of a simulated half hour (three minutes at speed 10)
-            waste_duration_s=max(1800.0 / options.speed, 10 * options.collection_interval_s),
+
+def expected_conditions(model: Any) -> list[str]:
+    """What the run shows on purpose and a reader might take for a fault: said once, at the start."""
+    unsupported = [
+        name
+        for name, supported in (("fan speed", model.has_fan), ("encoder/decoder utilization", model.has_encoder))
+        if not supported
+    ]
+    said = [IDLE_NOTEBOOKS]
+    if unsupported:
+        said.insert(
+            0,
+            f"the simulated {model.key}s report {' and '.join(unsupported)} as NotSupported, as real ones do: "
+            "the node agents probe that once and leave those series out",
+        )
+    return said
+
+
+def start_stack(options: DemoOptions, stack: Stack, world: World, data_dir: Path) -> Endpoints:
+    from factorylens.cost_report import example_catalog_path
+    from factorylens.demo_world import SCRAPE_S
+
+    ports = {name: free_port() for name in ("rca", "rca_metrics", "grpc", "http")}
+    ep = Endpoints(
+        f"127.0.0.1:{ports['rca']}",
+        f"127.0.0.1:{ports['rca_metrics']}",
+        f"127.0.0.1:{ports['grpc']}",
+        f"127.0.0.1:{ports['http']}",
+    )
+    interval = SCRAPE_S / options.speed
+    # the service analyses one scrape behind the world's clock, so that the newest scrape has arrived
+    anchor = f"{world.start_time - SCRAPE_S:.3f}@{world.wall_start:.3f}"
+    stack.start(
+        "rca-service",
+        _python(
+            "-m",
+            "factorylens",
+            "rca",
+            "serve",
+            "--listen",
+            ep.rca,
+            "--metrics-listen",
+            ep.rca_metrics,
+            "--data-dir",
+            str(data_dir / "rca"),
+            "--fsync",
+            "interval",
+            "--retention",
+            str(max(world.duration_s, 3600.0) + 3600.0),
+            "--max-future",
+            "600",
+            "--clock-anchor",
+            anchor,
+            "--clock-speed",
+            str(options.speed),
+            "--analysis-interval",
+            f"{interval:.3f}",
+            "--price-catalog",
+            options.price_catalog or str(example_catalog_path()),
+            "--cost-interval",
+            "60",
         ),
-        analyzer=analyzer,
-        incident_listeners=[printer],
     )
-    service.start()
-    endpoint = service.address
-    config = GpuReceiverConfig(
-        backend="sim",
-        sim_hosts=options.hosts,
-        sim_gpus_per_host=options.gpus_per_host,
-        sim_model=options.model,
-        scenario=options.scenario or None,
-        sim_speed=options.speed,
-        sim_seed=options.seed,
-        collection_interval_s=options.collection_interval_s,
-        prometheus_port=options.prometheus_port,
-        otlp="off",
-        duration_s=options.duration_s,
-        console=options.console,
+    from factorylens.rca_service.client import connect
+
+    stub = connect(ep.rca)
+    stack.wait_ready("the RCA service", lambda: _healthy(stub))
+    stack.start(
+        "collector",
+        _python(
+            "-m",
+            "factorylens",
+            "collector",
+            "--grpc-endpoint",
+            ep.collector_grpc,
+            "--http-endpoint",
+            ep.collector_http,
+            "--exporter-endpoint",
+            f"http://{ep.rca}",
+        ),
     )
-    receiver = None
+    stack.wait_ready("the collector (rotel)", lambda: port_open(ports["grpc"]))
+    node_ports = [free_port() for _ in world.run.cluster.hosts]
+    ep.node_metrics = tuple(f"127.0.0.1:{port}" for port in node_ports)
+    ep.prometheus = start_prometheus(stack, data_dir, ep)
+    common = [
+        "--endpoint",
+        ep.collector_grpc,
+        "--hosts",
+        str(options.hosts),
+        "--gpus-per-host",
+        str(options.gpus_per_host),
+        "--seed",
+        str(options.seed),
+        "--speed",
+        str(options.speed),
+        "--wall-start",
+        f"{world.wall_start:.3f}",
+        "--start-time",
+        f"{world.start_time:.3f}",
+        "--duration",
+        f"{world.duration_s:g}",
+        *(["--scenario", options.scenario] if options.scenario else []),
+    ]
+    agents = ["--metrics-ports", ",".join(str(port) for port in node_ports)]
+    for role, name, extra in (
+        ("agents", "node-agents", agents),
+        ("training", "job-training", []),
+        ("batch", "job-batch", []),
+    ):
+        stack.start(name, _python("-m", "factorylens.demo_world", role, *common, *extra), expected_exit=True)
+    return ep
+
+
+def start_prometheus(stack: Stack, data_dir: Path, ep: Endpoints) -> str:
+    """Debian's Prometheus scraping the RCA service's /metrics (findings, baselines, cost) and the node
+    agents' (dcgm-exporter's names) into a TSDB in the data directory, when it is installed; its URL,
+    else empty."""
+    binary = shutil.which("prometheus")
+    if binary is None:
+        return ""
+    port = free_port()
+    config = data_dir / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 5s, scrape_timeout: 4s}\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: factorylens-rca, static_configs: [{{targets: ['{ep.rca_metrics}']}}]}}\n"
+        f"  - {{job_name: factorylens-node, static_configs: [{{targets: {list(ep.node_metrics)}}}]}}\n"
+    )
+    stack.start(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={data_dir / 'prometheus'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+    )
+    url = f"http://127.0.0.1:{port}"
+    stack.wait_ready("Prometheus", lambda: _http_ok(f"{url}/-/ready"))
+    return url
+
+
+def _http_ok(url: str) -> bool:
     try:
-        tune_gc_for_agent()
-        receiver, cluster = create_receiver(
-            config,
-            metric_readers=lambda host: [
-                periodic_reader(OTLPMetricExporter(endpoint=endpoint, insecure=True), options.collection_interval_s)
-            ],
-            log_exporters=lambda host: [OTLPLogExporter(endpoint=endpoint, insecure=True)],
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError):
+        return False
+
+
+def _healthy(stub: Any) -> bool:
+    import grpc
+
+    from factorylens.rca_service.api.v1 import rca_pb2
+
+    try:
+        stub.Health(rca_pb2.HealthRequest(), timeout=1.0)
+    except grpc.RpcError:
+        return False
+    return True
+
+
+def run_demo(
+    options: DemoOptions, stream: TextIO = sys.stdout, on_started: Callable[[Stack], None] | None = None
+) -> Any:
+    """Start the stack, follow it until the scenario's end (or Ctrl-C), print the summary, stop the
+    stack; returns the :class:`~factorylens.demo_view.Outcome` of the run. ``on_started`` sees the
+    stack once every process runs (tests check they are all gone afterwards)."""
+    import grpc
+
+    from factorylens._extras import require
+
+    require("demo", "demo")
+    from factorylens.demo_view import Follower, make_view
+    from factorylens.demo_world import SCRAPE_S
+
+    if options.speed <= 0:
+        raise DemoError("--speed must be positive")
+    began = time.monotonic()
+    data_dir = Path(options.data_dir or tempfile.mkdtemp(prefix="factorylens-demo-"))
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    stack = Stack(data_dir / "logs")
+    main = threading.current_thread() is threading.main_thread()  # signal handlers can only be set there
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
+    view = make_view(options.plain, stream)
+    outcome = None
+    try:
+        world = build_world(options)
+        view.say(
+            f"factorylens demo: {world.run.hosts} hosts × {world.run.gpus_per_host} {world.run.cluster.model.key}s, "
+            f"{len(world.planned)} faults, {world.duration_s / 60:.0f} simulated minutes at {options.speed:g}×"
         )
-        if options.console:
-            receiver.on_scrape = ConsoleTable(stream, cluster)
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: receiver.stop())
-        stream.write(
-            f"RCA service on {endpoint} (API: factorylens rca incidents --target {endpoint}); "
-            f"its /metrics at {service.metrics_server.url if service.metrics_server else 'off'}; "
-            f"data in {data_dir}\n\n"
-        )
-        receiver.start()
-        if options.training and cluster is not None:
-            training = TrainingJob(cluster, endpoint, options)
-            training.start()
+        for condition in expected_conditions(world.run.cluster.model):
+            view.say(f"expected: {condition}")
+        endpoints = start_stack(options, stack, world, data_dir)
+        if on_started is not None:
+            on_started(stack)
+        follower = Follower(world, endpoints, stack, began)
+        view.start(follower)
         try:
-            receiver.run(options.duration_s)
+            while world.sim_now() < world.duration_s + 2 * SCRAPE_S:
+                stack.check()
+                try:
+                    view.update(follower.poll())
+                except grpc.RpcError as exc:  # a busy service answers late: the next poll tries again
+                    view.say(f"the RCA service answered {exc.code().name}; retrying")
+                time.sleep(POLL_S)  # the view's refresh period
         except KeyboardInterrupt:
-            pass
+            view.say("interrupted: summarising what ran so far")
+        outcome = follower.outcome()
+        view.finish(outcome)
+        if options.report_dir:
+            from factorylens.demo_report import write_report
+
+            path = write_report(outcome, follower, Path(options.report_dir))
+            view.say(f"report: {path.resolve()}")
+        if options.keep_running:
+            view.say(keep_running_text(endpoints, data_dir))
+            with contextlib.suppress(KeyboardInterrupt):
+                while True:
+                    stack.check()
+                    time.sleep(1.0)
     finally:
-        if training is not None:
-            training.stop()
-        if receiver is not None:
-            receiver.shutdown()
-        service.analyze_now()
-        incidents = service.analyzer.incidents()
-        now_s = time.time()
-        report = from_tracker(service.cost, service.store, started_s, now_s, "team", "RCA service (this run)")
-        service.stop()
-        stream.write(f"\n{len(incidents)} incident(s) in this run:\n")
-        for incident in incidents:
-            top = incident.causes[0] if incident.causes else None
-            stream.write(
-                f"  {incident.id} [{incident.state.value}] {incident.title}"
-                + (f" — top cause {top.entity} {top.signal}" if top else "")
-                + "\n"
-            )
-        stream.write("\n" + render_table(report))
-        if not options.data_dir:
+        view.close()
+        stack.stop()
+        if main:
+            signal.signal(signal.SIGTERM, previous)
+        if not options.data_dir and not options.keep_running:
             shutil.rmtree(data_dir, ignore_errors=True)
-    return incidents
+    return outcome
+
+
+def _raise_interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def keep_running_text(endpoints: Endpoints, data_dir: Path) -> str:
+    return (
+        "the stack stays up until Ctrl-C:\n"
+        f"  RCA service (OTLP gRPC + factorylens.rca.v1): {endpoints.rca}"
+        f"   e.g. factorylens rca incidents --target {endpoints.rca}\n"
+        f"  RCA service /metrics: http://{endpoints.rca_metrics}/metrics\n"
+        + (
+            f"  node agents /metrics: {', '.join(endpoints.node_metrics)} (up while the world runs)\n"
+            if endpoints.node_metrics
+            else ""
+        )
+        + f"  collector (rotel) OTLP: grpc {endpoints.collector_grpc}, http {endpoints.collector_http}\n"
+        + (f"  Prometheus: {endpoints.prometheus}\n" if endpoints.prometheus else "")
+        + f"  logs: {data_dir / 'logs'}\n"
+        + "  Grafana: add a Prometheus data source at "
+        + (endpoints.prometheus or "a Prometheus scraping the /metrics above")
+        + ", then import dashboards/*.json"
+    )

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -78,6 +80,11 @@ class RcaServiceConfig:
     span_settle_s: float = _default("span_settle_s", 10.0)  # type: ignore[assignment]
     # live points further ahead of this machine's clock are refused (older than the retention too)
     max_future_s: float = _default("max_future_s", 3600.0)  # type: ignore[assignment]
+    # the service's clock (retention, the future bound, analysis): the wall clock, or for a simulation that
+    # runs faster than it (the demo) one that reads SIM at wall time WALL ("SIM@WALL", unix seconds) and
+    # runs clock_speed times faster from there
+    clock_anchor: str = _default("clock_anchor", "")  # type: ignore[assignment]
+    clock_speed: float = _default("clock_speed", 1.0)  # type: ignore[assignment]
     # analysis
     analysis_interval_s: float = _default("analysis_interval_s", 10.0)  # type: ignore[assignment]
     # wall-clock budget of one analysis pass; series not reached are analysed in the next pass
@@ -128,6 +135,21 @@ class RcaServiceConfig:
     @classmethod
     def option_names(cls) -> set[str]:
         return {f.name for f in dataclasses.fields(cls)}
+
+    def clock(self) -> Callable[[], float]:
+        """The service's clock in unix seconds (see ``clock_anchor``)."""
+        if not self.clock_anchor:
+            return time.time
+        sim, wall = self._anchor()
+        speed = self.clock_speed
+        return lambda: sim + speed * (time.time() - wall)
+
+    def _anchor(self) -> tuple[float, float]:
+        sim, _, wall = self.clock_anchor.partition("@")
+        try:
+            return float(sim), float(wall)
+        except ValueError:
+            raise ConfigError(f"clock_anchor={self.clock_anchor!r}: expected SIM@WALL in unix seconds") from None
 
     def bearer_token(self) -> str | None:
         """The token from ``bearer_token_file``, else ``FACTORYLENS_RCA_BEARER_TOKEN``, else None."""
@@ -259,12 +281,15 @@ class RcaServiceConfig:
             "max_baselines",
             "cost_interval_s",
             "waste_duration_s",
+            "clock_speed",
         )
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be positive")
         if self.max_memory_mb < -1:
             raise ConfigError(f"max_memory_mb={self.max_memory_mb!r}: expected MB, 0 (automatic) or -1 (no bound)")
+        if self.clock_anchor:
+            self._anchor()
         if self.max_future_s < 0:
             raise ConfigError(f"max_future_s={self.max_future_s!r} must be >= 0")
         if self.span_settle_s < 0:

@@ -100,6 +100,7 @@ class RcaService:
         config.validate()
         self.config = config
         self.data_dir = Path(config.data_dir)
+        self.clock = config.clock()
         self.store = SeriesStore(
             StoreLimits(
                 max_series=config.max_series,
@@ -107,7 +108,8 @@ class RcaService:
                 max_events=config.max_events,
                 span_settle_s=config.span_settle_s,
                 max_future_s=config.max_future_s,
-            )
+            ),
+            clock=self.clock,
         )
         self.memory = MemoryGuard(memory_limit_bytes(config.max_memory_mb))
         self.analyzer = with_cost(analyzer, config) if analyzer is not None else make_analyzer(config)
@@ -435,14 +437,14 @@ class RcaService:
         deadline = time.monotonic() + budget_s if budget_s else None
         try:
             changes = self.analyzer.analyze(
-                self.store, time.time_ns(), deadline=deadline, should_stop=self._stop.is_set
+                self.store, int(self.clock() * 1e9), deadline=deadline, should_stop=self._stop.is_set
             )
         except Exception:
             log.exception("analysis pass failed")
             return
         if self.remote_write is not None:
             try:
-                now = time.time_ns()
+                now = int(self.clock() * 1e9)
                 cost = {**self.cost.price_points(), **self.cost.figure_points()}
                 timed = {metric: [(a, v, now) for a, v in points] for metric, points in cost.items()}
                 self.remote_write.export_findings({**finding_points(self.store, self.analyzer, now), **timed})

@@ -86,6 +86,7 @@ def test_node_agent_and_instrumentation_load_without_the_rca_stack_or_numpy():
         (["gpu", "--backend", "sim", "--duration", "1"], "sim"),
         (["rca", "serve"], "rca"),
         (["rca", "replay", "x.csv"], "rca"),
+        (["demo", "--plain"], "demo"),
     ],
 )
 def test_a_missing_extra_is_a_clear_error(argv, extra):

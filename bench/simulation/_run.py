@@ -106,6 +106,7 @@ class ScenarioRun:
         benign_anomaly: add an unrelated anomaly near the onset (on another host when there is one).
         logs: also yield the node agents' XID events as OTLP log requests.
         reuse_encoding: see :class:`factorylens.simulation._otlp.MetricExport`.
+        start_time: the unix time the run starts at (a live demo starts it at real time).
 
     Iterate it (once) for ``(time_unix_nano, [request, ...])`` every scrape interval: one
     ``ExportMetricsServiceRequest`` per node agent, per training rank and for the neighbour job (and,
@@ -132,6 +133,7 @@ class ScenarioRun:
         model: str = "H100",
         logs: bool = False,
         reuse_encoding: bool = True,
+        start_time: float = START_TIME,
     ) -> None:
         if hosts < 1 or gpus_per_host < 4:
             raise ValueError("a scenario needs at least one host and 4 GPUs per host (training, serving, a spare)")
@@ -148,7 +150,7 @@ class ScenarioRun:
         self._logs = logs
         self._reuse = reuse_encoding
         self._started = False
-        self.epoch_ns = int(START_TIME * 1e9)
+        self.epoch_ns = int(start_time * 1e9)
 
         choose = np.random.default_rng([seed, 0])  # the same draws, in the same order, for every fault
         victim = int(choose.integers(hosts))
@@ -181,7 +183,7 @@ class ScenarioRun:
         self._now = 0.0
         self.bite_s: float | None = None  # set while running: when the job first computed BITE_PACE slower
         self.cluster = SimulatedCluster(
-            hosts, gpus_per_host, model, None, seed=seed, clock=lambda: self._now, start_time=START_TIME
+            hosts, gpus_per_host, model, None, seed=seed, clock=lambda: self._now, start_time=start_time
         )
         for host in self.cluster.hosts:
             assert host.node is not None

@@ -458,7 +458,7 @@ class ClusterRun:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        from factorylens.demo import DemoOptions, TrainingJob
+        from factorylens.live_training import TrainingJob
         from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
         from factorylens.telemetry import periodic_reader
 
@@ -496,7 +496,7 @@ class ClusterRun:
         )
         self.others = [g.uuid for h in cluster.hosts for g in h.gpus if g.uuid != self.faulty]
         self.receiver.start()
-        self.training = TrainingJob(cluster, endpoint, DemoOptions(speed=SPEED, collection_interval_s=INTERVAL_S))
+        self.training = TrainingJob(cluster, endpoint, INTERVAL_S)
         self.training.start()  # at once: its checkpoints fall on the schedule FAULT_AT_S avoids
         processes.cleanups.append(self.training.stop)
         agents = [f"127.0.0.1:{p.metrics_server.port}" for p in self.receiver.pipelines if p.metrics_server]
