@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from factorylens.demo import DemoError, Stack, World
-from factorylens.demo_view import Outcome, PlainView, judge, summary_lines
-from factorylens.demo_world import FAULT_S, FactoryRun, default_faults
+from factorylens.demo.view import Outcome, PlainView, judge, summary_lines
+from factorylens.demo.world import FAULT_S, FactoryRun, default_faults
 from factorylens.rca_service.config import ConfigError, RcaServiceConfig
 
 
@@ -153,7 +153,7 @@ def test_the_service_clock_runs_from_its_anchor_at_its_speed() -> None:
 def test_the_live_view_draws_the_grid_the_jobs_and_the_first_cause_by_host_and_gpu() -> None:
     from rich.console import Console
 
-    from factorylens.demo_view import JobRow, RichView, Snapshot
+    from factorylens.demo.view import JobRow, RichView, Snapshot
 
     world = small_world()
     view = RichView(io.StringIO())

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from factorylens.demo_report import render, svg_chart, write_report
-from factorylens.demo_view import Outcome, judge
+from factorylens.demo.report import render, svg_chart, write_report
+from factorylens.demo.view import Outcome, judge
 from factorylens.processors.cost import CostTotals
 from factorylens.rca_service.api.v1 import rca_pb2
 from tests.test_demo import _incident, small_world

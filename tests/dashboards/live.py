@@ -191,9 +191,7 @@ class FedPrometheus:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        from factorylens import demo
         from factorylens.cost_report import example_catalog_path
-        from factorylens.demo import DemoOptions, TrainingJob
         from factorylens.rca_service import RcaService, RcaServiceConfig
         from factorylens.rca_service.analysis import KpiRankingAnalyzer, scaled_config
         from factorylens.rca_service.baselines import BaselineBank, BaselineBankConfig
@@ -201,7 +199,9 @@ class FedPrometheus:
         from factorylens.telemetry import periodic_reader
 
         logging.getLogger("factorylens.receivers").setLevel(logging.ERROR)
-        checkpoint_every = demo.CHECKPOINT_EVERY_STEPS
+        from factorylens.simulation import live_training
+
+        checkpoint_every = live_training.CHECKPOINT_EVERY_STEPS
         before = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
         os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{Attributes.FACTORYLENS_CLUSTER_NAME}={CLUSTER}"
         self.stops.append(
@@ -256,9 +256,9 @@ class FedPrometheus:
         self.stops.append(receiver.shutdown)
         assert cluster is not None
         receiver.start()
-        demo.CHECKPOINT_EVERY_STEPS = CHECKPOINT_EVERY_STEPS  # several checkpoints in a short run
-        self.stops.append(lambda: setattr(demo, "CHECKPOINT_EVERY_STEPS", checkpoint_every))
-        training = TrainingJob(cluster, endpoint, DemoOptions(speed=SPEED, collection_interval_s=INTERVAL_S))
+        live_training.CHECKPOINT_EVERY_STEPS = CHECKPOINT_EVERY_STEPS  # several checkpoints in a short run
+        self.stops.append(lambda: setattr(live_training, "CHECKPOINT_EVERY_STEPS", checkpoint_every))
+        training = live_training.TrainingJob(cluster, endpoint, INTERVAL_S)
         training.start()
         self.stops.append(training.stop)
         roce = RoceHost(self.root / "sys", endpoint)

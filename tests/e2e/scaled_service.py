@@ -4,7 +4,7 @@ The end-to-end tests run the RCA service as a real process (so it can be killed 
 restarted on its port) in front of the simulated cluster of ``factorylens demo``. A simulated hour
 passes in minutes there, so the analysis windows must shrink by the same factor or no incident
 opens within a test's time; ``factorylens rca serve`` has no option for that, so this launcher builds
-the service with ``factorylens.live_training.scaled_analyzer``, and otherwise serves
+the service with ``factorylens.simulation.live_training.scaled_analyzer``, and otherwise serves
 like ``rca serve`` (SIGTERM stops it cleanly, SIGKILL leaves the WAL to replay)::
 
     python -m tests.e2e.scaled_service --listen 127.0.0.1:P --metrics-listen 127.0.0.1:Q \\
@@ -19,8 +19,8 @@ import signal
 import sys
 import threading
 
-from factorylens.live_training import scaled_analyzer
 from factorylens.rca_service import RcaService, RcaServiceConfig
+from factorylens.simulation.live_training import scaled_analyzer
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -458,8 +458,8 @@ class ClusterRun:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        from factorylens.live_training import TrainingJob
         from factorylens.receivers.gpu import GpuReceiverConfig, create_receiver
+        from factorylens.simulation.live_training import TrainingJob
         from factorylens.telemetry import periodic_reader
 
         self.processes = processes

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:  # the simulator needs numpy (the sim extra): the CLI builds its parsers without it
-    from factorylens.demo_world import FactoryRun, PlannedFault
+    from factorylens.demo.world import FactoryRun, PlannedFault
 
 READY_TIMEOUT_S = 60.0
 POLL_S = 1.0
@@ -179,7 +179,7 @@ class World:
 
 
 def build_world(options: DemoOptions) -> World:
-    from factorylens.demo_world import FactoryRun
+    from factorylens.demo.world import FactoryRun
 
     wall_start = time.time() + STARTUP_S  # simulated second 0: when the stack is up (the world catches up if later)
     probe = FactoryRun("agents", options.hosts, options.gpus_per_host, options.seed, 0.0, options.scenario)
@@ -209,7 +209,7 @@ def expected_conditions(model: Any) -> list[str]:
 
 def start_stack(options: DemoOptions, stack: Stack, world: World, data_dir: Path) -> Endpoints:
     from factorylens.cost_report import example_catalog_path
-    from factorylens.demo_world import SCRAPE_S
+    from factorylens.demo.world import SCRAPE_S
 
     ports = {name: free_port() for name in ("rca", "rca_metrics", "grpc", "http")}
     ep = Endpoints(
@@ -299,7 +299,7 @@ def start_stack(options: DemoOptions, stack: Stack, world: World, data_dir: Path
         ("training", "job-training", []),
         ("batch", "job-batch", []),
     ):
-        stack.start(name, _python("-m", "factorylens.demo_world", role, *common, *extra), expected_exit=True)
+        stack.start(name, _python("-m", "factorylens.demo.world", role, *common, *extra), expected_exit=True)
     return ep
 
 
@@ -356,15 +356,15 @@ def run_demo(
     options: DemoOptions, stream: TextIO = sys.stdout, on_started: Callable[[Stack], None] | None = None
 ) -> Any:
     """Start the stack, follow it until the scenario's end (or Ctrl-C), print the summary, stop the
-    stack; returns the :class:`~factorylens.demo_view.Outcome` of the run. ``on_started`` sees the
+    stack; returns the :class:`~factorylens.demo.view.Outcome` of the run. ``on_started`` sees the
     stack once every process runs (tests check they are all gone afterwards)."""
     import grpc
 
     from factorylens._extras import require
 
     require("demo", "demo")
-    from factorylens.demo_view import Follower, make_view
-    from factorylens.demo_world import SCRAPE_S
+    from factorylens.demo.view import Follower, make_view
+    from factorylens.demo.world import SCRAPE_S
 
     if options.speed <= 0:
         raise DemoError("--speed must be positive")
@@ -402,7 +402,7 @@ def run_demo(
         outcome = follower.outcome()
         view.finish(outcome)
         if options.report_dir:
-            from factorylens.demo_report import write_report
+            from factorylens.demo.report import write_report
 
             path = write_report(outcome, follower, Path(options.report_dir))
             view.say(f"report: {path.resolve()}")

@@ -1,4 +1,4 @@
-"""The demo's simulated AI factory, one part per process: ``python -m factorylens.demo_world ROLE``.
+"""The demo's simulated AI factory, one part per process: ``python -m factorylens.demo.world ROLE``.
 
 Every part runs the same deterministic world (the scenario harness's :class:`ScenarioRun`: a
 simulated cluster, its node agents, an instrumented multi-host training job and a smaller batch job
@@ -292,7 +292,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m factorylens.demo_world", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m factorylens.demo.world", description=__doc__.split("\n\n")[0])
     p.add_argument("role", choices=ROLES)
     p.add_argument("--endpoint", required=True, help="the collector's OTLP/gRPC HOST:PORT")
     p.add_argument("--hosts", type=int, default=4)

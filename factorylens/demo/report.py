@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 if TYPE_CHECKING:
-    from factorylens.demo_view import Follower, Outcome
+    from factorylens.demo.view import Follower, Outcome
 
 WIDTH, HEIGHT, PAD = 540, 170, 36  # two charts side by side on a 1200-pixel page
 BEFORE_S, AFTER_S = 600.0, 300.0  # what a plot shows around an incident's onset and its end
@@ -219,7 +219,7 @@ def incident_section(data: ReportData, outcome: Outcome, incident: Any) -> str:
 
 
 def render(outcome: Outcome, follower: Follower) -> str:
-    from factorylens.demo_view import cost_lines
+    from factorylens.demo.view import cost_lines
 
     data = ReportData(follower)
     world = follower.world

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import grpc
 
-from factorylens.demo_world import SCRAPE_S, PlannedFault
+from factorylens.demo.world import SCRAPE_S, PlannedFault
 from factorylens.registry import Attributes, Metrics
 
 if TYPE_CHECKING:
