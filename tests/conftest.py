@@ -3,6 +3,7 @@ free ports, polling with a deadline."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +26,16 @@ def dataset_dir(name: str) -> Path:
         return find_dataset(name)
     except DatasetNotFound as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(autouse=True)
+def _receiver_log_level_restored() -> object:
+    """Harnesses quieten the receivers' warnings (the injected XIDs are the point); a test after them in the
+    same worker still sees the receivers' warnings as they are configured."""
+    logger = logging.getLogger("factorylens.receivers")
+    level = logger.level
+    yield
+    logger.setLevel(level)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pynvml
 
 from factorylens.receivers.gpu.nvml import MonotonicCounter, NvmlBackend, nvml_error_name
@@ -97,6 +99,7 @@ def test_not_supported_is_probed_once_and_the_series_omitted(clock):
 
 
 def test_no_permission_disables_the_field_and_logs_once(clock, caplog):
+    caplog.set_level(logging.WARNING, logger="factorylens.receivers")
     _, _, backend = make_sim(
         clock,
         [
