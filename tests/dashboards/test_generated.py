@@ -38,12 +38,16 @@ GENERATION_BUDGET_S = 2.0
 
 
 def schemas_dir() -> Path:
-    """``shared/schemas/grafana``: beside ``$FACTORYLENS_DATA`` when set, else beside the checkout."""
+    """``shared/schemas/grafana``: beside ``$FACTORYLENS_DATA`` when set, else beside the checkout; like the
+    labelled datasets, a checkout without the shared folder skips the schema checks, saying where it looked."""
     data = os.environ.get(ENV_DATA)
     base = Path(data) if data else shared_data_dir()
-    assert base is not None, "no shared folder: set FACTORYLENS_DATA to shared/data"
-    folder = base.parent / "schemas" / "grafana"
-    assert (folder / "dashboard.jsonschema.json").is_file(), f"Grafana schemas missing under {folder}"
+    folder = base.parent / "schemas" / "grafana" if base is not None else None
+    if folder is None or not (folder / "dashboard.jsonschema.json").is_file():
+        pytest.skip(
+            f"no Grafana schemas at {folder or '../shared/schemas/grafana'} (the shared folder beside the "
+            f"checkout, or {ENV_DATA} pointing at its data/)"
+        )
     return folder
 
 
