@@ -28,14 +28,15 @@ def dataset_dir(name: str) -> Path:
         pytest.skip(str(exc))
 
 
+_RECEIVERS_LOG_LEVEL = logging.getLogger("factorylens.receivers").level  # as configured, before any test
+
+
 @pytest.fixture(autouse=True)
 def _receiver_log_level_restored() -> object:
-    """Harnesses quieten the receivers' warnings (the injected XIDs are the point); a test after them in the
-    same worker still sees the receivers' warnings as they are configured."""
-    logger = logging.getLogger("factorylens.receivers")
-    level = logger.level
+    """Harnesses quieten the receivers' warnings (the injected XIDs are the point), some in module-scoped
+    fixtures; every test ends with the level as configured, so a later one in the same worker sees them."""
     yield
-    logger.setLevel(level)
+    logging.getLogger("factorylens.receivers").setLevel(_RECEIVERS_LOG_LEVEL)
 
 
 @pytest.fixture(scope="session")

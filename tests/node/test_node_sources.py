@@ -3,6 +3,7 @@ fault, and the agent surviving missing sources."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -65,6 +66,7 @@ def test_fabric_counters_from_sysfs():
 
 
 def test_fabric_counter_resets_are_stitched_and_unreadable_files_skipped(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="factorylens.receivers")
     root = tmp_path / "sys"
     shutil.copytree(FIXTURES / "sys", root)
     counters = root / "class" / "infiniband" / "mlx5_0" / "ports" / "1" / "counters"
