@@ -21,6 +21,7 @@ per 30 s per kind.
 from __future__ import annotations
 
 import base64
+import bisect
 import collections
 import http.client
 import itertools
@@ -421,6 +422,13 @@ def _format_float(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+# the fixed ``le`` grid of exponential histograms (see _exponential_buckets)
+POSITIVE_GRID_EDGES: tuple[float, ...] = tuple(2.0 ** (k / 2) for k in range(-40, 61))
+GRID_EDGES: tuple[float, ...] = (0.0, *POSITIVE_GRID_EDGES)
+MIRRORED_GRID_EDGES: tuple[float, ...] = (*(-e for e in reversed(POSITIVE_GRID_EDGES)), *GRID_EDGES)
+GRID_TOLERANCE = 1e-9  # an edge computed as 2^(i/2^scale) lands on its grid edge despite rounding
+
+
 def _explicit_buckets(point: Any) -> list[tuple[float, float]] | None:
     bounds, counts = list(point.explicit_bounds), list(point.bucket_counts)
     if not counts:
@@ -431,21 +439,30 @@ def _explicit_buckets(point: Any) -> list[tuple[float, float]] | None:
 
 
 def _exponential_buckets(point: Any) -> list[tuple[float, float]] | None:
-    """An exponential histogram as classic buckets: each bucket's upper edge is an ``le``, so
-    ``histogram_quantile`` works without Prometheus's native histograms (an ``le`` set changes when
-    the SDK rescales)."""
+    """An exponential histogram as classic buckets on one fixed grid of ``le`` (0 and the powers of √2
+    from 2⁻²⁰ to 2³⁰; negative values, when there are any, on its mirror), so that ``histogram_quantile`` works without
+    Prometheus's native histograms and ``sum by (le)`` adds series of different scales and ranges
+    (each exponential series has its own bucket edges: summed as they are, a replica's top edge
+    missing from the others put the fleet's p95 in ``+Inf``). A bucket counts under the first grid
+    edge at or above its own upper edge: exact at scales 1 and above, whose edges hold the grid's."""
     if not -10 <= point.scale <= 20:
         return None
     base = 2.0 ** (2.0**-point.scale)
-    buckets: list[tuple[float, float]] = []
+    edges: list[tuple[float, float]] = []  # every bucket's upper edge and count, lowest first
     negative = point.negative
     for i in reversed(range(len(negative.bucket_counts))):  # the most negative first
-        buckets.append((-(base ** (negative.offset + i)), float(negative.bucket_counts[i])))
-    buckets.append((point.zero_threshold, float(point.zero_count)))
+        edges.append((-(base ** (negative.offset + i)), float(negative.bucket_counts[i])))
+    edges.append((0.0, float(point.zero_count)))  # the zero bucket (within its threshold) under le="0"
     positive = point.positive
     for i, count in enumerate(positive.bucket_counts):
-        buckets.append((base ** (positive.offset + i + 1), float(count)))
-    return buckets
+        edges.append((base ** (positive.offset + i + 1), float(count)))
+    grid = GRID_EDGES if not any(count for edge, count in edges if edge < 0) else MIRRORED_GRID_EDGES
+    counts = [0.0] * len(grid)
+    for edge, count in edges:
+        slot = bisect.bisect_left(grid, edge * (1.0 - GRID_TOLERANCE) if edge > 0 else edge * (1.0 + GRID_TOLERANCE))
+        if slot < len(grid):
+            counts[slot] += count  # above the grid's top edge: only in +Inf
+    return list(zip(grid, counts, strict=True))
 
 
 def _labels_of(metric: str, attributes: Mapping[str, Any], resource: Mapping[str, str]) -> Labels | None:

@@ -211,7 +211,9 @@ class Replica:
         outputs = self._lengths(n, tr.output_tokens)
         ends = np.sort(self.rng.uniform(t0, t1, n))
         state = self.state
-        queue_mean = state.waiting / max(rps, 1e-6)  # Little's law over the current queue
+        # Little's law over the current queue, at the rate it moves: arrivals, or completions while a
+        # backlog drains after the arrivals stopped (the arrival rate alone makes that wait endless)
+        queue_mean = state.waiting / max(rps, n / max(t1 - t0, 1e-9))
         if self.ready_at_s > t0 - 60.0:  # requests held while the engine loaded were queued until it was up
             held = max(0.0, self.ready_at_s - t0)
             queue_mean = max(queue_mean, held / 2.0)

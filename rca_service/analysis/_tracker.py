@@ -72,12 +72,19 @@ Rank = Callable[[SeriesStore, Incident, list[str], int], None]
 Related = Callable[[SeriesStore], Topology]
 
 
-def change_point(values: np.ndarray) -> int:
-    """Index of the first point after the most likely single shift in level (CUSUM; Page 1954)."""
+def change_point(values: np.ndarray, broken_at: int | None = None, direction: int = 0) -> int:
+    """Index of the first point after the most likely single shift in level (CUSUM; Page 1954).
+
+    With ``broken_at`` (where a KPI was found broken) and its bad ``direction``, points further out than
+    the level it broke to (the median from there on) count at that level: a checkpoint's slow steps a
+    few scrapes before a fault are not where the KPI shifted, and cannot pull the split back to them."""
     values = np.asarray(values, dtype=float)
     n = len(values)
     if n < 2:
         return 0
+    if broken_at is not None and direction and broken_at < n:
+        level = float(np.median(values[broken_at:]))
+        values = np.minimum(values, level) if direction > 0 else np.maximum(values, level)
     k = np.arange(1, n)
     cumulative = np.cumsum(values)[:-1]
     before = cumulative / k
@@ -262,7 +269,7 @@ class IncidentTracker:
             return int(ts[at_onset - 1]) if at_onset else onset - 1
         first = max(0, at_onset - self.config.change_point_points)
         window = values[first : min(len(values), at_onset + self.detecting.consecutive)]
-        split = first + change_point(window)
+        split = first + change_point(window, at_onset - first, bad_direction(info))
         split = min(max(split, first + 1), at_onset)
         return int(ts[split - 1])
 

@@ -75,6 +75,10 @@ SERVING_LATENCY_METRICS = frozenset(
     )
 )
 SERVING_QUANTILE_WINDOW_NS = 300 * NS
+# ... or over the latest requests that put this many in the quantile's tail, when they came in less
+# than five minutes: a busy replica's p95 then follows a throttled GPU within seconds, not after a
+# twentieth of five minutes of slow requests, while its estimate stays as steady as a quiet one's
+QUANTILE_TAIL_REQUESTS = 20
 TAIL_LATENCY_METRICS = (
     frozenset(
         (
@@ -441,9 +445,10 @@ class HistogramSeries:
             elif view is View.MEAN:
                 out = np.where(count > 0, total / count, np.nan)
             else:
+                q = QUANTILE_VIEWS[view]
                 if window:
-                    matrix = _trailing_sums(ts, matrix, window)
-                out = _quantiles(QUANTILE_VIEWS[view], lower, upper, matrix)
+                    matrix = _trailing_sums(ts, matrix, window, QUANTILE_TAIL_REQUESTS / (1.0 - q))
+                out = _quantiles(q, lower, upper, matrix)
         keep = ts >= start_ns
         return ts[keep], out[keep]
 
@@ -510,15 +515,20 @@ def _bucket_matrix(points: list[HistogramPoint]) -> tuple[np.ndarray, np.ndarray
     return lower, upper, matrix
 
 
-def _trailing_sums(ts: np.ndarray, matrix: np.ndarray, window_ns: int) -> np.ndarray:
-    """Each row summed with the rows of the ``window_ns`` before it (unknown rows count nothing; a
-    window of nothing but unknown rows stays unknown)."""
+def _trailing_sums(ts: np.ndarray, matrix: np.ndarray, window_ns: int, enough: float = np.inf) -> np.ndarray:
+    """Each row summed with the rows before it: those of the ``window_ns`` before it, or fewer, the
+    latest that hold ``enough`` observations in all (unknown rows count nothing; a window of nothing
+    but unknown rows stays unknown)."""
     known = np.isfinite(matrix).all(axis=1)
     rows = np.where(known[:, None], matrix, 0.0)
     cumulative = np.vstack([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0)])
     known_count = np.concatenate([[0], np.cumsum(known)])
-    first = np.searchsorted(ts, ts - window_ns, side="right")
     last = np.arange(1, len(ts) + 1)
+    first = np.searchsorted(ts, ts - window_ns, side="right")
+    if np.isfinite(enough):
+        observed = np.maximum.accumulate(cumulative.sum(axis=1))  # non-decreasing for the search
+        holding = np.searchsorted(observed, observed[last] - enough, side="right") - 1
+        first = np.minimum(np.maximum(first, holding), last - 1)
     summed = cumulative[last] - cumulative[first]
     summed[known_count[last] - known_count[first] == 0] = np.nan
     return summed

@@ -239,3 +239,15 @@ def test_a_fault_that_starts_with_a_checkpoint_is_not_taken_for_the_checkpoint()
     checkpoint(8.0)
     changes = cluster.tick(8)
     assert [c for c, _ in changes if c is IncidentChange.OPENED] == [IncidentChange.OPENED]
+
+
+def test_slow_steps_before_the_break_do_not_pull_its_change_point_back_to_them():
+    """Two scrapes of a checkpoint's slow steps open the window searched: plain CUSUM splits right after
+    them; capped at the level the KPI broke to, the split is where the step time rose for good."""
+    noise = np.random.default_rng(0).normal(0, 0.005, 14)
+    values = np.r_[np.full(2, 1.5), np.full(8, 0.5), np.full(4, 0.7)] + noise
+    assert change_point(values) == 2
+    assert change_point(values, broken_at=10, direction=1) == 10
+    throughput = -values  # a KPI that breaks by falling
+    assert change_point(throughput, broken_at=10, direction=-1) == 10
+    assert change_point(values, broken_at=10, direction=-1) == 2  # not its bad direction: nothing capped

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import cramjam
 import grpc
+import numpy as np
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 from opentelemetry.sdk.metrics import MeterProvider
@@ -189,7 +190,8 @@ def test_points_and_findings_reach_prometheus_under_their_names(make_service, pr
     assert value(prometheus.series("serving_latency_seconds_count")) == 4
     assert value(prometheus.series("serving_latency_seconds_sum")) == pytest.approx(3.42)
     median = prometheus.series("histogram_quantile(0.5, exp_latency_seconds_bucket)")
-    assert value(median) == pytest.approx(0.2, rel=0.05)  # the exponential histogram, as classic buckets
+    # the exponential histogram as classic buckets on the fixed √2 grid: inside the grid's bucket of 0.2
+    assert 2**-2.5 < value(median) <= 0.25
     # every point kept, with its own timestamp (not one sample per scrape)
     assert value(prometheus.series("count_over_time(factorylens_train_tokens_rate_per_second[10m])")) == 34
 
@@ -212,6 +214,34 @@ def test_points_and_findings_reach_prometheus_under_their_names(make_service, pr
     assert counts[("sent", "")] > 34 and not any(outcome == "failed" for outcome, _ in counts)
     assert 'factorylens_rca_remote_write_samples_total{factorylens_rca_outcome="sent"' in text
     assert "factorylens_rca_remote_write_queue_depth" in text
+
+
+def test_exponential_histograms_of_different_scales_add_up_by_le(make_service, prometheus):
+    """Two replicas' latencies in exponential histograms of different ranges (so of different scales
+    and bucket edges), summed by ``le`` as a fleet's p95 panel sums them: the p95 is the pooled
+    requests' within a bucket of the grid, not the edge of one replica's top bucket."""
+    service = make_service(remote_write_url=prometheus.write_url, remote_write_interval_s=0.2)
+    meter, send = sdk_request_sender(service)
+    latency = meter.create_histogram("exp.fleet.latency", unit="s")
+    rng = np.random.default_rng(0)
+    fast = rng.lognormal(np.log(0.05), 0.3, 900)  # most requests, on one replica
+    slow = rng.lognormal(np.log(2.0), 0.2, 100)  # fewer and slower, on the other, to 3000 s on occasion
+    for v in fast:
+        latency.record(float(v), {"replica": "a"})
+    for v in [*slow, 3000.0]:
+        latency.record(float(v), {"replica": "b"})
+    send()
+    assert service.remote_write.force_flush(20_000)
+    for replica in "ab":
+        prometheus.series(f'exp_fleet_latency_seconds_count{{replica="{replica}"}}')
+    les = [
+        {r["metric"]["le"] for r in prometheus.query(f'exp_fleet_latency_seconds_bucket{{replica="{x}"}}')}
+        for x in "ab"
+    ]
+    assert les[0] == les[1]  # one grid for both
+    p95 = value(prometheus.query("histogram_quantile(0.95, sum by (le) (exp_fleet_latency_seconds_bucket))"))
+    truth = float(np.quantile(np.r_[fast, slow, 3000.0], 0.95))
+    assert truth / 2**0.5 < p95 < truth * 2**0.5, (p95, truth)
 
 
 def test_prometheus_down_bounds_the_queue_never_ingest_and_sending_resumes(make_service, tmp_path):

@@ -393,3 +393,25 @@ def test_entities_name_what_a_series_is_about():
     assert entity_of(loopback, {"gen_ai.provider.name": "sglang"}) == "replica:llm/127.0.0.1:8000"
     # an application's client-side view of a hosted model is not one of our replicas
     assert entity_of(scraped, {"gen_ai.provider.name": "openai"}) == "service:llm"
+
+
+@pytest.mark.parametrize(("per_interval", "slow_intervals_to_show"), [(100, 1), (5, 2)])
+def test_a_served_models_p95_reads_the_latest_requests_that_fill_its_tail(per_interval, slow_intervals_to_show):
+    """A serving latency's p95 is read over the latest requests that put 20 in its tail (400), at most five
+    minutes of them: a busy replica's (100 requests per 10 s) moves the first interval its requests all
+    get slower, where its 5-minute p95 would wait for 15 s of them; a quiet one's (5 per 10 s) needs the
+    five minutes and moves once a twentieth of them is slow (the second interval)."""
+    bounds = [0.05, 0.1, 0.2, 0.4]
+    counts, points, total = np.zeros(5, int), [], 0.0
+    for k in range(1, 61):
+        slow = k > 40
+        counts[3 if slow else 1] += per_interval
+        total += per_interval * (0.3 if slow else 0.07)
+        points.append((T0, T0 + k * 10 * S, bounds, counts.tolist(), total))
+    store = SeriesStore()
+    store.ingest_metrics(metrics_request([histogram("gen_ai.server.time_per_output_token", points)]))
+    info = only(store, "gen_ai.server.time_per_output_token")
+    _, _, p95 = store.query(info.id, View.P95)
+    assert (p95[1:40] <= 0.1).all()  # one bucket's interpolation while every request is fast
+    first_slow = int(np.argmax(p95 > 0.2))
+    assert first_slow - 39 == slow_intervals_to_show, p95[38:48]

@@ -172,34 +172,38 @@ def test_the_slo_kpis_are_time_to_first_token_time_per_output_token_and_failures
     assert np.nansum(failures) == 0  # counted from zero before the first failure
 
 
-def test_a_serving_latency_p95_reads_the_last_five_minutes_of_requests():
-    """One replica: 60 fast requests every 10 s, then one interval of 60 slow ones. Over ten seconds the
-    p95 would jump to the slow bucket; over five minutes the slow sixty are 1 in 31 (under 5 %), so
-    the p95 stays fast, and only a sustained slowdown moves it."""
+def test_a_serving_latency_p95_reads_the_latest_requests_that_fill_its_tail():
+    """One replica: 60 requests every 10 s. Its p95 is read over the latest 400 requests (20 in the tail;
+    seven intervals): 15 slow ones in an interval are under 5 % of them and leave it fast, where ten
+    seconds alone would jump to the slow bucket; 60 slow ones move it at once, and it is fast again once
+    they are out of the latest 400."""
     reader = InMemoryMetricReader()
     provider = telemetry.make_meter_provider(Resource.create({"service.name": "srv"}), [reader])
     served = ServingTelemetry(ServingConfig(service_name="srv", provider="vllm"), provider.get_meter("t"))
     export = MetricExport(reader, 0, reuse=False)
     store = SeriesStore(clock=lambda: 0.0)
 
-    def tick(k: int, ttft_s: float) -> None:
+    def tick(k: int, slow: int) -> None:
         base = k * 10 * NS
         served.record_many(
-            RequestRecord(base, base, base + int(ttft_s * NS), base + int(2 * NS), 100, 50) for _ in range(60)
+            RequestRecord(base, base, base + int((2.0 if n < slow else 0.05) * NS), base + int(2 * NS), 100, 50)
+            for n in range(60)
         )
         request = export.export((k + 1) * 10 * NS)
         assert request is not None
         store.ingest_metrics(request)
 
     for k in range(40):
-        tick(k, 0.05 if k != 35 else 2.0)
+        tick(k, 15 if k == 35 else 0)
     info = store.list_series(Metrics.GEN_AI_SERVER_TIME_TO_FIRST_TOKEN)[0]
     _, _, p95 = store.query(info.id, View.P95)
     assert np.nanmax(p95[30:]) < 0.1
-    for k in range(40, 45):
-        tick(k, 2.0)
+    tick(40, 60)
+    for k in range(41, 50):
+        tick(k, 0)
     _, _, p95 = store.query(info.id, View.P95)
-    assert p95[-1] > 1.0
+    assert p95[40] > 1.0
+    assert p95[-1] < 0.1  # nine intervals later the slow sixty are out of the latest 400
     provider.shutdown()
 
 
